@@ -1,0 +1,124 @@
+"""The training configuration and one training step, as in nanoGPT's train.py, with switches that let a run
+inject or remove a bottleneck: the attention kernel, the AdamW implementation, the dtype, torch.compile and
+the DataLoader's workers."""
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from model.gpt import GPT, GPTConfig
+
+OPTIMIZER_IMPLS = ("fused", "foreach", "loop")
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclass
+class TrainConfig:
+    out: str = ""  # run folder; empty means runs/<date-time>
+    dataset: str = ""  # a nanoGPT-prepared folder (train.bin, val.bin); empty means the built-in corpus
+    vocab_size: int = 0  # 0: from the dataset's meta file
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+    attention: str = "sdpa"
+    # training
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_iters: int = 60
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    decay_lr: bool = True
+    warmup_iters: int = 10
+    lr_decay_iters: int = 0  # 0: max_iters
+    min_lr: float = 1e-4
+    optimizer_impl: str = "fused"
+    # system
+    device: str = "auto"  # auto: cuda when available, else cpu
+    dtype: str = "float32"
+    compile: bool = False
+    num_workers: int = 0
+    pin_memory: bool = False
+    data_delay: float = 0.0  # seconds of sleep per sample: injects slow data loading
+    seed: int = 1337
+    log_interval: int = 1
+
+    def validate(self):
+        """Raise ValueError on a value the run cannot use."""
+        if self.optimizer_impl not in OPTIMIZER_IMPLS:
+            raise ValueError(f"optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, not {self.optimizer_impl!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, not {getattr(self, key)}")
+        if self.num_workers < 0 or self.data_delay < 0:
+            raise ValueError("num_workers and data_delay must not be negative")
+        self.gpt_config()  # checks attention and the head split
+
+    def gpt_config(self) -> GPTConfig:
+        return GPTConfig(block_size=self.block_size, vocab_size=self.vocab_size or 256, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, bias=self.bias,
+                         attention=self.attention)
+
+    @property
+    def tokens_per_iter(self) -> int:
+        return self.batch_size * self.block_size * self.gradient_accumulation_steps
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW as nanoGPT configures it (decay on 2-D weights only), in the chosen implementation."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    impl = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False, fused=False)}
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **impl[cfg.optimizer_impl])
+
+
+def learning_rate(it: int, cfg: TrainConfig) -> float:
+    """nanoGPT's schedule: linear warm-up, then cosine decay to min_lr."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    if it > decay_iters:
+        return cfg.min_lr
+    ratio = (it - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.learning_rate - cfg.min_lr)
+
+
+def autocast(device_type: str, dtype: str):
+    """Mixed precision as nanoGPT, except that bfloat16 autocast is used on the CPU too."""
+    return nullcontext() if dtype == "float32" else torch.amp.autocast(device_type=device_type, dtype=getattr(torch, dtype))
+
+
+def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: float) -> float:
+    """One optimizer step over gradient_accumulation_steps micro-batches; returns the summed loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    total = 0.0
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    for _ in range(cfg.gradient_accumulation_steps):
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=cfg.pin_memory), y.to(device, non_blocking=cfg.pin_memory)
+        with autocast(device_type, cfg.dtype):
+            _, loss = model(x, y)
+            loss = loss / cfg.gradient_accumulation_steps
+        loss.backward()
+        total += loss.detach()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(total)

@@ -1,0 +1,76 @@
+"""torch.profiler around a training loop: the schedule, the TensorBoard trace handler and the run's metadata.
+
+The metadata (model config, tokens and analytic FLOPs per step, dtype, peak) goes into every trace so that
+the analyzer can work from the trace alone. `add_metadata_json` only reaches a trace when called while the
+profiler records, so it is added at each recording step of every cycle.
+"""
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerAction, ProfilerActivity
+
+METADATA_KEY = "mfu_analyzer"
+RECORDING = (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
+
+
+@dataclass
+class ProfileConfig:
+    profile: bool = True
+    skip_first: int = 5
+    wait: int = 5
+    warmup: int = 2
+    active: int = 4
+    repeat: int = 2  # 0: repeat until the run ends
+    peak_flops: float = 0.0  # the device's peak FLOP/s, overriding the table or the CPU measurement
+
+    def validate(self):
+        if min(self.skip_first, self.wait, self.repeat) < 0 or self.active < 1 or self.warmup < 0:
+            raise ValueError("profiler schedule: active must be at least 1, the others at least 0")
+
+
+class Session:
+    """A torch.profiler.profile when cfg.profile, else a no-op with the same step()."""
+
+    def __init__(self, cfg: ProfileConfig, run_dir: Path, metadata: dict, on_trace=None, worker: str = ""):
+        self.metadata = json.dumps(metadata)
+        self.prof = None
+        if not cfg.profile:
+            return
+        worker = worker or f"{socket.gethostname()}_{os.getpid()}"
+        handler = torch.profiler.tensorboard_trace_handler(str(run_dir), worker_name=worker)
+
+        def trace_ready(prof):
+            handler(prof)
+            if on_trace:
+                on_trace(prof)
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        schedule = torch.profiler.schedule(skip_first=cfg.skip_first, wait=cfg.wait, warmup=cfg.warmup,
+                                           active=cfg.active, repeat=cfg.repeat)
+        self.prof = torch.profiler.profile(activities=activities, schedule=schedule, on_trace_ready=trace_ready,
+                                           record_shapes=True)
+
+    def __enter__(self):
+        if self.prof:
+            self.prof.__enter__()
+            self._tag()
+        return self
+
+    def __exit__(self, *exc):
+        if self.prof:
+            self.prof.__exit__(*exc)
+        return False
+
+    def step(self):
+        if self.prof:
+            self.prof.step()
+            self._tag()
+
+    def _tag(self):
+        if self.prof.current_action in RECORDING:
+            self.prof.add_metadata_json(METADATA_KEY, self.metadata)

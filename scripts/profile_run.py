@@ -1,0 +1,141 @@
+"""Train a GPT under torch.profiler and write a trace that TensorBoard shows and the analyzer reads.
+
+    python scripts/profile_run.py [config_file] [--key=value ...]
+
+Keys and defaults: model/train.py (TrainConfig) and profiler/session.py (ProfileConfig).
+"""
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from model import data  # noqa: E402
+from model.configurator import ConfigError, apply  # noqa: E402
+from model.gpt import GPT  # noqa: E402
+from model.train import TrainConfig, learning_rate, make_optimizer, train_step  # noqa: E402
+from profiler.flops import model_flops_per_token  # noqa: E402
+from profiler.peak import cache_dir, resolve_peak  # noqa: E402
+from profiler.session import ProfileConfig, Session  # noqa: E402
+
+
+class UsageError(Exception):
+    """Bad configuration or input: reported as one line, exit status 2."""
+
+
+def resolve_dataset(cfg: TrainConfig) -> Path:
+    """The data folder, with cfg.vocab_size filled in from its meta file when not given."""
+    if not cfg.dataset:
+        folder = data.prepare_default_dataset(cache_dir() / "data")
+    else:
+        folder = Path(cfg.dataset)
+        if not (folder / "train.bin").is_file():
+            raise UsageError(f"dataset folder {folder} has no train.bin (nanoGPT's prepare.py format)")
+    if not cfg.vocab_size:
+        cfg.vocab_size = data.read_vocab_size(folder) or 0
+        if not cfg.vocab_size:
+            raise UsageError(f"no meta.json or meta.pkl with vocab_size in {folder}: pass --vocab_size=N")
+    return folder
+
+
+def new_run_dir(out: str) -> Path:
+    run_dir = Path(out or time.strftime("runs/run-%Y%m%d-%H%M%S"))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"run folder {run_dir} already holds files; choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def setup(argv):
+    cfg, pcfg = TrainConfig(), ProfileConfig()
+    try:
+        apply([cfg, pcfg], argv)
+        cfg.validate()
+        pcfg.validate()
+    except (ConfigError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    folder = resolve_dataset(cfg)
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("device cuda asked for, but torch sees no CUDA device")
+    return cfg, pcfg, folder
+
+
+def main(argv):
+    cfg, pcfg, folder = setup(argv)
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.gpt_config()).to(cfg.device)
+    optimizer = make_optimizer(model, cfg)
+    run_dir = new_run_dir(cfg.out)
+    loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size,
+                              cfg.max_iters * cfg.gradient_accumulation_steps, cfg.num_workers, cfg.pin_memory,
+                              cfg.seed, cfg.data_delay)
+    if cfg.compile:
+        model = torch.compile(model)
+
+    kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
+    device_name = torch.cuda.get_device_name(cfg.device) if kind == "cuda" else ""
+    tf32 = kind == "cuda" and torch.backends.cuda.matmul.allow_tf32
+    peak = resolve_peak(device_name, kind, cfg.dtype, tf32, pcfg.peak_flops, torch.get_num_threads())
+    n_params = model.get_num_params() if not cfg.compile else model._orig_mod.get_num_params()
+    flops_per_iter = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) * cfg.tokens_per_iter
+    metadata = {
+        "model": {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "attention")},
+        "n_params": n_params, "tokens_per_step": cfg.tokens_per_iter, "flops_per_step": flops_per_iter,
+        "dtype": cfg.dtype, "compile": cfg.compile, "optimizer_impl": cfg.optimizer_impl,
+        "num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory, "device": cfg.device,
+        "threads": torch.get_num_threads(), "peak": peak.as_dict() if peak else None,
+    }
+    (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "profile": asdict(pcfg)}, indent=1))
+    print(f"run folder {run_dir}; model {n_params / 1e6:.2f}M parameters (non-embedding), "
+          f"{cfg.tokens_per_iter:,} tokens/iter, {flops_per_iter / 1e9:.2f} GFLOP/iter")
+    if peak:
+        print(f"peak ({peak.source}, {peak.device or kind}): {peak.peak_flops / 1e12:.3f} TFLOP/s, "
+              f"{peak.peak_flops_run / 1e12:.3f} TFLOP/s in {peak.dtype}")
+    else:
+        print(f"no peak known for {device_name!r}: MFU is not shown (pass --peak_flops=...)")
+
+    model.train()
+    batches = iter(loader)
+    times, tokens = [], 0
+    with Session(pcfg, run_dir, metadata) as session, \
+            tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not sys.stderr.isatty()) as bar:
+        for it in range(cfg.max_iters):
+            t0 = time.perf_counter()
+            loss = train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))
+            if kind == "cuda":
+                torch.cuda.synchronize()
+            session.step()
+            dt = time.perf_counter() - t0
+            times.append(dt)
+            if it % cfg.log_interval == 0:
+                mfu = f", mfu {100 * flops_per_iter / dt / peak.peak_flops:.2f}%" if peak else ""
+                bar.write(f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms{mfu}, "
+                          f"tok/s {cfg.tokens_per_iter / dt:,.0f}")
+            bar.update()
+    steady = times[1:] or times
+    tok_s = cfg.tokens_per_iter * len(steady) / sum(steady)
+    summary = {"iters": cfg.max_iters, "tokens_per_s": tok_s, "ms_per_iter": 1000 * sum(steady) / len(steady),
+               "mfu": flops_per_iter * tok_s / cfg.tokens_per_iter / peak.peak_flops if peak else None}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    traces = sorted(run_dir.glob("*.pt.trace.json*"))
+    print(f"done: {tok_s:,.0f} tokens/s over iters 1-{cfg.max_iters - 1}, {summary['ms_per_iter']:.2f} ms/iter"
+          + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
+    if traces:
+        print(f"{len(traces)} trace(s) in {run_dir}: tensorboard --logdir={run_dir.parent}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

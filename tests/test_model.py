@@ -1,0 +1,69 @@
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from model.gpt import GPT, GPTConfig
+from profiler.flops import model_flops_per_token
+
+SMALL = dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=96, bias=True, dropout=0.0)
+
+# nanoGPT's model.py parameter names for a 1-layer model with bias (transformer.wte is tied to lm_head)
+NANOGPT_KEYS = [
+    "transformer.wte.weight", "transformer.wpe.weight",
+    "transformer.h.0.ln_1.weight", "transformer.h.0.ln_1.bias",
+    "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_attn.bias",
+    "transformer.h.0.attn.c_proj.weight", "transformer.h.0.attn.c_proj.bias",
+    "transformer.h.0.ln_2.weight", "transformer.h.0.ln_2.bias",
+    "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_fc.bias",
+    "transformer.h.0.mlp.c_proj.weight", "transformer.h.0.mlp.c_proj.bias",
+    "transformer.ln_f.weight", "transformer.ln_f.bias", "lm_head.weight",
+]
+
+
+def test_state_dict_has_nanogpt_names_and_round_trips(tmp_path):
+    cfg = GPTConfig(**{**SMALL, "n_layer": 1})
+    model = GPT(cfg)
+    sd = model.state_dict()
+    assert list(sd) == NANOGPT_KEYS
+    assert model.lm_head.weight is model.transformer.wte.weight
+    torch.save(sd, tmp_path / "ckpt.pt")
+    other = GPT(GPTConfig(**{**SMALL, "n_layer": 1, "attention": "manual"}))
+    other.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+    idx = torch.randint(0, 96, (2, 16))
+    torch.testing.assert_close(model(idx, idx)[1], other(idx, idx)[1])  # sdpa and manual attention agree
+
+
+def test_num_params_follows_nanogpt_convention():
+    model = GPT(GPTConfig(**SMALL))
+    C, V, T, L = 64, 96, 32, 2
+    per_layer = (2 * C) * 2 + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    total = V * C + T * C + L * per_layer + 2 * C  # wte (tied lm_head), wpe, blocks, ln_f
+    assert model.get_num_params(non_embedding=False) == total
+    assert model.get_num_params() == total - T * C  # only wpe is subtracted
+
+
+def test_analytic_flops_against_hand_computation():
+    # nanoGPT's estimate_mfu: 6N + 12·L·H·Q·T per token
+    assert model_flops_per_token(1000, 2, 4, 64, 32) == 6 * 1000 + 12 * 2 * 4 * 16 * 32
+    model = GPT(GPTConfig(**SMALL))
+    C, T, L, H = 64, 32, 2, 4
+    weights = 96 * C + L * (C * 3 * C + C * C + C * 4 * C + 4 * C * C)  # lm_head (tied) and the block matmuls
+    others = L * (2 * 2 * C + 3 * C + C + 4 * C + C) + 2 * C  # norms and biases: in N, but no matmul
+    per_token = model_flops_per_token(model.get_num_params(), L, H, C, T)
+    assert per_token == 6 * (weights + others) + 12 * L * C * T
+
+
+def test_analytic_flops_against_flop_counter():
+    """flop_counter counts every matmul: 6N minus the non-matmul parameters (norms, biases), and the
+    attention term once the score and value matmuls are explicit (manual attention)."""
+    cfg = GPTConfig(**{**SMALL, "attention": "manual"})
+    model = GPT(cfg)
+    B, T = 2, cfg.block_size
+    idx = torch.randint(0, cfg.vocab_size, (B, T))
+    with FlopCounterMode(display=False) as counter:
+        model(idx, idx)[1].backward()
+    counted = counter.get_total_flops()
+    analytic = model_flops_per_token(model.get_num_params(), cfg.n_layer, cfg.n_head, cfg.n_embd, T) * B * T
+    non_matmul = sum(p.numel() for n, p in model.named_parameters() if p.dim() < 2)
+    assert counted == analytic - 6 * non_matmul * B * T
+    assert abs(counted / analytic - 1) < 0.02
+
