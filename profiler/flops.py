@@ -1,4 +1,10 @@
-"""FLOPs: the analytic model count (nanoGPT's estimate_mfu, PaLM appendix B)."""
+"""FLOPs: the analytic model count (nanoGPT's estimate_mfu, PaLM appendix B) and the FLOPs that ran."""
+
+import ast
+import math
+import re
+
+import numpy as np
 
 
 def model_flops_per_token(n_params: int, n_layer: int, n_head: int, n_embd: int, block_size: int) -> int:
@@ -9,3 +15,94 @@ def model_flops_per_token(n_params: int, n_layer: int, n_head: int, n_embd: int,
     """
     head_dim = n_embd // n_head
     return 6 * n_params + 12 * n_layer * n_head * head_dim * block_size
+
+
+# --- FLOPs of the ops that ran, from their recorded input shapes (record_shapes=True) ---
+#
+# Counted at the ops that do the work (mm, not the linear or matmul that call it); where such ops nest
+# (sdpa → _flash_attention_forward, convolution → cudnn_convolution), only the outermost one counts.
+
+FLOP_OPS = re.compile(
+    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_dot_product_\w+_attention\w*|_flash_attention_\w+"
+    r"|_efficient_attention_\w+|convolution|_convolution|convolution_backward|cudnn_convolution"
+    r"|cudnn_convolution_backward|mkldnn_convolution)$"
+)
+
+
+def _prod(dims) -> int:
+    return math.prod(int(d) for d in dims)
+
+
+def matmul_flops(name: str, dims: list) -> float:
+    """2·m·k·n per matrix product; the added bias or input of addmm / baddbmm is not counted (as flop_counter)."""
+    a, b = (dims[0], dims[1]) if name in ("aten::mm", "aten::bmm") else (dims[1], dims[2])
+    return 2.0 * _prod(a) * b[-1]
+
+
+def attention_flops(name: str, dims: list) -> float:
+    """Scores and values: 2·B·H·Lq·Lk·(E + Ev) forward, twice that backward (full, non-causal T×T, as nanoGPT)."""
+    backward = name.endswith("_backward")
+    q, k, v = dims[1:4] if backward else dims[0:3]
+    if name.startswith(("aten::_flash_attention", "aten::_efficient_attention")):  # [B, L, H, E] layout
+        (batch, lq, heads, e), lk, ev = q, k[1], v[-1]
+    else:  # [B, H, L, E]
+        (batch, heads, lq, e), lk, ev = q, k[-2], v[-1]
+    forward = 2.0 * batch * heads * lq * lk * (e + ev)
+    return 2 * forward if backward else forward
+
+
+def conv_output_spatial(inp: list, weight: list, concrete: list) -> list[int] | None:
+    """Output spatial size from stride / padding / dilation when the trace recorded them (torch ≥ 2.0)."""
+    try:
+        stride, padding, dilation = (list(ast.literal_eval(c)) for c in concrete[3:6])
+    except (ValueError, SyntaxError, TypeError, IndexError):
+        return None
+    spatial, kernel = inp[2:], weight[2:]
+    n = len(spatial)
+    stride, padding, dilation = ((x * n)[:n] if len(x) == 1 else x for x in (stride, padding, dilation))
+    return [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation)]
+
+
+def conv_flops(inp: list, weight: list, out_spatial: list) -> float:
+    """2 · N · C_out · prod(out spatial) · (C_in / groups) · prod(kernel), forward."""
+    return 2.0 * inp[0] * weight[0] * _prod(out_spatial) * weight[1] * _prod(weight[2:])
+
+
+def counted_flops(names: list[str], shapes: list, warnings: list[str]) -> np.ndarray:
+    """FLOPs of each op (outermost FLOP ops only, chosen by the caller) from its shapes; 0 when unknown.
+
+    Forward convolutions in traces without scalar arguments (torch 1.x) take their output size from the
+    matching backward op (same input and weight shapes), which records the output gradient's shape.
+    """
+    out = np.zeros(len(names))
+    backward_out = {}
+    for name, sh in zip(names, shapes):
+        if name == "aten::convolution_backward" and len(sh.dims) >= 3:
+            backward_out[(tuple(sh.dims[1]), tuple(sh.dims[2]))] = sh.dims[0][2:]
+        elif name == "aten::cudnn_convolution_backward" and len(sh.dims) >= 3:
+            backward_out[(tuple(sh.dims[0]), tuple(sh.dims[2]))] = sh.dims[1][2:]
+    unknown = 0
+    for i, (name, sh) in enumerate(zip(names, shapes)):
+        dims = sh.dims
+        try:
+            if "attention" in name:
+                out[i] = attention_flops(name, dims)
+            elif "convolution" in name:
+                if name.endswith("_backward"):
+                    grad, inp = (dims[0], dims[1]) if name == "aten::convolution_backward" else (dims[1], dims[0])
+                    out[i] = 2 * conv_flops(inp, dims[2], grad[2:])
+                else:
+                    spatial = conv_output_spatial(dims[0], dims[1], sh.concrete) or backward_out.get(
+                        (tuple(dims[0]), tuple(dims[1])))
+                    if spatial is None:
+                        unknown += 1
+                        continue
+                    out[i] = conv_flops(dims[0], dims[1], spatial)
+            else:
+                out[i] = matmul_flops(name, dims)
+        except (ValueError, TypeError, IndexError):
+            unknown += 1
+    if unknown:
+        warnings.append(f"{unknown} matmul/attention/convolution ops had no usable input shapes: their FLOPs are "
+                        "not counted (record the trace with record_shapes=True)")
+    return out

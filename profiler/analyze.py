@@ -1,0 +1,132 @@
+"""One trace file through the stages: load → links → steps → FLOPs → breakdown, into plain per-step arrays."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from profiler import breakdown as B
+from profiler import classify as C
+from profiler.links import Links, link
+from profiler.load import MEMCPY, MEMSET, Trace, load_trace
+from profiler.steps import Steps, find_steps
+
+DTYPE_OF_INPUT_TYPE = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
+
+
+@dataclass
+class OpStats:
+    count: int = 0
+    us: float = 0.0  # time attributed to the op (device time on GPU, exclusive host time on CPU)
+    flops: float = 0.0
+    flop_us: float = 0.0  # the time its FLOPs took: device time of its kernels, or the counted ops' duration
+    category_us: dict = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, us: float, category: int):
+        self.count += 1
+        self.us += us
+        self.category_us[C.CATEGORIES[category]] += us
+
+    @property
+    def category(self) -> str:
+        return max(self.category_us, key=self.category_us.get) if self.category_us else "idle"
+
+
+@dataclass
+class TraceAnalysis:
+    trace: Trace
+    kind: str  # "cuda" (any device events) or "cpu"
+    steps: Steps
+    breakdown_us: np.ndarray  # (categories, steps)
+    flops: np.ndarray  # counted FLOPs per step
+    copied_bytes: np.ndarray  # memcpy / memset bytes per step (GPU), copy_ bytes (CPU)
+    ops: dict[str, OpStats]  # summed over the analysed steps
+    classified_us: dict[str, float]  # device time by how it was classified
+    utilization: dict | None
+    dtype: str | None  # matmul input dtype weighted by FLOPs
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyze_file(path) -> TraceAnalysis:
+    trace = load_trace(path)
+    warnings = list(trace.warnings)
+    links = link(trace, warnings)
+    steps = find_steps(trace, links, warnings)
+    gpu = len(links.device) > 0
+    bd = B.gpu_breakdown(trace, links, steps) if gpu else B.cpu_breakdown(trace, links, steps)
+    counted = np.flatnonzero(links.flops > 0)
+    host_step = steps.host_index(trace.start)
+    flops = np.bincount(host_step[counted][host_step[counted] >= 0],
+                        weights=links.flops[counted][host_step[counted] >= 0], minlength=len(steps.ids))
+    if gpu:
+        ops, classified, copied = gpu_ops(trace, links, steps, bd)
+    else:
+        ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, links, bd)
+    return TraceAnalysis(trace, "cuda" if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
+                         B.device_utilization(trace, links), matmul_dtype(trace, links), warnings)
+
+
+def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):
+    """Device time per launching op (or per kernel name when no op is known), with the FLOPs it carried."""
+    start = trace.start[links.device]
+    i = np.searchsorted(steps.start, start, side="right") - 1
+    in_step = (i >= 0) & (start < steps.end[np.maximum(i, 0)])
+    dur = (trace.end - trace.start)[links.device]
+    op = links.launching_op
+    owner = np.where(op >= 0, links.flop_owner[np.maximum(op, 0)], -1)
+    owner = np.where(links.flops[np.maximum(owner, 0)] > 0, owner, -1)
+    # rows are keyed by the op that owns the FLOPs, else the launching op, else the kernel's own name
+    key_row = np.where(owner >= 0, owner, np.where(op >= 0, op, links.device))
+    key = trace.name[key_row]
+    seen = set()
+    ops: dict[str, OpStats] = defaultdict(OpStats)
+    for k, d, c, o in zip(key[in_step], dur[in_step], bd.device_category[in_step], owner[in_step]):
+        stats = ops[trace.names[k]]
+        stats.add(d, c)
+        if o >= 0:
+            stats.flop_us += d
+            if o not in seen:
+                seen.add(o)
+                stats.flops += links.flops[o]
+    classified = {label: float(dur[in_step & (bd.classified_by == code)].sum()) for label, code in
+                  (("by_op", B.BY_OP), ("by_name", B.BY_NAME), ("unclassified", B.UNCLASSIFIED))}
+    copies = np.isin(trace.kind[links.device], (MEMCPY, MEMSET)) & in_step
+    copied = np.bincount(i[copies], weights=trace.nbytes[links.device][copies], minlength=len(steps.ids))
+    return ops, classified, copied
+
+
+def cpu_ops(trace: Trace, links: Links, bd: B.Breakdown) -> dict[str, OpStats]:
+    rows = np.flatnonzero((bd.row_step >= 0) & (bd.row_category >= 0) & ~links.is_step)
+    ops: dict[str, OpStats] = defaultdict(OpStats)
+    dur = trace.end - trace.start
+    for r in rows:
+        stats = ops[trace.names[trace.name[r]]]
+        stats.add(bd.self_us[r], bd.row_category[r])
+        if links.flops[r]:
+            stats.flops += links.flops[r]
+            stats.flop_us += dur[r]
+    return ops
+
+
+def cpu_copied_bytes(trace: Trace, links: Links, bd: B.Breakdown) -> np.ndarray:
+    """Bytes written by aten::copy_ on the training thread per step, from its destination's shape and dtype."""
+    copy_name = [i for i, name in enumerate(trace.names) if name == "aten::copy_"]
+    rows = np.flatnonzero(np.isin(trace.name, copy_name) & (bd.row_step >= 0))
+    n_steps = int(bd.row_step.max()) + 1 if len(bd.row_step) else 0
+    out = np.zeros(max(n_steps, 1))
+    itemsize = {"float": 4, "c10::BFloat16": 2, "c10::Half": 2, "double": 8, "long int": 8, "int": 4,
+                "bool": 1, "unsigned char": 1, "signed char": 1, "short int": 2}
+    for r, shape in zip(rows, trace.shapes(rows)):
+        if shape.dims and shape.types:
+            out[bd.row_step[r]] += float(np.prod(shape.dims[0])) * itemsize.get(shape.types[0], 0)
+    return out
+
+
+def matmul_dtype(trace: Trace, links: Links) -> str | None:
+    """The dtype that carried most of the counted FLOPs, from the ops' recorded input types."""
+    counted = np.flatnonzero(links.flops > 0)
+    weight = defaultdict(float)
+    for r, shape in zip(counted, trace.shapes(counted)):
+        first = next((t for t in shape.types if t), "")
+        weight[DTYPE_OF_INPUT_TYPE.get(first, first)] += links.flops[r]
+    return max(weight, key=weight.get) if weight else None

@@ -1,0 +1,112 @@
+"""The exclusive split of each step's time into the categories of DESIGN.md.
+
+Every microsecond of a step belongs to exactly one category, by a fixed priority (the order of
+classify.CATEGORIES), so the shares add up to the step time. On a GPU trace the device timeline decides (all
+streams merged) and the host explains the device's idle time; on a CPU-only trace each microsecond of the
+training thread belongs to the innermost op running then.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from profiler import classify as C
+from profiler.intervals import exclusive_coverage, merge
+from profiler.links import Links
+from profiler.load import KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
+from profiler.steps import Steps
+
+BY_OP, BY_NAME, UNCLASSIFIED = range(3)
+
+
+@dataclass
+class Breakdown:
+    us: np.ndarray  # (len(CATEGORIES), n_steps) microseconds per category per step
+    device_category: np.ndarray  # per device event of links.device (GPU traces), else empty
+    classified_by: np.ndarray  # per device event: BY_OP, BY_NAME or UNCLASSIFIED
+    self_us: np.ndarray  # per row: exclusive host time attributed in the CPU breakdown (CPU traces)
+    row_category: np.ndarray  # per row: category of that exclusive time (CPU traces), -1 elsewhere
+    row_step: np.ndarray  # per row: index of the analysed step it falls in, -1
+
+
+def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
+    """Category of each device event, and how it was decided.
+
+    A launching op with a category decides (a kernel of aten::mm is matmul); otherwise the kernel's name may
+    say matmul or communication (triton templates, cuBLAS under a custom op, NCCL); otherwise a kernel that
+    an op launched is other compute, and one that no op launched is unclassified (counted as other compute).
+    """
+    kind = trace.kind[links.device]
+    category = np.full(len(links.device), C.OTHER_COMPUTE)
+    source = np.full(len(links.device), BY_OP)
+    category[np.isin(kind, (MEMCPY, MEMSET))] = C.MEMORY
+    kernels = np.flatnonzero(kind == KERNEL)
+    op = links.launching_op[kernels]
+    op_cat = np.where(op >= 0, links.category[np.maximum(op, 0)], -1)
+    by_op = np.isin(op_cat, (C.MATMUL, C.COMMUNICATION))
+    category[kernels[by_op]] = op_cat[by_op]
+    undecided = kernels[~by_op & ~np.isin(op_cat, (C.MEMORY, C.DATA_LOADING))]
+    names = trace.name[links.device[undecided]]
+    guess = {i: C.kernel_category_by_name(trace.names[i]) for i in np.unique(names)}
+    guessed = np.array([-1 if guess[i] is None else guess[i] for i in names], dtype=np.int64)
+    category[undecided[guessed >= 0]] = guessed[guessed >= 0]
+    source[undecided[guessed >= 0]] = BY_NAME
+    source[undecided[(guessed < 0) & (links.launching_op[undecided] < 0)]] = UNCLASSIFIED
+    return category, source
+
+
+def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
+    category, source = device_categories(trace, links)
+    dev_start, dev_end = trace.start[links.device], trace.end[links.device]
+    levels = [(dev_start[category == c], dev_end[category == c])
+              for c in (C.MATMUL, C.OTHER_COMPUTE, C.MEMORY, C.COMMUNICATION)]
+    host = links.host[~links.is_step[links.host]]
+    loading = host[links.category[host] == C.DATA_LOADING]
+    busy_host = np.concatenate((host[trace.kind[host] == OP], np.flatnonzero(trace.kind == RUNTIME)))
+    levels += [(trace.start[loading], trace.end[loading]), (trace.start[busy_host], trace.end[busy_host])]
+    us = exclusive_coverage(levels, steps.start, steps.end)
+    empty = np.full(len(trace), -1)
+    return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start))
+
+
+def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
+    """Exclusive time of each op on the training thread, by the category of what it did with that time."""
+    step_rows = np.flatnonzero(links.is_step)
+    thread = np.bincount(trace.thread[step_rows]).argmax() if len(step_rows) else np.bincount(trace.thread[links.host]).argmax()
+    rows = links.host[trace.thread[links.host] == thread]
+    dur = trace.end - trace.start
+    children = np.zeros(len(trace))
+    has_parent = links.parent[rows] >= 0
+    np.add.at(children, links.parent[rows[has_parent]], dur[rows[has_parent]])
+    self_us = np.zeros(len(trace))
+    self_us[rows] = np.maximum(dur[rows] - children[rows], 0)
+
+    # an op that hands real work to child ops (not just views and allocations) is a composite: its own
+    # time is dispatch overhead; any other op's own time is its compute
+    composite = np.zeros(len(trace), bool)
+    real_work = rows[has_parent & (links.category[rows] != C.HOST_OVERHEAD)]
+    composite[links.parent[real_work]] = True
+    category = np.full(len(trace), -1)
+    inherited = links.category[rows]
+    is_op = trace.kind[rows] == OP
+    category[rows] = np.select(
+        [np.isin(inherited, C.INHERITED) | (inherited == C.HOST_OVERHEAD), is_op & ~composite[rows], is_op],
+        [inherited, C.OTHER_COMPUTE, C.HOST_OVERHEAD], C.IDLE)
+    category[rows[links.is_step[rows]]] = C.IDLE
+
+    step = steps.host_index(trace.start)
+    counted = rows[step[rows] >= 0]
+    us = np.zeros((len(C.CATEGORIES), len(steps.ids)))
+    np.add.at(us, (category[counted], step[counted]), self_us[counted])
+    if not len(step_rows):  # one window, no step span: time under no op is idle
+        us[C.IDLE] += np.maximum(steps.duration - us.sum(axis=0), 0)
+    return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step)
+
+
+def device_utilization(trace: Trace, links: Links) -> dict | None:
+    """Busy share of the whole trace's device window (first to last device event), as HTA measures it."""
+    if not len(links.device):
+        return None
+    s, e = merge(trace.start[links.device], trace.end[links.device])
+    window = float(e.max() - s.min())
+    return {"window_ms": window / 1000, "busy_fraction": float((e - s).sum() / window) if window else 0.0}

@@ -1,0 +1,64 @@
+"""What each op and kernel is: one of the breakdown categories of DESIGN.md.
+
+Kernels are classified by the op that launched them first (ATen op names are a stable API), and by their own
+name only when no launching op says anything (torch.compile's triton kernels, CUDA graphs, NCCL's threads).
+Kernel names change with every library release (nvjet, cutlass, flash, triton ...), so name patterns are the
+fallback, and the time they could not classify is reported, not hidden.
+"""
+
+import re
+
+CATEGORIES = ("matmul", "other_compute", "memory", "communication", "data_loading", "host_overhead", "idle")
+MATMUL, OTHER_COMPUTE, MEMORY, COMMUNICATION, DATA_LOADING, HOST_OVERHEAD, IDLE = range(len(CATEGORIES))
+# categories that an op passes down to everything inside it (a copy inside a matmul op is the matmul's)
+INHERITED = (MATMUL, MEMORY, COMMUNICATION, DATA_LOADING)
+
+MATMUL_OP = re.compile(
+    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_mm|_int_mm"
+    r"|conv\w*|_convolution\w*|cudnn_convolution\w*|mkldnn_convolution\w*|miopen_convolution\w*"
+    r"|_scaled_dot_product_(flash|efficient|cudnn|fused)_attention\w*|_flash_attention\w*|_efficient_attention\w*)$"
+)
+MEMORY_OP = re.compile(
+    r"^aten::(copy_|_copy_from|_copy_from_and_resize|to|_to_copy|contiguous|clone|cat|_cat|stack|fill_|zero_|zeros"
+    r"|zeros_like|ones|ones_like|full|full_like|new_zeros|new_full|pin_memory|_pin_memory|index_put_|masked_fill_)$"
+)
+COMMUNICATION_OP = re.compile(r"^(nccl|gloo|mpi|ucc):|^c10d::|^record_param_comms$|^ProcessGroup|^c10d_functional::")
+DATA_LOADING_OP = re.compile(r"^enumerate\(Data(Loader|Pipe)\)#|load_batch|wait_for_batch|data_?load", re.IGNORECASE)
+# ops that only describe or allocate tensors: their time is framework overhead, never compute
+METADATA_OP = re.compile(
+    r"^(aten::(view|_view\w*|reshape|_reshape_alias|as_strided|transpose|t|permute|expand|expand_as|view_as|slice"
+    r"|select|unsqueeze|squeeze|detach|alias|empty|empty_like|empty_strided|resize_|_unsafe_view|split"
+    r"|split_with_sizes|narrow|lift_fresh|unbind|chunk|resolve_conj|resolve_neg|set_|item|_local_scalar_dense"
+    r"|is_nonzero|result_type|broadcast_tensors|flatten|unflatten|numpy_T|_has_compatible_shallow_copy_type)|detach)$"
+)
+
+COMMUNICATION_KERNEL = re.compile(r"nccl|rccl", re.IGNORECASE)
+MATMUL_KERNEL = re.compile(
+    r"gemm|cutlass|nvjet|xmma|cublas|wgmma|hmma|s884|s1688|h884|h1688|h16816|s16816|i8816|sm\d+_xmma|_mm_|triton_tem"
+    r"|conv(olution|olve|_|2d|3d)|implicit_gemm|wgrad|dgrad|fprop|flash|fmha|attention|sdpa",
+    re.IGNORECASE,
+)
+
+
+def op_category(name: str) -> int | None:
+    """The category an op's own time belongs to, from its name; None when the name says nothing."""
+    if MATMUL_OP.match(name):
+        return MATMUL
+    if COMMUNICATION_OP.search(name):
+        return COMMUNICATION
+    if DATA_LOADING_OP.search(name):
+        return DATA_LOADING
+    if MEMORY_OP.match(name):
+        return MEMORY
+    if METADATA_OP.match(name):
+        return HOST_OVERHEAD
+    return None
+
+
+def kernel_category_by_name(name: str) -> int | None:
+    """A kernel's category from its own name: the fallback when its launching op says nothing."""
+    if COMMUNICATION_KERNEL.search(name):
+        return COMMUNICATION
+    if MATMUL_KERNEL.search(name):
+        return MATMUL
+    return None

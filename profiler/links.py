@@ -1,0 +1,85 @@
+"""The structure of a trace that later stages share: the nesting of host spans, each op's category and
+FLOP owner, and for each device event the runtime call that launched it and the op that made that call.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from profiler import classify
+from profiler.flops import FLOP_OPS, counted_flops
+from profiler.intervals import Forest
+from profiler.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, Trace
+
+
+@dataclass
+class Links:
+    host: np.ndarray  # rows of host spans (ops and annotations), the nodes of the forest
+    parent: np.ndarray  # per row: enclosing host span on the same thread, -1 (only host rows are set)
+    category: np.ndarray  # per row: inherited op category (classify.*), -1 where the name says nothing
+    flop_owner: np.ndarray  # per row: the outermost FLOP op at or above this op, -1
+    flops: np.ndarray  # per row: FLOPs of counted ops (0 elsewhere)
+    device: np.ndarray  # rows of kernels, memcpys and memsets, by start time
+    launch: np.ndarray  # per device event: the runtime row that launched it, -1
+    launching_op: np.ndarray  # per device event: innermost host span around its launch, -1
+    is_step: np.ndarray  # per row: a ProfilerStep#N span
+
+
+def link(trace: Trace, warnings: list[str]) -> Links:
+    n = len(trace)
+    step_names = np.array([name.startswith("ProfilerStep#") for name in trace.names])
+    is_step = step_names[trace.name]
+    host = np.flatnonzero(np.isin(trace.kind, (OP, ANNOTATION)))
+    forest = Forest(trace.start[host], trace.end[host], trace.thread[host])
+    parent = np.full(n, -1)
+    local_parent = forest.parents()
+    parent[host] = np.where(local_parent >= 0, host[np.maximum(local_parent, 0)], -1)
+
+    # own category from the name, then inherited top-down: the outermost inheriting ancestor wins
+    own = np.array([_category_code(name) for name in trace.names], dtype=np.int64)[trace.name]
+    category = np.where(np.isin(trace.kind, (OP, ANNOTATION)), own, -1)
+    is_flop_op = np.array([bool(FLOP_OPS.match(name)) for name in trace.names])[trace.name] & (trace.kind == OP)
+    flop_owner = np.where(is_flop_op, np.arange(n), -1)
+    inherits = np.isin(category, classify.INHERITED)
+    for rows in forest.levels():
+        rows = host[rows]
+        p = parent[rows]
+        has_p = p >= 0
+        rows, p = rows[has_p], p[has_p]
+        take = inherits[p]
+        category[rows[take]] = category[p[take]]
+        inherits[rows[take]] = True
+        owned = flop_owner[p] >= 0
+        flop_owner[rows[owned]] = flop_owner[p[owned]]
+
+    counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
+    flops = np.zeros(n)
+    flops[counted] = counted_flops(trace.names_of(counted), trace.shapes(counted), warnings)
+
+    device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
+    device = device[np.argsort(trace.start[device], kind="stable")]
+    launch = _launches(trace, device)
+    launching_op = np.full(len(device), -1)
+    ok = launch >= 0
+    if ok.any():
+        rows = launch[ok]
+        inner = forest.enclosing(trace.start[rows], trace.thread[rows])
+        launching_op[ok] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
+    return Links(host, parent, category, flop_owner, flops, device, launch, launching_op, is_step)
+
+
+def _category_code(name: str) -> int:
+    code = classify.op_category(name)
+    return -1 if code is None else code
+
+
+def _launches(trace: Trace, device: np.ndarray) -> np.ndarray:
+    """The runtime row whose correlation id each device event carries, or -1."""
+    runtime = np.flatnonzero((trace.kind == RUNTIME) & (trace.correlation >= 0))
+    keys = trace.correlation[runtime]
+    order = np.argsort(keys, kind="stable")
+    keys, runtime = keys[order], runtime[order]
+    want = trace.correlation[device]
+    pos = np.clip(np.searchsorted(keys, want), 0, max(len(keys) - 1, 0))
+    found = (len(keys) > 0) & (want >= 0) & (keys[pos] == want) if len(keys) else np.zeros(len(device), bool)
+    return np.where(found, runtime[pos] if len(keys) else -1, -1)

@@ -1,0 +1,209 @@
+"""Kineto trace files → columnar numpy arrays, in one decoding pass.
+
+msgspec decodes the JSON straight into typed structs and keeps each event's `args` as raw bytes, so only
+the args that a later stage asks for are ever decoded. Old (torch 1.x: "Operator", "Kernel") and new
+("cpu_op", "kernel") category names, microsecond and fractional (nanosecond-resolution) timestamps,
+`.json` and `.json.gz` are all read the same way.
+"""
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+# event kinds, by the trace's category names across Kineto versions
+OP, ANNOTATION, PYTHON, RUNTIME, KERNEL, MEMCPY, MEMSET, OTHER = range(8)
+DEVICE_KINDS = (KERNEL, MEMCPY, MEMSET)
+KIND_OF_CATEGORY = {
+    "cpu_op": OP, "operator": OP,
+    "user_annotation": ANNOTATION,
+    "python_function": PYTHON,
+    "cuda_runtime": RUNTIME, "runtime": RUNTIME, "cuda_driver": RUNTIME, "hip_runtime": RUNTIME,
+    "kernel": KERNEL,
+    "gpu_memcpy": MEMCPY, "memcpy": MEMCPY,
+    "gpu_memset": MEMSET, "memset": MEMSET,
+}
+
+
+class TraceError(Exception):
+    """The file cannot be analyzed: the message is the one line the user sees."""
+
+
+class Event(msgspec.Struct):
+    ph: str = ""
+    cat: str = ""
+    name: str = ""
+    pid: int | str = 0
+    tid: int | str = 0
+    ts: float = 0.0
+    dur: float = 0.0
+    args: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class DeviceProperties(msgspec.Struct):
+    name: str = ""
+    id: int = 0
+
+
+class Header(msgspec.Struct, kw_only=True):
+    deviceProperties: list[DeviceProperties] = []
+    computeProperties: list[DeviceProperties] = []  # the name of the field in some torch 1.x traces
+    distributedInfo: dict | None = None
+    mfu_analyzer: dict | None = None
+
+
+class TraceFile(Header, kw_only=True):
+    traceEvents: list[Event]
+
+
+class LooseTraceFile(Header, kw_only=True):
+    traceEvents: list[msgspec.Raw]
+
+
+class LaunchArgs(msgspec.Struct):
+    correlation: int = -1
+    bytes: int = 0
+
+
+class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "types": "Input type", "concrete": "Concrete Inputs"}):
+    dims: list = []
+    types: list = []
+    concrete: list = []
+
+
+@dataclass
+class Trace:
+    """One trace file as columns, one row per complete ('X') event, times in µs from the first event."""
+
+    path: Path
+    names: list[str]  # interned event names; `name` indexes it
+    name: np.ndarray  # int32
+    kind: np.ndarray  # int8, one of OP ... OTHER
+    start: np.ndarray  # float64 µs
+    end: np.ndarray  # float64 µs
+    thread: np.ndarray  # int32 id of (pid, tid): a host thread or a device stream
+    correlation: np.ndarray  # int64, -1 where absent (runtime calls and device events only)
+    nbytes: np.ndarray  # int64 bytes of memcpy / memset events
+    raw_args: list  # msgspec.Raw per row
+    origin_us: float
+    device_names: list[str]
+    distributed: dict
+    metadata: dict | None
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.name)
+
+    def shapes(self, rows: np.ndarray) -> list[ShapeArgs]:
+        """Decode recorded input shapes for the given rows only."""
+        decode = msgspec.json.Decoder(ShapeArgs).decode
+        out = []
+        for i in rows:
+            try:
+                out.append(decode(self.raw_args[i]))
+            except msgspec.DecodeError:
+                out.append(ShapeArgs())
+        return out
+
+    def rank(self) -> int:
+        rank = self.distributed.get("rank", 0)
+        return rank if isinstance(rank, int) else 0
+
+    def names_of(self, rows: np.ndarray) -> list[str]:
+        return [self.names[i] for i in self.name[rows]]
+
+
+def read_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise TraceError(f"{path}: truncated or corrupt gzip data ({e})") from None
+    if path.suffix == ".gz":
+        raise TraceError(f"{path}: named .gz but is not gzip data")
+    return raw
+
+
+def decode(raw: bytes, path: Path) -> tuple[TraceFile, list[str]]:
+    """The parsed file and warnings; events whose fields have the wrong types are dropped (slow path)."""
+    if not raw.strip():
+        raise TraceError(f"{path}: empty file")
+    try:
+        return msgspec.json.decode(raw, type=TraceFile), []
+    except msgspec.DecodeError as e:
+        if not isinstance(e, msgspec.ValidationError):
+            raise TraceError(f"{path}: not valid JSON, truncated or corrupt ({e})") from None
+        if "missing required field `traceEvents`" in str(e) or str(e).startswith("Expected `object`"):
+            raise TraceError(f"{path}: not a Kineto trace (no object with traceEvents)") from None
+        reason = str(e)
+    loose = msgspec.json.decode(raw, type=LooseTraceFile)
+    events, dropped = [], 0
+    for item in loose.traceEvents:
+        try:
+            events.append(msgspec.json.decode(item, type=Event))
+        except msgspec.DecodeError:
+            dropped += 1
+    parsed = TraceFile(traceEvents=events, **{f: getattr(loose, f) for f in Header.__struct_fields__})
+    return parsed, [f"{dropped} events with fields of the wrong type were skipped (first: {reason})"]
+
+
+def load_trace(path: Path) -> Trace:
+    """Read one trace file into columns. Raises TraceError with a one-line reason."""
+    path = Path(path)
+    try:
+        parsed, warnings = decode(read_bytes(path), path)
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read ({e.strerror})") from None
+    events = [e for e in parsed.traceEvents if e.ph == "X"]
+    if not events:
+        raise TraceError(f"{path}: the trace holds no complete ('X') events")
+
+    interned: dict[str, int] = {}
+    name = np.fromiter((interned.setdefault(e.name, len(interned)) for e in events), np.int32, len(events))
+    cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in {e.cat for e in events}}
+    kind = np.fromiter((cats[e.cat] for e in events), np.int8, len(events))
+    threads: dict[tuple, int] = {}
+    thread = np.fromiter((threads.setdefault((e.pid, e.tid), len(threads)) for e in events), np.int32, len(events))
+    ts = np.fromiter((e.ts for e in events), np.float64, len(events))
+    dur = np.fromiter((e.dur for e in events), np.float64, len(events))
+    if (dur < 0).any():
+        warnings.append(f"{int((dur < 0).sum())} events with a negative duration were given duration 0")
+        dur = np.maximum(dur, 0)
+    origin = float(ts.min())
+    raw_args = [e.args for e in events]
+
+    correlation = np.full(len(events), -1, dtype=np.int64)
+    nbytes = np.zeros(len(events), dtype=np.int64)
+    decode_launch = msgspec.json.Decoder(LaunchArgs).decode
+    for i in np.flatnonzero((kind == RUNTIME) | np.isin(kind, DEVICE_KINDS)):
+        try:
+            args = decode_launch(raw_args[i])
+        except msgspec.DecodeError:
+            continue
+        correlation[i], nbytes[i] = args.correlation, args.bytes
+
+    devices = parsed.deviceProperties or parsed.computeProperties
+    return Trace(
+        path=path, names=list(interned), name=name, kind=kind, start=ts - origin, end=ts - origin + dur,
+        thread=thread, correlation=correlation, nbytes=nbytes, raw_args=raw_args, origin_us=origin,
+        device_names=[d.name for d in devices], distributed=parsed.distributedInfo or {}, metadata=parsed.mfu_analyzer,
+        warnings=warnings,
+    )
+
+
+def trace_files(path: Path) -> list[Path]:
+    """A trace file, or a folder's profiler traces (*.pt.trace.json[.gz], else any *.json[.gz]), sorted."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise TraceError(f"{path}: no such file or folder")
+    for pattern in ("*.pt.trace.json", "*.pt.trace.json.gz"), ("*.json", "*.json.gz"):
+        files = sorted(p for glob in pattern for p in path.rglob(glob) if p.is_file())
+        if files:
+            return files
+    raise TraceError(f"{path}: no trace files (*.json, *.json.gz) in this folder")

@@ -1,0 +1,49 @@
+"""The report as text for a terminal: plain lines that fit 80 columns, computed nowhere but in report.py."""
+
+from profiler.classify import CATEGORIES
+
+
+def fmt_flops(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} "
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def summary(report: dict) -> str:
+    dev, mfu, steps = report["device"], report["mfu"], report["step_time_ms"]
+    lines = [f"{', '.join(report['source']['paths'])}"]
+    lines.append(f"device: {dev['name'] or dev['kind']} ({dev['kind']}), matmul dtype {dev['dtype'] or 'unknown'}")
+    if dev["peak_flops"]:
+        lines.append(f"peak: {fmt_flops(dev['peak_flops'])}FLOP/s ({dev['peak_source']}); "
+                     f"{fmt_flops(dev['peak_flops_run'])}FLOP/s in {dev['dtype']}")
+    lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
+                 f"({steps['min']:.2f} - {steps['max']:.2f})")
+    flops = mfu["flops_per_step"]
+    lines.append(f"MFU: {pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step), "
+                 f"{pct(mfu['counted'])} counted ({fmt_flops(flops['counted'])}FLOP/step)")
+    if report["device_utilization"]:
+        u = report["device_utilization"]
+        lines.append(f"device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms (first to last device event)")
+    lines += ["", f"{'breakdown':<16}{'ms/step':>10}{'share':>9}  "]
+    for c in CATEGORIES:
+        b = report["breakdown"][c]
+        lines.append(f"{c:<16}{b['ms']:>10.2f}{100 * b['fraction']:>8.2f}%  {'#' * round(40 * b['fraction'])}")
+    if report.get("classification_ms"):
+        c = report["classification_ms"]
+        lines.append(f"device time classified by launching op {c['by_op']:.2f} ms, by kernel name "
+                     f"{c['by_name']:.2f} ms, unclassified {c['unclassified']:.2f} ms per step")
+    lines += ["", f"{'top ops':<44}{'category':<14}{'ms/step':>9}{'TFLOP/s':>9}"]
+    for op in report["top_ops"][:10]:
+        tf = f"{op['tflops_per_s']:.2f}" if op["tflops_per_s"] else ""
+        name = op["name"] if len(op["name"]) <= 43 else op["name"][:40] + "..."
+        lines.append(f"{name:<44}{op['category']:<14}{op['ms']:>9.2f}{tf:>9}")
+    if report["warnings"]:
+        lines += ["", *(f"warning: {w}" for w in report["warnings"])]
+    return "\n".join(lines)

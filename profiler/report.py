@@ -1,0 +1,194 @@
+"""The `mfu-report/1` JSON object of DESIGN.md, from the per-file analyses of a trace or a folder.
+
+Files are grouped by rank; the profiler cycles of one rank are analysed together, each step once. Fields
+that no trace can supply are null, never invented.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from profiler import classify as C
+from profiler.analyze import TraceAnalysis
+from profiler.peak import Peak, resolve_peak, table_peaks
+
+SCHEMA = "mfu-report/1"
+TOP_OPS = 15
+
+
+@dataclass
+class Options:
+    peak_flops: float = 0.0  # user's peak, FLOP/s
+    flops_per_step: float = 0.0  # user's analytic model FLOPs per step (a foreign trace)
+
+
+@dataclass
+class RankData:
+    """One rank's analyses merged: per-step arrays concatenated in time order, each step number once."""
+
+    rank: int
+    analyses: list[TraceAnalysis]
+    step_ids: np.ndarray
+    step_us: np.ndarray
+    breakdown_us: np.ndarray  # (categories, steps)
+    flops: np.ndarray
+    copied_bytes: np.ndarray
+
+
+def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) -> RankData:
+    ids, step_us, bd, flops, copied = [], [], [], [], []
+    seen = set()
+    for a in sorted(analyses, key=lambda a: a.trace.origin_us):
+        fresh = np.array([i not in seen for i in a.steps.ids])
+        if not fresh.all():
+            warnings.append(f"{a.trace.path.name}: steps {a.steps.ids[~fresh].tolist()} appear in an earlier file "
+                            "of the same rank and are counted once")
+        seen.update(a.steps.ids.tolist())
+        ids.append(a.steps.ids[fresh])
+        step_us.append(a.steps.duration[fresh])
+        bd.append(a.breakdown_us[:, fresh])
+        flops.append(a.flops[fresh])
+        copied.append(a.copied_bytes[fresh] if len(a.copied_bytes) == len(fresh) else np.zeros(fresh.sum()))
+    return RankData(rank, analyses, np.concatenate(ids), np.concatenate(step_us), np.concatenate(bd, axis=1),
+                    np.concatenate(flops), np.concatenate(copied))
+
+
+def resolve_trace_peak(a: TraceAnalysis, options: Options, warnings: list[str]) -> Peak | None:
+    """The peak from the user, the run's own metadata, the device table, or (CPU) a measurement here."""
+    meta = a.trace.metadata or {}
+    dtype = meta.get("dtype") or a.dtype or "float32"
+    device = a.trace.device_names[0] if a.trace.device_names else ""
+    if options.peak_flops > 0:
+        return resolve_peak(device, a.kind, dtype, user_peak=options.peak_flops)
+    if isinstance(meta.get("peak"), dict):
+        try:
+            return Peak(**meta["peak"])
+        except TypeError:
+            warnings.append("the trace's recorded peak is malformed and was ignored")
+    if a.kind == "cpu":
+        import torch
+
+        warnings.append("CPU trace without a recorded peak: the peak was measured on this machine; pass "
+                        "--peak-flops if the trace was recorded elsewhere")
+        return resolve_peak("", "cpu", dtype, threads=torch.get_num_threads())
+    peak = resolve_peak(device, a.kind, dtype)
+    if peak is None:
+        warnings.append(f"no peak known for device {device or '(unnamed)'}: MFU is null (pass --peak-flops)")
+    elif dtype == "float32" and "tf32" in (table_peaks(device) or {}):
+        warnings.append("float32 matmuls are taken to run without TF32: a trace does not record whether TF32 was on")
+    return peak
+
+
+def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Options) -> dict:
+    warnings = [w for a in analyses for w in a.warnings]
+    ranks = sorted({a.trace.rank() for a in analyses})
+    per_rank = [merge_rank(r, [a for a in analyses if a.trace.rank() == r], warnings) for r in ranks]
+    first = analyses[0]
+    peak = resolve_trace_peak(first, options, warnings)
+    meta = first.trace.metadata or {}
+    report = {
+        "schema": SCHEMA,
+        "source": {"paths": paths, "ranks": ranks, "steps": sorted({int(i) for r in per_rank for i in r.step_ids}),
+                   "torch_version": meta.get("torch_version")},
+        "device": {"name": first.trace.device_names[0] if first.trace.device_names else (peak.device if peak else None),
+                   "kind": first.kind, "dtype": meta.get("dtype") or first.dtype,
+                   "peak_flops": peak.peak_flops if peak else None,
+                   "peak_flops_run": peak.peak_flops_run if peak else None,
+                   "peak_source": peak.source if peak else None},
+    }
+    body = [rank_fields(r, peak, options, meta, warnings) for r in per_rank]
+    report.update(average_fields(body))
+    report["warnings"] = list(dict.fromkeys(warnings))
+    if len(per_rank) > 1:
+        report["per_rank"] = [{"rank": r.rank, **b} for r, b in zip(per_rank, body)]
+    return report
+
+
+def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, warnings: list[str]) -> dict:
+    n = len(r.step_ids)
+    T = r.step_us.mean() / 1e6  # seconds
+    f_counted = float(r.flops.mean())
+    f_model = options.flops_per_step or meta.get("flops_per_step") or None
+    P = peak.peak_flops if peak else None
+    mfu = {
+        "analytic": f_model / (T * P) if f_model and P else None,
+        "counted": f_counted / (T * P) if P and f_counted else None,
+        "flops_per_step": {"analytic": float(f_model) if f_model else None, "counted": f_counted},
+    }
+    if f_model and f_counted and abs(f_counted / f_model - 1) > 0.10:
+        warnings.append(flops_gap_note(f_model, f_counted))
+    if not f_model:
+        warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step): F_counted stands in for F_model")
+    total = r.breakdown_us.sum(axis=1)
+    breakdown = {c: {"ms": float(total[k] / n / 1000), "fraction": float(total[k] / r.step_us.sum())}
+                 for k, c in enumerate(C.CATEGORIES)}
+    return {
+        "step_time_ms": {"mean": float(r.step_us.mean() / 1000), "min": float(r.step_us.min() / 1000),
+                         "max": float(r.step_us.max() / 1000)},
+        "device_utilization": utilization(r.analyses),
+        "mfu": mfu,
+        "breakdown": breakdown,
+        "ledger": [],
+        "bottlenecks": [],
+        "top_ops": top_ops(r.analyses, n),
+        "classification_ms": classification(r.analyses, n),
+        "copied_bytes_per_step": float(r.copied_bytes.mean()),
+        "per_step": [{"step": int(i), "ms": float(t / 1000),
+                      **{c: float(r.breakdown_us[k, j] / 1000) for k, c in enumerate(C.CATEGORIES)}}
+                     for j, (i, t) in enumerate(zip(r.step_ids, r.step_us))],
+    }
+
+
+def flops_gap_note(f_model: float, f_counted: float) -> str:
+    return (f"counted FLOPs are {f_counted / f_model:.2f}× the analytic model FLOPs: the analytic formula counts "
+            "the full T×T attention and all parameters; the counted ones miss ops without recorded shapes and "
+            "include recomputation and any matmuls outside the model (a foreign model's formula may differ)")
+
+
+def utilization(analyses: list[TraceAnalysis]) -> dict | None:
+    parts = [a.utilization for a in analyses if a.utilization]
+    if not parts:
+        return None
+    window = sum(p["window_ms"] for p in parts)
+    busy = sum(p["window_ms"] * p["busy_fraction"] for p in parts)
+    return {"window_ms": window, "busy_fraction": busy / window if window else 0.0}
+
+
+def classification(analyses: list[TraceAnalysis], n_steps: int) -> dict | None:
+    if not any(a.classified_us for a in analyses):
+        return None
+    keys = ("by_op", "by_name", "unclassified")
+    return {k: sum(a.classified_us.get(k, 0.0) for a in analyses) / n_steps / 1000 for k in keys}
+
+
+def top_ops(analyses: list[TraceAnalysis], n_steps: int) -> list[dict]:
+    merged = {}
+    for a in analyses:
+        for name, s in a.ops.items():
+            m = merged.setdefault(name, {"us": 0.0, "count": 0, "flops": 0.0, "flop_us": 0.0, "cat": {}})
+            m["us"] += s.us
+            m["count"] += s.count
+            m["flops"] += s.flops
+            m["flop_us"] += s.flop_us
+            for c, us in s.category_us.items():
+                m["cat"][c] = m["cat"].get(c, 0.0) + us
+    rows = sorted(merged.items(), key=lambda kv: -kv[1]["us"])[:TOP_OPS]
+    return [{"name": name, "category": max(m["cat"], key=m["cat"].get), "count": m["count"] / n_steps,
+             "ms": m["us"] / n_steps / 1000, "flops": m["flops"] / n_steps,
+             "tflops_per_s": m["flops"] / m["flop_us"] / 1e6 if m["flop_us"] and m["flops"] else None}
+            for name, m in rows]
+
+
+def average_fields(body: list[dict]) -> dict:
+    """The job's fields: one rank's as they are; for several ranks, times, shares and MFU averaged over ranks
+    (MFU per device, as nanoGPT computes it under DDP) and the rest from the first rank."""
+    if len(body) == 1:
+        return body[0]
+    mean = lambda values: float(np.mean(values)) if None not in values else None  # noqa: E731
+    out = dict(body[0])
+    out["step_time_ms"] = {k: mean([b["step_time_ms"][k] for b in body]) for k in ("mean", "min", "max")}
+    out["breakdown"] = {c: {k: mean([b["breakdown"][c][k] for b in body]) for k in ("ms", "fraction")}
+                        for c in C.CATEGORIES}
+    out["mfu"] = dict(body[0]["mfu"], analytic=mean([b["mfu"]["analytic"] for b in body]),
+                      counted=mean([b["mfu"]["counted"] for b in body]))
+    return out

@@ -1,0 +1,98 @@
+"""Training steps: `ProfilerStep#N` spans, extended on GPU traces to the end of the device work they launched.
+
+The extension follows torch-tb-profiler, so that step times compare like with like: a step's device work
+is what the runtime calls made inside its host span launched; a step starts no earlier than the previous
+one ended; and a last step that launched under 80% of the device events of the one before is dropped, since
+the profiler stopped before its kernels were recorded.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from profiler.links import Links
+from profiler.load import Trace
+
+
+@dataclass
+class Steps:
+    ids: np.ndarray  # step numbers N
+    host_start: np.ndarray
+    host_end: np.ndarray
+    start: np.ndarray  # the analysed window
+    end: np.ndarray
+
+    @property
+    def duration(self) -> np.ndarray:
+        return self.end - self.start
+
+    def host_index(self, times: np.ndarray) -> np.ndarray:
+        """Index of the step whose host span holds each instant, or -1."""
+        i = np.searchsorted(self.host_start, times, side="right") - 1
+        return np.where((i >= 0) & (times < self.host_end[np.maximum(i, 0)]), i, -1)
+
+
+def find_steps(trace: Trace, links: Links, warnings: list[str]) -> Steps:
+    rows = np.flatnonzero(links.is_step)
+    if not len(rows):
+        warnings.append(f"{trace.path.name}: no ProfilerStep markers: the whole trace is analysed as one step")
+        start, end = float(trace.start.min()), float(trace.end.max())
+        return Steps(np.array([0]), np.array([start]), np.array([end]), np.array([start]), np.array([end]))
+    numbers = (name[len("ProfilerStep#"):] for name in trace.names_of(rows))
+    ids = np.array([int(number) if number.isdigit() else -1 for number in numbers])
+    rows, ids = _unique_steps(trace, rows, ids, warnings)
+    host_start, host_end = trace.start[rows], trace.end[rows]
+    start, end = host_start.copy(), host_end.copy()
+    if len(links.device):
+        start, end, keep = _extend_to_device(trace, links, host_start, host_end)
+        if keep < len(ids):
+            warnings.append(f"last step {ids[-1]} dropped: it launched under 80% of the device work of the step "
+                            "before, so the profiler stopped before its kernels ran (as torch-tb-profiler does)")
+        ids, host_start, host_end, start, end = (a[:keep] for a in (ids, host_start, host_end, start, end))
+    return Steps(ids, host_start, host_end, start, end)
+
+
+def _unique_steps(trace, rows, ids, warnings):
+    """Steps in time order, each step number once (a repeated number keeps its first span)."""
+    order = np.argsort(trace.start[rows], kind="stable")
+    rows, ids = rows[order], ids[order]
+    _, first = np.unique(ids, return_index=True)
+    if len(first) < len(ids):
+        warnings.append(f"{len(ids) - len(first)} ProfilerStep markers repeat a step number: only the first is used")
+        keep = np.sort(first)
+        rows, ids = rows[keep], ids[keep]
+    return rows, ids
+
+
+def _extend_to_device(trace: Trace, links: Links, host_start, host_end):
+    launched = links.launch >= 0
+    dev, rt = links.device[launched], links.launch[launched]
+    # a launch belongs to the step whose host span holds the whole runtime call
+    step = np.searchsorted(host_start, trace.start[rt], side="right") - 1
+    inside = (step >= 0) & (trace.end[rt] <= host_end[np.maximum(step, 0)])
+    step, dev = step[inside], dev[inside]
+    n = len(host_start)
+    count = np.bincount(step, minlength=n)
+    device_end = np.full(n, -np.inf)
+    np.maximum.at(device_end, step, trace.end[dev])
+    first_device = np.full(n, np.inf)
+    np.minimum.at(first_device, step, trace.start[dev])
+
+    # the first step starts after device work that no step launched and that ended before its own
+    unmatched = np.ones(len(trace), bool)
+    unmatched[dev] = False
+    before = links.device[unmatched[links.device] & (trace.end[links.device] < first_device[0])]
+    prev_end = max(float(host_start[0]), float(trace.end[before].max()) if len(before) else -np.inf)
+    start, end = np.empty(n), np.empty(n)
+    for i in range(n):
+        start[i] = max(prev_end, host_start[i])
+        end[i] = max(host_end[i], device_end[i], start[i])
+        prev_end = end[i]
+    keep = n
+    with_device = np.flatnonzero(count > 0)
+    if n > 1 and len(with_device):
+        last = with_device[-1]
+        keep = last + 1
+        if last > 0 and count[last - 1] * 0.8 > count[last]:
+            keep = last
+    return start, end, keep
