@@ -51,7 +51,9 @@ def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarra
     guessed = np.array([-1 if guess[i] is None else guess[i] for i in names], dtype=np.int64)
     category[undecided[guessed >= 0]] = guessed[guessed >= 0]
     source[undecided[guessed >= 0]] = BY_NAME
-    source[undecided[(guessed < 0) & (links.launching_op[undecided] < 0)]] = UNCLASSIFIED
+    launched_by = links.launching_op[undecided]
+    from_op = (launched_by >= 0) & (trace.kind[np.maximum(launched_by, 0)] == OP)
+    source[undecided[(guessed < 0) & ~from_op]] = UNCLASSIFIED
     return category, source
 
 

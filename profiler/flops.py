@@ -36,6 +36,8 @@ def _prod(dims) -> int:
 def matmul_flops(name: str, dims: list) -> float:
     """2·m·k·n per matrix product; the added bias or input of addmm / baddbmm is not counted (as flop_counter)."""
     a, b = (dims[0], dims[1]) if name in ("aten::mm", "aten::bmm") else (dims[1], dims[2])
+    if len(a) < 2 or len(a) != len(b) or a[-1] != b[-2]:
+        raise ValueError(f"{name}: shapes {a} and {b} do not multiply")
     return 2.0 * _prod(a) * b[-1]
 
 

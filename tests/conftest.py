@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,3 +21,30 @@ def shared_trace(name: str) -> Path:
     if not folder.is_dir():
         pytest.skip(f"shared trace folder {folder} is absent (it lives beside the repository, in ../shared)")
     return next(p for p in sorted(folder.iterdir()) if ".json" in p.name)
+
+
+SCRIPT = ROOT / "scripts" / "profile_run.py"
+# n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4: steps 3, 4 and 5 are recorded
+TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--max_iters=8",
+        "--skip_first=1", "--wait=1", "--warmup=1", "--active=3", "--repeat=1", "--log_interval=1"]
+
+
+def run_script(*args, timeout=300, script=SCRIPT):
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A short CPU run of scripts/profile_run.py: (run folder, completed process)."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = run_script(*TINY, f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def analyze(*args):
+    """`python -m profiler ...` as a user runs it: (exit status, stdout, stderr)."""
+    result = subprocess.run([sys.executable, "-m", "profiler", *map(str, args)], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    return result.returncode, result.stdout, result.stderr

@@ -4,23 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-
-SCRIPT = ROOT / "scripts" / "profile_run.py"
-TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--max_iters=8",
-        "--skip_first=1", "--wait=1", "--warmup=1", "--active=3", "--repeat=1", "--log_interval=1"]
-
-
-def run_script(*args, timeout=300):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = run_script(*TINY, f"--out={out}")
-    assert result.returncode == 0, result.stderr
-    return out, result
+from conftest import ROOT, TINY, run_script
 
 
 def test_logs_like_nanogpt(tiny_run):

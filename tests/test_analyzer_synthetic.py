@@ -1,0 +1,100 @@
+"""The analyzer on small hand-made traces whose every microsecond is known."""
+
+import json
+
+import pytest
+
+from conftest import analyze, shared_trace
+from profiler.__main__ import analyze_path
+from profiler.report import Options
+from synth import kernel, launch, op, step, write
+
+
+def gpu_step_events():
+    mm_shapes = {"Input Dims": [[64, 32], [32, 16]], "Input type": ["c10::BFloat16", "c10::BFloat16"]}
+    return [
+        step(1, 0, 1000),
+        op("aten::mm", 10, 40, **mm_shapes), launch(20, 10, 1),
+        kernel("nvjet_tst_128x256_64x4_2x1_v_bz_coopA_NNT", 100, 200, 1),  # new cuBLAS name, known by its op
+        op("aten::add_", 60, 20), launch(65, 10, 2),
+        kernel("triton_poi_fused_add_0", 300, 50, 2),  # elementwise, by its op
+        op("CompiledFunction", 100, 100), launch(110, 10, 3),
+        kernel("triton_tem_fused_mm_1", 350, 100, 3),  # a compiled matmul template, by its name
+        launch(210, 10, 4), kernel("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 450, 150, 4),  # no op: by name
+        launch(222, 5, 5), kernel("mystery_kernel", 600, 50, 5),  # no op, unknown name: unclassified
+        op("aten::copy_", 230, 30), launch(235, 10, 6, "cudaMemcpyAsync"),
+        kernel("Memcpy HtoD (Pinned -> Device)", 650, 50, 6, cat="gpu_memcpy", bytes=1000),
+        op("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", 700, 200, cat="user_annotation"),
+    ]
+
+
+def test_every_microsecond_of_a_gpu_step_is_placed(tmp_path):
+    report = analyze_path(write(tmp_path / "t.json", gpu_step_events()), Options())
+    ms = {c: round(b["ms"], 6) for c, b in report["breakdown"].items()}
+    assert ms == {"matmul": 0.3, "other_compute": 0.1, "memory": 0.05, "communication": 0.15,
+                  "data_loading": 0.2, "host_overhead": 0.06, "idle": 0.14}
+    assert report["step_time_ms"]["mean"] == 1.0
+    assert report["classification_ms"] == pytest.approx({"by_op": 0.3, "by_name": 0.25, "unclassified": 0.05})
+    assert report["copied_bytes_per_step"] == 1000
+    assert report["device_utilization"] == {"window_ms": 0.6, "busy_fraction": 1.0}
+    mm = next(o for o in report["top_ops"] if o["name"] == "aten::mm")
+    assert mm["flops"] == 2 * 64 * 32 * 16 and mm["tflops_per_s"] == pytest.approx(2 * 64 * 32 * 16 / 200e-6 / 1e12)
+    assert report["device"]["dtype"] == "bfloat16" and report["device"]["peak_flops"] == 989e12
+
+
+def test_steps_extend_to_their_device_work_and_a_cut_last_step_is_dropped(tmp_path):
+    events = [step(1, 0, 100), step(2, 100, 100), step(3, 200, 100)]
+    corr = 0
+    for host_ts, kernels in ((10, [(150, 100), (250, 150)]), (110, [(400, 50), (450, 10)]), (210, [(470, 10)])):
+        for i, (ts, dur) in enumerate(kernels):
+            corr += 1
+            events += [launch(host_ts + 10 * i, 5, corr), kernel("k", ts, dur, corr)]
+    report = analyze_path(write(tmp_path / "t.json", events), Options())
+    assert report["source"]["steps"] == [1, 2]
+    assert [s["ms"] for s in report["per_step"]] == [0.4, 0.06]  # [0, 400] and [400, 460]
+    assert any("last step 3 dropped" in w for w in report["warnings"])
+
+
+def test_trace_without_step_markers_is_one_window(tmp_path):
+    events = [op("aten::mm", 0, 50, **{"Input Dims": [[8, 8], [8, 8]], "Input type": ["float", "float"]}),
+              op("aten::relu", 60, 40)]
+    report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
+    assert report["step_time_ms"]["mean"] == 0.1
+    assert report["breakdown"]["matmul"]["ms"] == 0.05 and report["breakdown"]["idle"]["ms"] == pytest.approx(0.01)
+    assert any("no ProfilerStep markers" in w for w in report["warnings"])
+    assert report["device"]["peak_source"] == "user"
+
+
+def test_events_with_wrong_types_or_negative_durations_give_warnings(tmp_path):
+    events = gpu_step_events() + [{"ph": "X", "cat": "cpu_op", "name": "bad", "ts": "soon", "dur": 1},
+                                  op("aten::neg", 5, -3)]
+    report = analyze_path(write(tmp_path / "t.json", events), Options())
+    assert report["step_time_ms"]["mean"] == 1.0
+    assert any("1 events with fields of the wrong type were skipped" in w for w in report["warnings"])
+    assert any("negative duration" in w for w in report["warnings"])
+
+
+def bad_inputs(tmp_path):
+    real = shared_trace("tbplugin_tiny_gpu").read_bytes()
+    (tmp_path / "empty_dir").mkdir()
+    cases = {
+        "empty.json": b"",
+        "notjson.json": b"this is not json",
+        "truncated.json": real[: len(real) // 2],
+        "fake.json.gz": b"{\"traceEvents\": []}",
+        "array.json": b"[1, 2, 3]",
+        "noevents.json": b"{\"schemaVersion\": 1}",
+        "nocomplete.json": json.dumps({"traceEvents": [{"ph": "i", "name": "x", "ts": 1}]}).encode(),
+        "deep.json": b"[" * 100_000 + b"]" * 100_000,
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    return [*cases, "empty_dir", "missing.json"]
+
+
+def test_bad_input_gets_one_line_and_status_2(tmp_path):
+    for name in bad_inputs(tmp_path):
+        status, stdout, stderr = analyze("analyze", tmp_path / name)
+        assert status == 2, (name, stdout, stderr)
+        assert stderr.startswith("error: ") and stderr.count("\n") == 1, (name, stderr)
+        assert "Traceback" not in stderr

@@ -1,0 +1,48 @@
+import pytest
+
+from profiler.flops import attention_flops, conv_flops, conv_output_spatial, counted_flops, matmul_flops
+from profiler.load import ShapeArgs
+
+
+def test_matmul_flops():
+    assert matmul_flops("aten::mm", [[64, 32], [32, 16]]) == 2 * 64 * 32 * 16
+    assert matmul_flops("aten::addmm", [[16], [64, 32], [32, 16], [], []]) == 2 * 64 * 32 * 16
+    assert matmul_flops("aten::bmm", [[8, 64, 32], [8, 32, 16]]) == 2 * 8 * 64 * 32 * 16
+    assert matmul_flops("aten::baddbmm", [[8, 64, 16], [8, 64, 32], [8, 32, 16]]) == 2 * 8 * 64 * 32 * 16
+
+
+def test_attention_flops_forward_and_backward():
+    B, H, L, E = 2, 4, 128, 32
+    q = [B, H, L, E]
+    fwd = attention_flops("aten::_scaled_dot_product_flash_attention_for_cpu", [q, q, q, [], []])
+    assert fwd == 4 * B * H * L * L * E  # QK^T and PV, full square
+    bwd = attention_flops("aten::_scaled_dot_product_flash_attention_for_cpu_backward", [q, q, q, q, q, []])
+    assert bwd == 2 * fwd
+    blhe = [B, L, H, E]
+    assert attention_flops("aten::_flash_attention_forward", [blhe, blhe, blhe]) == fwd
+
+
+def test_convolution_flops():
+    inp, weight = [32, 3, 224, 224], [64, 3, 7, 7]
+    out = conv_output_spatial(inp, weight, ["", "", "", "[2, 2]", "[3, 3]", "[1, 1]", "False", "[0, 0]", "1"])
+    assert out == [112, 112]
+    assert conv_flops(inp, weight, out) == 2 * 32 * 64 * 112 * 112 * 3 * 7 * 7
+
+
+def test_forward_convolution_takes_output_size_from_its_backward_in_old_traces():
+    inp, weight, grad = [32, 64, 56, 56], [128, 64, 3, 3], [32, 128, 28, 28]
+    warnings = []
+    flops = counted_flops(
+        ["aten::convolution", "aten::cudnn_convolution_backward", "aten::mm"],
+        [ShapeArgs(dims=[inp, weight, []]), ShapeArgs(dims=[inp, grad, weight]), ShapeArgs(dims=[[4], [4, 2]])],
+        warnings)
+    fwd = 2 * 32 * 128 * 28 * 28 * 64 * 9
+    assert flops[:2].tolist() == [fwd, 2 * fwd]
+    assert flops[2] == 0 and "1 matmul/attention/convolution ops had no usable input shapes" in warnings[0]
+
+
+@pytest.mark.parametrize("dims", [[], [[2, 3]], [["a"], [1]]])
+def test_bad_shapes_count_zero_with_a_warning(dims):
+    warnings = []
+    assert counted_flops(["aten::mm"], [ShapeArgs(dims=dims)], warnings).tolist() == [0.0]
+    assert warnings
