@@ -30,7 +30,7 @@ class TrainConfig:
     # training
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    max_iters: int = 60
+    max_iters: int = 250
     learning_rate: float = 1e-3
     weight_decay: float = 1e-1
     beta1: float = 0.9

@@ -26,8 +26,9 @@ def summary(report: dict) -> str:
     lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
                  f"({steps['min']:.2f} - {steps['max']:.2f})")
     flops = mfu["flops_per_step"]
-    lines.append(f"MFU: {pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step), "
-                 f"{pct(mfu['counted'])} counted ({fmt_flops(flops['counted'])}FLOP/step)")
+    analytic = (f"{pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step)" if flops["analytic"]
+                else "analytic n/a (model unknown)")
+    lines.append(f"MFU: {analytic}, {pct(mfu['counted'])} counted ({fmt_flops(flops['counted'])}FLOP/step)")
     if report["device_utilization"]:
         u = report["device_utilization"]
         lines.append(f"device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms (first to last device event)")

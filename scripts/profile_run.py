@@ -20,8 +20,11 @@ from model import data  # noqa: E402
 from model.configurator import ConfigError, apply  # noqa: E402
 from model.gpt import GPT  # noqa: E402
 from model.train import TrainConfig, learning_rate, make_optimizer, train_step  # noqa: E402
+from profiler.__main__ import analyze_path, write_json  # noqa: E402
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
+from profiler.render import summary as summary_text  # noqa: E402
+from profiler.report import Options  # noqa: E402
 from profiler.session import ProfileConfig, Session  # noqa: E402
 
 
@@ -92,6 +95,7 @@ def main(argv):
         "dtype": cfg.dtype, "compile": cfg.compile, "optimizer_impl": cfg.optimizer_impl,
         "num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory, "device": cfg.device,
         "threads": torch.get_num_threads(), "peak": peak.as_dict() if peak else None,
+        "torch_version": torch.__version__,
     }
     (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "profile": asdict(pcfg)}, indent=1))
     print(f"run folder {run_dir}; model {n_params / 1e6:.2f}M parameters (non-embedding), "
@@ -129,7 +133,10 @@ def main(argv):
     print(f"done: {tok_s:,.0f} tokens/s over iters 1-{cfg.max_iters - 1}, {summary['ms_per_iter']:.2f} ms/iter"
           + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
     if traces:
-        print(f"{len(traces)} trace(s) in {run_dir}: tensorboard --logdir={run_dir.parent}")
+        report = analyze_path(run_dir, Options())
+        write_json(report, run_dir / "report.json")
+        print(f"\n{summary_text(report)}\n")
+        print(f"{len(traces)} trace(s) and report.json in {run_dir}; view them: tensorboard --logdir={run_dir.parent}")
     return run_dir
 
 
