@@ -8,6 +8,7 @@ import numpy as np
 from profiler import breakdown as B
 from profiler import classify as C
 from profiler.links import Links, link
+from profiler.signals import Signals, measure
 from profiler.load import MEMCPY, MEMSET, Trace, load_trace
 from profiler.steps import Steps, find_steps
 
@@ -44,6 +45,9 @@ class TraceAnalysis:
     classified_us: dict[str, float]  # device time by how it was classified
     utilization: dict | None
     dtype: str | None  # matmul input dtype weighted by FLOPs
+    short_idle_us: np.ndarray  # per step: idle made of short gaps between ops
+    optimizer_us: np.ndarray  # (2, steps): host overhead and idle inside Optimizer.step spans
+    signals: Signals
     warnings: list[str] = field(default_factory=list)
 
 
@@ -63,7 +67,8 @@ def analyze_file(path) -> TraceAnalysis:
     else:
         ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, links, bd)
     return TraceAnalysis(trace, "cuda" if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
-                         B.device_utilization(trace, links), matmul_dtype(trace, links), warnings)
+                         B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us, bd.optimizer_us,
+                         measure(trace, links, steps), warnings)
 
 
 def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):

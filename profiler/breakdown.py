@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiler import classify as C
-from profiler.intervals import exclusive_coverage, merge
+from profiler.intervals import exclusive_coverage, merge, short_gaps
 from profiler.links import Links
 from profiler.load import KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
 from profiler.steps import Steps
 
 BY_OP, BY_NAME, UNCLASSIFIED = range(3)
+SHORT_GAP_US = 1000.0  # idle stretches shorter than this are per-op overhead (Python between ops), not stalls
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Breakdown:
     self_us: np.ndarray  # per row: exclusive host time attributed in the CPU breakdown (CPU traces)
     row_category: np.ndarray  # per row: category of that exclusive time (CPU traces), -1 elsewhere
     row_step: np.ndarray  # per row: index of the analysed step it falls in, -1
+    short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than SHORT_GAP_US
+    optimizer_us: np.ndarray  # (2, n_steps): host_overhead and idle time inside Optimizer.step spans
 
 
 def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +70,18 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     busy_host = np.concatenate((host[trace.kind[host] == OP], np.flatnonzero(trace.kind == RUNTIME)))
     levels += [(trace.start[loading], trace.end[loading]), (trace.start[busy_host], trace.end[busy_host])]
     us = exclusive_coverage(levels, steps.start, steps.end)
+    busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
+    # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
+    spans = np.flatnonzero(_optimizer_roots(links))
+    in_spans = exclusive_coverage(levels, trace.start[spans], trace.end[spans])
+    optimizer = np.zeros((2, len(steps.ids)))
+    step_of_span = steps.host_index(trace.start[spans])
+    ok = step_of_span >= 0
+    for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
+        np.add.at(optimizer[k], step_of_span[ok], in_spans[c, ok])
     empty = np.full(len(trace), -1)
-    return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start))
+    return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start),
+                     short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US), optimizer)
 
 
 def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
@@ -102,7 +115,22 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     np.add.at(us, (category[counted], step[counted]), self_us[counted])
     if not len(step_rows):  # one window, no step span: time under no op is idle
         us[C.IDLE] += np.maximum(steps.duration - us.sum(axis=0), 0)
-    return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step)
+    busy = rows[(trace.kind[rows] == OP) | (links.category[rows] == C.DATA_LOADING)]
+    gaps = short_gaps(*merge(trace.start[busy], trace.end[busy]), steps.start, steps.end, SHORT_GAP_US)
+    optimizer = np.zeros((2, len(steps.ids)))
+    for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
+        sel = counted[links.in_optimizer[counted] & (category[counted] == c)]
+        np.add.at(optimizer[k], step[sel], self_us[sel])
+    return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step, np.minimum(gaps, us[C.IDLE]),
+                     optimizer)
+
+
+def _optimizer_roots(links: Links) -> np.ndarray:
+    """Outermost Optimizer.step spans: in an optimizer whose parent is not."""
+    parent_in = np.zeros(len(links.in_optimizer), bool)
+    has_parent = links.parent >= 0
+    parent_in[has_parent] = links.in_optimizer[links.parent[has_parent]]
+    return links.in_optimizer & ~parent_in
 
 
 def device_utilization(trace: Trace, links: Links) -> dict | None:

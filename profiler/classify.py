@@ -20,9 +20,10 @@ MATMUL_OP = re.compile(
 )
 MEMORY_OP = re.compile(
     r"^aten::(copy_|_copy_from|_copy_from_and_resize|to|_to_copy|contiguous|clone|cat|_cat|stack|fill_|zero_|zeros"
-    r"|zeros_like|ones|ones_like|full|full_like|new_zeros|new_full|pin_memory|_pin_memory|index_put_|masked_fill_)$"
+    r"|zeros_like|ones|ones_like|full|full_like|new_zeros|new_full|pin_memory|_pin_memory)$"
 )
 COMMUNICATION_OP = re.compile(r"^(nccl|gloo|mpi|ucc):|^c10d::|^record_param_comms$|^ProcessGroup|^c10d_functional::")
+OPTIMIZER_STEP = re.compile(r"^Optimizer\.step#")
 DATA_LOADING_OP = re.compile(r"^enumerate\(Data(Loader|Pipe)\)#|load_batch|wait_for_batch|data_?load", re.IGNORECASE)
 # ops that only describe or allocate tensors: their time is framework overhead, never compute
 METADATA_OP = re.compile(

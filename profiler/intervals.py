@@ -105,3 +105,16 @@ class Forest:
         if not len(self.depth):
             return []
         return [self.order[self.depth == d] for d in range(int(self.depth.max()) + 1)]
+
+
+def short_gaps(merged_starts: np.ndarray, merged_ends: np.ndarray, w0: np.ndarray, w1: np.ndarray,
+               max_gap: float) -> np.ndarray:
+    """Per window, the total length of its uncovered stretches that are shorter than max_gap."""
+    out = np.zeros(len(w0))
+    for j, (a, b) in enumerate(zip(w0, w1)):
+        lo, hi = np.searchsorted(merged_ends, a, side="right"), np.searchsorted(merged_starts, b)
+        gap_starts = np.concatenate(([a], np.clip(merged_ends[lo:hi], a, b)))
+        gap_ends = np.concatenate((np.clip(merged_starts[lo:hi], a, b), [b]))
+        gaps = gap_ends - gap_starts
+        out[j] = gaps[(gaps > 0) & (gaps < max_gap)].sum()
+    return out

@@ -23,6 +23,7 @@ class Links:
     launch: np.ndarray  # per device event: the runtime row that launched it, -1
     launching_op: np.ndarray  # per device event: innermost host span around its launch, -1
     is_step: np.ndarray  # per row: a ProfilerStep#N span
+    in_optimizer: np.ndarray  # per row: inside (or being) an Optimizer.step#... span
 
 
 def link(trace: Trace, warnings: list[str]) -> Links:
@@ -40,6 +41,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     category = np.where(np.isin(trace.kind, (OP, ANNOTATION)), own, -1)
     is_flop_op = np.array([bool(FLOP_OPS.match(name)) for name in trace.names])[trace.name] & (trace.kind == OP)
     flop_owner = np.where(is_flop_op, np.arange(n), -1)
+    in_optimizer = np.array([bool(classify.OPTIMIZER_STEP.match(name)) for name in trace.names])[trace.name]
     inherits = np.isin(category, classify.INHERITED)
     for rows in forest.levels():
         rows = host[rows]
@@ -51,6 +53,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
         inherits[rows[take]] = True
         owned = flop_owner[p] >= 0
         flop_owner[rows[owned]] = flop_owner[p[owned]]
+        in_optimizer[rows] |= in_optimizer[p]
 
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
@@ -65,7 +68,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
         rows = launch[ok]
         inner = forest.enclosing(trace.start[rows], trace.thread[rows])
         launching_op[ok] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
-    return Links(host, parent, category, flop_owner, flops, device, launch, launching_op, is_step)
+    return Links(host, parent, category, flop_owner, flops, device, launch, launching_op, is_step, in_optimizer)
 
 
 def _category_code(name: str) -> int:

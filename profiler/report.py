@@ -10,7 +10,10 @@ import numpy as np
 
 from profiler import classify as C
 from profiler.analyze import TraceAnalysis
+from profiler.diagnosis import diagnose
+from profiler.ledger import cause_seconds, ledger
 from profiler.peak import Peak, resolve_peak, table_peaks
+from profiler.signals import Signals
 
 SCHEMA = "mfu-report/1"
 TOP_OPS = 15
@@ -33,10 +36,14 @@ class RankData:
     breakdown_us: np.ndarray  # (categories, steps)
     flops: np.ndarray
     copied_bytes: np.ndarray
+    short_idle_us: np.ndarray
+    optimizer_us: np.ndarray  # (host_overhead, idle) inside optimizer steps, per step
+    signals: Signals
 
 
 def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) -> RankData:
-    ids, step_us, bd, flops, copied = [], [], [], [], []
+    ids, step_us, bd, flops, copied, short_idle, optimizer = [], [], [], [], [], [], []
+    signals = Signals()
     seen = set()
     for a in sorted(analyses, key=lambda a: a.trace.origin_us):
         fresh = np.array([i not in seen for i in a.steps.ids])
@@ -49,8 +56,12 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
         bd.append(a.breakdown_us[:, fresh])
         flops.append(a.flops[fresh])
         copied.append(a.copied_bytes[fresh] if len(a.copied_bytes) == len(fresh) else np.zeros(fresh.sum()))
+        short_idle.append(a.short_idle_us[fresh])
+        optimizer.append(a.optimizer_us[:, fresh])
+        signals.add(a.signals)
     return RankData(rank, analyses, np.concatenate(ids), np.concatenate(step_us), np.concatenate(bd, axis=1),
-                    np.concatenate(flops), np.concatenate(copied))
+                    np.concatenate(flops), np.concatenate(copied), np.concatenate(short_idle),
+                    np.concatenate(optimizer, axis=1), signals)
 
 
 def resolve_trace_peak(a: TraceAnalysis, options: Options, warnings: list[str]) -> Peak | None:
@@ -96,7 +107,8 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
                    "peak_flops_run": peak.peak_flops_run if peak else None,
                    "peak_source": peak.source if peak else None},
     }
-    body = [rank_fields(r, peak, options, meta, warnings) for r in per_rank]
+    dtype = report["device"]["dtype"]
+    body = [rank_fields(r, peak, options, meta, dtype, warnings) for r in per_rank]
     report.update(average_fields(body))
     report["warnings"] = list(dict.fromkeys(warnings))
     if len(per_rank) > 1:
@@ -104,7 +116,8 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
     return report
 
 
-def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, warnings: list[str]) -> dict:
+def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dtype: str | None,
+                warnings: list[str]) -> dict:
     n = len(r.step_ids)
     T = r.step_us.mean() / 1e6  # seconds
     f_counted = float(r.flops.mean())
@@ -122,7 +135,8 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, wa
     total = r.breakdown_us.sum(axis=1)
     breakdown = {c: {"ms": float(total[k] / n / 1000), "fraction": float(total[k] / r.step_us.sum())}
                  for k, c in enumerate(C.CATEGORIES)}
-    return {
+    ops = top_ops(r.analyses, n)
+    fields = {
         "step_time_ms": {"mean": float(r.step_us.mean() / 1000), "min": float(r.step_us.min() / 1000),
                          "max": float(r.step_us.max() / 1000)},
         "device_utilization": utilization(r.analyses),
@@ -130,13 +144,33 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, wa
         "breakdown": breakdown,
         "ledger": [],
         "bottlenecks": [],
-        "top_ops": top_ops(r.analyses, n),
+        "top_ops": ops[:TOP_OPS],
         "classification_ms": classification(r.analyses, n),
         "copied_bytes_per_step": float(r.copied_bytes.mean()),
         "per_step": [{"step": int(i), "ms": float(t / 1000),
                       **{c: float(r.breakdown_us[k, j] / 1000) for k, c in enumerate(C.CATEGORIES)}}
                      for j, (i, t) in enumerate(zip(r.step_ids, r.step_us))],
     }
+    flops = f_model or f_counted
+    if not (P and flops):
+        warnings.append("no peak or no FLOPs: the MFU ledger and the diagnosis are left empty")
+        return fields
+    sig = r.signals
+    small_excess = (sig.small_matmul_us / 1e6 - sig.small_matmul_flops / peak.peak_flops_run) / max(sig.steps, 1)
+    optimizer_host, optimizer_idle = r.optimizer_us.mean(axis=1) / 1e6
+    seconds = cause_seconds({c: b["ms"] / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run,
+                            small_excess, float(r.short_idle_us.mean()) / 1e6, optimizer_host, optimizer_idle)
+    if seconds["matmul_efficiency"] < 0:
+        warnings.append("matmul_efficiency is negative: the FLOP count credits more work than the matmuls could do "
+                        "at P_run in their time; check the peak and the model FLOPs (an accounting problem, not a speed-up)")
+    fields["ledger"] = ledger(T, seconds, flops, P)
+    ctx = {"step_ms": T * 1000, "breakdown": breakdown, "signals": sig, "meta": meta, "kind": r.analyses[0].kind,
+           "dtype": dtype, "peak": P, "peak_run": peak.peak_flops_run, "flops": flops, "counted_flops": f_counted,
+           "short_idle_ms": float(r.short_idle_us.mean()) / 1000,
+           "optimizer_overhead_ms": float(r.optimizer_us.mean(axis=1).sum()) / 1000, "copied_bytes": float(r.copied_bytes.mean()),
+           "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
+    fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
+    return fields
 
 
 def flops_gap_note(f_model: float, f_counted: float) -> str:
@@ -172,7 +206,7 @@ def top_ops(analyses: list[TraceAnalysis], n_steps: int) -> list[dict]:
             m["flop_us"] += s.flop_us
             for c, us in s.category_us.items():
                 m["cat"][c] = m["cat"].get(c, 0.0) + us
-    rows = sorted(merged.items(), key=lambda kv: -kv[1]["us"])[:TOP_OPS]
+    rows = sorted(merged.items(), key=lambda kv: -kv[1]["us"])
     return [{"name": name, "category": max(m["cat"], key=m["cat"].get), "count": m["count"] / n_steps,
              "ms": m["us"] / n_steps / 1000, "flops": m["flops"] / n_steps,
              "tflops_per_s": m["flops"] / m["flop_us"] / 1e6 if m["flop_us"] and m["flops"] else None}

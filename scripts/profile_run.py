@@ -92,6 +92,7 @@ def main(argv):
     metadata = {
         "model": {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "attention")},
         "n_params": n_params, "tokens_per_step": cfg.tokens_per_iter, "flops_per_step": flops_per_iter,
+        "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
         "dtype": cfg.dtype, "compile": cfg.compile, "optimizer_impl": cfg.optimizer_impl,
         "num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory, "device": cfg.device,
         "threads": torch.get_num_threads(), "peak": peak.as_dict() if peak else None,

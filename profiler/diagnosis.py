@@ -1,0 +1,162 @@
+"""The diagnosis: the ledger's causes ranked, each with the measurements behind it, a fix, and for our own
+runs the configuration change that applies the fix (`fix_config`, in scripts/profile_run.py's keys).
+
+Rules and thresholds:
+- a cause is a bottleneck when it costs at least MIN_POINTS points of MFU;
+- io: device (on CPU: training thread) waiting in DataLoader / data-loading spans;
+- small_batch: host dispatch and launch time while the device idles, idle gaps shorter than 1 ms between ops,
+  and 2-D matmuls with a dimension under 64 (their time beyond their FLOPs at P_run);
+- non_fused: elementwise, norm, softmax and optimizer time; attention is unfused when softmax and bmm ops
+  ran and no scaled-dot-product / flash op did; the optimizer is a per-parameter loop when Optimizer.step
+  ran over LOOP_OPS_PER_PARAM_GROUP ops with neither _foreach_ nor _fused_ ops;
+- memory_ops, communication, precision, matmul_efficiency, other: their ledger time, with the evidence below.
+"""
+
+import statistics
+
+from profiler.signals import SMALL_DIM, Signals
+
+MIN_POINTS = 1.0
+LOOP_OPS = 50  # ops in Optimizer.step per step above which, with no _foreach_/_fused_ op, it is a loop
+
+
+def diagnose(entries: list[dict], ctx: dict) -> list[dict]:
+    """Bottlenecks sorted by points; ctx holds the report's numbers (see report.rank_fields)."""
+    out = []
+    for entry in entries:
+        if entry["points"] < MIN_POINTS:
+            continue
+        evidence, fix, config = RULES[entry["cause"]](entry, ctx)
+        item = {"cause": entry["cause"], "points": entry["points"], "ms": entry["ms"],
+                "what_if_mfu": entry["what_if_mfu"], "evidence": evidence, "fix": fix}
+        if config and ctx["meta"]:
+            item["fix_config"] = config
+        out.append(item)
+    return sorted(out, key=lambda b: -b["points"])
+
+
+def _share(ms: float, ctx: dict) -> str:
+    return f"{ms:.2f} ms/step ({100 * ms / ctx['step_ms']:.1f}% of the step)"
+
+
+def io(entry, ctx):
+    sig: Signals = ctx["signals"]
+    kinds = ", ".join(
+        "single-process (num_workers=0)" if "SingleProcess" in k else "worker processes" if "MultiProcessing" in k
+        else k for k in sig.dataloaders) or "no DataLoader spans (data-loading annotations)"
+    meta = ctx["meta"]
+    setting = f"; the run used num_workers={meta['num_workers']}, pin_memory={meta['pin_memory']}" \
+        if "num_workers" in meta else ""
+    waiting = "the device idles" if ctx["kind"] != "cpu" else "the training thread waits"
+    evidence = f"{waiting} in data loading {_share(entry['ms'], ctx)}; DataLoader: {kinds}{setting}"
+    fix = ("load in parallel: DataLoader(num_workers=4, pin_memory=True, persistent_workers=True, "
+           "prefetch_factor=2); make __getitem__ cheaper or the storage faster")
+    return evidence, fix, {"num_workers": max(4, 2 * meta.get("num_workers", 0))}
+
+
+def small_batch(entry, ctx):
+    sig: Signals = ctx["signals"]
+    n = max(sig.steps, 1)
+    parts = [f"host dispatch/launch overhead {ctx['breakdown']['host_overhead']['ms']:.2f} ms/step",
+             f"short idle gaps between ops {ctx['short_idle_ms']:.2f} ms/step",
+             f"{sig.host_ops / n:,.0f} ops per step, {ctx['flops'] / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op"]
+    if sig.kernel_us:
+        parts.append(f"{len(sig.kernel_us) / n:,.0f} kernels per step, median {statistics.median(sig.kernel_us):.1f} µs")
+    if sig.small_matmul_us:
+        rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
+        parts.append(f"matmuls with a dimension < {SMALL_DIM}: {sig.small_matmul_us / n / 1000:.2f} ms/step at "
+                     f"{rate:.3f} TFLOP/s ({100 * rate * 1e12 / ctx['peak_run']:.0f}% of P_run)")
+    fix = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep the "
+           "tokens per step; torch.compile or CUDA graphs to cut per-op overhead")
+    meta = ctx["meta"]
+    return "; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None
+
+
+def non_fused(entry, ctx):
+    sig: Signals = ctx["signals"]
+    n = max(sig.steps, 1)
+    counts = sig.op_counts
+    fused_attention = sum(v for k, v in counts.items() if "attention" in k)
+    softmax = sum(v for k, v in counts.items() if "softmax" in k)
+    bmm = counts["aten::bmm"] + counts["aten::baddbmm"]
+    parts = [f"elementwise / norm / softmax / optimizer time {_share(entry['ms'], ctx)}, of which "
+             f"{ctx['optimizer_overhead_ms']:.2f} ms dispatching the optimizer's ops"]
+    layers = ctx["meta"].get("model", {}).get("n_layer")
+    if layers:
+        parts.append(f"{ctx['other_ops'] / n / layers:.0f} such ops per layer per step")
+    largest = [op for op in ctx["top_ops"] if op["category"] == "other_compute"][:3]
+    parts.append("largest: " + ", ".join(f"{op['name']} {op['ms']:.2f} ms" for op in largest))
+    config, fixes = {}, []
+    if softmax and bmm and not fused_attention:
+        parts.append(f"unfused attention: {softmax / n:.0f} softmax and {bmm / n:.0f} bmm ops per step, "
+                     "no scaled_dot_product_attention")
+        fixes.append("F.scaled_dot_product_attention instead of matmul + mask + softmax + matmul")
+        config["attention"] = "sdpa"
+    foreach = sum(v for k, v in counts.items() if "_foreach_" in k)
+    fused = sum(v for k, v in counts.items() if "_fused_" in k)
+    if sig.optimizer_ops / n > LOOP_OPS and not foreach and not fused:
+        parts.append(f"per-parameter optimizer loop: {sig.optimizer_ops / n:.0f} ops per Optimizer.step, "
+                     "no _foreach_ or _fused_ kernels")
+        fixes.append("torch.optim.AdamW(fused=True)")
+        config["optimizer_impl"] = "fused"
+    elif foreach and not fused:
+        parts.append(f"foreach optimizer: {foreach / n:.0f} _foreach_ ops per step")
+        fixes.append("torch.optim.AdamW(fused=True)")
+        config["optimizer_impl"] = "fused"
+    if not fixes:
+        fixes.append("torch.compile(model) to fuse elementwise and normalization kernels")
+        config["compile"] = True
+    return "; ".join(parts), "; ".join(fixes), config
+
+
+def memory_ops(entry, ctx):
+    sig: Signals = ctx["signals"]
+    n = max(sig.steps, 1)
+    kinds = ", ".join(f"{k} {v / n / 1e6:.1f} MB" for k, v in sig.memcpy_bytes.most_common(3))
+    evidence = (f"copies and memsets {_share(entry['ms'], ctx)}; {ctx['copied_bytes'] / 1e6:.1f} MB per step"
+                + (f" ({kinds})" if kinds else ""))
+    fix = "pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in the step"
+    pageable = any("Pageable" in k for k in sig.memcpy_bytes)
+    return evidence, fix, {"pin_memory": True} if pageable and not ctx["meta"].get("pin_memory") else None
+
+
+def communication(entry, ctx):
+    comm = ", ".join(f"{op['name']} {op['ms']:.2f} ms" for op in ctx["top_ops"] if op["category"] == "communication")
+    evidence = f"collectives not overlapped by compute {_share(entry['ms'], ctx)}" + (f"; {comm}" if comm else "")
+    fix = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients locally "
+           "(no_sync) and all-reduce less often, or raise the batch per rank")
+    return evidence, fix, None
+
+
+def precision(entry, ctx):
+    dtype = ctx["dtype"] or "unknown"
+    evidence = (f"matmuls ran in {dtype}: the device does {ctx['peak_run'] / 1e12:.3g} TFLOP/s in it against "
+                f"{ctx['peak'] / 1e12:.3g} in its fastest precision; the model's FLOPs need "
+                f"{1000 * ctx['flops'] / ctx['peak_run']:.2f} ms/step at the first, {1000 * ctx['flops'] / ctx['peak']:.2f} at the second")
+    fix = "bfloat16 autocast (torch.autocast(device_type, dtype=torch.bfloat16))"
+    if ctx["kind"] != "cpu":
+        fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
+    return evidence, fix, {"dtype": "bfloat16"}
+
+
+def matmul_efficiency(entry, ctx):
+    sig: Signals = ctx["signals"]
+    rate = ctx["counted_flops"] * max(sig.steps, 1) / sig.matmul_us / 1e6 if sig.matmul_us else None
+    evidence = (f"matmul time beyond the FLOPs at P_run {_share(entry['ms'], ctx)}"
+                + (f"; counted matmuls run at {rate:.3g} TFLOP/s, {100 * rate * 1e12 / ctx['peak_run']:.0f}% of "
+                   f"P_run ({ctx['peak_run'] / 1e12:.3g} TFLOP/s)" if rate else ""))
+    fix = "matmul dimensions multiples of 64 (128 on tensor cores), larger matmuls, torch.compile(mode='max-autotune')"
+    return evidence, fix, None
+
+
+def other(entry, ctx):
+    evidence = (f"idle stretches of 1 ms or more with no op recorded {_share(entry['ms'], ctx)}: synchronizations, "
+                "Python outside ops, work the profiler did not record")
+    fix = ("open the trace in TensorBoard (PyTorch profiler → trace view) at the gaps; keep evaluation, logging, "
+           "checkpointing and .item() syncs out of the hot loop")
+    return evidence, fix, None
+
+
+RULES = {"io": io, "small_batch": small_batch, "non_fused": non_fused, "memory_ops": memory_ops,
+         "communication": communication, "precision": precision, "matmul_efficiency": matmul_efficiency,
+         "other": other}
