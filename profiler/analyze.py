@@ -68,7 +68,7 @@ def analyze_file(path) -> TraceAnalysis:
         ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, links, bd)
     return TraceAnalysis(trace, "cuda" if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
                          B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us, bd.optimizer_us,
-                         measure(trace, links, steps), warnings)
+                         measure(trace, links, steps, bd), warnings)
 
 
 def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):

@@ -23,6 +23,9 @@ MEMORY_OP = re.compile(
     r"|zeros_like|ones|ones_like|full|full_like|new_zeros|new_full|pin_memory|_pin_memory)$"
 )
 COMMUNICATION_OP = re.compile(r"^(nccl|gloo|mpi|ucc):|^c10d::|^record_param_comms$|^ProcessGroup|^c10d_functional::")
+FUSED_ATTENTION = re.compile(
+    r"^aten::_?(scaled_dot_product_(flash|efficient|cudnn)_attention|flash_attention|efficient_attention)")
+SOFTMAX = re.compile(r"^aten::_?(softmax|safe_softmax)$")
 OPTIMIZER_STEP = re.compile(r"^Optimizer\.step#")
 DATA_LOADING_OP = re.compile(r"^enumerate\(Data(Loader|Pipe)\)#|load_batch|wait_for_batch|data_?load", re.IGNORECASE)
 # ops that only describe or allocate tensors: their time is framework overhead, never compute

@@ -59,6 +59,10 @@ def small_batch(entry, ctx):
     n = max(sig.steps, 1)
     parts = [f"host dispatch/launch overhead {ctx['breakdown']['host_overhead']['ms']:.2f} ms/step",
              f"short idle gaps between ops {ctx['short_idle_ms']:.2f} ms/step",
+             "fixed per-op cost of compute and copy ops "
+             f"{sum(ctx['fixed_ms'].values()):.2f} ms/step (each op charged a near-empty op's duration)",
+             f"work done once per step on parameters (optimizer, gradient clipping, weight casts) "
+             f"{ctx['parameter_ms']:.2f} ms/step",
              f"{sig.host_ops / n:,.0f} ops per step, {ctx['flops'] / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op"]
     if sig.kernel_us:
         parts.append(f"{len(sig.kernel_us) / n:,.0f} kernels per step, median {statistics.median(sig.kernel_us):.1f} µs")

@@ -5,34 +5,66 @@ the time beyond what the model's FLOPs need at peak, split into precision (runni
 fastest precision), small matmuls (small_batch) and the rest (matmul_efficiency).
 """
 
+from dataclasses import dataclass
+
 CAUSES = ("io", "small_batch", "non_fused", "memory_ops", "communication", "precision", "matmul_efficiency", "other")
 
 
-def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, small_matmul_excess_s: float,
-                  short_idle_s: float, optimizer_host_s: float = 0.0, optimizer_idle_s: float = 0.0) -> dict[str, float]:
+@dataclass
+class Overheads:
+    """Seconds per step, inside breakdown categories, that belong to another cause than their category's."""
+
+    small_matmul_excess: float = 0.0  # small matmuls' time beyond their FLOPs at P_run
+    short_idle: float = 0.0  # idle gaps under 1 ms between ops
+    fixed_compute: float = 0.0  # fixed per-op cost inside other_compute
+    fixed_memory: float = 0.0  # ... inside memory
+    parameter_compute: float = 0.0  # per-step work on parameter-shaped tensors inside other_compute
+    parameter_memory: float = 0.0  # ... inside memory (weight casts, gradient copies)
+    optimizer_host: float = 0.0  # host overhead inside Optimizer.step
+    optimizer_idle: float = 0.0  # idle inside Optimizer.step
+    attention_matmul_excess: float = 0.0  # unfused attention's bmm time beyond its FLOPs at P_run
+    attention_memory: float = 0.0  # copies inside unfused attention
+    attention_host: float = 0.0  # dispatch inside unfused attention
+
+
+def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, o: Overheads) -> dict[str, float]:
     """Seconds per step lost to each cause; they sum to the step time minus flops/peak.
 
-    Host overhead and idle inside Optimizer.step are the cost of an optimizer that runs many small ops:
-    non_fused. Other idle gaps shorter than 1 ms between ops (Python, launches) are framework overhead, like
-    the host's dispatch time: small_batch; longer idle stretches are unexplained: other. Small matmuls' time
-    beyond their FLOPs at P_run is small_batch too, up to the whole matmul excess.
+    - data_loading → io; communication → communication; other_compute → non_fused; memory → memory_ops.
+    - matmul beyond flops/peak: precision up to flops/peak_run, the rest matmul_efficiency.
+    - host_overhead → small_batch, and so are short idle gaps between ops, small matmuls' excess, the fixed
+      per-op cost of compute and copy ops, and the work done once per step on parameters (optimizer update,
+      gradient clipping, weight casts): the costs that a larger batch would spread over more tokens.
+    - longer idle stretches → other.
+    - the cost of an unfused optimizer (dispatch and idle inside Optimizer.step) and of unfused attention
+      (its matmul excess, copies and dispatch) → non_fused, whatever category it fell in.
+    Each move is capped by what its source holds, so every cause stays within the time measured.
     """
-    ideal, at_run = flops / peak, flops / peak_run
-    matmul_excess = category_s["matmul"] - at_run
-    small = min(max(small_matmul_excess_s, 0.0), max(matmul_excess, 0.0))
-    optimizer_host = min(max(optimizer_host_s, 0.0), category_s["host_overhead"])
-    optimizer_idle = min(max(optimizer_idle_s, 0.0), category_s["idle"])
-    short_idle = min(max(short_idle_s - optimizer_idle, 0.0), category_s["idle"] - optimizer_idle)
-    return {
-        "io": category_s["data_loading"],
-        "small_batch": category_s["host_overhead"] - optimizer_host + small + short_idle,
-        "non_fused": category_s["other_compute"] + optimizer_host + optimizer_idle,
-        "memory_ops": category_s["memory"],
-        "communication": category_s["communication"],
-        "precision": at_run - ideal,
-        "matmul_efficiency": matmul_excess - small,
-        "other": category_s["idle"] - optimizer_idle - short_idle,
-    }
+    c = dict(category_s)
+    moved = {cause: 0.0 for cause in CAUSES}
+
+    def move(category: str, seconds: float, cause: str):
+        seconds = min(max(seconds, 0.0), max(c[category], 0.0))
+        c[category] -= seconds
+        moved[cause] += seconds
+
+    at_run = flops / peak_run
+    c["matmul"] -= at_run  # what remains is the matmul excess
+    move("matmul", o.attention_matmul_excess, "non_fused")
+    move("matmul", o.small_matmul_excess, "small_batch")
+    move("host_overhead", o.optimizer_host, "non_fused")
+    move("host_overhead", o.attention_host, "non_fused")
+    move("idle", o.optimizer_idle, "non_fused")
+    move("idle", o.short_idle - o.optimizer_idle, "small_batch")
+    move("memory", o.attention_memory, "non_fused")
+    move("memory", o.parameter_memory, "small_batch")
+    move("memory", o.fixed_memory, "small_batch")
+    move("other_compute", o.parameter_compute, "small_batch")
+    move("other_compute", o.fixed_compute, "small_batch")
+    own = {"io": c["data_loading"], "small_batch": c["host_overhead"], "non_fused": c["other_compute"],
+           "memory_ops": c["memory"], "communication": c["communication"], "precision": at_run - flops / peak,
+           "matmul_efficiency": c["matmul"], "other": c["idle"]}
+    return {cause: own[cause] + moved[cause] for cause in CAUSES}
 
 
 def ledger(step_s: float, seconds: dict[str, float], flops: float, peak: float) -> list[dict]:

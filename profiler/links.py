@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler import classify
+from profiler import attention, classify
 from profiler.flops import FLOP_OPS, counted_flops
 from profiler.intervals import Forest
 from profiler.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, Trace
@@ -24,6 +24,7 @@ class Links:
     launching_op: np.ndarray  # per device event: innermost host span around its launch, -1
     is_step: np.ndarray  # per row: a ProfilerStep#N span
     in_optimizer: np.ndarray  # per row: inside (or being) an Optimizer.step#... span
+    in_attention: np.ndarray  # per row: an op of unfused attention (see attention.py) or inside one
 
 
 def link(trace: Trace, warnings: list[str]) -> Links:
@@ -42,6 +43,8 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     is_flop_op = np.array([bool(FLOP_OPS.match(name)) for name in trace.names])[trace.name] & (trace.kind == OP)
     flop_owner = np.where(is_flop_op, np.arange(n), -1)
     in_optimizer = np.array([bool(classify.OPTIMIZER_STEP.match(name)) for name in trace.names])[trace.name]
+    in_attention = np.zeros(n, bool)
+    in_attention[attention.score_ops(trace)] = True
     inherits = np.isin(category, classify.INHERITED)
     for rows in forest.levels():
         rows = host[rows]
@@ -54,6 +57,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
         owned = flop_owner[p] >= 0
         flop_owner[rows[owned]] = flop_owner[p[owned]]
         in_optimizer[rows] |= in_optimizer[p]
+        in_attention[rows] |= in_attention[p]
 
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
@@ -68,7 +72,8 @@ def link(trace: Trace, warnings: list[str]) -> Links:
         rows = launch[ok]
         inner = forest.enclosing(trace.start[rows], trace.thread[rows])
         launching_op[ok] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
-    return Links(host, parent, category, flop_owner, flops, device, launch, launching_op, is_step, in_optimizer)
+    return Links(host, parent, category, flop_owner, flops, device, launch, launching_op, is_step, in_optimizer,
+                 in_attention)
 
 
 def _category_code(name: str) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 from profiler import classify as C
 from profiler.analyze import TraceAnalysis
 from profiler.diagnosis import diagnose
-from profiler.ledger import cause_seconds, ledger
+from profiler.ledger import Overheads, cause_seconds, ledger
 from profiler.peak import Peak, resolve_peak, table_peaks
 from profiler.signals import Signals
 
@@ -156,10 +156,18 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
         warnings.append("no peak or no FLOPs: the MFU ledger and the diagnosis are left empty")
         return fields
     sig = r.signals
-    small_excess = (sig.small_matmul_us / 1e6 - sig.small_matmul_flops / peak.peak_flops_run) / max(sig.steps, 1)
+    per_step = 1e6 * max(sig.steps, 1)  # µs totals over the steps → seconds per step
     optimizer_host, optimizer_idle = r.optimizer_us.mean(axis=1) / 1e6
-    seconds = cause_seconds({c: b["ms"] / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run,
-                            small_excess, float(r.short_idle_us.mean()) / 1e6, optimizer_host, optimizer_idle)
+    overheads = Overheads(
+        small_matmul_excess=(sig.small_matmul_us - 1e6 * sig.small_matmul_flops / peak.peak_flops_run) / per_step,
+        short_idle=float(r.short_idle_us.mean()) / 1e6,
+        fixed_compute=sig.fixed_us["other_compute"] / per_step, fixed_memory=sig.fixed_us["memory"] / per_step,
+        parameter_compute=sig.parameter_us["other_compute"] / per_step,
+        parameter_memory=sig.parameter_us["memory"] / per_step,
+        optimizer_host=optimizer_host, optimizer_idle=optimizer_idle,
+        attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak.peak_flops_run) / per_step,
+        attention_memory=sig.attention_us["memory"] / per_step, attention_host=sig.attention_us["host_overhead"] / per_step)
+    seconds = cause_seconds({c: b["ms"] / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run, overheads)
     if seconds["matmul_efficiency"] < 0:
         warnings.append("matmul_efficiency is negative: the FLOP count credits more work than the matmuls could do "
                         "at P_run in their time; check the peak and the model FLOPs (an accounting problem, not a speed-up)")
@@ -167,7 +175,9 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
     ctx = {"step_ms": T * 1000, "breakdown": breakdown, "signals": sig, "meta": meta, "kind": r.analyses[0].kind,
            "dtype": dtype, "peak": P, "peak_run": peak.peak_flops_run, "flops": flops, "counted_flops": f_counted,
            "short_idle_ms": float(r.short_idle_us.mean()) / 1000,
-           "optimizer_overhead_ms": float(r.optimizer_us.mean(axis=1).sum()) / 1000, "copied_bytes": float(r.copied_bytes.mean()),
+           "optimizer_overhead_ms": float(r.optimizer_us.mean(axis=1).sum()) / 1000,
+           "fixed_ms": {c: us / 1000 / max(sig.steps, 1) for c, us in sig.fixed_us.items()},
+           "parameter_ms": sum(sig.parameter_us.values()) / 1000 / max(sig.steps, 1), "copied_bytes": float(r.copied_bytes.mean()),
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
     return fields

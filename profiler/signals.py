@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from profiler import classify as C
+from profiler.classify import FUSED_ATTENTION, SOFTMAX
 from profiler.links import Links
 from profiler.load import KERNEL, MEMCPY, OP, Trace
 from profiler.steps import Steps
 
 SMALL_DIM = 64  # a matmul with a dimension below this runs far below a device's large-matmul rate
+FLOOR_PERCENTILE = 10
+TINY_NUMEL = 4096  # an op on this few elements does next to no work: its duration is its fixed cost
 TWO_D_MATMUL = re.compile(r"^aten::(mm|addmm)$")
-FUSED_ATTENTION = re.compile(r"^aten::_?(scaled_dot_product_(flash|efficient|cudnn)_attention|flash_attention|efficient_attention)")
-SOFTMAX = re.compile(r"^aten::_?(softmax|safe_softmax)$")
 FUSED_OPTIMIZER = re.compile(r"^aten::_fused_")
 FOREACH_OPTIMIZER = re.compile(r"^aten::_foreach_")
 
@@ -34,6 +36,10 @@ class Signals:
     optimizer_ops: int = 0  # host ops inside Optimizer.step spans
     dataloaders: Counter = field(default_factory=Counter)
     memcpy_bytes: Counter = field(default_factory=Counter)  # by memcpy kind (HtoD Pageable, ...)
+    fixed_us: Counter = field(default_factory=Counter)  # per-op fixed cost in other_compute and memory time
+    attention_us: Counter = field(default_factory=Counter)  # time of unfused attention's ops, by category
+    attention_flops: float = 0.0  # FLOPs of its score and value matmuls
+    parameter_us: Counter = field(default_factory=Counter)  # work on parameter-shaped tensors, by category
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
@@ -41,7 +47,46 @@ class Signals:
             setattr(self, name, getattr(self, name) + value)
 
 
-def measure(trace: Trace, links: Links, steps: Steps) -> Signals:
+def fixed_cost(durations: np.ndarray, numels: np.ndarray) -> float:
+    """The part of these ops' time that would not grow with their size. An op on at most TINY_NUMEL elements
+    does next to no work: all of its time is fixed cost. A larger op is charged the cost of a near-empty op:
+    the median duration of the tiny ones (the 10th percentile of all, where fewer than 5 tiny ops ran)."""
+    if not len(durations):
+        return 0.0
+    tiny = numels <= TINY_NUMEL
+    floor = float(np.median(durations[tiny])) if tiny.sum() >= 5 else float(np.percentile(durations, FLOOR_PERCENTILE))
+    return float(durations[tiny].sum() + np.minimum(durations[~tiny], floor).sum())
+
+
+def tensor_shapes(dims) -> list[tuple]:
+    """Every tensor shape in an op's recorded input dims, tensor lists included."""
+    if isinstance(dims, list) and dims and all(isinstance(x, int) for x in dims):
+        return [tuple(dims)]
+    return [shape for d in dims for shape in tensor_shapes(d)] if isinstance(dims, list) else []
+
+
+def parameter_rows(trace: Trace, links: Links, rows: np.ndarray) -> np.ndarray:
+    """Which of these ops work only on parameter-shaped tensors (the shapes the optimizer updates):
+    per-step work such as weight casts, gradient clipping and the optimizer itself, whatever the batch."""
+    optimizer_ops = np.flatnonzero(links.in_optimizer & (trace.kind == OP))
+    shapes = {shape for sh in trace.shapes(optimizer_ops) for shape in tensor_shapes(sh.dims) if len(shape) >= 1}
+    if not shapes:
+        return np.zeros(len(rows), bool)
+    return np.array([bool(found) and set(found) <= shapes for found in
+                     (tensor_shapes(sh.dims) for sh in trace.shapes(rows))], dtype=bool)
+
+
+def first_numel(trace: Trace, rows: np.ndarray) -> np.ndarray:
+    """Elements of each op's first tensor input (a huge number where no shape was recorded)."""
+    out = np.full(len(rows), np.iinfo(np.int64).max)
+    for i, shape in enumerate(trace.shapes(rows)):
+        tensor = next((d for d in shape.dims if isinstance(d, list) and d), None)
+        if tensor and all(isinstance(x, int) for x in tensor):
+            out[i] = int(np.prod(tensor))
+    return out
+
+
+def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     host_step = steps.host_index(trace.start)
     in_steps = host_step >= 0
     ops = np.flatnonzero((trace.kind == OP) & in_steps)
@@ -67,6 +112,38 @@ def measure(trace: Trace, links: Links, steps: Steps) -> Signals:
     dur = trace.end - trace.start
     kernels = links.device[dev_in & (trace.kind[links.device] == KERNEL)]
     s.kernel_us = dur[kernels].tolist()
+    if len(links.device):  # device time of the kernels that unfused attention's ops launched
+        by_attention = dev_in & (links.launching_op >= 0) & links.in_attention[np.maximum(links.launching_op, 0)]
+        for category in np.unique(bd.device_category[by_attention]):
+            rows = links.device[by_attention & (bd.device_category == category)]
+            s.attention_us[C.CATEGORIES[category]] = float(dur[rows].sum())
+    else:
+        rows = np.flatnonzero(links.in_attention & in_steps & (bd.row_category >= 0))
+        for category in np.unique(bd.row_category[rows]):
+            s.attention_us[C.CATEGORIES[category]] = float(bd.self_us[rows[bd.row_category[rows] == category]].sum())
+    s.attention_flops = float(links.flops[links.in_attention & in_steps].sum())
+    # per-step work on parameters, then the fixed per-op cost of the other compute and copies (outside
+    # optimizer steps and attention, whose overhead is non_fused)
+    for category in (C.OTHER_COMPUTE, C.MEMORY):
+        name = C.CATEGORIES[category]
+        if len(links.device):  # kernels, sized by the op that launched them
+            op = links.launching_op
+            sel = np.flatnonzero(dev_in & (bd.device_category == category))
+            launched = op[sel] >= 0
+            time_us = dur[links.device[sel]]
+            params = np.zeros(len(sel), bool)
+            params[launched] = parameter_rows(trace, links, op[sel][launched])
+            other = ~params & ~(launched & (links.in_optimizer | links.in_attention)[np.maximum(op[sel], 0)])
+            numels = np.full(len(sel), np.iinfo(np.int64).max)
+            numels[launched] = first_numel(trace, op[sel][launched])
+        else:  # ops' exclusive time on the training thread
+            sel = np.flatnonzero((bd.row_category == category) & in_steps & (bd.self_us > 0))
+            time_us = bd.self_us[sel]
+            params = parameter_rows(trace, links, sel)
+            other = ~params & ~links.in_optimizer[sel] & ~links.in_attention[sel]
+            numels = first_numel(trace, sel)
+        s.parameter_us[name] = float(time_us[params].sum())
+        s.fixed_us[name] = fixed_cost(time_us[other], numels[other])
     copies = links.device[dev_in & (trace.kind[links.device] == MEMCPY)]
     for r in copies:
         s.memcpy_bytes[names[trace.name[r]]] += int(trace.nbytes[r])
