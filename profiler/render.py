@@ -1,5 +1,7 @@
 """The report as text for a terminal: plain lines that fit 80 columns, computed nowhere but in report.py."""
 
+import textwrap
+
 from profiler.classify import CATEGORIES
 
 
@@ -45,6 +47,40 @@ def summary(report: dict) -> str:
         tf = f"{op['tflops_per_s']:.2f}" if op["tflops_per_s"] else ""
         name = op["name"] if len(op["name"]) <= 43 else op["name"][:40] + "..."
         lines.append(f"{name:<44}{op['category']:<14}{op['ms']:>9.2f}{tf:>9}")
+    lines += ledger_lines(report) + bottleneck_lines(report)
     if report["warnings"]:
-        lines += ["", *(f"warning: {w}" for w in report["warnings"])]
+        lines += [""] + [line for w in report["warnings"] for line in wrap(f"warning: {w}", "  ")]
     return "\n".join(lines)
+
+
+def wrap(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(text, 80, subsequent_indent=indent)
+
+
+def ledger_lines(report: dict) -> list[str]:
+    """The ledger as a waterfall from 100% of peak down to the MFU, largest loss first."""
+    if not report["ledger"]:
+        return []
+    mfu = report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"]
+    lines = ["", "MFU ledger: points of peak lost per cause", f"{'':>2}{100:>8.2f}  peak"]
+    level = 100.0
+    for e in sorted(report["ledger"], key=lambda e: -e["points"]):
+        if abs(e["points"]) < 0.005:
+            continue
+        start, level = level, level - e["points"]
+        lo, hi = sorted((round(level / 2.5), round(start / 2.5)))
+        bar = " " * lo + ("#" if e["points"] >= 0 else "-") * max(hi - lo, 1)
+        lines.append(f"{'-':>2}{e['points']:>8.2f}  {e['cause']:<18}|{bar}")
+    lines.append(f"{'=':>2}{100 * mfu:>8.2f}  MFU")
+    return lines
+
+
+def bottleneck_lines(report: dict) -> list[str]:
+    lines = []
+    for i, b in enumerate(report["bottlenecks"], 1):
+        lines += ["", f"{i}. {b['cause']}: {b['points']:.1f} points, {b['ms']:.2f} ms/step; "
+                      f"MFU {100 * b['what_if_mfu']:.2f}% without it"]
+        lines += wrap(f"   evidence: {b['evidence']}", "     ") + wrap(f"   fix: {b['fix']}", "     ")
+        if b.get("fix_config"):
+            lines.append("   try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))
+    return ["", "Diagnosis (causes over 1 point, largest first):"] + lines if lines else lines

@@ -4,6 +4,7 @@ implementations ran, what the data loader and the copies were. Totals over the a
 cycles of one rank add up.
 """
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,32 +59,36 @@ def fixed_cost(durations: np.ndarray, numels: np.ndarray) -> float:
     return float(durations[tiny].sum() + np.minimum(durations[~tiny], floor).sum())
 
 
-def tensor_shapes(dims) -> list[tuple]:
-    """Every tensor shape in an op's recorded input dims, tensor lists included."""
-    if isinstance(dims, list) and dims and all(isinstance(x, int) for x in dims):
-        return [tuple(dims)]
-    return [shape for d in dims for shape in tensor_shapes(d)] if isinstance(dims, list) else []
-
-
-def parameter_rows(trace: Trace, links: Links, rows: np.ndarray) -> np.ndarray:
-    """Which of these ops work only on parameter-shaped tensors (the shapes the optimizer updates):
-    per-step work such as weight casts, gradient clipping and the optimizer itself, whatever the batch."""
-    optimizer_ops = np.flatnonzero(links.in_optimizer & (trace.kind == OP))
-    shapes = {shape for sh in trace.shapes(optimizer_ops) for shape in tensor_shapes(sh.dims) if len(shape) >= 1}
-    if not shapes:
-        return np.zeros(len(rows), bool)
-    return np.array([bool(found) and set(found) <= shapes for found in
-                     (tensor_shapes(sh.dims) for sh in trace.shapes(rows))], dtype=bool)
-
-
-def first_numel(trace: Trace, rows: np.ndarray) -> np.ndarray:
-    """Elements of each op's first tensor input (a huge number where no shape was recorded)."""
-    out = np.full(len(rows), np.iinfo(np.int64).max)
-    for i, shape in enumerate(trace.shapes(rows)):
-        tensor = next((d for d in shape.dims if isinstance(d, list) and d), None)
-        if tensor and all(isinstance(x, int) for x in tensor):
-            out[i] = int(np.prod(tensor))
+def tensor_shapes(dims: list) -> list[tuple]:
+    """Every tensor shape in an op's recorded input dims, tensor lists included (scalars have no shape)."""
+    out = []
+    for d in dims:
+        if isinstance(d, list) and d:
+            if isinstance(d[0], int):
+                out.append(tuple(d))
+            else:
+                out.extend(tensor_shapes(d))
     return out
+
+
+def parameter_shapes(trace: Trace, links: Links) -> set[tuple]:
+    """The tensor shapes the optimizer works on: the model's parameters (empty when no optimizer step ran)."""
+    optimizer_ops = np.flatnonzero(links.in_optimizer & (trace.kind == OP))
+    return {shape for sh in trace.shapes(optimizer_ops) for shape in tensor_shapes(sh.dims)}
+
+
+def size_and_role(trace: Trace, rows: np.ndarray, params: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Per op: the elements of its first tensor input (huge where unrecorded), and whether all its tensors
+    are parameter-shaped (per-step work such as weight casts, gradient clipping and the optimizer itself)."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    numel = np.full(len(unique), np.iinfo(np.int64).max)
+    on_params = np.zeros(len(unique), bool)
+    for i, shape in enumerate(trace.shapes(unique)):
+        tensors = tensor_shapes(shape.dims)
+        if tensors:
+            numel[i] = math.prod(tensors[0])
+            on_params[i] = bool(params) and set(tensors) <= params
+    return numel[inverse], on_params[inverse]
 
 
 def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
@@ -124,25 +129,23 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     s.attention_flops = float(links.flops[links.in_attention & in_steps].sum())
     # per-step work on parameters, then the fixed per-op cost of the other compute and copies (outside
     # optimizer steps and attention, whose overhead is non_fused)
+    params = parameter_shapes(trace, links)
     for category in (C.OTHER_COMPUTE, C.MEMORY):
         name = C.CATEGORIES[category]
         if len(links.device):  # kernels, sized by the op that launched them
-            op = links.launching_op
             sel = np.flatnonzero(dev_in & (bd.device_category == category))
-            launched = op[sel] >= 0
+            op = links.launching_op[sel]
             time_us = dur[links.device[sel]]
-            params = np.zeros(len(sel), bool)
-            params[launched] = parameter_rows(trace, links, op[sel][launched])
-            other = ~params & ~(launched & (links.in_optimizer | links.in_attention)[np.maximum(op[sel], 0)])
             numels = np.full(len(sel), np.iinfo(np.int64).max)
-            numels[launched] = first_numel(trace, op[sel][launched])
+            on_params = np.zeros(len(sel), bool)
+            numels[op >= 0], on_params[op >= 0] = size_and_role(trace, op[op >= 0], params)
+            other = ~on_params & ~((op >= 0) & (links.in_optimizer | links.in_attention)[np.maximum(op, 0)])
         else:  # ops' exclusive time on the training thread
             sel = np.flatnonzero((bd.row_category == category) & in_steps & (bd.self_us > 0))
             time_us = bd.self_us[sel]
-            params = parameter_rows(trace, links, sel)
-            other = ~params & ~links.in_optimizer[sel] & ~links.in_attention[sel]
-            numels = first_numel(trace, sel)
-        s.parameter_us[name] = float(time_us[params].sum())
+            numels, on_params = size_and_role(trace, sel, params)
+            other = ~on_params & ~links.in_optimizer[sel] & ~links.in_attention[sel]
+        s.parameter_us[name] = float(time_us[on_params].sum())
         s.fixed_us[name] = fixed_cost(time_us[other], numels[other])
     copies = links.device[dev_in & (trace.kind[links.device] == MEMCPY)]
     for r in copies:
