@@ -40,8 +40,8 @@ def summary(report: dict) -> str:
         lines.append(f"{c:<16}{b['ms']:>10.2f}{100 * b['fraction']:>8.2f}%  {'#' * round(40 * b['fraction'])}")
     if report.get("classification_ms"):
         c = report["classification_ms"]
-        lines.append(f"device time classified by launching op {c['by_op']:.2f} ms, by kernel name "
-                     f"{c['by_name']:.2f} ms, unclassified {c['unclassified']:.2f} ms per step")
+        lines.append(f"kernel time by launching op {c['by_op']:.2f}, by name {c['by_name']:.2f}, "
+                     f"unclassified {c['unclassified']:.2f} ms/step")
     lines += ["", f"{'top ops':<44}{'category':<14}{'ms/step':>9}{'TFLOP/s':>9}"]
     for op in report["top_ops"][:10]:
         tf = f"{op['tflops_per_s']:.2f}" if op["tflops_per_s"] else ""
