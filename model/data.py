@@ -40,7 +40,7 @@ def write_bins(data: bytes, out: Path) -> Path:
     ids = np.frombuffer(data, dtype=np.uint8).astype(np.uint16)
     n_val = int(len(ids) * VAL_FRACTION)
     for name, part in (("train.bin", ids[:-n_val]), ("val.bin", ids[-n_val:])):
-        tmp = out / f".{name}.tmp"
+        tmp = out / f".{name}.{os.getpid()}.tmp"  # ranks preparing at once each write their own
         part.tofile(tmp)
         os.replace(tmp, out / name)
     (out / "meta.json").write_text(json.dumps({"vocab_size": 256, "tokenizer": "bytes"}))

@@ -48,6 +48,7 @@ class TrainConfig:
     num_workers: int = 0
     pin_memory: bool = False
     data_delay: float = 0.0  # seconds of sleep per sample: injects slow data loading
+    data_delay_rank: int = -1  # the rank whose data loading sleeps (-1: every rank)
     seed: int = 1337
     log_interval: int = 1
 
@@ -109,7 +110,9 @@ def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: flo
         group["lr"] = lr
     total = 0.0
     device_type = "cuda" if device.startswith("cuda") else "cpu"
-    for _ in range(cfg.gradient_accumulation_steps):
+    for micro in range(cfg.gradient_accumulation_steps):
+        if hasattr(model, "require_backward_grad_sync"):  # DDP: all-reduce on the last micro-step only
+            model.require_backward_grad_sync = micro == cfg.gradient_accumulation_steps - 1
         x, y = next(batches)
         x, y = x.to(device, non_blocking=cfg.pin_memory), y.to(device, non_blocking=cfg.pin_memory)
         with autocast(device_type, cfg.dtype):

@@ -2,11 +2,11 @@
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from profiler.analyze import analyze_file
+from profiler.files import write_atomic
 from profiler.load import TraceError, trace_files
 from profiler.render import summary
 from profiler.report import Options, build_report
@@ -31,10 +31,7 @@ def analyze_path(path: Path, options: Options) -> dict:
 
 
 def write_json(report: dict, out: Path):
-    """Write atomically: a crash never leaves a half-written report in place of a good one."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out)
+    write_atomic(out, json.dumps(report, indent=1))
 
 
 def main(argv=None) -> int:

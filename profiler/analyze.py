@@ -47,6 +47,7 @@ class TraceAnalysis:
     dtype: str | None  # matmul input dtype weighted by FLOPs
     short_idle_us: np.ndarray  # per step: idle made of short gaps between ops
     optimizer_us: np.ndarray  # (2, steps): host overhead and idle inside Optimizer.step spans
+    collective_us: np.ndarray  # per step: time collectives ran, exposed or not
     signals: Signals
     warnings: list[str] = field(default_factory=list)
 
@@ -67,8 +68,8 @@ def analyze_file(path) -> TraceAnalysis:
     else:
         ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, links, bd)
     return TraceAnalysis(trace, "cuda" if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
-                         B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us, bd.optimizer_us,
-                         measure(trace, links, steps, bd), warnings)
+                         B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us,
+                         bd.optimizer_us, bd.collective_us, measure(trace, links, steps, bd), warnings)
 
 
 def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiler import classify as C
-from profiler.intervals import exclusive_coverage, merge, short_gaps
+from profiler.intervals import coverage, exclusive_coverage, merge, short_gaps
 from profiler.links import Links
 from profiler.load import KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
 from profiler.steps import Steps
@@ -30,6 +30,7 @@ class Breakdown:
     row_step: np.ndarray  # per row: index of the analysed step it falls in, -1
     short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than SHORT_GAP_US
     optimizer_us: np.ndarray  # (2, n_steps): host_overhead and idle time inside Optimizer.step spans
+    collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
 
 
 def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +81,9 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
         np.add.at(optimizer[k], step_of_span[ok], in_spans[c, ok])
     empty = np.full(len(trace), -1)
+    collective = coverage(*merge(*levels[3]), steps.start, steps.end)
     return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start),
-                     short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US), optimizer)
+                     short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US), optimizer, collective)
 
 
 def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
@@ -116,13 +118,23 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     if not len(step_rows):  # one window, no step span: time under no op is idle
         us[C.IDLE] += np.maximum(steps.duration - us.sum(axis=0), 0)
     busy = rows[(trace.kind[rows] == OP) | (links.category[rows] == C.DATA_LOADING)]
-    gaps = short_gaps(*merge(trace.start[busy], trace.end[busy]), steps.start, steps.end, SHORT_GAP_US)
+    busy_s, busy_e = merge(trace.start[busy], trace.end[busy])
+    # collectives on other threads (gloo, DDP's reducer) while the training thread has nothing to run:
+    # exposed communication, not idle
+    comm = links.host[links.category[links.host] == C.COMMUNICATION]
+    comm_s, comm_e = merge(trace.start[comm], trace.end[comm])
+    either = merge(np.concatenate((busy_s, comm_s)), np.concatenate((busy_e, comm_e)))
+    waiting = coverage(*either, steps.start, steps.end) - coverage(busy_s, busy_e, steps.start, steps.end)
+    waiting = np.clip(waiting, 0, us[C.IDLE])
+    us[C.IDLE] -= waiting
+    us[C.COMMUNICATION] += waiting
+    gaps = short_gaps(busy_s, busy_e, steps.start, steps.end, SHORT_GAP_US)
     optimizer = np.zeros((2, len(steps.ids)))
     for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
         sel = counted[links.in_optimizer[counted] & (category[counted] == c)]
         np.add.at(optimizer[k], step[sel], self_us[sel])
     return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step, np.minimum(gaps, us[C.IDLE]),
-                     optimizer)
+                     optimizer, coverage(comm_s, comm_e, steps.start, steps.end))
 
 
 def _optimizer_roots(links: Links) -> np.ndarray:

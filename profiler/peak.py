@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from profiler.files import write_atomic
+
 T = 1e12
 # (pattern on the device name, {matmul dtype: dense peak FLOP/s}); more specific patterns first.
 DEVICE_TABLE = [
@@ -119,9 +121,7 @@ def cpu_rates(threads: int, cache: Path | None = None) -> dict[str, float]:
     if key not in known:
         known[key] = {dtype: measure_gemm_flops(dtype, threads) for dtype in CPU_DTYPES}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(known, indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(known, indent=1))
     return known[key]
 
 

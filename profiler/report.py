@@ -12,6 +12,7 @@ from profiler import classify as C
 from profiler.analyze import TraceAnalysis
 from profiler.diagnosis import diagnose
 from profiler.ledger import Overheads, cause_seconds, ledger
+from profiler.ranks import job_fields, stragglers
 from profiler.peak import Peak, resolve_peak, table_peaks
 from profiler.signals import Signals
 
@@ -38,11 +39,12 @@ class RankData:
     copied_bytes: np.ndarray
     short_idle_us: np.ndarray
     optimizer_us: np.ndarray  # (host_overhead, idle) inside optimizer steps, per step
+    collective_us: np.ndarray
     signals: Signals
 
 
 def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) -> RankData:
-    ids, step_us, bd, flops, copied, short_idle, optimizer = [], [], [], [], [], [], []
+    ids, step_us, bd, flops, copied, short_idle, optimizer, collective = [], [], [], [], [], [], [], []
     signals = Signals()
     seen = set()
     for a in sorted(analyses, key=lambda a: a.trace.origin_us):
@@ -58,10 +60,11 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
         copied.append(a.copied_bytes[fresh] if len(a.copied_bytes) == len(fresh) else np.zeros(fresh.sum()))
         short_idle.append(a.short_idle_us[fresh])
         optimizer.append(a.optimizer_us[:, fresh])
+        collective.append(a.collective_us[fresh])
         signals.add(a.signals)
     return RankData(rank, analyses, np.concatenate(ids), np.concatenate(step_us), np.concatenate(bd, axis=1),
                     np.concatenate(flops), np.concatenate(copied), np.concatenate(short_idle),
-                    np.concatenate(optimizer, axis=1), signals)
+                    np.concatenate(optimizer, axis=1), np.concatenate(collective), signals)
 
 
 def resolve_trace_peak(a: TraceAnalysis, options: Options, warnings: list[str]) -> Peak | None:
@@ -109,10 +112,15 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
     }
     dtype = report["device"]["dtype"]
     body = [rank_fields(r, peak, options, meta, dtype, warnings) for r in per_rank]
-    report.update(average_fields(body))
+    report.update(body[0] if len(body) == 1 else job_fields(body, ranks))
     report["warnings"] = list(dict.fromkeys(warnings))
     if len(per_rank) > 1:
         report["per_rank"] = [{"rank": r.rank, **b} for r, b in zip(per_rank, body)]
+        report["stragglers"] = stragglers(body, ranks)
+        for b in report["bottlenecks"]:
+            if b["cause"] == "communication" and report["stragglers"]:
+                b["evidence"] += "; the others wait for " + ", ".join(
+                    f"rank {s['rank']} (+{s['excess_ms']:.2f} ms busy, mostly {s['category']})" for s in report["stragglers"])
     return report
 
 
@@ -147,6 +155,7 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
         "top_ops": ops[:TOP_OPS],
         "classification_ms": classification(r.analyses, n),
         "copied_bytes_per_step": float(r.copied_bytes.mean()),
+        "communication": communication(r, breakdown),
         "per_step": [{"step": int(i), "ms": float(t / 1000),
                       **{c: float(r.breakdown_us[k, j] / 1000) for k, c in enumerate(C.CATEGORIES)}}
                      for j, (i, t) in enumerate(zip(r.step_ids, r.step_us))],
@@ -181,6 +190,18 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
     return fields
+
+
+def communication(r: RankData, breakdown: dict) -> dict | None:
+    """Collective time per step, how much of it no compute hid, and the calls and bytes where recorded."""
+    if not r.signals.collectives and not r.collective_us.any():
+        return None
+    n = max(r.signals.steps, 1)
+    total = float(r.collective_us.mean() / 1000)
+    exposed = breakdown["communication"]["ms"]
+    return {"total_ms": total, "exposed_ms": exposed, "exposed_fraction": exposed / total if total else None,
+            "calls_per_step": {k: v / n for k, v in r.signals.collectives.items()},
+            "bytes_per_step": r.signals.collective_bytes / n if r.signals.collective_bytes else None}
 
 
 def flops_gap_note(f_model: float, f_counted: float) -> str:
@@ -221,18 +242,3 @@ def top_ops(analyses: list[TraceAnalysis], n_steps: int) -> list[dict]:
              "ms": m["us"] / n_steps / 1000, "flops": m["flops"] / n_steps,
              "tflops_per_s": m["flops"] / m["flop_us"] / 1e6 if m["flop_us"] and m["flops"] else None}
             for name, m in rows]
-
-
-def average_fields(body: list[dict]) -> dict:
-    """The job's fields: one rank's as they are; for several ranks, times, shares and MFU averaged over ranks
-    (MFU per device, as nanoGPT computes it under DDP) and the rest from the first rank."""
-    if len(body) == 1:
-        return body[0]
-    mean = lambda values: float(np.mean(values)) if None not in values else None  # noqa: E731
-    out = dict(body[0])
-    out["step_time_ms"] = {k: mean([b["step_time_ms"][k] for b in body]) for k in ("mean", "min", "max")}
-    out["breakdown"] = {c: {k: mean([b["breakdown"][c][k] for b in body]) for k in ("ms", "fraction")}
-                        for c in C.CATEGORIES}
-    out["mfu"] = dict(body[0]["mfu"], analytic=mean([b["mfu"]["analytic"] for b in body]),
-                      counted=mean([b["mfu"]["counted"] for b in body]))
-    return out

@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from profiler import classify as C
@@ -41,11 +42,21 @@ class Signals:
     attention_us: Counter = field(default_factory=Counter)  # time of unfused attention's ops, by category
     attention_flops: float = 0.0  # FLOPs of its score and value matmuls
     parameter_us: Counter = field(default_factory=Counter)  # work on parameter-shaped tensors, by category
+    collectives: Counter = field(default_factory=Counter)  # collective calls by name
+    collective_bytes: float = 0.0  # message bytes, where record_param_comms recorded them
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
         for name, value in vars(other).items():
             setattr(self, name, getattr(self, name) + value)
+
+
+class CommArgs(msgspec.Struct, rename={"nelems": "In msg nelems", "dtype": "dtype"}):
+    nelems: int = 0
+    dtype: str = ""
+
+
+DTYPE_BYTES = {"Float": 4, "BFloat16": 2, "Half": 2, "Double": 8, "Long": 8, "Int": 4, "Byte": 1, "Char": 1, "Bool": 1}
 
 
 def fixed_cost(durations: np.ndarray, numels: np.ndarray) -> float:
@@ -112,6 +123,13 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
                              & in_steps)
     s.dataloaders = Counter(names[i].split("#", 1)[-1].split(".")[0] for i in trace.name[loaders])
 
+    collective_calls = np.flatnonzero(in_steps & (links.category == C.COMMUNICATION) & (trace.kind == OP)
+                                      & ((links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != C.COMMUNICATION)))
+    s.collectives = Counter(names[i] for i in trace.name[collective_calls])
+    comms = collective_calls[[names[i] == "record_param_comms" for i in trace.name[collective_calls]]]
+    for raw in (trace.raw_args[r] for r in comms):
+        args = msgspec.json.decode(raw, type=CommArgs)
+        s.collective_bytes += args.nelems * DTYPE_BYTES.get(args.dtype, 0)
     device_step = np.searchsorted(steps.start, trace.start[links.device], side="right") - 1
     dev_in = (device_step >= 0) & (trace.start[links.device] < steps.end[np.maximum(device_step, 0)])
     dur = trace.end - trace.start

@@ -6,6 +6,7 @@ Keys and defaults: model/train.py (TrainConfig) and profiler/session.py (Profile
 """
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -71,74 +72,142 @@ def setup(argv):
     return cfg, pcfg, folder
 
 
-def main(argv):
-    cfg, pcfg, folder = setup(argv)
-    torch.manual_seed(cfg.seed)
-    model = GPT(cfg.gpt_config()).to(cfg.device)
-    optimizer = make_optimizer(model, cfg)
-    run_dir = new_run_dir(cfg.out)
-    loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size,
-                              cfg.max_iters * cfg.gradient_accumulation_steps, cfg.num_workers, cfg.pin_memory,
-                              cfg.seed, cfg.data_delay)
-    if cfg.compile:
-        model = torch.compile(model)
+def init_distributed(cfg: TrainConfig) -> tuple[int, int]:
+    """(rank, world size); under torchrun, joins the process group (nccl on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
 
-    kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
-    device_name = torch.cuda.get_device_name(cfg.device) if kind == "cuda" else ""
-    tf32 = kind == "cuda" and torch.backends.cuda.matmul.allow_tf32
-    peak = resolve_peak(device_name, kind, cfg.dtype, tf32, pcfg.peak_flops, torch.get_num_threads())
-    n_params = model.get_num_params() if not cfg.compile else model._orig_mod.get_num_params()
-    flops_per_iter = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) * cfg.tokens_per_iter
-    metadata = {
-        "model": {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "attention")},
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.device.startswith("cuda"):
+        cfg.device = f"cuda:{local}"
+        torch.cuda.set_device(cfg.device)
+    dist.init_process_group(backend="nccl" if cfg.device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world
+
+
+def shared_run_dir(cfg: TrainConfig, rank: int, world: int) -> Path:
+    """Rank 0 makes the run folder (refusing one that holds files) and tells the others its name."""
+    run_dir, error = None, None
+    if rank == 0:
+        try:
+            run_dir = new_run_dir(cfg.out)
+        except UsageError as e:
+            error = str(e)
+    if world > 1:
+        import torch.distributed as dist
+
+        box = [run_dir, error]
+        dist.broadcast_object_list(box, src=0)
+        run_dir, error = box
+    if error:
+        raise UsageError(error)
+    return run_dir
+
+
+def run_metadata(cfg: TrainConfig, n_params: int, flops_per_iter: int, peak, rank: int, world: int) -> dict:
+    """What the analyzer needs from this run, written into every trace."""
+    return {
+        "model": {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias",
+                                               "attention")},
         "n_params": n_params, "tokens_per_step": cfg.tokens_per_iter, "flops_per_step": flops_per_iter,
         "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
         "dtype": cfg.dtype, "compile": cfg.compile, "optimizer_impl": cfg.optimizer_impl,
         "num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory, "device": cfg.device,
         "threads": torch.get_num_threads(), "peak": peak.as_dict() if peak else None,
-        "torch_version": torch.__version__,
+        "torch_version": torch.__version__, "rank": rank, "world_size": world,
     }
-    (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "profile": asdict(pcfg)}, indent=1))
-    print(f"run folder {run_dir}; model {n_params / 1e6:.2f}M parameters (non-embedding), "
-          f"{cfg.tokens_per_iter:,} tokens/iter, {flops_per_iter / 1e9:.2f} GFLOP/iter")
-    if peak:
-        print(f"peak ({peak.source}, {peak.device or kind}): {peak.peak_flops / 1e12:.3f} TFLOP/s, "
-              f"{peak.peak_flops_run / 1e12:.3f} TFLOP/s in {peak.dtype}")
-    else:
-        print(f"no peak known for {device_name!r}: MFU is not shown (pass --peak_flops=...)")
 
+
+def main(argv):
+    cfg, pcfg, folder = setup(argv)
+    rank, world = init_distributed(cfg)
+    log = print if rank == 0 else (lambda *a, **k: None)
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.gpt_config()).to(cfg.device)
+    n_params = model.get_num_params()
+    optimizer = make_optimizer(model, cfg)
+    run_dir = shared_run_dir(cfg, rank, world)
+    delay = cfg.data_delay if cfg.data_delay_rank in (-1, rank) else 0.0
+    loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size,
+                              cfg.max_iters * cfg.gradient_accumulation_steps, cfg.num_workers, cfg.pin_memory,
+                              cfg.seed + 1_000_003 * rank, delay)
+    if cfg.compile:
+        model = torch.compile(model)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[cfg.device] if cfg.device.startswith("cuda") else None)
+
+    kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
+    device_name = torch.cuda.get_device_name(cfg.device) if kind == "cuda" else ""
+    tf32 = kind == "cuda" and torch.backends.cuda.matmul.allow_tf32
+    peak = resolve_peak(device_name, kind, cfg.dtype, tf32, pcfg.peak_flops, torch.get_num_threads())
+    flops_per_iter = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) * cfg.tokens_per_iter
+    if rank == 0:
+        (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "profile": asdict(pcfg)}, indent=1))
+    log(f"run folder {run_dir}; model {n_params / 1e6:.2f}M parameters (non-embedding), "
+        f"{cfg.tokens_per_iter:,} tokens/iter" + (f" per rank, {world} ranks" if world > 1 else "")
+        + f", {flops_per_iter / 1e9:.2f} GFLOP/iter")
+    if peak:
+        log(f"peak ({peak.source}, {peak.device or kind}): {peak.peak_flops / 1e12:.3f} TFLOP/s, "
+            f"{peak.peak_flops_run / 1e12:.3f} TFLOP/s in {peak.dtype}")
+    else:
+        log(f"no peak known for {device_name!r}: MFU is not shown (pass --peak_flops=...)")
+
+    metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
+    times = train(model, optimizer, iter(loader), cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log,
+                  worker=f"rank{rank}" if world > 1 else "")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank's traces are written before rank 0 reads them
+        dist.destroy_process_group()
+    if rank == 0:
+        finish(run_dir, cfg, times, flops_per_iter, peak)
+    return run_dir
+
+
+def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, worker) -> list[float]:
+    """The training loop under the profiler session; returns the seconds of each iteration."""
     model.train()
-    batches = iter(loader)
-    times, tokens = [], 0
-    with Session(pcfg, run_dir, metadata) as session, \
-            tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not sys.stderr.isatty()) as bar:
+    times = []
+    cuda = cfg.device.startswith("cuda")
+    show = log is print and sys.stderr.isatty()
+    with Session(pcfg, run_dir, metadata, worker=worker) as session, \
+            tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
         for it in range(cfg.max_iters):
             t0 = time.perf_counter()
             loss = train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))
-            if kind == "cuda":
+            if cuda:
                 torch.cuda.synchronize()
             session.step()
             dt = time.perf_counter() - t0
             times.append(dt)
             if it % cfg.log_interval == 0:
                 mfu = f", mfu {100 * flops_per_iter / dt / peak.peak_flops:.2f}%" if peak else ""
-                bar.write(f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms{mfu}, "
-                          f"tok/s {cfg.tokens_per_iter / dt:,.0f}")
+                line = f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms{mfu}, tok/s {cfg.tokens_per_iter / dt:,.0f}"
+                bar.write(line) if show else log(line)
             bar.update()
+    return times
+
+
+def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak):
+    """Summary of the run, then the analysis of its traces: report.json and the terminal report."""
     steady = times[1:] or times
     tok_s = cfg.tokens_per_iter * len(steady) / sum(steady)
     summary = {"iters": cfg.max_iters, "tokens_per_s": tok_s, "ms_per_iter": 1000 * sum(steady) / len(steady),
                "mfu": flops_per_iter * tok_s / cfg.tokens_per_iter / peak.peak_flops if peak else None}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    traces = sorted(run_dir.glob("*.pt.trace.json*"))
     print(f"done: {tok_s:,.0f} tokens/s over iters 1-{cfg.max_iters - 1}, {summary['ms_per_iter']:.2f} ms/iter"
           + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
+    traces = sorted(run_dir.glob("*.pt.trace.json*"))
     if traces:
         report = analyze_path(run_dir, Options())
         write_json(report, run_dir / "report.json")
         print(f"\n{summary_text(report)}\n")
         print(f"{len(traces)} trace(s) and report.json in {run_dir}; view them: tensorboard --logdir={run_dir.parent}")
-    return run_dir
 
 
 if __name__ == "__main__":
