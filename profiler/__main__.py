@@ -1,4 +1,4 @@
-"""Command line: python -m profiler analyze PATH [--json FILE] [--peak-flops F] [--flops-per-step F]."""
+"""Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] | compare A B."""
 
 import argparse
 import json
@@ -8,8 +8,10 @@ from pathlib import Path
 from profiler.analyze import analyze_file
 from profiler.files import write_atomic
 from profiler.load import TraceError, trace_files
+from profiler.compare import comparison
+from profiler.document import html_page, markdown
 from profiler.render import summary
-from profiler.report import Options, build_report
+from profiler.report import SCHEMA, Options, build_report
 
 
 def analyze_path(path: Path, options: Options) -> dict:
@@ -30,6 +32,18 @@ def analyze_path(path: Path, options: Options) -> dict:
     return report
 
 
+def load_report(path: Path, options: Options) -> dict:
+    """A saved mfu-report/1 JSON as it is, or the report of a trace, a folder of traces or a run folder."""
+    if path.is_file() and path.suffix == ".json":
+        try:
+            report = json.loads(path.read_text())
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and report.get("schema") == SCHEMA:
+            return report
+    return analyze_path(path, options)
+
+
 def write_json(report: dict, out: Path):
     write_atomic(out, json.dumps(report, indent=1))
 
@@ -40,19 +54,33 @@ def main(argv=None) -> int:
     analyze = sub.add_parser("analyze", help="analyze a Kineto trace file or a folder of traces")
     analyze.add_argument("path", type=Path)
     analyze.add_argument("--json", type=Path, help="write the mfu-report/1 JSON here")
-    analyze.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s")
-    analyze.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
+    analyze.add_argument("--markdown", type=Path, help="write the report as Markdown here")
+    analyze.add_argument("--html", type=Path, help="write a self-contained HTML report with charts here")
     analyze.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    compare = sub.add_parser("compare", help="two runs or traces side by side, with deltas")
+    compare.add_argument("before", type=Path)
+    compare.add_argument("after", type=Path)
+    for p in (analyze, compare):
+        p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s")
+        p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
     args = parser.parse_args(argv)
+    options = Options(args.peak_flops, args.flops_per_step)
     try:
-        report = analyze_path(args.path, Options(args.peak_flops, args.flops_per_step))
+        if args.command == "compare":
+            print(comparison(load_report(args.before, options), load_report(args.after, options)))
+            return 0
+        report = analyze_path(args.path, options)
         if args.json:
             write_json(report, args.json)
+        if args.markdown:
+            write_atomic(args.markdown, markdown(report))
+        if args.html:
+            write_atomic(args.html, html_page(report))
     except TraceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: {e.filename or args.path}: {e.strerror}", file=sys.stderr)
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(summary(report))

@@ -8,6 +8,7 @@ profiler records, so it is added at each recording step of every cycle.
 import json
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class ProfileConfig:
     active: int = 4
     repeat: int = 2  # 0: repeat until the run ends
     peak_flops: float = 0.0  # the device's peak FLOP/s, overriding the table or the CPU measurement
+    tensorboard: bool = True  # scalars, each cycle's analysis and the final report into the run folder
 
     def validate(self):
         if min(self.skip_first, self.wait, self.repeat) < 0 or self.active < 1 or self.warmup < 0:
@@ -34,7 +36,10 @@ class ProfileConfig:
 
 
 class Session:
-    """A torch.profiler.profile when cfg.profile, else a no-op with the same step()."""
+    """A torch.profiler.profile when cfg.profile, else a no-op with the same step().
+
+    on_trace(path, step) is called with each trace file as soon as the handler has written it.
+    """
 
     def __init__(self, cfg: ProfileConfig, run_dir: Path, metadata: dict, on_trace=None, worker: str = ""):
         self.metadata = json.dumps(metadata)
@@ -45,15 +50,19 @@ class Session:
         handler = torch.profiler.tensorboard_trace_handler(str(run_dir), worker_name=worker)
 
         def trace_ready(prof):
+            before = set(run_dir.glob(f"{worker}.*.pt.trace.json*"))
             handler(prof)
-            if on_trace:
-                on_trace(prof)
+            for path in sorted(set(run_dir.glob(f"{worker}.*.pt.trace.json*")) - before):
+                if on_trace:
+                    on_trace(path, prof.step_num)
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
         schedule = torch.profiler.schedule(skip_first=cfg.skip_first, wait=cfg.wait, warmup=cfg.warmup,
                                            active=cfg.active, repeat=cfg.repeat)
         self.prof = torch.profiler.profile(activities=activities, schedule=schedule, on_trace_ready=trace_ready,
                                            record_shapes=True)
+        # each cycle is written and analysed on its own: torch's advice to accumulate events does not apply
+        warnings.filterwarnings("ignore", message="Profiler clears events at the end of each cycle")
 
     def __enter__(self):
         if self.prof:

@@ -24,7 +24,10 @@ from model.train import TrainConfig, learning_rate, make_optimizer, train_step  
 from profiler.__main__ import analyze_path, write_json  # noqa: E402
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
+from profiler.document import html_page, markdown  # noqa: E402
+from profiler.files import write_atomic  # noqa: E402
 from profiler.render import summary as summary_text  # noqa: E402
+from profiler.tensorboard import RunLog, log_report  # noqa: E402
 from profiler.report import Options  # noqa: E402
 from profiler.session import ProfileConfig, Session  # noqa: E402
 
@@ -157,57 +160,74 @@ def main(argv):
         log(f"no peak known for {device_name!r}: MFU is not shown (pass --peak_flops=...)")
 
     metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
+    run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times = train(model, optimizer, iter(loader), cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log,
-                  worker=f"rank{rank}" if world > 1 else "")
+                  f"rank{rank}" if world > 1 else "", run_log)
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()  # every rank's traces are written before rank 0 reads them
         dist.destroy_process_group()
     if rank == 0:
-        finish(run_dir, cfg, times, flops_per_iter, peak)
+        finish(run_dir, cfg, times, flops_per_iter, peak, run_log)
     return run_dir
 
 
-def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, worker) -> list[float]:
-    """The training loop under the profiler session; returns the seconds of each iteration."""
+def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, worker,
+          run_log) -> list[float]:
+    """The training loop under the profiler session; returns the seconds of each iteration, leaving out the
+    time spent analysing finished profiler cycles."""
     model.train()
     times = []
     cuda = cfg.device.startswith("cuda")
     show = log is print and sys.stderr.isatty()
-    with Session(pcfg, run_dir, metadata, worker=worker) as session, \
+    on_trace = run_log.trace_written if run_log else None
+    with Session(pcfg, run_dir, metadata, on_trace, worker) as session, \
             tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
         for it in range(cfg.max_iters):
-            t0 = time.perf_counter()
+            t0, stalled = time.perf_counter(), run_log.stall_s if run_log else 0.0
             loss = train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))
             if cuda:
                 torch.cuda.synchronize()
             session.step()
-            dt = time.perf_counter() - t0
+            dt = time.perf_counter() - t0 - ((run_log.stall_s if run_log else 0.0) - stalled)
             times.append(dt)
+            mfu = flops_per_iter / dt / peak.peak_flops if peak else None
+            if run_log:
+                run_log.iteration(it, loss, 1000 * dt, cfg.tokens_per_iter / dt, mfu)
             if it % cfg.log_interval == 0:
-                mfu = f", mfu {100 * flops_per_iter / dt / peak.peak_flops:.2f}%" if peak else ""
-                line = f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms{mfu}, tok/s {cfg.tokens_per_iter / dt:,.0f}"
+                line = (f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms"
+                        + (f", mfu {100 * mfu:.2f}%" if mfu is not None else "")
+                        + f", tok/s {cfg.tokens_per_iter / dt:,.0f}")
                 bar.write(line) if show else log(line)
             bar.update()
     return times
 
 
-def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak):
-    """Summary of the run, then the analysis of its traces: report.json and the terminal report."""
+def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak, run_log):
+    """Summary of the run, then the analysis of all its traces: report.json / .md / .html, TensorBoard and
+    the terminal report."""
     steady = times[1:] or times
     tok_s = cfg.tokens_per_iter * len(steady) / sum(steady)
     summary = {"iters": cfg.max_iters, "tokens_per_s": tok_s, "ms_per_iter": 1000 * sum(steady) / len(steady),
-               "mfu": flops_per_iter * tok_s / cfg.tokens_per_iter / peak.peak_flops if peak else None}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+               "mfu": flops_per_iter * tok_s / cfg.tokens_per_iter / peak.peak_flops if peak else None,
+               "analysis_stall_s": run_log.stall_s if run_log else 0.0}
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     print(f"done: {tok_s:,.0f} tokens/s over iters 1-{cfg.max_iters - 1}, {summary['ms_per_iter']:.2f} ms/iter"
           + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
     traces = sorted(run_dir.glob("*.pt.trace.json*"))
     if traces:
         report = analyze_path(run_dir, Options())
         write_json(report, run_dir / "report.json")
+        write_atomic(run_dir / "report.md", markdown(report))
+        write_atomic(run_dir / "report.html", html_page(report))
+        if run_log:
+            log_report(run_log.writer, report, cfg.max_iters - 1)
         print(f"\n{summary_text(report)}\n")
-        print(f"{len(traces)} trace(s) and report.json in {run_dir}; view them: tensorboard --logdir={run_dir.parent}")
+        print(f"{len(traces)} trace(s) and report.json / .md / .html in {run_dir}")
+    if run_log:
+        run_log.close()
+    print(f"view in TensorBoard: tensorboard --logdir={run_dir.parent}")
 
 
 if __name__ == "__main__":

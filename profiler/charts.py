@@ -1,0 +1,85 @@
+"""The report's charts as matplotlib figures, drawn from the report dict alone: the HTML report embeds them
+as SVG, TensorBoard shows them as images."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from profiler.classify import CATEGORIES  # noqa: E402
+
+COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",
+          "data_loading": "#e53e3e", "host_overhead": "#ed8936", "idle": "#a0aec0"}
+
+
+def ledger_waterfall(report: dict):
+    """From 100% of peak down to the MFU, one falling bar per cause, largest first."""
+    entries = [e for e in sorted(report["ledger"], key=lambda e: -e["points"]) if abs(e["points"]) >= 0.01]
+    mfu = 100 * (report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"] or 0)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(entries) + 1.6))
+    labels, level = ["peak"], 100.0
+    ax.barh(0, 100, color="#cbd5e0")
+    for i, e in enumerate(entries, 1):
+        ax.barh(i, -e["points"], left=level, color="#e53e3e" if e["points"] >= 0 else "#38a169")
+        ax.text(max(level - e["points"], level) + 1, i, f"-{e['points']:.1f}", va="center", fontsize=8)
+        level -= e["points"]
+        labels.append(e["cause"])
+    ax.barh(len(entries) + 1, mfu, color="#2b6cb0")
+    ax.text(mfu + 1, len(entries) + 1, f"{mfu:.2f}%", va="center", fontsize=8)
+    labels.append("MFU")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 110)
+    ax.set_xlabel("% of peak FLOP/s")
+    ax.set_title("MFU ledger: points lost per cause")
+    fig.tight_layout()
+    return fig
+
+
+def step_breakdown(report: dict):
+    """Each analysed step's time, stacked by category."""
+    steps = report["per_step"]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    x = [str(s["step"]) for s in steps]
+    bottom = [0.0] * len(steps)
+    for c in CATEGORIES:
+        values = [s[c] for s in steps]
+        ax.bar(x, values, bottom=bottom, label=c, color=COLORS[c])
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_xlabel("step")
+    ax.set_ylabel("ms")
+    ax.set_title("Step time by category", pad=34)
+    ax.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def matmul_rates(report: dict):
+    """Achieved TFLOP/s of the largest FLOP-counting ops against the peaks."""
+    ops = [op for op in report["top_ops"] if op["tflops_per_s"]][:8]
+    dev = report["device"]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(ops) + 1.6))
+    names = [op["name"] if len(op["name"]) < 48 else op["name"][:45] + "..." for op in ops]
+    ax.barh(names, [op["tflops_per_s"] for op in ops], color="#2b6cb0")
+    for value, label, style in ((dev["peak_flops"], "P", "-"), (dev.get("peak_flops_run"), "P_run", "--")):
+        if value:
+            ax.axvline(value / 1e12, color="#e53e3e", linestyle=style, label=f"{label} {value / 1e12:.3g} TFLOP/s")
+    ax.invert_yaxis()
+    ax.set_xlabel("TFLOP/s")
+    ax.set_title("Achieved rate of the largest matmul / attention / convolution ops")
+    if dev["peak_flops"]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figures(report: dict) -> dict:
+    """The charts this report has data for, by name; the caller closes them."""
+    out = {}
+    if report["ledger"]:
+        out["ledger"] = ledger_waterfall(report)
+    if report.get("per_step"):
+        out["steps"] = step_breakdown(report)
+    if any(op["tflops_per_s"] for op in report["top_ops"]):
+        out["matmuls"] = matmul_rates(report)
+    return out

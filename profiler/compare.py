@@ -1,0 +1,40 @@
+"""Two reports side by side, with deltas: what a fix changed."""
+
+from profiler.classify import CATEGORIES
+from profiler.ledger import CAUSES
+
+TOP = 10
+
+
+def groups(before: dict, after: dict) -> list[tuple[str, list[tuple[str, float | None, float | None, str]]]]:
+    """(heading, [(label, before, after, unit)]) for every figure the two reports share."""
+    def mfu(r, key):
+        return 100 * r["mfu"][key] if r["mfu"][key] is not None else None
+
+    out = [("", [("step time", before["step_time_ms"]["mean"], after["step_time_ms"]["mean"], "ms"),
+                 ("MFU analytic", mfu(before, "analytic"), mfu(after, "analytic"), "%"),
+                 ("MFU counted", mfu(before, "counted"), mfu(after, "counted"), "%")])]
+    out.append(("breakdown (ms/step)", [(c, before["breakdown"][c]["ms"], after["breakdown"][c]["ms"], "ms")
+                                        for c in CATEGORIES]))
+    points = [{e["cause"]: e["points"] for e in r["ledger"]} for r in (before, after)]
+    if all(points):
+        out.append(("ledger (points)", [(c, points[0][c], points[1][c], "pt") for c in CAUSES]))
+    ops = [{op["name"]: op["ms"] for op in r["top_ops"]} for r in (before, after)]
+    names = sorted(set(ops[0]) | set(ops[1]), key=lambda n: -max(ops[0].get(n, 0), ops[1].get(n, 0)))[:TOP]
+    out.append(("top ops (ms/step)", [(n, ops[0].get(n), ops[1].get(n), "ms") for n in names]))
+    return out
+
+
+def comparison(before: dict, after: dict) -> str:
+    """The comparison as text for an 80-column terminal."""
+    fmt = lambda x: "" if x is None else f"{x:.2f}"  # noqa: E731
+    lines = [f"before: {', '.join(before['source']['paths'])}", f"after:  {', '.join(after['source']['paths'])}",
+             "", f"{'':<40}{'before':>11}{'after':>11}{'delta':>11}"]
+    for heading, rows in groups(before, after):
+        lines += [heading] if heading else []
+        for label, a, b, unit in rows:
+            name = ("  " if heading else "") + label
+            name = name if len(name) <= 39 else name[:36] + "..."
+            delta = f"{b - a:+.2f} {unit}" if a is not None and b is not None else ""
+            lines.append(f"{name:<40}{fmt(a):>11}{fmt(b):>11}{delta:>14}")
+    return "\n".join(lines)

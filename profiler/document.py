@@ -1,0 +1,119 @@
+"""The report as a document: Markdown, and a self-contained HTML page with the charts inline as SVG.
+
+Both are rendered from one list of sections, so they always hold the same content.
+"""
+
+import html
+import io
+from dataclasses import dataclass, field
+
+from profiler.classify import CATEGORIES
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[str] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    chart: str = ""  # name of a chart in charts.figures()
+
+
+def pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def sections(report: dict) -> list[Section]:
+    dev, mfu, step = report["device"], report["mfu"], report["step_time_ms"]
+    flops = mfu["flops_per_step"]
+    summary = Section("Summary", [
+        f"Source: {', '.join(report['source']['paths'])}; steps {report['source']['steps']}"
+        + (f"; ranks {report['source']['ranks']}" if len(report["source"]["ranks"]) > 1 else ""),
+        f"Device: {dev['name'] or dev['kind']} ({dev['kind']}), matmuls in {dev['dtype'] or 'unknown dtype'}",
+        f"Peak: {dev['peak_flops'] / 1e12:.4g} TFLOP/s ({dev['peak_source']}), {dev['peak_flops_run'] / 1e12:.4g} in "
+        f"{dev['dtype']}" if dev["peak_flops"] else "Peak: unknown",
+        f"Step time: {step['mean']:.2f} ms mean ({step['min']:.2f} - {step['max']:.2f})",
+        f"MFU: {pct(mfu['analytic'])} analytic ({flops['analytic'] or 0:.4g} FLOP/step), {pct(mfu['counted'])} "
+        f"counted ({flops['counted']:.4g} FLOP/step)",
+    ])
+    if report["device_utilization"]:
+        u = report["device_utilization"]
+        summary.lines.append(f"Device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms")
+    out = [summary]
+    out.append(Section("Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
+        [c, f"{report['breakdown'][c]['ms']:.2f}", pct(report["breakdown"][c]["fraction"])] for c in CATEGORIES]))
+    if report["ledger"]:
+        out.append(Section("MFU ledger", ["Points of peak lost per cause; they add up to 100 − MFU."],
+                           ["cause", "points", "ms/step", "MFU without it"], chart="ledger", rows=[
+            [e["cause"], f"{e['points']:.2f}", f"{e['ms']:.2f}", pct(e["what_if_mfu"])]
+            for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
+    for i, b in enumerate(report["bottlenecks"], 1):
+        lines = [f"Evidence: {b['evidence']}", f"Fix: {b['fix']}"]
+        if b.get("fix_config"):
+            lines.append("Try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))
+        out.append(Section(f"{i}. {b['cause']}: {b['points']:.1f} points, MFU {pct(b['what_if_mfu'])} without it",
+                           lines))
+    out.append(Section("Top ops", headers=["op", "category", "count/step", "ms/step", "TFLOP/s"], chart="matmuls",
+                       rows=[[op["name"], op["category"], f"{op['count']:.1f}", f"{op['ms']:.3f}",
+                              f"{op['tflops_per_s']:.3f}" if op["tflops_per_s"] else ""] for op in report["top_ops"]]))
+    if report.get("stragglers"):
+        out.append(Section("Stragglers", headers=["rank", "excess ms", "category"], rows=[
+            [str(s["rank"]), f"{s['excess_ms']:.2f}", s["category"]] for s in report["stragglers"]]))
+    if report["warnings"]:
+        out.append(Section("Warnings", list(report["warnings"])))
+    return out
+
+
+def markdown(report: dict) -> str:
+    parts = ["# MFU report", ""]
+    for s in sections(report):
+        parts += [f"## {s.title}", ""] + [f"- {line}" if s.title in ("Summary", "Warnings") else line + "  "
+                                          for line in s.lines]
+        if s.rows:
+            parts += ["", "| " + " | ".join(s.headers) + " |", "|" + "---|" * len(s.headers)]
+            parts += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in s.rows]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def svg(figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def html_page(report: dict) -> str:
+    """One self-contained page: no scripts, no external files; the charts are inline SVG."""
+    from profiler import charts
+    import matplotlib.pyplot as plt
+
+    figures = charts.figures(report)
+    try:
+        drawn = {name: svg(fig) for name, fig in figures.items()}
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
+    body = []
+    for s in sections(report):
+        body.append(f"<section><h2>{html.escape(s.title)}</h2>")
+        body += [f"<p>{html.escape(line)}</p>" for line in s.lines]
+        if s.chart in drawn:
+            body.append(f'<figure class="chart" id="chart-{s.chart}">{drawn[s.chart]}</figure>')
+        if s.rows:
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in s.headers) + "</tr>")
+            body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in s.rows]
+            body.append("</table>")
+        body.append("</section>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>MFU report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #1a202c; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0; }}
+td, th {{ border: 1px solid #cbd5e0; padding: 0.2rem 0.6rem; text-align: left; font-size: 0.9rem; }}
+figure.chart svg {{ max-width: 100%; height: auto; }}
+</style></head>
+<body><h1>MFU report</h1>
+{chr(10).join(body)}
+</body></html>
+"""

@@ -1,0 +1,120 @@
+"""The report where people look, checked as a user would: a real TensorBoard server over the run folder, the
+HTML report in a headless browser, Markdown, and a before/after comparison."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, analyze
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_for(fetch, ready, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = fetch()
+            if ready(value):
+                return value
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"TensorBoard did not serve it within {timeout} s")
+        time.sleep(1)
+
+
+def test_run_folder_files(tiny_run):
+    out, result = tiny_run
+    assert {"report.json", "report.md", "report.html", "summary.json", "config.json"} <= {p.name for p in out.iterdir()}
+    assert list(out.glob("events.out.tfevents.*"))
+    assert "profiler cycle ending at step 6 analysed in" in result.stdout  # analysed while training
+    assert (out / "report.md").read_text().startswith("# MFU report")
+
+
+def test_tensorboard_serves_scalars_report_charts_and_the_trace(tiny_run):
+    out, _ = tiny_run
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", f"--logdir={out.parent}", "--host=127.0.0.1",
+                               f"--port={port}", "--load_fast=false"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/data/plugin"
+    try:
+        scalars = wait_for(lambda: get_json(f"{base}/scalars/tags"), lambda v: "tiny" in v)["tiny"]
+        assert {"train/loss", "train/step_time_ms", "train/tokens_per_s", "train/mfu", "analysis/mfu_analytic",
+                "breakdown/matmul", "ledger/small_batch"} <= set(scalars)
+        loss = get_json(f"{base}/scalars/scalars?run=tiny&tag=train/loss")
+        assert [point[1] for point in loss] == list(range(8))
+        text = get_json(f"{base}/text/tags")
+        assert text["tiny"] == ["report/text_summary"]
+        images = get_json(f"{base}/images/tags")["tiny"]
+        assert {"charts/ledger", "charts/steps"} <= set(images)
+        runs = wait_for(lambda: get_json(f"{base}/pytorch_profiler/runs"), lambda v: v["runs"] and not v["loading"])
+        assert runs["runs"] == ["tiny"]
+        steps = get_json(f"{base}/pytorch_profiler/overview?run=tiny&worker={worker(out)}&span=1")
+        assert steps["steps"]["rows"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def worker(out):
+    return next(out.glob("*.pt.trace.json")).name.split(".")[0]
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (.ci/run installs Debian's chromium package)")
+def test_html_report_renders_its_charts_in_a_browser(tiny_run, tmp_path):
+    out, _ = tiny_run
+    html = (out / "report.html").read_text()
+    # self-contained, opens offline: no scripts, no stylesheets or images from elsewhere
+    assert "<script" not in html and "<link" not in html and 'src="' not in html and 'href="http' not in html
+    assert html.count("<svg") == 3
+    shot = tmp_path / "page.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1200,4000", f"file://{out / 'report.html'}"],
+                   capture_output=True, timeout=120, check=True)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[:, :, :3]
+    bars = (abs(pixels - [0x2b / 255, 0x6c / 255, 0xb0 / 255]) < 0.02).all(axis=2)  # the charts' blue
+    assert bars.sum() > 2000, "no chart bars in the rendered page"
+
+
+def test_markdown_and_html_from_the_cli(tiny_run, tmp_path):
+    out, _ = tiny_run
+    status, stdout, stderr = analyze("analyze", out, "--markdown", tmp_path / "r.md", "--html", tmp_path / "r.html",
+                                     "--quiet")
+    assert status == 0 and stdout == "", stderr
+    md = (tmp_path / "r.md").read_text()
+    for heading in ("## Summary", "## Breakdown of the step", "## MFU ledger", "## Top ops"):
+        assert heading in md
+    assert "| aten::mm | matmul |" in md
+    assert (tmp_path / "r.html").read_text().count("<table>") >= 3
+
+
+def test_compare_shows_what_changed(tiny_run, tmp_path):
+    out, _ = tiny_run
+    status, stdout, stderr = analyze("compare", out / "report.json", out)
+    assert status == 0, stderr
+    assert "MFU analytic" in stdout and "ledger (points)" in stdout and "top ops (ms/step)" in stdout
+    assert "+0.00 ms" in stdout  # the same run on both sides: no change
+    assert max(len(line) for line in stdout.splitlines()[3:]) <= 80
+    status, _, stderr = analyze("compare", out, tmp_path / "missing")
+    assert status == 2 and stderr.startswith("error: ")
