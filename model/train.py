@@ -2,7 +2,9 @@
 inject or remove a bottleneck: the attention kernel, the AdamW implementation, the dtype, torch.compile and
 the DataLoader's workers."""
 
+import dataclasses
 import math
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -51,6 +53,8 @@ class TrainConfig:
     data_delay_rank: int = -1  # the rank whose data loading sleeps (-1: every rank)
     seed: int = 1337
     log_interval: int = 1
+    checkpoint: bool = True  # write ckpt.pt (nanoGPT's layout) into the run folder at the end
+    overwrite: bool = False  # reuse a run folder that holds an earlier run, removing that run's files
 
     def validate(self):
         """Raise ValueError on a value the run cannot use."""
@@ -125,3 +129,31 @@ def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: flo
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(total)
+
+
+def unwrap(model) -> GPT:
+    """The GPT inside DistributedDataParallel and torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(path, model, optimizer, cfg: TrainConfig, iter_num: int):
+    """nanoGPT's checkpoint layout, of plain types only (so that weights_only loading works), written to a
+    temporary file and renamed: a crash never leaves a half-written checkpoint in place of a good one."""
+    gpt = unwrap(model)
+    checkpoint = {"model": gpt.state_dict(), "optimizer": optimizer.state_dict(),
+                  "model_args": dataclasses.asdict(gpt.config), "iter_num": iter_num,
+                  "config": dataclasses.asdict(cfg)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path) -> tuple[GPT, dict]:
+    """The model of a checkpoint (ours or nanoGPT's), loaded with weights_only=True: no code is unpickled."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    args = {k: v for k, v in checkpoint["model_args"].items() if k in {f.name for f in dataclasses.fields(GPTConfig)}}
+    model = GPT(GPTConfig(**args))
+    state = {k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()}
+    model.load_state_dict(state)
+    return model, checkpoint

@@ -27,9 +27,21 @@ def analyze_path(path: Path, options: Options) -> dict:
             skipped.append(str(e))
     if not analyses:
         raise TraceError(f"{path}: none of its {len(files)} files could be analysed (first: {skipped[0]})")
+    runs = {run_signature(a) for a in analyses}
+    if len(runs) > 1:
+        raise TraceError(f"{path}: the folder mixes traces of {len(runs)} different runs (model, world size or "
+                         "device differ): analyze them one by one")
     report = build_report(analyses, [str(a.trace.path) for a in analyses], options)
     report["warnings"] = [f"skipped {s}" for s in skipped] + report["warnings"]
     return report
+
+
+def run_signature(a) -> str:
+    """What every trace of one run shares: its model and world size (from our metadata), or device and world."""
+    meta = a.trace.metadata or {}
+    world = a.trace.distributed.get("world_size", 1)
+    keys = ("model", "tokens_per_step", "flops_per_step", "dtype")
+    return json.dumps([world, [meta.get(k) for k in keys] if meta else a.trace.device_names[:1]], sort_keys=True)
 
 
 def load_report(path: Path, options: Options) -> dict:
@@ -81,6 +93,10 @@ def main(argv=None) -> int:
         return 2
     except OSError as e:
         print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug of ours: still one line, and exit status 2, never a traceback
+        print(f"error: internal error while analysing ({type(e).__name__}: {e}); please report it with the trace",
+              file=sys.stderr)
         return 2
     if not args.quiet:
         print(summary(report))

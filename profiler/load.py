@@ -7,6 +7,7 @@ the args that a later stage asks for are ever decoded. Old (torch 1.x: "Operator
 """
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,8 @@ class Event(msgspec.Struct):
     name: str = ""
     pid: int | str = 0
     tid: int | str = 0
-    ts: float = 0.0
-    dur: float = 0.0
+    ts: float = math.nan  # NaN marks a missing field
+    dur: float = math.nan
     args: msgspec.Raw = msgspec.Raw(b"{}")
 
 
@@ -137,10 +138,13 @@ def decode(raw: bytes, path: Path) -> tuple[TraceFile, list[str]]:
     except msgspec.DecodeError as e:
         if not isinstance(e, msgspec.ValidationError):
             raise TraceError(f"{path}: not valid JSON, truncated or corrupt ({e})") from None
-        if "missing required field `traceEvents`" in str(e) or str(e).startswith("Expected `object`"):
+        if "missing required field `traceEvents`" in str(e) or " - at " not in str(e):
             raise TraceError(f"{path}: not a Kineto trace (no object with traceEvents)") from None
         reason = str(e)
-    loose = msgspec.json.decode(raw, type=LooseTraceFile)
+    try:
+        loose = msgspec.json.decode(raw, type=LooseTraceFile)
+    except msgspec.DecodeError as e:
+        raise TraceError(f"{path}: not a Kineto trace ({e})") from None
     events, dropped = [], 0
     for item in loose.traceEvents:
         try:
@@ -158,9 +162,15 @@ def load_trace(path: Path) -> Trace:
         parsed, warnings = decode(read_bytes(path), path)
     except OSError as e:
         raise TraceError(f"{path}: cannot read ({e.strerror})") from None
+    except RecursionError:
+        raise TraceError(f"{path}: not a Kineto trace (JSON nested too deeply)") from None
     events = [e for e in parsed.traceEvents if e.ph == "X"]
+    timed = [e for e in events if not (math.isnan(e.ts) or math.isnan(e.dur))]
+    if len(timed) < len(events):
+        warnings.append(f"{len(events) - len(timed)} complete events without ts or dur were skipped")
+        events = timed
     if not events:
-        raise TraceError(f"{path}: the trace holds no complete ('X') events")
+        raise TraceError(f"{path}: the trace holds no complete ('X') events with a time")
 
     interned: dict[str, int] = {}
     name = np.fromiter((interned.setdefault(e.name, len(interned)) for e in events), np.int32, len(events))

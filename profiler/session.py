@@ -62,7 +62,7 @@ class Session:
         self.prof = torch.profiler.profile(activities=activities, schedule=schedule, on_trace_ready=trace_ready,
                                            record_shapes=True)
         # each cycle is written and analysed on its own: torch's advice to accumulate events does not apply
-        warnings.filterwarnings("ignore", message="Profiler clears events at the end of each cycle")
+        warnings.filterwarnings("ignore", message=".*Profiler clears events at the end of each cycle")
 
     def __enter__(self):
         if self.prof:

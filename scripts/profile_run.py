@@ -6,7 +6,9 @@ Keys and defaults: model/train.py (TrainConfig) and profiler/session.py (Profile
 """
 
 import json
+import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -20,7 +22,7 @@ from tqdm import tqdm  # noqa: E402
 from model import data  # noqa: E402
 from model.configurator import ConfigError, apply  # noqa: E402
 from model.gpt import GPT  # noqa: E402
-from model.train import TrainConfig, learning_rate, make_optimizer, train_step  # noqa: E402
+from model.train import TrainConfig, learning_rate, make_optimizer, save_checkpoint, train_step  # noqa: E402
 from profiler.__main__ import analyze_path, write_json  # noqa: E402
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
@@ -34,6 +36,22 @@ from profiler.session import ProfileConfig, Session  # noqa: E402
 
 class UsageError(Exception):
     """Bad configuration or input: reported as one line, exit status 2."""
+
+
+class Stopped(Exception):
+    """The run ended early (Ctrl-C, SIGTERM, a non-finite loss): what was recorded is still reported."""
+
+    def __init__(self, message: str, status: int, model_ok: bool = True):
+        super().__init__(message)
+        self.status, self.model_ok = status, model_ok
+
+
+RUN_FILES = ("*.pt.trace.json", "*.pt.trace.json.gz", "events.out.tfevents.*", "report.json", "report.md",
+             "report.html", "summary.json", "config.json", "ckpt.pt")
+
+
+def terminate(signum, frame):
+    raise Stopped("stopped by SIGTERM", 128 + signum)
 
 
 def resolve_dataset(cfg: TrainConfig) -> Path:
@@ -51,10 +69,15 @@ def resolve_dataset(cfg: TrainConfig) -> Path:
     return folder
 
 
-def new_run_dir(out: str) -> Path:
+def new_run_dir(out: str, overwrite: bool) -> Path:
+    """A fresh run folder. One that holds files is refused, unless overwrite: then the files of the
+    earlier run (traces, reports, events, checkpoint) are removed and nothing else is touched."""
     run_dir = Path(out or time.strftime("runs/run-%Y%m%d-%H%M%S"))
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise UsageError(f"run folder {run_dir} already holds files; choose another --out")
+        if not overwrite:
+            raise UsageError(f"run folder {run_dir} already holds files; choose another --out or pass --overwrite=True")
+        for path in {p for pattern in RUN_FILES for p in run_dir.glob(pattern)}:
+            path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -95,7 +118,7 @@ def shared_run_dir(cfg: TrainConfig, rank: int, world: int) -> Path:
     run_dir, error = None, None
     if rank == 0:
         try:
-            run_dir = new_run_dir(cfg.out)
+            run_dir = new_run_dir(cfg.out, cfg.overwrite)
         except UsageError as e:
             error = str(e)
     if world > 1:
@@ -161,24 +184,37 @@ def main(argv):
 
     metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
-    times = train(model, optimizer, iter(loader), cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log,
-                  f"rank{rank}" if world > 1 else "", run_log)
+    times, stopped = [], None
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        train(model, optimizer, iter(loader), cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log,
+              f"rank{rank}" if world > 1 else "", run_log, times)
+    except KeyboardInterrupt:
+        stopped = Stopped(f"interrupted at iter {len(times)}", 130)
+    except Stopped as e:
+        stopped = e
     if world > 1:
         import torch.distributed as dist
 
-        dist.barrier()  # every rank's traces are written before rank 0 reads them
+        if not stopped:
+            dist.barrier()  # every rank's traces are written before rank 0 reads them
         dist.destroy_process_group()
     if rank == 0:
+        if cfg.checkpoint and times and (not stopped or stopped.model_ok):
+            save_checkpoint(run_dir / "ckpt.pt", model, optimizer, cfg, len(times))
+        if stopped:
+            print(f"{stopped}: reporting the {len(times)} iterations and the profiler cycles recorded so far")
         finish(run_dir, cfg, times, flops_per_iter, peak, run_log)
+    if stopped:
+        raise stopped
     return run_dir
 
 
 def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, worker,
-          run_log) -> list[float]:
-    """The training loop under the profiler session; returns the seconds of each iteration, leaving out the
-    time spent analysing finished profiler cycles."""
+          run_log, times: list[float]):
+    """The training loop under the profiler session. Appends the seconds of each iteration to `times`,
+    leaving out the time spent analysing finished profiler cycles; raises Stopped on a non-finite loss."""
     model.train()
-    times = []
     cuda = cfg.device.startswith("cuda")
     show = log is print and sys.stderr.isatty()
     on_trace = run_log.trace_written if run_log else None
@@ -187,6 +223,9 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
         for it in range(cfg.max_iters):
             t0, stalled = time.perf_counter(), run_log.stall_s if run_log else 0.0
             loss = train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))
+            if not math.isfinite(loss):
+                raise Stopped(f"loss is {loss} at iter {it}: training diverged; lower learning_rate, raise "
+                              "warmup_iters or use grad_clip", 1, model_ok=False)
             if cuda:
                 torch.cuda.synchronize()
             session.step()
@@ -201,19 +240,21 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
                         + f", tok/s {cfg.tokens_per_iter / dt:,.0f}")
                 bar.write(line) if show else log(line)
             bar.update()
-    return times
 
 
 def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak, run_log):
     """Summary of the run, then the analysis of all its traces: report.json / .md / .html, TensorBoard and
     the terminal report."""
     steady = times[1:] or times
+    if not steady:
+        print("no iteration finished: nothing to report")
+        return
     tok_s = cfg.tokens_per_iter * len(steady) / sum(steady)
-    summary = {"iters": cfg.max_iters, "tokens_per_s": tok_s, "ms_per_iter": 1000 * sum(steady) / len(steady),
+    summary = {"iters": len(times), "tokens_per_s": tok_s, "ms_per_iter": 1000 * sum(steady) / len(steady),
                "mfu": flops_per_iter * tok_s / cfg.tokens_per_iter / peak.peak_flops if peak else None,
                "analysis_stall_s": run_log.stall_s if run_log else 0.0}
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
-    print(f"done: {tok_s:,.0f} tokens/s over iters 1-{cfg.max_iters - 1}, {summary['ms_per_iter']:.2f} ms/iter"
+    print(f"done: {tok_s:,.0f} tokens/s over iters 1-{len(times) - 1}, {summary['ms_per_iter']:.2f} ms/iter"
           + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
     traces = sorted(run_dir.glob("*.pt.trace.json*"))
     if traces:
@@ -222,7 +263,7 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
         write_atomic(run_dir / "report.md", markdown(report))
         write_atomic(run_dir / "report.html", html_page(report))
         if run_log:
-            log_report(run_log.writer, report, cfg.max_iters - 1)
+            log_report(run_log.writer, report, len(times) - 1)
         print(f"\n{summary_text(report)}\n")
         print(f"{len(traces)} trace(s) and report.json / .md / .html in {run_dir}")
     if run_log:
@@ -236,3 +277,6 @@ if __name__ == "__main__":
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        sys.exit(e.status)
