@@ -75,6 +75,10 @@ class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "types": "Input ty
     concrete: list = []
 
 
+class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims"}):
+    dims: list = []
+
+
 @dataclass
 class Trace:
     """One trace file as columns, one row per complete ('X') event, times in µs from the first event."""
@@ -98,15 +102,15 @@ class Trace:
     def __len__(self):
         return len(self.name)
 
-    def shapes(self, rows: np.ndarray) -> list[ShapeArgs]:
-        """Decode recorded input shapes for the given rows only."""
-        decode = msgspec.json.Decoder(ShapeArgs).decode
+    def shapes(self, rows: np.ndarray, kind=ShapeArgs) -> list:
+        """Decode recorded input shapes (and types) for the given rows only; DimsArgs decodes the dims alone."""
+        decode = msgspec.json.Decoder(kind).decode
         out = []
         for i in rows:
             try:
                 out.append(decode(self.raw_args[i]))
             except msgspec.DecodeError:
-                out.append(ShapeArgs())
+                out.append(kind())
         return out
 
     def rank(self) -> int:
@@ -165,10 +169,13 @@ def load_trace(path: Path) -> Trace:
     except RecursionError:
         raise TraceError(f"{path}: not a Kineto trace (JSON nested too deeply)") from None
     events = [e for e in parsed.traceEvents if e.ph == "X"]
-    timed = [e for e in events if not (math.isnan(e.ts) or math.isnan(e.dur))]
-    if len(timed) < len(events):
-        warnings.append(f"{len(events) - len(timed)} complete events without ts or dur were skipped")
-        events = timed
+    ts = np.fromiter((e.ts for e in events), np.float64, len(events))
+    dur = np.fromiter((e.dur for e in events), np.float64, len(events))
+    timed = ~(np.isnan(ts) | np.isnan(dur))
+    if not timed.all():
+        warnings.append(f"{int((~timed).sum())} complete events without ts or dur were skipped")
+        events = [e for e, keep in zip(events, timed) if keep]
+        ts, dur = ts[timed], dur[timed]
     if not events:
         raise TraceError(f"{path}: the trace holds no complete ('X') events with a time")
 
@@ -178,8 +185,6 @@ def load_trace(path: Path) -> Trace:
     kind = np.fromiter((cats[e.cat] for e in events), np.int8, len(events))
     threads: dict[tuple, int] = {}
     thread = np.fromiter((threads.setdefault((e.pid, e.tid), len(threads)) for e in events), np.int32, len(events))
-    ts = np.fromiter((e.ts for e in events), np.float64, len(events))
-    dur = np.fromiter((e.dur for e in events), np.float64, len(events))
     if (dur < 0).any():
         warnings.append(f"{int((dur < 0).sum())} events with a negative duration were given duration 0")
         dur = np.maximum(dur, 0)

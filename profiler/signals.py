@@ -15,7 +15,7 @@ import numpy as np
 from profiler import classify as C
 from profiler.classify import FUSED_ATTENTION, SOFTMAX
 from profiler.links import Links
-from profiler.load import KERNEL, MEMCPY, OP, Trace
+from profiler.load import KERNEL, MEMCPY, OP, DimsArgs, Trace
 from profiler.steps import Steps
 
 SMALL_DIM = 64  # a matmul with a dimension below this runs far below a device's large-matmul rate
@@ -85,7 +85,7 @@ def tensor_shapes(dims: list) -> list[tuple]:
 def parameter_shapes(trace: Trace, links: Links) -> set[tuple]:
     """The tensor shapes the optimizer works on: the model's parameters (empty when no optimizer step ran)."""
     optimizer_ops = np.flatnonzero(links.in_optimizer & (trace.kind == OP))
-    return {shape for sh in trace.shapes(optimizer_ops) for shape in tensor_shapes(sh.dims)}
+    return {shape for sh in trace.shapes(optimizer_ops, DimsArgs) for shape in tensor_shapes(sh.dims)}
 
 
 def size_and_role(trace: Trace, rows: np.ndarray, params: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +94,7 @@ def size_and_role(trace: Trace, rows: np.ndarray, params: set[tuple]) -> tuple[n
     unique, inverse = np.unique(rows, return_inverse=True)
     numel = np.full(len(unique), np.iinfo(np.int64).max)
     on_params = np.zeros(len(unique), bool)
-    for i, shape in enumerate(trace.shapes(unique)):
+    for i, shape in enumerate(trace.shapes(unique, DimsArgs)):
         tensors = tensor_shapes(shape.dims)
         if tensors:
             numel[i] = math.prod(tensors[0])
