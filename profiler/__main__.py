@@ -5,59 +5,12 @@ import json
 import sys
 from pathlib import Path
 
-from profiler.analyze import analyze_file
-from profiler.files import write_atomic
-from profiler.load import TraceError, trace_files
 from profiler.compare import comparison
 from profiler.document import html_page, markdown
+from profiler.files import write_atomic
+from profiler.load import TraceError
 from profiler.render import summary
-from profiler.report import SCHEMA, Options, build_report
-
-
-def analyze_path(path: Path, options: Options) -> dict:
-    """The report of a trace file or a folder of traces. Raises TraceError when nothing can be analysed."""
-    files = trace_files(path)
-    analyses, skipped = [], []
-    for f in files:
-        try:
-            analyses.append(analyze_file(f))
-        except TraceError as e:
-            if len(files) == 1:
-                raise
-            skipped.append(str(e))
-    if not analyses:
-        raise TraceError(f"{path}: none of its {len(files)} files could be analysed (first: {skipped[0]})")
-    runs = {run_signature(a) for a in analyses}
-    if len(runs) > 1:
-        raise TraceError(f"{path}: the folder mixes traces of {len(runs)} different runs (model, world size or "
-                         "device differ): analyze them one by one")
-    report = build_report(analyses, [str(a.trace.path) for a in analyses], options)
-    report["warnings"] = [f"skipped {s}" for s in skipped] + report["warnings"]
-    return report
-
-
-def run_signature(a) -> str:
-    """What every trace of one run shares: its model and world size (from our metadata), or device and world."""
-    meta = a.trace.metadata or {}
-    world = a.trace.distributed.get("world_size", 1)
-    keys = ("model", "tokens_per_step", "flops_per_step", "dtype")
-    return json.dumps([world, [meta.get(k) for k in keys] if meta else a.trace.device_names[:1]], sort_keys=True)
-
-
-def load_report(path: Path, options: Options) -> dict:
-    """A saved mfu-report/1 JSON as it is, or the report of a trace, a folder of traces or a run folder."""
-    if path.is_file() and path.suffix == ".json":
-        try:
-            report = json.loads(path.read_text())
-        except ValueError:
-            report = None
-        if isinstance(report, dict) and report.get("schema") == SCHEMA:
-            return report
-    return analyze_path(path, options)
-
-
-def write_json(report: dict, out: Path):
-    write_atomic(out, json.dumps(report, indent=1))
+from profiler.report import Options, analyze_path, load_report
 
 
 def main(argv=None) -> int:
@@ -83,7 +36,7 @@ def main(argv=None) -> int:
             return 0
         report = analyze_path(args.path, options)
         if args.json:
-            write_json(report, args.json)
+            write_atomic(args.json, json.dumps(report, indent=1))
         if args.markdown:
             write_atomic(args.markdown, markdown(report))
         if args.html:

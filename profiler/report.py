@@ -4,16 +4,19 @@ Files are grouped by rank; the profiler cycles of one rank are analysed together
 that no trace can supply are null, never invented.
 """
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from profiler import classify as C
-from profiler.analyze import TraceAnalysis
+from profiler.analyze import TraceAnalysis, analyze_file
 from profiler.diagnosis import diagnose
 from profiler.ledger import Overheads, cause_seconds, ledger
-from profiler.ranks import job_fields, stragglers
+from profiler.load import TraceError, trace_files
 from profiler.peak import Peak, resolve_peak, table_peaks
+from profiler.ranks import job_fields, stragglers
 from profiler.signals import Signals
 
 SCHEMA = "mfu-report/1"
@@ -242,3 +245,45 @@ def top_ops(analyses: list[TraceAnalysis], n_steps: int) -> list[dict]:
              "ms": m["us"] / n_steps / 1000, "flops": m["flops"] / n_steps,
              "tflops_per_s": m["flops"] / m["flop_us"] / 1e6 if m["flop_us"] and m["flops"] else None}
             for name, m in rows]
+
+
+def analyze_path(path: Path, options: Options) -> dict:
+    """The report of a trace file or a folder of traces. Raises TraceError when nothing can be analysed."""
+    files = trace_files(path)
+    analyses, skipped = [], []
+    for f in files:
+        try:
+            analyses.append(analyze_file(f))
+        except TraceError as e:
+            if len(files) == 1:
+                raise
+            skipped.append(str(e))
+    if not analyses:
+        raise TraceError(f"{path}: none of its {len(files)} files could be analysed (first: {skipped[0]})")
+    runs = {run_signature(a) for a in analyses}
+    if len(runs) > 1:
+        raise TraceError(f"{path}: the folder mixes traces of {len(runs)} different runs (model, world size or "
+                         "device differ): analyze them one by one")
+    report = build_report(analyses, [str(a.trace.path) for a in analyses], options)
+    report["warnings"] = [f"skipped {s}" for s in skipped] + report["warnings"]
+    return report
+
+
+def run_signature(a: TraceAnalysis) -> str:
+    """What every trace of one run shares: its model and world size (from our metadata), or device and world."""
+    meta = a.trace.metadata or {}
+    world = a.trace.distributed.get("world_size", 1)
+    keys = ("model", "tokens_per_step", "flops_per_step", "dtype")
+    return json.dumps([world, [meta.get(k) for k in keys] if meta else a.trace.device_names[:1]], sort_keys=True)
+
+
+def load_report(path: Path, options: Options) -> dict:
+    """A saved mfu-report/1 JSON as it is, or the report of a trace, a folder of traces or a run folder."""
+    if path.is_file() and path.suffix == ".json":
+        try:
+            report = json.loads(path.read_text())
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and report.get("schema") == SCHEMA:
+            return report
+    return analyze_path(path, options)

@@ -5,6 +5,8 @@ import matplotlib.pyplot as plt
 
 from profiler import charts
 from profiler.document import markdown
+from profiler.load import TraceError
+from profiler.report import analyze_path
 
 
 def log_report(writer, report: dict, step: int):
@@ -47,8 +49,6 @@ class RunLog:
     def trace_written(self, path, step: int):
         import time
 
-        from profiler.__main__ import analyze_path
-        from profiler.load import TraceError
 
         start = time.perf_counter()
         try:

@@ -23,14 +23,13 @@ from model import data  # noqa: E402
 from model.configurator import ConfigError, apply  # noqa: E402
 from model.gpt import GPT  # noqa: E402
 from model.train import TrainConfig, learning_rate, make_optimizer, save_checkpoint, train_step  # noqa: E402
-from profiler.__main__ import analyze_path, write_json  # noqa: E402
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
 from profiler.document import html_page, markdown  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
 from profiler.render import summary as summary_text  # noqa: E402
 from profiler.tensorboard import RunLog, log_report  # noqa: E402
-from profiler.report import Options  # noqa: E402
+from profiler.report import Options, analyze_path  # noqa: E402
 from profiler.session import ProfileConfig, Session  # noqa: E402
 
 
@@ -259,7 +258,7 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
     traces = sorted(run_dir.glob("*.pt.trace.json*"))
     if traces:
         report = analyze_path(run_dir, Options())
-        write_json(report, run_dir / "report.json")
+        write_atomic(run_dir / "report.json", json.dumps(report, indent=1))
         write_atomic(run_dir / "report.md", markdown(report))
         write_atomic(run_dir / "report.html", html_page(report))
         if run_log:

@@ -21,7 +21,7 @@ BASE = {"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 128, "batch_size
         "dtype": "bfloat16", "skip_first": 4, "wait": 0, "warmup": 2, "active": 8, "repeat": 1,
         "log_interval": 1000}
 SCENARIOS = {  # name: (expected principal cause, overrides that inject it)
-    "io": ("io", {"data_delay": 0.004, "num_workers": 0}),
+    "io": ("io", {"data_delay": 0.01, "num_workers": 0}),
     "small_batch": ("small_batch", {"batch_size": 1, "block_size": 16}),
     "non_fused": ("non_fused", {"attention": "manual", "optimizer_impl": "loop", "block_size": 256, "n_embd": 64,
                                 "dtype": "float32"}),

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from conftest import analyze, shared_trace
-from profiler.__main__ import analyze_path
-from profiler.report import Options
+from profiler.report import Options, analyze_path
 from synth import kernel, launch, op, step, write
 
 

@@ -6,8 +6,7 @@ import json
 import pytest
 
 from conftest import analyze, shared_trace
-from profiler.__main__ import analyze_path
-from profiler.report import Options
+from profiler.report import Options, analyze_path
 
 # torch-tb-profiler's Overview: average step (µs) and shares of step time, in percent
 TB_PLUGIN = {

@@ -6,8 +6,7 @@ import sys
 import pytest
 
 from conftest import ROOT, TINY, shared_trace
-from profiler.__main__ import analyze_path
-from profiler.report import Options
+from profiler.report import Options, analyze_path
 
 
 @pytest.fixture(scope="module")

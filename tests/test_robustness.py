@@ -14,9 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, SCRIPT, TINY, analyze, run_script, shared_trace
-from profiler.__main__ import analyze_path
 from profiler.load import TraceError
-from profiler.report import Options
+from profiler.report import Options, analyze_path
 
 CORPUS = ROOT / "tests" / "bad_traces"
 # file: (exit status, what stderr (status 2) or a warning (status 0) must say)
