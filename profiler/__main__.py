@@ -9,7 +9,7 @@ from profiler.compare import comparison
 from profiler.document import html_page, markdown
 from profiler.files import write_atomic
 from profiler.load import TraceError
-from profiler.render import summary
+from profiler.render import for_terminal
 from profiler.report import Options, analyze_path, load_report
 
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     if not args.quiet:
-        print(summary(report))
+        print(for_terminal(report, sys.stdout))
     return 0
 
 

@@ -84,3 +84,26 @@ def bottleneck_lines(report: dict) -> list[str]:
         if b.get("fix_config"):
             lines.append("   try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))
     return ["", "Diagnosis (causes over 1 point, largest first):"] + lines if lines else lines
+
+
+BOLD, RED, YELLOW, RESET = "\033[1m", "\033[31m", "\033[33m", "\033[0m"
+
+
+def colorize(text: str) -> str:
+    """ANSI colour for a terminal: headings and the MFU line bold, bottlenecks red, warnings yellow."""
+    out = []
+    for line in text.split("\n"):
+        if line.startswith(("breakdown ", "top ops ", "MFU ledger", "Diagnosis", "MFU: ")):
+            line = f"{BOLD}{line}{RESET}"
+        elif line[:1].isdigit() and ". " in line[:4]:
+            line = f"{RED}{BOLD}{line}{RESET}"
+        elif line.startswith("warning: "):
+            line = f"{YELLOW}{line}{RESET}"
+        out.append(line)
+    return "\n".join(out)
+
+
+def for_terminal(report: dict, stream) -> str:
+    """The summary, in colour only when `stream` is a terminal."""
+    text = summary(report)
+    return colorize(text) if stream.isatty() else text

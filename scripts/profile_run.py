@@ -27,7 +27,7 @@ from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
 from profiler.document import html_page, markdown  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
-from profiler.render import summary as summary_text  # noqa: E402
+from profiler.render import for_terminal  # noqa: E402
 from profiler.tensorboard import RunLog, log_report  # noqa: E402
 from profiler.report import Options, analyze_path  # noqa: E402
 from profiler.session import ProfileConfig, Session  # noqa: E402
@@ -263,7 +263,7 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
         write_atomic(run_dir / "report.html", html_page(report))
         if run_log:
             log_report(run_log.writer, report, len(times) - 1)
-        print(f"\n{summary_text(report)}\n")
+        print(f"\n{for_terminal(report, sys.stdout)}\n")
         print(f"{len(traces)} trace(s) and report.json / .md / .html in {run_dir}")
     if run_log:
         run_log.close()

@@ -97,3 +97,21 @@ def test_bad_input_gets_one_line_and_status_2(tmp_path):
         assert status == 2, (name, stdout, stderr)
         assert stderr.startswith("error: ") and stderr.count("\n") == 1, (name, stderr)
         assert "Traceback" not in stderr
+
+
+def test_collectives_with_recorded_message_sizes(tmp_path):
+    """torch records message sizes in record_param_comms; a CPU trace whose all-reduce runs on another thread
+    while the training thread waits: that wait is exposed communication."""
+    comm = {"In msg nelems": 1_000_000, "dtype": "Float", "Collective name": "allreduce"}
+    events = [step(1, 0, 1000), op("aten::mm", 0, 300, **{"Input Dims": [[64, 64], [64, 64]],
+                                                          "Input type": ["float", "float"]}),
+              op("record_param_comms", 300, 20, **comm),
+              op("gloo:all_reduce", 310, 500, tid=200, cat="user_annotation"),
+              op("aten::add_", 850, 100)]
+    report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
+    assert report["communication"]["bytes_per_step"] == 4_000_000
+    assert report["communication"]["calls_per_step"] == {"record_param_comms": 1.0}
+    ms = {c: round(b["ms"], 6) for c, b in report["breakdown"].items()}
+    # the training thread runs nothing from 320 to 810 µs while gloo works: 0.49 ms of exposed communication
+    assert ms["communication"] == pytest.approx(0.02 + 0.49)
+    assert report["communication"]["total_ms"] == pytest.approx(0.02 + 0.5 - 0.01)  # the union of the two spans

@@ -90,3 +90,19 @@ def test_cli_writes_the_json_report(tiny_run, tmp_path):
                            "bottlenecks", "top_ops", "warnings"}
     assert "MFU: " in stdout and "matmul" in stdout and "aten::mm" in stdout
     assert max(len(line) for line in stdout.splitlines()[1:]) <= 80
+
+
+def test_colour_only_on_a_terminal(tiny_run):
+    from profiler.render import for_terminal
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    report = analyze_path(tiny_run[0], Options())
+    assert "\033[" not in for_terminal(report, Stream(False))
+    coloured = for_terminal(report, Stream(True))
+    assert "\033[1mMFU: " in coloured and "\033[31m" in coloured

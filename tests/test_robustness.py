@@ -112,7 +112,8 @@ def test_mutated_real_traces_give_a_report_or_one_clear_error(data):
         assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * mfu, abs=0.01)
 
 
-def test_sigterm_keeps_finished_cycles_and_reports_them(tmp_path):
+@pytest.mark.parametrize("sig, message", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGINT, "interrupted at iter")])
+def test_sigterm_or_ctrl_c_keep_finished_cycles_and_report_them(tmp_path, sig, message):
     out = tmp_path / "run"
     args = [*TINY, "--max_iters=100000", "--repeat=0", f"--out={out}"]
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -120,10 +121,10 @@ def test_sigterm_keeps_finished_cycles_and_reports_them(tmp_path):
     deadline = time.monotonic() + 120
     while not list(out.glob("*.pt.trace.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert stderr.strip().splitlines()[-1] == "stopped: stopped by SIGTERM"
+    assert proc.returncode == 128 + sig
+    assert stderr.strip().splitlines()[-1].startswith(f"stopped: {message}")
     assert "reporting the" in stdout and "Traceback" not in stderr
     report = json.loads((out / "report.json").read_text())
     assert report["source"]["steps"] and len(list(out.glob("*.pt.trace.json"))) >= 1
