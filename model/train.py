@@ -62,7 +62,8 @@ class TrainConfig:
             raise ValueError(f"optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, not {self.optimizer_impl!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
-        for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters"):
+        for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps",
+                    "max_iters"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, not {getattr(self, key)}")
         if self.num_workers < 0 or self.data_delay < 0:
@@ -105,7 +106,9 @@ def learning_rate(it: int, cfg: TrainConfig) -> float:
 
 def autocast(device_type: str, dtype: str):
     """Mixed precision as nanoGPT, except that bfloat16 autocast is used on the CPU too."""
-    return nullcontext() if dtype == "float32" else torch.amp.autocast(device_type=device_type, dtype=getattr(torch, dtype))
+    if dtype == "float32":
+        return nullcontext()
+    return torch.amp.autocast(device_type=device_type, dtype=getattr(torch, dtype))
 
 
 def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: float) -> float:

@@ -33,7 +33,8 @@ def score_ops(trace: Trace) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     candidates = np.flatnonzero(np.isin(trace.name, [i for i, n in enumerate(trace.names) if SCORE_OPS.match(n)])
                                 & (trace.kind == OP))
-    keep = [r for r, shape in zip(candidates, trace.shapes(candidates)) if _touches_scores(trace.names[trace.name[r]], shape.dims)]
+    shapes = trace.shapes(candidates)
+    keep = [r for r, shape in zip(candidates, shapes) if _touches_scores(trace.names[trace.name[r]], shape.dims)]
     return np.array(keep, dtype=np.int64)
 
 

@@ -89,7 +89,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
 def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     """Exclusive time of each op on the training thread, by the category of what it did with that time."""
     step_rows = np.flatnonzero(links.is_step)
-    thread = np.bincount(trace.thread[step_rows]).argmax() if len(step_rows) else np.bincount(trace.thread[links.host]).argmax()
+    thread = np.bincount(trace.thread[step_rows if len(step_rows) else links.host]).argmax()
     rows = links.host[trace.thread[links.host] == thread]
     dur = trace.end - trace.start
     children = np.zeros(len(trace))

@@ -65,7 +65,8 @@ def small_batch(entry, ctx):
              f"{ctx['parameter_ms']:.2f} ms/step",
              f"{sig.host_ops / n:,.0f} ops per step, {ctx['flops'] / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op"]
     if sig.kernel_us:
-        parts.append(f"{len(sig.kernel_us) / n:,.0f} kernels per step, median {statistics.median(sig.kernel_us):.1f} µs")
+        median = statistics.median(sig.kernel_us)
+        parts.append(f"{len(sig.kernel_us) / n:,.0f} kernels per step, median {median:.1f} µs")
     if sig.small_matmul_us:
         rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
         parts.append(f"matmuls with a dimension < {SMALL_DIM}: {sig.small_matmul_us / n / 1000:.2f} ms/step at "
@@ -136,7 +137,8 @@ def precision(entry, ctx):
     dtype = ctx["dtype"] or "unknown"
     evidence = (f"matmuls ran in {dtype}: the device does {ctx['peak_run'] / 1e12:.3g} TFLOP/s in it against "
                 f"{ctx['peak'] / 1e12:.3g} in its fastest precision; the model's FLOPs need "
-                f"{1000 * ctx['flops'] / ctx['peak_run']:.2f} ms/step at the first, {1000 * ctx['flops'] / ctx['peak']:.2f} at the second")
+                f"{1000 * ctx['flops'] / ctx['peak_run']:.2f} ms/step at the first, "
+                f"{1000 * ctx['flops'] / ctx['peak']:.2f} at the second")
     fix = "bfloat16 autocast (torch.autocast(device_type, dtype=torch.bfloat16))"
     if ctx["kind"] != "cpu":
         fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"

@@ -62,7 +62,8 @@ def conv_output_spatial(inp: list, weight: list, concrete: list) -> list[int] | 
     spatial, kernel = inp[2:], weight[2:]
     n = len(spatial)
     stride, padding, dilation = ((x * n)[:n] if len(x) == 1 else x for x in (stride, padding, dilation))
-    return [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation)]
+    return [(s + 2 * p - d * (k - 1) - 1) // st + 1
+            for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation)]
 
 
 def conv_flops(inp: list, weight: list, out_spatial: list) -> float:

@@ -123,7 +123,8 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
         for b in report["bottlenecks"]:
             if b["cause"] == "communication" and report["stragglers"]:
                 b["evidence"] += "; the others wait for " + ", ".join(
-                    f"rank {s['rank']} (+{s['excess_ms']:.2f} ms busy, mostly {s['category']})" for s in report["stragglers"])
+                    f"rank {s['rank']} (+{s['excess_ms']:.2f} ms busy, mostly {s['category']})"
+                    for s in report["stragglers"])
     return report
 
 
@@ -177,19 +178,23 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
         parameter_compute=sig.parameter_us["other_compute"] / per_step,
         parameter_memory=sig.parameter_us["memory"] / per_step,
         optimizer_host=optimizer_host, optimizer_idle=optimizer_idle,
-        attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak.peak_flops_run) / per_step,
-        attention_memory=sig.attention_us["memory"] / per_step, attention_host=sig.attention_us["host_overhead"] / per_step)
+        attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak.peak_flops_run)
+        / per_step,
+        attention_memory=sig.attention_us["memory"] / per_step,
+        attention_host=sig.attention_us["host_overhead"] / per_step)
     seconds = cause_seconds({c: b["ms"] / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run, overheads)
     if seconds["matmul_efficiency"] < 0:
         warnings.append("matmul_efficiency is negative: the FLOP count credits more work than the matmuls could do "
-                        "at P_run in their time; check the peak and the model FLOPs (an accounting problem, not a speed-up)")
+                        "at P_run in their time; check the peak and the model FLOPs (an accounting problem, "
+                        "not a speed-up)")
     fields["ledger"] = ledger(T, seconds, flops, P)
     ctx = {"step_ms": T * 1000, "breakdown": breakdown, "signals": sig, "meta": meta, "kind": r.analyses[0].kind,
            "dtype": dtype, "peak": P, "peak_run": peak.peak_flops_run, "flops": flops, "counted_flops": f_counted,
            "short_idle_ms": float(r.short_idle_us.mean()) / 1000,
            "optimizer_overhead_ms": float(r.optimizer_us.mean(axis=1).sum()) / 1000,
            "fixed_ms": {c: us / 1000 / max(sig.steps, 1) for c, us in sig.fixed_us.items()},
-           "parameter_ms": sum(sig.parameter_us.values()) / 1000 / max(sig.steps, 1), "copied_bytes": float(r.copied_bytes.mean()),
+           "parameter_ms": sum(sig.parameter_us.values()) / 1000 / max(sig.steps, 1),
+           "copied_bytes": float(r.copied_bytes.mean()),
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
     return fields

@@ -123,8 +123,8 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
                              & in_steps)
     s.dataloaders = Counter(names[i].split("#", 1)[-1].split(".")[0] for i in trace.name[loaders])
 
-    collective_calls = np.flatnonzero(in_steps & (links.category == C.COMMUNICATION) & (trace.kind == OP)
-                                      & ((links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != C.COMMUNICATION)))
+    outermost = (links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != C.COMMUNICATION)
+    collective_calls = np.flatnonzero(in_steps & (links.category == C.COMMUNICATION) & (trace.kind == OP) & outermost)
     s.collectives = Counter(names[i] for i in trace.name[collective_calls])
     comms = collective_calls[[names[i] == "record_param_comms" for i in trace.name[collective_calls]]]
     for raw in (trace.raw_args[r] for r in comms):

@@ -169,7 +169,8 @@ def main(argv):
     device_name = torch.cuda.get_device_name(cfg.device) if kind == "cuda" else ""
     tf32 = kind == "cuda" and torch.backends.cuda.matmul.allow_tf32
     peak = resolve_peak(device_name, kind, cfg.dtype, tf32, pcfg.peak_flops, torch.get_num_threads())
-    flops_per_iter = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) * cfg.tokens_per_iter
+    per_token = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size)
+    flops_per_iter = per_token * cfg.tokens_per_iter
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "profile": asdict(pcfg)}, indent=1))
     log(f"run folder {run_dir}; model {n_params / 1e6:.2f}M parameters (non-embedding), "

@@ -67,7 +67,7 @@ def validate(name: str, repeats: int, tmp: Path) -> dict:
     after = runs({**config, **fix}, repeats, tmp, f"{name}-after")
     row["predicted"] = top["what_if_mfu"] if top else None
     row["mfu_after"] = statistics.median(r["mfu"]["analytic"] for r in after)
-    noise = max(MIN_NOISE, spread([r["mfu"]["analytic"] for r in before]), spread([r["mfu"]["analytic"] for r in after]))
+    noise = max(MIN_NOISE, *(spread([r["mfu"]["analytic"] for r in runs_]) for runs_ in (before, after)))
     row["noise"] = noise
     row["fix"] = fix
     row["ok"] = (row["diagnosed"] == expected and row["mfu_after"] > row["mfu_before"]

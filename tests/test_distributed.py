@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY, shared_trace
+from conftest import ROOT, SCRIPT, TINY, shared_trace
 from profiler.report import Options, analyze_path
 
 
@@ -13,8 +13,8 @@ from profiler.report import Options, analyze_path
 def slow_rank_run(tmp_path_factory):
     """2 ranks; rank 1 sleeps 5 ms per sample (4 per batch) in its data loading."""
     out = tmp_path_factory.mktemp("ddp") / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(ROOT / "scripts" / "profile_run.py"),
-           *TINY, "--data_delay=0.005", "--data_delay_rank=1", f"--out={out}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(SCRIPT), *TINY,
+           "--data_delay=0.005", "--data_delay_rank=1", f"--out={out}"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result

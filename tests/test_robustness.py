@@ -112,7 +112,8 @@ def test_mutated_real_traces_give_a_report_or_one_clear_error(data):
         assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * mfu, abs=0.01)
 
 
-@pytest.mark.parametrize("sig, message", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGINT, "interrupted at iter")])
+@pytest.mark.parametrize("sig, message", [(signal.SIGTERM, "stopped by SIGTERM"),
+                                          (signal.SIGINT, "interrupted at iter")])
 def test_sigterm_or_ctrl_c_keep_finished_cycles_and_report_them(tmp_path, sig, message):
     out = tmp_path / "run"
     args = [*TINY, "--max_iters=100000", "--repeat=0", f"--out={out}"]

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, analyze
+from conftest import analyze
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
