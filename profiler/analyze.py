@@ -132,7 +132,7 @@ def matmul_dtype(trace: Trace, links: Links) -> str | None:
     """The dtype that carried most of the counted FLOPs, from the ops' recorded input types."""
     counted = np.flatnonzero(links.flops > 0)
     weight = defaultdict(float)
-    for r, shape in zip(counted, trace.shapes(counted)):
+    for r, shape in zip(counted, (links.flop_shapes[r] for r in counted.tolist())):
         first = next((t for t in shape.types if t), "")
         weight[DTYPE_OF_INPUT_TYPE.get(first, first)] += links.flops[r]
     return max(weight, key=weight.get) if weight else None

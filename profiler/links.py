@@ -19,6 +19,7 @@ class Links:
     category: np.ndarray  # per row: inherited op category (classify.*), -1 where the name says nothing
     flop_owner: np.ndarray  # per row: the outermost FLOP op at or above this op, -1
     flops: np.ndarray  # per row: FLOPs of counted ops (0 elsewhere)
+    flop_shapes: dict  # row of each counted FLOP op → its decoded input shapes and types
     device: np.ndarray  # rows of kernels, memcpys and memsets, by start time
     launch: np.ndarray  # per device event: the runtime row that launched it, -1
     launching_op: np.ndarray  # per device event: innermost host span around its launch, -1
@@ -61,7 +62,8 @@ def link(trace: Trace, warnings: list[str]) -> Links:
 
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
-    flops[counted] = counted_flops(trace.names_of(counted), trace.shapes(counted), warnings)
+    flop_shapes = dict(zip(counted.tolist(), trace.shapes(counted)))
+    flops[counted] = counted_flops(trace.names_of(counted), list(flop_shapes.values()), warnings)
 
     device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
     device = device[np.argsort(trace.start[device], kind="stable")]
@@ -72,8 +74,8 @@ def link(trace: Trace, warnings: list[str]) -> Links:
         rows = launch[ok]
         inner = forest.enclosing(trace.start[rows], trace.thread[rows])
         launching_op[ok] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
-    return Links(host, parent, category, flop_owner, flops, device, launch, launching_op, is_step, in_optimizer,
-                 in_attention)
+    return Links(host, parent, category, flop_owner, flops, flop_shapes, device, launch, launching_op, is_step,
+                 in_optimizer, in_attention)
 
 
 def _category_code(name: str) -> int:

@@ -178,7 +178,7 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
         op_time = dur
     s.matmul_us = float(op_time[counted].sum())
     two_d = counted[np.array([bool(TWO_D_MATMUL.match(names[i])) for i in trace.name[counted]], dtype=bool)]
-    for r, shape in zip(two_d, trace.shapes(two_d)):
+    for r, shape in zip(two_d, (links.flop_shapes[r] for r in two_d.tolist())):
         dims = shape.dims[-2:]
         if len(dims) == 2 and all(len(d) == 2 for d in dims) and min(dims[0][0], dims[0][1], dims[1][1]) < SMALL_DIM:
             s.small_matmul_us += float(op_time[r])
