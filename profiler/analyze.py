@@ -116,8 +116,7 @@ def cpu_ops(trace: Trace, links: Links, bd: B.Breakdown) -> dict[str, OpStats]:
 
 def cpu_copied_bytes(trace: Trace, links: Links, bd: B.Breakdown) -> np.ndarray:
     """Bytes written by aten::copy_ on the training thread per step, from its destination's shape and dtype."""
-    copy_name = [i for i, name in enumerate(trace.names) if name == "aten::copy_"]
-    rows = np.flatnonzero(np.isin(trace.name, copy_name) & (bd.row_step >= 0))
+    rows = np.flatnonzero(trace.by_name(lambda name: name == "aten::copy_") & (bd.row_step >= 0))
     n_steps = int(bd.row_step.max()) + 1 if len(bd.row_step) else 0
     out = np.zeros(max(n_steps, 1))
     itemsize = {"float": 4, "c10::BFloat16": 2, "c10::Half": 2, "double": 8, "long int": 8, "int": 4,

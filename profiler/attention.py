@@ -31,8 +31,7 @@ def score_ops(trace: Trace) -> np.ndarray:
     """Rows of the ops that work on an L×L score matrix, when attention ran unfused; else none."""
     if not present(trace):
         return np.empty(0, dtype=np.int64)
-    candidates = np.flatnonzero(np.isin(trace.name, [i for i, n in enumerate(trace.names) if SCORE_OPS.match(n)])
-                                & (trace.kind == OP))
+    candidates = np.flatnonzero(trace.by_name(SCORE_OPS.match) & (trace.kind == OP))
     shapes = trace.shapes(candidates)
     keep = [r for r, shape in zip(candidates, shapes) if _touches_scores(trace.names[trace.name[r]], shape.dims)]
     return np.array(keep, dtype=np.int64)

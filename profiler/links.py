@@ -30,8 +30,7 @@ class Links:
 
 def link(trace: Trace, warnings: list[str]) -> Links:
     n = len(trace)
-    step_names = np.array([name.startswith("ProfilerStep#") for name in trace.names])
-    is_step = step_names[trace.name]
+    is_step = trace.by_name(lambda name: name.startswith("ProfilerStep#"))
     host = np.flatnonzero(np.isin(trace.kind, (OP, ANNOTATION)))
     forest = Forest(trace.start[host], trace.end[host], trace.thread[host])
     parent = np.full(n, -1)
@@ -39,11 +38,11 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     parent[host] = np.where(local_parent >= 0, host[np.maximum(local_parent, 0)], -1)
 
     # own category from the name, then inherited top-down: the outermost inheriting ancestor wins
-    own = np.array([_category_code(name) for name in trace.names], dtype=np.int64)[trace.name]
+    own = trace.by_name(_category_code, np.int64)
     category = np.where(np.isin(trace.kind, (OP, ANNOTATION)), own, -1)
-    is_flop_op = np.array([bool(FLOP_OPS.match(name)) for name in trace.names])[trace.name] & (trace.kind == OP)
+    is_flop_op = trace.by_name(FLOP_OPS.match) & (trace.kind == OP)
     flop_owner = np.where(is_flop_op, np.arange(n), -1)
-    in_optimizer = np.array([bool(classify.OPTIMIZER_STEP.match(name)) for name in trace.names])[trace.name]
+    in_optimizer = trace.by_name(classify.OPTIMIZER_STEP.match)
     in_attention = np.zeros(n, bool)
     in_attention[attention.score_ops(trace)] = True
     inherits = np.isin(category, classify.INHERITED)

@@ -117,6 +117,10 @@ class Trace:
         rank = self.distributed.get("rank", 0)
         return rank if isinstance(rank, int) else 0
 
+    def by_name(self, value, dtype=bool) -> np.ndarray:
+        """value(name) for each row, computed once per distinct name: a per-row mask or code from the names."""
+        return np.array([value(name) for name in self.names], dtype=dtype)[self.name]
+
     def names_of(self, rows: np.ndarray) -> list[str]:
         return [self.names[i] for i in self.name[rows]]
 

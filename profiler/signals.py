@@ -13,7 +13,7 @@ import msgspec
 import numpy as np
 
 from profiler import classify as C
-from profiler.classify import FUSED_ATTENTION, SOFTMAX
+from profiler.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.links import Links
 from profiler.load import KERNEL, MEMCPY, OP, DimsArgs, Trace
 from profiler.steps import Steps
@@ -109,24 +109,22 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     names = trace.names
     s = Signals(steps=len(steps.ids), host_ops=len(ops))
 
-    interesting = [i for i, n in enumerate(names) if FUSED_ATTENTION.match(n) or SOFTMAX.match(n)
-                   or FUSED_OPTIMIZER.match(n) or FOREACH_OPTIMIZER.match(n) or n in ("aten::bmm", "aten::baddbmm")]
-    s.op_counts = Counter(names[i] for i in trace.name[ops[np.isin(trace.name[ops], interesting)]])
-    optimizer_spans = [i for i, n in enumerate(names) if n.startswith("Optimizer.step#")]
-    opt_rows = np.flatnonzero(np.isin(trace.name, optimizer_spans) & in_steps)
+    interesting = trace.by_name(lambda n: bool(FUSED_ATTENTION.match(n) or SOFTMAX.match(n) or FUSED_OPTIMIZER.match(n)
+                                               or FOREACH_OPTIMIZER.match(n)) or n in ("aten::bmm", "aten::baddbmm"))
+    s.op_counts = Counter(trace.names_of(ops[interesting[ops]]))
+    opt_rows = np.flatnonzero(trace.by_name(OPTIMIZER_STEP.match) & in_steps)
     # ops that start inside an optimizer span on its thread: threads laid end to end on one time axis
     lane = float(trace.end.max()) + 1.0
     op_keys = np.sort(trace.thread[ops] * lane + trace.start[ops])
     s.optimizer_ops = int((np.searchsorted(op_keys, trace.thread[opt_rows] * lane + trace.end[opt_rows], side="right")
                            - np.searchsorted(op_keys, trace.thread[opt_rows] * lane + trace.start[opt_rows])).sum())
-    loaders = np.flatnonzero(np.isin(trace.name, [i for i, n in enumerate(names) if n.startswith("enumerate(Data")])
-                             & in_steps)
-    s.dataloaders = Counter(names[i].split("#", 1)[-1].split(".")[0] for i in trace.name[loaders])
+    loaders = np.flatnonzero(trace.by_name(lambda n: n.startswith("enumerate(Data")) & in_steps)
+    s.dataloaders = Counter(name.split("#", 1)[-1].split(".")[0] for name in trace.names_of(loaders))
 
     outermost = (links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != C.COMMUNICATION)
     collective_calls = np.flatnonzero(in_steps & (links.category == C.COMMUNICATION) & (trace.kind == OP) & outermost)
     s.collectives = Counter(names[i] for i in trace.name[collective_calls])
-    comms = collective_calls[[names[i] == "record_param_comms" for i in trace.name[collective_calls]]]
+    comms = collective_calls[trace.by_name(lambda n: n == "record_param_comms")[collective_calls]]
     for raw in (trace.raw_args[r] for r in comms):
         args = msgspec.json.decode(raw, type=CommArgs)
         s.collective_bytes += args.nelems * DTYPE_BYTES.get(args.dtype, 0)
@@ -177,7 +175,7 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     else:
         op_time = dur
     s.matmul_us = float(op_time[counted].sum())
-    two_d = counted[np.array([bool(TWO_D_MATMUL.match(names[i])) for i in trace.name[counted]], dtype=bool)]
+    two_d = counted[trace.by_name(TWO_D_MATMUL.match)[counted]]
     for r, shape in zip(two_d, (links.flop_shapes[r] for r in two_d.tolist())):
         dims = shape.dims[-2:]
         if len(dims) == 2 and all(len(d) == 2 for d in dims) and min(dims[0][0], dims[0][1], dims[1][1]) < SMALL_DIM:
