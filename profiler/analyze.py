@@ -59,14 +59,12 @@ def analyze_file(path) -> TraceAnalysis:
     steps = find_steps(trace, links, warnings)
     gpu = len(links.device) > 0
     bd = B.gpu_breakdown(trace, links, steps) if gpu else B.cpu_breakdown(trace, links, steps)
-    counted = np.flatnonzero(links.flops > 0)
-    host_step = steps.host_index(trace.start)
-    flops = np.bincount(host_step[counted][host_step[counted] >= 0],
-                        weights=links.flops[counted][host_step[counted] >= 0], minlength=len(steps.ids))
+    counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
+    flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
     if gpu:
         ops, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
-        ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, links, bd)
+        ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, steps, bd)
     return TraceAnalysis(trace, "cuda" if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
                          B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us,
                          bd.optimizer_us, bd.collective_us, measure(trace, links, steps, bd), warnings)
@@ -74,9 +72,8 @@ def analyze_file(path) -> TraceAnalysis:
 
 def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):
     """Device time per launching op (or per kernel name when no op is known), with the FLOPs it carried."""
-    start = trace.start[links.device]
-    i = np.searchsorted(steps.start, start, side="right") - 1
-    in_step = (i >= 0) & (start < steps.end[np.maximum(i, 0)])
+    i = steps.window_index(trace.start[links.device])
+    in_step = i >= 0
     dur = (trace.end - trace.start)[links.device]
     op = links.launching_op
     owner = np.where(op >= 0, links.flop_owner[np.maximum(op, 0)], -1)
@@ -114,11 +111,10 @@ def cpu_ops(trace: Trace, links: Links, bd: B.Breakdown) -> dict[str, OpStats]:
     return ops
 
 
-def cpu_copied_bytes(trace: Trace, links: Links, bd: B.Breakdown) -> np.ndarray:
-    """Bytes written by aten::copy_ on the training thread per step, from its destination's shape and dtype."""
+def cpu_copied_bytes(trace: Trace, steps: Steps, bd: B.Breakdown) -> np.ndarray:
+    """Bytes written by aten::copy_ per step, from its destination's shape and dtype."""
     rows = np.flatnonzero(trace.by_name(lambda name: name == "aten::copy_") & (bd.row_step >= 0))
-    n_steps = int(bd.row_step.max()) + 1 if len(bd.row_step) else 0
-    out = np.zeros(max(n_steps, 1))
+    out = np.zeros(len(steps.ids))
     itemsize = {"float": 4, "c10::BFloat16": 2, "c10::Half": 2, "double": 8, "long int": 8, "int": 4,
                 "bool": 1, "unsigned char": 1, "signed char": 1, "short int": 2}
     for r, shape in zip(rows, trace.shapes(rows)):

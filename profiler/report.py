@@ -60,7 +60,7 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
         step_us.append(a.steps.duration[fresh])
         bd.append(a.breakdown_us[:, fresh])
         flops.append(a.flops[fresh])
-        copied.append(a.copied_bytes[fresh] if len(a.copied_bytes) == len(fresh) else np.zeros(fresh.sum()))
+        copied.append(a.copied_bytes[fresh])
         short_idle.append(a.short_idle_us[fresh])
         optimizer.append(a.optimizer_us[:, fresh])
         collective.append(a.collective_us[fresh])

@@ -103,8 +103,7 @@ def size_and_role(trace: Trace, rows: np.ndarray, params: set[tuple]) -> tuple[n
 
 
 def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
-    host_step = steps.host_index(trace.start)
-    in_steps = host_step >= 0
+    in_steps = bd.row_step >= 0
     ops = np.flatnonzero((trace.kind == OP) & in_steps)
     names = trace.names
     s = Signals(steps=len(steps.ids), host_ops=len(ops))
@@ -128,8 +127,7 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     for raw in (trace.raw_args[r] for r in comms):
         args = msgspec.json.decode(raw, type=CommArgs)
         s.collective_bytes += args.nelems * DTYPE_BYTES.get(args.dtype, 0)
-    device_step = np.searchsorted(steps.start, trace.start[links.device], side="right") - 1
-    dev_in = (device_step >= 0) & (trace.start[links.device] < steps.end[np.maximum(device_step, 0)])
+    dev_in = steps.window_index(trace.start[links.device]) >= 0
     dur = trace.end - trace.start
     kernels = links.device[dev_in & (trace.kind[links.device] == KERNEL)]
     s.kernel_us = dur[kernels].tolist()

@@ -28,8 +28,16 @@ class Steps:
 
     def host_index(self, times: np.ndarray) -> np.ndarray:
         """Index of the step whose host span holds each instant, or -1."""
-        i = np.searchsorted(self.host_start, times, side="right") - 1
-        return np.where((i >= 0) & (times < self.host_end[np.maximum(i, 0)]), i, -1)
+        return _index(self.host_start, self.host_end, times)
+
+    def window_index(self, times: np.ndarray) -> np.ndarray:
+        """Index of the step whose analysed window (extended to its device work) holds each instant, or -1."""
+        return _index(self.start, self.end, times)
+
+
+def _index(starts: np.ndarray, ends: np.ndarray, times: np.ndarray) -> np.ndarray:
+    i = np.searchsorted(starts, times, side="right") - 1
+    return np.where((i >= 0) & (times < ends[np.maximum(i, 0)]), i, -1)
 
 
 def find_steps(trace: Trace, links: Links, warnings: list[str]) -> Steps:
