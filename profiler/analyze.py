@@ -28,6 +28,15 @@ class OpStats:
         self.us += us
         self.category_us[C.CATEGORIES[category]] += us
 
+    def absorb(self, other: "OpStats"):
+        """Add another file's statistics of the same op (profiler cycles of one rank)."""
+        self.count += other.count
+        self.us += other.us
+        self.flops += other.flops
+        self.flop_us += other.flop_us
+        for category, us in other.category_us.items():
+            self.category_us[category] += us
+
     @property
     def category(self) -> str:
         return max(self.category_us, key=self.category_us.get) if self.category_us else "idle"

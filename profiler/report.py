@@ -5,13 +5,14 @@ that no trace can supply are null, never invented.
 """
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from profiler import classify as C
-from profiler.analyze import TraceAnalysis, analyze_file
+from profiler.analyze import OpStats, TraceAnalysis, analyze_file
 from profiler.diagnosis import diagnose
 from profiler.ledger import Overheads, cause_seconds, ledger
 from profiler.load import TraceError, trace_files
@@ -190,10 +191,10 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
     fields["ledger"] = ledger(T, seconds, flops, P)
     ctx = {"step_ms": T * 1000, "breakdown": breakdown, "signals": sig, "meta": meta, "kind": r.analyses[0].kind,
            "dtype": dtype, "peak": P, "peak_run": peak.peak_flops_run, "flops": flops, "counted_flops": f_counted,
-           "short_idle_ms": float(r.short_idle_us.mean()) / 1000,
-           "optimizer_overhead_ms": float(r.optimizer_us.mean(axis=1).sum()) / 1000,
-           "fixed_ms": {c: us / 1000 / max(sig.steps, 1) for c, us in sig.fixed_us.items()},
-           "parameter_ms": sum(sig.parameter_us.values()) / 1000 / max(sig.steps, 1),
+           "short_idle_ms": 1000 * overheads.short_idle,
+           "optimizer_overhead_ms": 1000 * (overheads.optimizer_host + overheads.optimizer_idle),
+           "fixed_ms": {"other_compute": 1000 * overheads.fixed_compute, "memory": 1000 * overheads.fixed_memory},
+           "parameter_ms": 1000 * (overheads.parameter_compute + overheads.parameter_memory),
            "copied_bytes": float(r.copied_bytes.mean()),
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
@@ -235,21 +236,15 @@ def classification(analyses: list[TraceAnalysis], n_steps: int) -> dict | None:
 
 
 def top_ops(analyses: list[TraceAnalysis], n_steps: int) -> list[dict]:
-    merged = {}
+    """All ops of the rank by time per step, largest first."""
+    merged: dict[str, OpStats] = defaultdict(OpStats)
     for a in analyses:
-        for name, s in a.ops.items():
-            m = merged.setdefault(name, {"us": 0.0, "count": 0, "flops": 0.0, "flop_us": 0.0, "cat": {}})
-            m["us"] += s.us
-            m["count"] += s.count
-            m["flops"] += s.flops
-            m["flop_us"] += s.flop_us
-            for c, us in s.category_us.items():
-                m["cat"][c] = m["cat"].get(c, 0.0) + us
-    rows = sorted(merged.items(), key=lambda kv: -kv[1]["us"])
-    return [{"name": name, "category": max(m["cat"], key=m["cat"].get), "count": m["count"] / n_steps,
-             "ms": m["us"] / n_steps / 1000, "flops": m["flops"] / n_steps,
-             "tflops_per_s": m["flops"] / m["flop_us"] / 1e6 if m["flop_us"] and m["flops"] else None}
-            for name, m in rows]
+        for name, stats in a.ops.items():
+            merged[name].absorb(stats)
+    rows = sorted(merged.items(), key=lambda kv: -kv[1].us)
+    return [{"name": name, "category": s.category, "count": s.count / n_steps, "ms": s.us / n_steps / 1000,
+             "flops": s.flops / n_steps, "tflops_per_s": s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None}
+            for name, s in rows]
 
 
 def analyze_path(path: Path, options: Options) -> dict:
