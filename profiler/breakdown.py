@@ -33,6 +33,11 @@ class Breakdown:
     collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
 
 
+def runs_code(trace: Trace, links: Links) -> np.ndarray:
+    """Per row: an op, or a compiled graph's annotation, inside which inductor's generated code runs."""
+    return (trace.kind == OP) | (links.category == C.OTHER_COMPUTE)
+
+
 def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
     """Category of each device event, and how it was decided.
 
@@ -56,7 +61,7 @@ def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarra
     category[undecided[guessed >= 0]] = guessed[guessed >= 0]
     source[undecided[guessed >= 0]] = BY_NAME
     launched_by = links.launching_op[undecided]
-    from_op = (launched_by >= 0) & (trace.kind[np.maximum(launched_by, 0)] == OP)
+    from_op = (launched_by >= 0) & runs_code(trace, links)[np.maximum(launched_by, 0)]
     source[undecided[(guessed < 0) & ~from_op]] = UNCLASSIFIED
     return category, source
 
@@ -68,7 +73,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
               for c in (C.MATMUL, C.OTHER_COMPUTE, C.MEMORY, C.COMMUNICATION)]
     host = links.host[~links.is_step[links.host]]
     loading = host[links.category[host] == C.DATA_LOADING]
-    busy_host = np.concatenate((host[trace.kind[host] == OP], np.flatnonzero(trace.kind == RUNTIME)))
+    busy_host = np.concatenate((host[runs_code(trace, links)[host]], np.flatnonzero(trace.kind == RUNTIME)))
     levels += [(trace.start[loading], trace.end[loading]), (trace.start[busy_host], trace.end[busy_host])]
     us = exclusive_coverage(levels, steps.start, steps.end)
     busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
@@ -98,16 +103,21 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     self_us = np.zeros(len(trace))
     self_us[rows] = np.maximum(dur[rows] - children[rows], 0)
 
-    # an op that hands real work to child ops (not just views and allocations) is a composite: its own
-    # time is dispatch overhead; any other op's own time is its compute
-    composite = np.zeros(len(trace), bool)
-    real_work = rows[has_parent & (links.category[rows] != C.HOST_OVERHEAD)]
-    composite[links.parent[real_work]] = True
+    # an op whose child ops (other than views and allocations) run longer than its own time is a composite
+    # (aten::linear around addmm): its own time is dispatch overhead; any other op's own time is its compute
+    # (native_layer_norm_backward, which zeroes its output in a child op first)
+    describes = trace.by_name(C.METADATA_OP.match)
+    real_work = rows[has_parent & ~describes[rows]]
+    handed_us = np.zeros(len(trace))
+    np.add.at(handed_us, links.parent[real_work], dur[real_work])
+    composite = handed_us > self_us
     category = np.full(len(trace), -1)
     inherited = links.category[rows]
+    if trace.by_name(C.GENERATED_KERNEL_OP.search).any():  # compiled graphs (other_compute) only wrap kernel ops
+        inherited = np.where(inherited == C.OTHER_COMPUTE, C.HOST_OVERHEAD, inherited)
     is_op = trace.kind[rows] == OP
     category[rows] = np.select(
-        [np.isin(inherited, C.INHERITED) | (inherited == C.HOST_OVERHEAD), is_op & ~composite[rows], is_op],
+        [inherited >= 0, is_op & ~composite[rows], is_op],
         [inherited, C.OTHER_COMPUTE, C.HOST_OVERHEAD], C.IDLE)
     category[rows[links.is_step[rows]]] = C.IDLE
 
@@ -117,7 +127,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     np.add.at(us, (category[counted], step[counted]), self_us[counted])
     if not len(step_rows):  # one window, no step span: time under no op is idle
         us[C.IDLE] += np.maximum(steps.duration - us.sum(axis=0), 0)
-    busy = rows[(trace.kind[rows] == OP) | (links.category[rows] == C.DATA_LOADING)]
+    busy = rows[runs_code(trace, links)[rows] | (links.category[rows] == C.DATA_LOADING)]
     busy_s, busy_e = merge(trace.start[busy], trace.end[busy])
     # collectives on other threads (gloo, DDP's reducer) while the training thread has nothing to run:
     # exposed communication, not idle

@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from profiler.classify import CATEGORIES  # noqa: E402
+from profiler.render import shorten  # noqa: E402
 
 COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",
           "data_loading": "#e53e3e", "host_overhead": "#ed8936", "idle": "#a0aec0"}
@@ -59,7 +60,7 @@ def matmul_rates(report: dict):
     ops = [op for op in report["top_ops"] if op["tflops_per_s"]][:8]
     dev = report["device"]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(ops) + 1.6))
-    names = [op["name"] if len(op["name"]) < 48 else op["name"][:45] + "..." for op in ops]
+    names = [shorten(op["name"], 47) for op in ops]
     ax.barh(names, [op["tflops_per_s"] for op in ops], color="#2b6cb0")
     for value, label, style in ((dev["peak_flops"], "P", "-"), (dev.get("peak_flops_run"), "P_run", "--")):
         if value:

@@ -27,6 +27,14 @@ FUSED_ATTENTION = re.compile(
     r"^aten::_?(scaled_dot_product_(flash|efficient|cudnn)_attention|flash_attention|efficient_attention)")
 SOFTMAX = re.compile(r"^aten::_?(softmax|safe_softmax)$")
 OPTIMIZER_STEP = re.compile(r"^Optimizer\.step#")
+# torch.compile: the runtime around a compiled region (guards, wrappers) is framework overhead; the code that
+# inductor generated for one graph runs inside the graph's annotation, and on a CPU its C++ kernels are
+# recorded as ops only under torch._inductor.config.cpp.enable_kernel_profile, so the annotation's own time
+# is those kernels' compute; where they were recorded, it is the Python wrapper's overhead
+COMPILE_RUNTIME_OP = re.compile(
+    r"^(TorchDynamo Cache Lookup|Torch-Compiled Region|Pregraph bytecode|AOTDispatcher Runtime Wrapper)")
+COMPILED_GRAPH = re.compile(r"^## Call CompiledFxGraph")
+GENERATED_KERNEL_OP = re.compile(r"cpp_fused_|^triton_")  # inductor's kernels, where recorded as ops
 DATA_LOADING_OP = re.compile(r"^enumerate\(Data(Loader|Pipe)\)#|load_batch|wait_for_batch|data_?load", re.IGNORECASE)
 # ops that only describe or allocate tensors: their time is framework overhead, never compute
 METADATA_OP = re.compile(
@@ -54,8 +62,10 @@ def op_category(name: str) -> int | None:
         return DATA_LOADING
     if MEMORY_OP.match(name):
         return MEMORY
-    if METADATA_OP.match(name):
+    if METADATA_OP.match(name) or COMPILE_RUNTIME_OP.match(name):
         return HOST_OVERHEAD
+    if COMPILED_GRAPH.match(name):
+        return OTHER_COMPUTE
     return None
 
 

@@ -2,6 +2,7 @@
 
 from profiler.classify import CATEGORIES
 from profiler.ledger import CAUSES
+from profiler.render import shorten
 
 TOP = 10
 
@@ -33,8 +34,7 @@ def comparison(before: dict, after: dict) -> str:
     for heading, rows in groups(before, after):
         lines += [heading] if heading else []
         for label, a, b, unit in rows:
-            name = ("  " if heading else "") + label
-            name = name if len(name) <= 39 else name[:36] + "..."
+            name = shorten(("  " if heading else "") + label, 39)
             delta = f"{b - a:+.2f} {unit}" if a is not None and b is not None else ""
             lines.append(f"{name:<40}{fmt(a):>11}{fmt(b):>11}{delta:>14}")
     return "\n".join(lines)

@@ -8,13 +8,14 @@ Rules and thresholds:
   and 2-D matmuls with a dimension under 64 (their time beyond their FLOPs at P_run);
 - non_fused: elementwise, norm, softmax and optimizer time; attention is unfused when softmax and bmm ops
   ran and no scaled-dot-product / flash op did; the optimizer is a per-parameter loop when Optimizer.step
-  ran over LOOP_OPS_PER_PARAM_GROUP ops with neither _foreach_ nor _fused_ ops;
+  ran over LOOP_OPS ops per step with neither _foreach_ nor _fused_ ops; torch.compile is the fix
+  unless torch.compile'd regions ran already;
 - memory_ops, communication, precision, matmul_efficiency, other: their ledger time, with the evidence below.
 """
 
 import statistics
 
-from profiler.signals import SMALL_DIM, Signals
+from profiler.signals import COMPILED_REGION, SMALL_DIM, Signals
 
 MIN_POINTS = 1.0
 LOOP_OPS = 50  # ops in Optimizer.step per step above which, with no _foreach_/_fused_ op, it is a loop
@@ -72,7 +73,8 @@ def small_batch(entry, ctx):
         parts.append(f"matmuls with a dimension < {SMALL_DIM}: {sig.small_matmul_us / n / 1000:.2f} ms/step at "
                      f"{rate:.3f} TFLOP/s ({100 * rate * 1e12 / ctx['peak_run']:.0f}% of P_run)")
     fix = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep the "
-           "tokens per step; torch.compile or CUDA graphs to cut per-op overhead")
+           "tokens per step; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
+                                  else "torch.compile or CUDA graphs") + " to cut per-op overhead")
     meta = ctx["meta"]
     return "; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None
 
@@ -108,10 +110,22 @@ def non_fused(entry, ctx):
         parts.append(f"foreach optimizer: {foreach / n:.0f} _foreach_ ops per step")
         fixes.append("torch.optim.AdamW(fused=True)")
         config["optimizer_impl"] = "fused"
-    if not fixes:
+    regions = compiled_regions(sig)
+    if regions:
+        parts.append(f"already compiled: {regions / n:.0f} torch.compile region(s) per step, whose generated "
+                     "kernels are part of this time")
+    if not fixes and regions:
+        fixes.append("already compiled: fewer graph breaks (torch._dynamo.explain lists them), "
+                     "torch.compile(mode='max-autotune')")
+    elif not fixes:
         fixes.append("torch.compile(model) to fuse elementwise and normalization kernels")
         config["compile"] = True
     return "; ".join(parts), "; ".join(fixes), config
+
+
+def compiled_regions(sig: Signals) -> int:
+    """Calls of torch.compile'd frames in the analysed steps: more than one per step means graph breaks."""
+    return sum(v for k, v in sig.op_counts.items() if COMPILED_REGION.match(k))
 
 
 def memory_ops(entry, ctx):

@@ -14,6 +14,11 @@ def fmt_flops(x: float | None) -> str:
     return f"{x:.3g} "
 
 
+def shorten(name: str, width: int) -> str:
+    """A name cut to width characters, "..." marking the cut (kernel names run to hundreds)."""
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -45,8 +50,7 @@ def summary(report: dict) -> str:
     lines += ["", f"{'top ops':<44}{'category':<14}{'ms/step':>9}{'TFLOP/s':>9}"]
     for op in report["top_ops"][:10]:
         tf = f"{op['tflops_per_s']:.2f}" if op["tflops_per_s"] else ""
-        name = op["name"] if len(op["name"]) <= 43 else op["name"][:40] + "..."
-        lines.append(f"{name:<44}{op['category']:<14}{op['ms']:>9.2f}{tf:>9}")
+        lines.append(f"{shorten(op['name'], 43):<44}{op['category']:<14}{op['ms']:>9.2f}{tf:>9}")
     lines += ledger_lines(report) + bottleneck_lines(report)
     if report["warnings"]:
         lines += [""] + [line for w in report["warnings"] for line in wrap(f"warning: {w}", "  ")]

@@ -24,6 +24,7 @@ TINY_NUMEL = 4096  # an op on this few elements does next to no work: its durati
 TWO_D_MATMUL = re.compile(r"^aten::(mm|addmm)$")
 FUSED_OPTIMIZER = re.compile(r"^aten::_fused_")
 FOREACH_OPTIMIZER = re.compile(r"^aten::_foreach_")
+COMPILED_REGION = re.compile(r"^Torch-Compiled Region")  # one per call of a torch.compile'd frame
 
 
 @dataclass
@@ -109,7 +110,8 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     s = Signals(steps=len(steps.ids), host_ops=len(ops))
 
     interesting = trace.by_name(lambda n: bool(FUSED_ATTENTION.match(n) or SOFTMAX.match(n) or FUSED_OPTIMIZER.match(n)
-                                               or FOREACH_OPTIMIZER.match(n)) or n in ("aten::bmm", "aten::baddbmm"))
+                                               or FOREACH_OPTIMIZER.match(n) or COMPILED_REGION.match(n))
+                                or n in ("aten::bmm", "aten::baddbmm"))
     s.op_counts = Counter(trace.names_of(ops[interesting[ops]]))
     opt_rows = np.flatnonzero(trace.by_name(OPTIMIZER_STEP.match) & in_steps)
     # ops that start inside an optimizer span on its thread: threads laid end to end on one time axis

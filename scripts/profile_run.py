@@ -159,6 +159,10 @@ def main(argv):
                               cfg.max_iters * cfg.gradient_accumulation_steps, cfg.num_workers, cfg.pin_memory,
                               cfg.seed + 1_000_003 * rank, delay)
     if cfg.compile:
+        if pcfg.profile and not cfg.device.startswith("cuda"):
+            from torch._inductor import config as inductor_config
+
+            inductor_config.cpp.enable_kernel_profile = True  # inductor's C++ kernels as ops in the trace
         model = torch.compile(model)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

@@ -115,3 +115,34 @@ def test_collectives_with_recorded_message_sizes(tmp_path):
     # the training thread runs nothing from 320 to 810 µs while gloo works: 0.49 ms of exposed communication
     assert ms["communication"] == pytest.approx(0.02 + 0.49)
     assert report["communication"]["total_ms"] == pytest.approx(0.02 + 0.5 - 0.01)  # the union of the two spans
+
+
+@pytest.mark.parametrize("kernels_recorded", [False, True])
+def test_torch_compile_runtime_and_generated_code(tmp_path, kernels_recorded):
+    """Dynamo's guards and wrappers are host overhead. Inductor's CPU kernels run inside the compiled graph's
+    annotation: its own time is their compute, unless they were recorded as ops (cpp.enable_kernel_profile);
+    then it is the wrapper's overhead and the kernel ops are the compute."""
+    mm = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["float", "float"]}
+    events = [step(1, 0, 1000), op("TorchDynamo Cache Lookup", 10, 20),
+              op("Torch-Compiled Region: 0/0", 40, 500), op("CompiledFunction", 50, 480),
+              op("## Call CompiledFxGraph fabc ##", 60, 400, cat="user_annotation"), op("aten::mm", 100, 200, **mm)]
+    if kernels_recorded:
+        events.append(op("graph_0_cpp_fused_gelu_0", 320, 100))
+    report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
+    ms = {c: round(b["ms"], 6) for c, b in report["breakdown"].items()}
+    compute, wrapper = (0.1, 0.1) if kernels_recorded else (0.2, 0.0)
+    # host overhead: cache lookup 20 µs, the compiled region's own 20 µs, CompiledFunction's own 80 µs
+    assert ms == {"matmul": 0.2, "other_compute": compute, "memory": 0.0, "communication": 0.0,
+                  "data_loading": 0.0, "host_overhead": round(0.12 + wrapper, 6), "idle": 0.48}
+
+
+def test_cpu_op_is_dispatch_only_when_its_children_do_the_work(tmp_path):
+    """aten::linear's own time around addmm is dispatch; native_layer_norm_backward's own time around the
+    aten::zero_ of its output is its kernel."""
+    mm = {"Input Dims": [[8, 16], [16, 16], [16, 16]], "Input type": ["float", "float", "float"]}
+    events = [step(1, 0, 1000), op("aten::native_layer_norm_backward", 0, 100), op("aten::zero_", 10, 1),
+              op("aten::linear", 200, 100), op("aten::addmm", 205, 90, **mm), op("aten::t", 296, 2)]
+    report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
+    ms = {c: round(b["ms"], 6) for c, b in report["breakdown"].items()}
+    assert ms == {"matmul": 0.09, "other_compute": 0.099, "memory": 0.001, "communication": 0.0,
+                  "data_loading": 0.0, "host_overhead": 0.01, "idle": 0.8}

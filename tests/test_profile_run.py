@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from conftest import ROOT, TINY, run_script
+from profiler.analyze import analyze_file
 
 
 def test_logs_like_nanogpt(tiny_run):
@@ -94,3 +95,22 @@ def test_nanogpt_dataset_folder_with_meta_pkl(tmp_path):
                         "--profile=False", f"--out={tmp_path / 'r'}")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["vocab_size"] == 65
+
+
+def test_compiled_model(tmp_path):
+    """torch.compile on a CPU: inductor's kernels are in the trace and the breakdown, the matmuls it calls are
+    still counted, and the diagnosis does not recommend compiling what is compiled."""
+    result = run_script(*TINY, "--compile=True", f"--out={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    ops = analyze_file(next(tmp_path.glob("*.pt.trace.json"))).ops
+    kernels = [s for name, s in ops.items() if "cpp_fused" in name]
+    assert kernels and all(s.category == "other_compute" for s in kernels), ops.keys()
+    wrappers = [s for name, s in ops.items() if name.startswith("## Call CompiledFxGraph")]
+    assert len(wrappers) == 2 and all(s.category == "host_overhead" for s in wrappers)  # forward and backward
+    mfu = report["mfu"]
+    assert mfu["counted"] == pytest.approx(mfu["analytic"], rel=0.02)
+    assert not any(b.get("fix_config", {}).get("compile") for b in report["bottlenecks"])
+    [fused] = [b for b in report["bottlenecks"] if b["cause"] == "non_fused"]
+    assert "already compiled: 1 torch.compile region(s) per step" in fused["evidence"]
+    assert "cpp_fused" in fused["evidence"] and fused["fix"].startswith("already compiled")
