@@ -41,6 +41,17 @@ def test_forward_convolution_takes_output_size_from_its_backward_in_old_traces()
     assert flops[2] == 0 and "1 matmul/attention/convolution ops had no usable input shapes" in warnings[0]
 
 
+def test_convolution_backward_counts_the_gradients_it_computed():
+    """torch 2.x records output_mask: the first layer's backward computes the weight gradient only."""
+    grad, inp, weight = [2, 8, 14, 14], [2, 3, 16, 16], [8, 3, 3, 3]
+    scalars = ["", "", "", "[8]", "[1, 1]", "[0, 0]", "[1, 1]", "False", "[0, 0]", "1"]
+    flops = counted_flops(["aten::convolution_backward"] * 3,
+                          [ShapeArgs(dims=[grad, inp, weight], concrete=scalars + [mask])
+                           for mask in ("[False, True, True]", "[True, True, False]", "")], [])
+    one = 2 * 2 * 8 * 14 * 14 * 3 * 9
+    assert flops.tolist() == [one, 2 * one, 2 * one]  # no mask recorded: both gradients
+
+
 @pytest.mark.parametrize("dims", [[], [[2, 3]], [["a"], [1]]])
 def test_bad_shapes_count_zero_with_a_warning(dims):
     warnings = []
