@@ -1,13 +1,11 @@
 """Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] | compare A B."""
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from profiler.compare import comparison
-from profiler.document import html_page, markdown
-from profiler.files import write_atomic
+from profiler.document import write_reports
 from profiler.load import TraceError
 from profiler.render import for_terminal
 from profiler.report import Options, analyze_path, load_report
@@ -35,12 +33,7 @@ def main(argv=None) -> int:
             print(comparison(load_report(args.before, options), load_report(args.after, options)))
             return 0
         report = analyze_path(args.path, options)
-        if args.json:
-            write_atomic(args.json, json.dumps(report, indent=1))
-        if args.markdown:
-            write_atomic(args.markdown, markdown(report))
-        if args.html:
-            write_atomic(args.html, html_page(report))
+        write_reports(report, args.json, args.markdown, args.html)
     except TraceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

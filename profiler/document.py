@@ -5,9 +5,13 @@ Both are rendered from one list of sections, so they always hold the same conten
 
 import html
 import io
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from profiler.classify import CATEGORIES
+from profiler.files import write_atomic
+from profiler.render import pct
 
 
 @dataclass
@@ -17,10 +21,6 @@ class Section:
     headers: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     chart: str = ""  # name of a chart in charts.figures()
-
-
-def pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def sections(report: dict) -> list[Section]:
@@ -117,3 +117,11 @@ figure.chart svg {{ max-width: 100%; height: auto; }}
 {chr(10).join(body)}
 </body></html>
 """
+
+
+def write_reports(report: dict, json_path: Path | None, markdown_path: Path | None, html_path: Path | None):
+    """The report as JSON, Markdown and HTML, each where a path is given, each written atomically."""
+    for path, render in ((json_path, lambda r: json.dumps(r, indent=1)), (markdown_path, markdown),
+                         (html_path, html_page)):
+        if path:
+            write_atomic(path, render(report))

@@ -25,7 +25,7 @@ from model.gpt import GPT  # noqa: E402
 from model.train import TrainConfig, learning_rate, make_optimizer, save_checkpoint, train_step  # noqa: E402
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
-from profiler.document import html_page, markdown  # noqa: E402
+from profiler.document import write_reports  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
 from profiler.render import for_terminal  # noqa: E402
 from profiler.tensorboard import RunLog, log_report  # noqa: E402
@@ -263,9 +263,7 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
     traces = sorted(run_dir.glob("*.pt.trace.json*"))
     if traces:
         report = analyze_path(run_dir, Options())
-        write_atomic(run_dir / "report.json", json.dumps(report, indent=1))
-        write_atomic(run_dir / "report.md", markdown(report))
-        write_atomic(run_dir / "report.html", html_page(report))
+        write_reports(report, run_dir / "report.json", run_dir / "report.md", run_dir / "report.html")
         if run_log:
             log_report(run_log.writer, report, len(times) - 1)
         print(f"\n{for_terminal(report, sys.stdout)}\n")
