@@ -11,6 +11,28 @@ from profiler.render import for_terminal
 from profiler.report import Options, analyze_path, load_report
 
 
+GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional
+
+
+def gpt_shape(text: str) -> dict:
+    """--model n_layer=12,n_head=12,n_embd=768,block_size=1024,vocab_size=50304[,bias=False][,tokens_per_step=N]"""
+    shape = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if key == "bias" and value.lower() in ("true", "false", "1", "0"):
+            shape[key] = value.lower() in ("true", "1")
+        elif key in GPT_KEYS + ("tokens_per_step",) and value.isdigit() and int(value) > 0:
+            shape[key] = int(value)
+        else:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(GPT_KEYS)}, "
+                                             "bias, tokens_per_step and a positive integer (bias: True or False)")
+    missing = [k for k in GPT_KEYS if k not in shape]
+    if missing:
+        raise argparse.ArgumentTypeError(f"missing {', '.join(missing)}")
+    return shape
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m profiler", description="MFU bottleneck analyzer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,8 +48,11 @@ def main(argv=None) -> int:
     for p in (analyze, compare):
         p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s")
         p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
+        p.add_argument("--model", type=gpt_shape, metavar="n_layer=L,n_head=H,n_embd=C,block_size=T,vocab_size=V",
+                       help="a nanoGPT GPT's shape, for the analytic FLOPs of a trace without run metadata "
+                            "(optional: bias=False, tokens_per_step=N, else counted at the token embedding)")
     args = parser.parse_args(argv)
-    options = Options(args.peak_flops, args.flops_per_step)
+    options = Options(args.peak_flops, args.flops_per_step, args.model)
     try:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))

@@ -34,7 +34,8 @@ def sections(report: dict) -> list[Section]:
         f"{dev['dtype']}" if dev["peak_flops"] else "Peak: unknown",
         f"Step time: {step['mean']:.2f} ms mean ({step['min']:.2f} - {step['max']:.2f})",
         f"MFU: {pct(mfu['analytic'])} analytic ({flops['analytic'] or 0:.4g} FLOP/step), {pct(mfu['counted'])} "
-        f"counted ({flops['counted']:.4g} FLOP/step)",
+        f"counted ({flops['counted']:.4g} FLOP/step)" + (f"; analytic FLOPs from {mfu['analytic_from']}"
+                                                         if mfu.get("analytic_from") else ""),
     ])
     if report["device_utilization"]:
         u = report["device_utilization"]

@@ -17,6 +17,14 @@ def model_flops_per_token(n_params: int, n_layer: int, n_head: int, n_embd: int,
     return 6 * n_params + 12 * n_layer * n_head * head_dim * block_size
 
 
+def gpt_params(n_layer: int, n_embd: int, vocab_size: int, bias: bool = True) -> int:
+    """N of a nanoGPT GPT from its shape, as its get_num_params() counts it (no position embeddings): per
+    block 12·n² weights, two LayerNorms and, with bias, 11·n biases; the tied token embedding; the final
+    LayerNorm. For a foreign trace of a GPT whose run wrote no metadata."""
+    block = 12 * n_embd**2 + 2 * n_embd + (11 * n_embd if bias else 0)
+    return n_layer * block + vocab_size * n_embd + n_embd * (2 if bias else 1)
+
+
 # --- FLOPs of the ops that ran, from their recorded input shapes (record_shapes=True) ---
 #
 # Counted at the ops that do the work (mm, not the linear or matmul that call it); where such ops nest

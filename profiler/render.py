@@ -36,6 +36,8 @@ def summary(report: dict) -> str:
     analytic = (f"{pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step)" if flops["analytic"]
                 else "analytic n/a (model unknown)")
     lines.append(f"MFU: {analytic}, {pct(mfu['counted'])} counted ({fmt_flops(flops['counted'])}FLOP/step)")
+    if mfu.get("analytic_from") not in (None, "run metadata"):
+        lines.append(f"  analytic FLOPs from {mfu['analytic_from']}")
     if report["device_utilization"]:
         u = report["device_utilization"]
         lines.append(f"device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms (first to last device event)")

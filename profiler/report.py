@@ -14,6 +14,7 @@ import numpy as np
 from profiler import classify as C
 from profiler.analyze import OpStats, TraceAnalysis, analyze_file
 from profiler.diagnosis import diagnose
+from profiler.flops import gpt_params, model_flops_per_token
 from profiler.ledger import Overheads, cause_seconds, ledger
 from profiler.load import TraceError, trace_files
 from profiler.peak import Peak, resolve_peak, table_peaks
@@ -28,6 +29,7 @@ TOP_OPS = 15
 class Options:
     peak_flops: float = 0.0  # user's peak, FLOP/s
     flops_per_step: float = 0.0  # user's analytic model FLOPs per step (a foreign trace)
+    model: dict | None = None  # or a GPT's shape (see analytic_flops), for a foreign trace
 
 
 @dataclass
@@ -134,17 +136,19 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
     n = len(r.step_ids)
     T = r.step_us.mean() / 1e6  # seconds
     f_counted = float(r.flops.mean())
-    f_model = options.flops_per_step or meta.get("flops_per_step") or None
+    f_model, f_model_from = analytic_flops(options, meta, r.signals, warnings)
     P = peak.peak_flops if peak else None
     mfu = {
         "analytic": f_model / (T * P) if f_model and P else None,
         "counted": f_counted / (T * P) if P and f_counted else None,
         "flops_per_step": {"analytic": float(f_model) if f_model else None, "counted": f_counted},
+        "analytic_from": f_model_from,
     }
     if f_model and f_counted and abs(f_counted / f_model - 1) > 0.10:
         warnings.append(flops_gap_note(f_model, f_counted))
     if not f_model:
-        warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step): F_counted stands in for F_model")
+        warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in "
+                        "for F_model")
     total = r.breakdown_us.sum(axis=1)
     breakdown = {c: {"ms": float(total[k] / n / 1000), "fraction": float(total[k] / r.step_us.sum())}
                  for k, c in enumerate(C.CATEGORIES)}
@@ -199,6 +203,30 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
     return fields
+
+
+def analytic_flops(options: Options, meta: dict, sig: Signals, warnings: list[str]) -> tuple[float | None, str | None]:
+    """F_model and where it came from: --flops-per-step, --model (a nanoGPT GPT's n_layer, n_head, n_embd,
+    block_size, vocab_size, bias, and tokens_per_step or else the tokens its token embedding looked up per
+    step), or the run's metadata; (None, None) when unknown."""
+    if options.flops_per_step:
+        return options.flops_per_step, "--flops-per-step"
+    m = options.model
+    if m:
+        tokens, source = m.get("tokens_per_step"), "--model"
+        if not tokens:
+            tokens = sig.embedding_tokens[(m["vocab_size"], m["n_embd"])] / max(sig.steps, 1)
+            source = "--model, tokens per step counted at the token embedding"
+        if not tokens:
+            warnings.append("--model: no aten::embedding on a [vocab_size, n_embd] table in the steps to count the "
+                            "tokens by: pass tokens_per_step")
+            return None, None
+        n_params = gpt_params(m["n_layer"], m["n_embd"], m["vocab_size"], m.get("bias", True))
+        per_token = model_flops_per_token(n_params, m["n_layer"], m["n_head"], m["n_embd"], m["block_size"])
+        return float(per_token * tokens), source
+    if meta.get("flops_per_step"):
+        return float(meta["flops_per_step"]), "run metadata"
+    return None, None
 
 
 def communication(r: RankData, breakdown: dict) -> dict | None:

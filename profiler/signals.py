@@ -45,6 +45,7 @@ class Signals:
     parameter_us: Counter = field(default_factory=Counter)  # work on parameter-shaped tensors, by category
     collectives: Counter = field(default_factory=Counter)  # collective calls by name
     collective_bytes: float = 0.0  # message bytes, where record_param_comms recorded them
+    embedding_tokens: Counter = field(default_factory=Counter)  # indices looked up, by embedding table shape
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
@@ -129,6 +130,10 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     for raw in (trace.raw_args[r] for r in comms):
         args = msgspec.json.decode(raw, type=CommArgs)
         s.collective_bytes += args.nelems * DTYPE_BYTES.get(args.dtype, 0)
+    lookups = np.flatnonzero(trace.by_name(lambda n: n == "aten::embedding") & (trace.kind == OP) & in_steps)
+    for sh in trace.shapes(lookups, DimsArgs):
+        if len(sh.dims) >= 2 and len(sh.dims[0]) == 2 and all(isinstance(d, int) for d in sh.dims[1]):
+            s.embedding_tokens[tuple(sh.dims[0])] += math.prod(sh.dims[1])
     dev_in = steps.window_index(trace.start[links.device]) >= 0
     dur = trace.end - trace.start
     kernels = links.device[dev_in & (trace.kind[links.device] == KERNEL)]

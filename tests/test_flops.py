@@ -1,6 +1,7 @@
 import pytest
 
-from profiler.flops import attention_flops, conv_flops, conv_output_spatial, counted_flops, matmul_flops
+from model.gpt import GPT, GPTConfig
+from profiler.flops import attention_flops, conv_flops, conv_output_spatial, counted_flops, gpt_params, matmul_flops
 from profiler.load import ShapeArgs
 
 
@@ -57,3 +58,12 @@ def test_bad_shapes_count_zero_with_a_warning(dims):
     warnings = []
     assert counted_flops(["aten::mm"], [ShapeArgs(dims=dims)], warnings).tolist() == [0.0]
     assert warnings
+
+
+@pytest.mark.parametrize("n_layer, n_embd, vocab_size, bias", [(2, 32, 256, True), (4, 128, 256, False),
+                                                                (12, 768, 50304, True)])
+def test_gpt_params_from_the_shape_match_the_model(n_layer, n_embd, vocab_size, bias):
+    model = GPT(GPTConfig(n_layer=n_layer, n_head=4, n_embd=n_embd, vocab_size=vocab_size, block_size=64, bias=bias))
+    assert gpt_params(n_layer, n_embd, vocab_size, bias) == model.get_num_params()
+    if n_layer == 12:
+        assert model.get_num_params() == 123_689_472  # GPT-2 small as nanoGPT prints it: 123.69M

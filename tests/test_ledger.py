@@ -1,8 +1,10 @@
 """The MFU ledger adds up exactly, and the diagnosis names the cause on traces whose answer is known."""
 
+import json
+
 import pytest
 
-from conftest import ROOT, shared_trace
+from conftest import ROOT, analyze, shared_trace
 from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
 from profiler.report import Options, analyze_path
 
@@ -45,6 +47,25 @@ def test_cpu_run_ledger_adds_up_to_the_lost_mfu(tiny_run):
     for b in report["bottlenecks"]:
         assert b["evidence"] and b["fix"] and mfu < b["what_if_mfu"] <= 1
         assert "fix_config" in b or b["cause"] in ("matmul_efficiency", "other", "communication", "memory_ops")
+
+
+def test_foreign_gpt_trace_gets_its_analytic_flops_from_model_options(tiny_run, tmp_path):
+    """A trace without our metadata: --model gives F_model, the tokens counted at the token embedding; the
+    same number our run wrote into its metadata."""
+    trace = json.loads(next(tiny_run[0].glob("*.pt.trace.json")).read_text())
+    meta = trace.pop("mfu_analyzer")
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps(trace))
+    model = {k: meta["model"][k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias")}
+    unknown = analyze_path(foreign, Options(peak_flops=1e12))
+    assert unknown["mfu"]["analytic"] is None and any("model FLOPs unknown" in w for w in unknown["warnings"])
+    mfu = analyze_path(foreign, Options(peak_flops=1e12, model=model))["mfu"]
+    assert mfu["flops_per_step"]["analytic"] == meta["flops_per_step"]
+    assert mfu["analytic_from"] == "--model, tokens per step counted at the token embedding"
+    doubled = analyze_path(foreign, Options(peak_flops=1e12, model={**model, "tokens_per_step": 2 * 128}))["mfu"]
+    assert doubled["flops_per_step"]["analytic"] == 2 * meta["flops_per_step"] and meta["tokens_per_step"] == 128
+    status, _, stderr = analyze("analyze", foreign, "--model", "n_layer=2,n_head=two")
+    assert status == 2 and "argument --model: 'n_head=two'" in stderr
 
 
 def causes(report):
