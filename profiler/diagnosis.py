@@ -8,7 +8,7 @@ Rules and thresholds:
   and 2-D matmuls with a dimension under 64 (their time beyond their FLOPs at P_run);
 - non_fused: elementwise, norm, softmax and optimizer time; attention is unfused when softmax and bmm ops
   ran and no scaled-dot-product / flash op did; the optimizer is a per-parameter loop when Optimizer.step
-  ran over LOOP_OPS ops per step with neither _foreach_ nor _fused_ ops; torch.compile is the fix
+  ran over LOOP_OPS ops (on a GPU: kernels) per step with neither _foreach_ nor _fused_ ops; torch.compile is the fix
   unless torch.compile'd regions ran already;
 - memory_ops, communication, precision, matmul_efficiency, other: their ledger time, with the evidence below.
 """
@@ -18,7 +18,7 @@ import statistics
 from profiler.signals import COMPILED_REGION, SMALL_DIM, Signals
 
 MIN_POINTS = 1.0
-LOOP_OPS = 50  # ops in Optimizer.step per step above which, with no _foreach_/_fused_ op, it is a loop
+LOOP_OPS = 50  # optimizer ops (CPU) or kernels (GPU) per step above which, with no _foreach_/_fused_ op, it is a loop
 
 
 def diagnose(entries: list[dict], ctx: dict) -> list[dict]:
@@ -101,14 +101,19 @@ def non_fused(entry, ctx):
         config["attention"] = "sdpa"
     foreach = sum(v for k, v in counts.items() if "_foreach_" in k)
     fused = sum(v for k, v in counts.items() if "_fused_" in k)
-    if sig.optimizer_ops / n > LOOP_OPS and not foreach and not fused:
-        parts.append(f"per-parameter optimizer loop: {sig.optimizer_ops / n:.0f} ops per Optimizer.step, "
-                     "no _foreach_ or _fused_ kernels")
-        fixes.append("torch.optim.AdamW(fused=True)")
+    # what a per-parameter loop multiplies: kernels on a GPU (a fused optimizer may still run host ops per
+    # parameter, such as apex FusedAdam's step counters), ops on a CPU
+    work, unit = (sig.optimizer_kernels, "kernels") if ctx["kind"] != "cpu" else (sig.optimizer_ops, "ops")
+    optimizer = sig.optimizers.most_common(1)[0][0] if sig.optimizers else "the optimizer"
+    fused_fix = f"{optimizer}(fused=True), or foreach=True where it has no fused implementation"
+    if work / n > LOOP_OPS and not foreach and not fused:
+        parts.append(f"per-parameter optimizer loop: {work / n:.0f} {unit} per {optimizer}.step, "
+                     "no _foreach_ or _fused_ ops")
+        fixes.append(fused_fix)
         config["optimizer_impl"] = "fused"
     elif foreach and not fused:
         parts.append(f"foreach optimizer: {foreach / n:.0f} _foreach_ ops per step")
-        fixes.append("torch.optim.AdamW(fused=True)")
+        fixes.append(fused_fix)
         config["optimizer_impl"] = "fused"
     regions = compiled_regions(sig)
     if regions:

@@ -37,6 +37,8 @@ class Signals:
     matmul_us: float = 0.0  # time of all counted FLOP ops (device time on GPU, duration on CPU)
     op_counts: Counter = field(default_factory=Counter)  # ops of interest by name, over the steps
     optimizer_ops: int = 0  # host ops inside Optimizer.step spans
+    optimizer_kernels: int = 0  # kernels those ops launched (GPU traces)
+    optimizers: Counter = field(default_factory=Counter)  # Optimizer.step spans by optimizer class
     dataloaders: Counter = field(default_factory=Counter)
     memcpy_bytes: Counter = field(default_factory=Counter)  # by memcpy kind (HtoD Pageable, ...)
     fixed_us: Counter = field(default_factory=Counter)  # per-op fixed cost in other_compute and memory time
@@ -120,6 +122,7 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     op_keys = np.sort(trace.thread[ops] * lane + trace.start[ops])
     s.optimizer_ops = int((np.searchsorted(op_keys, trace.thread[opt_rows] * lane + trace.end[opt_rows], side="right")
                            - np.searchsorted(op_keys, trace.thread[opt_rows] * lane + trace.start[opt_rows])).sum())
+    s.optimizers = Counter(name.split("#", 1)[1].rsplit(".", 1)[0] for name in trace.names_of(opt_rows))
     loaders = np.flatnonzero(trace.by_name(lambda n: n.startswith("enumerate(Data")) & in_steps)
     s.dataloaders = Counter(name.split("#", 1)[-1].split(".")[0] for name in trace.names_of(loaders))
 
@@ -136,8 +139,10 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
             s.embedding_tokens[tuple(sh.dims[0])] += math.prod(sh.dims[1])
     dev_in = steps.window_index(trace.start[links.device]) >= 0
     dur = trace.end - trace.start
-    kernels = links.device[dev_in & (trace.kind[links.device] == KERNEL)]
-    s.kernel_us = dur[kernels].tolist()
+    is_kernel = dev_in & (trace.kind[links.device] == KERNEL)
+    s.kernel_us = dur[links.device[is_kernel]].tolist()
+    launcher = links.launching_op
+    s.optimizer_kernels = int((is_kernel & (launcher >= 0) & links.in_optimizer[np.maximum(launcher, 0)]).sum())
     if len(links.device):  # device time of the kernels that unfused attention's ops launched
         by_attention = dev_in & (links.launching_op >= 0) & links.in_attention[np.maximum(links.launching_op, 0)]
         for category in np.unique(bd.device_category[by_attention]):

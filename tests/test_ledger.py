@@ -84,6 +84,19 @@ def test_resnet_without_workers_is_io_bound_and_both_runs_flag_precision():
         assert sum(causes(report).values()) == pytest.approx(100 - 100 * report["mfu"]["counted"], abs=0.01)
 
 
+def test_optimizer_loop_is_told_by_its_kernels_on_a_gpu():
+    """torch 1.9's SGD launches 3 kernels per parameter (161 of them in ResNet-50): a loop. Apex's FusedAdam
+    in the DLRM trace runs 257 host ops per step (step counters on CPU tensors) but 8 multi-tensor kernels:
+    fused already, so not called a loop."""
+    resnet = analyze_path(shared_trace("tbplugin_resnet50_nw0"), Options())
+    fused = next(b for b in resnet["bottlenecks"] if b["cause"] == "non_fused")
+    assert "per-parameter optimizer loop: 483 kernels per SGD.step" in fused["evidence"]
+    assert fused["fix"].startswith("SGD(fused=True)")
+    dlrm = analyze_path(shared_trace("hta_a100_dlrm_rank3"), Options())
+    fused = next(b for b in dlrm["bottlenecks"] if b["cause"] == "non_fused")
+    assert "optimizer" not in fused["fix"] and "loop" not in fused["evidence"]
+
+
 def test_validation_scenarios_small_version():
     """One run per scenario (the script's default of two also measures the noise): the diagnosis must name
     the injected cause, its fix must raise MFU, and the MFU after the fix must stay under the first report's
