@@ -29,7 +29,7 @@ def summary(report: dict) -> str:
     lines.append(f"device: {dev['name'] or dev['kind']} ({dev['kind']}), matmul dtype {dev['dtype'] or 'unknown'}")
     if dev["peak_flops"]:
         lines.append(f"peak: {fmt_flops(dev['peak_flops'])}FLOP/s ({dev['peak_source']}); "
-                     f"{fmt_flops(dev['peak_flops_run'])}FLOP/s in {dev['dtype']}")
+                     f"{fmt_flops(dev['peak_flops_run'])}FLOP/s in {dev['dtype'] or 'float32 (assumed)'}")
     lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
                  f"({steps['min']:.2f} - {steps['max']:.2f})")
     flops = mfu["flops_per_step"]

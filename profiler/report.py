@@ -76,10 +76,13 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
 def resolve_trace_peak(a: TraceAnalysis, options: Options, warnings: list[str]) -> Peak | None:
     """The peak from the user, the run's own metadata, the device table, or (CPU) a measurement here."""
     meta = a.trace.metadata or {}
-    dtype = meta.get("dtype") or a.dtype or "float32"
+    dtype = meta.get("dtype") or a.dtype
     device = a.trace.device_names[0] if a.trace.device_names else ""
-    if options.peak_flops > 0:
-        return resolve_peak(device, a.kind, dtype, user_peak=options.peak_flops)
+    if options.peak_flops > 0:  # taken as P and P_run: the dtype does not matter
+        return resolve_peak(device, a.kind, dtype or "float32", user_peak=options.peak_flops)
+    if not dtype:
+        dtype = "float32"
+        warnings.append("the trace records no matmul input types: P_run assumes float32 matmuls")
     if isinstance(meta.get("peak"), dict):
         try:
             return Peak(**meta["peak"])

@@ -39,6 +39,15 @@ def test_device_busy_fraction_matches_holistic_trace_analysis(name):
     assert busy == pytest.approx(100 - HTA_IDLE[name], abs=2)
 
 
+def test_trace_without_shapes_says_what_it_assumed():
+    """The V100 DDP trace recorded no input shapes or types: no FLOPs, no dtype; P_run is for float32,
+    and the report says so instead of naming a dtype the trace does not show."""
+    report = analyze_path(shared_trace("hta_v100_ddp_ns"), Options())
+    assert report["device"]["dtype"] is None and report["device"]["peak_flops_run"] == 15.7e12
+    assert "the trace records no matmul input types: P_run assumes float32 matmuls" in report["warnings"]
+    assert report["mfu"]["counted"] is None and report["ledger"] == []
+
+
 def test_resnet_convolutions_are_matmul_with_counted_flops():
     report = analyze_path(shared_trace("tbplugin_resnet50_nw0"), Options())
     convs = {op["name"]: op for op in report["top_ops"] if "conv" in op["name"]}
