@@ -113,7 +113,9 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     composite = handed_us > self_us
     category = np.full(len(trace), -1)
     inherited = links.category[rows]
-    if trace.by_name(C.GENERATED_KERNEL_OP.search).any():  # compiled graphs (other_compute) only wrap kernel ops
+    if trace.by_name(C.GENERATED_KERNEL_OP.search).any():
+        # inductor's kernels are ops of their own: a compiled graph's own time (named other_compute by
+        # classify) is only its Python wrapper
         inherited = np.where(inherited == C.OTHER_COMPUTE, C.HOST_OVERHEAD, inherited)
     is_op = trace.kind[rows] == OP
     category[rows] = np.select(
