@@ -61,7 +61,8 @@ def validate(name: str, repeats: int, tmp: Path) -> dict:
         points = {e["cause"]: e["points"] for e in first["ledger"]}
         leader = max(points, key=points.get)
         row["ok"] = points[leader] - points["matmul_efficiency"] <= HEALTHY_MARGIN
-        row["note"] = f"{leader} {points[leader]:.1f} vs matmul_efficiency {points['matmul_efficiency']:.1f} points"
+        row["note"] = (f"matmul_efficiency leads ({points[leader]:.1f} points)" if leader == "matmul_efficiency" else
+                       f"{leader} {points[leader]:.1f} vs matmul_efficiency {points['matmul_efficiency']:.1f} points")
         return row
     fix = top.get("fix_config", {}) if top else {}
     after = runs({**config, **fix}, repeats, tmp, f"{name}-after")
