@@ -176,27 +176,14 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
     if not (P and flops):
         warnings.append("no peak or no FLOPs: the MFU ledger and the diagnosis are left empty")
         return fields
-    sig = r.signals
-    per_step = 1e6 * max(sig.steps, 1)  # µs totals over the steps → seconds per step
-    optimizer_host, optimizer_idle = r.optimizer_us.mean(axis=1) / 1e6
-    overheads = Overheads(
-        small_matmul_excess=(sig.small_matmul_us - 1e6 * sig.small_matmul_flops / peak.peak_flops_run) / per_step,
-        short_idle=float(r.short_idle_us.mean()) / 1e6,
-        fixed_compute=sig.fixed_us["other_compute"] / per_step, fixed_memory=sig.fixed_us["memory"] / per_step,
-        parameter_compute=sig.parameter_us["other_compute"] / per_step,
-        parameter_memory=sig.parameter_us["memory"] / per_step,
-        optimizer_host=optimizer_host, optimizer_idle=optimizer_idle,
-        attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak.peak_flops_run)
-        / per_step,
-        attention_memory=sig.attention_us["memory"] / per_step,
-        attention_host=sig.attention_us["host_overhead"] / per_step)
+    overheads = rank_overheads(r, peak.peak_flops_run)
     seconds = cause_seconds({c: b["ms"] / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run, overheads)
     if seconds["matmul_efficiency"] < 0:
         warnings.append("matmul_efficiency is negative: the FLOP count credits more work than the matmuls could do "
                         "at P_run in their time; check the peak and the model FLOPs (an accounting problem, "
                         "not a speed-up)")
     fields["ledger"] = ledger(T, seconds, flops, P)
-    ctx = {"step_ms": T * 1000, "breakdown": breakdown, "signals": sig, "meta": meta, "kind": r.analyses[0].kind,
+    ctx = {"step_ms": T * 1000, "breakdown": breakdown, "signals": r.signals, "meta": meta, "kind": r.analyses[0].kind,
            "dtype": dtype, "peak": P, "peak_run": peak.peak_flops_run, "flops": flops, "counted_flops": f_counted,
            "short_idle_ms": 1000 * overheads.short_idle,
            "optimizer_overhead_ms": 1000 * (overheads.optimizer_host + overheads.optimizer_idle),
@@ -206,6 +193,23 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
     return fields
+
+
+def rank_overheads(r: RankData, peak_run: float) -> Overheads:
+    """The seconds per step that the ledger moves between causes, from the rank's signals."""
+    sig = r.signals
+    per_step = 1e6 * max(sig.steps, 1)  # µs totals over the steps → seconds per step
+    optimizer_host, optimizer_idle = r.optimizer_us.mean(axis=1) / 1e6
+    return Overheads(
+        small_matmul_excess=(sig.small_matmul_us - 1e6 * sig.small_matmul_flops / peak_run) / per_step,
+        short_idle=float(r.short_idle_us.mean()) / 1e6,
+        fixed_compute=sig.fixed_us["other_compute"] / per_step, fixed_memory=sig.fixed_us["memory"] / per_step,
+        parameter_compute=sig.parameter_us["other_compute"] / per_step,
+        parameter_memory=sig.parameter_us["memory"] / per_step,
+        optimizer_host=optimizer_host, optimizer_idle=optimizer_idle,
+        attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak_run) / per_step,
+        attention_memory=sig.attention_us["memory"] / per_step,
+        attention_host=sig.attention_us["host_overhead"] / per_step)
 
 
 def analytic_flops(options: Options, meta: dict, sig: Signals, warnings: list[str]) -> tuple[float | None, str | None]:
