@@ -72,3 +72,12 @@ def apply(configs: list, argv: list[str]):
             raise ConfigError(f"unknown config key: {key}")
         setattr(owners[key], key, coerce(key, value, getattr(owners[key], key)))
     return configs
+
+
+def describe(configs: list) -> str:
+    """Every key with its default, as --key=value lines grouped by config class: the --help text."""
+    lines = []
+    for cfg in configs:
+        lines.append(f"{type(cfg).__name__}:")
+        lines += [f"  --{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)]
+    return "\n".join(lines)

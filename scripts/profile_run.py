@@ -2,7 +2,7 @@
 
     python scripts/profile_run.py [config_file] [--key=value ...]
 
-Keys and defaults: model/train.py (TrainConfig) and profiler/session.py (ProfileConfig).
+Keys and their defaults (model/train.py's TrainConfig and profiler/session.py's ProfileConfig explain them):
 """
 
 import json
@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from model import data  # noqa: E402
-from model.configurator import ConfigError, apply  # noqa: E402
+from model.configurator import ConfigError, apply, describe  # noqa: E402
 from model.gpt import GPT  # noqa: E402
 from model.train import TrainConfig, learning_rate, make_optimizer, save_checkpoint, train_step  # noqa: E402
 from profiler.flops import model_flops_per_token  # noqa: E402
@@ -274,6 +274,9 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(f"{__doc__}\n{describe([TrainConfig(), ProfileConfig()])}")
+        sys.exit(0)
     try:
         main(sys.argv[1:])
     except UsageError as e:

@@ -67,6 +67,13 @@ def test_bad_configuration_is_one_line_and_status_2(tmp_path, args, message):
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
 
 
+def test_help_lists_every_key_with_its_default():
+    result = run_script("--help")
+    assert result.returncode == 0 and not result.stderr
+    for line in ("  --n_layer=4", "  --dtype=float32", "  --compile=False", "  --active=4", "  --peak_flops=0.0"):
+        assert line in result.stdout.splitlines()
+
+
 def test_config_file_is_parsed_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "cfg.py").write_text(f"import os\nos.system('touch {marker}')\n")
