@@ -27,7 +27,10 @@ def main(argv):
     overrides = []
     for arg in argv:
         if arg.startswith("--repeats="):
-            repeats = int(arg.split("=", 1)[1])
+            value = arg.split("=", 1)[1]
+            if not (value.isdigit() and int(value) > 0):
+                raise profile_run.UsageError(f"--repeats must be a positive integer, got {value!r}")
+            repeats = int(value)
         else:
             overrides.append(arg)
     results = {True: [], False: []}
@@ -47,6 +50,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        sys.exit(0)
     try:
         main(sys.argv[1:])
     except profile_run.UsageError as e:

@@ -88,18 +88,23 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv):
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return 0
     names, repeats = list(SCENARIOS), 2
     for arg in argv:
         key, _, value = arg.removeprefix("--").partition("=")
         if key == "scenarios":
             names = value.split(",")
-        elif key == "repeats":
+        elif key == "repeats" and value.isdigit() and int(value) > 0:
             repeats = int(value)
         else:
-            sys.exit(f"unknown option {arg}")
+            print(f"error: unknown option {arg} (see --help)", file=sys.stderr)
+            return 2
     unknown = set(names) - set(SCENARIOS)
     if unknown:
-        sys.exit(f"unknown scenarios: {', '.join(sorted(unknown))}")
+        print(f"error: unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         rows = [validate(name, repeats, Path(tmp)) for name in names]
     print(table(rows))
