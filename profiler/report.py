@@ -149,9 +149,6 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
     }
     if f_model and f_counted and abs(f_counted / f_model - 1) > 0.10:
         warnings.append(flops_gap_note(f_model, f_counted))
-    if not f_model:
-        warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in "
-                        "for F_model")
     total = r.breakdown_us.sum(axis=1)
     breakdown = {c: {"ms": float(total[k] / n / 1000), "fraction": float(total[k] / r.step_us.sum())}
                  for k, c in enumerate(C.CATEGORIES)}
@@ -226,13 +223,15 @@ def analytic_flops(options: Options, meta: dict, sig: Signals, warnings: list[st
             source = "--model, tokens per step counted at the token embedding"
         if not tokens:
             warnings.append("--model: no aten::embedding on a [vocab_size, n_embd] table in the steps to count the "
-                            "tokens by: pass tokens_per_step")
+                            "tokens by (pass tokens_per_step): F_counted stands in for F_model")
             return None, None
         n_params = gpt_params(m["n_layer"], m["n_embd"], m["vocab_size"], m.get("bias", True))
         per_token = model_flops_per_token(n_params, m["n_layer"], m["n_head"], m["n_embd"], m["block_size"])
         return float(per_token * tokens), source
     if meta.get("flops_per_step"):
         return float(meta["flops_per_step"]), "run metadata"
+    warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in "
+                    "for F_model")
     return None, None
 
 
