@@ -9,6 +9,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -246,6 +247,21 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
             bar.update()
 
 
+def recording_cost(report: dict, times: list[float]) -> dict:
+    """The analysed steps' mean time in the trace against the median iteration the profiler did not record
+    (iteration ProfilerStep#N is iteration N): what recording costs, which the breakdown includes."""
+    recorded = set(report["source"]["steps"])
+    others = [t for i, t in enumerate(times[1:], start=1) if i not in recorded]
+    if not others:
+        return {}
+    unrecorded_ms = 1000 * statistics.median(others)
+    recorded_ms = report["step_time_ms"]["mean"]
+    print(f"recorded steps: {recorded_ms:.2f} ms in the trace, against {unrecorded_ms:.2f} ms (median) for the "
+          f"iterations not recorded: the profiler adds {100 * (recorded_ms / unrecorded_ms - 1):+.1f}% to the "
+          "steps it analyses")
+    return {"recorded_step_ms": recorded_ms, "unrecorded_step_ms": unrecorded_ms}
+
+
 def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak, run_log):
     """Summary of the run, then the analysis of all its traces: report.json / .md / .html, TensorBoard and
     the terminal report."""
@@ -257,12 +273,14 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
     summary = {"iters": len(times), "tokens_per_s": tok_s, "ms_per_iter": 1000 * sum(steady) / len(steady),
                "mfu": flops_per_iter * tok_s / cfg.tokens_per_iter / peak.peak_flops if peak else None,
                "analysis_stall_s": run_log.stall_s if run_log else 0.0}
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     print(f"done: {tok_s:,.0f} tokens/s over iters 1-{len(times) - 1}, {summary['ms_per_iter']:.2f} ms/iter"
           + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
     traces = sorted(run_dir.glob("*.pt.trace.json*"))
-    if traces:
-        report = analyze_path(run_dir, Options())
+    report = analyze_path(run_dir, Options()) if traces else None
+    if report:
+        summary.update(recording_cost(report, times))
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
+    if report:
         write_reports(report, run_dir / "report.json", run_dir / "report.md", run_dir / "report.html")
         if run_log:
             log_report(run_log.writer, report, len(times) - 1)

@@ -16,6 +16,19 @@ def test_logs_like_nanogpt(tiny_run):
     assert "peak (measured" in result.stdout
 
 
+def test_summary_says_what_recording_cost(tiny_run):
+    """Steps 3-5 are recorded; iterations 1, 2, 6 and 7 are not (0 is the warm-up, left out)."""
+    out, result = tiny_run
+    summary = json.loads((out / "summary.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert summary["recorded_step_ms"] == report["step_time_ms"]["mean"] and summary["unrecorded_step_ms"] > 0
+    logged = {int(line.split()[1][:-1]): float(line.split("time ")[1].split("ms")[0])
+              for line in result.stdout.splitlines() if line.startswith("iter ")}
+    others = sorted(logged[i] for i in (1, 2, 6, 7))
+    assert summary["unrecorded_step_ms"] == pytest.approx((others[1] + others[2]) / 2, abs=0.01)  # their median
+    assert "recorded steps: " in result.stdout and "the profiler adds" in result.stdout
+
+
 def test_trace_has_metadata_steps_dataloader_and_shapes(tiny_run):
     out, _ = tiny_run
     traces = sorted(out.glob("*.pt.trace.json"))
