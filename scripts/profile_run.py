@@ -247,9 +247,10 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
             bar.update()
 
 
-def recording_cost(report: dict, times: list[float]) -> dict:
+def recorded_vs_rest(report: dict, times: list[float]) -> dict:
     """The analysed steps' mean time in the trace against the median iteration the profiler did not record
-    (iteration ProfilerStep#N is iteration N): what recording costs, which the breakdown includes."""
+    (ProfilerStep#N is iteration N): are the steps the report describes typical of the run? The difference
+    holds what recording costs, and the machine's noise."""
     recorded = set(report["source"]["steps"])
     others = [t for i, t in enumerate(times[1:], start=1) if i not in recorded]
     if not others:
@@ -257,8 +258,7 @@ def recording_cost(report: dict, times: list[float]) -> dict:
     unrecorded_ms = 1000 * statistics.median(others)
     recorded_ms = report["step_time_ms"]["mean"]
     print(f"recorded steps: {recorded_ms:.2f} ms in the trace, against {unrecorded_ms:.2f} ms (median) for the "
-          f"iterations not recorded: the profiler adds {100 * (recorded_ms / unrecorded_ms - 1):+.1f}% to the "
-          "steps it analyses")
+          f"{len(others)} iterations not recorded ({100 * (recorded_ms / unrecorded_ms - 1):+.1f}%)")
     return {"recorded_step_ms": recorded_ms, "unrecorded_step_ms": unrecorded_ms}
 
 
@@ -278,7 +278,7 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
     traces = sorted(run_dir.glob("*.pt.trace.json*"))
     report = analyze_path(run_dir, Options()) if traces else None
     if report:
-        summary.update(recording_cost(report, times))
+        summary.update(recorded_vs_rest(report, times))
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     if report:
         write_reports(report, run_dir / "report.json", run_dir / "report.md", run_dir / "report.html")
