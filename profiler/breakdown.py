@@ -13,7 +13,7 @@ import numpy as np
 from profiler import classify as C
 from profiler.intervals import coverage, exclusive_coverage, merge, short_gaps
 from profiler.links import Links
-from profiler.load import KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
+from profiler.load import ANNOTATION, KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
 from profiler.steps import Steps
 
 BY_OP, BY_NAME, UNCLASSIFIED = range(3)
@@ -35,7 +35,7 @@ class Breakdown:
 
 def runs_code(trace: Trace) -> np.ndarray:
     """Per row: an op, or a compiled graph's annotation, inside which inductor's generated code runs."""
-    return (trace.kind == OP) | trace.by_name(C.COMPILED_GRAPH.match)
+    return (trace.kind == OP) | (trace.by_name(C.COMPILED_GRAPH.match) & (trace.kind == ANNOTATION))
 
 
 def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:

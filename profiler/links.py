@@ -30,8 +30,10 @@ class Links:
 
 def link(trace: Trace, warnings: list[str]) -> Links:
     n = len(trace)
-    is_step = trace.by_name(lambda name: name.startswith("ProfilerStep#"))
-    host = np.flatnonzero(np.isin(trace.kind, (OP, ANNOTATION)))
+    # host spans only: newer Kineto mirrors annotations on the GPU timeline (gpu_user_annotation)
+    is_host = np.isin(trace.kind, (OP, ANNOTATION))
+    is_step = trace.by_name(lambda name: name.startswith("ProfilerStep#")) & is_host
+    host = np.flatnonzero(is_host)
     forest = Forest(trace.start[host], trace.end[host], trace.thread[host])
     parent = np.full(n, -1)
     local_parent = forest.parents()
@@ -39,10 +41,10 @@ def link(trace: Trace, warnings: list[str]) -> Links:
 
     # own category from the name, then inherited top-down: the outermost inheriting ancestor wins
     own = trace.by_name(_category_code, np.int64)
-    category = np.where(np.isin(trace.kind, (OP, ANNOTATION)), own, -1)
+    category = np.where(is_host, own, -1)
     is_flop_op = trace.by_name(FLOP_OPS.match) & (trace.kind == OP)
     flop_owner = np.where(is_flop_op, np.arange(n), -1)
-    in_optimizer = trace.by_name(classify.OPTIMIZER_STEP.match)
+    in_optimizer = trace.by_name(classify.OPTIMIZER_STEP.match) & is_host
     in_attention = np.zeros(n, bool)
     in_attention[attention.score_ops(trace)] = True
     inherits = np.isin(category, classify.INHERITED)
