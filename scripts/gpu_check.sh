@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The end-to-end check on a CUDA machine: profile_run in bfloat16 with sdpa, eager and torch.compile'd, on
+# nanoGPT's shakespeare_char "baby GPT" shape, and eager on the default (tiny) shape; each run is analysed
+# as it trains and at its end. Prints the lines that matter and leaves one archive per run (traces, reports,
+# summary, TensorBoard events, the whole log) in OUT.
+#
+#     bash scripts/gpu_check.sh OUT
+set -uo pipefail
+out=${1:?usage: bash scripts/gpu_check.sh OUT}
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+export MFU_CACHE_DIR=$work/cache PYTHONUNBUFFERED=1
+nvidia-smi -L
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+baby="--n_layer=6 --n_head=6 --n_embd=384 --block_size=256 --batch_size=64 --dropout=0.2 --max_iters=60"
+
+run() {  # name, then profile_run's arguments
+    local name=$1
+    shift
+    local start=$SECONDS
+    python3 scripts/profile_run.py --device=cuda --checkpoint=False --log_interval=10 --out="$work/$name" "$@" \
+        > "$work/$name.log" 2>&1
+    echo "== $name: exit $?, $((SECONDS - start)) s"
+    grep -E "^(run folder|peak|done|recorded|device|steps|MFU|profiler cycle|kernel time|error|stopped)" "$work/$name.log"
+    sed -n '/^breakdown/,/^Diagnosis/p' "$work/$name.log"
+    grep -E "^[0-9]\. " "$work/$name.log"
+    tail -n 3 "$work/$name.log"
+    tar czf "$out/$name.tgz" -C "$work" "$name" "$name.log"
+}
+
+run eager --dtype=bfloat16 $baby
+run compiled --dtype=bfloat16 --compile=True $baby
+run tiny --dtype=bfloat16
+ls -la "$out"
