@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end check on a CUDA machine: profile_run in bfloat16 with sdpa, eager and torch.compile'd, on
-# nanoGPT's shakespeare_char "baby GPT" shape, and eager on the default (tiny) shape; each run is analysed
-# as it trains and at its end. Prints the lines that matter and leaves one archive per run (traces, reports,
-# summary, TensorBoard events, the whole log) in OUT.
+# nanoGPT's shakespeare_char "baby GPT" shape, and eager on the default (tiny) shape; then the fixes the
+# eager run's diagnosis recommends, one on top of the other (num_workers=4, batch_size=256, compile). Each
+# run is analysed as it trains and at its end. Prints the lines that matter and a table of MFU and what-if
+# MFU per run, and leaves one archive per run (traces, reports, summary, TensorBoard events, log) in OUT.
 #
 #     bash scripts/gpu_check.sh OUT
 set -uo pipefail
@@ -31,4 +32,19 @@ run() {  # name, then profile_run's arguments
 run eager --dtype=bfloat16 $baby
 run compiled --dtype=bfloat16 --compile=True $baby
 run tiny --dtype=bfloat16
+fixed="--dtype=bfloat16 $baby --num_workers=4 --pin_memory=True"
+run workers4 $fixed
+run batch256 $fixed --batch_size=256
+run batch256_compiled $fixed --batch_size=256 --compile=True
+python3 - "$work" <<'EOF'
+import json, sys
+from pathlib import Path
+print(f"{'run':<18}{'tokens/s':>11}{'MFU':>8}   what-if MFU: io, small_batch, non_fused")
+for name in ("eager", "compiled", "tiny", "workers4", "batch256", "batch256_compiled"):
+    folder = Path(sys.argv[1]) / name
+    report, summary = (json.loads((folder / f).read_text()) for f in ("report.json", "summary.json"))
+    what_if = {e["cause"]: e["what_if_mfu"] for e in report["ledger"]}
+    print(f"{name:<18}{summary['tokens_per_s']:>11,.0f}{100 * report['mfu']['analytic']:>7.2f}%   "
+          + ", ".join(f"{100 * what_if[c]:.2f}%" for c in ("io", "small_batch", "non_fused")))
+EOF
 ls -la "$out"
