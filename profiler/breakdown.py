@@ -13,7 +13,7 @@ import numpy as np
 from profiler import classify as C
 from profiler.intervals import coverage, exclusive_coverage, merge, short_gaps
 from profiler.links import Links
-from profiler.load import ANNOTATION, KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
+from profiler.load import KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
 from profiler.steps import Steps
 
 BY_OP, BY_NAME, UNCLASSIFIED = range(3)
@@ -31,11 +31,6 @@ class Breakdown:
     short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than SHORT_GAP_US
     optimizer_us: np.ndarray  # (2, n_steps): host_overhead and idle time inside Optimizer.step spans
     collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
-
-
-def runs_code(trace: Trace) -> np.ndarray:
-    """Per row: an op, or a compiled graph's annotation, inside which inductor's generated code runs."""
-    return (trace.kind == OP) | (trace.by_name(C.COMPILED_GRAPH.match) & (trace.kind == ANNOTATION))
 
 
 def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +56,7 @@ def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarra
     category[undecided[guessed >= 0]] = guessed[guessed >= 0]
     source[undecided[guessed >= 0]] = BY_NAME
     launched_by = links.launching_op[undecided]
-    from_op = (launched_by >= 0) & runs_code(trace)[np.maximum(launched_by, 0)]
+    from_op = (launched_by >= 0) & links.runs_code[np.maximum(launched_by, 0)]
     source[undecided[(guessed < 0) & ~from_op]] = UNCLASSIFIED
     return category, source
 
@@ -73,7 +68,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
               for c in (C.MATMUL, C.OTHER_COMPUTE, C.MEMORY, C.COMMUNICATION)]
     host = links.host[~links.is_step[links.host]]
     loading = host[links.category[host] == C.DATA_LOADING]
-    busy_host = np.concatenate((host[runs_code(trace)[host]], np.flatnonzero(trace.kind == RUNTIME)))
+    busy_host = np.concatenate((host[links.runs_code[host]], np.flatnonzero(trace.kind == RUNTIME)))
     levels += [(trace.start[loading], trace.end[loading]), (trace.start[busy_host], trace.end[busy_host])]
     us = exclusive_coverage(levels, steps.start, steps.end)
     busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
@@ -115,7 +110,8 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     inherited = links.category[rows]
     if trace.by_name(C.GENERATED_KERNEL_OP.search).any():
         # inductor's kernels are ops of their own: a compiled graph's own time is only its Python wrapper
-        inherited = np.where(trace.by_name(C.COMPILED_GRAPH.match)[rows], C.HOST_OVERHEAD, inherited)
+        compiled_graph = links.runs_code[rows] & (trace.kind[rows] != OP)
+        inherited = np.where(compiled_graph, C.HOST_OVERHEAD, inherited)
     is_op = trace.kind[rows] == OP
     category[rows] = np.select(
         [inherited >= 0, is_op & ~composite[rows], is_op],
@@ -128,7 +124,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     np.add.at(us, (category[counted], step[counted]), self_us[counted])
     if not len(step_rows):  # one window, no step span: time under no op is idle
         us[C.IDLE] += np.maximum(steps.duration - us.sum(axis=0), 0)
-    busy = rows[runs_code(trace)[rows] | (links.category[rows] == C.DATA_LOADING)]
+    busy = rows[links.runs_code[rows] | (links.category[rows] == C.DATA_LOADING)]
     busy_s, busy_e = merge(trace.start[busy], trace.end[busy])
     # collectives on other threads (gloo, DDP's reducer) while the training thread has nothing to run:
     # exposed communication, not idle

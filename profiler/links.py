@@ -26,6 +26,7 @@ class Links:
     is_step: np.ndarray  # per row: a ProfilerStep#N span
     in_optimizer: np.ndarray  # per row: inside (or being) an Optimizer.step#... span
     in_attention: np.ndarray  # per row: an op of unfused attention (see attention.py) or inside one
+    runs_code: np.ndarray  # per row: an op, or a compiled graph's annotation (inductor's generated code runs in it)
 
 
 def link(trace: Trace, warnings: list[str]) -> Links:
@@ -47,6 +48,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     in_optimizer = trace.by_name(classify.OPTIMIZER_STEP.match) & is_host
     in_attention = np.zeros(n, bool)
     in_attention[attention.score_ops(trace)] = True
+    runs_code = (trace.kind == OP) | (trace.by_name(classify.COMPILED_GRAPH.match) & (trace.kind == ANNOTATION))
     inherits = np.isin(category, classify.INHERITED)
     for rows in forest.levels():
         rows = host[rows]
@@ -76,7 +78,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
         inner = forest.enclosing(trace.start[rows], trace.thread[rows])
         launching_op[ok] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
     return Links(host, parent, category, flop_owner, flops, flop_shapes, device, launch, launching_op, is_step,
-                 in_optimizer, in_attention)
+                 in_optimizer, in_attention, runs_code)
 
 
 def _category_code(name: str) -> int:

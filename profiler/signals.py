@@ -116,7 +116,7 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
                                                or FOREACH_OPTIMIZER.match(n) or COMPILED_REGION.match(n))
                                 or n in ("aten::bmm", "aten::baddbmm"))
     s.op_counts = Counter(trace.names_of(ops[interesting[ops]]))
-    opt_rows = np.flatnonzero(trace.by_name(OPTIMIZER_STEP.match) & in_steps)
+    opt_rows = np.flatnonzero(trace.by_name(OPTIMIZER_STEP.match) & links.in_optimizer & in_steps)  # host spans
     # ops that start inside an optimizer span on its thread: threads laid end to end on one time axis
     lane = float(trace.end.max()) + 1.0
     op_keys = np.sort(trace.thread[ops] * lane + trace.start[ops])
