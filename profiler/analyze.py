@@ -45,7 +45,7 @@ class OpStats:
 @dataclass
 class TraceAnalysis:
     trace: Trace
-    kind: str  # "cuda" (any device events) or "cpu"
+    kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
     steps: Steps
     breakdown_us: np.ndarray  # (categories, steps)
     flops: np.ndarray  # counted FLOPs per step
@@ -74,7 +74,7 @@ def analyze_file(path) -> TraceAnalysis:
         ops, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
         ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, steps, bd)
-    return TraceAnalysis(trace, "cuda" if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
+    return TraceAnalysis(trace, trace.backend if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
                          B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us,
                          bd.optimizer_us, bd.collective_us, measure(trace, links, steps, bd), warnings)
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiler import classify as C
-from profiler.intervals import coverage, exclusive_coverage, merge, short_gaps
+from profiler.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
 from profiler.links import Links
-from profiler.load import KERNEL, MEMCPY, MEMSET, OP, RUNTIME, Trace
+from profiler.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
 from profiler.steps import Steps
 
 BY_OP, BY_NAME, UNCLASSIFIED = range(3)
@@ -25,12 +25,24 @@ class Breakdown:
     us: np.ndarray  # (len(CATEGORIES), n_steps) microseconds per category per step
     device_category: np.ndarray  # per device event of links.device (GPU traces), else empty
     classified_by: np.ndarray  # per device event: BY_OP, BY_NAME or UNCLASSIFIED
-    self_us: np.ndarray  # per row: exclusive host time attributed in the CPU breakdown (CPU traces)
+    self_us: np.ndarray  # per row: exclusive host time on its thread (CPU traces)
     row_category: np.ndarray  # per row: category of that exclusive time (CPU traces), -1 elsewhere
     row_step: np.ndarray  # per row: index of the analysed step it falls in, -1
     short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than SHORT_GAP_US
     optimizer_us: np.ndarray  # (2, n_steps): host_overhead and idle time inside Optimizer.step spans
     collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
+    host_us: np.ndarray  # (3, n_steps): of host_overhead, allocator calls, synchronizations, Python frames
+
+
+@dataclass
+class HostLevels:
+    """What the host threads did, as interval lists in the breakdown's priority order below the device's."""
+
+    loading: tuple  # data-loading ops and data-preparation Python frames
+    allocator: tuple  # allocator runtime calls (cudaFree, hipMalloc, ...)
+    sync: tuple  # synchronizing runtime calls (cudaStreamSynchronize, blocking cudaMemcpy, ...)
+    busy: tuple  # ops running code and other runtime calls
+    python: tuple  # other Python frames on threads that run ops, except blocking ones (wait, sleep)
 
 
 def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
@@ -61,20 +73,53 @@ def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarra
     return category, source
 
 
+def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels:
+    host = links.host[~links.is_step[links.host]]
+    loading = host[links.category[host] == C.DATA_LOADING]
+    runtime = np.flatnonzero(trace.kind == RUNTIME)
+    allocator = runtime[trace.by_name(C.ALLOCATOR_CALL.match)[runtime]]
+    sync = runtime[trace.by_name(C.SYNC_CALL.match)[runtime]]
+    other_runtime = runtime[~np.isin(runtime, np.concatenate((allocator, sync)))]
+    working = np.isin(trace.thread, trace.thread[np.concatenate((links.host, runtime))])
+    python = np.flatnonzero((trace.kind == PYTHON) & working)
+    preparing = python[trace.by_name(C.DATA_PREP_PYTHON.search)[python]]
+    forest = Forest(trace.start[python], trace.end[python], trace.thread[python])
+    seg_s, seg_e, inner = forest.segments()
+    running = ~trace.by_name(C.WAITING_PYTHON.search)[python[inner]]
+
+    def spans(rows):
+        return trace.start[rows], trace.end[rows]
+
+    return HostLevels((np.concatenate((trace.start[loading], trace.start[preparing])),
+                       np.concatenate((trace.end[loading], trace.end[preparing]))),
+                      spans(allocator), spans(sync),
+                      (np.concatenate((trace.start[busy_rows], trace.start[other_runtime])),
+                       np.concatenate((trace.end[busy_rows], trace.end[other_runtime]))),
+                      (seg_s[running], seg_e[running]))
+
+
+def _split(levels: list, steps: Steps) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Exclusive time per step of [matmul, other_compute, memory, communication, data_loading, allocator,
+    sync, busy host, Python] levels: the seven categories (the last four levels are host_overhead), the
+    host_overhead's parts, and the union of all levels."""
+    us = exclusive_coverage(levels, steps.start, steps.end)
+    categories = np.vstack((us[:5], us[5:9].sum(axis=0), us[9]))
+    busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
+    return categories, us[[5, 6, 8]], busy
+
+
 def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     category, source = device_categories(trace, links)
     dev_start, dev_end = trace.start[links.device], trace.end[links.device]
     levels = [(dev_start[category == c], dev_end[category == c])
               for c in (C.MATMUL, C.OTHER_COMPUTE, C.MEMORY, C.COMMUNICATION)]
-    host = links.host[~links.is_step[links.host]]
-    loading = host[links.category[host] == C.DATA_LOADING]
-    busy_host = np.concatenate((host[links.runs_code[host]], np.flatnonzero(trace.kind == RUNTIME)))
-    levels += [(trace.start[loading], trace.end[loading]), (trace.start[busy_host], trace.end[busy_host])]
-    us = exclusive_coverage(levels, steps.start, steps.end)
-    busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
+    host_rows = links.host[~links.is_step[links.host]]
+    h = host_levels(trace, links, host_rows[links.runs_code[host_rows]])
+    levels += [h.loading, h.allocator, h.sync, h.busy, h.python]
+    us, host_us, busy = _split(levels, steps)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
     spans = np.flatnonzero(_optimizer_roots(links))
-    in_spans = exclusive_coverage(levels, trace.start[spans], trace.end[spans])
+    in_spans = _split(levels, Steps(np.arange(len(spans)), None, None, trace.start[spans], trace.end[spans]))[0]
     optimizer = np.zeros((2, len(steps.ids)))
     step_of_span = steps.host_index(trace.start[spans])
     ok = step_of_span >= 0
@@ -83,14 +128,13 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     empty = np.full(len(trace), -1)
     collective = coverage(*merge(*levels[3]), steps.start, steps.end)
     return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start),
-                     short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US), optimizer, collective)
+                     short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US), optimizer, collective, host_us)
 
 
 def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
-    """Exclusive time of each op on the training thread, by the category of what it did with that time."""
-    step_rows = np.flatnonzero(links.is_step)
-    thread = np.bincount(trace.thread[step_rows if len(step_rows) else links.host]).argmax()
-    rows = links.host[trace.thread[links.host] == thread]
+    """Each host thread's time belongs to the innermost op running then, by the category of what that op did
+    with it; across threads each instant is counted once, by priority, as device streams are on a GPU."""
+    rows = links.host
     dur = trace.end - trace.start
     children = np.zeros(len(trace))
     has_parent = links.parent[rows] >= 0
@@ -118,30 +162,28 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
         [inherited, C.OTHER_COMPUTE, C.HOST_OVERHEAD], C.IDLE)
     category[rows[links.is_step[rows]]] = C.IDLE
 
+    seg_s, seg_e, inner = links.forest.segments()
+    seg_category = category[rows[inner]]
+    h = host_levels(trace, links, np.empty(0, dtype=np.int64))
+    levels = [(seg_s[seg_category == c], seg_e[seg_category == c])
+              for c in (C.MATMUL, C.OTHER_COMPUTE, C.MEMORY, C.COMMUNICATION)]
+    loading = seg_category == C.DATA_LOADING
+    levels.append((np.concatenate((seg_s[loading], h.loading[0])), np.concatenate((seg_e[loading], h.loading[1]))))
+    dispatch = seg_category == C.HOST_OVERHEAD
+    levels += [h.allocator, h.sync, (seg_s[dispatch], seg_e[dispatch]), h.python]
+    us, host_us, busy = _split(levels, steps)
+
     step = steps.host_index(trace.start)
     counted = rows[step[rows] >= 0]
-    us = np.zeros((len(C.CATEGORIES), len(steps.ids)))
-    np.add.at(us, (category[counted], step[counted]), self_us[counted])
-    if not len(step_rows):  # one window, no step span: time under no op is idle
-        us[C.IDLE] += np.maximum(steps.duration - us.sum(axis=0), 0)
-    busy = rows[links.runs_code[rows] | (links.category[rows] == C.DATA_LOADING)]
-    busy_s, busy_e = merge(trace.start[busy], trace.end[busy])
-    # collectives on other threads (gloo, DDP's reducer) while the training thread has nothing to run:
-    # exposed communication, not idle
-    comm = links.host[links.category[links.host] == C.COMMUNICATION]
-    comm_s, comm_e = merge(trace.start[comm], trace.end[comm])
-    either = merge(np.concatenate((busy_s, comm_s)), np.concatenate((busy_e, comm_e)))
-    waiting = coverage(*either, steps.start, steps.end) - coverage(busy_s, busy_e, steps.start, steps.end)
-    waiting = np.clip(waiting, 0, us[C.IDLE])
-    us[C.IDLE] -= waiting
-    us[C.COMMUNICATION] += waiting
-    gaps = short_gaps(busy_s, busy_e, steps.start, steps.end, SHORT_GAP_US)
+    gaps = short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US)
     optimizer = np.zeros((2, len(steps.ids)))
     for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
         sel = counted[links.in_optimizer[counted] & (category[counted] == c)]
         np.add.at(optimizer[k], step[sel], self_us[sel])
+    comm = links.host[links.category[links.host] == C.COMMUNICATION]
+    collective = coverage(*merge(trace.start[comm], trace.end[comm]), steps.start, steps.end)
     return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step, np.minimum(gaps, us[C.IDLE]),
-                     optimizer, coverage(comm_s, comm_e, steps.start, steps.end))
+                     optimizer, collective, host_us)
 
 
 def _optimizer_roots(links: Links) -> np.ndarray:

@@ -14,7 +14,7 @@ MATMUL, OTHER_COMPUTE, MEMORY, COMMUNICATION, DATA_LOADING, HOST_OVERHEAD, IDLE 
 INHERITED = (MATMUL, MEMORY, COMMUNICATION, DATA_LOADING)
 
 MATMUL_OP = re.compile(
-    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_mm|_int_mm"
+    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_mm|_scaled_mm_v2|_int_mm|_grouped_mm|_scaled_grouped_mm"
     r"|conv\w*|_convolution\w*|cudnn_convolution\w*|mkldnn_convolution\w*|miopen_convolution\w*"
     r"|_scaled_dot_product_(flash|efficient|cudnn|fused)_attention\w*|_flash_attention\w*|_efficient_attention\w*)$"
 )
@@ -22,7 +22,11 @@ MEMORY_OP = re.compile(
     r"^aten::(copy_|_copy_from|_copy_from_and_resize|to|_to_copy|contiguous|clone|cat|_cat|stack|fill_|zero_|zeros"
     r"|zeros_like|ones|ones_like|full|full_like|new_zeros|new_full|pin_memory|_pin_memory)$"
 )
-COMMUNICATION_OP = re.compile(r"^(nccl|gloo|mpi|ucc):|^c10d::|^record_param_comms$|^ProcessGroup|^c10d_functional::")
+# collectives by library prefix (NCCL, RCCL, gloo, MPI, UCC, c10d and its functional form, symmetric memory,
+# vLLM's and TensorRT-LLM's custom all-reduce) or by the collective's own name in any namespace
+COMMUNICATION_OP = re.compile(
+    r"^(nccl|rccl|gloo|mpi|ucc|hccl):|^_?c10d(_functional)?::|^symm_mem::|^record_param_comms$|^ProcessGroup"
+    r"|^(?!aten::)\w+::(\w*_)?(all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|broadcast)\w*$", re.IGNORECASE)
 FUSED_ATTENTION = re.compile(
     r"^aten::_?(scaled_dot_product_(flash|efficient|cudnn)_attention|flash_attention|efficient_attention)")
 SOFTMAX = re.compile(r"^aten::_?(softmax|safe_softmax)$")
@@ -44,9 +48,23 @@ METADATA_OP = re.compile(
     r"|is_nonzero|result_type|broadcast_tensors|flatten|unflatten|numpy_T|_has_compatible_shallow_copy_type)|detach)$"
 )
 
-COMMUNICATION_KERNEL = re.compile(r"nccl|rccl", re.IGNORECASE)
+# Python functions (with_stack / python tracer) that prepare data inside the step: decoding, image and text
+# processing, datasets and collation. Their time is data loading wherever the trace records them
+DATA_PREP_PYTHON = re.compile(
+    r"preprocess|decode|read_video|read_image|load_image|load_video|(^|/)av/|PIL/|image_process|feature_extract"
+    r"|tokeniz|collate|__getitem__|torchvision/(transforms|io|datasets)|torchaudio/|(^|/)datasets/|augment",
+    re.IGNORECASE)
+# a Python frame that blocks (a background thread's wait, a sleep): no host work
+WAITING_PYTHON = re.compile(r"(\): |<built-in (method|function) |^time\.)(wait|sleep|acquire|join|select|poll)\b")
+# runtime calls that stall the host on the device, and allocator calls (each may synchronize too)
+SYNC_CALL = re.compile(r"^(cuda|hip|cu|hsa|mtia|xpu)\w*Synchroni[sz]e|^(cuda|hip)Memcpy(2D|3D)?$|^cudaStreamWaitEvent$")
+ALLOCATOR_CALL = re.compile(r"^(cuda|hip|cu)(Mem)?(Free|Malloc|Alloc)\w*$|^hipExtMallocWithFlags$")
+
+COMMUNICATION_KERNEL = re.compile(
+    r"nccl|rccl|multimem_|all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|cross_device_reduce", re.IGNORECASE)
 MATMUL_KERNEL = re.compile(
     r"gemm|cutlass|nvjet|xmma|cublas|wgmma|hmma|s884|s1688|h884|h1688|h16816|s16816|i8816|sm\d+_xmma|_mm_|triton_tem"
+    r"|^bmm_|_bmm_|grouped_?mm|moe_?mm"
     r"|conv(olution|olve|_|2d|3d)|implicit_gemm|wgrad|dgrad|fprop|flash|fmha|attention|sdpa",
     re.IGNORECASE,
 )

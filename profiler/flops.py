@@ -31,7 +31,8 @@ def gpt_params(n_layer: int, n_embd: int, vocab_size: int, bias: bool = True) ->
 # (sdpa → _flash_attention_forward, convolution → cudnn_convolution), only the outermost one counts.
 
 FLOP_OPS = re.compile(
-    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_dot_product_\w+_attention\w*|_flash_attention_\w+"
+    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_mm|_scaled_mm_v2|_int_mm|_grouped_mm|_scaled_grouped_mm"
+    r"|_scaled_dot_product_\w+_attention\w*|_flash_attention_\w+"
     r"|_efficient_attention_\w+|convolution|_convolution|convolution_backward|cudnn_convolution"
     r"|cudnn_convolution_backward|mkldnn_convolution)$"
 )
@@ -41,11 +42,22 @@ def _prod(dims) -> int:
     return math.prod(int(d) for d in dims)
 
 
+FIRST_TWO_OPERANDS = ("aten::mm", "aten::bmm", "aten::_scaled_mm", "aten::_scaled_mm_v2", "aten::_int_mm",
+                      "aten::_grouped_mm", "aten::_scaled_grouped_mm")
+
+
 def matmul_flops(name: str, dims: list) -> float:
-    """2·m·k·n per matrix product; the added bias or input of addmm / baddbmm is not counted (as flop_counter)."""
-    a, b = (dims[0], dims[1]) if name in ("aten::mm", "aten::bmm") else (dims[1], dims[2])
-    if len(a) < 2 or len(a) != len(b) or a[-1] != b[-2]:
+    """2·m·k·n per matrix product; the added bias or input of addmm / baddbmm is not counted (as flop_counter).
+
+    Scaled (fp8 / fp4) GEMMs count like mm. A grouped GEMM (MoE experts) of [G, m, k] by [G, k, n] does G
+    products; in its other layouts ([tokens, k] by [G, k, n]; offsets splitting k or n) the groups share out
+    the rows, k or the columns, so together they do 2 · (rows of a) · k · (columns of b).
+    """
+    a, b = (dims[0], dims[1]) if name in FIRST_TWO_OPERANDS else (dims[1], dims[2])
+    if len(a) < 2 or len(b) < 2 or a[-1] != b[-2] or ("grouped" not in name and len(a) != len(b)):
         raise ValueError(f"{name}: shapes {a} and {b} do not multiply")
+    if "grouped" in name and not (len(a) == 3 and len(b) == 3):
+        return 2.0 * a[-2] * a[-1] * b[-1]
     return 2.0 * _prod(a) * b[-1]
 
 

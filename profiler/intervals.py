@@ -70,7 +70,7 @@ class Forest:
         offset = threads[keep].astype(np.float64) * span - base  # threads laid end to end on one axis
         s, e = starts[keep] + offset, ends[keep] + offset
         order = np.lexsort((-e, s))
-        self.order = keep[order]
+        self.order, self.offset = keep[order], offset[order]
         self.starts, self.ends, self.span, self.base, self.n = s[order], e[order], span, base, len(starts)
         # depth: spans open at my start = spans started before me minus spans ended by then
         sorted_ends = np.sort(self.ends)
@@ -84,15 +84,32 @@ class Forest:
 
     def enclosing(self, times: np.ndarray, threads: np.ndarray) -> np.ndarray:
         """For each instant on a thread, the caller's index of the innermost span containing it, or -1."""
-        t = np.asarray(times, dtype=np.float64) + threads.astype(np.float64) * self.span - self.base
+        if not len(self.starts):
+            return np.full(len(times), -1)
+        k = self._innermost(np.asarray(times, dtype=np.float64) + threads.astype(np.float64) * self.span - self.base)
+        return np.where(k >= 0, self.order[np.maximum(k, 0)], -1)
+
+    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The threads' timelines cut where any span starts or ends: (start, end, innermost span) per piece
+        covered by a span, the span as the caller's index. Each instant of a thread is in one piece."""
+        cuts = np.unique(np.concatenate((self.starts, self.ends)))
+        if len(cuts) < 2:
+            return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
+        k = self._innermost((cuts[:-1] + cuts[1:]) / 2)
+        covered = k >= 0
+        k = k[covered]
+        return cuts[:-1][covered] - self.offset[k], cuts[1:][covered] - self.offset[k], self.order[k]
+
+    def _innermost(self, t: np.ndarray) -> np.ndarray:
+        """Sorted index of the innermost span holding each instant of the one time axis, or -1."""
         k = np.searchsorted(self.starts, t, side="right") - 1
-        for _ in range(int(self.depth.max()) + 2 if len(self.depth) else 0):
+        for _ in range(int(self.depth.max()) + 2):
             open_ = k >= 0
             miss = open_ & (self.ends[np.maximum(k, 0)] < t)
             if not miss.any():
                 break
             k[miss] = self.parent[k[miss]]
-        return np.where(k >= 0, self.order[np.maximum(k, 0)], -1)
+        return k
 
     def parents(self) -> np.ndarray:
         """Parent of each span in the caller's indexing (-1 for roots and for left-out spans)."""

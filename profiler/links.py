@@ -27,6 +27,8 @@ class Links:
     in_optimizer: np.ndarray  # per row: inside (or being) an Optimizer.step#... span
     in_attention: np.ndarray  # per row: an op of unfused attention (see attention.py) or inside one
     runs_code: np.ndarray  # per row: an op, or a compiled graph's annotation (inductor's generated code runs in it)
+    forest: Forest  # the nesting of the host spans (indices into `host`)
+    enclosing_op: np.ndarray  # per row: for runtime calls, the innermost host span around the call, -1
 
 
 def link(trace: Trace, warnings: list[str]) -> Links:
@@ -71,14 +73,14 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
     device = device[np.argsort(trace.start[device], kind="stable")]
     launch = _launches(trace, device)
-    launching_op = np.full(len(device), -1)
-    ok = launch >= 0
-    if ok.any():
-        rows = launch[ok]
-        inner = forest.enclosing(trace.start[rows], trace.thread[rows])
-        launching_op[ok] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
+    runtime = np.flatnonzero(trace.kind == RUNTIME)
+    enclosing_op = np.full(n, -1)
+    if len(host):
+        inner = forest.enclosing(trace.start[runtime], trace.thread[runtime])
+        enclosing_op[runtime] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
+    launching_op = np.where(launch >= 0, enclosing_op[np.maximum(launch, 0)], -1)
     return Links(host, parent, category, flop_owner, flops, flop_shapes, device, launch, launching_op, is_step,
-                 in_optimizer, in_attention, runs_code)
+                 in_optimizer, in_attention, runs_code, forest, enclosing_op)
 
 
 def _category_code(name: str) -> int:

@@ -15,18 +15,31 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-# event kinds, by the trace's category names across Kineto versions
+# event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
+# Gaudi, PrivateUse1); torch 1.x wrote "Operator", "Kernel", "Runtime"
 OP, ANNOTATION, PYTHON, RUNTIME, KERNEL, MEMCPY, MEMSET, OTHER = range(8)
 DEVICE_KINDS = (KERNEL, MEMCPY, MEMSET)
 KIND_OF_CATEGORY = {
     "cpu_op": OP, "operator": OP,
     "user_annotation": ANNOTATION,
-    "python_function": PYTHON,
+    "python_function": PYTHON, "python": PYTHON,
     "cuda_runtime": RUNTIME, "runtime": RUNTIME, "cuda_driver": RUNTIME, "hip_runtime": RUNTIME,
-    "kernel": KERNEL,
-    "gpu_memcpy": MEMCPY, "memcpy": MEMCPY,
-    "gpu_memset": MEMSET, "memset": MEMSET,
+    "mtia_runtime": RUNTIME, "xpu_runtime": RUNTIME, "xpu_driver": RUNTIME, "privateuse1_runtime": RUNTIME,
+    "privateuse1_driver": RUNTIME, "glow_runtime": RUNTIME, "mlu_runtime": RUNTIME,
+    "kernel": KERNEL, "mtia_ccp_events": KERNEL, "hpu_op": KERNEL,
+    "gpu_memcpy": MEMCPY, "memcpy": MEMCPY, "mlu_memcpy": MEMCPY,
+    "gpu_memset": MEMSET, "memset": MEMSET, "mlu_memset": MEMSET,
 }
+# categories Kineto writes that hold no time of their own for the analysis (mirrors, markers, counters)
+IGNORED_CATEGORIES = {
+    "gpu_user_annotation", "mlu_user_annotation", "external_correlation", "cpu_instant_event", "overhead",
+    "mtia_insight", "mtia_counters", "cuda_sync", "cuda_event", "xpu_sync", "cuda_profiler_range",
+    "mlu_profiler_range", "collective_comm", "xpu_scope_profiler", "trace", "",
+}
+# the accelerator behind the device events, from the runtime's category or call names
+BACKEND_OF_CATEGORY = {"mtia_runtime": "mtia", "mtia_ccp_events": "mtia", "xpu_runtime": "xpu", "xpu_driver": "xpu",
+                       "privateuse1_runtime": "privateuse1", "privateuse1_driver": "privateuse1", "hpu_op": "hpu",
+                       "hip_runtime": "rocm", "mlu_runtime": "mlu"}
 
 
 class TraceError(Exception):
@@ -69,14 +82,27 @@ class LaunchArgs(msgspec.Struct):
     bytes: int = 0
 
 
-class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "types": "Input type", "concrete": "Concrete Inputs"}):
+class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "dims_1x": "Input dims", "types": "Input type",
+                                        "concrete": "Concrete Inputs"}):
+    """Recorded input shapes: "Input Dims" since torch 1.9, "Input dims" in the 2021 Kineto samples."""
+
     dims: list = []
+    dims_1x: list = []
     types: list = []
     concrete: list = []
 
+    def __post_init__(self):
+        if not self.dims:
+            self.dims = self.dims_1x
 
-class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims"}):
+
+class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims", "dims_1x": "Input dims"}):
     dims: list = []
+    dims_1x: list = []
+
+    def __post_init__(self):
+        if not self.dims:
+            self.dims = self.dims_1x
 
 
 @dataclass
@@ -97,6 +123,7 @@ class Trace:
     device_names: list[str]
     distributed: dict
     metadata: dict | None
+    backend: str = "cuda"  # cuda, rocm, mtia, xpu, hpu, privateuse1 (when there are device events)
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self):
@@ -187,6 +214,11 @@ def load_trace(path: Path) -> Trace:
     name = np.fromiter((interned.setdefault(e.name, len(interned)) for e in events), np.int32, len(events))
     cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in {e.cat for e in events}}
     kind = np.fromiter((cats[e.cat] for e in events), np.int8, len(events))
+    unknown = sorted(c for c, k in cats.items() if k == OTHER and c.lower() not in IGNORED_CATEGORIES)
+    if unknown:
+        counts = {c: sum(1 for e in events if e.cat == c) for c in unknown}
+        warnings.append("events of categories the analyzer does not know were not analysed: "
+                        + ", ".join(f"{c} ({n})" for c, n in counts.items()))
     threads: dict[tuple, int] = {}
     thread = np.fromiter((threads.setdefault((e.pid, e.tid), len(threads)) for e in events), np.int32, len(events))
     if (dur < 0).any():
@@ -206,12 +238,23 @@ def load_trace(path: Path) -> Trace:
         correlation[i], nbytes[i] = args.correlation, args.bytes
 
     devices = parsed.deviceProperties or parsed.computeProperties
+    device_names = [d.name for d in devices]
     return Trace(
         path=path, names=list(interned), name=name, kind=kind, start=ts - origin, end=ts - origin + dur,
         thread=thread, correlation=correlation, nbytes=nbytes, raw_args=raw_args, origin_us=origin,
-        device_names=[d.name for d in devices], distributed=parsed.distributedInfo or {}, metadata=parsed.mfu_analyzer,
-        warnings=warnings,
+        device_names=device_names, distributed=parsed.distributedInfo or {}, metadata=parsed.mfu_analyzer,
+        backend=backend_of(set(cats), interned, device_names), warnings=warnings,
     )
+
+
+def backend_of(categories: set[str], names, device_names: list[str]) -> str:
+    """The accelerator the device events ran on: by the runtime's category, HIP call names or an AMD device."""
+    for category in categories:
+        if category.lower() in BACKEND_OF_CATEGORY:
+            return BACKEND_OF_CATEGORY[category.lower()]
+    if any(name.startswith("hip") for name in names) or any("AMD" in d or "Instinct" in d for d in device_names):
+        return "rocm"
+    return "cuda"
 
 
 def trace_files(path: Path) -> list[Path]:
