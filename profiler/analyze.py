@@ -57,6 +57,7 @@ class TraceAnalysis:
     short_idle_us: np.ndarray  # per step: idle made of short gaps between ops
     optimizer_us: np.ndarray  # (2, steps): host overhead and idle inside Optimizer.step spans
     collective_us: np.ndarray  # per step: time collectives ran, exposed or not
+    host_us: np.ndarray  # (3, steps): host overhead in allocator calls, synchronizations, Python frames
     signals: Signals
     warnings: list[str] = field(default_factory=list)
 
@@ -76,7 +77,7 @@ def analyze_file(path) -> TraceAnalysis:
         ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, steps, bd)
     return TraceAnalysis(trace, trace.backend if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
                          B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us,
-                         bd.optimizer_us, bd.collective_us, measure(trace, links, steps, bd), warnings)
+                         bd.optimizer_us, bd.collective_us, bd.host_us, measure(trace, links, steps, bd), warnings)
 
 
 def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):

@@ -51,9 +51,9 @@ METADATA_OP = re.compile(
 # Python functions (with_stack / python tracer) that prepare data inside the step: decoding, image and text
 # processing, datasets and collation. Their time is data loading wherever the trace records them
 DATA_PREP_PYTHON = re.compile(
-    r"preprocess|decode|read_video|read_image|load_image|load_video|(^|/)av/|PIL/|image_process|feature_extract"
-    r"|tokeniz|collate|__getitem__|torchvision/(transforms|io|datasets)|torchaudio/|(^|/)datasets/|augment",
-    re.IGNORECASE)
+    r"(^|/)(PIL|av|cv2|torchvision/(transforms|io|datasets)|torchaudio|datasets|torch/utils/data)/"
+    r"|(image_processing|feature_extraction|tokenization)\w*\.py\("
+    r"|\): (preprocess|read_video\w*|decode_video\w*|load_image\w*|load_video\w*|collate\w*)$")
 # a Python frame that blocks (a background thread's wait, a sleep): no host work
 WAITING_PYTHON = re.compile(r"(\): |<built-in (method|function) |^time\.)(wait|sleep|acquire|join|select|poll)\b")
 # runtime calls that stall the host on the device, and allocator calls (each may synchronize too)

@@ -15,6 +15,7 @@ Rules and thresholds:
 
 import statistics
 
+from profiler.classify import ALLOCATOR_CALL, SYNC_CALL
 from profiler.signals import COMPILED_REGION, SMALL_DIM, Signals
 
 MIN_POINTS = 1.0
@@ -40,8 +41,13 @@ def _share(ms: float, ctx: dict) -> str:
     return f"{ms:.2f} ms/step ({100 * ms / ctx['step_ms']:.1f}% of the step)"
 
 
+def _top(counter, n=3, unit=" ms", scale=1e-3, steps=1) -> str:
+    return ", ".join(f"{name} {value * scale / steps:.2f}{unit}" for name, value in counter.most_common(n))
+
+
 def io(entry, ctx):
     sig: Signals = ctx["signals"]
+    n = max(sig.steps, 1)
     kinds = ", ".join(
         "single-process (num_workers=0)" if "SingleProcess" in k else "worker processes" if "MultiProcessing" in k
         else k for k in sig.dataloaders) or "no DataLoader spans (data-loading annotations)"
@@ -52,6 +58,11 @@ def io(entry, ctx):
     evidence = f"{waiting} in data loading {_share(entry['ms'], ctx)}; DataLoader: {kinds}{setting}"
     fix = ("load in parallel: DataLoader(num_workers=4, pin_memory=True, persistent_workers=True, "
            "prefetch_factor=2); make __getitem__ cheaper or the storage faster")
+    if sig.data_prep_us:
+        evidence += f"; data preparation in Python inside the step (largest frames, per step): " \
+                    f"{_top(sig.data_prep_us, steps=n)}"
+        fix = ("decode and preprocess ahead of the step, in DataLoader worker processes (num_workers > 0) or on "
+               "the device (GPU video / image decoding, batched tensor transforms), so the device never waits")
     return evidence, fix, {"num_workers": max(4, 2 * meta.get("num_workers", 0))}
 
 
@@ -72,10 +83,19 @@ def small_batch(entry, ctx):
         rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
         parts.append(f"matmuls with a dimension < {SMALL_DIM}: {sig.small_matmul_us / n / 1000:.2f} ms/step at "
                      f"{rate:.3f} TFLOP/s ({100 * rate * 1e12 / ctx['peak_run']:.0f}% of P_run)")
-    fix = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep the "
-           "tokens per step; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
-                                  else "torch.compile or CUDA graphs") + " to cut per-op overhead")
+    if ctx["python_ms"] >= 0.1 * entry["ms"]:
+        parts.append(f"Python frames between ops {ctx['python_ms']:.2f} ms/step with the device idle")
     meta = ctx["meta"]
+    if "batch_size" in meta:  # our own run: its configuration keys
+        bigger = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep "
+                  "the tokens per step")
+    elif sig.backward_ops or sig.optimizers:
+        bigger = ("raise the per-device batch (more samples, or longer sequences / larger inputs per sample), with "
+                  "fewer gradient-accumulation steps to keep the global batch")
+    else:  # inference: no backward pass in the steps
+        bigger = "batch more requests or samples per forward pass"
+    fix = bigger + "; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
+                            else "torch.compile or CUDA graphs") + " to cut per-op overhead"
     return "; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None
 
 
@@ -140,8 +160,23 @@ def memory_ops(entry, ctx):
     evidence = (f"copies and memsets {_share(entry['ms'], ctx)}; {ctx['copied_bytes'] / 1e6:.1f} MB per step"
                 + (f" ({kinds})" if kinds else ""))
     fix = "pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in the step"
+    if ctx["allocator_ms"] >= 0.5 * entry["ms"]:
+        evidence = (f"allocator calls with the device idle {_share(ctx['allocator_ms'], ctx)}: "
+                    f"{_calls(sig, ALLOCATOR_CALL)}; " + evidence)
+        fix = ("keep device allocations out of the step: leave PyTorch's caching allocator on (no "
+               "PYTORCH_NO_CUDA_MEMORY_CACHING / PYTORCH_NO_HIP_MEMORY_CACHING), tune it with "
+               "PYTORCH_CUDA_ALLOC_CONF / PYTORCH_HIP_ALLOC_CONF=expandable_segments:True, and set "
+               "torch.backends.cudnn.benchmark = True so cuDNN / MIOpen choose algorithms and workspaces once")
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
     return evidence, fix, {"pin_memory": True} if pageable and not ctx["meta"].get("pin_memory") else None
+
+
+def _calls(sig: Signals, pattern) -> str:
+    """'1,360 hipFree per step, in aten::miopen_convolution (1,360)': the calls and the ops that made them."""
+    n = max(sig.steps, 1)
+    calls = ", ".join(f"{v / n:,.0f} {k}" for k, v in sig.stall_calls.most_common() if pattern.match(k))
+    sites = ", ".join(f"{k} ({v / n:,.0f})" for k, v in sig.stall_sites.most_common(3))
+    return f"{calls or 'none recorded'} per step" + (f", made in {sites}" if sites else "")
 
 
 def communication(entry, ctx):
@@ -175,10 +210,16 @@ def matmul_efficiency(entry, ctx):
 
 
 def other(entry, ctx):
+    sig: Signals = ctx["signals"]
     evidence = (f"idle stretches of 1 ms or more with no op recorded {_share(entry['ms'], ctx)}: synchronizations, "
                 "Python outside ops, work the profiler did not record")
     fix = ("open the trace in TensorBoard (PyTorch profiler → trace view) at the gaps; keep evaluation, logging, "
            "checkpointing and .item() syncs out of the hot loop")
+    if ctx["sync_ms"] >= 0.5 * entry["ms"]:
+        evidence = (f"the host synchronizes with the device while it idles {_share(ctx['sync_ms'], ctx)}: "
+                    f"{_calls(sig, SYNC_CALL)}")
+        fix = ("move synchronizations out of the step: no .item(), .cpu(), .tolist() or print of device tensors and "
+               "no torch.cuda.synchronize() in the loop (log every N steps), non_blocking copies from pinned memory")
     return evidence, fix, None
 
 

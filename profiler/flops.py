@@ -103,11 +103,12 @@ def conv_flops(inp: list, weight: list, out_spatial: list) -> float:
     return 2.0 * inp[0] * weight[0] * _prod(out_spatial) * weight[1] * _prod(weight[2:])
 
 
-def counted_flops(names: list[str], shapes: list, warnings: list[str]) -> np.ndarray:
+def counted_flops(names: list[str], shapes: list, warnings: list[str], consumer_dims=None) -> np.ndarray:
     """FLOPs of each op (outermost FLOP ops only, chosen by the caller) from its shapes; 0 when unknown.
 
-    Forward convolutions in traces without scalar arguments (torch 1.x) take their output size from the
-    matching backward op (same input and weight shapes), which records the output gradient's shape.
+    Forward convolutions in traces without scalar arguments (torch < 2.0) take their output size from the
+    matching backward op (same input and weight shapes), which records the output gradient's shape, or else
+    from the op that consumed their output (consumer_dims: that op's first input shape, per op).
     """
     out = np.zeros(len(names))
     backward_out = {}
@@ -116,7 +117,7 @@ def counted_flops(names: list[str], shapes: list, warnings: list[str]) -> np.nda
             backward_out[(tuple(sh.dims[1]), tuple(sh.dims[2]))] = sh.dims[0][2:]
         elif name == "aten::cudnn_convolution_backward" and len(sh.dims) >= 3:
             backward_out[(tuple(sh.dims[0]), tuple(sh.dims[2]))] = sh.dims[1][2:]
-    unknown = 0
+    no_shapes, no_output = 0, 0
     for i, (name, sh) in enumerate(zip(names, shapes)):
         dims = sh.dims
         try:
@@ -127,17 +128,30 @@ def counted_flops(names: list[str], shapes: list, warnings: list[str]) -> np.nda
                     grad, inp = (dims[0], dims[1]) if name == "aten::convolution_backward" else (dims[1], dims[0])
                     out[i] = conv_gradients(sh.concrete) * conv_flops(inp, dims[2], grad[2:])
                 else:
-                    spatial = conv_output_spatial(dims[0], dims[1], sh.concrete) or backward_out.get(
-                        (tuple(dims[0]), tuple(dims[1])))
+                    spatial = (conv_output_spatial(dims[0], dims[1], sh.concrete)
+                               or backward_out.get((tuple(dims[0]), tuple(dims[1])))
+                               or consumed_spatial(dims[0], dims[1], consumer_dims[i] if consumer_dims else None))
                     if spatial is None:
-                        unknown += 1
+                        no_output += 1
                         continue
                     out[i] = conv_flops(dims[0], dims[1], spatial)
             else:
                 out[i] = matmul_flops(name, dims)
         except (ValueError, TypeError, IndexError):
-            unknown += 1
-    if unknown:
-        warnings.append(f"{unknown} matmul/attention/convolution ops had no usable input shapes: their FLOPs are "
-                        "not counted (record the trace with record_shapes=True)")
+            no_shapes += 1
+    if no_shapes:
+        warnings.append(f"{no_shapes} matmul/attention/convolution ops recorded no usable input shapes: their FLOPs "
+                        "are not counted (record the trace with record_shapes=True)")
+    if no_output:
+        warnings.append(f"{no_output} convolutions recorded their input shapes but not stride and padding (torch "
+                        "before 2.0 writes no Concrete Inputs), and neither a backward op nor the op after them "
+                        "gave their output size: their FLOPs are not counted")
     return out
+
+
+def consumed_spatial(inp: list, weight: list, consumer: list | None) -> list | None:
+    """The output's spatial size, from the first input of the op that ran next: it is this convolution's output
+    when its batch and channels are [N, C_out] and it has as many dimensions as the input."""
+    if consumer and len(consumer) == len(inp) and consumer[0] == inp[0] and consumer[1] == weight[0]:
+        return consumer[2:]
+    return None

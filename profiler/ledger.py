@@ -25,6 +25,8 @@ class Overheads:
     attention_matmul_excess: float = 0.0  # unfused attention's bmm time beyond its FLOPs at P_run
     attention_memory: float = 0.0  # copies inside unfused attention
     attention_host: float = 0.0  # dispatch inside unfused attention
+    allocator: float = 0.0  # allocator calls (cudaFree, hipMalloc, ...) while the device idles
+    sync: float = 0.0  # synchronizing calls (stream / device syncs, blocking copies) while the device idles
 
 
 def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, o: Overheads) -> dict[str, float]:
@@ -35,7 +37,9 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     - host_overhead → small_batch, and so are short idle gaps between ops, small matmuls' excess, the fixed
       per-op cost of compute and copy ops, and the work done once per step on parameters (optimizer update,
       gradient clipping, weight casts): the costs that a larger batch would spread over more tokens.
-    - longer idle stretches → other.
+    - longer idle stretches → other, and so are the host's synchronizations while the device idles (the fix
+      moves them out of the step); allocator calls while the device idles → memory_ops (the caching
+      allocator's settings, cudnn / miopen benchmark mode remove them).
     - the cost of an unfused optimizer (dispatch and idle inside Optimizer.step) and of unfused attention
       (its matmul excess, copies and dispatch) → non_fused, whatever category it fell in.
     Each move is capped by what its source holds, so every cause stays within the time measured.
@@ -54,6 +58,8 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     move("matmul", o.small_matmul_excess, "small_batch")
     move("host_overhead", o.optimizer_host, "non_fused")
     move("host_overhead", o.attention_host, "non_fused")
+    move("host_overhead", o.allocator, "memory_ops")
+    move("host_overhead", o.sync, "other")
     move("idle", o.optimizer_idle, "non_fused")
     move("idle", o.short_idle - o.optimizer_idle, "small_batch")
     move("memory", o.attention_memory, "non_fused")

@@ -9,7 +9,7 @@ import numpy as np
 from profiler import attention, classify
 from profiler.flops import FLOP_OPS, counted_flops
 from profiler.intervals import Forest
-from profiler.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, Trace
+from profiler.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, DimsArgs, Trace
 
 
 @dataclass
@@ -68,7 +68,8 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
     flop_shapes = dict(zip(counted.tolist(), trace.shapes(counted)))
-    flops[counted] = counted_flops(trace.names_of(counted), list(flop_shapes.values()), warnings)
+    flops[counted] = counted_flops(trace.names_of(counted), list(flop_shapes.values()), warnings,
+                                   _next_op_dims(trace, counted, list(flop_shapes.values())))
 
     device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
     device = device[np.argsort(trace.start[device], kind="stable")]
@@ -81,6 +82,29 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     launching_op = np.where(launch >= 0, enclosing_op[np.maximum(launch, 0)], -1)
     return Links(host, parent, category, flop_owner, flops, flop_shapes, device, launch, launching_op, is_step,
                  in_optimizer, in_attention, runs_code, forest, enclosing_op)
+
+
+def _next_op_dims(trace: Trace, rows: np.ndarray, shapes: list) -> list:
+    """For each forward convolution without recorded stride and padding, the first input shape of the next op
+    that starts after it ends on its thread (its consumer, usually a norm, activation or add); else None."""
+    out = [None] * len(rows)
+    wanted = [i for i, (r, sh) in enumerate(zip(rows, shapes)) if "convolution" in trace.names[trace.name[r]]
+              and not trace.names[trace.name[r]].endswith("_backward") and not sh.concrete]
+    if not wanted:
+        return out
+    ops = np.flatnonzero(trace.kind == OP)
+    lane = float(trace.end.max()) + 1.0
+    keys = trace.thread[ops] * lane + trace.start[ops]
+    order = np.argsort(keys, kind="stable")
+    keys, ops = keys[order], ops[order]
+    targets = rows[wanted]
+    at = np.searchsorted(keys, trace.thread[targets] * lane + trace.end[targets])
+    nxt = ops[np.minimum(at, len(ops) - 1)]
+    found = (at < len(ops)) & (trace.thread[nxt] == trace.thread[targets])
+    for i, ok, dims in zip(wanted, found, trace.shapes(nxt, DimsArgs)):
+        if ok and dims.dims and isinstance(dims.dims[0], list):
+            out[i] = dims.dims[0]
+    return out
 
 
 def _category_code(name: str) -> int:

@@ -46,11 +46,12 @@ class RankData:
     short_idle_us: np.ndarray
     optimizer_us: np.ndarray  # (host_overhead, idle) inside optimizer steps, per step
     collective_us: np.ndarray
+    host_us: np.ndarray  # (allocator, sync, python) parts of host_overhead, per step
     signals: Signals
 
 
 def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) -> RankData:
-    ids, step_us, bd, flops, copied, short_idle, optimizer, collective = [], [], [], [], [], [], [], []
+    ids, step_us, bd, flops, copied, short_idle, optimizer, collective, host = [], [], [], [], [], [], [], [], []
     signals = Signals()
     seen = set()
     for a in sorted(analyses, key=lambda a: a.trace.origin_us):
@@ -67,10 +68,12 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
         short_idle.append(a.short_idle_us[fresh])
         optimizer.append(a.optimizer_us[:, fresh])
         collective.append(a.collective_us[fresh])
+        host.append(a.host_us[:, fresh])
         signals.add(a.signals)
     return RankData(rank, analyses, np.concatenate(ids), np.concatenate(step_us), np.concatenate(bd, axis=1),
                     np.concatenate(flops), np.concatenate(copied), np.concatenate(short_idle),
-                    np.concatenate(optimizer, axis=1), np.concatenate(collective), signals)
+                    np.concatenate(optimizer, axis=1), np.concatenate(collective), np.concatenate(host, axis=1),
+                    signals)
 
 
 def resolve_trace_peak(a: TraceAnalysis, options: Options, warnings: list[str]) -> Peak | None:
@@ -187,6 +190,8 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
            "fixed_ms": {"other_compute": 1000 * overheads.fixed_compute, "memory": 1000 * overheads.fixed_memory},
            "parameter_ms": 1000 * (overheads.parameter_compute + overheads.parameter_memory),
            "copied_bytes": float(r.copied_bytes.mean()),
+           "allocator_ms": 1000 * overheads.allocator, "sync_ms": 1000 * overheads.sync,
+           "python_ms": float(r.host_us[2].mean()) / 1000,
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
     return fields
@@ -206,7 +211,8 @@ def rank_overheads(r: RankData, peak_run: float) -> Overheads:
         optimizer_host=optimizer_host, optimizer_idle=optimizer_idle,
         attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak_run) / per_step,
         attention_memory=sig.attention_us["memory"] / per_step,
-        attention_host=sig.attention_us["host_overhead"] / per_step)
+        attention_host=sig.attention_us["host_overhead"] / per_step,
+        allocator=float(r.host_us[0].mean()) / 1e6, sync=float(r.host_us[1].mean()) / 1e6)
 
 
 def analytic_flops(options: Options, meta: dict, sig: Signals, warnings: list[str]) -> tuple[float | None, str | None]:

@@ -15,7 +15,7 @@ import numpy as np
 from profiler import classify as C
 from profiler.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.links import Links
-from profiler.load import KERNEL, MEMCPY, OP, DimsArgs, Trace
+from profiler.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
 from profiler.steps import Steps
 
 SMALL_DIM = 64  # a matmul with a dimension below this runs far below a device's large-matmul rate
@@ -48,6 +48,11 @@ class Signals:
     collectives: Counter = field(default_factory=Counter)  # collective calls by name
     collective_bytes: float = 0.0  # message bytes, where record_param_comms recorded them
     embedding_tokens: Counter = field(default_factory=Counter)  # indices looked up, by embedding table shape
+    uncounted_matmul_us: Counter = field(default_factory=Counter)  # matmul time without a FLOP count, by op / kernel
+    stall_calls: Counter = field(default_factory=Counter)  # allocator and synchronizing runtime calls, by name
+    stall_sites: Counter = field(default_factory=Counter)  # ... by the op they were made in
+    data_prep_us: Counter = field(default_factory=Counter)  # data-preparation Python frames, by name
+    backward_ops: int = 0  # autograd backward ops in the steps: a training trace, not inference
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
@@ -106,6 +111,11 @@ def size_and_role(trace: Trace, rows: np.ndarray, params: set[tuple]) -> tuple[n
     return numel[inverse], on_params[inverse]
 
 
+def _add_by_name(counter: Counter, trace: Trace, rows: np.ndarray, us: np.ndarray):
+    for name, t in zip(trace.names_of(rows), us):
+        counter[name] += float(t)
+
+
 def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     in_steps = bd.row_step >= 0
     ops = np.flatnonzero((trace.kind == OP) & in_steps)
@@ -116,6 +126,7 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
                                                or FOREACH_OPTIMIZER.match(n) or COMPILED_REGION.match(n))
                                 or n in ("aten::bmm", "aten::baddbmm"))
     s.op_counts = Counter(trace.names_of(ops[interesting[ops]]))
+    s.backward_ops = int(trace.by_name(lambda n: "backward" in n.lower())[ops].sum())
     opt_rows = np.flatnonzero(trace.by_name(OPTIMIZER_STEP.match) & links.in_optimizer & in_steps)  # host spans
     # ops that start inside an optimizer span on its thread: threads laid end to end on one time axis
     lane = float(trace.end.max()) + 1.0
@@ -182,8 +193,21 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
         owner = np.where(links.launching_op >= 0, links.flop_owner[np.maximum(links.launching_op, 0)], -1)
         keep = dev_in & (owner >= 0)
         op_time = np.bincount(owner[keep], weights=dur[links.device][keep], minlength=len(trace))
+        uncounted = dev_in & (bd.device_category == C.MATMUL) & ((owner < 0) | (links.flops[np.maximum(owner, 0)] == 0))
+        op = links.launching_op[uncounted]
+        label = np.where(op >= 0, op, links.device[uncounted])
+        _add_by_name(s.uncounted_matmul_us, trace, label, dur[links.device[uncounted]])
     else:
         op_time = dur
+        uncounted = np.flatnonzero(in_steps & (bd.row_category == C.MATMUL) & (links.flop_owner < 0) & (bd.self_us > 0))
+        _add_by_name(s.uncounted_matmul_us, trace, uncounted, bd.self_us[uncounted])
+    runtime_in = np.flatnonzero(in_steps & (trace.by_name(C.SYNC_CALL.match) | trace.by_name(C.ALLOCATOR_CALL.match)))
+    s.stall_calls = Counter(trace.names_of(runtime_in))
+    sites = links.enclosing_op[runtime_in]
+    s.stall_sites = Counter(trace.names_of(sites[sites >= 0]))
+    prep = np.flatnonzero((trace.kind == PYTHON) & trace.by_name(C.DATA_PREP_PYTHON.search)
+                          & (steps.host_index(trace.start) >= 0))
+    _add_by_name(s.data_prep_us, trace, prep, dur[prep])
     s.matmul_us = float(op_time[counted].sum())
     two_d = counted[trace.by_name(TWO_D_MATMUL.match)[counted]]
     for r, shape in zip(two_d, (links.flop_shapes[r] for r in two_d.tolist())):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiler.links import Links
+from profiler.classify import OPTIMIZER_STEP
 from profiler.load import Trace
 
 
@@ -42,14 +43,15 @@ def _index(starts: np.ndarray, ends: np.ndarray, times: np.ndarray) -> np.ndarra
 
 def find_steps(trace: Trace, links: Links, warnings: list[str]) -> Steps:
     rows = np.flatnonzero(links.is_step)
-    if not len(rows):
-        warnings.append(f"{trace.path.name}: no ProfilerStep markers: the whole trace is analysed as one step")
-        start, end = float(trace.start.min()), float(trace.end.max())
-        return Steps(np.array([0]), np.array([start]), np.array([end]), np.array([start]), np.array([end]))
-    numbers = (name[len("ProfilerStep#"):] for name in trace.names_of(rows))
-    ids = np.array([int(number) if number.isdigit() else -1 for number in numbers])
-    rows, ids = _unique_steps(trace, rows, ids, warnings)
-    host_start, host_end = trace.start[rows], trace.end[rows]
+    if len(rows):
+        numbers = (name[len("ProfilerStep#"):] for name in trace.names_of(rows))
+        ids = np.array([int(number) if number.isdigit() else -1 for number in numbers])
+        rows, ids = _unique_steps(trace, rows, ids, warnings)
+        host_start, host_end = trace.start[rows], trace.end[rows]
+    else:
+        host_start, host_end, marker = iterations(trace, links)
+        ids = np.arange(1, len(host_start) + 1)
+        warnings.append(f"{trace.path.name}: no ProfilerStep markers: {marker}")
     start, end = host_start.copy(), host_end.copy()
     if len(links.device):
         start, end, keep = _extend_to_device(trace, links, host_start, host_end)
@@ -58,6 +60,29 @@ def find_steps(trace: Trace, links: Links, warnings: list[str]) -> Steps:
                             "before, so the profiler stopped before its kernels ran (as torch-tb-profiler does)")
         ids, host_start, host_end, start, end = (a[:keep] for a in (ids, host_start, host_end, start, end))
     return Steps(ids, host_start, host_end, start, end)
+
+
+def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, str]:
+    """Iteration windows of a trace without ProfilerStep: each iteration ends with the optimizer's step, or
+    begins with a DataLoader's __next__; else the whole trace is one window. Also says which marker was used."""
+    host = links.host
+    first, last = (float(trace.start[host].min()), float(trace.end.max())) if len(host) else \
+        (float(trace.start.min()), float(trace.end.max()))
+    optimizer = host[trace.by_name(OPTIMIZER_STEP.match)[host]]
+    outermost = links.parent[optimizer] < 0
+    optimizer = optimizer[outermost | ~links.in_optimizer[np.maximum(links.parent[optimizer], 0)]]
+    if len(optimizer) >= 2:
+        ends = np.sort(trace.end[optimizer])
+        name = trace.names[trace.name[optimizer[0]]]
+        return np.concatenate(([first], ends[:-1])), ends, \
+            f"{len(ends)} iterations told apart by the optimizer's step ({name}), each ending with one"
+    loader = host[trace.by_name(lambda n: n.startswith("enumerate(DataLoader)"))[host]]
+    if len(loader) >= 2:
+        starts = np.sort(trace.start[loader])
+        return starts, np.append(starts[1:], last), \
+            f"{len(starts)} iterations told apart by the DataLoader's __next__, each beginning with one"
+    return np.array([first]), np.array([last]), "no optimizer step or DataLoader span repeats either: the whole " \
+        "trace is analysed as one step"
 
 
 def _unique_steps(trace, rows, ids, warnings):

@@ -39,7 +39,7 @@ def test_forward_convolution_takes_output_size_from_its_backward_in_old_traces()
         warnings)
     fwd = 2 * 32 * 128 * 28 * 28 * 64 * 9
     assert flops[:2].tolist() == [fwd, 2 * fwd]
-    assert flops[2] == 0 and "1 matmul/attention/convolution ops had no usable input shapes" in warnings[0]
+    assert flops[2] == 0 and "1 matmul/attention/convolution ops recorded no usable input shapes" in warnings[0]
 
 
 def test_convolution_backward_counts_the_gradients_it_computed():
@@ -67,3 +67,28 @@ def test_gpt_params_from_the_shape_match_the_model(n_layer, n_embd, vocab_size, 
     assert gpt_params(n_layer, n_embd, vocab_size, bias) == model.get_num_params()
     if n_layer == 12:
         assert model.get_num_params() == 123_689_472  # GPT-2 small as nanoGPT prints it: 123.69M
+
+
+def test_forward_convolution_takes_output_size_from_the_op_that_consumes_it():
+    """torch 1.13 inference: no Concrete Inputs and no backward; the next op's input is [N, C_out, H, W]."""
+    inp, weight = [8, 3, 224, 224], [64, 3, 7, 7]
+    warnings = []
+    flops = counted_flops(["aten::convolution", "aten::convolution"],
+                          [ShapeArgs(dims=[inp, weight, []]), ShapeArgs(dims=[inp, weight, []])], warnings,
+                          consumer_dims=[[8, 64, 112, 112], [8, 3, 224, 224]])  # the second one's consumer is not it
+    assert flops[0] == 2 * 8 * 64 * 112 * 112 * 3 * 49 and flops[1] == 0
+    assert len(warnings) == 1 and "1 convolutions recorded their input shapes but not stride and padding" in warnings[0]
+    assert "record_shapes" not in warnings[0]
+
+
+def test_scaled_and_grouped_gemms_count_like_matmuls():
+    warnings = []
+    flops = counted_flops(
+        ["aten::_scaled_mm", "aten::_grouped_mm", "aten::_grouped_mm", "aten::_scaled_grouped_mm"],
+        [ShapeArgs(dims=[[128, 256], [256, 512], [], []]),  # fp8 GEMM with its two scales
+         ShapeArgs(dims=[[1000, 64], [8, 64, 32], [8]]),  # MoE: 1000 routed tokens over 8 experts
+         ShapeArgs(dims=[[8, 10, 64], [8, 64, 32]]),  # 8 batched products
+         ShapeArgs(dims=[[100, 64], [64, 48], [], [], [4]])],  # offsets split the columns
+        warnings)
+    assert flops.tolist() == [2 * 128 * 256 * 512, 2 * 1000 * 64 * 32, 2 * 8 * 10 * 64 * 32, 2 * 100 * 64 * 48]
+    assert warnings == []
