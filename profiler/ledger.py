@@ -54,6 +54,10 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
 
     at_run = flops / peak_run
     c["matmul"] -= at_run  # what remains is the matmul excess
+    # matmuls that beat the FLOPs at P_run ran faster than the precision recorded: precision is what they
+    # lost against P, not more, and no matmul excess remains
+    precision = at_run - flops / peak + min(c["matmul"], 0.0)
+    c["matmul"] = max(c["matmul"], 0.0)
     move("matmul", o.attention_matmul_excess, "non_fused")
     move("matmul", o.small_matmul_excess, "small_batch")
     move("host_overhead", o.optimizer_host, "non_fused")
@@ -68,7 +72,7 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     move("other_compute", o.parameter_compute, "small_batch")
     move("other_compute", o.fixed_compute, "small_batch")
     own = {"io": c["data_loading"], "small_batch": c["host_overhead"], "non_fused": c["other_compute"],
-           "memory_ops": c["memory"], "communication": c["communication"], "precision": at_run - flops / peak,
+           "memory_ops": c["memory"], "communication": c["communication"], "precision": precision,
            "matmul_efficiency": c["matmul"], "other": c["idle"]}
     return {cause: own[cause] + moved[cause] for cause in CAUSES}
 

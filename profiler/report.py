@@ -13,11 +13,12 @@ import numpy as np
 
 from profiler import classify as C
 from profiler.analyze import OpStats, TraceAnalysis, analyze_file
+from profiler.consistency import implausible_input, tf32_peak, violations
 from profiler.diagnosis import diagnose
 from profiler.flops import gpt_params, model_flops_per_token
 from profiler.ledger import Overheads, cause_seconds, ledger
 from profiler.load import TraceError, trace_files
-from profiler.peak import Peak, resolve_peak, table_peaks
+from profiler.peak import Peak, resolve_peak
 from profiler.ranks import job_fields, stragglers
 from profiler.signals import Signals
 
@@ -98,10 +99,10 @@ def resolve_trace_peak(a: TraceAnalysis, options: Options, warnings: list[str]) 
                         "--peak-flops if the trace was recorded elsewhere")
         return resolve_peak("", "cpu", dtype, threads=torch.get_num_threads())
     peak = resolve_peak(device, a.kind, dtype)
-    if peak is None:
-        warnings.append(f"no peak known for device {device or '(unnamed)'}: MFU is null (pass --peak-flops)")
-    elif dtype == "float32" and "tf32" in (table_peaks(device) or {}):
-        warnings.append("float32 matmuls are taken to run without TF32: a trace does not record whether TF32 was on")
+    if peak is None and device:
+        warnings.append(f"no peak known for device {device}: MFU is null (pass --peak-flops)")
+    elif peak is None:
+        warnings.append("the trace names no device (no deviceProperties): MFU is null (pass --peak-flops)")
     return peak
 
 
@@ -111,6 +112,9 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
     per_rank = [merge_rank(r, [a for a in analyses if a.trace.rank() == r], warnings) for r in ranks]
     first = analyses[0]
     peak = resolve_trace_peak(first, options, warnings)
+    if peak:
+        peak, note = tf32_peak(peak, counted_rate(per_rank[0]), peak.device)
+        warnings += [note] if note else []
     meta = first.trace.metadata or {}
     report = {
         "schema": SCHEMA,
@@ -125,6 +129,13 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
     dtype = report["device"]["dtype"]
     body = [rank_fields(r, peak, options, meta, dtype, warnings) for r in per_rank]
     report.update(body[0] if len(body) == 1 else job_fields(body, ranks))
+    for fields in [report] + (body if len(body) > 1 else []):
+        broken = violations(fields)
+        if broken:  # never print numbers that cannot be true together
+            warnings.append("the report failed its own consistency checks (" + "; ".join(broken) + "): MFU, "
+                            "the ledger and the diagnosis are left empty; please report it with the trace")
+            fields["mfu"].update(analytic=None, counted=None)
+            fields["ledger"], fields["bottlenecks"] = [], []
     report["warnings"] = list(dict.fromkeys(warnings))
     if len(per_rank) > 1:
         report["per_rank"] = [{"rank": r.rank, **b} for r, b in zip(per_rank, body)]
@@ -176,12 +187,18 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
     if not (P and flops):
         warnings.append("no peak or no FLOPs: the MFU ledger and the diagnosis are left empty")
         return fields
+    problem = implausible_input(peak, counted_rate(r), flops, f_model_from or "F_counted", T,
+                                breakdown["matmul"]["ms"] / 1000)
+    if problem:
+        warnings.append(problem)
+        mfu.update(analytic=None, counted=None)
+        return fields
     overheads = rank_overheads(r, peak.peak_flops_run)
     seconds = cause_seconds({c: b["ms"] / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run, overheads)
-    if seconds["matmul_efficiency"] < 0:
-        warnings.append("matmul_efficiency is negative: the FLOP count credits more work than the matmuls could do "
-                        "at P_run in their time; check the peak and the model FLOPs (an accounting problem, "
-                        "not a speed-up)")
+    if flops / peak.peak_flops_run > breakdown["matmul"]["ms"] / 1000 + 1e-9:
+        warnings.append(f"the matmuls took less time than the FLOPs need at P_run ({peak.dtype}): precision is "
+                        "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
+                        "precision than recorded, or F_model counts more than ran)")
     fields["ledger"] = ledger(T, seconds, flops, P)
     ctx = {"step_ms": T * 1000, "breakdown": breakdown, "signals": r.signals, "meta": meta, "kind": r.analyses[0].kind,
            "dtype": dtype, "peak": P, "peak_run": peak.peak_flops_run, "flops": flops, "counted_flops": f_counted,
@@ -195,6 +212,11 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
            "top_ops": ops, "other_ops": sum(op["count"] * n for op in ops if op["category"] == "other_compute")}
     fields["bottlenecks"] = diagnose(fields["ledger"], ctx)
     return fields
+
+
+def counted_rate(r: RankData) -> float | None:
+    """FLOP/s of the counted matmul, attention and convolution ops over the time they ran."""
+    return float(r.flops.sum()) / (r.signals.matmul_us / 1e6) if r.signals.matmul_us and r.flops.sum() else None
 
 
 def rank_overheads(r: RankData, peak_run: float) -> Overheads:

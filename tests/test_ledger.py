@@ -15,8 +15,9 @@ CATEGORY_S = {"matmul": 0.050, "other_compute": 0.020, "memory": 0.005, "communi
 def test_ledger_by_hand():
     flops, peak, peak_run = 2e12, 100e12, 25e12  # 20 ms at peak, 80 ms in the precision that ran
     s = cause_seconds(CATEGORY_S, flops, peak, peak_run, Overheads())
-    # the matmuls took 50 ms: 20 would do at P, 80 at P_run: precision 60 ms, matmul_efficiency -30 ms
-    assert s["precision"] == pytest.approx(0.060) and s["matmul_efficiency"] == pytest.approx(-0.030)
+    # the matmuls took 50 ms: 20 would do at P, 80 at P_run. They beat P_run, so they did not run in it:
+    # precision is capped at the 30 ms they lost against P, and nothing is left for matmul_efficiency
+    assert s["precision"] == pytest.approx(0.030) and s["matmul_efficiency"] == 0
     assert s["io"] == 0.010 and s["non_fused"] == 0.020 and s["small_batch"] == 0.008 and s["other"] == 0.007
     entries = ledger(0.1, s, flops, peak)
     assert [e["cause"] for e in entries] == list(CAUSES)

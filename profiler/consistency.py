@@ -1,0 +1,64 @@
+"""Whether the inputs of the MFU arithmetic can be true together, and the invariants every report keeps.
+
+MFU and the ledger divide by the peak and by the step time, and credit the model's FLOPs against the matmul
+time. A peak measured on another machine, a wrong F_model, or float32 matmuls that really ran in TF32 make
+those numbers impossible (MFU over 100%, negative causes). Such inputs are named here, with the factor by
+which they miss, and what depends on them is left empty rather than printed wrong.
+"""
+
+from dataclasses import replace
+
+from profiler.peak import Peak, table_peaks
+
+RATE_SLACK = 1.25  # counted matmuls may beat P_run by this much (timing noise, causal attention counted in full)
+MATMUL_SLACK = 1.05  # the model's FLOPs at P may need this much more than the matmul time before it is impossible
+
+
+def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, str | None]:
+    """float32 matmuls that ran faster than the float32 peak on a TF32-capable GPU ran in TF32 (a trace does not
+    record the setting): P_run becomes the TF32 peak."""
+    tf32 = (table_peaks(device) or {}).get("tf32")
+    if peak.source != "table" or peak.dtype != "float32" or not tf32:
+        return peak, None
+    if not rate or rate <= RATE_SLACK * peak.peak_flops_run:
+        return peak, "float32 matmuls are taken to run without TF32: a trace does not record whether TF32 was on"
+    note = (f"float32 matmuls ran at {rate / 1e12:.3g} TFLOP/s, above the {peak.peak_flops_run / 1e12:.3g} TFLOP/s "
+            f"float32 peak: TF32 was on, and P_run is the TF32 peak ({tf32 / 1e12:.3g} TFLOP/s)")
+    return replace(peak, dtype="tf32", peak_flops_run=tf32), note
+
+
+def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: str, step_s: float,
+                      matmul_s: float) -> str | None:
+    """Why the peak or the FLOPs cannot be right for this trace, or None when they can."""
+    hint = "pass --peak-flops with the peak of the machine that recorded the trace"
+    if rate and rate > RATE_SLACK * peak.peak_flops_run:
+        return (f"the peak is implausible for this trace: its counted matmuls ran at {rate / 1e12:.3g} TFLOP/s, "
+                f"{rate / peak.peak_flops_run:.1f}x the {peak.peak_flops_run / 1e12:.3g} TFLOP/s that P_run "
+                f"({peak.dtype}, {peak.source}) allows; MFU, the ledger and the diagnosis are left empty: {hint}")
+    ideal = flops / peak.peak_flops
+    if ideal > step_s or ideal > MATMUL_SLACK * matmul_s:
+        span, what = (step_s, "step") if ideal > step_s else (matmul_s, "matmul time of the step")
+        return (f"the model's FLOPs ({flops_from}) need {1000 * ideal:.2f} ms/step at the peak of "
+                f"{peak.peak_flops / 1e12:.3g} TFLOP/s ({peak.source}), {ideal / span:.1f}x the {1000 * span:.2f} ms "
+                f"{what}: the FLOPs per step or the peak is wrong; MFU, the ledger and the diagnosis are left empty: "
+                f"check --flops-per-step / --model, or {hint}")
+    return None
+
+
+def violations(fields: dict) -> list[str]:
+    """The invariants of DESIGN.md that a report's fields break (empty when they all hold)."""
+    out = []
+    shares = sum(b["fraction"] for b in fields["breakdown"].values())
+    if fields["breakdown"] and abs(shares - 1) > 1e-6:
+        out.append(f"breakdown shares add up to {100 * shares:.4f}%, not 100%")
+    mfu = fields["mfu"]["analytic"] or fields["mfu"]["counted"]
+    if mfu is not None and not 0 <= mfu <= 1:
+        out.append(f"MFU {100 * mfu:.2f}% is outside 0-100%")
+    if fields["ledger"]:
+        points = sum(e["points"] for e in fields["ledger"])
+        if mfu is not None and abs(points - (100 - 100 * mfu)) > 0.01:
+            out.append(f"ledger points add up to {points:.3f}, not 100 - MFU = {100 - 100 * mfu:.3f}")
+        out += [f"cause {e['cause']} is negative ({e['points']:.3f} points)" for e in fields["ledger"] if e["points"] < -1e-9]
+        out += [f"what-if MFU of {e['cause']} is {100 * e['what_if_mfu']:.2f}%" for e in fields["ledger"]
+                if e["what_if_mfu"] > 1 + 1e-9]
+    return out
