@@ -9,7 +9,7 @@ from profiler import breakdown as B
 from profiler import classify as C
 from profiler.links import Links, link
 from profiler.signals import Signals, measure
-from profiler.load import MEMCPY, MEMSET, Trace, load_trace
+from profiler.load import MEMCPY, MEMSET, OP, Trace, load_trace
 from profiler.steps import Steps, find_steps
 
 DTYPE_OF_INPUT_TYPE = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
@@ -68,6 +68,7 @@ def analyze_file(path) -> TraceAnalysis:
     links = link(trace, warnings)
     steps = find_steps(trace, links, warnings)
     gpu = len(links.device) > 0
+    warnings += missing_parts(trace, links)
     bd = B.gpu_breakdown(trace, links, steps) if gpu else B.cpu_breakdown(trace, links, steps)
     counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
     flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
@@ -78,6 +79,27 @@ def analyze_file(path) -> TraceAnalysis:
     return TraceAnalysis(trace, trace.backend if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
                          B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us,
                          bd.optimizer_us, bd.collective_us, bd.host_us, measure(trace, links, steps, bd), warnings)
+
+
+def missing_parts(trace: Trace, links: Links) -> list[str]:
+    """What the trace does not hold, and what therefore could not be computed."""
+    out = []
+    ops = trace.kind == OP
+    if len(links.device) and not ops.any():
+        out.append("the trace holds device events but no host ops (CPU activity was not recorded): no FLOPs can be "
+                   "counted, kernels are classified by their names only, and the device's idle time cannot be told "
+                   "apart into data loading, host overhead and idle")
+    elif not len(links.device) and not ops.any():
+        out.append("the trace holds neither ops nor device events: only annotations and Python frames were analysed")
+    launched = links.launch >= 0
+    if launched.any():
+        early = trace.start[links.device[launched]] < trace.start[links.launch[launched]] - 1.0
+        if early.mean() > 0.05:
+            lead = float(np.max(trace.start[links.launch[launched]] - trace.start[links.device[launched]]))
+            out.append(f"host and device clocks disagree: {100 * early.mean():.0f}% of device events start before the "
+                       f"call that launched them (by up to {lead / 1000:.2f} ms): step boundaries and the host's share "
+                       "of device idle time are approximate")
+    return out
 
 
 def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):

@@ -65,7 +65,7 @@ COMMUNICATION_KERNEL = re.compile(
 MATMUL_KERNEL = re.compile(
     r"gemm|cutlass|nvjet|xmma|cublas|wgmma|hmma|s884|s1688|h884|h1688|h16816|s16816|i8816|sm\d+_xmma|_mm_|triton_tem"
     r"|^bmm_|_bmm_|grouped_?mm|moe_?mm"
-    r"|conv(olution|olve|_|2d|3d)|implicit_gemm|wgrad|dgrad|fprop|flash|fmha|attention|sdpa",
+    r"|conv(olution|olve|_|2d|3d)|implicit_gemm|wgrad|dgrad|fprop|flash_?(fwd|bwd|attn)|flash::|fmha|attention|sdpa",
     re.IGNORECASE,
 )
 

@@ -40,6 +40,7 @@ def sections(report: dict) -> list[Section]:
     if report["device_utilization"]:
         u = report["device_utilization"]
         summary.lines.append(f"Device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms")
+    summary.lines += [f"Convention: {c}" for c in report.get("conventions", [])]
     out = [summary]
     out.append(Section("Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report['breakdown'][c]['ms']:.2f}", pct(report["breakdown"][c]["fraction"])] for c in CATEGORIES]))

@@ -16,25 +16,73 @@ from pathlib import Path
 from profiler.files import write_atomic
 
 T = 1e12
-# (pattern on the device name, {matmul dtype: dense peak FLOP/s}); more specific patterns first.
+
+
+def _gpu(half: float, tf32: float | None, fp32: float, bf16: bool = True) -> dict[str, float]:
+    """Dense tensor-core TFLOP/s with fp32 accumulation (half: fp16 and, where supported, bf16), and fp32."""
+    rates = {"float16": half * T, "float32": fp32 * T}
+    if bf16:
+        rates["bfloat16"] = half * T
+    if tf32:
+        rates["tf32"] = tf32 * T
+    return rates
+
+
+# (pattern on the device name, {matmul dtype: dense peak FLOP/s}); more specific patterns first. Vendors' data
+# sheets, dense (no sparsity), with fp32 accumulation: GeForce cards run fp16 with fp32 accumulation at half
+# their fp16-accumulate rate, which is the figure training sees.
 DEVICE_TABLE = [
-    (r"H200", {"bfloat16": 989 * T, "float16": 989 * T, "tf32": 494 * T, "float32": 67 * T}),
-    (r"H100.*(PCIe|PCI)", {"bfloat16": 756 * T, "float16": 756 * T, "tf32": 378 * T, "float32": 51 * T}),
-    (r"H100", {"bfloat16": 989 * T, "float16": 989 * T, "tf32": 494 * T, "float32": 67 * T}),
-    (r"GH200", {"bfloat16": 989 * T, "float16": 989 * T, "tf32": 494 * T, "float32": 67 * T}),
-    (r"B200", {"bfloat16": 2250 * T, "float16": 2250 * T, "tf32": 1100 * T, "float32": 80 * T}),
-    (r"A100", {"bfloat16": 312 * T, "float16": 312 * T, "tf32": 156 * T, "float32": 19.5 * T}),
-    (r"A10G", {"bfloat16": 70 * T, "float16": 70 * T, "tf32": 35 * T, "float32": 31.2 * T}),
-    (r"A10\b", {"bfloat16": 125 * T, "float16": 125 * T, "tf32": 62.5 * T, "float32": 31.2 * T}),
-    (r"L40S", {"bfloat16": 362 * T, "float16": 362 * T, "tf32": 183 * T, "float32": 91.6 * T}),
-    (r"L40\b", {"bfloat16": 181 * T, "float16": 181 * T, "tf32": 90.5 * T, "float32": 90.5 * T}),
-    (r"L4\b", {"bfloat16": 121 * T, "float16": 121 * T, "tf32": 60 * T, "float32": 30.3 * T}),
-    (r"V100", {"float16": 125 * T, "float32": 15.7 * T}),
-    (r"T4\b", {"float16": 65 * T, "float32": 8.1 * T}),
-    (r"RTX 4090", {"bfloat16": 165 * T, "float16": 165 * T, "tf32": 82.6 * T, "float32": 82.6 * T}),
-    (r"RTX 3090", {"bfloat16": 71 * T, "float16": 71 * T, "tf32": 35.6 * T, "float32": 35.6 * T}),
-    (r"MI300X", {"bfloat16": 1307 * T, "float16": 1307 * T, "tf32": 654 * T, "float32": 163 * T}),
-    (r"MI250", {"bfloat16": 362 * T, "float16": 362 * T, "float32": 45.3 * T}),
+    # NVIDIA data center: Blackwell, Hopper, Ampere, Ada, Turing, Volta
+    (r"GB200", _gpu(2500, 1250, 80)),
+    (r"B200", _gpu(2250, 1100, 80)),
+    (r"B100", _gpu(1750, 875, 60)),
+    (r"GH200", _gpu(989, 494, 67)),
+    (r"H200", _gpu(989, 494, 67)),
+    (r"H100.*(PCIe|PCI)", _gpu(756, 378, 51)),
+    (r"H100|H800", _gpu(989, 494, 67)),
+    (r"H20\b", _gpu(148, 74, 44)),
+    (r"A100|A800", _gpu(312, 156, 19.5)),
+    (r"A30\b", _gpu(165, 82, 10.3)),
+    (r"A40\b", _gpu(149.7, 74.8, 37.4)),
+    (r"A10G", _gpu(70, 35, 31.2)),
+    (r"A10\b", _gpu(125, 62.5, 31.2)),
+    (r"A16\b", _gpu(72, 36, 18)),
+    (r"A2\b", _gpu(18, 9, 4.5)),
+    (r"L40S", _gpu(362, 183, 91.6)),
+    (r"L40\b", _gpu(181, 90.5, 90.5)),
+    (r"L20\b", _gpu(119.5, 59.8, 59.8)),
+    (r"L4\b", _gpu(121, 60, 30.3)),
+    (r"V100", _gpu(125, None, 15.7, bf16=False)),
+    (r"T4\b", _gpu(65, None, 8.1, bf16=False)),
+    # NVIDIA workstation and GeForce
+    (r"RTX PRO 6000", _gpu(503.8, 251.9, 125)),
+    (r"RTX 6000 Ada", _gpu(364.2, 182.1, 91.1)),
+    (r"RTX A6000", _gpu(154.8, 77.4, 38.7)),
+    (r"RTX A5000", _gpu(111.1, 55.6, 27.8)),
+    (r"RTX A4000", _gpu(76.7, 38.4, 19.2)),
+    (r"Quadro RTX (6000|8000)", _gpu(130.5, None, 16.3, bf16=False)),
+    (r"TITAN RTX", _gpu(130, None, 16.3, bf16=False)),
+    (r"TITAN V\b", _gpu(110, None, 14.9, bf16=False)),
+    (r"RTX 5090", _gpu(209.5, 104.8, 104.8)),
+    (r"RTX 5080", _gpu(112.6, 56.3, 56.3)),
+    (r"RTX 4090", _gpu(165.2, 82.6, 82.6)),
+    (r"RTX 4080", _gpu(97.5, 48.7, 48.7)),
+    (r"RTX 3090", _gpu(71, 35.6, 35.6)),
+    (r"RTX 3080", _gpu(59.5, 29.8, 29.8)),
+    (r"RTX 3070", _gpu(40.6, 20.3, 20.3)),
+    (r"RTX 3060", _gpu(25.5, 12.7, 12.7)),
+    (r"RTX 2080 Ti", _gpu(53.8, None, 13.4, bf16=False)),
+    (r"RTX 2080", _gpu(40.3, None, 10.1, bf16=False)),
+    (r"RTX 2070", _gpu(29.9, None, 7.5, bf16=False)),
+    (r"RTX 2060", _gpu(25.8, None, 6.5, bf16=False)),
+    # AMD Instinct (per device as torch sees it: one GCD of an MI250 / MI250X)
+    (r"MI355", _gpu(2300, 1150, 157.3)),
+    (r"MI325|MI300X", _gpu(1307, 654, 163)),
+    (r"MI300A", _gpu(980.6, 490.3, 122.6)),
+    (r"MI250X", _gpu(191.5, None, 47.9)),
+    (r"MI250", _gpu(181, None, 45.3)),
+    (r"MI210", _gpu(181, None, 45.3)),
+    (r"MI100", _gpu(184.6, None, 46.1)),
 ]
 GEMM_N = 2048
 CPU_DTYPES = ("float32", "bfloat16")

@@ -26,21 +26,29 @@ def pct(x: float | None) -> str:
 def summary(report: dict) -> str:
     dev, mfu, steps = report["device"], report["mfu"], report["step_time_ms"]
     lines = [f"{', '.join(report['source']['paths'])}"]
+    ranks = len(report["source"]["ranks"])
+    over = f", mean over {ranks} ranks" if report.get("job_aggregation") else ""
     lines.append(f"device: {dev['name'] or dev['kind']} ({dev['kind']}), matmul dtype {dev['dtype'] or 'unknown'}")
     if dev["peak_flops"]:
         lines.append(f"peak: {fmt_flops(dev['peak_flops'])}FLOP/s ({dev['peak_source']}); "
                      f"{fmt_flops(dev['peak_flops_run'])}FLOP/s in {dev['dtype'] or 'float32 (assumed)'}")
     lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
-                 f"({steps['min']:.2f} - {steps['max']:.2f})")
+                 f"({steps['min']:.2f} - {steps['max']:.2f}{over})")
     flops = mfu["flops_per_step"]
     analytic = (f"{pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step)" if flops["analytic"]
                 else "analytic n/a (model unknown)")
     lines.append(f"MFU: {analytic}, {pct(mfu['counted'])} counted ({fmt_flops(flops['counted'])}FLOP/step)")
     if mfu.get("analytic_from") not in (None, "run metadata"):
         lines.append(f"  analytic FLOPs from {mfu['analytic_from']}")
+    for c in report.get("conventions", []):
+        lines += wrap(f"  convention: {c}", "    ")
     if report["device_utilization"]:
         u = report["device_utilization"]
-        lines.append(f"device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms (first to last device event)")
+        lines.append(f"device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms (first to last device event"
+                     f"{over})")
+    if over:
+        lines += wrap(f"job figures are means over the {ranks} ranks (how each is formed: job_aggregation in the "
+                      "JSON; each rank's own: per_rank)", "  ")
     lines += ["", f"{'breakdown':<16}{'ms/step':>10}{'share':>9}  "]
     for c in CATEGORIES:
         b = report["breakdown"][c]

@@ -18,7 +18,7 @@ from profiler.diagnosis import diagnose
 from profiler.flops import gpt_params, model_flops_per_token
 from profiler.ledger import Overheads, cause_seconds, ledger
 from profiler.load import TraceError, trace_files
-from profiler.peak import Peak, resolve_peak
+from profiler.peak import Peak, resolve_peak, table_peaks
 from profiler.ranks import job_fields, stragglers
 from profiler.signals import Signals
 
@@ -137,6 +137,7 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
             fields["mfu"].update(analytic=None, counted=None)
             fields["ledger"], fields["bottlenecks"] = [], []
     report["warnings"] = list(dict.fromkeys(warnings))
+    report["conventions"] = conventions(report)
     if len(per_rank) > 1:
         report["per_rank"] = [{"rank": r.rank, **b} for r, b in zip(per_rank, body)]
         report["stragglers"] = stragglers(body, ranks)
@@ -163,6 +164,14 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
     }
     if f_model and f_counted and abs(f_counted / f_model - 1) > 0.10:
         warnings.append(flops_gap_note(f_model, f_counted))
+    uncounted = r.signals.uncounted_matmul_us
+    if sum(uncounted.values()) > 0.05 * r.breakdown_us[C.MATMUL].sum():
+        n_steps = max(r.signals.steps, 1)
+        warnings.append(f"{sum(uncounted.values()) / n_steps / 1000:.2f} ms/step of matmul time "
+                        f"({100 * sum(uncounted.values()) / r.breakdown_us[C.MATMUL].sum():.0f}% of it) ran in ops "
+                        "whose FLOPs the trace does not let us count (no recorded shapes, or custom ops); "
+                        "F_counted leaves it out; largest: " + ", ".join(
+                            f"{name} {us / n_steps / 1000:.2f} ms" for name, us in uncounted.most_common(3)))
     total = r.breakdown_us.sum(axis=1)
     breakdown = {c: {"ms": float(total[k] / n / 1000), "fraction": float(total[k] / r.step_us.sum())}
                  for k, c in enumerate(C.CATEGORIES)}
@@ -178,6 +187,7 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
         "top_ops": ops[:TOP_OPS],
         "classification_ms": classification(r.analyses, n),
         "copied_bytes_per_step": float(r.copied_bytes.mean()),
+        "matmul_without_flops_ms": sum(r.signals.uncounted_matmul_us.values()) / max(r.signals.steps, 1) / 1000,
         "communication": communication(r, breakdown),
         "per_step": [{"step": int(i), "ms": float(t / 1000),
                       **{c: float(r.breakdown_us[k, j] / 1000) for k, c in enumerate(C.CATEGORIES)}}
@@ -273,6 +283,16 @@ def communication(r: RankData, breakdown: dict) -> dict | None:
     return {"total_ms": total, "exposed_ms": exposed, "exposed_fraction": exposed / total if total else None,
             "calls_per_step": {k: v / n for k, v in r.signals.collectives.items()},
             "bytes_per_step": r.signals.collective_bytes / n if r.signals.collective_bytes else None}
+
+
+def conventions(report: dict) -> list[str]:
+    """The FLOP and peak conventions behind the report's numbers, so that other tools' figures compare."""
+    out = ["attention FLOPs count the full T×T score and value products, causal or not, as nanoGPT's 12·L·H·Q·T "
+           "does (TraceLens counts half of them for causal SDPA)"]
+    device = report["device"]
+    if device["dtype"] in ("float32", "tf32") and "tf32" in (table_peaks(device["name"] or "") or {}):
+        out.append("float32 matmuls are charged at the float32 peak unless they ran faster than it (then at TF32's)")
+    return out
 
 
 def flops_gap_note(f_model: float, f_counted: float) -> str:
