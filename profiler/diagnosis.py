@@ -205,6 +205,10 @@ def matmul_efficiency(entry, ctx):
     evidence = (f"matmul time beyond the FLOPs at P_run {_share(entry['ms'], ctx)}"
                 + (f"; counted matmuls run at {rate:.3g} TFLOP/s, {100 * rate * 1e12 / ctx['peak_run']:.0f}% of "
                    f"P_run ({ctx['peak_run'] / 1e12:.3g} TFLOP/s)" if rate else ""))
+    uncounted = sum(sig.uncounted_matmul_us.values()) / max(sig.steps, 1) / 1000
+    if uncounted:
+        evidence += (f"; {uncounted:.2f} ms/step of the matmul time ran in ops whose FLOPs are not counted, so part "
+                     "of this is work F_counted leaves out")
     fix = "matmul dimensions multiples of 64 (128 on tensor cores), larger matmuls, torch.compile(mode='max-autotune')"
     return evidence, fix, None
 

@@ -10,9 +10,14 @@ def op(name, ts, dur, tid=TID, cat="cpu_op", **args):
     return {"ph": "X", "cat": cat, "name": name, "pid": PID, "tid": tid, "ts": ts, "dur": dur, "args": args}
 
 
-def launch(ts, dur, correlation, name="cudaLaunchKernel"):
-    return {"ph": "X", "cat": "cuda_runtime", "name": name, "pid": PID, "tid": TID, "ts": ts, "dur": dur,
+def launch(ts, dur, correlation, name="cudaLaunchKernel", cat="cuda_runtime"):
+    return {"ph": "X", "cat": cat, "name": name, "pid": PID, "tid": TID, "ts": ts, "dur": dur,
             "args": {"correlation": correlation}}
+
+
+def python(name, ts, dur, tid=TID):
+    """A Python frame as the python tracer (with_stack) records it."""
+    return op(name, ts, dur, tid=tid, cat="python_function")
 
 
 def kernel(name, ts, dur, correlation, cat="kernel", **args):
