@@ -24,6 +24,7 @@ from profiler.signals import Signals
 
 SCHEMA = "mfu-report/1"
 TOP_OPS = 15
+WARMUP_RATIO = 3.0  # a first step this many times the others' median is warm-up, not the loop's usual step
 
 
 @dataclass
@@ -127,7 +128,15 @@ def build_report(analyses: list[TraceAnalysis], paths: list[str], options: Optio
                    "peak_source": peak.source if peak else None},
     }
     dtype = report["device"]["dtype"]
-    body = [rank_fields(r, peak, options, meta, dtype, warnings) for r in per_rank]
+    body, said = [], defaultdict(list)  # warning → the ranks that gave it
+    for r in per_rank:
+        rank_warnings = []
+        body.append(rank_fields(r, peak, options, meta, dtype, rank_warnings))
+        for w in rank_warnings:
+            said[w].append(r.rank)
+    for w, rs in said.items():
+        who = "all ranks" if len(rs) == len(per_rank) else "rank " + ", ".join(map(str, rs))
+        warnings.append(w if len(per_rank) == 1 else f"{who}: {w}")
     report.update(body[0] if len(body) == 1 else job_fields(body, ranks))
     for fields in [report] + (body if len(body) > 1 else []):
         broken = violations(fields)
@@ -153,6 +162,11 @@ def rank_fields(r: RankData, peak: Peak | None, options: Options, meta: dict, dt
                 warnings: list[str]) -> dict:
     n = len(r.step_ids)
     T = r.step_us.mean() / 1e6  # seconds
+    if n >= 3 and r.step_us[0] > WARMUP_RATIO * np.median(r.step_us[1:]):
+        warnings.append(f"step {r.step_ids[0]} took {r.step_us[0] / 1000:.2f} ms, "
+                        f"{r.step_us[0] / np.median(r.step_us[1:]):.0f}x the median of the others "
+                        f"({np.median(r.step_us[1:]) / 1000:.2f} ms): most likely warm-up (first allocations, cuDNN / "
+                        "MIOpen algorithm search, compilation); the figures average over all steps, per_step has each")
     f_counted = float(r.flops.mean())
     f_model, f_model_from = analytic_flops(options, meta, r.signals, warnings)
     P = peak.peak_flops if peak else None
