@@ -103,12 +103,12 @@ def conv_flops(inp: list, weight: list, out_spatial: list) -> float:
     return 2.0 * inp[0] * weight[0] * _prod(out_spatial) * weight[1] * _prod(weight[2:])
 
 
-def counted_flops(names: list[str], shapes: list, warnings: list[str], consumer_dims=None) -> np.ndarray:
+def counted_flops(names: list[str], shapes: list, warnings: list[str], consumers=None) -> np.ndarray:
     """FLOPs of each op (outermost FLOP ops only, chosen by the caller) from its shapes; 0 when unknown.
 
     Forward convolutions in traces without scalar arguments (torch < 2.0) take their output size from the
     matching backward op (same input and weight shapes), which records the output gradient's shape, or else
-    from the op that consumed their output (consumer_dims: that op's first input shape, per op).
+    from the op that consumed their output (consumers(indices): that op's first input shape for each).
     """
     out = np.zeros(len(names))
     backward_out = {}
@@ -117,7 +117,7 @@ def counted_flops(names: list[str], shapes: list, warnings: list[str], consumer_
             backward_out[(tuple(sh.dims[1]), tuple(sh.dims[2]))] = sh.dims[0][2:]
         elif name == "aten::cudnn_convolution_backward" and len(sh.dims) >= 3:
             backward_out[(tuple(sh.dims[0]), tuple(sh.dims[2]))] = sh.dims[1][2:]
-    no_shapes, no_output = 0, 0
+    no_shapes, pending = 0, []
     for i, (name, sh) in enumerate(zip(names, shapes)):
         dims = sh.dims
         try:
@@ -129,16 +129,22 @@ def counted_flops(names: list[str], shapes: list, warnings: list[str], consumer_
                     out[i] = conv_gradients(sh.concrete) * conv_flops(inp, dims[2], grad[2:])
                 else:
                     spatial = (conv_output_spatial(dims[0], dims[1], sh.concrete)
-                               or backward_out.get((tuple(dims[0]), tuple(dims[1])))
-                               or consumed_spatial(dims[0], dims[1], consumer_dims[i] if consumer_dims else None))
+                               or backward_out.get((tuple(dims[0]), tuple(dims[1]))))
                     if spatial is None:
-                        no_output += 1
+                        pending.append(i)
                         continue
                     out[i] = conv_flops(dims[0], dims[1], spatial)
             else:
                 out[i] = matmul_flops(name, dims)
         except (ValueError, TypeError, IndexError):
             no_shapes += 1
+    no_output = 0
+    for i, consumer in zip(pending, consumers(pending) if consumers and pending else [None] * len(pending)):
+        spatial = consumed_spatial(shapes[i].dims[0], shapes[i].dims[1], consumer)
+        if spatial is None:
+            no_output += 1
+        else:
+            out[i] = conv_flops(shapes[i].dims[0], shapes[i].dims[1], spatial)
     if no_shapes:
         warnings.append(f"{no_shapes} matmul/attention/convolution ops recorded no usable input shapes: their FLOPs "
                         "are not counted (record the trace with record_shapes=True)")

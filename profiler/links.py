@@ -69,7 +69,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     flops = np.zeros(n)
     flop_shapes = dict(zip(counted.tolist(), trace.shapes(counted)))
     flops[counted] = counted_flops(trace.names_of(counted), list(flop_shapes.values()), warnings,
-                                   _next_op_dims(trace, counted, list(flop_shapes.values())))
+                                   lambda indices: _next_op_dims(trace, counted[indices]))
 
     device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
     device = device[np.argsort(trace.start[device], kind="stable")]
@@ -84,27 +84,19 @@ def link(trace: Trace, warnings: list[str]) -> Links:
                  in_optimizer, in_attention, runs_code, forest, enclosing_op)
 
 
-def _next_op_dims(trace: Trace, rows: np.ndarray, shapes: list) -> list:
-    """For each forward convolution without recorded stride and padding, the first input shape of the next op
-    that starts after it ends on its thread (its consumer, usually a norm, activation or add); else None."""
-    out = [None] * len(rows)
-    wanted = [i for i, (r, sh) in enumerate(zip(rows, shapes)) if "convolution" in trace.names[trace.name[r]]
-              and not trace.names[trace.name[r]].endswith("_backward") and not sh.concrete]
-    if not wanted:
-        return out
+def _next_op_dims(trace: Trace, rows: np.ndarray) -> list:
+    """For each op, the first input shape of the next op that starts after it ends on its thread (a forward
+    convolution's consumer, usually a norm, activation or add), or None."""
     ops = np.flatnonzero(trace.kind == OP)
     lane = float(trace.end.max()) + 1.0
     keys = trace.thread[ops] * lane + trace.start[ops]
     order = np.argsort(keys, kind="stable")
     keys, ops = keys[order], ops[order]
-    targets = rows[wanted]
-    at = np.searchsorted(keys, trace.thread[targets] * lane + trace.end[targets])
+    at = np.searchsorted(keys, trace.thread[rows] * lane + trace.end[rows])
     nxt = ops[np.minimum(at, len(ops) - 1)]
-    found = (at < len(ops)) & (trace.thread[nxt] == trace.thread[targets])
-    for i, ok, dims in zip(wanted, found, trace.shapes(nxt, DimsArgs)):
-        if ok and dims.dims and isinstance(dims.dims[0], list):
-            out[i] = dims.dims[0]
-    return out
+    found = (at < len(ops)) & (trace.thread[nxt] == trace.thread[rows])
+    return [d.dims[0] if ok and d.dims and isinstance(d.dims[0], list) else None
+            for ok, d in zip(found, trace.shapes(nxt, DimsArgs))]
 
 
 def _category_code(name: str) -> int:

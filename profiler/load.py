@@ -82,27 +82,21 @@ class LaunchArgs(msgspec.Struct):
     bytes: int = 0
 
 
-class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "dims_1x": "Input dims", "types": "Input type",
-                                        "concrete": "Concrete Inputs"}):
-    """Recorded input shapes: "Input Dims" since torch 1.9, "Input dims" in the 2021 Kineto samples."""
-
+class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "types": "Input type", "concrete": "Concrete Inputs"}):
     dims: list = []
-    dims_1x: list = []
     types: list = []
     concrete: list = []
 
-    def __post_init__(self):
-        if not self.dims:
-            self.dims = self.dims_1x
 
-
-class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims", "dims_1x": "Input dims"}):
+class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims"}):
     dims: list = []
-    dims_1x: list = []
 
-    def __post_init__(self):
-        if not self.dims:
-            self.dims = self.dims_1x
+
+# the 2021 Kineto samples (torch 1.8) spell the shapes "Input dims"; every later torch "Input Dims"
+ShapeArgs1x = msgspec.defstruct("ShapeArgs1x", [("dims", list, []), ("types", list, []), ("concrete", list, [])],
+                                rename={"dims": "Input dims", "types": "Input type", "concrete": "Concrete Inputs"})
+DimsArgs1x = msgspec.defstruct("DimsArgs1x", [("dims", list, [])], rename={"dims": "Input dims"})
+SPELLED_1X = {ShapeArgs: ShapeArgs1x, DimsArgs: DimsArgs1x}
 
 
 @dataclass
@@ -124,6 +118,7 @@ class Trace:
     distributed: dict
     metadata: dict | None
     backend: str = "cuda"  # cuda, rocm, mtia, xpu, hpu, privateuse1 (when there are device events)
+    dims_1x: bool = False  # shapes spelled "Input dims" (torch 1.8)
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self):
@@ -131,6 +126,7 @@ class Trace:
 
     def shapes(self, rows: np.ndarray, kind=ShapeArgs) -> list:
         """Decode recorded input shapes (and types) for the given rows only; DimsArgs decodes the dims alone."""
+        kind = SPELLED_1X[kind] if self.dims_1x else kind
         decode = msgspec.json.Decoder(kind).decode
         out = []
         for i in rows:
@@ -243,8 +239,19 @@ def load_trace(path: Path) -> Trace:
         path=path, names=list(interned), name=name, kind=kind, start=ts - origin, end=ts - origin + dur,
         thread=thread, correlation=correlation, nbytes=nbytes, raw_args=raw_args, origin_us=origin,
         device_names=device_names, distributed=parsed.distributedInfo or {}, metadata=parsed.mfu_analyzer,
-        backend=backend_of(set(cats), interned, device_names), warnings=warnings,
+        backend=backend_of(set(cats), interned, device_names), dims_1x=spelled_1x(raw_args, kind), warnings=warnings,
     )
+
+
+def spelled_1x(raw_args: list, kind: np.ndarray) -> bool:
+    """Whether the ops' args spell the shapes "Input dims", judged on the first ops that record any."""
+    for i in np.flatnonzero(kind == OP)[:200]:
+        raw = bytes(raw_args[i])
+        if b'"Input Dims"' in raw:
+            return False
+        if b'"Input dims"' in raw:
+            return True
+    return False
 
 
 def backend_of(categories: set[str], names, device_names: list[str]) -> str:

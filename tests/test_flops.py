@@ -70,12 +70,13 @@ def test_gpt_params_from_the_shape_match_the_model(n_layer, n_embd, vocab_size, 
 
 
 def test_forward_convolution_takes_output_size_from_the_op_that_consumes_it():
-    """torch 1.13 inference: no Concrete Inputs and no backward; the next op's input is [N, C_out, H, W]."""
+    """torch 1.13 inference: no Concrete Inputs and no backward; the next op's input is [N, C_out, H, W]
+    (for the second convolution the next op's input is not its output)."""
     inp, weight = [8, 3, 224, 224], [64, 3, 7, 7]
     warnings = []
     flops = counted_flops(["aten::convolution", "aten::convolution"],
                           [ShapeArgs(dims=[inp, weight, []]), ShapeArgs(dims=[inp, weight, []])], warnings,
-                          consumer_dims=[[8, 64, 112, 112], [8, 3, 224, 224]])  # the second one's consumer is not it
+                          lambda pending: [[[8, 64, 112, 112], [8, 3, 224, 224]][i] for i in pending])
     assert flops[0] == 2 * 8 * 64 * 112 * 112 * 3 * 49 and flops[1] == 0
     assert len(warnings) == 1 and "1 convolutions recorded their input shapes but not stride and padding" in warnings[0]
     assert "record_shapes" not in warnings[0]
