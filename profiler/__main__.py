@@ -8,7 +8,8 @@ from profiler.compare import comparison
 from profiler.document import write_reports
 from profiler.load import TraceError
 from profiler.render import for_terminal
-from profiler.report import Options, analyze_path, load_report
+from profiler.pipeline import analyze_path, load_report
+from profiler.settings import Options
 
 
 GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional

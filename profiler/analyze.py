@@ -1,7 +1,7 @@
 """One trace file through the stages: load → links → steps → FLOPs → breakdown, into plain per-step arrays."""
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from profiler import classify as C
 from profiler.links import Links, link
 from profiler.signals import Signals, measure
 from profiler.load import MEMCPY, MEMSET, OP, Trace, load_trace
+from profiler.settings import CLOCK_SKEW_SHARE, SHORT_GAP_US
 from profiler.steps import Steps, find_steps
 
 DTYPE_OF_INPUT_TYPE = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
@@ -42,43 +43,65 @@ class OpStats:
         return max(self.category_us, key=self.category_us.get) if self.category_us else "idle"
 
 
+@dataclass(frozen=True)
+class StepTable:
+    """The per-step figures of a file or a rank, one named array per figure (the last axis is the step): a new
+    per-step figure is one field here and one line in analyze_file."""
+
+    ids: np.ndarray  # step numbers
+    step_us: np.ndarray  # analysed window of each step
+    breakdown_us: np.ndarray  # (categories, steps)
+    flops: np.ndarray  # counted FLOPs
+    copied_bytes: np.ndarray  # memcpy / memset bytes (GPU), copy_ bytes (CPU)
+    short_idle_us: np.ndarray  # idle made of gaps shorter than Options.short_gap_us
+    optimizer_us: np.ndarray  # (2, steps): host overhead and idle inside Optimizer.step spans
+    collective_us: np.ndarray  # time collectives ran, exposed or not
+    host_us: np.ndarray  # (3, steps): host overhead in allocator calls, synchronizations, Python frames
+
+    def __len__(self):
+        return len(self.ids)
+
+    def select(self, mask: np.ndarray) -> "StepTable":
+        return StepTable(**{f.name: getattr(self, f.name)[..., mask] for f in fields(self)})
+
+    @staticmethod
+    def concat(tables: list["StepTable"]) -> "StepTable":
+        return StepTable(**{f.name: np.concatenate([getattr(t, f.name) for t in tables], axis=-1)
+                            for f in fields(StepTable)})
+
+
 @dataclass
 class TraceAnalysis:
     trace: Trace
     kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
-    steps: Steps
-    breakdown_us: np.ndarray  # (categories, steps)
-    flops: np.ndarray  # counted FLOPs per step
-    copied_bytes: np.ndarray  # memcpy / memset bytes per step (GPU), copy_ bytes (CPU)
+    table: StepTable
     ops: dict[str, OpStats]  # summed over the analysed steps
     classified_us: dict[str, float]  # device time by how it was classified
     utilization: dict | None
     dtype: str | None  # matmul input dtype weighted by FLOPs
-    short_idle_us: np.ndarray  # per step: idle made of short gaps between ops
-    optimizer_us: np.ndarray  # (2, steps): host overhead and idle inside Optimizer.step spans
-    collective_us: np.ndarray  # per step: time collectives ran, exposed or not
-    host_us: np.ndarray  # (3, steps): host overhead in allocator calls, synchronizations, Python frames
     signals: Signals
     warnings: list[str] = field(default_factory=list)
 
 
-def analyze_file(path) -> TraceAnalysis:
+def analyze_file(path, short_gap_us: float = SHORT_GAP_US) -> TraceAnalysis:
     trace = load_trace(path)
     warnings = list(trace.warnings)
     links = link(trace, warnings)
     steps = find_steps(trace, links, warnings)
     gpu = len(links.device) > 0
     warnings += missing_parts(trace, links)
-    bd = B.gpu_breakdown(trace, links, steps) if gpu else B.cpu_breakdown(trace, links, steps)
+    bd = (B.gpu_breakdown if gpu else B.cpu_breakdown)(trace, links, steps, short_gap_us)
     counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
     flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
     if gpu:
         ops, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
         ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, steps, bd)
-    return TraceAnalysis(trace, trace.backend if gpu else "cpu", steps, bd.us, flops, copied, ops, classified,
-                         B.device_utilization(trace, links), matmul_dtype(trace, links), bd.short_idle_us,
-                         bd.optimizer_us, bd.collective_us, bd.host_us, measure(trace, links, steps, bd), warnings)
+    table = StepTable(steps.ids, steps.duration, bd.us, flops, copied, bd.short_idle_us, bd.optimizer_us,
+                      bd.collective_us, bd.host_us)
+    return TraceAnalysis(trace, trace.backend if gpu else "cpu", table, ops, classified,
+                         B.device_utilization(trace, links), matmul_dtype(trace, links),
+                         measure(trace, links, steps, bd), warnings)
 
 
 def missing_parts(trace: Trace, links: Links) -> list[str]:
@@ -94,7 +117,7 @@ def missing_parts(trace: Trace, links: Links) -> list[str]:
     launched = links.launch >= 0
     if launched.any():
         early = trace.start[links.device[launched]] < trace.start[links.launch[launched]] - 1.0
-        if early.mean() > 0.05:
+        if early.mean() > CLOCK_SKEW_SHARE:
             lead = float(np.max(trace.start[links.launch[launched]] - trace.start[links.device[launched]]))
             out.append(f"host and device clocks disagree: {100 * early.mean():.0f}% of device events start before the "
                        f"call that launched them (by up to {lead / 1000:.2f} ms): step boundaries and the host's share "

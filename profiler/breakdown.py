@@ -17,7 +17,6 @@ from profiler.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
 from profiler.steps import Steps
 
 BY_OP, BY_NAME, UNCLASSIFIED = range(3)
-SHORT_GAP_US = 1000.0  # idle stretches shorter than this are per-op overhead (Python between ops), not stalls
 
 
 @dataclass
@@ -28,7 +27,7 @@ class Breakdown:
     self_us: np.ndarray  # per row: exclusive host time on its thread (CPU traces)
     row_category: np.ndarray  # per row: category of that exclusive time (CPU traces), -1 elsewhere
     row_step: np.ndarray  # per row: index of the analysed step it falls in, -1
-    short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than SHORT_GAP_US
+    short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than the short-gap length
     optimizer_us: np.ndarray  # (2, n_steps): host_overhead and idle time inside Optimizer.step spans
     collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
     host_us: np.ndarray  # (3, n_steps): of host_overhead, allocator calls, synchronizations, Python frames
@@ -108,7 +107,7 @@ def _split(levels: list, steps: Steps) -> tuple[np.ndarray, np.ndarray, tuple]:
     return categories, us[[5, 6, 8]], busy
 
 
-def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
+def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
     category, source = device_categories(trace, links)
     dev_start, dev_end = trace.start[links.device], trace.end[links.device]
     levels = [(dev_start[category == c], dev_end[category == c])
@@ -128,10 +127,10 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
     empty = np.full(len(trace), -1)
     collective = coverage(*merge(*levels[3]), steps.start, steps.end)
     return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start),
-                     short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US), optimizer, collective, host_us)
+                     short_gaps(*busy, steps.start, steps.end, short_gap_us), optimizer, collective, host_us)
 
 
-def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
+def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
     """Each host thread's time belongs to the innermost op running then, by the category of what that op did
     with it; across threads each instant is counted once, by priority, as device streams are on a GPU."""
     rows = links.host
@@ -175,7 +174,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps) -> Breakdown:
 
     step = steps.host_index(trace.start)
     counted = rows[step[rows] >= 0]
-    gaps = short_gaps(*busy, steps.start, steps.end, SHORT_GAP_US)
+    gaps = short_gaps(*busy, steps.start, steps.end, short_gap_us)
     optimizer = np.zeros((2, len(steps.ids)))
     for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
         sel = counted[links.in_optimizer[counted] & (category[counted] == c)]

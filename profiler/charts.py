@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from profiler.classify import CATEGORIES  # noqa: E402
 from profiler.render import shorten  # noqa: E402
+from profiler.settings import LEDGER_ROW_MIN_POINTS  # noqa: E402
 
 COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",
           "data_loading": "#e53e3e", "host_overhead": "#ed8936", "idle": "#a0aec0"}
@@ -15,7 +16,8 @@ COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", 
 
 def ledger_waterfall(report: dict):
     """From 100% of peak down to the MFU, one falling bar per cause, largest first."""
-    entries = [e for e in sorted(report["ledger"], key=lambda e: -e["points"]) if abs(e["points"]) >= 0.01]
+    entries = [e for e in sorted(report["ledger"], key=lambda e: -e["points"])
+               if abs(e["points"]) >= LEDGER_ROW_MIN_POINTS]
     mfu = 100 * (report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"] or 0)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(entries) + 1.6))
     labels, level = ["peak"], 100.0

@@ -63,7 +63,8 @@ ALLOCATOR_CALL = re.compile(r"^(cuda|hip|cu)(Mem)?(Free|Malloc|Alloc)\w*$|^hipEx
 COMMUNICATION_KERNEL = re.compile(
     r"nccl|rccl|multimem_|all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|cross_device_reduce", re.IGNORECASE)
 MATMUL_KERNEL = re.compile(
-    r"(?<!fb)gemm|cutlass|nvjet|xmma|cublas|wgmma|hmma|s884|s1688|h884|h1688|h16816|s16816|i8816|sm\d+_xmma|_mm_|triton_tem"
+    r"(?<!fb)gemm|cutlass|nvjet|xmma|cublas|wgmma|hmma|s884|s1688|h884|h1688|h16816|s16816|i8816|sm\d+_xmma|_mm_"
+    r"|triton_tem"
     r"|^bmm_|_bmm_|grouped_?mm|moe_?mm"
     r"|conv(olution|olve|_|2d|3d)|implicit_gemm|wgrad|dgrad|fprop|flash_?(fwd|bwd|attn)|flash::|fmha|attention|sdpa",
     re.IGNORECASE,

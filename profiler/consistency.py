@@ -9,9 +9,8 @@ which they miss, and what depends on them is left empty rather than printed wron
 from dataclasses import replace
 
 from profiler.peak import Peak, table_peaks
+from profiler.settings import MATMUL_SLACK, RATE_SLACK
 
-RATE_SLACK = 1.25  # counted matmuls may beat P_run by this much (timing noise, causal attention counted in full)
-MATMUL_SLACK = 1.05  # the model's FLOPs at P may need this much more than the matmul time before it is impossible
 
 
 def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, str | None]:
@@ -25,6 +24,18 @@ def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, str | 
     note = (f"float32 matmuls ran at {rate / 1e12:.3g} TFLOP/s, above the {peak.peak_flops_run / 1e12:.3g} TFLOP/s "
             f"float32 peak: TF32 was on, and P_run is the TF32 peak ({tf32 / 1e12:.3g} TFLOP/s)")
     return replace(peak, dtype="tf32", peak_flops_run=tf32), note
+
+
+def disturbed_measurement(peak: Peak, rate: float | None) -> tuple[Peak, str | None]:
+    """A run's own CPU peak, measured on the machine it ran on, that its matmuls beat was measured while
+    something else ran: P_run becomes the rate the run achieved, and P keeps its ratio to it."""
+    if peak.source != "measured" or not rate or rate <= peak.peak_flops_run:
+        return peak, None
+    scale = rate / peak.peak_flops_run
+    note = (f"the run's matmuls ran at {rate / 1e12:.3g} TFLOP/s, faster than the {peak.peak_flops_run / 1e12:.3g} "
+            f"TFLOP/s measured for {peak.dtype} before it (the machine was busy while it measured): P and P_run are "
+            f"raised {scale:.2f}x, to what the run achieved")
+    return replace(peak, peak_flops=peak.peak_flops * scale, peak_flops_run=rate), note
 
 
 def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: str, step_s: float,
@@ -45,20 +56,21 @@ def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: 
     return None
 
 
-def violations(fields: dict) -> list[str]:
-    """The invariants of DESIGN.md that a report's fields break (empty when they all hold)."""
+def violations(fig) -> list[str]:
+    """The invariants of DESIGN.md that a rank's or a job's figures (attribution.Figures) break; empty when all
+    hold."""
     out = []
-    shares = sum(b["fraction"] for b in fields["breakdown"].values())
-    if fields["breakdown"] and abs(shares - 1) > 1e-6:
+    shares = sum(b.fraction for b in fig.breakdown.values())
+    if fig.breakdown and abs(shares - 1) > 1e-6:
         out.append(f"breakdown shares add up to {100 * shares:.4f}%, not 100%")
-    mfu = fields["mfu"]["analytic"] or fields["mfu"]["counted"]
+    mfu = fig.mfu.analytic if fig.mfu.analytic is not None else fig.mfu.counted
     if mfu is not None and not 0 <= mfu <= 1:
         out.append(f"MFU {100 * mfu:.2f}% is outside 0-100%")
-    if fields["ledger"]:
-        points = sum(e["points"] for e in fields["ledger"])
+    if fig.ledger:
+        points = sum(e.points for e in fig.ledger)
         if mfu is not None and abs(points - (100 - 100 * mfu)) > 0.01:
             out.append(f"ledger points add up to {points:.3f}, not 100 - MFU = {100 - 100 * mfu:.3f}")
-        out += [f"cause {e['cause']} is negative ({e['points']:.3f} points)" for e in fields["ledger"] if e["points"] < -1e-9]
-        out += [f"what-if MFU of {e['cause']} is {100 * e['what_if_mfu']:.2f}%" for e in fields["ledger"]
-                if e["what_if_mfu"] > 1 + 1e-9]
+        out += [f"cause {e.cause} is negative ({e.points:.3f} points)" for e in fig.ledger if e.points < -1e-9]
+        out += [f"what-if MFU of {e.cause} is {100 * e.what_if_mfu:.2f}%" for e in fig.ledger
+                if e.what_if_mfu > 1 + 1e-9]
     return out

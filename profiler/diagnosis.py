@@ -15,47 +15,43 @@ Rules and thresholds:
 
 import statistics
 
+from profiler.attribution import Bottleneck, Evidence, LedgerEntry
 from profiler.classify import ALLOCATOR_CALL, SYNC_CALL
-from profiler.signals import COMPILED_REGION, SMALL_DIM, Signals
-
-MIN_POINTS = 1.0
-LOOP_OPS = 50  # optimizer ops (CPU) or kernels (GPU) per step above which, with no _foreach_/_fused_ op, it is a loop
+from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, PYTHON_SHARE, SMALL_DIM
+from profiler.signals import COMPILED_REGION, Signals
 
 
-def diagnose(entries: list[dict], ctx: dict) -> list[dict]:
-    """Bottlenecks sorted by points; ctx holds the report's numbers (see report.rank_fields)."""
+def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:
+    """Bottlenecks sorted by points: each ledger cause of at least min_points, with its evidence and fix."""
     out = []
     for entry in entries:
-        if entry["points"] < MIN_POINTS:
+        if entry.points < min_points:
             continue
-        evidence, fix, config = RULES[entry["cause"]](entry, ctx)
-        item = {"cause": entry["cause"], "points": entry["points"], "ms": entry["ms"],
-                "what_if_mfu": entry["what_if_mfu"], "evidence": evidence, "fix": fix}
-        if config and ctx["meta"]:
-            item["fix_config"] = config
-        out.append(item)
-    return sorted(out, key=lambda b: -b["points"])
+        evidence, fix, config = RULES[entry.cause](entry, ev)
+        out.append(Bottleneck(entry.cause, entry.points, entry.ms, entry.what_if_mfu, evidence, fix,
+                              config if config and ev.meta else None))
+    return sorted(out, key=lambda b: -b.points)
 
 
-def _share(ms: float, ctx: dict) -> str:
-    return f"{ms:.2f} ms/step ({100 * ms / ctx['step_ms']:.1f}% of the step)"
+def _share(ms: float, ev: Evidence) -> str:
+    return f"{ms:.2f} ms/step ({100 * ms / ev.step_ms:.1f}% of the step)"
 
 
 def _top(counter, n=3, unit=" ms", scale=1e-3, steps=1) -> str:
     return ", ".join(f"{name} {value * scale / steps:.2f}{unit}" for name, value in counter.most_common(n))
 
 
-def io(entry, ctx):
-    sig: Signals = ctx["signals"]
+def io(entry: LedgerEntry, ev: Evidence):
+    sig: Signals = ev.signals
     n = max(sig.steps, 1)
     kinds = ", ".join(
         "single-process (num_workers=0)" if "SingleProcess" in k else "worker processes" if "MultiProcessing" in k
         else k for k in sig.dataloaders) or "no DataLoader spans (data-loading annotations)"
-    meta = ctx["meta"]
+    meta = ev.meta
     setting = f"; the run used num_workers={meta['num_workers']}, pin_memory={meta['pin_memory']}" \
         if "num_workers" in meta else ""
-    waiting = "the device idles" if ctx["kind"] != "cpu" else "the training thread waits"
-    evidence = f"{waiting} in data loading {_share(entry['ms'], ctx)}; DataLoader: {kinds}{setting}"
+    waiting = "the device idles" if ev.kind != "cpu" else "the training thread waits"
+    evidence = f"{waiting} in data loading {_share(entry.ms, ev)}; DataLoader: {kinds}{setting}"
     fix = ("load in parallel: DataLoader(num_workers=4, pin_memory=True, persistent_workers=True, "
            "prefetch_factor=2); make __getitem__ cheaper or the storage faster")
     if sig.data_prep_us:
@@ -66,26 +62,26 @@ def io(entry, ctx):
     return evidence, fix, {"num_workers": max(4, 2 * meta.get("num_workers", 0))}
 
 
-def small_batch(entry, ctx):
-    sig: Signals = ctx["signals"]
+def small_batch(entry: LedgerEntry, ev: Evidence):
+    sig: Signals = ev.signals
     n = max(sig.steps, 1)
-    parts = [f"host dispatch/launch overhead {ctx['breakdown']['host_overhead']['ms']:.2f} ms/step",
-             f"short idle gaps between ops {ctx['short_idle_ms']:.2f} ms/step",
+    parts = [f"host dispatch/launch overhead {ev.breakdown['host_overhead'].ms:.2f} ms/step",
+             f"short idle gaps between ops {ev.short_idle_ms:.2f} ms/step",
              "fixed per-op cost of compute and copy ops "
-             f"{sum(ctx['fixed_ms'].values()):.2f} ms/step (each op charged a near-empty op's duration)",
+             f"{ev.fixed_ms:.2f} ms/step (each op charged a near-empty op's duration)",
              f"work done once per step on parameters (optimizer, gradient clipping, weight casts) "
-             f"{ctx['parameter_ms']:.2f} ms/step",
-             f"{sig.host_ops / n:,.0f} ops per step, {ctx['flops'] / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op"]
+             f"{ev.parameter_ms:.2f} ms/step",
+             f"{sig.host_ops / n:,.0f} ops per step, {ev.flops / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op"]
     if sig.kernel_us:
         median = statistics.median(sig.kernel_us)
         parts.append(f"{len(sig.kernel_us) / n:,.0f} kernels per step, median {median:.1f} µs")
     if sig.small_matmul_us:
         rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
         parts.append(f"matmuls with a dimension < {SMALL_DIM}: {sig.small_matmul_us / n / 1000:.2f} ms/step at "
-                     f"{rate:.3f} TFLOP/s ({100 * rate * 1e12 / ctx['peak_run']:.0f}% of P_run)")
-    if ctx["python_ms"] >= 0.1 * entry["ms"]:
-        parts.append(f"Python frames between ops {ctx['python_ms']:.2f} ms/step with the device idle")
-    meta = ctx["meta"]
+                     f"{rate:.3f} TFLOP/s ({100 * rate * 1e12 / ev.peak_run:.0f}% of P_run)")
+    if ev.python_ms >= PYTHON_SHARE * entry.ms:
+        parts.append(f"Python frames between ops {ev.python_ms:.2f} ms/step with the device idle")
+    meta = ev.meta
     if "batch_size" in meta:  # our own run: its configuration keys
         bigger = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep "
                   "the tokens per step")
@@ -99,20 +95,20 @@ def small_batch(entry, ctx):
     return "; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None
 
 
-def non_fused(entry, ctx):
-    sig: Signals = ctx["signals"]
+def non_fused(entry: LedgerEntry, ev: Evidence):
+    sig: Signals = ev.signals
     n = max(sig.steps, 1)
     counts = sig.op_counts
     fused_attention = sum(v for k, v in counts.items() if "attention" in k)
     softmax = sum(v for k, v in counts.items() if "softmax" in k)
     bmm = counts["aten::bmm"] + counts["aten::baddbmm"]
-    parts = [f"elementwise / norm / softmax / optimizer time {_share(entry['ms'], ctx)}, of which "
-             f"{ctx['optimizer_overhead_ms']:.2f} ms dispatching the optimizer's ops"]
-    layers = ctx["meta"].get("model", {}).get("n_layer")
+    parts = [f"elementwise / norm / softmax / optimizer time {_share(entry.ms, ev)}, of which "
+             f"{ev.optimizer_overhead_ms:.2f} ms dispatching the optimizer's ops"]
+    layers = ev.meta.get("model", {}).get("n_layer")
     if layers:
-        parts.append(f"{ctx['other_ops'] / n / layers:.0f} such ops per layer per step")
-    largest = [op for op in ctx["top_ops"] if op["category"] == "other_compute"][:3]
-    parts.append("largest: " + ", ".join(f"{op['name']} {op['ms']:.2f} ms" for op in largest))
+        parts.append(f"{ev.other_ops_per_step / layers:.0f} such ops per layer per step")
+    largest = [op for op in ev.ops if op.category == "other_compute"][:3]
+    parts.append("largest: " + ", ".join(f"{op.name} {op.ms:.2f} ms" for op in largest))
     config, fixes = {}, []
     if softmax and bmm and not fused_attention:
         parts.append(f"unfused attention: {softmax / n:.0f} softmax and {bmm / n:.0f} bmm ops per step, "
@@ -123,7 +119,7 @@ def non_fused(entry, ctx):
     fused = sum(v for k, v in counts.items() if "_fused_" in k)
     # what a per-parameter loop multiplies: kernels on a GPU (a fused optimizer may still run host ops per
     # parameter, such as apex FusedAdam's step counters), ops on a CPU
-    work, unit = (sig.optimizer_kernels, "kernels") if ctx["kind"] != "cpu" else (sig.optimizer_ops, "ops")
+    work, unit = (sig.optimizer_kernels, "kernels") if ev.kind != "cpu" else (sig.optimizer_ops, "ops")
     optimizer = sig.optimizers.most_common(1)[0][0] if sig.optimizers else "the optimizer"
     fused_fix = f"{optimizer}(fused=True), or foreach=True where it has no fused implementation"
     if work / n > LOOP_OPS and not foreach and not fused:
@@ -153,22 +149,22 @@ def compiled_regions(sig: Signals) -> int:
     return sum(v for k, v in sig.op_counts.items() if COMPILED_REGION.match(k))
 
 
-def memory_ops(entry, ctx):
-    sig: Signals = ctx["signals"]
+def memory_ops(entry: LedgerEntry, ev: Evidence):
+    sig: Signals = ev.signals
     n = max(sig.steps, 1)
     kinds = ", ".join(f"{k} {v / n / 1e6:.1f} MB" for k, v in sig.memcpy_bytes.most_common(3))
-    evidence = (f"copies and memsets {_share(entry['ms'], ctx)}; {ctx['copied_bytes'] / 1e6:.1f} MB per step"
+    evidence = (f"copies and memsets {_share(entry.ms, ev)}; {ev.copied_bytes / 1e6:.1f} MB per step"
                 + (f" ({kinds})" if kinds else ""))
     fix = "pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in the step"
-    if ctx["allocator_ms"] >= 0.5 * entry["ms"]:
-        evidence = (f"allocator calls with the device idle {_share(ctx['allocator_ms'], ctx)}: "
+    if ev.allocator_ms >= HEADLINE_SHARE * entry.ms:
+        evidence = (f"allocator calls with the device idle {_share(ev.allocator_ms, ev)}: "
                     f"{_calls(sig, ALLOCATOR_CALL)}; " + evidence)
         fix = ("keep device allocations out of the step: leave PyTorch's caching allocator on (no "
                "PYTORCH_NO_CUDA_MEMORY_CACHING / PYTORCH_NO_HIP_MEMORY_CACHING), tune it with "
                "PYTORCH_CUDA_ALLOC_CONF / PYTORCH_HIP_ALLOC_CONF=expandable_segments:True, and set "
                "torch.backends.cudnn.benchmark = True so cuDNN / MIOpen choose algorithms and workspaces once")
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
-    return evidence, fix, {"pin_memory": True} if pageable and not ctx["meta"].get("pin_memory") else None
+    return evidence, fix, {"pin_memory": True} if pageable and not ev.meta.get("pin_memory") else None
 
 
 def _calls(sig: Signals, pattern) -> str:
@@ -179,32 +175,32 @@ def _calls(sig: Signals, pattern) -> str:
     return f"{calls or 'none recorded'} per step" + (f", made in {sites}" if sites else "")
 
 
-def communication(entry, ctx):
-    comm = ", ".join(f"{op['name']} {op['ms']:.2f} ms" for op in ctx["top_ops"] if op["category"] == "communication")
-    evidence = f"collectives not overlapped by compute {_share(entry['ms'], ctx)}" + (f"; {comm}" if comm else "")
+def communication(entry: LedgerEntry, ev: Evidence):
+    comm = ", ".join(f"{op.name} {op.ms:.2f} ms" for op in ev.ops if op.category == "communication")
+    evidence = f"collectives not overlapped by compute {_share(entry.ms, ev)}" + (f"; {comm}" if comm else "")
     fix = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients locally "
            "(no_sync) and all-reduce less often, or raise the batch per rank")
     return evidence, fix, None
 
 
-def precision(entry, ctx):
-    dtype = ctx["dtype"] or "unknown"
-    evidence = (f"matmuls ran in {dtype}: the device does {ctx['peak_run'] / 1e12:.3g} TFLOP/s in it against "
-                f"{ctx['peak'] / 1e12:.3g} in its fastest precision; the model's FLOPs need "
-                f"{1000 * ctx['flops'] / ctx['peak_run']:.2f} ms/step at the first, "
-                f"{1000 * ctx['flops'] / ctx['peak']:.2f} at the second")
+def precision(entry: LedgerEntry, ev: Evidence):
+    dtype = ev.dtype or "unknown"
+    evidence = (f"matmuls ran in {dtype}: the device does {ev.peak_run / 1e12:.3g} TFLOP/s in it against "
+                f"{ev.peak / 1e12:.3g} in its fastest precision; the model's FLOPs need "
+                f"{1000 * ev.flops / ev.peak_run:.2f} ms/step at the first, "
+                f"{1000 * ev.flops / ev.peak:.2f} at the second")
     fix = "bfloat16 autocast (torch.autocast(device_type, dtype=torch.bfloat16))"
-    if ctx["kind"] != "cpu":
+    if ev.kind != "cpu":
         fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
     return evidence, fix, {"dtype": "bfloat16"}
 
 
-def matmul_efficiency(entry, ctx):
-    sig: Signals = ctx["signals"]
-    rate = ctx["counted_flops"] * max(sig.steps, 1) / sig.matmul_us / 1e6 if sig.matmul_us else None
-    evidence = (f"matmul time beyond the FLOPs at P_run {_share(entry['ms'], ctx)}"
-                + (f"; counted matmuls run at {rate:.3g} TFLOP/s, {100 * rate * 1e12 / ctx['peak_run']:.0f}% of "
-                   f"P_run ({ctx['peak_run'] / 1e12:.3g} TFLOP/s)" if rate else ""))
+def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
+    sig: Signals = ev.signals
+    rate = ev.counted_flops * max(sig.steps, 1) / sig.matmul_us / 1e6 if sig.matmul_us else None
+    evidence = (f"matmul time beyond the FLOPs at P_run {_share(entry.ms, ev)}"
+                + (f"; counted matmuls run at {rate:.3g} TFLOP/s, {100 * rate * 1e12 / ev.peak_run:.0f}% of "
+                   f"P_run ({ev.peak_run / 1e12:.3g} TFLOP/s)" if rate else ""))
     uncounted = sum(sig.uncounted_matmul_us.values()) / max(sig.steps, 1) / 1000
     if uncounted:
         evidence += (f"; {uncounted:.2f} ms/step of the matmul time ran in ops whose FLOPs are not counted, so part "
@@ -213,14 +209,14 @@ def matmul_efficiency(entry, ctx):
     return evidence, fix, None
 
 
-def other(entry, ctx):
-    sig: Signals = ctx["signals"]
-    evidence = (f"idle stretches of 1 ms or more with no op recorded {_share(entry['ms'], ctx)}: synchronizations, "
+def other(entry: LedgerEntry, ev: Evidence):
+    sig: Signals = ev.signals
+    evidence = (f"idle stretches of 1 ms or more with no op recorded {_share(entry.ms, ev)}: synchronizations, "
                 "Python outside ops, work the profiler did not record")
     fix = ("open the trace in TensorBoard (PyTorch profiler → trace view) at the gaps; keep evaluation, logging, "
            "checkpointing and .item() syncs out of the hot loop")
-    if ctx["sync_ms"] >= 0.5 * entry["ms"]:
-        evidence = (f"the host synchronizes with the device while it idles {_share(ctx['sync_ms'], ctx)}: "
+    if ev.sync_ms >= HEADLINE_SHARE * entry.ms:
+        evidence = (f"the host synchronizes with the device while it idles {_share(ev.sync_ms, ev)}: "
                     f"{_calls(sig, SYNC_CALL)}")
         fix = ("move synchronizations out of the step: no .item(), .cpu(), .tolist() or print of device tensors and "
                "no torch.cuda.synchronize() in the loop (log every N steps), non_blocking copies from pinned memory")

@@ -1,65 +1,88 @@
-"""One job from several ranks: the job's averages and the stragglers.
+"""One job from its ranks' typed results: the job's figures over the ranks, and the stragglers.
 
 Under DDP the ranks wait for each other in the all-reduce, so their step times come out alike; a slow rank
 shows as the others' exposed communication. Stragglers are therefore found by busy time: the step minus
 the exposed communication.
 """
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
+from profiler.attribution import Attribution, Communication, Figures, LedgerEntry, Mfu, OpRow, Share, StepRow, StepTimes
 from profiler.classify import CATEGORIES
-from profiler.diagnosis import MIN_POINTS
+from profiler.peak import Peak
+from profiler.settings import MIN_POINTS, STRAGGLER_THRESHOLD
 
-STRAGGLER_THRESHOLD = 0.10  # busy time over the other ranks' median by more than this fraction
-
-
-def mean(values: list):
-    return float(np.mean(values)) if values and None not in values else None
-
-
-# how each job-level field is formed from the ranks' fields (the report says so in job_aggregation)
+# how each job-level figure is formed from the ranks' figures (the report says so in job_aggregation)
 AGGREGATION = {
     "step_time_ms": "mean over ranks", "breakdown": "mean over ranks",
     "mfu": "mean over ranks (per device, as nanoGPT computes it under DDP)", "ledger": "mean over ranks",
     "bottlenecks": "ledger mean over ranks; evidence from the rank where the cause costs most",
-    "device_utilization": "mean over ranks", "top_ops": "mean over ranks of each rank's top ops (TFLOP/s: FLOPs over their time, all ranks)",
+    "device_utilization": "mean over ranks",
+    "top_ops": "mean over ranks of each rank's top ops (TFLOP/s: FLOPs over their time, all ranks)",
     "classification_ms": "mean over ranks", "communication": "mean over ranks",
     "copied_bytes_per_step": "mean over ranks", "matmul_without_flops_ms": "mean over ranks",
     "per_step": "mean over ranks per step number",
 }
 
 
-def job_fields(body: list[dict], ranks: list[int]) -> dict:
-    """The job's fields over its ranks, each formed as AGGREGATION says; bottleneck evidence comes from the
+@dataclass(frozen=True)
+class Straggler:
+    rank: int
+    excess_ms: float  # busy time per step over the other ranks' median
+    category: str  # the breakdown category that makes most of the difference
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Everything a report says of a trace, a run or a job, before it is serialized."""
+
+    paths: list[str]
+    ranks: list[int]
+    steps: list[int]
+    torch_version: str | None
+    device_name: str | None
+    kind: str
+    dtype: str | None
+    peak: Peak | None
+    figures: Figures  # of the one rank, or of the job
+    per_rank: list[Attribution]  # with their own figures, only for several ranks
+    stragglers: list[Straggler]
+    warnings: list[str]
+    conventions: list[str]
+
+
+def mean(values: list):
+    return float(np.mean(values)) if values and None not in values else None
+
+
+def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Figures:
+    """The job's figures over its ranks, each formed as AGGREGATION says; bottleneck evidence comes from the
     rank where that cause costs most, and says which rank."""
-    out = {"job_aggregation": AGGREGATION}
-    out["step_time_ms"] = {k: mean([b["step_time_ms"][k] for b in body]) for k in ("mean", "min", "max")}
-    out["breakdown"] = {c: {k: mean([b["breakdown"][c][k] for b in body]) for k in ("ms", "fraction")}
-                        for c in CATEGORIES}
-    out["mfu"] = dict(body[0]["mfu"], analytic=mean([b["mfu"]["analytic"] for b in body]),
-                      counted=mean([b["mfu"]["counted"] for b in body]))
-    out["device_utilization"] = mean_dicts([b["device_utilization"] for b in body])
-    out["classification_ms"] = mean_dicts([b["classification_ms"] for b in body])
-    out["copied_bytes_per_step"] = mean([b["copied_bytes_per_step"] for b in body])
-    out["matmul_without_flops_ms"] = mean([b["matmul_without_flops_ms"] for b in body])
-    out["communication"] = job_communication([b["communication"] for b in body])
-    out["top_ops"] = job_top_ops([b["top_ops"] for b in body])
-    out["per_step"] = job_per_step([b["per_step"] for b in body])
-    out["ledger"], out["bottlenecks"] = [], []
-    if all(b["ledger"] for b in body):
-        out["ledger"] = [{"cause": e["cause"], **{k: mean([b["ledger"][i][k] for b in body])
-                                                  for k in ("points", "ms", "what_if_mfu")}}
-                         for i, e in enumerate(body[0]["ledger"])]
-        for entry in out["ledger"]:
-            found = [(b, r) for b, r in zip(body, ranks) for x in b["bottlenecks"] if x["cause"] == entry["cause"]]
-            if entry["points"] < MIN_POINTS or not found:
+    figs = [a.figures for a in ranks]
+    ledger, bottlenecks = [], []
+    if all(f.ledger for f in figs):
+        ledger = [LedgerEntry(e.cause, mean([f.ledger[i].points for f in figs]), mean([f.ledger[i].ms for f in figs]),
+                              mean([f.ledger[i].what_if_mfu for f in figs])) for i, e in enumerate(figs[0].ledger)]
+        for entry in ledger:
+            found = [(b, a.rank) for a in ranks for b in a.figures.bottlenecks if b.cause == entry.cause]
+            if entry.points < min_points or not found:
                 continue
-            worst, rank = max(found, key=lambda br: next(x["points"] for x in br[0]["bottlenecks"]
-                                                         if x["cause"] == entry["cause"]))
-            item = next(x for x in worst["bottlenecks"] if x["cause"] == entry["cause"])
-            out["bottlenecks"].append({**item, **entry, "evidence": f"rank {rank}: {item['evidence']}"})
-        out["bottlenecks"].sort(key=lambda b: -b["points"])
-    return out
+            worst, rank = max(found, key=lambda br: br[0].points)
+            bottlenecks.append(replace(worst, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
+                                       evidence=f"rank {rank}: {worst.evidence}"))
+        bottlenecks.sort(key=lambda b: -b.points)
+    return Figures(
+        StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs]) for k in ("mean", "min", "max"))),
+        mean_dicts([f.device_utilization for f in figs]),
+        Mfu(mean([f.mfu.analytic for f in figs]), mean([f.mfu.counted for f in figs]), figs[0].mfu.flops_analytic,
+            figs[0].mfu.flops_counted, figs[0].mfu.analytic_from),
+        {c: Share(mean([f.breakdown[c].ms for f in figs]), mean([f.breakdown[c].fraction for f in figs]))
+         for c in CATEGORIES},
+        ledger, bottlenecks, job_top_ops([f.top_ops for f in figs]), mean_dicts([f.classification_ms for f in figs]),
+        mean([f.copied_bytes_per_step for f in figs]), mean([f.matmul_without_flops_ms for f in figs]),
+        job_communication([f.communication for f in figs]), job_per_step([f.per_step for f in figs]))
 
 
 def mean_dicts(parts: list[dict | None]) -> dict | None:
@@ -69,59 +92,67 @@ def mean_dicts(parts: list[dict | None]) -> dict | None:
     return {k: mean([p[k] for p in parts]) for k in parts[0]}
 
 
-def job_communication(parts: list[dict | None]) -> dict | None:
+def job_communication(parts: list[Communication | None]) -> Communication | None:
     present = [p for p in parts if p]
     if not present:
         return None
     n = len(parts)
-    total = sum(p["total_ms"] for p in present) / n
-    exposed = sum(p["exposed_ms"] for p in present) / n
-    calls = {}
+    total = sum(p.total_ms for p in present) / n
+    exposed = sum(p.exposed_ms for p in present) / n
+    calls: dict[str, float] = {}
     for p in present:
-        for k, v in p["calls_per_step"].items():
+        for k, v in p.calls_per_step.items():
             calls[k] = calls.get(k, 0.0) + v / n
-    sent = [p["bytes_per_step"] for p in present if p["bytes_per_step"]]
-    return {"total_ms": total, "exposed_ms": exposed, "exposed_fraction": exposed / total if total else None,
-            "calls_per_step": calls, "bytes_per_step": sum(sent) / n if sent else None}
+    sent = [p.bytes_per_step for p in present if p.bytes_per_step]
+    return Communication(total, exposed, exposed / total if total else None, calls, sum(sent) / n if sent else None)
 
 
-def job_top_ops(parts: list[list[dict]]) -> list[dict]:
+def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
     """Each op's time, count and FLOPs per step averaged over the ranks (an op missing on a rank counts 0)."""
-    merged: dict[str, dict] = {}
+    merged: dict[str, list] = {}  # name → [category, count, ms, flops, seconds of FLOPs]
     for ops in parts:
         for op in ops:
-            m = merged.setdefault(op["name"], {"name": op["name"], "category": op["category"], "count": 0.0,
-                                               "ms": 0.0, "flops": 0.0, "flop_s": 0.0})
-            for k in ("count", "ms", "flops"):
-                m[k] += op[k] / len(parts)
-            if op["tflops_per_s"]:
-                m["flop_s"] += op["flops"] / (op["tflops_per_s"] * 1e12)
-    rows = sorted(merged.values(), key=lambda m: -m["ms"])
-    for m in rows:
-        flop_s = m.pop("flop_s")
-        m["tflops_per_s"] = m["flops"] * len(parts) / flop_s / 1e12 if flop_s else None
-    return rows[:len(parts[0])]
+            m = merged.setdefault(op.name, [op.category, 0.0, 0.0, 0.0, 0.0])
+            m[1] += op.count / len(parts)
+            m[2] += op.ms / len(parts)
+            m[3] += op.flops / len(parts)
+            m[4] += op.flops / (op.tflops_per_s * 1e12) if op.tflops_per_s else 0.0
+    rows = [OpRow(name, c, count, ms, flops, flops * len(parts) / flop_s / 1e12 if flop_s else None)
+            for name, (c, count, ms, flops, flop_s) in merged.items()]
+    return sorted(rows, key=lambda o: -o.ms)[:len(parts[0])]
 
 
-def job_per_step(parts: list[list[dict]]) -> list[dict]:
-    """Per step number present on every rank: each field's mean over the ranks."""
-    by_step = [{s["step"]: s for s in steps} for steps in parts]
+def job_per_step(parts: list[list[StepRow]]) -> list[StepRow]:
+    """Per step number present on every rank: each figure's mean over the ranks."""
+    by_step = [{s.step: s for s in steps} for steps in parts]
     common = sorted(set.intersection(*(set(d) for d in by_step)))
-    return [{"step": i, **{k: mean([d[i][k] for d in by_step]) for k in by_step[0][i] if k != "step"}}
+    return [StepRow(i, mean([d[i].ms for d in by_step]),
+                    {c: mean([d[i].categories[c] for d in by_step]) for c in by_step[0][i].categories})
             for i in common]
 
 
-def stragglers(body: list[dict], ranks: list[int]) -> list[dict]:
-    """Ranks whose busy time exceeds the median of the others' by STRAGGLER_THRESHOLD, with the category that
-    makes the largest part of the difference."""
-    busy = [b["step_time_ms"]["mean"] - b["breakdown"]["communication"]["ms"] for b in body]
+def stragglers(ranks: list[Attribution], threshold: float = STRAGGLER_THRESHOLD) -> list[Straggler]:
+    """Ranks whose busy time exceeds the median of the others' by `threshold`, with the category that makes the
+    largest part of the difference."""
+    figs = [a.figures for a in ranks]
+    busy = [f.step_time_ms.mean - f.breakdown["communication"].ms for f in figs]
     out = []
-    for i, rank in enumerate(ranks):
-        others = [j for j in range(len(body)) if j != i]
+    for i, a in enumerate(ranks):
+        others = [j for j in range(len(figs)) if j != i]
         baseline = float(np.median([busy[j] for j in others]))
-        if busy[i] <= baseline * (1 + STRAGGLER_THRESHOLD):
+        if busy[i] <= baseline * (1 + threshold):
             continue
-        diff = {c: body[i]["breakdown"][c]["ms"] - float(np.median([body[j]["breakdown"][c]["ms"] for j in others]))
+        diff = {c: figs[i].breakdown[c].ms - float(np.median([figs[j].breakdown[c].ms for j in others]))
                 for c in CATEGORIES if c != "communication"}
-        out.append({"rank": rank, "excess_ms": busy[i] - baseline, "category": max(diff, key=diff.get)})
+        out.append(Straggler(a.rank, busy[i] - baseline, max(diff, key=diff.get)))
     return out
+
+
+def with_stragglers(figures: Figures, found: list[Straggler]) -> Figures:
+    """The communication bottleneck's evidence names the ranks the others wait for."""
+    if not found:
+        return figures
+    waits = "; the others wait for " + ", ".join(
+        f"rank {s.rank} (+{s.excess_ms:.2f} ms busy, mostly {s.category})" for s in found)
+    return replace(figures, bottlenecks=[replace(b, evidence=b.evidence + waits) if b.cause == "communication" else b
+                                         for b in figures.bottlenecks])

@@ -3,6 +3,7 @@
 import textwrap
 
 from profiler.classify import CATEGORIES
+from profiler.settings import LEDGER_ROW_MIN_POINTS
 
 
 def fmt_flops(x: float | None) -> str:
@@ -79,7 +80,7 @@ def ledger_lines(report: dict) -> list[str]:
     lines = ["", "MFU ledger: points of peak lost per cause", f"{'':>2}{100:>8.2f}  peak"]
     level = 100.0
     for e in sorted(report["ledger"], key=lambda e: -e["points"]):
-        if abs(e["points"]) < 0.005:
+        if abs(e["points"]) < LEDGER_ROW_MIN_POINTS:
             continue
         start, level = level, level - e["points"]
         lo, hi = sorted((round(level / 2.5), round(start / 2.5)))

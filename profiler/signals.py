@@ -16,11 +16,9 @@ from profiler import classify as C
 from profiler.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.links import Links
 from profiler.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
+from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.steps import Steps
 
-SMALL_DIM = 64  # a matmul with a dimension below this runs far below a device's large-matmul rate
-FLOOR_PERCENTILE = 10
-TINY_NUMEL = 4096  # an op on this few elements does next to no work: its duration is its fixed cost
 TWO_D_MATMUL = re.compile(r"^aten::(mm|addmm)$")
 FUSED_OPTIMIZER = re.compile(r"^aten::_fused_")
 FOREACH_OPTIMIZER = re.compile(r"^aten::_foreach_")
@@ -75,7 +73,8 @@ def fixed_cost(durations: np.ndarray, numels: np.ndarray) -> float:
     if not len(durations):
         return 0.0
     tiny = numels <= TINY_NUMEL
-    floor = float(np.median(durations[tiny])) if tiny.sum() >= 5 else float(np.percentile(durations, FLOOR_PERCENTILE))
+    floor = (float(np.median(durations[tiny])) if tiny.sum() >= MIN_TINY_OPS
+             else float(np.percentile(durations, FLOOR_PERCENTILE)))
     return float(durations[tiny].sum() + np.minimum(durations[~tiny], floor).sum())
 
 

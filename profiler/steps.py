@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiler.links import Links
+from profiler.settings import LAST_STEP_DEVICE_SHARE
 from profiler.classify import OPTIMIZER_STEP
 from profiler.load import Trace
 
@@ -126,6 +127,6 @@ def _extend_to_device(trace: Trace, links: Links, host_start, host_end):
     if n > 1 and len(with_device):
         last = with_device[-1]
         keep = last + 1
-        if last > 0 and count[last - 1] * 0.8 > count[last]:
+        if last > 0 and count[last - 1] * LAST_STEP_DEVICE_SHARE > count[last]:
             keep = last
     return start, end, keep

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 from profiler import charts
 from profiler.document import markdown
 from profiler.load import TraceError
-from profiler.report import analyze_path
+from profiler.pipeline import analyze_path
 
 
 def log_report(writer, report: dict, step: int):

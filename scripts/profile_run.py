@@ -30,7 +30,8 @@ from profiler.document import write_reports  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
 from profiler.render import for_terminal  # noqa: E402
 from profiler.tensorboard import RunLog, log_report  # noqa: E402
-from profiler.report import Options, analyze_path  # noqa: E402
+from profiler.pipeline import analyze_path  # noqa: E402
+from profiler.settings import Options  # noqa: E402
 from profiler.session import ProfileConfig, Session  # noqa: E402
 
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from conftest import analyze, shared_trace
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 from synth import kernel, launch, op, step, write
 
 

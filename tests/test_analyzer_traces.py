@@ -6,7 +6,8 @@ import json
 import pytest
 
 from conftest import analyze, shared_trace
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 
 # torch-tb-profiler's Overview: average step (µs) and shares of step time, in percent
 TB_PLUGIN = {

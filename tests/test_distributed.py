@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from conftest import ROOT, SCRIPT, TINY, shared_trace
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 
 
 @pytest.fixture(scope="module")

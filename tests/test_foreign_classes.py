@@ -8,8 +8,10 @@ coverage, and multi-rank job figures.
 
 import pytest
 
+from profiler.attribution import Figures, LedgerEntry, Mfu, Share, StepTimes
 from profiler.consistency import violations
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 from synth import TID, kernel, launch, op, python, step, write
 
 MM = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["c10::BFloat16", "c10::BFloat16"]}
@@ -53,10 +55,10 @@ def test_model_flops_that_do_not_fit_the_step_are_named(tmp_path):
 
 
 def test_the_invariant_check_names_what_a_report_breaks():
-    fields = {"breakdown": {"matmul": {"fraction": 0.7}, "idle": {"fraction": 0.4}},
-              "mfu": {"analytic": 0.2, "counted": None},
-              "ledger": [{"cause": "io", "points": 90.0, "what_if_mfu": 1.5},
-                         {"cause": "other", "points": -5.0, "what_if_mfu": 0.19}]}
+    fields = Figures(StepTimes(1, 1, 1), None, Mfu(0.2, None, 1.0, 1.0, None),
+                     {"matmul": Share(0.7, 0.7), "idle": Share(0.4, 0.4)},
+                     [LedgerEntry("io", 90.0, 0.9, 1.5), LedgerEntry("other", -5.0, 0.0, 0.19)],
+                     [], [], None, 0.0, 0.0, None, [])
     assert violations(fields) == ["breakdown shares add up to 110.0000%, not 100%",
                                   "ledger points add up to 85.000, not 100 - MFU = 80.000",
                                   "cause other is negative (-5.000 points)", "what-if MFU of io is 150.00%"]
@@ -131,7 +133,8 @@ def test_iterations_without_profiler_step_are_told_apart_by_the_optimizer(tmp_pa
     events = []
     for k in range(3):
         base = 1000 * k
-        events += [op("aten::mm", base, 400, **MM), op("Optimizer.step#SGD.step", base + 500, 300, cat="user_annotation"),
+        events += [op("aten::mm", base, 400, **MM),
+                   op("Optimizer.step#SGD.step", base + 500, 300, cat="user_annotation"),
                    op("aten::add_", base + 550, 200)]
     report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
     assert report["source"]["steps"] == [1, 2, 3]
@@ -192,3 +195,16 @@ def test_job_figures_are_over_the_ranks_and_say_how(tmp_path):
     assert mm["ms"] == pytest.approx(0.6)  # the mean of the ranks, not rank 0's 0.4
     assert report["device_utilization"]["window_ms"] == pytest.approx(0.6)
     assert report["job_aggregation"]["top_ops"].startswith("mean over ranks")
+
+
+def test_a_run_whose_matmuls_beat_its_measured_peak_raises_the_peak_to_what_it_achieved(tmp_path):
+    """Our own CPU run measured its peak while the machine was busy: 1 TFLOP/s, then its matmul ran at 4."""
+    mm = {"Input Dims": [[1000, 1000], [1000, 1000]], "Input type": ["float", "float"]}
+    peak = {"device": "cpu", "dtype": "float32", "peak_flops": 2e12, "peak_flops_run": 1e12, "source": "measured"}
+    path = write(tmp_path / "t.json", [step(1, 0, 1000), op("aten::mm", 0, 500, **mm)], device=None,
+                 mfu_analyzer={"peak": peak, "flops_per_step": 2e9, "dtype": "float32"})
+    report = analyze_path(path, Options())
+    device = report["device"]
+    assert device["peak_flops_run"] == pytest.approx(4e12) and device["peak_flops"] == pytest.approx(8e12)
+    assert report["mfu"]["analytic"] == pytest.approx(2e9 / (1e-3 * 8e12))  # 25%, not 100%
+    assert any("raised 4.00x" in w for w in report["warnings"]) and report["ledger"]

@@ -7,7 +7,8 @@ Independent figure for each: the device busy share over the whole trace, compute
 import pytest
 
 from conftest import SHARED_TRACES, analyze, shared_trace
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 
 BUSY = {"mi210_gpu_only": 89.36, "b200_vllm_moe_eager": 13.73, "h100_timesformer_infer": 99.03,
         "kineto2021_resnet50_autograd": 18.68}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 
 FIXTURES = Path(__file__).parent / "fixtures"
 B, T, L, H, C, V = 64, 256, 6, 6, 384, 256

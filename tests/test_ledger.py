@@ -6,7 +6,8 @@ import pytest
 
 from conftest import ROOT, analyze, shared_trace
 from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 
 CATEGORY_S = {"matmul": 0.050, "other_compute": 0.020, "memory": 0.005, "communication": 0.0,
               "data_loading": 0.010, "host_overhead": 0.008, "idle": 0.007}  # a 100 ms step

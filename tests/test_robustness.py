@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, SCRIPT, TINY, analyze, run_script, shared_trace
 from profiler.load import TraceError
-from profiler.report import Options, analyze_path
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
 
 CORPUS = ROOT / "tests" / "bad_traces"
 # file: (exit status, what stderr (status 2) or a warning (status 0) must say)

@@ -1,0 +1,124 @@
+"""A trace, a folder of traces or a run folder through every stage, to the job's typed result or its JSON.
+
+files → analyze_file (load, links, steps, FLOPs, breakdown, signals) → merge_rank per rank → inputs (peak,
+F_model) → attribute per rank → diagnose → job_figures and stragglers (several ranks) → report.to_json.
+"""
+
+import json
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from profiler.analyze import TraceAnalysis, analyze_file
+from profiler.attribution import Attribution, Figures, Mfu, attribute, counted_rate
+from profiler.consistency import disturbed_measurement, tf32_peak, violations
+from profiler.diagnosis import diagnose
+from profiler.inputs import model_flops, trace_peak
+from profiler.load import TraceError, trace_files
+from profiler.peak import table_peaks
+from profiler.rank import merge_rank
+from profiler.ranks import JobResult, job_figures, stragglers, with_stragglers
+from profiler.report import saved_report, to_json
+from profiler.settings import TOP_OPS, Options
+
+
+def analyze_path(path: Path, options: Options) -> dict:
+    """The mfu-report/1 JSON of a trace file or a folder of traces. Raises TraceError when nothing can be
+    analysed."""
+    return to_json(analyze_job(Path(path), options))
+
+
+def load_report(path: Path, options: Options) -> dict:
+    """A saved mfu-report/1 JSON as it is, or the report of a trace, a folder of traces or a run folder."""
+    return saved_report(Path(path)) or analyze_path(path, options)
+
+
+def analyze_job(path: Path, options: Options) -> JobResult:
+    files = trace_files(path)
+    analyses, skipped = [], []
+    for f in files:
+        try:
+            analyses.append(analyze_file(f, options.short_gap_us))
+        except TraceError as e:
+            if len(files) == 1:
+                raise
+            skipped.append(str(e))
+    if not analyses:
+        raise TraceError(f"{path}: none of its {len(files)} files could be analysed (first: {skipped[0]})")
+    runs = {run_signature(a) for a in analyses}
+    if len(runs) > 1:
+        raise TraceError(f"{path}: the folder mixes traces of {len(runs)} different runs (model, world size or "
+                         "device differ): analyze them one by one")
+    result = build(analyses, options)
+    return replace(result, warnings=[f"skipped {s}" for s in skipped] + result.warnings)
+
+
+def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
+    warnings = [w for a in analyses for w in a.warnings]
+    ranks = sorted({a.trace.rank() for a in analyses})
+    merged = [merge_rank(r, [a for a in analyses if a.trace.rank() == r], warnings) for r in ranks]
+    first = merged[0]
+    peak = trace_peak(first, options, warnings)
+    if peak:
+        peak, note = tf32_peak(peak, counted_rate(first), peak.device)
+        warnings += [note] if note else []
+    if peak and first.metadata.get("peak"):  # measured on the machine that ran it, before the run
+        peak, note = disturbed_measurement(peak, counted_rate(first))
+        warnings += [note] if note else []
+    results, said = [], defaultdict(list)  # warning → the ranks that gave it
+    for r in merged:
+        rank_warnings = []
+        f_model = model_flops(options, r.metadata, r.signals, rank_warnings)
+        result = attribute(r, peak, f_model, TOP_OPS)
+        rank_warnings += result.warnings
+        if result.evidence:
+            bottlenecks = diagnose(result.figures.ledger, result.evidence, options.min_points)
+            result = replace(result, figures=replace(result.figures, bottlenecks=bottlenecks))
+        results.append(checked(result, rank_warnings) if len(merged) > 1 else result)
+        for w in rank_warnings:
+            said[w].append(r.rank)
+    for w, rs in said.items():
+        who = "all ranks" if len(rs) == len(merged) else "rank " + ", ".join(map(str, rs))
+        warnings.append(w if len(merged) == 1 else f"{who}: {w}")
+    if len(merged) == 1:
+        figures, found = checked(results[0], warnings).figures, []
+    else:
+        job = replace(results[0], figures=job_figures(results, options.min_points))
+        found = stragglers(results, options.straggler_threshold)
+        figures = with_stragglers(checked(job, warnings).figures, found)
+    meta = analyses[0].trace.metadata or {}
+    device = first.device_names[0] if first.device_names else (peak.device if peak else None)
+    return JobResult([str(a.trace.path) for a in analyses], ranks,
+                     sorted({int(i) for r in merged for i in r.table.ids}), meta.get("torch_version"), device,
+                     first.kind, first.dtype, peak, figures, results if len(merged) > 1 else [], found,
+                     list(dict.fromkeys(warnings)), conventions(first.kind, first.dtype, device))
+
+
+def checked(result: Attribution, warnings: list[str]) -> Attribution:
+    """The result with MFU, ledger and diagnosis left empty if its figures break an invariant: numbers that
+    cannot be true together are never printed."""
+    broken = violations(result.figures)
+    if not broken:
+        return result
+    warnings.append("the report failed its own consistency checks (" + "; ".join(broken) + "): MFU, the ledger and "
+                    "the diagnosis are left empty; please report it with the trace")
+    f: Figures = result.figures
+    mfu = Mfu(None, None, f.mfu.flops_analytic, f.mfu.flops_counted, f.mfu.analytic_from)
+    return replace(result, figures=replace(f, mfu=mfu, ledger=[], bottlenecks=[]))
+
+
+def conventions(kind: str, dtype: str | None, device: str | None) -> list[str]:
+    """The FLOP and peak conventions behind the report's numbers, so that other tools' figures compare."""
+    out = ["attention FLOPs count the full T×T score and value products, causal or not, as nanoGPT's 12·L·H·Q·T "
+           "does (TraceLens counts half of them for causal SDPA)"]
+    if dtype in ("float32", "tf32") and "tf32" in (table_peaks(device or "") or {}):
+        out.append("float32 matmuls are charged at the float32 peak unless they ran faster than it (then at TF32's)")
+    return out
+
+
+def run_signature(a: TraceAnalysis) -> str:
+    """What every trace of one run shares: its model and world size (from our metadata), or device and world."""
+    meta = a.trace.metadata or {}
+    world = a.trace.distributed.get("world_size", 1)
+    keys = ("model", "tokens_per_step", "flops_per_step", "dtype")
+    return json.dumps([world, [meta.get(k) for k in keys] if meta else a.trace.device_names[:1]], sort_keys=True)

@@ -1,0 +1,70 @@
+"""One rank's files (its profiler cycles) merged into one analysis: the steps in time order, each step once.
+
+A file whose steps all appeared in an earlier file (the same cycle written twice) is left out whole, so that
+the per-step table and the signals, the ops and the device time describe the same steps.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from profiler.analyze import OpStats, StepTable, TraceAnalysis
+from profiler.signals import Signals
+
+
+@dataclass(frozen=True)
+class RankAnalysis:
+    rank: int
+    paths: list[str]
+    kind: str  # device backend, or "cpu"
+    device_names: list[str]
+    metadata: dict  # our run's metadata (model, tokens, dtype, peak, ...); {} for a foreign trace
+    dtype: str | None  # the matmuls' dtype: the run's own word, else the one that carried most FLOPs
+    table: StepTable
+    signals: Signals  # totals over the table's steps
+    ops: dict[str, OpStats]  # totals over the table's steps
+    classified_us: dict[str, float] | None  # device time by how kernels were classified (GPU traces)
+    utilization: dict | None  # device busy share of the files' device windows (HTA's definition)
+
+
+def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) -> RankAnalysis:
+    analyses = sorted(analyses, key=lambda a: a.trace.origin_us)
+    kept, tables, seen = [], [], set()
+    for a in analyses:
+        fresh = np.array([i not in seen for i in a.table.ids])
+        if not fresh.any():
+            warnings.append(f"{a.trace.path.name}: its steps {a.table.ids.tolist()} all appear in an earlier file of "
+                            "the same rank: the file is left out")
+            continue
+        if not fresh.all():
+            warnings.append(f"{a.trace.path.name}: steps {a.table.ids[~fresh].tolist()} appear in an earlier file of "
+                            "the same rank: their figures are counted once, the file's op statistics in full")
+        seen.update(a.table.ids.tolist())
+        kept.append(a)
+        tables.append(a.table.select(fresh))
+    signals, ops = Signals(), defaultdict(OpStats)
+    for a in kept:
+        signals.add(a.signals)
+        for name, stats in a.ops.items():
+            ops[name].absorb(stats)
+    first = kept[0]
+    meta = first.trace.metadata or {}
+    return RankAnalysis(rank, [str(a.trace.path) for a in kept], first.kind, first.trace.device_names, meta,
+                        meta.get("dtype") or first.dtype, StepTable.concat(tables), signals, dict(ops),
+                        classification(kept), utilization(kept))
+
+
+def utilization(analyses: list[TraceAnalysis]) -> dict | None:
+    parts = [a.utilization for a in analyses if a.utilization]
+    if not parts:
+        return None
+    window = sum(p["window_ms"] for p in parts)
+    busy = sum(p["window_ms"] * p["busy_fraction"] for p in parts)
+    return {"window_ms": window, "busy_fraction": busy / window if window else 0.0}
+
+
+def classification(analyses: list[TraceAnalysis]) -> dict | None:
+    if not any(a.classified_us for a in analyses):
+        return None
+    return {k: sum(a.classified_us.get(k, 0.0) for a in analyses) for k in ("by_op", "by_name", "unclassified")}

@@ -1,0 +1,74 @@
+"""Every threshold that shapes the breakdown, the ledger and the diagnosis, in one place, each with why it has
+its value. The ones a user may reasonably change are Options fields, as Holistic Trace Analysis exposes its
+consecutive_kernel_delay; the rest are constants of the method.
+"""
+
+from dataclasses import dataclass
+
+# --- steps ---
+# a last step that launched under this share of the device events of the step before was cut short by the
+# profiler before its kernels ran (torch-tb-profiler's rule, kept so that step times compare like with like)
+LAST_STEP_DEVICE_SHARE = 0.8
+# a first step this many times the median of the others is warm-up (allocations, algorithm search, compiling)
+WARMUP_RATIO = 3.0
+
+# --- breakdown ---
+# device idle stretches shorter than this between ops are per-op overhead (Python between ops, launch
+# latency), which a larger batch spreads over more work; longer ones are stalls of another kind
+SHORT_GAP_US = 1000.0
+
+# --- the ledger's moves between causes (signals) ---
+# a matmul with a dimension below this runs far below a device's large-matmul rate: tensor-core tiles are
+# 64 to 256 wide, and a CPU's GEMM kernels block by about as much
+SMALL_DIM = 64
+# an op on this few elements does next to no work (16 KB of float32): its whole duration is fixed cost
+TINY_NUMEL = 4096
+# how many tiny ops it takes to trust their median as a near-empty op's cost; with fewer, the 10th percentile
+# of all the ops' durations stands in
+MIN_TINY_OPS = 5
+FLOOR_PERCENTILE = 10
+
+# --- diagnosis ---
+# a cause is a bottleneck from this many points of MFU: a fix for less is not worth a change of setup
+MIN_POINTS = 1.0
+# optimizer ops (CPU) or kernels (GPU) per step above which, with no _foreach_ or _fused_ op, the optimizer
+# loops over parameters one by one (a fused AdamW runs a handful)
+LOOP_OPS = 50
+# a part of a cause's time (allocator calls, syncs) is its headline when it makes at least this share of it
+HEADLINE_SHARE = 0.5
+# Python frames are worth naming in small_batch's evidence from this share of its time
+PYTHON_SHARE = 0.1
+
+# --- ranks ---
+# a rank whose busy time (step minus exposed communication) exceeds the others' median by this fraction
+# is a straggler: below it, ranks differ by noise
+STRAGGLER_THRESHOLD = 0.10
+
+# --- plausibility of the inputs (consistency) ---
+# counted matmuls may beat P_run by this much before the peak is implausible (timing noise, causal attention
+# counted in full)
+RATE_SLACK = 1.25
+# the model's FLOPs at P may need this much more than the matmul time before F_model or P is wrong
+MATMUL_SLACK = 1.05
+# counted and analytic FLOPs differing by more than this get the note that explains the difference
+FLOPS_GAP = 0.10
+# matmul time without a FLOP count is worth a warning from this share of the matmul time
+UNCOUNTED_MATMUL_SHARE = 0.05
+# host and device clocks disagree when more than this share of device events start before their launch
+CLOCK_SKEW_SHARE = 0.05
+
+# --- presentation ---
+TOP_OPS = 15  # ops listed in a report
+LEDGER_ROW_MIN_POINTS = 0.005  # ledger rows below this (they round to 0.00) are not drawn
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user says about a trace, and the thresholds a user may change."""
+
+    peak_flops: float = 0.0  # the device's peak FLOP/s (P and P_run)
+    flops_per_step: float = 0.0  # analytic model FLOPs per step of a foreign trace
+    model: dict | None = None  # or a nanoGPT GPT's shape (inputs.model_flops)
+    short_gap_us: float = SHORT_GAP_US
+    min_points: float = MIN_POINTS
+    straggler_threshold: float = STRAGGLER_THRESHOLD
