@@ -51,3 +51,5 @@ def test_nccl_trace_has_a_communication_share_and_its_exposed_part():
     assert comm["total_ms"] > comm["exposed_ms"] == pytest.approx(report["breakdown"]["communication"]["ms"])
     assert 0.3 < comm["exposed_fraction"] < 0.8  # about half of the collective time is hidden behind compute
     assert report["breakdown"]["communication"]["fraction"] > 0.1
+    comm_ops = {op["name"] for op in report["top_ops"] if op["category"] == "communication"}
+    assert {"nccl:all_to_all", "nccl:all_reduce"} <= comm_ops

@@ -46,9 +46,12 @@ def test_cpu_run_ledger_adds_up_to_the_lost_mfu(tiny_run):
     assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * mfu, abs=0.01)
     points = [b["points"] for b in report["bottlenecks"]]
     assert points == sorted(points, reverse=True) and min(points) >= 1.0
+    # the configuration change that applies each fix, in profile_run's keys (the tiny run: batch 4, float32)
+    config = {"io": {"num_workers": 4}, "small_batch": {"batch_size": 16}, "non_fused": {"compile": True},
+              "precision": {"dtype": "bfloat16"}}
     for b in report["bottlenecks"]:
         assert b["evidence"] and b["fix"] and mfu < b["what_if_mfu"] <= 1
-        assert "fix_config" in b or b["cause"] in ("matmul_efficiency", "other", "communication", "memory_ops")
+        assert b.get("fix_config") == config.get(b["cause"]), b["cause"]
 
 
 def test_foreign_gpt_trace_gets_its_analytic_flops_from_model_options(tiny_run, tmp_path):

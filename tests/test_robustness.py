@@ -2,10 +2,12 @@
 never a traceback; nothing the user had is lost."""
 
 import copy
+import gzip
 import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, SCRIPT, TINY, analyze, run_script, shared_trace
+from conftest import ROOT, SCRIPT, TINY, analyze, run_script
 from profiler.load import TraceError
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
@@ -73,6 +75,8 @@ def test_empty_folder_and_folder_mixing_runs(tiny_run, tmp_path):
     assert status == 2 and "mixes traces of 2 different runs" in stderr and stderr.count("\n") == 1
 
 
+H200_TRACE = json.loads(gzip.decompress((ROOT / "tests" / "fixtures" / "h200_gpt_bf16_compiled.pt.trace.json.gz")
+                                        .read_bytes()))
 JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
                         st.text(max_size=8), st.lists(st.integers(), max_size=3), st.just({}))
 FIELDS = ["ph", "cat", "name", "pid", "tid", "ts", "dur", "args"]
@@ -81,8 +85,8 @@ FIELDS = ["ph", "cat", "name", "pid", "tid", "ts", "dur", "args"]
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_real_traces_give_a_report_or_one_clear_error(data):
-    """Drop, duplicate and damage events of a real GPU trace, or cut its bytes anywhere."""
-    original = json.loads(shared_trace("tbplugin_tiny_gpu").read_text())
+    """Drop, duplicate and damage events of a real GPU trace (one cycle of our H200 run), or cut its bytes."""
+    original = H200_TRACE
     trace = copy.deepcopy(original)
     events = trace["traceEvents"]
     n = len(events)
@@ -96,21 +100,21 @@ def test_mutated_real_traces_give_a_report_or_one_clear_error(data):
     raw = json.dumps(trace).encode()
     if data.draw(st.booleans()):
         raw = raw[: data.draw(st.integers(0, len(raw)))]
-    path = Path(__file__).parent / ".hypothesis_trace.json"
-    path.write_bytes(raw)
-    try:
-        report = analyze_path(path, Options(peak_flops=1e12))
-    except TraceError as e:
-        assert str(e) and "\n" not in str(e)
-        return
-    finally:
-        path.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "damaged.json"
+        path.write_bytes(raw)
+        try:
+            report = analyze_path(path, Options(peak_flops=1e12))
+        except TraceError as e:
+            assert str(e) and "\n" not in str(e)
+            return
     assert sum(b["fraction"] for b in report["breakdown"].values()) == pytest.approx(1, abs=1e-6)
     assert all(b["ms"] >= -1e-9 for b in report["breakdown"].values())
     assert report["step_time_ms"]["mean"] > 0
     if report["ledger"]:
         mfu = report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"]
         assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * mfu, abs=0.01)
+        assert all(e["points"] >= -1e-9 and e["what_if_mfu"] <= 1 + 1e-9 for e in report["ledger"])
 
 
 @pytest.mark.parametrize("sig, message", [(signal.SIGTERM, "stopped by SIGTERM"),

@@ -1,0 +1,160 @@
+"""Unit tests of the heuristics that set the ledger, each on a small input whose answer is computed by hand:
+the fixed per-op cost, an op's size and role, short gaps, op categories, the unfused-attention score, each
+diagnosis rule, and the job's aggregation over ranks."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from profiler import classify as C
+from profiler.attention import score_ops
+from profiler.attribution import (Attribution, Communication, Evidence, Figures, LedgerEntry, Mfu, OpRow, Share,
+                                  StepRow, StepTimes)
+from profiler.diagnosis import RULES, diagnose
+from profiler.intervals import short_gaps
+from profiler.load import load_trace
+from profiler.pipeline import analyze_path
+from profiler.ranks import job_figures, stragglers
+from profiler.settings import Options
+from profiler.signals import Signals, fixed_cost, size_and_role
+from synth import kernel, launch, op, step, write
+
+
+def test_fixed_cost_charges_tiny_ops_whole_and_larger_ones_a_near_empty_ops_duration():
+    durations = np.array([10, 10, 12, 8, 10, 100, 50.0])
+    numels = np.array([100, 200, 4096, 1, 64, 10**6, 10**6])  # five ops on at most 4096 elements
+    assert fixed_cost(durations, numels) == 50 + 10 + 10  # the tiny ones' median is 10 µs
+    # fewer than 5 tiny ops: the 10th percentile of all durations (4 + 0.2 · 96 = 23.2) is the floor
+    assert fixed_cost(np.array([4, 100, 200.0]), np.array([10, 10**6, 10**6])) == pytest.approx(4 + 23.2 + 23.2)
+
+
+def test_size_and_role_of_an_op_from_its_recorded_shapes(tmp_path):
+    events = [op("aten::add_", 0, 10, **{"Input Dims": [[64, 32], [64, 32], []]}),  # on a parameter
+              op("aten::mul", 20, 10, **{"Input Dims": [[8, 16, 32], []]}),  # on activations
+              op("aten::relu", 40, 10)]  # no shapes recorded
+    trace = load_trace(write(tmp_path / "t.json", events, device=None))
+    numel, on_params = size_and_role(trace, np.array([0, 1, 2, 0]), {(64, 32)})
+    assert numel.tolist()[:2] == [64 * 32, 8 * 16 * 32] and numel[2] == np.iinfo(np.int64).max
+    assert on_params.tolist() == [True, False, False, True]
+
+
+def test_short_gaps_are_the_uncovered_stretches_under_the_limit():
+    starts, ends = np.array([0.0, 10.5, 25.0]), np.array([10.0, 20.0, 30.0])
+    assert short_gaps(starts, ends, np.array([0.0]), np.array([30.0]), 1.0).tolist() == [0.5]  # not the 5 µs gap
+    assert short_gaps(starts, ends, np.array([0.0]), np.array([30.0]), 10.0).tolist() == [5.5]
+
+
+@pytest.mark.parametrize("short_gap_us, small_batch_ms", [(1000.0, 0.3), (5000.0, 2.3)])
+def test_the_short_gap_length_is_an_option(tmp_path, short_gap_us, small_batch_ms):
+    """Device idle 300 µs and 2,000 µs between two kernels: under the limit it is per-op overhead."""
+    mm = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["c10::BFloat16"] * 2}
+    events = [step(1, 0, 3000), op("aten::mm", 0, 10, **mm), launch(1, 5, 1), kernel("nvjet_a", 0, 400, 1),
+              op("aten::mm", 20, 10, **mm), launch(21, 5, 2), kernel("nvjet_b", 700, 300, 2)]
+    report = analyze_path(write(tmp_path / "t.json", events), Options(short_gap_us=short_gap_us))
+    ledger = {e["cause"]: e["ms"] for e in report["ledger"]}
+    assert ledger["small_batch"] == pytest.approx(small_batch_ms, abs=1e-6)
+    assert ledger["other"] == pytest.approx(2.3 - small_batch_ms, abs=1e-6)
+
+
+def test_op_categories_from_names_and_what_an_op_passes_down(tmp_path):
+    assert [C.op_category(n) for n in ("aten::addmm", "aten::copy_", "nccl:all_reduce", "aten::view", "aten::gelu",
+                                       "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__")] == \
+        [C.MATMUL, C.MEMORY, C.COMMUNICATION, C.HOST_OVERHEAD, None, C.DATA_LOADING]
+    # a copy inside a matmul op is the matmul's time; a copy on its own is memory
+    events = [step(1, 0, 1000), op("aten::mm", 0, 400), op("aten::copy_", 100, 200), op("aten::copy_", 500, 100)]
+    report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
+    assert report["breakdown"]["matmul"]["ms"] == 0.4 and report["breakdown"]["memory"]["ms"] == 0.1
+
+
+def test_unfused_attention_is_found_by_the_score_matrix_its_ops_touch(tmp_path):
+    L = 64
+    dims = lambda *shapes: {"Input Dims": [list(s) for s in shapes]}  # noqa: E731
+    events = [op("aten::bmm", 0, 10, **dims((8, L, 16), (8, 16, L))),  # q·kᵀ: makes the L×L scores
+              op("aten::div", 20, 10, **dims((8, L, L), ())),
+              op("aten::_softmax", 40, 10, **dims((8, L, L), (), ())),
+              op("aten::bmm", 60, 10, **dims((8, L, L), (8, L, 16))),  # scores · v
+              op("aten::bmm", 80, 10, **dims((8, 32, 16), (8, 16, 8))),  # another bmm: no L×L matrix
+              op("aten::add", 100, 10, **dims((8, 32), (8, 32)))]
+    trace = load_trace(write(tmp_path / "t.json", events, device=None))
+    assert score_ops(trace).tolist() == [0, 1, 2, 3]
+    fused = events + [op("aten::_scaled_dot_product_flash_attention", 120, 10)]
+    assert score_ops(load_trace(write(tmp_path / "f.json", fused, device=None))).tolist() == []
+
+
+def evidence(**changes) -> Evidence:
+    """A 100 ms step on a device of 100 TFLOP/s (50 in the dtype that ran), 1 TFLOP per step."""
+    base = dict(step_ms=100.0, kind="cuda", dtype="float32", meta={}, peak=100e12, peak_run=50e12, flops=1e12,
+                counted_flops=1e12, breakdown={c: Share(0.0, 0.0) for c in C.CATEGORIES}, signals=Signals(steps=2),
+                ops=[OpRow("aten::gelu", "other_compute", 2, 3.0, 0, None),
+                     OpRow("nccl:all_reduce", "communication", 1, 7.0, 0, None)],
+                short_idle_ms=1.0, optimizer_overhead_ms=0.5, fixed_ms=2.0, parameter_ms=0.25, copied_bytes=4e6,
+                allocator_ms=0.0, sync_ms=0.0, python_ms=0.0, other_ops_per_step=24)
+    return Evidence(**{**base, **changes})
+
+
+def entry(cause, ms):
+    return LedgerEntry(cause, ms, ms, 0.5)  # a 100 ms step: points = ms
+
+
+def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_them():
+    sig = Signals(steps=2, dataloaders=Counter({"_SingleProcessDataLoaderIter": 2}), host_ops=400,
+                  kernel_us=[5.0, 7.0, 9.0, 11.0], op_counts=Counter({"aten::_softmax": 4, "aten::bmm": 8}),
+                  memcpy_bytes=Counter({"Memcpy HtoD (Pageable -> Device)": 8e6}), matmul_us=40_000.0)
+    ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {"n_layer": 4}}
+    ev = evidence(signals=sig, meta=ours)
+    text, fix, config = RULES["io"](entry("io", 20), ev)
+    assert "20.00 ms/step (20.0% of the step)" in text and "single-process (num_workers=0)" in text
+    assert config == {"num_workers": 4}
+    text, fix, config = RULES["small_batch"](entry("small_batch", 10), ev)
+    assert "200 ops per step, 5000.00 MFLOP per op" in text and "2 kernels per step, median 8.0 µs" in text
+    assert config == {"batch_size": 32} and "gradient_accumulation_steps" in fix
+    text, fix, config = RULES["non_fused"](entry("non_fused", 8), ev)
+    assert "6 such ops per layer per step" in text and "2 softmax and 4 bmm ops per step" in text
+    assert config == {"attention": "sdpa"}
+    text, fix, config = RULES["memory_ops"](entry("memory_ops", 3), ev)
+    assert "4.0 MB per step (Memcpy HtoD (Pageable -> Device) 4.0 MB)" in text and config == {"pin_memory": True}
+    text, fix, config = RULES["communication"](entry("communication", 7), ev)
+    assert "nccl:all_reduce 7.00 ms" in text and config is None
+    text, fix, config = RULES["precision"](entry("precision", 10), ev)
+    assert "the model's FLOPs need 20.00 ms/step at the first, 10.00 at the second" in text
+    assert config == {"dtype": "bfloat16"} and "allow_tf32" in fix
+    text, fix, config = RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev)
+    assert "counted matmuls run at 50 TFLOP/s, 100% of P_run" in text  # 2 TFLOP in 40 ms
+    text, fix, config = RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
+        steps=2, stall_calls=Counter({"cudaStreamSynchronize": 6}), stall_sites=Counter({"aten::item": 6}))))
+    assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in text and ".item()" in fix
+
+
+def test_diagnose_keeps_causes_from_the_threshold_and_configs_only_for_our_runs():
+    entries = [entry("io", 20), entry("other", 0.5), entry("precision", 30)]
+    foreign = diagnose(entries, evidence())
+    assert [b.cause for b in foreign] == ["precision", "io"] and all(b.fix_config is None for b in foreign)
+    ours = diagnose(entries, evidence(meta={"num_workers": 0, "pin_memory": False}), min_points=0.1)
+    assert [b.cause for b in ours] == ["precision", "io", "other"] and ours[1].fix_config == {"num_workers": 4}
+
+
+def rank(r: int, step_ms: float, comm_ms: float, loading_ms: float, ops: list[OpRow]) -> Attribution:
+    breakdown = {c: Share(0.0, 0.0) for c in C.CATEGORIES}
+    breakdown["communication"] = Share(comm_ms, comm_ms / step_ms)
+    breakdown["data_loading"] = Share(loading_ms, loading_ms / step_ms)
+    breakdown["idle"] = Share(step_ms - comm_ms - loading_ms, 1 - (comm_ms + loading_ms) / step_ms)
+    fig = Figures(StepTimes(step_ms, step_ms, step_ms), {"window_ms": step_ms, "busy_fraction": 0.5},
+                  Mfu(0.1, 0.1, 1.0, 1.0, None), breakdown, [], [], ops, None, 0.0, 0.0,
+                  Communication(comm_ms, comm_ms, 1.0, {"c10d::allreduce_": 1.0}, None),
+                  [StepRow(7, step_ms, {c: s.ms for c, s in breakdown.items()})])
+    return Attribution(r, fig, None, None, {}, None)
+
+
+def test_job_figures_are_means_over_ranks_and_the_straggler_is_named_by_busy_time():
+    mm = lambda ms, tflops: OpRow("aten::mm", "matmul", 1.0, ms, ms * 1e9 * tflops, tflops)  # noqa: E731
+    ranks = [rank(0, 100.0, 30.0, 0.0, [mm(2.0, 1.0)]), rank(1, 100.0, 5.0, 25.0, [mm(4.0, 2.0)]),
+             rank(2, 100.0, 28.0, 0.0, [])]
+    job = job_figures(ranks)
+    assert job.breakdown["communication"].ms == pytest.approx(21.0) and job.step_time_ms.mean == 100.0
+    assert job.communication.exposed_ms == pytest.approx(21.0) and job.per_step[0].ms == 100.0
+    top = job.top_ops[0]
+    assert top.ms == pytest.approx(2.0)  # (2 + 4 + 0) / 3 ranks
+    assert top.tflops_per_s == pytest.approx((2e9 + 8e9) / ((2e9 / 1e12) + (8e9 / 2e12)) / 1e12)  # FLOPs over time
+    found = stragglers(ranks)  # busy: 70, 95, 72 ms: rank 1 is 24 ms over the others' median of 71
+    assert [(s.rank, s.category) for s in found] == [(1, "data_loading")] and found[0].excess_ms == pytest.approx(24)
