@@ -9,7 +9,7 @@ from profiler.document import write_reports
 from profiler.load import TraceError
 from profiler.render import for_terminal
 from profiler.pipeline import analyze_path, load_report
-from profiler.settings import Options
+from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, Options
 
 
 GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional
@@ -52,8 +52,17 @@ def main(argv=None) -> int:
         p.add_argument("--model", type=gpt_shape, metavar="n_layer=L,n_head=H,n_embd=C,block_size=T,vocab_size=V",
                        help="a nanoGPT GPT's shape, for the analytic FLOPs of a trace without run metadata "
                             "(optional: bias=False, tokens_per_step=N, else counted at the token embedding)")
+        p.add_argument("--short-gap-us", type=float, default=SHORT_GAP_US,
+                       help="device idle gaps shorter than this are per-op overhead (small_batch), longer ones "
+                            f"stalls (other); default {SHORT_GAP_US:g}")
+        p.add_argument("--min-points", type=float, default=MIN_POINTS,
+                       help=f"a cause is a bottleneck from this many points of MFU; default {MIN_POINTS:g}")
+        p.add_argument("--straggler-threshold", type=float, default=STRAGGLER_THRESHOLD,
+                       help="a rank busier than the others' median by this fraction is a straggler; default "
+                            f"{STRAGGLER_THRESHOLD:g}")
     args = parser.parse_args(argv)
-    options = Options(args.peak_flops, args.flops_per_step, args.model)
+    options = Options(args.peak_flops, args.flops_per_step, args.model, args.short_gap_us, args.min_points,
+                      args.straggler_threshold)
     try:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))
