@@ -76,8 +76,8 @@ class TraceAnalysis:
     kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
     table: StepTable
     ops: dict[str, OpStats]  # summed over the analysed steps
-    classified_us: dict[str, float]  # device time by how it was classified
-    utilization: dict | None
+    classified_us: B.KernelClassification | None  # device time (µs) by how it was classified (GPU traces)
+    utilization: B.Utilization | None
     dtype: str | None  # matmul input dtype weighted by FLOPs
     signals: Signals
     warnings: list[str] = field(default_factory=list)
@@ -96,7 +96,7 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US) -> TraceAnalysis:
     if gpu:
         ops, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
-        ops, classified, copied = cpu_ops(trace, links, bd), {}, cpu_copied_bytes(trace, steps, bd)
+        ops, classified, copied = cpu_ops(trace, links, bd), None, cpu_copied_bytes(trace, steps, bd)
     table = StepTable(steps.ids, steps.duration, bd.us, flops, copied, bd.short_idle_us, bd.optimizer_us,
                       bd.collective_us, bd.host_us)
     return TraceAnalysis(trace, trace.backend if gpu else "cpu", table, ops, classified,
@@ -146,8 +146,8 @@ def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):
             if o not in seen:
                 seen.add(o)
                 stats.flops += links.flops[o]
-    classified = {label: float(dur[in_step & (bd.classified_by == code)].sum()) for label, code in
-                  (("by_op", B.BY_OP), ("by_name", B.BY_NAME), ("unclassified", B.UNCLASSIFIED))}
+    classified = B.KernelClassification(*(float(dur[in_step & (bd.classified_by == code)].sum())
+                                          for code in (B.BY_OP, B.BY_NAME, B.UNCLASSIFIED)))
     copies = np.isin(trace.kind[links.device], (MEMCPY, MEMSET)) & in_step
     copied = np.bincount(i[copies], weights=trace.nbytes[links.device][copies], minlength=len(steps.ids))
     return ops, classified, copied

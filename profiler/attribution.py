@@ -5,12 +5,13 @@ it rests on: the per-step table, the overheads that the ledger moves between cau
 and the evidence the diagnosis cites. Nothing downstream recomputes a number; each is made here once.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from profiler import classify as C
 from profiler.analyze import OpStats, StepTable
+from profiler.breakdown import KernelClassification, Utilization
 from profiler.consistency import implausible_input
 from profiler.inputs import ModelFlops
 from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
@@ -92,13 +93,13 @@ class Figures:
     """What a report shows of a rank or of a job."""
 
     step_time_ms: StepTimes
-    device_utilization: dict | None  # window_ms, busy_fraction (HTA's definition)
+    device_utilization: Utilization | None  # HTA's definition
     mfu: Mfu
     breakdown: dict[str, Share]  # by category, in classify.CATEGORIES order
     ledger: list[LedgerEntry]
     bottlenecks: list[Bottleneck]
     top_ops: list[OpRow]
-    classification_ms: dict | None  # device time per step by how kernels were classified
+    classification_ms: KernelClassification | None  # device time per step (ms) by how kernels were classified
     copied_bytes_per_step: float
     matmul_without_flops_ms: float
     communication: Communication | None
@@ -171,7 +172,8 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         Mfu(model / (step_s * P) if model and P else None, f_counted / (step_s * P) if P and f_counted else None,
             float(model) if model else None, f_counted, f_model.source),
         breakdown, [], [], ops[:top],
-        {k: v / n / 1000 for k, v in r.classified_us.items()} if r.classified_us else None,
+        KernelClassification(*(getattr(r.classified_us, f.name) / n / 1000 for f in fields(KernelClassification)))
+        if r.classified_us else None,
         float(t.copied_bytes.mean()), uncounted / max(r.signals.steps, 1) / 1000, communication(r, breakdown),
         [StepRow(int(i), float(us / 1000), {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(C.CATEGORIES)})
          for j, (i, us) in enumerate(zip(t.ids, t.step_us))])

@@ -193,10 +193,25 @@ def _optimizer_roots(links: Links) -> np.ndarray:
     return links.in_optimizer & ~parent_in
 
 
-def device_utilization(trace: Trace, links: Links) -> dict | None:
+@dataclass(frozen=True)
+class Utilization:
+    window_ms: float  # first to last device event
+    busy_fraction: float  # any kernel, memcpy or memset running on any stream
+
+
+@dataclass(frozen=True)
+class KernelClassification:
+    """Device time by how it was classified: by the launching op, by the kernel's name, or not at all."""
+
+    by_op: float
+    by_name: float
+    unclassified: float
+
+
+def device_utilization(trace: Trace, links: Links) -> Utilization | None:
     """Busy share of the whole trace's device window (first to last device event), as HTA measures it."""
     if not len(links.device):
         return None
     s, e = merge(trace.start[links.device], trace.end[links.device])
     window = float(e.max() - s.min())
-    return {"window_ms": window / 1000, "busy_fraction": float((e - s).sum() / window) if window else 0.0}
+    return Utilization(window / 1000, float((e - s).sum() / window) if window else 0.0)

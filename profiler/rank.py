@@ -5,11 +5,12 @@ the per-step table and the signals, the ops and the device time describe the sam
 """
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from profiler.analyze import OpStats, StepTable, TraceAnalysis
+from profiler.breakdown import KernelClassification, Utilization
 from profiler.signals import Signals
 
 
@@ -24,8 +25,8 @@ class RankAnalysis:
     table: StepTable
     signals: Signals  # totals over the table's steps
     ops: dict[str, OpStats]  # totals over the table's steps
-    classified_us: dict[str, float] | None  # device time by how kernels were classified (GPU traces)
-    utilization: dict | None  # device busy share of the files' device windows (HTA's definition)
+    classified_us: KernelClassification | None  # device time by how kernels were classified (GPU traces)
+    utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
 
 
 def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) -> RankAnalysis:
@@ -55,16 +56,17 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
                         classification(kept), utilization(kept))
 
 
-def utilization(analyses: list[TraceAnalysis]) -> dict | None:
+def utilization(analyses: list[TraceAnalysis]) -> Utilization | None:
     parts = [a.utilization for a in analyses if a.utilization]
     if not parts:
         return None
-    window = sum(p["window_ms"] for p in parts)
-    busy = sum(p["window_ms"] * p["busy_fraction"] for p in parts)
-    return {"window_ms": window, "busy_fraction": busy / window if window else 0.0}
+    window = sum(p.window_ms for p in parts)
+    busy = sum(p.window_ms * p.busy_fraction for p in parts)
+    return Utilization(window, busy / window if window else 0.0)
 
 
-def classification(analyses: list[TraceAnalysis]) -> dict | None:
-    if not any(a.classified_us for a in analyses):
+def classification(analyses: list[TraceAnalysis]) -> KernelClassification | None:
+    parts = [a.classified_us for a in analyses if a.classified_us]
+    if not parts:
         return None
-    return {k: sum(a.classified_us.get(k, 0.0) for a in analyses) for k in ("by_op", "by_name", "unclassified")}
+    return KernelClassification(*(sum(getattr(p, f.name) for p in parts) for f in fields(KernelClassification)))

@@ -5,7 +5,7 @@ shows as the others' exposed communication. Stragglers are therefore found by bu
 the exposed communication.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -75,21 +75,21 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
         bottlenecks.sort(key=lambda b: -b.points)
     return Figures(
         StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs]) for k in ("mean", "min", "max"))),
-        mean_dicts([f.device_utilization for f in figs]),
+        mean_fields([f.device_utilization for f in figs]),
         Mfu(mean([f.mfu.analytic for f in figs]), mean([f.mfu.counted for f in figs]), figs[0].mfu.flops_analytic,
             figs[0].mfu.flops_counted, figs[0].mfu.analytic_from),
         {c: Share(mean([f.breakdown[c].ms for f in figs]), mean([f.breakdown[c].fraction for f in figs]))
          for c in CATEGORIES},
-        ledger, bottlenecks, job_top_ops([f.top_ops for f in figs]), mean_dicts([f.classification_ms for f in figs]),
+        ledger, bottlenecks, job_top_ops([f.top_ops for f in figs]), mean_fields([f.classification_ms for f in figs]),
         mean([f.copied_bytes_per_step for f in figs]), mean([f.matmul_without_flops_ms for f in figs]),
         job_communication([f.communication for f in figs]), job_per_step([f.per_step for f in figs]))
 
 
-def mean_dicts(parts: list[dict | None]) -> dict | None:
-    """Key by key mean of the ranks' dicts of numbers (None when any rank has none)."""
+def mean_fields(parts: list):
+    """Field by field mean of the ranks' records of numbers (None when any rank has none)."""
     if not parts or any(p is None for p in parts):
         return None
-    return {k: mean([p[k] for p in parts]) for k in parts[0]}
+    return type(parts[0])(*(mean([getattr(p, f.name) for p in parts]) for f in fields(parts[0])))
 
 
 def job_communication(parts: list[Communication | None]) -> Communication | None:

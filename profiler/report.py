@@ -4,6 +4,7 @@ This module computes nothing: every number it writes was made by the stages befo
 """
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from profiler.attribution import Bottleneck, Figures
@@ -39,7 +40,7 @@ def figures_json(f: Figures) -> dict:
     m = f.mfu
     return {
         "step_time_ms": {"mean": f.step_time_ms.mean, "min": f.step_time_ms.min, "max": f.step_time_ms.max},
-        "device_utilization": f.device_utilization,
+        "device_utilization": None if f.device_utilization is None else asdict(f.device_utilization),
         "mfu": {"analytic": m.analytic, "counted": m.counted,
                 "flops_per_step": {"analytic": m.flops_analytic, "counted": m.flops_counted},
                 "analytic_from": m.analytic_from},
@@ -48,7 +49,7 @@ def figures_json(f: Figures) -> dict:
         "bottlenecks": [bottleneck_json(b) for b in f.bottlenecks],
         "top_ops": [{"name": o.name, "category": o.category, "count": o.count, "ms": o.ms, "flops": o.flops,
                      "tflops_per_s": o.tflops_per_s} for o in f.top_ops],
-        "classification_ms": f.classification_ms,
+        "classification_ms": None if f.classification_ms is None else asdict(f.classification_ms),
         "copied_bytes_per_step": f.copied_bytes_per_step,
         "matmul_without_flops_ms": f.matmul_without_flops_ms,
         "communication": None if f.communication is None else {

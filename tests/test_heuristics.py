@@ -9,6 +9,7 @@ import pytest
 
 from profiler import classify as C
 from profiler.attention import score_ops
+from profiler.breakdown import Utilization
 from profiler.attribution import (Attribution, Communication, Evidence, Figures, LedgerEntry, Mfu, OpRow, Share,
                                   StepRow, StepTimes)
 from profiler.diagnosis import RULES, diagnose
@@ -139,7 +140,7 @@ def rank(r: int, step_ms: float, comm_ms: float, loading_ms: float, ops: list[Op
     breakdown["communication"] = Share(comm_ms, comm_ms / step_ms)
     breakdown["data_loading"] = Share(loading_ms, loading_ms / step_ms)
     breakdown["idle"] = Share(step_ms - comm_ms - loading_ms, 1 - (comm_ms + loading_ms) / step_ms)
-    fig = Figures(StepTimes(step_ms, step_ms, step_ms), {"window_ms": step_ms, "busy_fraction": 0.5},
+    fig = Figures(StepTimes(step_ms, step_ms, step_ms), Utilization(step_ms, 0.5),
                   Mfu(0.1, 0.1, 1.0, 1.0, None), breakdown, [], [], ops, None, 0.0, 0.0,
                   Communication(comm_ms, comm_ms, 1.0, {"c10d::allreduce_": 1.0}, None),
                   [StepRow(7, step_ms, {c: s.ms for c, s in breakdown.items()})])
