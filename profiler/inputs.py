@@ -68,7 +68,8 @@ def model_flops(options: Options, meta: dict, sig: Signals, warnings: list[str])
         per_token = model_flops_per_token(n_params, m["n_layer"], m["n_head"], m["n_embd"], m["block_size"])
         return ModelFlops(float(per_token * tokens), source)
     if meta.get("flops_per_step"):
-        return ModelFlops(float(meta["flops_per_step"]), "run metadata")
+        how = f" ({meta['flops_from']})" if meta.get("flops_from") else ""
+        return ModelFlops(float(meta["flops_per_step"]), "run metadata" + how)
     warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in "
                     "for F_model")
     return ModelFlops(None, None)

@@ -26,13 +26,13 @@ from model.gpt import GPT  # noqa: E402
 from model.train import TrainConfig, learning_rate, make_optimizer, save_checkpoint, train_step  # noqa: E402
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
-from profiler.document import write_reports  # noqa: E402
+import profiler  # noqa: E402
+from profiler.api import final_report  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
 from profiler.render import for_terminal  # noqa: E402
-from profiler.tensorboard import RunLog, log_report  # noqa: E402
-from profiler.pipeline import analyze_path  # noqa: E402
+from profiler.tensorboard import RunLog  # noqa: E402
 from profiler.settings import Options  # noqa: E402
-from profiler.session import ProfileConfig, Session  # noqa: E402
+from profiler.session import ProfileConfig  # noqa: E402
 
 
 class UsageError(Exception):
@@ -223,8 +223,9 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
     model.train()
     cuda = cfg.device.startswith("cuda")
     show = log is print and sys.stderr.isatty()
-    on_trace = run_log.trace_written if run_log else None
-    with Session(pcfg, run_dir, metadata, on_trace, worker) as session, \
+    with profiler.profile(run_dir, tokens_per_step=cfg.tokens_per_iter, flops_per_step=flops_per_iter,
+                          peak_flops=pcfg.peak_flops, schedule=pcfg, dtype=cfg.dtype, report=False, metadata=metadata,
+                          worker=worker, say=log, run_log=run_log, tensorboard=run_log is not None) as session, \
             tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
         for it in range(cfg.max_iters):
             t0, stalled = time.perf_counter(), run_log.stall_s if run_log else 0.0
@@ -277,14 +278,11 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
     print(f"done: {tok_s:,.0f} tokens/s over iters 1-{len(times) - 1}, {summary['ms_per_iter']:.2f} ms/iter"
           + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
     traces = sorted(run_dir.glob("*.pt.trace.json*"))
-    report = analyze_path(run_dir, Options()) if traces else None
+    report = final_report(run_dir, run_log, len(times) - 1) if traces else None
     if report:
         summary.update(recorded_vs_rest(report, times))
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     if report:
-        write_reports(report, run_dir / "report.json", run_dir / "report.md", run_dir / "report.html")
-        if run_log:
-            log_report(run_log.writer, report, len(times) - 1)
         print(f"\n{for_terminal(report, sys.stdout)}\n")
         print(f"{len(traces)} trace(s) and report.json / .md / .html in {run_dir}")
     if run_log:

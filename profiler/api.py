@@ -1,0 +1,182 @@
+"""The public API: profile your own training loop in three lines.
+
+    import profiler
+    with profiler.profile("runs/mine", model=model, tokens_per_step=batch_size * seq_len) as p:
+        for batch in loader:
+            ...  # forward, backward, optimizer step
+            p.step()
+
+It wraps torch.profiler with a schedule, writes each trace with the metadata the analyzer needs, analyses
+each profiler cycle as soon as it is written, logs it to TensorBoard in the same folder, and writes
+report.json / .md / .html at the end. scripts/profile_run.py and the Hugging Face and Lightning callbacks
+(profiler.integrations) go through it.
+
+F_model, the model FLOPs per step, comes from the first of: `flops_per_step`; the model's own description
+(6N per token plus attention, when its config states layers, heads, width and sequence length: a nanoGPT
+GPTConfig or a Hugging Face config) with `tokens_per_step`; a FlopCounterMode count of the first step.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from profiler.flops import model_flops_per_token
+from profiler.load import TraceError
+from profiler.peak import Peak, resolve_peak
+from profiler.render import for_terminal
+from profiler.session import ProfileConfig, Session
+from profiler.settings import Options
+
+
+class profile:  # noqa: N801 (a context manager named like torch.profiler.profile)
+    """Profile a training loop: `with profile(out_dir, model=...) as p:` and `p.step()` after each step."""
+
+    def __init__(self, out_dir, model: torch.nn.Module | None = None, tokens_per_step: int | None = None,
+                 flops_per_step: float | None = None, peak_flops: float | None = None,
+                 schedule: ProfileConfig | dict | None = None, dtype: str | None = None,
+                 sequence_length: int | None = None, tensorboard: bool = True, report: bool = True,
+                 metadata: dict | None = None, worker: str = "", say=print, run_log=None):
+        self.out_dir = Path(out_dir)
+        self.model, self.tokens_per_step, self.dtype = model, tokens_per_step, dtype
+        self.config = schedule if isinstance(schedule, ProfileConfig) else ProfileConfig(**(schedule or {}))
+        self.config.validate()
+        self.peak_flops, self.sequence_length = peak_flops or self.config.peak_flops, sequence_length
+        self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
+        self.extra, self.worker, self.say = dict(metadata or {}), worker, say
+        self.tensorboard, self.write_report = tensorboard, report
+        self.session, self.counter, self.steps = None, None, 0
+        self.run_log, self.own_log = run_log, run_log is None and tensorboard  # a caller's RunLog stays open
+
+    @property
+    def stall_s(self) -> float:
+        """Seconds spent analysing finished cycles inside step(): leave them out of your iteration times."""
+        return self.run_log.stall_s if self.run_log else 0.0
+
+    def __enter__(self):
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.peak = self.resolve_peak()
+        if not self.flops_per_step:
+            self.flops_per_step, self.flops_from = described_flops(self.model, self.tokens_per_step,
+                                                                   self.sequence_length)
+        if not self.flops_per_step and self.model is not None:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self.counter = FlopCounterMode(display=False)  # counts the first step, before the profiler records
+            self.counter.__enter__()
+        if self.own_log:
+            from profiler.tensorboard import RunLog
+
+            self.run_log = RunLog(self.out_dir, Options(peak_flops=self.peak_flops or 0.0), self.say)
+        self.session = Session(self.config, self.out_dir, self.metadata(),
+                               self.run_log.trace_written if self.run_log else None, self.worker).__enter__()
+        return self
+
+    def step(self):
+        """Call once per training step (optimizer step), after it."""
+        if self.counter:
+            self.counter.__exit__(None, None, None)
+            self.flops_per_step, self.flops_from = float(self.counter.get_total_flops()), "FlopCounterMode, first step"
+            self.counter = None
+            self.session.metadata = json.dumps(self.metadata())
+        self.steps += 1
+        self.session.step()
+
+    def log_iteration(self, step: int, loss: float, ms: float, mfu: float | None = None):
+        """Per-iteration scalars in TensorBoard (loss, step time, tokens/s, MFU)."""
+        if self.run_log:
+            tokens_s = self.tokens_per_step / ms * 1000 if self.tokens_per_step else 0.0
+            self.run_log.iteration(step, loss, ms, tokens_s, mfu)
+
+    def __exit__(self, *exc):
+        if self.counter:
+            self.counter.__exit__(None, None, None)
+        self.session.__exit__(*exc)
+        if self.write_report and exc[0] is None:
+            report = final_report(self.out_dir, self.run_log, self.steps, self.say)
+            if report:
+                self.say(f"\n{for_terminal(report, sys.stdout)}\n")
+        if self.own_log:
+            self.run_log.close()
+        return False
+
+    def resolve_peak(self) -> Peak | None:
+        device = next(self.model.parameters()).device if self.model is not None else None
+        cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        name = torch.cuda.get_device_name(device) if cuda else ""
+        tf32 = cuda and torch.backends.cuda.matmul.allow_tf32
+        return resolve_peak(name, "cuda" if cuda else "cpu", self.dtype or "float32", tf32, self.peak_flops or 0.0,
+                            torch.get_num_threads())
+
+    def metadata(self) -> dict:
+        """What the analyzer needs from this run, written into every trace."""
+        meta = {"tokens_per_step": self.tokens_per_step, "dtype": self.dtype,
+                "peak": self.peak.as_dict() if self.peak else None, "torch_version": torch.__version__,
+                "threads": torch.get_num_threads(), **self.extra}
+        if self.flops_per_step:
+            meta["flops_per_step"] = self.flops_per_step
+        if self.flops_from not in (None, "flops_per_step"):
+            meta["flops_from"] = self.flops_from
+        return meta
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DistributedDataParallel and torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def model_shape(model: torch.nn.Module, sequence_length: int | None = None) -> dict | None:
+    """Layers, heads, width and sequence length from a nanoGPT GPTConfig or a Hugging Face config, and N: the
+    parameters less the position embeddings (nanoGPT's get_num_params convention)."""
+    config = getattr(unwrap(model), "config", None)
+
+    def pick(*names):
+        return next((getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)), None)
+
+    shape = {"n_layer": pick("n_layer", "num_hidden_layers"), "n_head": pick("n_head", "num_attention_heads"),
+             "n_embd": pick("n_embd", "hidden_size"),
+             "block_size": sequence_length or pick("block_size", "max_position_embeddings", "n_positions")}
+    if config is None or None in shape.values():
+        return None
+    inner = unwrap(model)
+    if hasattr(inner, "get_num_params"):
+        n_params = inner.get_num_params()
+    else:
+        position = sum(p.numel() for name, p in inner.named_parameters()
+                       if "wpe" in name or "position_embedding" in name)
+        n_params = sum(p.numel() for p in inner.parameters()) - position
+    return {**shape, "n_params": int(n_params)}
+
+
+def described_flops(model, tokens_per_step: int | None, sequence_length: int | None) -> tuple[float | None, str | None]:
+    """6N + 12·L·H·Q·T per token times the tokens per step, when the model's config describes it."""
+    shape = model_shape(model, sequence_length) if model is not None else None
+    if not shape or not tokens_per_step:
+        return None, None
+    per_token = model_flops_per_token(shape["n_params"], shape["n_layer"], shape["n_head"], shape["n_embd"],
+                                      shape["block_size"])
+    return float(per_token * tokens_per_step), "the model's config: 6N + 12LHQT per token"
+
+
+def final_report(out_dir: Path, run_log, last_step: int, say=print, options: Options | None = None) -> dict | None:
+    """All traces of the run analysed together: report.json / .md / .html and TensorBoard."""
+    from profiler.document import write_reports
+    from profiler.pipeline import analyze_path
+    from profiler.tensorboard import log_report
+
+    if not any(out_dir.glob("*.pt.trace.json*")):
+        say(f"no profiler cycle was recorded in {out_dir}: no report (run more steps than the schedule skips)")
+        return None
+    try:
+        report = analyze_path(out_dir, options or Options())
+    except TraceError as e:
+        say(f"the run's traces could not be analysed: {e}")
+        return None
+    write_reports(report, out_dir / "report.json", out_dir / "report.md", out_dir / "report.html")
+    if run_log:
+        log_report(run_log.writer, report, last_step)
+    return report
+
