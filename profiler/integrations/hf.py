@@ -1,0 +1,34 @@
+"""Hugging Face Trainer: `Trainer(..., callbacks=[MfuCallback("runs/hf")])`.
+
+The profiler starts with training, steps with every optimizer step (on_step_end) and writes the report when
+training ends. Tokens per step are those of a global step on this device: pass them (per_device_train_batch_size
+× gradient_accumulation_steps × sequence length) for F_model from the model's config; without them F_model is
+counted with FlopCounterMode on the first step.
+"""
+
+from transformers import TrainerCallback
+
+from profiler.api import profile
+
+
+class MfuCallback(TrainerCallback):
+    def __init__(self, out_dir, tokens_per_step: int | None = None, **profile_args):
+        self.out_dir, self.tokens_per_step, self.profile_args = out_dir, tokens_per_step, profile_args
+        self.session = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero or args.world_size > 1:
+            worker = f"rank{args.process_index}" if args.world_size > 1 else ""
+            self.session = profile(self.out_dir, model=model, tokens_per_step=self.tokens_per_step,
+                                   dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
+                                   worker=worker, report=state.is_world_process_zero, **self.profile_args)
+            self.session.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.session:
+            self.session.step()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.session:
+            self.session.__exit__(None, None, None)
+            self.session = None
