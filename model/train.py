@@ -7,9 +7,11 @@ import math
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from model import data
 from model.gpt import GPT, GPTConfig
 
 OPTIMIZER_IMPLS = ("fused", "foreach", "loop")
@@ -18,8 +20,13 @@ DTYPES = ("float32", "bfloat16")
 
 @dataclass
 class TrainConfig:
-    out: str = ""  # run folder; empty means runs/<date-time>
-    dataset: str = ""  # a nanoGPT-prepared folder (train.bin, val.bin); empty means the built-in corpus
+    out_dir: str = ""  # run folder; empty means runs/<date-time> (--out= is accepted too)
+    dataset: str = ""  # data/<dataset> as nanoGPT prepares it, or a folder (train.bin, val.bin); empty: built-in
+    eval_interval: int = 0  # evaluate train and val loss every this many iterations (0: never)
+    eval_iters: int = 200  # batches per evaluation
+    eval_only: bool = False  # evaluate once and stop
+    always_save_checkpoint: bool = True  # with evaluation: write ckpt.pt at each one, not only when val improves
+    init_from: str = "scratch"  # nanoGPT's 'resume' and 'gpt2*' are not implemented (see validate)
     vocab_size: int = 0  # 0: from the dataset's meta file
     # model
     n_layer: int = 4
@@ -44,6 +51,7 @@ class TrainConfig:
     min_lr: float = 1e-4
     optimizer_impl: str = "fused"
     # system
+    backend: str = ""  # DDP backend; empty: nccl on GPU, gloo on CPU
     device: str = "auto"  # auto: cuda when available, else cpu
     dtype: str = "float32"
     compile: bool = False
@@ -66,8 +74,12 @@ class TrainConfig:
                     "max_iters"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, not {getattr(self, key)}")
-        if self.num_workers < 0 or self.data_delay < 0:
-            raise ValueError("num_workers and data_delay must not be negative")
+        if self.num_workers < 0 or self.data_delay < 0 or self.eval_interval < 0 or self.eval_iters < 1:
+            raise ValueError("num_workers, data_delay and eval_interval must not be negative, eval_iters at least 1")
+        if self.init_from != "scratch":
+            raise ValueError(f"init_from={self.init_from!r} is not implemented: this project trains from scratch "
+                             "('gpt2*' needs GPT-2 weights from the Hugging Face hub, 'resume' a finished run's "
+                             "folder, and a new run's folder starts empty)")
         self.gpt_config()  # checks attention and the head split
 
     def gpt_config(self) -> GPTConfig:
@@ -132,6 +144,23 @@ def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: flo
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(total)
+
+
+@torch.no_grad()
+def estimate_loss(model, folder: Path, cfg: TrainConfig, device: str, seed: int) -> dict[str, float]:
+    """Mean loss over eval_iters batches of train.bin and of val.bin, as nanoGPT's estimate_loss."""
+    model.eval()
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    out = {}
+    for split in ("train", "val"):
+        losses = []
+        for x, y in data.make_loader(folder / f"{split}.bin", cfg.block_size, cfg.batch_size, cfg.eval_iters,
+                                     seed=seed):
+            with autocast(device_type, cfg.dtype):
+                losses.append(float(model(x.to(device), y.to(device))[1]))
+        out[split] = sum(losses) / len(losses)
+    model.train()
+    return out
 
 
 def unwrap(model) -> GPT:

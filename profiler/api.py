@@ -83,6 +83,11 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         self.steps += 1
         self.session.step()
 
+    @property
+    def idle(self) -> bool:
+        """Whether the step now open is not being profiled: do evaluation and checkpoints then."""
+        return self.session.idle
+
     def log_iteration(self, step: int, loss: float, ms: float, mfu: float | None = None):
         """Per-iteration scalars in TensorBoard (loss, step time, tokens/s, MFU)."""
         if self.run_log:

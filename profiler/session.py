@@ -75,6 +75,11 @@ class Session:
             self.prof.__exit__(*exc)
         return False
 
+    @property
+    def idle(self) -> bool:
+        """Whether the step now open is neither recorded nor warming up: work done in it stays out of the traces."""
+        return self.prof is None or self.prof.current_action == ProfilerAction.NONE
+
     def step(self):
         if self.prof:
             self.prof.step()

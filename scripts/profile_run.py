@@ -23,7 +23,8 @@ from tqdm import tqdm  # noqa: E402
 from model import data  # noqa: E402
 from model.configurator import ConfigError, apply, describe  # noqa: E402
 from model.gpt import GPT  # noqa: E402
-from model.train import TrainConfig, learning_rate, make_optimizer, save_checkpoint, train_step  # noqa: E402
+from model.train import (TrainConfig, estimate_loss, learning_rate, make_optimizer, save_checkpoint,  # noqa: E402
+                         train_step)
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
 import profiler  # noqa: E402
@@ -59,10 +60,14 @@ def resolve_dataset(cfg: TrainConfig) -> Path:
     """The data folder, with cfg.vocab_size filled in from its meta file when not given."""
     if not cfg.dataset:
         folder = data.prepare_default_dataset(cache_dir() / "data")
-    else:
-        folder = Path(cfg.dataset)
+    else:  # nanoGPT's data/<dataset> folder, or a path
+        named = Path("data") / cfg.dataset
+        folder = named if (named / "train.bin").is_file() or not Path(cfg.dataset).is_dir() else Path(cfg.dataset)
         if not (folder / "train.bin").is_file():
-            raise UsageError(f"dataset folder {folder} has no train.bin (nanoGPT's prepare.py format)")
+            raise UsageError(f"dataset {cfg.dataset!r}: no train.bin in {folder} (nor in {named}); prepare it as "
+                             f"nanoGPT does (python data/{Path(cfg.dataset).name}/prepare.py in nanoGPT's folder, "
+                             "then copy data/ here), pass a folder with train.bin and val.bin, or leave dataset "
+                             "empty for the built-in corpus")
     if not cfg.vocab_size:
         cfg.vocab_size = data.read_vocab_size(folder) or 0
         if not cfg.vocab_size:
@@ -86,7 +91,9 @@ def new_run_dir(out: str, overwrite: bool) -> Path:
 def setup(argv):
     cfg, pcfg = TrainConfig(), ProfileConfig()
     try:
-        apply([cfg, pcfg], argv)
+        ignored = apply([cfg, pcfg], argv)
+        if ignored:
+            print(f"ignored: {', '.join(ignored)} (this project logs to TensorBoard in the run folder, not wandb)")
         cfg.validate()
         pcfg.validate()
     except (ConfigError, ValueError) as e:
@@ -110,7 +117,7 @@ def init_distributed(cfg: TrainConfig) -> tuple[int, int]:
     if cfg.device.startswith("cuda"):
         cfg.device = f"cuda:{local}"
         torch.cuda.set_device(cfg.device)
-    dist.init_process_group(backend="nccl" if cfg.device.startswith("cuda") else "gloo")
+    dist.init_process_group(backend=cfg.backend or ("nccl" if cfg.device.startswith("cuda") else "gloo"))
     return dist.get_rank(), world
 
 
@@ -119,7 +126,7 @@ def shared_run_dir(cfg: TrainConfig, rank: int, world: int) -> Path:
     run_dir, error = None, None
     if rank == 0:
         try:
-            run_dir = new_run_dir(cfg.out, cfg.overwrite)
+            run_dir = new_run_dir(cfg.out_dir, cfg.overwrite)
         except UsageError as e:
             error = str(e)
     if world > 1:
@@ -193,7 +200,12 @@ def main(argv):
     times, stopped = [], None
     signal.signal(signal.SIGTERM, terminate)
     try:
-        train(model, optimizer, iter(loader), cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log,
+        if cfg.eval_only:
+            losses = estimate_loss(model, folder, cfg, cfg.device, cfg.seed)
+            log(f"step 0: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} (eval_only: no training)")
+            return run_dir
+        evaluation = Evaluation(model, optimizer, folder, cfg, run_dir, rank, log, run_log)
+        train(model, optimizer, iter(loader), cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation,
               f"rank{rank}" if world > 1 else "", run_log, times)
     except KeyboardInterrupt:
         stopped = Stopped(f"interrupted at iter {len(times)}", 130)
@@ -216,7 +228,34 @@ def main(argv):
     return run_dir
 
 
-def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, worker,
+class Evaluation:
+    """nanoGPT's evaluation every eval_interval iterations (train and val loss over eval_iters batches, and a
+    checkpoint when val improves or always_save_checkpoint), held back while the profiler records so that it
+    stays out of the analysed steps. `seconds` is its time, which the loop leaves out of its iteration times."""
+
+    def __init__(self, model, optimizer, folder, cfg, run_dir, rank, log, run_log):
+        self.model, self.optimizer, self.folder, self.cfg, self.run_dir = model, optimizer, folder, cfg, run_dir
+        self.rank, self.log, self.run_log = rank, log, run_log
+        self.due, self.best, self.seconds = False, math.inf, 0.0
+
+    def maybe(self, it: int, profiler_idle: bool):
+        cfg = self.cfg
+        self.due = self.due or bool(cfg.eval_interval and it % cfg.eval_interval == 0)
+        if not (self.due and profiler_idle):
+            return
+        start = time.perf_counter()
+        losses = estimate_loss(self.model, self.folder, cfg, cfg.device, cfg.seed + 7919 * (it + 1))
+        self.log(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if self.run_log:
+            self.run_log.writer.add_scalar("val/loss", losses["val"], it)
+            self.run_log.writer.add_scalar("train/eval_loss", losses["train"], it)
+        if self.rank == 0 and it > 0 and cfg.checkpoint and (losses["val"] < self.best or cfg.always_save_checkpoint):
+            save_checkpoint(self.run_dir / "ckpt.pt", self.model, self.optimizer, cfg, it)
+        self.best, self.due = min(self.best, losses["val"]), False
+        self.seconds += time.perf_counter() - start
+
+
+def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation, worker,
           run_log, times: list[float]):
     """The training loop under the profiler session. Appends the seconds of each iteration to `times`,
     leaving out the time spent analysing finished profiler cycles; raises Stopped on a non-finite loss."""
@@ -228,6 +267,7 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
                           worker=worker, say=log, run_log=run_log, tensorboard=run_log is not None) as session, \
             tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
         for it in range(cfg.max_iters):
+            evaluation.maybe(it, session.idle)
             t0, stalled = time.perf_counter(), run_log.stall_s if run_log else 0.0
             loss = train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))
             if not math.isfinite(loss):

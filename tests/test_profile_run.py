@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY, run_script
+from conftest import ROOT, SCRIPT, TINY, run_script
 from profiler.analyze import analyze_file
 
 
@@ -71,7 +71,7 @@ def test_without_profiler_writes_no_trace(tmp_path):
     (["--compile=1"], "compile must be bool"),
     (["--attention=flash"], "attention must be one of sdpa, manual"),
     (["--optimizer_impl=adam"], "optimizer_impl must be one of fused, foreach, loop"),
-    (["--dataset=/nonexistent/shakespeare"], "has no train.bin"),
+    (["--dataset=/nonexistent/shakespeare"], "no train.bin in /nonexistent/shakespeare"),
     (["max_iters"], "cannot read config file"),
 ])
 def test_bad_configuration_is_one_line_and_status_2(tmp_path, args, message):
@@ -134,3 +134,88 @@ def test_compiled_model(tmp_path):
     [fused] = [b for b in report["bottlenecks"] if b["cause"] == "non_fused"]
     assert "already compiled: 1 torch.compile region(s) per step" in fused["evidence"]
     assert fused["fix"].startswith("already compiled")
+
+
+NANOGPT_SHAKESPEARE_CHAR = """# nanoGPT's config/train_shakespeare_char.py: every key and value as it ships
+out_dir = 'out-shakespeare-char'
+eval_interval = 250
+eval_iters = 200
+log_interval = 10
+always_save_checkpoint = False
+wandb_log = False
+wandb_project = 'shakespeare-char'
+wandb_run_name = 'mini-gpt'
+dataset = 'shakespeare_char'
+gradient_accumulation_steps = 1
+batch_size = 64
+block_size = 256
+n_layer = 6
+n_head = 6
+n_embd = 384
+dropout = 0.2
+learning_rate = 1e-3
+max_iters = 5000
+lr_decay_iters = 5000
+min_lr = 1e-4
+beta2 = 0.99
+warmup_iters = 100
+"""
+
+
+def test_nanogpt_config_file_runs_as_it_is_with_its_data_folder(tmp_path):
+    """Run from a folder holding data/shakespeare_char as nanoGPT's prepare.py leaves it (train.bin, val.bin,
+    meta.pkl), shrunk by --key=value overrides as nanoGPT allows. Evaluation every 3 iterations is held back
+    while the profiler records steps 3 and 4, so it runs at 0, 5, 6 and 9."""
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "data" / "shakespeare_char"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 20_000), ("val", 4_000)):
+        rng.integers(0, 65, n, dtype=np.uint16).tofile(folder / f"{split}.bin")
+    (folder / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": 65, "itos": {}, "stoi": {}}))
+    (tmp_path / "train_shakespeare_char.py").write_text(NANOGPT_SHAKESPEARE_CHAR)
+    small = ["--max_iters=10", "--eval_interval=3", "--eval_iters=2", "--n_layer=1", "--n_head=2", "--n_embd=32",
+             "--block_size=32", "--batch_size=4", "--lr_decay_iters=10", "--warmup_iters=2", "--log_interval=1",
+             "--skip_first=1", "--wait=1", "--warmup=1", "--active=2", "--repeat=1"]
+    result = subprocess.run([sys.executable, str(SCRIPT), "train_shakespeare_char.py", *small], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "ignored: wandb_log, wandb_project, wandb_run_name (this project logs to TensorBoard in the run folder, " \
+           "not wandb)" in lines
+    assert [line.split(":")[0] for line in lines if line.startswith("step ")] == ["step 0", "step 5", "step 6",
+                                                                                   "step 9"]
+    run = tmp_path / "out-shakespeare-char"
+    config = json.loads((run / "config.json").read_text())["train"]
+    assert config["vocab_size"] == 65 and config["dropout"] == 0.2 and config["always_save_checkpoint"] is False
+    report = json.loads((run / "report.json").read_text())
+    assert report["source"]["steps"] == [3, 4]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batchsize=4"], "unknown config key: batchsize (did you mean batch_size?)"),
+    (["--init_from=gpt2-xl"], "init_from='gpt2-xl' is not implemented"),
+    (["--dataset=shakespeare_char"], "python data/shakespeare_char/prepare.py"),
+])
+def test_nanogpt_keys_not_implemented_or_mistyped_say_so(tmp_path, args, message):
+    result = run_script(*args, f"--out={tmp_path / 'x'}", timeout=60)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
+def test_values_are_literals_or_arithmetic_never_code(tmp_path):
+    from model.configurator import ConfigError, parse_literal, read_config_file
+
+    assert [parse_literal(t) for t in ("4 * 2", "1e-3 / 10", "5 * 8", "-2", "bfloat16")] == [8, 1e-4, 40, -2,
+                                                                                             "bfloat16"]
+    (tmp_path / "cfg.py").write_text("batch_size = 4 * 2\nmin_lr = 1e-3 / 10\ngradient_accumulation_steps = 5 * 8\n")
+    assert read_config_file(tmp_path / "cfg.py") == {"batch_size": 8, "min_lr": 1e-4,
+                                                      "gradient_accumulation_steps": 40}
+    (tmp_path / "bad.py").write_text("n_layer = __import__('os').getpid()\n")
+    with pytest.raises(ConfigError, match="not a literal or arithmetic on literals"):
+        read_config_file(tmp_path / "bad.py")
+    (tmp_path / "huge.py").write_text("max_iters = 10 ** 10 ** 10\n")
+    with pytest.raises(ConfigError, match="exponent too large"):
+        read_config_file(tmp_path / "huge.py")
