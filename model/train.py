@@ -146,6 +146,32 @@ def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: flo
     return float(total)
 
 
+def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int = 3) -> dict[str, float]:
+    """Milliseconds of one micro-step's forward and backward at the run's shapes in each training dtype (best
+    of `repeats` after a warm-up): what switching precision really saves here, where a GEMM peak overstates it
+    (bfloat16 attention's backward can even be slower on a CPU). Gradients are cleared afterwards."""
+    import time
+
+    x, y = (t.to(device) for t in next(batches))
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    out = {}
+    for dtype in DTYPES:
+        best = float("inf")
+        for i in range(repeats + 1):
+            if device_type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            with autocast(device_type, dtype):
+                _, loss = model(x, y)
+            loss.backward()
+            if device_type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start) if i else best  # the first is a warm-up
+        out[dtype] = 1000 * best
+    model.zero_grad(set_to_none=True)
+    return out
+
+
 @torch.no_grad()
 def estimate_loss(model, folder: Path, cfg: TrainConfig, device: str, seed: int) -> dict[str, float]:
     """Mean loss over eval_iters batches of train.bin and of val.bin, as nanoGPT's estimate_loss."""

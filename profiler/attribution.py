@@ -5,7 +5,7 @@ it rests on: the per-step table, the overheads that the ledger moves between cau
 and the evidence the diagnosis cites. Nothing downstream recomputes a number; each is made here once.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from profiler.inputs import ModelFlops
 from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
 from profiler.peak import Peak
 from profiler.rank import RankAnalysis
-from profiler.settings import FLOPS_GAP, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO
+from profiler.settings import FLOPS_GAP, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
 from profiler.signals import Signals
 
 
@@ -26,6 +26,7 @@ class StepTimes:
     mean: float  # ms
     min: float
     max: float
+    cv: float = 0.0  # coefficient of variation (standard deviation over the mean) of the analysed steps
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class LedgerEntry:
     points: float
     ms: float
     what_if_mfu: float
+    low: float | None = None  # the cause's points in the analysed step where it cost least
+    high: float | None = None  # ... and most
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Evidence:
     sync_ms: float
     python_ms: float
     other_ops_per_step: float  # elementwise / norm / softmax / optimizer ops
+    step_ms_by_dtype: dict  # forward and backward of a micro-step per dtype, measured by our run ({} if not)
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,8 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
                  for k, c in enumerate(C.CATEGORIES)}
     ops = op_rows(r.ops, n)
     figures = Figures(
-        StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000), float(t.step_us.max() / 1000)),
+        StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000), float(t.step_us.max() / 1000),
+                  float(t.step_us.std() / t.step_us.mean())),
         r.utilization,
         Mfu(model / (step_s * P) if model and P else None, f_counted / (step_s * P) if P and f_counted else None,
             float(model) if model else None, f_counted, f_model.source),
@@ -193,16 +198,43 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         warnings.append(f"the matmuls took less time than the FLOPs need at P_run ({peak.dtype}): precision is "
                         "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
                         "precision than recorded, or F_model counts more than ran)")
-    entries = [LedgerEntry(**e) for e in ledger(step_s, seconds, flops, P)]
+    low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
+    entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]]) for e in ledger(step_s, seconds, flops, P)]
+    warnings += spread_note(figures.step_time_ms, entries)
     evidence = Evidence(
         step_s * 1000, r.kind, r.dtype, r.metadata, P, peak.peak_flops_run, flops, f_counted, breakdown, r.signals, ops,
         1000 * overheads.short_idle, 1000 * (overheads.optimizer_host + overheads.optimizer_idle),
         1000 * overheads.fixed_compute + 1000 * overheads.fixed_memory,
         1000 * (overheads.parameter_compute + overheads.parameter_memory), float(t.copied_bytes.mean()),
         1000 * overheads.allocator, 1000 * overheads.sync, float(t.host_us[2].mean()) / 1000,
-        sum(op.count for op in ops if op.category == "other_compute"))
+        sum(op.count for op in ops if op.category == "other_compute"), r.metadata.get("step_ms_by_dtype") or {})
     figures = Figures(**{**vars(figures), "ledger": entries})
     return Attribution(r.rank, figures, t, overheads, {c: seconds[c] for c in CAUSES}, evidence, warnings)
+
+
+def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run: float) -> tuple[dict, dict]:
+    """Each cause's lowest and highest points over the analysed steps: the ledger of each step on its own, with
+    the per-step overheads of that step and the others' per-step averages."""
+    points = []
+    for j in range(len(t)):
+        step_o = replace(o, short_idle=t.short_idle_us[j] / 1e6, optimizer_host=t.optimizer_us[0, j] / 1e6,
+                         optimizer_idle=t.optimizer_us[1, j] / 1e6, allocator=t.host_us[0, j] / 1e6,
+                         sync=t.host_us[1, j] / 1e6)
+        category_s = {c: t.breakdown_us[k, j] / 1e6 for k, c in enumerate(C.CATEGORIES)}
+        s = cause_seconds(category_s, flops, peak, peak_run, step_o)
+        points.append({c: 100 * s[c] * 1e6 / t.step_us[j] for c in CAUSES})
+    return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})
+
+
+def spread_note(times: StepTimes, entries: list[LedgerEntry]) -> list[str]:
+    """A warning when the steps vary so much that the two largest causes could trade places."""
+    first, second = sorted(entries, key=lambda e: -e.points)[:2]
+    if times.cv <= WIDE_STEP_CV or first.low > second.high:
+        return []
+    return [f"the analysed steps ranged {times.min:.2f}-{times.max:.2f} ms (coefficient of variation "
+            f"{100 * times.cv:.0f}%: another job on the machine, throttling, or warm-up): the causes' order could "
+            f"change, {first.cause} ranging {first.low:.1f}-{first.high:.1f} points over the steps and "
+            f"{second.cause} {second.low:.1f}-{second.high:.1f}; profile again on a quiet machine or more steps"]
 
 
 def _replace_mfu(figures: Figures, analytic, counted) -> Figures:
@@ -241,7 +273,18 @@ def rank_overheads(r: RankAnalysis, peak_run: float) -> Overheads:
         attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak_run) / per_step,
         attention_memory=sig.attention_us["memory"] / per_step,
         attention_host=sig.attention_us["host_overhead"] / per_step,
-        allocator=float(t.host_us[0].mean()) / 1e6, sync=float(t.host_us[1].mean()) / 1e6)
+        allocator=float(t.host_us[0].mean()) / 1e6, sync=float(t.host_us[1].mean()) / 1e6,
+        precision=measured_precision(r))
+
+
+def measured_precision(r: RankAnalysis) -> float | None:
+    """Seconds per step that bfloat16 saved against the run's dtype at the run's own shapes, as our run measured
+    before training (forward and backward of one micro-step, times the micro-steps); None where not measured."""
+    measured = r.metadata.get("step_ms_by_dtype") or {}
+    if r.dtype not in measured or "bfloat16" not in measured:
+        return None
+    micro_steps = r.metadata.get("gradient_accumulation_steps", 1)
+    return (measured[r.dtype] - measured["bfloat16"]) * micro_steps / 1000
 
 
 def op_rows(ops: dict[str, OpStats], n_steps: int) -> list[OpRow]:

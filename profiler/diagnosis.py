@@ -189,6 +189,11 @@ def precision(entry: LedgerEntry, ev: Evidence):
                 f"{ev.peak / 1e12:.3g} in its fastest precision; the model's FLOPs need "
                 f"{1000 * ev.flops / ev.peak_run:.2f} ms/step at the first, "
                 f"{1000 * ev.flops / ev.peak:.2f} at the second")
+    measured = ev.step_ms_by_dtype
+    if ev.dtype in measured and "bfloat16" in measured:
+        evidence += (f"; measured before the run at its shapes, a micro-step's forward and backward took "
+                     f"{measured[ev.dtype]:.2f} ms in {ev.dtype} and {measured['bfloat16']:.2f} ms in bfloat16 "
+                     "autocast, which sets this cause's points")
     fix = "bfloat16 autocast (torch.autocast(device_type, dtype=torch.bfloat16))"
     if ev.kind != "cpu":
         fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"

@@ -45,10 +45,12 @@ def sections(report: dict) -> list[Section]:
     out.append(Section("Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report['breakdown'][c]['ms']:.2f}", pct(report["breakdown"][c]["fraction"])] for c in CATEGORIES]))
     if report["ledger"]:
-        out.append(Section("MFU ledger", ["Points of peak lost per cause; they add up to 100 − MFU."],
-                           ["cause", "points", "ms/step", "MFU without it"], chart="ledger", rows=[
-            [e["cause"], f"{e['points']:.2f}", f"{e['ms']:.2f}", pct(e["what_if_mfu"])]
-            for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
+        out.append(Section("MFU ledger", ["Points of peak lost per cause; they add up to 100 − MFU. The range is "
+                                          "the cause's points in its cheapest and dearest analysed step."],
+                           ["cause", "points", "range over steps", "ms/step", "MFU without it"], chart="ledger", rows=[
+            [e["cause"], f"{e['points']:.2f}",
+             "{:.2f} - {:.2f}".format(*e["interval"]) if e.get("interval") else "", f"{e['ms']:.2f}",
+             pct(e["what_if_mfu"])] for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
     for i, b in enumerate(report["bottlenecks"], 1):
         lines = [f"Evidence: {b['evidence']}", f"Fix: {b['fix']}"]
         if b.get("fix_config"):

@@ -25,6 +25,7 @@ class Overheads:
     attention_matmul_excess: float = 0.0  # unfused attention's bmm time beyond its FLOPs at P_run
     attention_memory: float = 0.0  # copies inside unfused attention
     attention_host: float = 0.0  # dispatch inside unfused attention
+    precision: float | None = None  # what the fastest precision saves, measured at the run's shapes (our runs)
     allocator: float = 0.0  # allocator calls (cudaFree, hipMalloc, ...) while the device idles
     sync: float = 0.0  # synchronizing calls (stream / device syncs, blocking copies) while the device idles
 
@@ -33,7 +34,8 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     """Seconds per step lost to each cause; they sum to the step time minus flops/peak.
 
     - data_loading → io; communication → communication; other_compute → non_fused; memory → memory_ops.
-    - matmul beyond flops/peak: precision up to flops/peak_run, the rest matmul_efficiency.
+    - matmul beyond flops/peak: precision up to flops/peak_run (or up to the saving the faster precision
+      showed at the run's own shapes, where measured), the rest matmul_efficiency.
     - host_overhead → small_batch, and so are short idle gaps between ops, small matmuls' excess, the fixed
       per-op cost of compute and copy ops, and the work done once per step on parameters (optimizer update,
       gradient clipping, weight casts): the costs that a larger batch would spread over more tokens.
@@ -52,12 +54,12 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
         c[category] -= seconds
         moved[cause] += seconds
 
-    at_run = flops / peak_run
-    c["matmul"] -= at_run  # what remains is the matmul excess
-    # matmuls that beat the FLOPs at P_run ran faster than the precision recorded: precision is what they
-    # lost against P, not more, and no matmul excess remains
-    precision = at_run - flops / peak + min(c["matmul"], 0.0)
-    c["matmul"] = max(c["matmul"], 0.0)
+    # the matmul time beyond the FLOPs at P: precision takes what the fastest precision would save (the FLOPs
+    # at P_run against P, or the saving measured at the run's shapes), never more than the excess holds
+    excess = c["matmul"] - flops / peak
+    precision = flops / peak_run - flops / peak if o.precision is None else o.precision
+    precision = min(max(precision, 0.0), max(excess, 0.0))
+    c["matmul"] = excess - precision
     move("matmul", o.attention_matmul_excess, "non_fused")
     move("matmul", o.small_matmul_excess, "small_batch")
     move("host_overhead", o.optimizer_host, "non_fused")

@@ -17,7 +17,8 @@ from profiler.settings import MIN_POINTS, STRAGGLER_THRESHOLD
 # how each job-level figure is formed from the ranks' figures (the report says so in job_aggregation)
 AGGREGATION = {
     "step_time_ms": "mean over ranks", "breakdown": "mean over ranks",
-    "mfu": "mean over ranks (per device, as nanoGPT computes it under DDP)", "ledger": "mean over ranks",
+    "mfu": "mean over ranks (per device, as nanoGPT computes it under DDP)",
+    "ledger": "mean over ranks; interval: the lowest and highest step of any rank",
     "bottlenecks": "ledger mean over ranks; evidence from the rank where the cause costs most",
     "device_utilization": "mean over ranks",
     "top_ops": "mean over ranks of each rank's top ops (TFLOP/s: FLOPs over their time, all ranks)",
@@ -64,7 +65,8 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
     ledger, bottlenecks = [], []
     if all(f.ledger for f in figs):
         ledger = [LedgerEntry(e.cause, mean([f.ledger[i].points for f in figs]), mean([f.ledger[i].ms for f in figs]),
-                              mean([f.ledger[i].what_if_mfu for f in figs])) for i, e in enumerate(figs[0].ledger)]
+                              mean([f.ledger[i].what_if_mfu for f in figs]), min(f.ledger[i].low for f in figs),
+                              max(f.ledger[i].high for f in figs)) for i, e in enumerate(figs[0].ledger)]
         for entry in ledger:
             found = [(b, a.rank) for a in ranks for b in a.figures.bottlenecks if b.cause == entry.cause]
             if entry.points < min_points or not found:
@@ -74,7 +76,7 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
                                        evidence=f"rank {rank}: {worst.evidence}"))
         bottlenecks.sort(key=lambda b: -b.points)
     return Figures(
-        StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs]) for k in ("mean", "min", "max"))),
+        StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs]) for k in ("mean", "min", "max", "cv"))),
         mean_fields([f.device_utilization for f in figs]),
         Mfu(mean([f.mfu.analytic for f in figs]), mean([f.mfu.counted for f in figs]), figs[0].mfu.flops_analytic,
             figs[0].mfu.flops_counted, figs[0].mfu.analytic_from),

@@ -33,8 +33,9 @@ def summary(report: dict) -> str:
     if dev["peak_flops"]:
         lines.append(f"peak: {fmt_flops(dev['peak_flops'])}FLOP/s ({dev['peak_source']}); "
                      f"{fmt_flops(dev['peak_flops_run'])}FLOP/s in {dev['dtype'] or 'float32 (assumed)'}")
+    cv = f", CV {100 * steps['cv']:.0f}%" if steps.get("cv") is not None and len(report["source"]["steps"]) > 1 else ""
     lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
-                 f"({steps['min']:.2f} - {steps['max']:.2f}{over})")
+                 f"({steps['min']:.2f} - {steps['max']:.2f}{cv}{over})")
     flops = mfu["flops_per_step"]
     analytic = (f"{pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step)" if flops["analytic"]
                 else "analytic n/a (model unknown)")
@@ -90,11 +91,18 @@ def ledger_lines(report: dict) -> list[str]:
     return lines
 
 
+def interval(report: dict, cause: str) -> str:
+    """' (37.1-43.0 over the steps)': a cause's points in its cheapest and dearest analysed step."""
+    entry = next((e for e in report["ledger"] if e["cause"] == cause), {})
+    low, high = entry.get("interval") or (None, None)
+    return f" ({low:.1f}-{high:.1f} over the steps)" if low is not None and len(report["source"]["steps"]) > 1 else ""
+
+
 def bottleneck_lines(report: dict) -> list[str]:
     lines = []
     for i, b in enumerate(report["bottlenecks"], 1):
-        lines += ["", f"{i}. {b['cause']}: {b['points']:.1f} points, {b['ms']:.2f} ms/step; "
-                      f"MFU {100 * b['what_if_mfu']:.2f}% without it"]
+        lines += [""] + wrap(f"{i}. {b['cause']}: {b['points']:.1f} points{interval(report, b['cause'])}, "
+                             f"{b['ms']:.2f} ms/step; MFU {100 * b['what_if_mfu']:.2f}% without it", "   ")
         lines += wrap(f"   evidence: {b['evidence']}", "     ") + wrap(f"   fix: {b['fix']}", "     ")
         if b.get("fix_config"):
             lines.append("   try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))

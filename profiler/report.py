@@ -39,13 +39,15 @@ def to_json(result: JobResult) -> dict:
 def figures_json(f: Figures) -> dict:
     m = f.mfu
     return {
-        "step_time_ms": {"mean": f.step_time_ms.mean, "min": f.step_time_ms.min, "max": f.step_time_ms.max},
+        "step_time_ms": {"mean": f.step_time_ms.mean, "min": f.step_time_ms.min, "max": f.step_time_ms.max,
+                         "cv": f.step_time_ms.cv},
         "device_utilization": None if f.device_utilization is None else asdict(f.device_utilization),
         "mfu": {"analytic": m.analytic, "counted": m.counted,
                 "flops_per_step": {"analytic": m.flops_analytic, "counted": m.flops_counted},
                 "analytic_from": m.analytic_from},
         "breakdown": {c: {"ms": s.ms, "fraction": s.fraction} for c, s in f.breakdown.items()},
-        "ledger": [{"cause": e.cause, "points": e.points, "ms": e.ms, "what_if_mfu": e.what_if_mfu} for e in f.ledger],
+        "ledger": [{"cause": e.cause, "points": e.points, "ms": e.ms, "what_if_mfu": e.what_if_mfu,
+                    "interval": None if e.low is None else [e.low, e.high]} for e in f.ledger],
         "bottlenecks": [bottleneck_json(b) for b in f.bottlenecks],
         "top_ops": [{"name": o.name, "category": o.category, "count": o.count, "ms": o.ms, "flops": o.flops,
                      "tflops_per_s": o.tflops_per_s} for o in f.top_ops],

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 LAST_STEP_DEVICE_SHARE = 0.8
 # a first step this many times the median of the others is warm-up (allocations, algorithm search, compiling)
 WARMUP_RATIO = 3.0
+# analysed steps whose times vary more than this (standard deviation over the mean) are noisy enough that two
+# causes whose per-step ranges overlap could trade places: the report warns
+WIDE_STEP_CV = 0.10
 
 # --- breakdown ---
 # device idle stretches shorter than this between ops are per-op overhead (Python between ops, launch

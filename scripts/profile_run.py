@@ -24,7 +24,7 @@ from model import data  # noqa: E402
 from model.configurator import ConfigError, apply, describe  # noqa: E402
 from model.gpt import GPT  # noqa: E402
 from model.train import (TrainConfig, estimate_loss, learning_rate, make_optimizer, save_checkpoint,  # noqa: E402
-                         train_step)
+                         step_ms_by_dtype, train_step)
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
 import profiler  # noqa: E402
@@ -196,6 +196,9 @@ def main(argv):
         log(f"no peak known for {device_name!r}: MFU is not shown (pass --peak_flops=...)")
 
     metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
+    if not cfg.compile:  # what a change of precision saves at this run's shapes (a compiled model would recompile)
+        measure_loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size, 1, seed=cfg.seed + 99)
+        metadata["step_ms_by_dtype"] = step_ms_by_dtype(model, iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped = [], None
     signal.signal(signal.SIGTERM, terminate)
@@ -298,10 +301,14 @@ def recorded_vs_rest(report: dict, times: list[float]) -> dict:
     if not others:
         return {}
     unrecorded_ms = 1000 * statistics.median(others)
-    recorded_ms = report["step_time_ms"]["mean"]
-    print(f"recorded steps: {recorded_ms:.2f} ms in the trace, against {unrecorded_ms:.2f} ms (median) for the "
-          f"{len(others)} iterations not recorded ({100 * (recorded_ms / unrecorded_ms - 1):+.1f}%)")
-    return {"recorded_step_ms": recorded_ms, "unrecorded_step_ms": unrecorded_ms}
+    low, high = (1000 * q for q in (statistics.quantiles(others, n=10)[::8] if len(others) > 1 else others * 2))
+    steps = report["step_time_ms"]
+    recorded_ms = steps["mean"]
+    print(f"recorded steps: {recorded_ms:.2f} ms in the trace ({steps['min']:.2f}-{steps['max']:.2f}), against "
+          f"{unrecorded_ms:.2f} ms (median; 10-90%: {low:.2f}-{high:.2f}) for the {len(others)} iterations not "
+          f"recorded ({100 * (recorded_ms / unrecorded_ms - 1):+.1f}%)")
+    return {"recorded_step_ms": recorded_ms, "unrecorded_step_ms": unrecorded_ms,
+            "unrecorded_step_ms_p10": low, "unrecorded_step_ms_p90": high}
 
 
 def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak, run_log):

@@ -71,6 +71,9 @@ def validate(name: str, repeats: int, tmp: Path) -> dict:
     noise = max(MIN_NOISE, *(spread([r["mfu"]["analytic"] for r in runs_]) for runs_ in (before, after)))
     row["noise"] = noise
     row["fix"] = fix
+    points = lambda report: next(e["points"] for e in report["ledger"] if e["cause"] == expected)  # noqa: E731
+    row["cause_points_before"] = statistics.median(points(r) for r in before)
+    row["cause_points_after"] = statistics.median(points(r) for r in after)
     row["ok"] = (row["diagnosed"] == expected and row["mfu_after"] > row["mfu_before"]
                  and row["mfu_after"] <= row["predicted"] * (1 + noise))
     return row

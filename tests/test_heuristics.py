@@ -90,7 +90,7 @@ def evidence(**changes) -> Evidence:
                 ops=[OpRow("aten::gelu", "other_compute", 2, 3.0, 0, None),
                      OpRow("nccl:all_reduce", "communication", 1, 7.0, 0, None)],
                 short_idle_ms=1.0, optimizer_overhead_ms=0.5, fixed_ms=2.0, parameter_ms=0.25, copied_bytes=4e6,
-                allocator_ms=0.0, sync_ms=0.0, python_ms=0.0, other_ops_per_step=24)
+                allocator_ms=0.0, sync_ms=0.0, python_ms=0.0, other_ops_per_step=24, step_ms_by_dtype={})
     return Evidence(**{**base, **changes})
 
 
@@ -159,3 +159,20 @@ def test_job_figures_are_means_over_ranks_and_the_straggler_is_named_by_busy_tim
     assert top.tflops_per_s == pytest.approx((2e9 + 8e9) / ((2e9 / 1e12) + (8e9 / 2e12)) / 1e12)  # FLOPs over time
     found = stragglers(ranks)  # busy: 70, 95, 72 ms: rank 1 is 24 ms over the others' median of 71
     assert [(s.rank, s.category) for s in found] == [(1, "data_loading")] and found[0].excess_ms == pytest.approx(24)
+
+
+def test_each_cause_has_its_range_over_the_steps_and_a_noisy_run_is_flagged(tmp_path):
+    """Two 1 ms steps and one of 3 ms whose extra time is idle: `other` ranges from 0 to 2/3 of a step, and the
+    steps vary enough (CV 47%) that other and matmul_efficiency could trade places."""
+    mm = {"Input Dims": [[256, 256], [256, 256]], "Input type": ["float", "float"]}
+    events = []
+    for k, (start, length) in enumerate(((0, 1000), (1000, 1000), (2000, 3000))):
+        events += [step(k + 1, start, length), op("aten::mm", start, 900, **mm)]
+    report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
+    times = report["step_time_ms"]
+    assert times["cv"] == pytest.approx(np.std([1, 1, 3]) / np.mean([1, 1, 3]))
+    entries = {e["cause"]: e for e in report["ledger"]}
+    assert entries["other"]["interval"] == pytest.approx([0, 100 * 2.1 / 3])
+    for e in entries.values():
+        assert e["interval"][0] - 1e-9 <= e["points"] <= e["interval"][1] + 1e-9  # a weighted mean of the steps
+    assert any("the causes' order could change" in w for w in report["warnings"])

@@ -1,0 +1,76 @@
+"""tune.py: the decision logic on a fake trainer (what is kept, rejected and why), and one real short run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TINY
+from model.configurator import read_config_file
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import tune  # noqa: E402
+
+
+def report(mfu: float, fixes: list[tuple[str, dict, float]]) -> dict:
+    return {"mfu": {"analytic": mfu}, "bottlenecks": [{"cause": c, "fix_config": f, "what_if_mfu": w}
+                                                      for c, f, w in fixes]}
+
+
+class FakeTuner(tune.Tuner):
+    """tokens/s by configuration: num_workers=4 doubles the speed, bfloat16 halves it, compile crashes."""
+
+    def __init__(self, tmp_path):
+        super().__init__(None, {"num_workers": 0}, tmp_path, repeats=2, budget=tune.Budget("40"))
+
+    def train(self, config, extra, label):
+        self.runs += 1
+        self.budget.used += 1
+        if config.get("compile"):
+            return "torch._dynamo.exc.BackendCompilerFailed: crashed"
+        speed = 1000.0 * (2 if config.get("num_workers") == 4 else 1) * (0.5 if config.get("dtype") else 1)
+        return {"tokens_per_s": speed, "mfu": speed / 1e5}
+
+    def diagnose(self, config):
+        if config.get("num_workers") == 4:
+            return report(0.02, [("non_fused", {"compile": True}, 0.05), ("precision", {"dtype": "bfloat16"}, 0.03)])
+        return report(0.01, [("io", {"num_workers": 4}, 0.04), ("small_batch", {"batch_size": 32}, 0.0101)])
+
+
+def test_tune_keeps_what_helps_and_rejects_the_slower_and_the_failing(tmp_path):
+    result = FakeTuner(tmp_path).run()
+    steps = [(s["cause"], s["kept"], s["reason"].split(":")[0]) for s in result["steps"]]
+    assert steps == [("io", True, "+100.0% tokens/s against the baseline (1,000 -> 2,000), noise 3.0%"),
+                     ("non_fused", False, "failed"), ("precision", False, "-50.0% tokens/s against the baseline "
+                                                      "(2,000 -> 1,000), noise 3.0%")]
+    assert result["steps"][1]["reason"] == "failed: torch._dynamo.exc.BackendCompilerFailed: crashed"
+    assert result["steps"][2]["reason"].endswith("slower")
+    assert result["final_config"] == {"num_workers": 4} and result["final_to_baseline"] == pytest.approx(2.0)
+    assert result["steps"][0]["predicted_gain"] == pytest.approx(4.0) and result["steps"][0]["measured_gain"] == 2.0
+    for s in result["steps"]:  # never a kept fix that made the run slower
+        assert not s["kept"] or s["tokens_per_s"] > s["baseline_tokens_per_s"]
+
+
+def test_a_fix_that_promises_less_than_the_noise_is_not_tried():
+    assert tune.candidates(report(0.01, [("io", {"num_workers": 4}, 0.04)]), {"num_workers": 4}, set()) == []
+    found = tune.candidates(report(0.01, [("a", {"x": 1}, 0.02), ("b", {"y": 1}, 0.04)]), {}, set())
+    assert [c for c, _, _ in found] == ["b", "a"]  # largest predicted gain first
+
+
+def test_a_real_tune_run_writes_its_table_and_a_config_profile_run_accepts(tmp_path):
+    out = tmp_path / "tune"
+    args = [a for a in TINY if not a.startswith("--max_iters")] + ["--max_iters=8", "--data_delay=0.004",
+                                                                  "--num_workers=0"]
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "tune.py"), *args, "--repeats=1", "--budget=3",
+                             f"--tune_out={out}"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads((out / "tune.json").read_text())
+    assert {"baseline_tokens_per_s", "final_tokens_per_s", "final_config", "steps"} <= set(data)
+    first = data["steps"][0]
+    assert first["cause"] == "io" and first["change"] == {"num_workers": 4}
+    assert {"change", "predicted_mfu", "measured_mfu", "tokens_per_s", "kept", "reason"} <= set(first)
+    assert read_config_file(out / "final_config.py") == data["final_config"]
+    assert data["final_config"]["num_workers"] == (4 if first["kept"] else 0)
+    assert "| change | predicted MFU |" in (out / "tune.md").read_text()
+    assert list(out.glob("events.out.tfevents.*"))
