@@ -105,6 +105,30 @@ class BlockDataset(Dataset):
         return window[:-1], window[1:]
 
 
+class DevicePrefetcher:
+    """Batches moved to the device one step ahead: taking a batch starts the (pinned, non_blocking) copy of the
+    next, which overlaps the device's work on this one, as nanoGPT fetches the next batch during the step."""
+
+    def __init__(self, batches, device: str, non_blocking: bool):
+        self.batches, self.device, self.non_blocking = batches, device, non_blocking
+        self.ahead = self._load()
+
+    def _load(self):
+        try:
+            return tuple(t.to(self.device, non_blocking=self.non_blocking) for t in next(self.batches))
+        except StopIteration:
+            return None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.ahead is None:
+            raise StopIteration
+        current, self.ahead = self.ahead, self._load()
+        return current
+
+
 def make_loader(path: Path, block_size: int, batch_size: int, n_batches: int, num_workers: int = 0,
                 pin_memory: bool = False, seed: int = 1337, delay_s: float = 0.0) -> DataLoader:
     dataset = BlockDataset(path, block_size, n_batches * batch_size, seed=seed, delay_s=delay_s)

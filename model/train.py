@@ -5,6 +5,7 @@ the DataLoader's workers."""
 import dataclasses
 import math
 import os
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,9 @@ def autocast(device_type: str, dtype: str):
     return torch.amp.autocast(device_type=device_type, dtype=getattr(torch, dtype))
 
 
-def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: float) -> float:
-    """One optimizer step over gradient_accumulation_steps micro-batches; returns the summed loss."""
+def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: float) -> torch.Tensor:
+    """One optimizer step over gradient_accumulation_steps micro-batches; returns the summed loss as a tensor on
+    the device, so that the host need not wait for the step to finish (float() it when it is to be shown)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     total = 0.0
@@ -143,15 +145,46 @@ def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: flo
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(total)
+    return total
+
+
+class IterationClock:
+    """Each iteration's seconds without a synchronization per iteration, so that the host can queue the next
+    step while the device works: on CUDA an event is recorded after each step and the events are read when the
+    times are wanted (at the log interval, where nanoGPT syncs too); elsewhere the wall clock. The seconds an
+    iteration spent on analysis or evaluation are left out of it."""
+
+    def __init__(self, cuda: bool):
+        self.cuda, self.pending = cuda, []
+        self.last = self._mark()
+
+    def _mark(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def lap(self, excluded_s: float = 0.0):
+        self.pending.append((self._mark(), excluded_s))
+
+    def read(self) -> list[float]:
+        """Seconds of the iterations lapped since the last read (waits for the device on CUDA)."""
+        if self.cuda and self.pending:
+            self.pending[-1][0].synchronize()
+        out = []
+        for mark, excluded in self.pending:
+            seconds = self.last.elapsed_time(mark) / 1000 if self.cuda else mark - self.last
+            out.append(max(seconds - excluded, 1e-9))
+            self.last = mark
+        self.pending = []
+        return out
 
 
 def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int = 3) -> dict[str, float]:
     """Milliseconds of one micro-step's forward and backward at the run's shapes in each training dtype (best
     of `repeats` after a warm-up): what switching precision really saves here, where a GEMM peak overstates it
     (bfloat16 attention's backward can even be slower on a CPU). Gradients are cleared afterwards."""
-    import time
-
     x, y = (t.to(device) for t in next(batches))
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     out = {}

@@ -24,7 +24,7 @@ from model import data  # noqa: E402
 from model.configurator import ConfigError, apply, describe  # noqa: E402
 from model.gpt import GPT  # noqa: E402
 from model.train import (TrainConfig, estimate_loss, learning_rate, make_optimizer, save_checkpoint,  # noqa: E402
-                         step_ms_by_dtype, train_step)
+                         IterationClock, step_ms_by_dtype, train_step)
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
 import profiler  # noqa: E402
@@ -208,7 +208,8 @@ def main(argv):
             log(f"step 0: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} (eval_only: no training)")
             return run_dir
         evaluation = Evaluation(model, optimizer, folder, cfg, run_dir, rank, log, run_log)
-        train(model, optimizer, iter(loader), cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation,
+        batches = data.DevicePrefetcher(iter(loader), cfg.device, cfg.pin_memory)
+        train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation,
               f"rank{rank}" if world > 1 else "", run_log, times)
     except KeyboardInterrupt:
         stopped = Stopped(f"interrupted at iter {len(times)}", 130)
@@ -260,8 +261,9 @@ class Evaluation:
 
 def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation, worker,
           run_log, times: list[float]):
-    """The training loop under the profiler session. Appends the seconds of each iteration to `times`,
-    leaving out the time spent analysing finished profiler cycles; raises Stopped on a non-finite loss."""
+    """The training loop under the profiler session, letting the host run ahead of the device: losses and
+    iteration times are read at the log interval only. Appends the seconds of each iteration to `times`, leaving
+    out the time spent analysing finished profiler cycles and evaluating; raises Stopped on a non-finite loss."""
     model.train()
     cuda = cfg.device.startswith("cuda")
     show = log is print and sys.stderr.isatty()
@@ -269,26 +271,29 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
                           peak_flops=pcfg.peak_flops, schedule=pcfg, dtype=cfg.dtype, report=False, metadata=metadata,
                           worker=worker, say=log, run_log=run_log, tensorboard=run_log is not None) as session, \
             tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
+        clock, pending = IterationClock(cuda), []  # (iter, loss on the device) not yet read
         for it in range(cfg.max_iters):
+            aside = evaluation.seconds + (run_log.stall_s if run_log else 0.0)
             evaluation.maybe(it, session.idle)
-            t0, stalled = time.perf_counter(), run_log.stall_s if run_log else 0.0
-            loss = train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))
-            if not math.isfinite(loss):
-                raise Stopped(f"loss is {loss} at iter {it}: training diverged; lower learning_rate, raise "
-                              "warmup_iters or use grad_clip", 1, model_ok=False)
-            if cuda:
-                torch.cuda.synchronize()
+            pending.append((it, train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))))
             session.step()
-            dt = time.perf_counter() - t0 - ((run_log.stall_s if run_log else 0.0) - stalled)
-            times.append(dt)
-            mfu = flops_per_iter / dt / peak.peak_flops if peak else None
-            if run_log:
-                run_log.iteration(it, loss, 1000 * dt, cfg.tokens_per_iter / dt, mfu)
-            if it % cfg.log_interval == 0:
-                line = (f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms"
-                        + (f", mfu {100 * mfu:.2f}%" if mfu is not None else "")
-                        + f", tok/s {cfg.tokens_per_iter / dt:,.0f}")
-                bar.write(line) if show else log(line)
+            clock.lap(evaluation.seconds + (run_log.stall_s if run_log else 0.0) - aside)
+            if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:  # the only place the host waits for the device
+                for (i, loss), dt in zip(pending, clock.read()):
+                    loss = float(loss)
+                    if not math.isfinite(loss):
+                        raise Stopped(f"loss is {loss} at iter {i}: training diverged; lower learning_rate, raise "
+                                      "warmup_iters or use grad_clip", 1, model_ok=False)
+                    times.append(dt)
+                    mfu = flops_per_iter / dt / peak.peak_flops if peak else None
+                    if run_log:
+                        run_log.iteration(i, loss, 1000 * dt, cfg.tokens_per_iter / dt, mfu)
+                pending = []
+                if it % cfg.log_interval == 0:
+                    line = (f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms"
+                            + (f", mfu {100 * mfu:.2f}%" if mfu is not None else "")
+                            + f", tok/s {cfg.tokens_per_iter / dt:,.0f}")
+                    bar.write(line) if show else log(line)
             bar.update()
 
 

@@ -67,3 +67,31 @@ def test_analytic_flops_against_flop_counter():
     assert counted == analytic - 6 * non_matmul * B * T
     assert abs(counted / analytic - 1) < 0.02
 
+
+
+def test_a_loop_that_runs_ahead_trains_exactly_as_one_that_waits(tmp_path):
+    """Prefetching batches to the device and reading losses only at the end (the host running ahead) gives the
+    same losses, bit for bit on the CPU, as moving each batch when used and reading each loss at once."""
+    from model import data
+    from model.train import IterationClock, TrainConfig, make_optimizer, train_step
+
+    folder = data.write_bins(bytes(range(256)) * 64, tmp_path / "d")
+    cfg = TrainConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4, vocab_size=256, max_iters=4)
+    losses = []
+    for ahead in (False, True):
+        torch.manual_seed(0)
+        model = GPT(cfg.gpt_config())
+        optimizer = make_optimizer(model, cfg)
+        batches = iter(data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size, cfg.max_iters))
+        if ahead:
+            batches = data.DevicePrefetcher(batches, "cpu", non_blocking=False)
+        clock = IterationClock(cuda=False)
+        pending = [train_step(model, optimizer, batches, cfg, "cpu", 1e-3) for _ in range(cfg.max_iters)]
+        if not ahead:
+            pending = [float(p) for p in pending]
+        for _ in pending:
+            clock.lap()
+        losses.append([float(p) for p in pending])
+        times = clock.read()
+        assert len(times) == cfg.max_iters and all(t > 0 for t in times)
+    assert losses[0] == losses[1]
