@@ -222,6 +222,33 @@ def estimate_loss(model, folder: Path, cfg: TrainConfig, device: str, seed: int)
     return out
 
 
+class Evaluation:
+    """nanoGPT's evaluation every eval_interval iterations (train and val loss over eval_iters batches, and a
+    checkpoint when val improves or always_save_checkpoint), held back while the profiler records so that it
+    stays out of the analysed steps. `seconds` is its time, which the loop leaves out of its iteration times."""
+
+    def __init__(self, model, optimizer, folder, cfg, run_dir, rank, log, run_log):
+        self.model, self.optimizer, self.folder, self.cfg, self.run_dir = model, optimizer, folder, cfg, run_dir
+        self.rank, self.log, self.run_log = rank, log, run_log
+        self.due, self.best, self.seconds = False, math.inf, 0.0
+
+    def maybe(self, it: int, profiler_idle: bool):
+        cfg = self.cfg
+        self.due = self.due or bool(cfg.eval_interval and it % cfg.eval_interval == 0)
+        if not (self.due and profiler_idle):
+            return
+        start = time.perf_counter()
+        losses = estimate_loss(self.model, self.folder, cfg, cfg.device, cfg.seed + 7919 * (it + 1))
+        self.log(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if self.run_log:
+            self.run_log.writer.add_scalar("val/loss", losses["val"], it)
+            self.run_log.writer.add_scalar("train/eval_loss", losses["train"], it)
+        if self.rank == 0 and it > 0 and cfg.checkpoint and (losses["val"] < self.best or cfg.always_save_checkpoint):
+            save_checkpoint(self.run_dir / "ckpt.pt", self.model, self.optimizer, cfg, it)
+        self.best, self.due = min(self.best, losses["val"]), False
+        self.seconds += time.perf_counter() - start
+
+
 def unwrap(model) -> GPT:
     """The GPT inside DistributedDataParallel and torch.compile wrappers."""
     model = getattr(model, "module", model)
