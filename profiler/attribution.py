@@ -191,7 +191,8 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
                                 breakdown["matmul"].ms / 1000)
     if problem:
         warnings.append(problem)
-        return Attribution(r.rank, _replace_mfu(figures, None, None), t, None, {}, None, warnings)
+        mfu = replace(figures.mfu, analytic=None, counted=None)
+        return Attribution(r.rank, replace(figures, mfu=mfu), t, None, {}, None, warnings)
     overheads = rank_overheads(r, peak.peak_flops_run)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run, overheads)
     if flops / peak.peak_flops_run > breakdown["matmul"].ms / 1000 + 1e-9:
@@ -208,7 +209,7 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         1000 * (overheads.parameter_compute + overheads.parameter_memory), float(t.copied_bytes.mean()),
         1000 * overheads.allocator, 1000 * overheads.sync, float(t.host_us[2].mean()) / 1000,
         sum(op.count for op in ops if op.category == "other_compute"), r.metadata.get("step_ms_by_dtype") or {})
-    figures = Figures(**{**vars(figures), "ledger": entries})
+    figures = replace(figures, ledger=entries)
     return Attribution(r.rank, figures, t, overheads, {c: seconds[c] for c in CAUSES}, evidence, warnings)
 
 
@@ -235,11 +236,6 @@ def spread_note(times: StepTimes, entries: list[LedgerEntry]) -> list[str]:
             f"{100 * times.cv:.0f}%: another job on the machine, throttling, or warm-up): the causes' order could "
             f"change, {first.cause} ranging {first.low:.1f}-{first.high:.1f} points over the steps and "
             f"{second.cause} {second.low:.1f}-{second.high:.1f}; profile again on a quiet machine or more steps"]
-
-
-def _replace_mfu(figures: Figures, analytic, counted) -> Figures:
-    mfu = Mfu(analytic, counted, figures.mfu.flops_analytic, figures.mfu.flops_counted, figures.mfu.analytic_from)
-    return Figures(**{**vars(figures), "mfu": mfu})
 
 
 def warmup_note(t: StepTable) -> list[str]:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from profiler.analyze import TraceAnalysis, analyze_file
-from profiler.attribution import Attribution, Figures, Mfu, attribute, counted_rate
+from profiler.attribution import Attribution, attribute, counted_rate
 from profiler.consistency import disturbed_measurement, tf32_peak, violations
 from profiler.diagnosis import diagnose
 from profiler.inputs import model_flops, trace_peak
@@ -102,9 +102,9 @@ def checked(result: Attribution, warnings: list[str]) -> Attribution:
         return result
     warnings.append("the report failed its own consistency checks (" + "; ".join(broken) + "): MFU, the ledger and "
                     "the diagnosis are left empty; please report it with the trace")
-    f: Figures = result.figures
-    mfu = Mfu(None, None, f.mfu.flops_analytic, f.mfu.flops_counted, f.mfu.analytic_from)
-    return replace(result, figures=replace(f, mfu=mfu, ledger=[], bottlenecks=[]))
+    f = result.figures
+    return replace(result, figures=replace(f, mfu=replace(f.mfu, analytic=None, counted=None), ledger=[],
+                                           bottlenecks=[]))
 
 
 def conventions(kind: str, dtype: str | None, device: str | None) -> list[str]:
