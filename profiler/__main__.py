@@ -1,6 +1,7 @@
 """Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] | compare A B."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,9 +61,11 @@ def main(argv=None) -> int:
         p.add_argument("--straggler-threshold", type=float, default=STRAGGLER_THRESHOLD,
                        help="a rank busier than the others' median by this fraction is a straggler; default "
                             f"{STRAGGLER_THRESHOLD:g}")
+        p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                       help="worker processes for the files of a folder (ranks, cycles); default: every core")
     args = parser.parse_args(argv)
     options = Options(args.peak_flops, args.flops_per_step, args.model, args.short_gap_us, args.min_points,
-                      args.straggler_threshold)
+                      args.straggler_threshold, max(args.jobs, 1), not getattr(args, "quiet", False))
     try:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))

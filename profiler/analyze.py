@@ -9,7 +9,7 @@ from profiler import breakdown as B
 from profiler import classify as C
 from profiler.links import Links, link
 from profiler.signals import Signals, measure
-from profiler.load import MEMCPY, MEMSET, OP, Trace, load_trace
+from profiler.load import MEMCPY, MEMSET, OP, Trace, TraceInfo, load_trace
 from profiler.settings import CLOCK_SKEW_SHARE, SHORT_GAP_US
 from profiler.steps import Steps, find_steps
 
@@ -72,7 +72,7 @@ class StepTable:
 
 @dataclass
 class TraceAnalysis:
-    trace: Trace
+    trace: TraceInfo
     kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
     table: StepTable
     ops: dict[str, OpStats]  # summed over the analysed steps
@@ -99,7 +99,7 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US) -> TraceAnalysis:
         ops, classified, copied = cpu_ops(trace, links, bd), None, cpu_copied_bytes(trace, steps, bd)
     table = StepTable(steps.ids, steps.duration, bd.us, flops, copied, bd.short_idle_us, bd.optimizer_us,
                       bd.collective_us, bd.host_us)
-    return TraceAnalysis(trace, trace.backend if gpu else "cpu", table, ops, classified,
+    return TraceAnalysis(trace.info(), trace.backend if gpu else "cpu", table, ops, classified,
                          B.device_utilization(trace, links), matmul_dtype(trace, links),
                          measure(trace, links, steps, bd), warnings)
 

@@ -99,6 +99,22 @@ DimsArgs1x = msgspec.defstruct("DimsArgs1x", [("dims", list, [])], rename={"dims
 SPELLED_1X = {ShapeArgs: ShapeArgs1x, DimsArgs: DimsArgs1x}
 
 
+@dataclass(frozen=True)
+class TraceInfo:
+    """What the stages after the per-file analysis need of a trace: small enough for a worker process to hand
+    back instead of the decoded events."""
+
+    path: Path
+    origin_us: float
+    device_names: list[str]
+    distributed: dict
+    metadata: dict | None
+
+    def rank(self) -> int:
+        rank = self.distributed.get("rank", 0)
+        return rank if isinstance(rank, int) else 0
+
+
 @dataclass
 class Trace:
     """One trace file as columns, one row per complete ('X') event, times in µs from the first event."""
@@ -136,9 +152,8 @@ class Trace:
                 out.append(kind())
         return out
 
-    def rank(self) -> int:
-        rank = self.distributed.get("rank", 0)
-        return rank if isinstance(rank, int) else 0
+    def info(self) -> TraceInfo:
+        return TraceInfo(self.path, self.origin_us, self.device_names, self.distributed, self.metadata)
 
     def by_name(self, value, dtype=bool) -> np.ndarray:
         """value(name) for each row, computed once per distinct name: a per-row mask or code from the names."""

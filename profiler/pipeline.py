@@ -5,9 +5,14 @@ F_model) → attribute per rank → diagnose → job_figures and stragglers (sev
 """
 
 import json
+import multiprocessing
+import sys
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+
+from tqdm import tqdm
 
 from profiler.analyze import TraceAnalysis, analyze_file
 from profiler.attribution import Attribution, attribute, counted_rate
@@ -35,14 +40,12 @@ def load_report(path: Path, options: Options) -> dict:
 
 def analyze_job(path: Path, options: Options) -> JobResult:
     files = trace_files(path)
-    analyses, skipped = [], []
-    for f in files:
-        try:
-            analyses.append(analyze_file(f, options.short_gap_us))
-        except TraceError as e:
-            if len(files) == 1:
-                raise
-            skipped.append(str(e))
+    if len(files) == 1:
+        analyses, skipped = [analyze_file(files[0], options.short_gap_us)], []
+    else:
+        results = analyze_files(files, options)
+        analyses = [r for r in results if isinstance(r, TraceAnalysis)]
+        skipped = [r for r in results if isinstance(r, str)]
     if not analyses:
         raise TraceError(f"{path}: none of its {len(files)} files could be analysed (first: {skipped[0]})")
     runs = {run_signature(a) for a in analyses}
@@ -51,6 +54,37 @@ def analyze_job(path: Path, options: Options) -> JobResult:
                          "device differ): analyze them one by one")
     result = build(analyses, options)
     return replace(result, warnings=[f"skipped {s}" for s in skipped] + result.warnings)
+
+
+def analyze_files(files: list[Path], options: Options) -> list:
+    """Each file through the per-file stages, in `options.jobs` worker processes (forked: they share the code
+    and hand back only the compact per-file result); a file that cannot be read gives its one-line reason."""
+    bar = tqdm(total=len(files), unit="file", delay=1.0, leave=False,
+               disable=not (options.progress and sys.stderr.isatty()))
+    jobs = min(options.jobs, len(files))
+    try:
+        if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            return [_analyze_one(f, options.short_gap_us, bar) for f in files]
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(_updating(pool.map(_analyze_one, files, [options.short_gap_us] * len(files)), bar))
+    finally:
+        bar.close()
+
+
+def _analyze_one(path: Path, short_gap_us: float, bar=None):
+    try:
+        return analyze_file(path, short_gap_us)
+    except TraceError as e:
+        return str(e)
+    finally:
+        if bar is not None:
+            bar.update()
+
+
+def _updating(results, bar):
+    for r in results:
+        bar.update()
+        yield r
 
 
 def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:

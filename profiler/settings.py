@@ -75,3 +75,5 @@ class Options:
     short_gap_us: float = SHORT_GAP_US
     min_points: float = MIN_POINTS
     straggler_threshold: float = STRAGGLER_THRESHOLD
+    jobs: int = 1  # worker processes for the files of a folder (the CLI uses every core)
+    progress: bool = False  # a progress bar on a terminal's stderr when a folder takes over a second

@@ -53,3 +53,16 @@ def test_nccl_trace_has_a_communication_share_and_its_exposed_part():
     assert report["breakdown"]["communication"]["fraction"] > 0.1
     comm_ops = {op["name"] for op in report["top_ops"] if op["category"] == "communication"}
     assert {"nccl:all_to_all", "nccl:all_reduce"} <= comm_ops
+
+
+def test_the_files_of_a_folder_analysed_in_parallel_give_the_same_report(tmp_path):
+    """Eight ranks and a file that cannot be read: two worker processes, one, the same report and warnings."""
+    import shutil
+
+    folder = shared_trace("dlrm_v100_8rank").parent
+    for f in folder.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "broken.pt.trace.json").write_text('{"traceEvents": [')
+    one, two = (analyze_path(tmp_path, Options(jobs=jobs)) for jobs in (1, 2))
+    assert one == two and len(two["per_rank"]) == 8
+    assert any(w.startswith("skipped ") and "broken.pt.trace.json" in w for w in two["warnings"])
