@@ -117,6 +117,11 @@ def learning_rate(it: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.learning_rate - cfg.min_lr)
 
 
+def device_type_of(device: str) -> str:
+    """torch's device type of a device string: 'cuda' for 'cuda' and 'cuda:1', else 'cpu'."""
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
 def autocast(device_type: str, dtype: str):
     """Mixed precision as nanoGPT, except that bfloat16 autocast is used on the CPU too."""
     if dtype == "float32":
@@ -130,7 +135,7 @@ def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: flo
     for group in optimizer.param_groups:
         group["lr"] = lr
     total = 0.0
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    device_type = device_type_of(device)
     for micro in range(cfg.gradient_accumulation_steps):
         if hasattr(model, "require_backward_grad_sync"):  # DDP: all-reduce on the last micro-step only
             model.require_backward_grad_sync = micro == cfg.gradient_accumulation_steps - 1
@@ -186,7 +191,7 @@ def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int
     of `repeats` after a warm-up): what switching precision really saves here, where a GEMM peak overstates it
     (bfloat16 attention's backward can even be slower on a CPU). Gradients are cleared afterwards."""
     x, y = (t.to(device) for t in next(batches))
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    device_type = device_type_of(device)
     out = {}
     for dtype in DTYPES:
         best = float("inf")
@@ -209,7 +214,7 @@ def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int
 def estimate_loss(model, folder: Path, cfg: TrainConfig, device: str, seed: int) -> dict[str, float]:
     """Mean loss over eval_iters batches of train.bin and of val.bin, as nanoGPT's estimate_loss."""
     model.eval()
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    device_type = device_type_of(device)
     out = {}
     for split in ("train", "val"):
         losses = []

@@ -45,7 +45,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         self.peak_flops, self.sequence_length = peak_flops or self.config.peak_flops, sequence_length
         self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
         self.extra, self.worker, self.say = dict(metadata or {}), worker, say
-        self.tensorboard, self.write_report = tensorboard, report
+        self.write_report = report
         self.session, self.counter, self.steps = None, None, 0
         self.run_log, self.own_log = run_log, run_log is None and tensorboard  # a caller's RunLog stays open
 

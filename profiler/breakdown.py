@@ -12,7 +12,7 @@ import numpy as np
 
 from profiler import classify as C
 from profiler.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
-from profiler.links import Links
+from profiler.links import Links, optimizer_roots
 from profiler.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
 from profiler.steps import Steps
 
@@ -117,7 +117,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     levels += [h.loading, h.allocator, h.sync, h.busy, h.python]
     us, host_us, busy = _split(levels, steps)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
-    spans = np.flatnonzero(_optimizer_roots(links))
+    spans = np.flatnonzero(optimizer_roots(links))
     in_spans = _split(levels, Steps(np.arange(len(spans)), None, None, trace.start[spans], trace.end[spans]))[0]
     optimizer = np.zeros((2, len(steps.ids)))
     step_of_span = steps.host_index(trace.start[spans])
@@ -183,14 +183,6 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     collective = coverage(*merge(trace.start[comm], trace.end[comm]), steps.start, steps.end)
     return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step, np.minimum(gaps, us[C.IDLE]),
                      optimizer, collective, host_us)
-
-
-def _optimizer_roots(links: Links) -> np.ndarray:
-    """Outermost Optimizer.step spans: in an optimizer whose parent is not."""
-    parent_in = np.zeros(len(links.in_optimizer), bool)
-    has_parent = links.parent >= 0
-    parent_in[has_parent] = links.in_optimizer[links.parent[has_parent]]
-    return links.in_optimizer & ~parent_in
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ def _share(ms: float, ev: Evidence) -> str:
     return f"{ms:.2f} ms/step ({100 * ms / ev.step_ms:.1f}% of the step)"
 
 
-def _top(counter, n=3, unit=" ms", scale=1e-3, steps=1) -> str:
-    return ", ".join(f"{name} {value * scale / steps:.2f}{unit}" for name, value in counter.most_common(n))
+def _largest_ms(counter, steps: int) -> str:
+    """'a 1.20 ms, b 0.40 ms, c 0.10 ms': the three largest of µs totals, per step."""
+    return ", ".join(f"{name} {us / 1000 / steps:.2f} ms" for name, us in counter.most_common(3))
 
 
 def io(entry: LedgerEntry, ev: Evidence):
@@ -56,7 +57,7 @@ def io(entry: LedgerEntry, ev: Evidence):
            "prefetch_factor=2); make __getitem__ cheaper or the storage faster")
     if sig.data_prep_us:
         evidence += f"; data preparation in Python inside the step (largest frames, per step): " \
-                    f"{_top(sig.data_prep_us, steps=n)}"
+                    f"{_largest_ms(sig.data_prep_us, n)}"
         fix = ("decode and preprocess ahead of the step, in DataLoader worker processes (num_workers > 0) or on "
                "the device (GPU video / image decoding, batched tensor transforms), so the device never waits")
     return evidence, fix, {"num_workers": max(4, 2 * meta.get("num_workers", 0))}

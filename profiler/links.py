@@ -84,15 +84,22 @@ def link(trace: Trace, warnings: list[str]) -> Links:
                  in_optimizer, in_attention, runs_code, forest, enclosing_op)
 
 
+def optimizer_roots(links: Links) -> np.ndarray:
+    """Per row: an outermost Optimizer.step span (in an optimizer, its parent not)."""
+    parent_in = np.zeros(len(links.in_optimizer), bool)
+    has_parent = links.parent >= 0
+    parent_in[has_parent] = links.in_optimizer[links.parent[has_parent]]
+    return links.in_optimizer & ~parent_in
+
+
 def _next_op_dims(trace: Trace, rows: np.ndarray) -> list:
     """For each op, the first input shape of the next op that starts after it ends on its thread (a forward
     convolution's consumer, usually a norm, activation or add), or None."""
     ops = np.flatnonzero(trace.kind == OP)
-    lane = float(trace.end.max()) + 1.0
-    keys = trace.thread[ops] * lane + trace.start[ops]
+    keys = trace.on_one_axis(ops, trace.start[ops])
     order = np.argsort(keys, kind="stable")
     keys, ops = keys[order], ops[order]
-    at = np.searchsorted(keys, trace.thread[rows] * lane + trace.end[rows])
+    at = np.searchsorted(keys, trace.on_one_axis(rows, trace.end[rows]))
     nxt = ops[np.minimum(at, len(ops) - 1)]
     found = (at < len(ops)) & (trace.thread[nxt] == trace.thread[rows])
     return [d.dims[0] if ok and d.dims and isinstance(d.dims[0], list) else None

@@ -7,6 +7,7 @@ the args that a later stage asks for are ever decoded. Old (torch 1.x: "Operator
 """
 
 import gzip
+from collections import Counter
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -152,6 +153,11 @@ class Trace:
                 out.append(kind())
         return out
 
+    def on_one_axis(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Times of these rows with each thread's timeline laid after the previous one's, so that one sorted
+        array answers per-thread questions (which op starts next on this thread, which ones lie inside a span)."""
+        return self.thread[rows] * (float(self.end.max()) + 1.0) + times
+
     def info(self) -> TraceInfo:
         return TraceInfo(self.path, self.origin_us, self.device_names, self.distributed, self.metadata)
 
@@ -227,9 +233,9 @@ def load_trace(path: Path) -> Trace:
     kind = np.fromiter((cats[e.cat] for e in events), np.int8, len(events))
     unknown = sorted(c for c, k in cats.items() if k == OTHER and c.lower() not in IGNORED_CATEGORIES)
     if unknown:
-        counts = {c: sum(1 for e in events if e.cat == c) for c in unknown}
+        counts = Counter(e.cat for e in events if e.cat in set(unknown))
         warnings.append("events of categories the analyzer does not know were not analysed: "
-                        + ", ".join(f"{c} ({n})" for c, n in counts.items()))
+                        + ", ".join(f"{c} ({counts[c]})" for c in unknown))
     threads: dict[tuple, int] = {}
     thread = np.fromiter((threads.setdefault((e.pid, e.tid), len(threads)) for e in events), np.int32, len(events))
     if (dur < 0).any():

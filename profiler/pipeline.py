@@ -61,24 +61,21 @@ def analyze_files(files: list[Path], options: Options) -> list:
     and hand back only the compact per-file result); a file that cannot be read gives its one-line reason."""
     bar = tqdm(total=len(files), unit="file", delay=1.0, leave=False,
                disable=not (options.progress and sys.stderr.isatty()))
-    jobs = min(options.jobs, len(files))
+    jobs, gaps = min(options.jobs, len(files)), [options.short_gap_us] * len(files)
     try:
         if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-            return [_analyze_one(f, options.short_gap_us, bar) for f in files]
+            return list(_updating(map(_analyze_one, files, gaps), bar))
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(_updating(pool.map(_analyze_one, files, [options.short_gap_us] * len(files)), bar))
+            return list(_updating(pool.map(_analyze_one, files, gaps), bar))
     finally:
         bar.close()
 
 
-def _analyze_one(path: Path, short_gap_us: float, bar=None):
+def _analyze_one(path: Path, short_gap_us: float):
     try:
         return analyze_file(path, short_gap_us)
     except TraceError as e:
         return str(e)
-    finally:
-        if bar is not None:
-            bar.update()
 
 
 def _updating(results, bar):
@@ -92,12 +89,12 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     ranks = sorted({a.trace.rank() for a in analyses})
     merged = [merge_rank(r, [a for a in analyses if a.trace.rank() == r], warnings) for r in ranks]
     first = merged[0]
-    peak = trace_peak(first, options, warnings)
+    peak, rate = trace_peak(first, options, warnings), counted_rate(first)
     if peak:
-        peak, note = tf32_peak(peak, counted_rate(first), peak.device)
+        peak, note = tf32_peak(peak, rate, peak.device)
         warnings += [note] if note else []
     if peak and first.metadata.get("peak"):  # measured on the machine that ran it, before the run
-        peak, note = disturbed_measurement(peak, counted_rate(first))
+        peak, note = disturbed_measurement(peak, rate)
         warnings += [note] if note else []
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
     for r in merged:

@@ -129,11 +129,10 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     s.op_counts = Counter(trace.names_of(ops[interesting[ops]]))
     s.backward_ops = int(trace.by_name(lambda n: "backward" in n.lower())[ops].sum())
     opt_rows = np.flatnonzero(trace.by_name(OPTIMIZER_STEP.match) & links.in_optimizer & in_steps)  # host spans
-    # ops that start inside an optimizer span on its thread: threads laid end to end on one time axis
-    lane = float(trace.end.max()) + 1.0
-    op_keys = np.sort(trace.thread[ops] * lane + trace.start[ops])
-    s.optimizer_ops = int((np.searchsorted(op_keys, trace.thread[opt_rows] * lane + trace.end[opt_rows], side="right")
-                           - np.searchsorted(op_keys, trace.thread[opt_rows] * lane + trace.start[opt_rows])).sum())
+    # ops that start inside an optimizer span on its thread
+    op_keys = np.sort(trace.on_one_axis(ops, trace.start[ops]))
+    s.optimizer_ops = int((np.searchsorted(op_keys, trace.on_one_axis(opt_rows, trace.end[opt_rows]), side="right")
+                           - np.searchsorted(op_keys, trace.on_one_axis(opt_rows, trace.start[opt_rows]))).sum())
     s.optimizers = Counter(name.split("#", 1)[1].rsplit(".", 1)[0] for name in trace.names_of(opt_rows))
     loaders = np.flatnonzero(trace.by_name(lambda n: n.startswith("enumerate(Data")) & in_steps)
     s.dataloaders = Counter(name.split("#", 1)[-1].split(".")[0] for name in trace.names_of(loaders))

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler.links import Links
-from profiler.settings import LAST_STEP_DEVICE_SHARE
 from profiler.classify import OPTIMIZER_STEP
+from profiler.links import Links, optimizer_roots
 from profiler.load import Trace
+from profiler.settings import LAST_STEP_DEVICE_SHARE
 
 
 @dataclass
@@ -67,11 +67,9 @@ def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, str]
     """Iteration windows of a trace without ProfilerStep: each iteration ends with the optimizer's step, or
     begins with a DataLoader's __next__; else the whole trace is one window. Also says which marker was used."""
     host = links.host
-    first, last = (float(trace.start[host].min()), float(trace.end.max())) if len(host) else \
-        (float(trace.start.min()), float(trace.end.max()))
-    optimizer = host[trace.by_name(OPTIMIZER_STEP.match)[host]]
-    outermost = links.parent[optimizer] < 0
-    optimizer = optimizer[outermost | ~links.in_optimizer[np.maximum(links.parent[optimizer], 0)]]
+    first = float(trace.start[host].min() if len(host) else trace.start.min())
+    last = float(trace.end.max())
+    optimizer = np.flatnonzero(optimizer_roots(links) & trace.by_name(OPTIMIZER_STEP.match))
     if len(optimizer) >= 2:
         ends = np.sort(trace.end[optimizer])
         name = trace.names[trace.name[optimizer[0]]]

@@ -196,7 +196,8 @@ def main(argv):
         log(f"no peak known for {device_name!r}: MFU is not shown (pass --peak_flops=...)")
 
     metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
-    if not cfg.compile:  # what a change of precision saves at this run's shapes (a compiled model would recompile)
+    if pcfg.profile and not (cfg.compile or cfg.eval_only):  # what a change of precision saves at this run's
+        # shapes, for the traces' metadata (a compiled model would recompile)
         measure_loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size, 1, seed=cfg.seed + 99)
         metadata["step_ms_by_dtype"] = step_ms_by_dtype(model, iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
