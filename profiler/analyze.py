@@ -12,6 +12,7 @@ from profiler.signals import Signals, measure
 from profiler.load import MEMCPY, MEMSET, OP, Trace, TraceInfo, load_trace
 from profiler.settings import CLOCK_SKEW_SHARE, SHORT_GAP_US
 from profiler.steps import Steps, find_steps
+from profiler.timeline import Timeline, step_timeline
 
 DTYPE_OF_INPUT_TYPE = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
 
@@ -81,9 +82,10 @@ class TraceAnalysis:
     dtype: str | None  # matmul input dtype weighted by FLOPs
     signals: Signals
     warnings: list[str] = field(default_factory=list)
+    timeline: Timeline | None = None  # the median step's spans, when asked for
 
 
-def analyze_file(path, short_gap_us: float = SHORT_GAP_US) -> TraceAnalysis:
+def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = False) -> TraceAnalysis:
     trace = load_trace(path)
     warnings = list(trace.warnings)
     links = link(trace, warnings)
@@ -101,7 +103,8 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US) -> TraceAnalysis:
                       bd.collective_us, bd.host_us)
     return TraceAnalysis(trace.info(), trace.backend if gpu else "cpu", table, ops, classified,
                          B.device_utilization(trace, links), matmul_dtype(trace, links),
-                         measure(trace, links, steps, bd), warnings)
+                         measure(trace, links, steps, bd), warnings,
+                         step_timeline(trace, links, steps, bd) if timeline else None)
 
 
 def missing_parts(trace: Trace, links: Links) -> list[str]:

@@ -134,6 +134,7 @@ class Trace:
     device_names: list[str]
     distributed: dict
     metadata: dict | None
+    threads: list = field(default_factory=list)  # (pid, tid) of each `thread` id
     backend: str = "cuda"  # cuda, rocm, mtia, xpu, hpu, privateuse1 (when there are device events)
     dims_1x: bool = False  # shapes spelled "Input dims" (torch 1.8)
     warnings: list[str] = field(default_factory=list)
@@ -259,7 +260,8 @@ def load_trace(path: Path) -> Trace:
     return Trace(
         path=path, names=list(interned), name=name, kind=kind, start=ts - origin, end=ts - origin + dur,
         thread=thread, correlation=correlation, nbytes=nbytes, raw_args=raw_args, origin_us=origin,
-        device_names=device_names, distributed=parsed.distributedInfo or {}, metadata=parsed.mfu_analyzer,
+        device_names=device_names, threads=list(threads), distributed=parsed.distributedInfo or {},
+        metadata=parsed.mfu_analyzer,
         backend=backend_of(set(cats), interned, device_names), dims_1x=spelled_1x(raw_args, kind), warnings=warnings,
     )
 
@@ -293,7 +295,12 @@ def trace_files(path: Path) -> list[Path]:
     if not path.is_dir():
         raise TraceError(f"{path}: no such file or folder")
     for pattern in ("*.pt.trace.json", "*.pt.trace.json.gz"), ("*.json", "*.json.gz"):
-        files = sorted(p for glob in pattern for p in path.rglob(glob) if p.is_file())
+        files = sorted(p for glob in pattern for p in path.rglob(glob) if p.is_file() and not _our_output(p))
         if files:
             return files
     raise TraceError(f"{path}: no trace files (*.json, *.json.gz) in this folder")
+
+
+def _our_output(path: Path) -> bool:
+    """A report or step timeline this tool wrote into a run folder (profiler.runfiles), not a trace."""
+    return path.name == "report.json" or path.name.endswith(".timeline.json") or path.parent.name == "cycles"

@@ -25,6 +25,7 @@ from profiler.rank import merge_rank
 from profiler.ranks import JobResult, job_figures, stragglers, with_stragglers
 from profiler.report import saved_report, to_json
 from profiler.settings import TOP_OPS, Options
+from profiler.timeline import timeline_json
 
 
 def analyze_path(path: Path, options: Options) -> dict:
@@ -38,12 +39,18 @@ def load_report(path: Path, options: Options) -> dict:
     return saved_report(Path(path)) or analyze_path(path, options)
 
 
-def analyze_job(path: Path, options: Options) -> JobResult:
+def analyze_view(path: Path, options: Options) -> tuple[dict, dict | None]:
+    """The report JSON and the step timeline (of the first file's median step) that the dashboard shows."""
+    result = analyze_job(Path(path), options, timeline=True)
+    return to_json(result), timeline_json(result.timeline) if result.timeline else None
+
+
+def analyze_job(path: Path, options: Options, timeline: bool = False) -> JobResult:
     files = trace_files(path)
     if len(files) == 1:
-        analyses, skipped = [analyze_file(files[0], options.short_gap_us)], []
+        analyses, skipped = [analyze_file(files[0], options.short_gap_us, timeline)], []
     else:
-        results = analyze_files(files, options)
+        results = analyze_files(files, options, timeline)
         analyses = [r for r in results if isinstance(r, TraceAnalysis)]
         skipped = [r for r in results if isinstance(r, str)]
     if not analyses:
@@ -53,27 +60,29 @@ def analyze_job(path: Path, options: Options) -> JobResult:
         raise TraceError(f"{path}: the folder mixes traces of {len(runs)} different runs (model, world size or "
                          "device differ): analyze them one by one")
     result = build(analyses, options)
-    return replace(result, warnings=[f"skipped {s}" for s in skipped] + result.warnings)
+    return replace(result, warnings=[f"skipped {s}" for s in skipped] + result.warnings,
+                   timeline=analyses[0].timeline)
 
 
-def analyze_files(files: list[Path], options: Options) -> list:
+def analyze_files(files: list[Path], options: Options, timeline: bool = False) -> list:
     """Each file through the per-file stages, in `options.jobs` worker processes (forked: they share the code
     and hand back only the compact per-file result); a file that cannot be read gives its one-line reason."""
     bar = tqdm(total=len(files), unit="file", delay=1.0, leave=False,
                disable=not (options.progress and sys.stderr.isatty()))
     jobs, gaps = min(options.jobs, len(files)), [options.short_gap_us] * len(files)
+    timelines = [timeline] + [False] * (len(files) - 1)
     try:
         if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-            return list(_updating(map(_analyze_one, files, gaps), bar))
+            return list(_updating(map(_analyze_one, files, gaps, timelines), bar))
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(_updating(pool.map(_analyze_one, files, gaps), bar))
+            return list(_updating(pool.map(_analyze_one, files, gaps, timelines), bar))
     finally:
         bar.close()
 
 
-def _analyze_one(path: Path, short_gap_us: float):
+def _analyze_one(path: Path, short_gap_us: float, timeline: bool):
     try:
-        return analyze_file(path, short_gap_us)
+        return analyze_file(path, short_gap_us, timeline)
     except TraceError as e:
         return str(e)
 

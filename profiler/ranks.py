@@ -13,6 +13,7 @@ from profiler.attribution import Attribution, Communication, Figures, LedgerEntr
 from profiler.classify import CATEGORIES
 from profiler.peak import Peak
 from profiler.settings import MIN_POINTS, STRAGGLER_THRESHOLD
+from profiler.timeline import Timeline
 
 # how each job-level figure is formed from the ranks' figures (the report says so in job_aggregation)
 AGGREGATION = {
@@ -52,6 +53,7 @@ class JobResult:
     stragglers: list[Straggler]
     warnings: list[str]
     conventions: list[str]
+    timeline: Timeline | None = None  # of the first file, when asked for
 
 
 def mean(values: list):
