@@ -1,4 +1,4 @@
-"""Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] | compare A B."""
+"""Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] [--out DIR] | compare A B."""
 
 import argparse
 import os
@@ -9,7 +9,8 @@ from profiler.compare import comparison
 from profiler.document import write_reports
 from profiler.load import TraceError
 from profiler.render import for_terminal
-from profiler.pipeline import analyze_path, load_report
+from profiler.pipeline import analyze_path, analyze_view, load_report
+from profiler.runfiles import write_run_report
 from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, Options
 
 
@@ -43,6 +44,9 @@ def main(argv=None) -> int:
     analyze.add_argument("--json", type=Path, help="write the mfu-report/1 JSON here")
     analyze.add_argument("--markdown", type=Path, help="write the report as Markdown here")
     analyze.add_argument("--html", type=Path, help="write a self-contained HTML report with charts here")
+    analyze.add_argument("--out", type=Path, metavar="DIR",
+                         help="write report.json / .md / .html and the step timeline into DIR, a run folder that "
+                              "the MFU tab of `tensorboard --logdir` (DIR or a folder above it) shows")
     analyze.add_argument("--quiet", action="store_true", help="print nothing but errors")
     compare = sub.add_parser("compare", help="two runs or traces side by side, with deltas")
     compare.add_argument("before", type=Path)
@@ -70,7 +74,11 @@ def main(argv=None) -> int:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))
             return 0
-        report = analyze_path(args.path, options)
+        if args.out:
+            report, timeline = analyze_view(args.path, options)
+            write_run_report(args.out, report, timeline)
+        else:
+            report = analyze_path(args.path, options)
         write_reports(report, args.json, args.markdown, args.html)
     except TraceError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -84,6 +92,8 @@ def main(argv=None) -> int:
         return 2
     if not args.quiet:
         print(for_terminal(report, sys.stdout))
+        if args.out:
+            print(f"report and step timeline in {args.out}: tensorboard --logdir={args.out}, tab MFU")
     return 0
 
 

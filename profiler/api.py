@@ -167,21 +167,21 @@ def described_flops(model, tokens_per_step: int | None, sequence_length: int | N
 
 
 def final_report(out_dir: Path, run_log, last_step: int, say=print, options: Options | None = None) -> dict | None:
-    """All traces of the run analysed together: report.json / .md / .html and TensorBoard."""
-    from profiler.document import write_reports
-    from profiler.pipeline import analyze_path
-    from profiler.tensorboard import log_report
+    """All traces of the run analysed together: report.json / .md / .html, the step timeline and TensorBoard."""
+    from profiler.pipeline import analyze_view
+    from profiler.runfiles import write_run_report
+    from profiler.tensorboard import log_run_summary
 
     if not any(out_dir.glob("*.pt.trace.json*")):
         say(f"no profiler cycle was recorded in {out_dir}: no report (run more steps than the schedule skips)")
         return None
     try:
-        report = analyze_path(out_dir, options or Options())
+        report, timeline = analyze_view(out_dir, options or Options())
     except TraceError as e:
         say(f"the run's traces could not be analysed: {e}")
         return None
-    write_reports(report, out_dir / "report.json", out_dir / "report.md", out_dir / "report.html")
+    write_run_report(out_dir, report, timeline)
     if run_log:
-        log_report(run_log.writer, report, last_step)
+        log_run_summary(run_log.writer, report, last_step)
     return report
 

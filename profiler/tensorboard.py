@@ -1,25 +1,37 @@
-"""The report in TensorBoard, in the run folder beside the trace: shares, ledger points and MFU as scalars,
-the Markdown report as text, the charts as images, all at the training step that closed the cycle."""
+"""The report in TensorBoard, in the run folder beside the trace.
+
+Each profiler cycle, at the training step that closed it: MFU and breakdown shares in percent, ledger causes in
+points of MFU (the same unit), the step time; and its report and step timeline as files for the MFU dashboard
+(profiler.tb_plugin). The whole run, once at the end: the same figures under whole_run/ (one point each, apart
+from the per-cycle series), the Markdown report as text and the charts as images.
+"""
+
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from profiler import charts
 from profiler.document import markdown
 from profiler.load import TraceError
-from profiler.pipeline import analyze_path
+from profiler.pipeline import analyze_view
+from profiler.runfiles import write_cycle_report
 
 
-def log_report(writer, report: dict, step: int):
-    """Write one analysed profiler cycle (or a whole run) into a torch.utils.tensorboard SummaryWriter."""
+def log_scalars(writer, report: dict, step: int, prefix: str = ""):
+    """MFU and shares in percent, ledger entries in points, the mean step time, under `prefix`."""
     for category, b in report["breakdown"].items():
-        writer.add_scalar(f"breakdown/{category}", b["fraction"], step)
+        writer.add_scalar(f"{prefix}breakdown_pct/{category}", 100 * b["fraction"], step)
     for entry in report["ledger"]:
-        writer.add_scalar(f"ledger/{entry['cause']}", entry["points"], step)
-    if report["mfu"]["analytic"] is not None:
-        writer.add_scalar("analysis/mfu_analytic", report["mfu"]["analytic"], step)
-    if report["mfu"]["counted"] is not None:
-        writer.add_scalar("analysis/mfu_counted", report["mfu"]["counted"], step)
-    writer.add_scalar("analysis/step_time_ms", report["step_time_ms"]["mean"], step)
+        writer.add_scalar(f"{prefix}ledger_points/{entry['cause']}", entry["points"], step)
+    for kind in ("analytic", "counted"):
+        if report["mfu"][kind] is not None:
+            writer.add_scalar(f"{prefix}mfu/{kind}_pct", 100 * report["mfu"][kind], step)
+    writer.add_scalar(f"{prefix}mfu/step_time_ms", report["step_time_ms"]["mean"], step)
+
+
+def log_run_summary(writer, report: dict, step: int):
+    """The whole run's figures under whole_run/, its Markdown report and its charts."""
+    log_scalars(writer, report, step, "whole_run/")
     writer.add_text("report", markdown(report), step)
     for name, figure in charts.figures(report).items():
         writer.add_figure(f"charts/{name}", figure, step, close=True)
@@ -36,7 +48,7 @@ class RunLog:
     def __init__(self, run_dir, options, say=print):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.writer, self.run_dir = SummaryWriter(log_dir=str(run_dir)), Path(run_dir)
         self.options, self.say, self.stall_s = options, say, 0.0
 
     def iteration(self, step: int, loss: float, ms: float, tokens_per_s: float, mfu: float | None):
@@ -44,19 +56,20 @@ class RunLog:
         self.writer.add_scalar("train/step_time_ms", ms, step)
         self.writer.add_scalar("train/tokens_per_s", tokens_per_s, step)
         if mfu is not None:
-            self.writer.add_scalar("train/mfu", mfu, step)
+            self.writer.add_scalar("train/mfu_pct", 100 * mfu, step)
 
     def trace_written(self, path, step: int):
         import time
 
-
         start = time.perf_counter()
         try:
-            report = analyze_path(path, self.options)
+            report, timeline = analyze_view(path, self.options)
         except TraceError as e:
             self.say(f"profiler cycle ending at step {step}: not analysed ({e})")
             return
-        log_report(self.writer, report, step)
+        write_cycle_report(self.run_dir, step, report, timeline)
+        log_scalars(self.writer, report, step)
+        self.writer.flush()
         took = time.perf_counter() - start
         self.stall_s += took
         top = report["bottlenecks"][0] if report["bottlenecks"] else None

@@ -1,0 +1,98 @@
+"""The files of a run folder that the TensorBoard dashboard reads, both sides of the contract: where they are
+written, and how a log directory is listed.
+
+    RUN/report.json                   the whole run, or the trace analysed with `analyze PATH --out RUN`
+    RUN/report.timeline.json          its step timeline
+    RUN/cycles/step_N.json            the profiler cycle that ended at training step N
+    RUN/cycles/step_N.timeline.json   its step timeline
+
+A server looks files up in the listing by the names a request gives; it never joins those names into a path.
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from profiler.document import write_reports
+from profiler.files import write_atomic
+
+CYCLES = "cycles"
+CYCLE_FILE = re.compile(r"^step_(\d+)\.json$")
+SCHEMA_MARK = b'"mfu-report/1"'
+MAX_DEPTH = 8  # folders below the log directory that are searched for runs
+
+
+@dataclass(frozen=True)
+class View:
+    """One report of a run: the whole run, or one profiler cycle."""
+
+    id: str  # "run" or "step_N"
+    label: str
+    step: int | None  # the training step that closed the cycle
+    report: Path
+    timeline: Path | None
+
+
+def write_run_report(folder: Path, report: dict, timeline: dict | None):
+    """report.json / .md / .html and the step timeline of a whole run (or of an analysed trace)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_reports(report, folder / "report.json", folder / "report.md", folder / "report.html")
+    if timeline:
+        write_atomic(folder / "report.timeline.json", json.dumps(timeline))
+
+
+def write_cycle_report(folder: Path, step: int, report: dict, timeline: dict | None):
+    """The report and step timeline of the profiler cycle that ended at `step`."""
+    cycles = folder / CYCLES
+    cycles.mkdir(parents=True, exist_ok=True)
+    write_atomic(cycles / f"step_{step}.json", json.dumps(report, indent=1))
+    if timeline:
+        write_atomic(cycles / f"step_{step}.timeline.json", json.dumps(timeline))
+
+
+def list_runs(logdir: Path) -> dict[str, list[View]]:
+    """Every run folder under `logdir` (itself included) that holds reports: run name (its path relative to
+    the log directory) → its views, cycles by step, then the whole run. Hidden folders and links are skipped."""
+    logdir = Path(logdir)
+    runs = {}
+    for folder, dirs, _ in os.walk(logdir):
+        depth = len(Path(folder).relative_to(logdir).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != CYCLES and depth < MAX_DEPTH
+                         and not os.path.islink(os.path.join(folder, d)))
+        views = _views(Path(folder))
+        if views:
+            runs[Path(folder).relative_to(logdir).as_posix() if depth else logdir.name or "."] = views
+    return runs
+
+
+def _views(folder: Path) -> list[View]:
+    views = []
+    cycles = folder / CYCLES
+    if cycles.is_dir() and not cycles.is_symlink():
+        for path in cycles.iterdir():
+            match = CYCLE_FILE.match(path.name)
+            if match and path.is_file() and not path.is_symlink():
+                step = int(match.group(1))
+                views.append(View(f"step_{step}", f"cycle ending at step {step}", step, path,
+                                  _existing(cycles / f"step_{step}.timeline.json")))
+    views.sort(key=lambda v: v.step)
+    whole = folder / "report.json"
+    if whole.is_file() and not whole.is_symlink() and _is_report(whole):
+        views.append(View("run", "whole run" if views else "report", None, whole,
+                          _existing(folder / "report.timeline.json")))
+    return views
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() and not path.is_symlink() else None
+
+
+def _is_report(path: Path) -> bool:
+    """An mfu-report/1 JSON (a report.json of another tool is not one), judged by its first bytes."""
+    try:
+        with path.open("rb") as f:
+            return SCHEMA_MARK in f.read(256)
+    except OSError:
+        return False
