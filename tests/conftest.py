@@ -1,6 +1,11 @@
+import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,3 +53,31 @@ def analyze(*args):
     result = subprocess.run([sys.executable, "-m", "profiler", *map(str, args)], capture_output=True, text=True,
                             timeout=300, cwd=ROOT)
     return result.returncode, result.stdout, result.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_for(fetch, ready, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = fetch()
+            if ready(value):
+                return value
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"TensorBoard did not serve it within {timeout} s")
+        time.sleep(1)

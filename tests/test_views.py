@@ -2,43 +2,12 @@
 HTML report in a headless browser, Markdown, and a before/after comparison."""
 
 import json
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from conftest import analyze
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def wait_for(fetch, ready, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = fetch()
-            if ready(value):
-                return value
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"TensorBoard did not serve it within {timeout} s")
-        time.sleep(1)
+from conftest import CHROMIUM, analyze, free_port, get_json, wait_for
 
 
 def test_run_folder_files(tiny_run):
@@ -57,10 +26,20 @@ def test_tensorboard_serves_scalars_report_charts_and_the_trace(tiny_run):
     base = f"http://127.0.0.1:{port}/data/plugin"
     try:
         scalars = wait_for(lambda: get_json(f"{base}/scalars/tags"), lambda v: "tiny" in v)["tiny"]
-        assert {"train/loss", "train/step_time_ms", "train/tokens_per_s", "train/mfu", "analysis/mfu_analytic",
-                "breakdown/matmul", "ledger/small_batch"} <= set(scalars)
+        assert {"train/loss", "train/step_time_ms", "train/tokens_per_s", "train/mfu_pct", "mfu/analytic_pct",
+                "breakdown_pct/matmul", "ledger_points/small_batch", "whole_run/mfu/analytic_pct"} <= set(scalars)
         loss = get_json(f"{base}/scalars/scalars?run=tiny&tag=train/loss")
         assert [point[1] for point in loss] == list(range(8))
+        # the cycle's figures at the step that closed it, in percent like the ledger's points
+        cycle = json.loads((out / "cycles" / "step_6.json").read_text())
+        mfu = get_json(f"{base}/scalars/scalars?run=tiny&tag=mfu/analytic_pct")
+        assert [p[1] for p in mfu] == [6] and mfu[0][2] == pytest.approx(100 * cycle["mfu"]["analytic"], rel=1e-6)
+        share = get_json(f"{base}/scalars/scalars?run=tiny&tag=breakdown_pct/matmul")[0][2]
+        assert share == pytest.approx(100 * cycle["breakdown"]["matmul"]["fraction"], rel=1e-6)
+        # the whole run once, on its own series, not as one more point of the per-cycle one
+        run = json.loads((out / "report.json").read_text())
+        whole = get_json(f"{base}/scalars/scalars?run=tiny&tag=whole_run/mfu/analytic_pct")
+        assert len(whole) == 1 and whole[0][2] == pytest.approx(100 * run["mfu"]["analytic"], rel=1e-6)
         text = get_json(f"{base}/text/tags")
         assert text["tiny"] == ["report/text_summary"]
         images = get_json(f"{base}/images/tags")["tiny"]

@@ -1,0 +1,134 @@
+// The report's charts as SVG, drawn from the mfu-report/1 JSON: the ledger waterfall, the per-step breakdown,
+// the top ops' achieved TFLOP/s against the peaks, and MFU and the principal causes from cycle to cycle.
+
+export const COLORS = {
+  matmul: "#2b6cb0", other_compute: "#63b3ed", memory: "#d69e2e", communication: "#805ad5",
+  data_loading: "#e53e3e", host_overhead: "#ed8936", idle: "#a0aec0",
+};
+const SERIES = ["#2b6cb0", "#e53e3e", "#38a169", "#d69e2e", "#805ad5"];
+const NS = "http://www.w3.org/2000/svg";
+
+export function el(tag, attrs = {}, ...children) {
+  const node = tag.startsWith("svg:") ? document.createElementNS(NS, tag.slice(4)) : document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function svg(width, height, cls) {
+  return el("svg:svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: cls });
+}
+
+function text(x, y, value, attrs = {}) {
+  return el("svg:text", { x, y, "font-size": 11, ...attrs, text: value });
+}
+
+function rect(x, y, w, h, fill, title, cls = "bar") {
+  return el("svg:rect", { x, y, width: Math.max(w, 0), height: h, fill, class: cls },
+    title ? el("svg:title", { text: title }) : null);
+}
+
+const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
+
+// MFU + the ledger's causes = 100 points: each cause a bar hanging from what is left above it
+export function ledgerWaterfall(report) {
+  const entries = report.ledger || [];
+  const mfu = report.mfu.analytic;
+  if (mfu === null || !entries.length) return el("p", { class: "note", text: "No ledger: see the warnings." });
+  const row = 22, left = 150, width = 420, height = (entries.length + 2) * row + 20;
+  const x = (points) => left + (width * points) / 100;
+  const chart = svg(left + width + 70, height, "ledger");
+  chart.append(rect(x(0), 4, width, row - 6, "#cbd5e0", "peak: 100 points", "peak"), text(4, 4 + row / 2 + 4, "peak"));
+  let level = 100;
+  entries.forEach((e, i) => {
+    const y = (i + 1) * row + 4, from = Math.min(level, level - e.points);
+    chart.append(rect(x(from), y, x(Math.abs(e.points)) - left, row - 6, e.points >= 0 ? "#e53e3e" : "#38a169",
+      `${e.cause}: ${fmt(e.points)} points, ${fmt(e.ms)} ms/step`),
+    text(4, y + row / 2 + 4, e.cause), text(left + width + 6, y + row / 2 + 4, `${fmt(e.points, 1)}`));
+    level -= e.points;
+  });
+  const y = (entries.length + 1) * row + 4;
+  chart.append(rect(x(0), y, x(100 * mfu) - left, row - 6, "#2b6cb0", `MFU ${fmt(100 * mfu)}%`, "mfu"),
+    text(4, y + row / 2 + 4, "MFU", { "font-weight": "bold" }), text(left + width + 6, y + row / 2 + 4, `${fmt(100 * mfu, 1)}%`));
+  chart.append(text(left, height - 4, "points of MFU (percent of the peak)", { fill: "#555" }));
+  return chart;
+}
+
+// one stacked bar per analysed step, ms per category
+export function stepBreakdown(report) {
+  const steps = report.per_step || [];
+  if (!steps.length) return el("p", { class: "note", text: "No steps." });
+  const categories = Object.keys(COLORS), left = 48, plot = 520, height = 200, top = 10;
+  const most = Math.max(...steps.map((s) => s.ms)) || 1;
+  const slot = plot / steps.length, bar = Math.max(slot * 0.8, 1);
+  const chart = svg(left + plot + 10, top + height + 60, "steps");
+  for (const tick of [0, 0.5, 1]) {
+    const y = top + height * (1 - tick);
+    chart.append(el("svg:line", { x1: left, x2: left + plot, y1: y, y2: y, stroke: "#e2e8f0" }),
+      text(2, y + 4, `${fmt(most * tick, 1)}`));
+  }
+  steps.forEach((s, i) => {
+    let y = top + height;
+    for (const c of categories) {
+      const h = (height * (s[c] || 0)) / most;
+      y -= h;
+      if (h > 0) chart.append(rect(left + i * slot, y, bar, h, COLORS[c], `step ${s.step}: ${c} ${fmt(s[c])} ms`, "step-bar"));
+    }
+  });
+  chart.append(text(left, top + height + 14, `steps ${steps[0].step}-${steps[steps.length - 1].step} (ms per step)`, { fill: "#555" }));
+  categories.forEach((c, i) => {
+    const x = left + (i % 4) * 130, y = top + height + 28 + Math.floor(i / 4) * 16;
+    chart.append(rect(x, y - 9, 10, 10, COLORS[c], null, "legend"), text(x + 14, y, c));
+  });
+  return chart;
+}
+
+// achieved TFLOP/s of the ops that carried FLOPs, against the peak P and the peak at the run's dtype P_run
+export function topOps(report) {
+  const ops = (report.top_ops || []).filter((op) => op.tflops_per_s);
+  if (!ops.length) return el("p", { class: "note", text: "No op with counted FLOPs." });
+  const row = 20, left = 230, plot = 330, top = 8;
+  const peaks = [["P", report.device.peak_flops, "6 3"], ["P_run", report.device.peak_flops_run, ""]]
+    .filter(([, v]) => v).map(([label, v, dash]) => [label, v / 1e12, dash]);
+  const most = Math.max(...ops.map((op) => op.tflops_per_s), ...peaks.map(([, v]) => v));
+  const x = (v) => left + (plot * v) / most;
+  const chart = svg(left + plot + 80, top + ops.length * row + 40, "ops");
+  ops.forEach((op, i) => {
+    const y = top + i * row, name = op.name.length > 36 ? `${op.name.slice(0, 17)}…${op.name.slice(-18)}` : op.name;
+    chart.append(text(2, y + 13, name), rect(left, y + 2, x(op.tflops_per_s) - left, row - 6, COLORS[op.category] || "#2b6cb0",
+      `${op.name}: ${fmt(op.tflops_per_s, 3)} TFLOP/s, ${fmt(op.ms)} ms/step`, "op-bar"),
+    text(x(op.tflops_per_s) + 4, y + 13, fmt(op.tflops_per_s, 3)));
+  });
+  const bottom = top + ops.length * row;
+  peaks.forEach(([label, v, dash], i) => chart.append(
+    el("svg:line", { x1: x(v), x2: x(v), y1: top, y2: bottom, stroke: "#e53e3e", "stroke-dasharray": dash }),
+    text(x(v) - 30, bottom + 14 + 12 * i, `${label} ${fmt(v, 3)}`, { fill: "#e53e3e" })));
+  chart.append(text(left, bottom + 38, "TFLOP/s achieved", { fill: "#555" }));
+  return chart;
+}
+
+// MFU and the principal causes (largest mean points) per profiler cycle
+export function cycleTrend(cycles) {
+  if (cycles.length < 2) return el("p", { class: "note", text: cycles.length ? "One cycle so far." : "No profiler cycles in this run." });
+  const mean = (cause) => cycles.reduce((s, c) => s + (c.ledger[cause] || 0), 0) / cycles.length;
+  const causes = [...new Set(cycles.flatMap((c) => Object.keys(c.ledger)))].sort((a, b) => mean(b) - mean(a)).slice(0, 4);
+  const series = [["MFU %", cycles.map((c) => (c.mfu === null ? null : 100 * c.mfu))],
+    ...causes.map((cause) => [cause, cycles.map((c) => c.ledger[cause] ?? null)])];
+  const left = 40, plot = 480, height = 160, top = 10;
+  const most = Math.max(1, ...series.flatMap(([, v]) => v.filter((p) => p !== null)));
+  const first = cycles[0].step, span = cycles[cycles.length - 1].step - first || 1;
+  const x = (step) => left + (plot * (step - first)) / span, y = (v) => top + height * (1 - v / most);
+  const chart = svg(left + plot + 150, top + height + 30, "trend");
+  chart.append(el("svg:line", { x1: left, x2: left + plot, y1: top + height, y2: top + height, stroke: "#a0aec0" }),
+    text(2, top + 8, fmt(most, 0)), text(2, top + height, "0"),
+    text(left, top + height + 16, `training step (cycles ending at ${cycles.map((c) => c.step).join(", ")})`, { fill: "#555" }));
+  series.forEach(([label, values], i) => {
+    const points = values.map((v, k) => (v === null ? null : `${x(cycles[k].step)},${y(v)}`)).filter(Boolean);
+    chart.append(el("svg:polyline", { points: points.join(" "), fill: "none", stroke: SERIES[i], "stroke-width": 2, class: "series" }),
+      text(left + plot + 10, top + 12 + 16 * i, `${label} (${fmt(values[values.length - 1], 1)})`, { fill: SERIES[i] }));
+  });
+  return chart;
+}

@@ -1,0 +1,127 @@
+// The MFU tab. TensorBoard loads this module into the tab's frame and calls render(). Every request goes to
+// this plugin's own routes (runs, report, timeline, trend), relative to the frame's base: nothing leaves the
+// machine. A run and one of its reports (a profiler cycle, or the whole run) per pane; a second pane compares.
+
+import { cycleTrend, el, ledgerWaterfall, stepBreakdown, topOps } from "./charts.js";
+import { stepTimeline } from "./timeline.js";
+
+const getJson = async (route, params = {}) => {
+  const query = new URLSearchParams(params).toString();
+  const response = await fetch(query ? `${route}?${query}` : route);
+  if (!response.ok) throw new Error(`${route}: HTTP ${response.status}`);
+  return response.json();
+};
+const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
+
+export async function render() {
+  document.head.append(el("link", { rel: "stylesheet", href: "dashboard.css" }));
+  const root = el("div", { class: "mfu" });
+  document.body.replaceChildren(root);
+  let runs;
+  try {
+    runs = await getJson("runs");
+  } catch (error) {
+    root.append(el("p", { class: "note", text: `Could not list the runs: ${error.message}` }));
+    return;
+  }
+  if (!runs.length) {
+    root.append(el("p", { class: "note", text: "No reports in this log directory. Train with scripts/profile_run.py or profiler.profile, or write one with `python -m profiler analyze TRACE --out DIR` under the log directory." }));
+    return;
+  }
+  const panes = el("div", { class: "panes" });
+  // the frame's own address may choose: ?run=R&view=V&compare=R2&compare_view=V2 (a link to a comparison)
+  const asked = new URLSearchParams(location.search);
+  const left = picker(runs, false, asked.get("run"), asked.get("view"));
+  const right = picker(runs, true, asked.get("compare"), asked.get("compare_view"));
+  root.append(el("div", { class: "pickers" }, left.node, right.node), panes);
+  const show = () => {
+    const chosen = [left.value(), right.value()].filter(Boolean);
+    panes.className = chosen.length > 1 ? "panes two" : "panes";
+    panes.replaceChildren(...chosen.map(pane));
+  };
+  left.onchange(show);
+  right.onchange(show);
+  show();
+}
+
+// a run selector and a report selector; the second picker starts at "none" (no comparison)
+function picker(runs, optional, run, view) {
+  const runSelect = el("select", { class: optional ? "run compare" : "run" });
+  const viewSelect = el("select", { class: "view" });
+  if (optional) runSelect.append(el("option", { value: "", text: "none" }));
+  runs.forEach((r, i) => runSelect.append(el("option", { value: String(i), text: r.run })));
+  if (runs.some((r) => r.run === run)) runSelect.value = String(runs.findIndex((r) => r.run === run));
+  const fillViews = () => {
+    const run = runs[Number(runSelect.value)];
+    viewSelect.replaceChildren(...(run && runSelect.value !== "" ? run.views : []).map((v) => el("option", { value: v.id, text: v.label })));
+    viewSelect.disabled = !run || runSelect.value === "";
+    if (run) viewSelect.value = run.views[run.views.length - 1].id;  // the whole run, else the last cycle
+  };
+  fillViews();
+  if ([...viewSelect.options].some((o) => o.value === view)) viewSelect.value = view;
+  let listener = () => {};
+  runSelect.addEventListener("change", () => { fillViews(); listener(); });
+  viewSelect.addEventListener("change", () => listener());
+  const node = el("label", {}, optional ? "compare with " : "run ", runSelect, " report ", viewSelect);
+  return {
+    node,
+    value: () => (runSelect.value === "" ? null : { run: runs[Number(runSelect.value)], view: viewSelect.value }),
+    onchange: (f) => { listener = f; },
+  };
+}
+
+function pane({ run, view }) {
+  const node = el("div", { class: "pane" }, el("p", { class: "note", text: "loading…" }));
+  const info = run.views.find((v) => v.id === view);
+  Promise.all([getJson("report", { run: run.run, view }), getJson("trend", { run: run.run })])
+    .then(([report, trend]) => {
+      node.replaceChildren(
+        el("h2", { text: `${run.run}: ${info.label}` }), summary(report),
+        section("MFU ledger", ledgerWaterfall(report)),
+        section("Diagnosis", diagnosis(report)),
+        section("Per-step breakdown", stepBreakdown(report)),
+        section("Top ops: achieved TFLOP/s against P and P_run", topOps(report)),
+        section("From cycle to cycle", cycleTrend(trend)),
+        section("Step timeline", timelinePanel(run, info)));
+    })
+    .catch((error) => node.replaceChildren(el("p", { class: "note", text: error.message })));
+  return node;
+}
+
+function section(title, body) {
+  return el("section", {}, el("h3", { text: title }), body);
+}
+
+function summary(r) {
+  const rows = [
+    ["device", `${r.device.name || "unknown"} (${r.device.kind}, ${r.device.dtype || "dtype unknown"})`],
+    ["MFU", r.mfu.analytic === null ? "n/a" : `${fmt(100 * r.mfu.analytic)}% (counted FLOPs: ${r.mfu.counted === null ? "n/a" : fmt(100 * r.mfu.counted) + "%"})`],
+    ["step time", `${fmt(r.step_time_ms.mean)} ms (${fmt(r.step_time_ms.min)}-${fmt(r.step_time_ms.max)}) over ${r.source.steps.length} steps`],
+    ["peak", r.device.peak_flops ? `P ${fmt(r.device.peak_flops / 1e12, 3)} TFLOP/s, P_run ${fmt(r.device.peak_flops_run / 1e12, 3)} (${r.device.peak_source})` : "unknown"],
+  ];
+  const table = el("table", { class: "summary" }, ...rows.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: v }))));
+  if (!r.warnings.length) return table;
+  return el("div", {}, table, el("details", { class: "warnings" }, el("summary", { text: `${r.warnings.length} warning(s)` }),
+    ...r.warnings.map((w) => el("p", { text: w }))));
+}
+
+function diagnosis(r) {
+  if (!r.bottlenecks.length) return el("p", { class: "note", text: "No cause reaches the bottleneck threshold." });
+  return el("ol", { class: "diagnosis" }, ...r.bottlenecks.map((b) => el("li", {},
+    el("strong", { text: `${b.cause}: ${fmt(b.points, 1)} points (${fmt(b.ms)} ms/step)` }),
+    b.what_if_mfu === null ? null : el("span", { text: ` → MFU ${fmt(100 * b.what_if_mfu)}% if removed` }),
+    el("p", { class: "evidence", text: b.evidence }),
+    el("p", { class: "fix", text: `fix: ${b.fix}` }),
+    Object.keys(b.fix_config || {}).length
+      ? el("p", { class: "try" }, "try: ", el("code", { text: Object.entries(b.fix_config).map(([k, v]) => `--${k}=${v}`).join(" ") }))
+      : null)));
+}
+
+function timelinePanel(run, info) {
+  if (!info.timeline) return el("p", { class: "note", text: "No step timeline was written for this report." });
+  const holder = el("div", {}, el("p", { class: "note", text: "loading the step…" }));
+  getJson("timeline", { run: run.run, view: info.id })
+    .then((data) => holder.replaceChildren(stepTimeline(data)))
+    .catch((error) => holder.replaceChildren(el("p", { class: "note", text: error.message })));
+  return holder;
+}

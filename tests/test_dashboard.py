@@ -1,0 +1,176 @@
+"""The MFU tab: its routes through TensorBoard's own application, and the page in headless Chromium served by a
+real TensorBoard on 127.0.0.1, with every request the page makes recorded."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from werkzeug.test import Client
+
+from conftest import CHROMIUM, ROOT, analyze, free_port, get_json, wait_for
+from profiler.runfiles import list_runs
+
+H200_TRACE = ROOT / "tests" / "fixtures" / "h200_gpt2_small_compiled.pt.trace.json.gz"
+
+
+@pytest.fixture(scope="module")
+def logdir(tiny_run, tmp_path_factory):
+    """A log directory with the default-config training run (one profiler cycle, at step 6, and the whole run)
+    and a foreign GPU trace written with `analyze --out`."""
+    root = tmp_path_factory.mktemp("logdir")
+    shutil.copytree(tiny_run[0], root / "tiny")
+    status, _, stderr = analyze("analyze", H200_TRACE, "--out", root / "trace_h200", "--quiet")
+    assert status == 0, stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(logdir):
+    """TensorBoard's WSGI application as `tensorboard --logdir` builds it, with the plugins installed."""
+    from tensorboard import default, program
+
+    apps = []
+
+    class Keep(program.TensorBoardServer):
+        def __init__(self, app, flags):
+            apps.append(app)
+
+        def serve_forever(self):
+            pass
+
+        def get_url(self):
+            return ""
+
+    board = program.TensorBoard(default.get_plugins(), server_class=Keep)
+    board.configure(argv=[None, f"--logdir={logdir}", "--load_fast=false"])
+    board.launch()
+    return Client(apps[0])
+
+
+def get(client, path, **params):
+    response = client.get(f"/data/plugin/mfu/{path}", query_string=params)
+    return response.status_code, response.get_json() if response.mimetype == "application/json" else response.data
+
+
+def test_the_tab_is_listed_and_loads_from_the_entry_point(client):
+    listing = client.get("/data/plugins_listing").get_json()["mfu"]
+    assert listing["enabled"] and listing["tab_name"] == "MFU"
+    assert listing["loading_mechanism"] == {"type": "IFRAME", "module_path": "/data/plugin/mfu/index.js"}
+    assert client.get("/data/plugin_entry.html?name=mfu").status_code == 200
+    for name in ("index.js", "charts.js", "timeline.js", "dashboard.css"):
+        status, body = get(client, name)
+        assert status == 200 and body
+        # nothing from elsewhere (the SVG namespace is a name, never fetched)
+        assert not re.search(rb"https?://(?!www\.w3\.org/2000/svg)", body)
+
+
+def test_runs_reports_timelines_and_the_trend(client, logdir):
+    status, runs = get(client, "runs")
+    assert status == 200
+    assert runs == [{"run": "tiny", "views": [
+                        {"id": "step_6", "label": "cycle ending at step 6", "step": 6, "timeline": True},
+                        {"id": "run", "label": "whole run", "step": None, "timeline": True}]},
+                    {"run": "trace_h200", "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]}]
+    assert get(client, "report", run="tiny", view="run") == (200, json.loads((logdir / "tiny" / "report.json").read_text()))
+    cycle = json.loads((logdir / "tiny" / "cycles" / "step_6.json").read_text())
+    assert get(client, "report", run="tiny", view="step_6") == (200, cycle)
+    status, trend = get(client, "trend", run="tiny")
+    assert status == 200 and trend == [{"step": 6, "mfu": cycle["mfu"]["analytic"],
+                                        "ledger": {e["cause"]: e["points"] for e in cycle["ledger"]}}]
+    status, timeline = get(client, "timeline", run="trace_h200", view="run")
+    assert status == 200 and timeline["schema"] == "mfu-timeline/1"
+    assert timeline["lanes"][-1].startswith("stream") and timeline["lanes"][0].startswith("host thread")
+
+
+@pytest.mark.parametrize("run, view", [("../tiny", "run"), ("tiny/..", "run"), ("/etc", "run"), ("tiny", "../report"),
+                                       ("tiny", "cycles/step_6"), ("tiny", "/etc/passwd"), ("", "run"), ("tiny", "")])
+def test_names_from_a_request_are_looked_up_never_joined(client, run, view):
+    assert get(client, "report", run=run, view=view)[0] == 404
+    assert get(client, "timeline", run=run, view=view)[0] == 404
+
+
+def test_absolute_paths_and_other_files_are_refused(client, logdir):
+    assert get(client, "report", run=str(logdir / "tiny"), view="run")[0] == 404
+    assert get(client, "trend", run=str(logdir / "tiny"))[0] == 404
+    assert client.get("/data/plugin/mfu/../../../etc/passwd").status_code == 404
+    assert client.get("/data/plugin/mfu/plugin.py").status_code == 404
+
+
+def test_the_listing_skips_links_hidden_folders_and_other_tools_reports(tmp_path, logdir):
+    (tmp_path / "linked").symlink_to(logdir / "tiny")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "report.json").write_text((logdir / "tiny" / "report.json").read_text())
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "report.json").write_text('{"accuracy": 0.9}')
+    assert list_runs(tmp_path) == {}
+    assert list(list_runs(logdir)) == ["tiny", "trace_h200"]
+
+
+def chromium(url, out: Path, *extra):
+    """Headless Chromium on a machine without internet: every name but 127.0.0.1 fails to resolve, and every
+    request is written to a net log."""
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", f"--user-data-dir={out / 'profile'}",
+                    f"--log-net-log={out / 'net.json'}", "--virtual-time-budget=20000", "--window-size=1300,2600",
+                    *extra, url], capture_output=True, timeout=180, check=True)
+
+
+def page_requests(net_log: Path) -> list[str]:
+    """URLs that the page (any document of the origin) asked for; the browser's own service calls have no
+    origin as initiator."""
+    log = json.loads(net_log.read_text())
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [e["params"]["url"] for e in log["events"] if e["type"] == start
+            and e.get("params", {}).get("initiator", "").startswith("http")]
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (.ci/run installs Debian's chromium package)")
+def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logdir, tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}", "--host=127.0.0.1",
+                               f"--port={port}", "--load_fast=false"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    origin = f"http://127.0.0.1:{port}"
+    shots = Path(os.environ.get("MFU_SCREENSHOT_DIR", tmp_path))
+    try:
+        wait_for(lambda: get_json(f"{origin}/data/plugins_listing"), lambda v: v.get("mfu", {}).get("enabled"))
+        # the whole TensorBoard, opened at the MFU tab, as a user sees it
+        chromium(f"{origin}/#mfu", tmp_path, f"--screenshot={shots / 'dashboard_tensorboard.png'}")
+        requests = page_requests(tmp_path / "net.json")
+        assert f"{origin}/data/plugin/mfu/runs" in requests and f"{origin}/data/plugin/mfu/timeline?run=tiny&view=run" in requests
+        assert [u for u in requests if not u.startswith(origin + "/")] == []
+        # the tab's own page, comparing the run with the GPU trace: what it drew
+        page = f"{origin}/data/plugin_entry.html?name=mfu&run=tiny&view=run&compare=trace_h200&compare_view=run"
+        dom = tmp_path / "dom"
+        dom.mkdir()
+        html = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                               f"--user-data-dir={dom}", "--virtual-time-budget=20000", "--window-size=1300,2600",
+                               "--dump-dom", page], capture_output=True, text=True, timeout=180, check=True).stdout
+        chromium(page, dom, f"--screenshot={shots / 'dashboard_compare.png'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    panes = html.split('<div class="pane">')[1:]
+    assert [re.search(r"<h2>(.*?)</h2>", p).group(1) for p in panes] == ["tiny: whole run", "trace_h200: report"]
+    for pane, folder in zip(panes, ("tiny", "trace_h200")):
+        report = json.loads((logdir / folder / "report.json").read_text())
+        ledger = re.search(r'<svg[^>]*class="ledger".*?</svg>', pane, re.S).group(0)
+        assert all(f">{e['cause']}<" in ledger for e in report["ledger"])
+        assert ledger.count('class="bar"') == len(report["ledger"])
+        steps = re.search(r'<svg[^>]*class="steps".*?</svg>', pane, re.S).group(0)
+        assert steps.count('class="step-bar"') == sum(1 for s in report["per_step"] for c in report["breakdown"]
+                                                       if s[c] > 0)
+        assert pane.count("<li>") == len(report["bottlenecks"]) > 0
+        drawn = re.search(r'<canvas class="timeline" data-spans="(\d+)" [^>]*data-drawn="(\d+)"', pane)
+        assert drawn and int(drawn.group(1)) > 1000 and int(drawn.group(2)) > 100
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shots / "dashboard_compare.png")[:, :, :3]
+    matmul = (abs(pixels - [0x2b / 255, 0x6c / 255, 0xb0 / 255]) < 0.02).all(axis=2)
+    host = (abs(pixels - [0xed / 255, 0x89 / 255, 0x36 / 255]) < 0.02).all(axis=2)
+    assert matmul.sum() > 2000 and host.sum() > 2000, "the charts or the timelines are blank"
