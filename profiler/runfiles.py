@@ -17,6 +17,7 @@ from pathlib import Path
 
 from profiler.document import write_reports
 from profiler.files import write_atomic
+from profiler.load import TraceError
 
 CYCLES = "cycles"
 CYCLE_FILE = re.compile(r"^step_(\d+)\.json$")
@@ -36,7 +37,12 @@ class View:
 
 
 def write_run_report(folder: Path, report: dict, timeline: dict | None):
-    """report.json / .md / .html and the step timeline of a whole run (or of an analysed trace)."""
+    """report.json / .md / .html and the step timeline of a whole run (or of an analysed trace). A report.json
+    that this tool did not write is left alone: TraceError."""
+    folder = Path(folder)
+    if (folder / "report.json").exists() and not _is_report(folder / "report.json"):
+        raise TraceError(f"{folder / 'report.json'} exists and is not an mfu-report: not overwritten (choose "
+                         "another folder)")
     folder.mkdir(parents=True, exist_ok=True)
     write_reports(report, folder / "report.json", folder / "report.md", folder / "report.html")
     if timeline:

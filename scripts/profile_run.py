@@ -313,7 +313,7 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
         print(f"{len(traces)} trace(s) and report.json / .md / .html in {run_dir}")
     if run_log:
         run_log.close()
-    print(f"view in TensorBoard: tensorboard --logdir={run_dir.parent}")
+    print(f"view in TensorBoard: tensorboard --logdir={run_dir.parent} (the MFU tab)")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,20 @@ def test_the_listing_skips_links_hidden_folders_and_other_tools_reports(tmp_path
     assert list(list_runs(logdir)) == ["tiny", "trace_h200"]
 
 
+def test_analyze_out_writes_a_run_folder_and_keeps_what_it_did_not_write(tmp_path):
+    status, stdout, _ = analyze("analyze", H200_TRACE, "--out", tmp_path / "h200")
+    assert status == 0 and f"tensorboard --logdir={tmp_path / 'h200'}" in stdout
+    assert {p.name for p in (tmp_path / "h200").iterdir()} == {"report.json", "report.md", "report.html",
+                                                               "report.timeline.json"}
+    status, _, _ = analyze("analyze", H200_TRACE, "--out", tmp_path / "h200", "--quiet")
+    assert status == 0  # its own report is replaced
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "report.json").write_text('{"accuracy": 0.9}')
+    status, stdout, stderr = analyze("analyze", H200_TRACE, "--out", tmp_path / "other")
+    assert status == 2 and stderr.startswith("error: ") and "not overwritten" in stderr and len(stderr.splitlines()) == 1
+    assert (tmp_path / "other" / "report.json").read_text() == '{"accuracy": 0.9}'
+
+
 def chromium(url, out: Path, *extra):
     """Headless Chromium on a machine without internet: every name but 127.0.0.1 fails to resolve, and every
     request is written to a net log."""
