@@ -6,15 +6,13 @@ the args that a later stage asks for are ever decoded. Old (torch 1.x: "Operator
 `.json` and `.json.gz` are all read the same way.
 """
 
-import gzip
-from collections import Counter
-import math
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 import numpy as np
+
+from profiler.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
 
 # event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
 # Gaudi, PrivateUse1); torch 1.x wrote "Operator", "Kernel", "Runtime"
@@ -43,41 +41,6 @@ BACKEND_OF_CATEGORY = {"mtia_runtime": "mtia", "mtia_ccp_events": "mtia", "xpu_r
                        "hip_runtime": "rocm", "mlu_runtime": "mlu"}
 
 
-class TraceError(Exception):
-    """The file cannot be analyzed: the message is the one line the user sees."""
-
-
-class Event(msgspec.Struct):
-    ph: str = ""
-    cat: str = ""
-    name: str = ""
-    pid: int | str = 0
-    tid: int | str = 0
-    ts: float = math.nan  # NaN marks a missing field
-    dur: float = math.nan
-    args: msgspec.Raw = msgspec.Raw(b"{}")
-
-
-class DeviceProperties(msgspec.Struct):
-    name: str = ""
-    id: int = 0
-
-
-class Header(msgspec.Struct, kw_only=True):
-    deviceProperties: list[DeviceProperties] = []
-    computeProperties: list[DeviceProperties] = []  # the name of the field in some torch 1.x traces
-    distributedInfo: dict | None = None
-    mfu_analyzer: dict | None = None
-
-
-class TraceFile(Header, kw_only=True):
-    traceEvents: list[Event]
-
-
-class LooseTraceFile(Header, kw_only=True):
-    traceEvents: list[msgspec.Raw]
-
-
 class LaunchArgs(msgspec.Struct):
     correlation: int = -1
     bytes: int = 0
@@ -98,6 +61,17 @@ ShapeArgs1x = msgspec.defstruct("ShapeArgs1x", [("dims", list, []), ("types", li
                                 rename={"dims": "Input dims", "types": "Input type", "concrete": "Concrete Inputs"})
 DimsArgs1x = msgspec.defstruct("DimsArgs1x", [("dims", list, [])], rename={"dims": "Input dims"})
 SPELLED_1X = {ShapeArgs: ShapeArgs1x, DimsArgs: DimsArgs1x}
+EVENT_COLUMNS = np.dtype([("ts", "f8"), ("dur", "f8"), ("name", "i4"), ("cat", "i4"), ("thread", "i4")])
+
+
+def _undecoded(kind):
+    """The same fields as `kind`, each kept as raw JSON: finding them is cheap, building their lists is not."""
+    fields = [(f, msgspec.Raw, msgspec.Raw(b"[]")) for f in kind.__struct_fields__]
+    return msgspec.defstruct(f"{kind.__name__}Raw", fields,
+                             rename=dict(zip(kind.__struct_fields__, kind.__struct_encode_fields__)))
+
+
+UNDECODED = {kind: _undecoded(kind) for kind in (ShapeArgs, DimsArgs, ShapeArgs1x, DimsArgs1x)}
 
 
 @dataclass(frozen=True)
@@ -143,15 +117,23 @@ class Trace:
         return len(self.name)
 
     def shapes(self, rows: np.ndarray, kind=ShapeArgs) -> list:
-        """Decode recorded input shapes (and types) for the given rows only; DimsArgs decodes the dims alone."""
+        """Decode recorded input shapes (and types) for the given rows only; DimsArgs decodes the dims alone.
+
+        The same shapes recur step after step, so each row's fields are found as raw JSON and each distinct
+        text is decoded once (the rows share the decoded, read-only result)."""
         kind = SPELLED_1X[kind] if self.dims_1x else kind
-        decode = msgspec.json.Decoder(kind).decode
+        find = msgspec.json.Decoder(UNDECODED[kind]).decode
+        decoded: dict[tuple, msgspec.Struct] = {}
         out = []
         for i in rows:
             try:
-                out.append(decode(self.raw_args[i]))
+                key = tuple(map(bytes, msgspec.structs.astuple(find(self.raw_args[i]))))
             except msgspec.DecodeError:
-                out.append(kind())
+                key = ()
+            value = decoded.get(key)
+            if value is None:
+                value = decoded[key] = _from_fields(kind, key)
+            out.append(value)
         return out
 
     def on_one_axis(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -170,42 +152,16 @@ class Trace:
         return [self.names[i] for i in self.name[rows]]
 
 
-def read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise TraceError(f"{path}: truncated or corrupt gzip data ({e})") from None
-    if path.suffix == ".gz":
-        raise TraceError(f"{path}: named .gz but is not gzip data")
-    return raw
-
-
-def decode(raw: bytes, path: Path) -> tuple[TraceFile, list[str]]:
-    """The parsed file and warnings; events whose fields have the wrong types are dropped (slow path)."""
-    if not raw.strip():
-        raise TraceError(f"{path}: empty file")
+def _from_fields(kind, texts: tuple):
+    """A `kind` from its fields' JSON texts, validated as a whole; empty when they do not fit it."""
+    if not texts:
+        return kind()
+    names = kind.__struct_encode_fields__
+    fields = b",".join(msgspec.json.encode(name) + b":" + text for name, text in zip(names, texts))
     try:
-        return msgspec.json.decode(raw, type=TraceFile), []
-    except msgspec.DecodeError as e:
-        if not isinstance(e, msgspec.ValidationError):
-            raise TraceError(f"{path}: not valid JSON, truncated or corrupt ({e})") from None
-        if "missing required field `traceEvents`" in str(e) or " - at " not in str(e):
-            raise TraceError(f"{path}: not a Kineto trace (no object with traceEvents)") from None
-        reason = str(e)
-    try:
-        loose = msgspec.json.decode(raw, type=LooseTraceFile)
-    except msgspec.DecodeError as e:
-        raise TraceError(f"{path}: not a Kineto trace ({e})") from None
-    events, dropped = [], 0
-    for item in loose.traceEvents:
-        try:
-            events.append(msgspec.json.decode(item, type=Event))
-        except msgspec.DecodeError:
-            dropped += 1
-    parsed = TraceFile(traceEvents=events, **{f: getattr(loose, f) for f in Header.__struct_fields__})
-    return parsed, [f"{dropped} events with fields of the wrong type were skipped (first: {reason})"]
+        return msgspec.json.decode(b"{" + fields + b"}", type=kind)
+    except msgspec.DecodeError:
+        return kind()
 
 
 def load_trace(path: Path) -> Trace:
@@ -218,27 +174,32 @@ def load_trace(path: Path) -> Trace:
     except RecursionError:
         raise TraceError(f"{path}: not a Kineto trace (JSON nested too deeply)") from None
     events = [e for e in parsed.traceEvents if e.ph == "X"]
-    ts = np.fromiter((e.ts for e in events), np.float64, len(events))
-    dur = np.fromiter((e.dur for e in events), np.float64, len(events))
+    interned: dict[str, int] = {}
+    category: dict[str, int] = {}
+    threads: dict[tuple, int] = {}
+    # one pass over the events for every column (a structured array, split below): Python's per-event work
+    # is the cost here, not numpy's
+    columns = np.fromiter(((e.ts, e.dur, interned.setdefault(e.name, len(interned)),
+                            category.setdefault(e.cat, len(category)), threads.setdefault((e.pid, e.tid), len(threads)))
+                           for e in events), EVENT_COLUMNS, len(events))
+    ts, dur, name, cat, thread = (np.ascontiguousarray(columns[f]) for f in EVENT_COLUMNS.names)
+    del columns
     timed = ~(np.isnan(ts) | np.isnan(dur))
     if not timed.all():
         warnings.append(f"{int((~timed).sum())} complete events without ts or dur were skipped")
         events = [e for e, keep in zip(events, timed) if keep]
-        ts, dur = ts[timed], dur[timed]
+        ts, dur, name, cat, thread = (column[timed] for column in (ts, dur, name, cat, thread))
     if not events:
         raise TraceError(f"{path}: the trace holds no complete ('X') events with a time")
 
-    interned: dict[str, int] = {}
-    name = np.fromiter((interned.setdefault(e.name, len(interned)) for e in events), np.int32, len(events))
-    cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in {e.cat for e in events}}
-    kind = np.fromiter((cats[e.cat] for e in events), np.int8, len(events))
-    unknown = sorted(c for c, k in cats.items() if k == OTHER and c.lower() not in IGNORED_CATEGORIES)
+    cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in category}
+    kind = np.array(list(cats.values()), np.int8)[cat]
+    counts = np.bincount(cat, minlength=len(category))
+    unknown = sorted(c for c, k in cats.items()
+                     if k == OTHER and c.lower() not in IGNORED_CATEGORIES and counts[category[c]])
     if unknown:
-        counts = Counter(e.cat for e in events if e.cat in set(unknown))
         warnings.append("events of categories the analyzer does not know were not analysed: "
-                        + ", ".join(f"{c} ({counts[c]})" for c in unknown))
-    threads: dict[tuple, int] = {}
-    thread = np.fromiter((threads.setdefault((e.pid, e.tid), len(threads)) for e in events), np.int32, len(events))
+                        + ", ".join(f"{c} ({counts[category[c]]})" for c in unknown))
     if (dur < 0).any():
         warnings.append(f"{int((dur < 0).sum())} events with a negative duration were given duration 0")
         dur = np.maximum(dur, 0)

@@ -93,20 +93,22 @@ def tensor_shapes(dims: list) -> list[tuple]:
 def parameter_shapes(trace: Trace, links: Links) -> set[tuple]:
     """The tensor shapes the optimizer works on: the model's parameters (empty when no optimizer step ran)."""
     optimizer_ops = np.flatnonzero(links.in_optimizer & (trace.kind == OP))
-    return {shape for sh in trace.shapes(optimizer_ops, DimsArgs) for shape in tensor_shapes(sh.dims)}
+    distinct = {id(sh): sh for sh in trace.shapes(optimizer_ops, DimsArgs)}.values()  # rows share decoded shapes
+    return {shape for sh in distinct for shape in tensor_shapes(sh.dims)}
 
 
 def size_and_role(trace: Trace, rows: np.ndarray, params: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
     """Per op: the elements of its first tensor input (huge where unrecorded), and whether all its tensors
     are parameter-shaped (per-step work such as weight casts, gradient clipping and the optimizer itself)."""
     unique, inverse = np.unique(rows, return_inverse=True)
-    numel = np.full(len(unique), np.iinfo(np.int64).max)
-    on_params = np.zeros(len(unique), bool)
-    for i, shape in enumerate(trace.shapes(unique, DimsArgs)):
+    shapes = trace.shapes(unique, DimsArgs)
+    measured = {}  # per distinct decoded shape: rows with the same recorded shapes share one
+    for shape in {id(s): s for s in shapes}.values():
         tensors = tensor_shapes(shape.dims)
-        if tensors:
-            numel[i] = math.prod(tensors[0])
-            on_params[i] = bool(params) and set(tensors) <= params
+        measured[id(shape)] = ((math.prod(tensors[0]), bool(params) and set(tensors) <= params) if tensors
+                               else (np.iinfo(np.int64).max, False))
+    numel = np.array([measured[id(s)][0] for s in shapes], np.int64)
+    on_params = np.array([measured[id(s)][1] for s in shapes], bool)
     return numel[inverse], on_params[inverse]
 
 

@@ -1,0 +1,109 @@
+"""A trace file as msgspec decodes it: the fields read (each event's args kept as raw JSON, decoded later only
+where a stage needs them), gzip, and the slow path that drops events whose fields have the wrong type."""
+
+import gzip
+import math
+import os
+import zlib
+from pathlib import Path
+
+import msgspec
+
+GUNZIP_CHUNK = 1 << 20
+
+
+class TraceError(Exception):
+    """The file cannot be analyzed: the message is the one line the user sees."""
+
+
+class Event(msgspec.Struct):
+    ph: str = ""
+    cat: str = ""
+    name: str = ""
+    pid: int | str = 0
+    tid: int | str = 0
+    ts: float = math.nan  # NaN marks a missing field
+    dur: float = math.nan
+    args: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class DeviceProperties(msgspec.Struct):
+    name: str = ""
+    id: int = 0
+
+
+class Header(msgspec.Struct, kw_only=True):
+    deviceProperties: list[DeviceProperties] = []
+    computeProperties: list[DeviceProperties] = []  # the name of the field in some torch 1.x traces
+    distributedInfo: dict | None = None
+    mfu_analyzer: dict | None = None
+
+
+class TraceFile(Header, kw_only=True):
+    traceEvents: list[Event]
+
+
+class LooseTraceFile(Header, kw_only=True):
+    traceEvents: list[msgspec.Raw]
+
+
+def read_bytes(path: Path) -> bytes | bytearray:
+    """The file's bytes, decompressed when gzip. A gzip file is decompressed in chunks into one buffer sized
+    from its trailer, so the compressed file is never held whole beside the decompressed text."""
+    with path.open("rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        if path.suffix == ".gz":
+            raise TraceError(f"{path}: named .gz but is not gzip data")
+        return path.read_bytes()
+    try:
+        return _gunzip(path)
+    except (OSError, EOFError, zlib.error) as e:
+        raise TraceError(f"{path}: truncated or corrupt gzip data ({e})") from None
+
+
+def _gunzip(path: Path) -> bytearray:
+    with path.open("rb") as f:
+        f.seek(-4, os.SEEK_END)
+        size_hint = int.from_bytes(f.read(4), "little")  # the size modulo 2^32 (of the last member)
+    out = bytearray(size_hint)
+    filled = 0
+    with gzip.open(path, "rb") as f:
+        view = memoryview(out)
+        while filled < len(out):
+            n = f.readinto(view[filled:filled + GUNZIP_CHUNK])
+            if not n:
+                break
+            filled += n
+        view.release()
+        while chunk := f.read(GUNZIP_CHUNK):  # larger than the trailer said (over 4 GB, several members)
+            out += chunk
+            filled += len(chunk)
+    del out[filled:]
+    return out
+
+
+def decode(raw: bytes, path: Path) -> tuple[TraceFile, list[str]]:
+    """The parsed file and warnings; events whose fields have the wrong types are dropped (slow path)."""
+    if not raw.strip():
+        raise TraceError(f"{path}: empty file")
+    try:
+        return msgspec.json.decode(raw, type=TraceFile), []
+    except msgspec.DecodeError as e:
+        if not isinstance(e, msgspec.ValidationError):
+            raise TraceError(f"{path}: not valid JSON, truncated or corrupt ({e})") from None
+        if "missing required field `traceEvents`" in str(e) or " - at " not in str(e):
+            raise TraceError(f"{path}: not a Kineto trace (no object with traceEvents)") from None
+        reason = str(e)
+    try:
+        loose = msgspec.json.decode(raw, type=LooseTraceFile)
+    except msgspec.DecodeError as e:
+        raise TraceError(f"{path}: not a Kineto trace ({e})") from None
+    events, dropped = [], 0
+    for item in loose.traceEvents:
+        try:
+            events.append(msgspec.json.decode(item, type=Event))
+        except msgspec.DecodeError:
+            dropped += 1
+    parsed = TraceFile(traceEvents=events, **{f: getattr(loose, f) for f in Header.__struct_fields__})
+    return parsed, [f"{dropped} events with fields of the wrong type were skipped (first: {reason})"]
