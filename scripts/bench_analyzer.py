@@ -1,20 +1,30 @@
-"""Benchmark: a whole `python -m profiler analyze --json` run on a large trace made by repeating a real one.
+"""Benchmark: `python -m profiler analyze` on a large trace made by repeating a real one, on a job of such
+traces, and on up to 64 ranks of a small one.
 
-    python scripts/bench_analyzer.py [--source=TRACE] [--copies=10] [--keep=PATH]
+    python scripts/bench_analyzer.py [--source=TRACE] [--copies=10] [--rounds=3] [--ranks=8] [--scaling=1,8,64]
 
 The default repeats tbplugin_resnet50_nw0 (../shared/traces) 10 times: 757k events, 324 MB. Each copy is
 shifted in time past the previous one, with its correlation ids and step numbers renumbered, so the result
-is one long, consistent trace. Prints the file size, the wall time and the peak memory of the analysis.
+is one long, consistent trace. Prints, each in a fresh process: the analyzer against the decoding floor
+(reading the file and decoding it with msgspec alone), alternated, with the ratio and peak memory; the same
+trace gzipped; `--ranks` copies of it as the ranks of one job, analysed by as many workers as there are cores
+(wall time against 1.2 x ranks / cores x one file, and the peak memory of all processes together); and the
+wall time for 1 to 64 ranks of the source trace, with the size of the per-rank result the combining step
+holds.
 """
 
 import argparse
 import gzip
 import json
-import resource
+import multiprocessing
+import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,26 +65,126 @@ def repeat_trace(source: Path, copies: int, out: Path) -> int:
     return len(repeated)
 
 
+FLOOR = ("import sys, msgspec; from pathlib import Path; from profiler.jsonfile import TraceFile, read_bytes; "
+         "msgspec.json.decode(read_bytes(Path(sys.argv[1])), type=TraceFile)")
+
+
+HELD = ("import pickle, sys; from profiler.analyze import analyze_file; a = analyze_file(sys.argv[1]); "
+        "print(f'{len(pickle.dumps(a)) / 1e3:.0f} kB pickled ({len(a.table)} steps, {len(a.ops)} op names)')")
+
+
+def run(args: list[str], sample_tree: bool = False) -> tuple[float, float]:
+    """Wall seconds and peak memory (MB) of one process: its own peak resident set, or with sample_tree the
+    largest sum of it and its worker processes seen every 20 ms."""
+    start = time.perf_counter()
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    tree_peak = 0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG if sample_tree else 0)
+        if pid:
+            break
+        tree_peak = max(tree_peak, tree_rss_kb(process.pid))
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        sys.exit(f"failed: {' '.join(args)}: {process.stderr.read().decode().strip()}")
+    return wall, (tree_peak if sample_tree else usage.ru_maxrss) / 1024
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Memory of a process and its descendants, from /proc: their proportional set sizes, so that the pages
+    forked workers share with their parent (the interpreter, numpy) are counted once, not once per process."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            total += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            pass
+    return total
+
+
+def analyze(path: Path, jobs: int = 1, sample_tree: bool = False) -> tuple[float, float]:
+    return run([sys.executable, "-m", "profiler", "analyze", str(path), "--quiet", f"--jobs={jobs}",
+                "--json", os.devnull], sample_tree)
+
+
+def as_ranks(source: Path, folder: Path, ranks: int) -> list[Path]:
+    """`ranks` copies of a trace, each saying it is one rank of a job of that size (distributedInfo)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    trace = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
+    body = trace[trace.index(b"{") + 1:]
+    paths = []
+    for rank in range(ranks):
+        info = json.dumps({"backend": "nccl", "rank": rank, "world_size": ranks}).encode()
+        path = folder / f"rank{rank}.pt.trace.json"
+        path.write_bytes(b'{"distributedInfo": ' + info + b", " + body)
+        paths.append(path)
+    return paths
+
+
+def one_file(big: Path, rounds: int) -> float:
+    """The analyzer against the floor (read + msgspec decode into typed events with raw args, nothing else),
+    alternated, each in a fresh process; returns the analyzer's median wall time."""
+    walls = []
+    print("round | floor s | analyze s | ratio | floor MB | analyze MB")
+    for k in range(rounds):
+        floor, floor_mb = run([sys.executable, "-c", FLOOR, str(big)])
+        wall, peak_mb = analyze(big)
+        walls.append(wall)
+        print(f"{k + 1:5d} | {floor:7.2f} | {wall:9.2f} | {wall / floor:5.2f} | {floor_mb:8.0f} | {peak_mb:10.0f}")
+    return statistics.median(walls)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ranks", type=int, default=8, help="ranks of the job, each a copy of the large trace")
+    parser.add_argument("--scaling", default="1,8,16,32,64", help="ranks of the small trace, for the scaling table")
     parser.add_argument("--keep", type=Path, help="write the large trace here and keep it")
     args = parser.parse_args()
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        big = args.keep or Path(tmp) / "large.pt.trace.json"
-        n_events = repeat_trace(args.source, args.copies, big)
-        size_mb = big.stat().st_size / 1e6
-        start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "profiler", "analyze", str(big), "--json",
-                                 str(Path(tmp) / "report.json"), "--quiet"], cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if result.returncode:
-            sys.exit(f"analyze failed: {result.stderr.strip()}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        report = json.loads((Path(tmp) / "report.json").read_text())
-    print(f"trace: {size_mb:.0f} MB, {n_events:,} events, {len(report['source']['steps'])} steps analyzed")
-    print(f"analyze --json: {wall:.2f} s wall, {peak_mb:.0f} MB peak memory")
+        tmp = Path(tmp)
+        big = args.keep or tmp / "large.pt.trace.json"
+        # built in a child process: a child's peak memory starts from its parent's, so the parent stays small
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            n_events = pool.submit(repeat_trace, args.source, args.copies, big).result()
+        print(f"trace: {big.stat().st_size / 1e6:.0f} MB, {n_events:,} events; {cores} cores\n")
+        one = one_file(big, args.rounds)
+
+        gz = tmp / "large.pt.trace.json.gz"
+        with open(big, "rb") as f, gzip.open(gz, "wb", compresslevel=1) as out:
+            shutil.copyfileobj(f, out)
+        wall, peak_mb = analyze(gz)
+        print(f"\ngzipped ({gz.stat().st_size / 1e6:.0f} MB): analyze {wall:.2f} s, {peak_mb:.0f} MB peak")
+
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            ranks = pool.submit(as_ranks, big, tmp / "job", args.ranks).result()
+        wall, peak_mb = analyze(ranks[0].parent, cores, sample_tree=True)
+        goal = 1.2 * args.ranks / cores * one
+        print(f"\n{args.ranks} ranks of {big.stat().st_size / 1e6:.0f} MB, {cores} workers: {wall:.2f} s "
+              f"(goal 1.2 x {args.ranks}/{cores} x {one:.2f} s = {goal:.2f} s), {peak_mb:.0f} MB peak over all processes")
+        for r in ranks:
+            r.unlink()
+
+        print(f"\nscaling, ranks of the source trace ({args.source.name}), {cores} workers")
+        print("ranks | wall s | s per rank | peak MB over all processes")
+        for n in map(int, args.scaling.split(",")):
+            folder = tmp / f"scale{n}"
+            as_ranks(args.source, folder, n)
+            wall, peak_mb = analyze(folder, cores, sample_tree=True)
+            print(f"{n:5d} | {wall:6.2f} | {wall / n:10.3f} | {peak_mb:6.0f}")
+            shutil.rmtree(folder)
+        held = subprocess.run([sys.executable, "-c", HELD, str(args.source)], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        print(f"per rank, the combining step holds its TraceAnalysis: {held}")
 
 
 if __name__ == "__main__":
