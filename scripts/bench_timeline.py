@@ -4,13 +4,12 @@
 
 Writes a synthetic step (host ops nested two deep on one thread, kernels on one stream) into a temporary log
 directory, serves it with TensorBoard on 127.0.0.1, opens the MFU tab's page in Chromium (driven over the
-DevTools protocol on a pipe), then zooms in step by step and reads the time each redraw took and how many
+DevTools protocol on a pipe, scripts/devtools.py), then zooms in step by step and reads the time each redraw took and how many
 rectangles it drew. Prints the median and the worst redraw per zoom level.
 """
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -20,6 +19,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from devtools import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "h200_gpt2_small_compiled.pt.trace.json.gz"
@@ -42,51 +43,6 @@ def synthetic_step(spans: int) -> dict:
             "lanes": ["host thread 1", "stream 7 (device 0)"], "categories": CATEGORIES,
             "names": [f"op_{i}" for i in range(80)], "shapes": {},
             "spans": {key: host[key] + device[key] for key in host}}
-
-
-class DevTools:
-    """The DevTools protocol over --remote-debugging-pipe: JSON messages ended by NUL, fds 3 (in) and 4 (out)."""
-
-    def __init__(self, chromium: str, profile: str):
-        to_chrome, self.write_fd = os.pipe()
-        self.read_fd, from_chrome = os.pipe()
-
-        def pipes():
-            for fd, number in ((to_chrome, 3), (from_chrome, 4)):
-                if fd != number:
-                    os.dup2(fd, number)
-                os.set_inheritable(number, True)  # dup2 onto itself would keep close-on-exec
-
-        self.process = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-pipe",
-             f"--user-data-dir={profile}", "--window-size=1300,1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            close_fds=False, preexec_fn=pipes)  # closing would drop 3 and 4: they are dup'ed after the kept fds
-        self.next_id, self.buffer = 0, b""
-
-    def call(self, method: str, session: str | None = None, **params) -> dict:
-        self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self.write_fd, json.dumps(message).encode() + b"\0")
-        while True:
-            while b"\0" not in self.buffer:
-                self.buffer += os.read(self.read_fd, 1 << 16)
-            raw, self.buffer = self.buffer.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-    def evaluate(self, session: str, expression: str):
-        result = self.call("Runtime.evaluate", session, expression=expression, awaitPromise=True, returnByValue=True)
-        return result["result"].get("value")
-
-    def close(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 # zoom by the wheel at the middle of the plot, `steps` times, each time waiting for the redraw it asks for
@@ -137,14 +93,9 @@ def main():
                     break
                 except OSError:
                     time.sleep(0.5)
-            browser = DevTools(chromium, str(Path(tmp) / "profile"))
-            target = browser.call("Target.createTarget", url="about:blank")["targetId"]
-            session = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-            browser.call("Page.navigate", session, url=f"http://127.0.0.1:{port}/data/plugin_entry.html?name=mfu")
-            for _ in range(600):
-                if browser.evaluate(session, "document.querySelector('canvas.timeline')?.dataset.drawn ?? null"):
-                    break
-                time.sleep(0.1)
+            browser = Browser(chromium, Path(tmp) / "profile")
+            session = browser.open(f"http://127.0.0.1:{port}/data/plugin_entry.html?name=mfu")
+            browser.wait_for(session, "document.querySelector('canvas.timeline')?.dataset.drawn", timeout=120)
             first = browser.evaluate(session, "Number(document.querySelector('canvas.timeline').dataset.drawMs)")
             rows = browser.evaluate(session, ZOOM % (args.levels, args.repeats))
         finally:

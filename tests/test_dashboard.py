@@ -15,6 +15,9 @@ from werkzeug.test import Client
 from conftest import CHROMIUM, ROOT, analyze, free_port, get_json, wait_for
 from profiler.runfiles import list_runs
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from devtools import Browser, page_requests  # noqa: E402
+
 H200_TRACE = ROOT / "tests" / "fixtures" / "h200_gpt2_small_compiled.pt.trace.json.gz"
 
 
@@ -125,25 +128,6 @@ def test_analyze_out_writes_a_run_folder_and_keeps_what_it_did_not_write(tmp_pat
     assert (tmp_path / "other" / "report.json").read_text() == '{"accuracy": 0.9}'
 
 
-def chromium(url, out: Path, *extra):
-    """Headless Chromium on a machine without internet: every name but 127.0.0.1 fails to resolve, and every
-    request is written to a net log."""
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", f"--user-data-dir={out / 'profile'}",
-                    f"--log-net-log={out / 'net.json'}", "--virtual-time-budget=20000", "--window-size=1300,2600",
-                    *extra, url], capture_output=True, timeout=180, check=True)
-
-
-def page_requests(net_log: Path) -> list[str]:
-    """URLs that the page (any document of the origin) asked for; the browser's own service calls have no
-    origin as initiator."""
-    log = json.loads(net_log.read_text())
-    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    return [e["params"]["url"] for e in log["events"] if e["type"] == start
-            and e.get("params", {}).get("initiator", "").startswith("http")]
-
-
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (.ci/run installs Debian's chromium package)")
 def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logdir, tmp_path):
     port = free_port()
@@ -151,24 +135,26 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
                                f"--port={port}", "--load_fast=false"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     origin = f"http://127.0.0.1:{port}"
     shots = Path(os.environ.get("MFU_SCREENSHOT_DIR", tmp_path))
+    drawn = "querySelectorAll('canvas.timeline[data-drawn]').length"
     try:
         wait_for(lambda: get_json(f"{origin}/data/plugins_listing"), lambda v: v.get("mfu", {}).get("enabled"))
-        # the whole TensorBoard, opened at the MFU tab, as a user sees it
-        chromium(f"{origin}/#mfu", tmp_path, f"--screenshot={shots / 'dashboard_tensorboard.png'}")
-        requests = page_requests(tmp_path / "net.json")
-        assert f"{origin}/data/plugin/mfu/runs" in requests and f"{origin}/data/plugin/mfu/timeline?run=tiny&view=run" in requests
-        assert [u for u in requests if not u.startswith(origin + "/")] == []
-        # the tab's own page, comparing the run with the GPU trace: what it drew
-        page = f"{origin}/data/plugin_entry.html?name=mfu&run=tiny&view=run&compare=trace_h200&compare_view=run"
-        dom = tmp_path / "dom"
-        dom.mkdir()
-        html = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                               f"--user-data-dir={dom}", "--virtual-time-budget=20000", "--window-size=1300,2600",
-                               "--dump-dom", page], capture_output=True, text=True, timeout=180, check=True).stdout
-        chromium(page, dom, f"--screenshot={shots / 'dashboard_compare.png'}")
+        with Browser(CHROMIUM, tmp_path / "profile", height=2600, net_log=tmp_path / "net.json") as browser:
+            # the whole TensorBoard, opened at the MFU tab (its frame), as a user sees it
+            board = browser.open(f"{origin}/#mfu")
+            browser.wait_for(board, f"document.querySelector('iframe')?.contentDocument?.{drawn}")
+            browser.screenshot(board, shots / "dashboard_tensorboard.png")
+            # the tab's own page, comparing the run with the GPU trace: what it drew
+            page = browser.open(f"{origin}/data/plugin_entry.html?name=mfu&run=tiny&view=run&compare=trace_h200"
+                                "&compare_view=run")
+            browser.wait_for(page, f"document.{drawn} == 2")
+            html = browser.evaluate(page, "document.documentElement.outerHTML")
+            browser.screenshot(page, shots / "dashboard_compare.png")
     finally:
         server.terminate()
         server.wait(timeout=30)
+    requests = page_requests(tmp_path / "net.json")
+    assert f"{origin}/data/plugin/mfu/runs" in requests and f"{origin}/data/plugin/mfu/timeline?run=tiny&view=run" in requests
+    assert [u for u in requests if not u.startswith(origin + "/")] == []
     panes = html.split('<div class="pane">')[1:]
     assert [re.search(r"<h2>(.*?)</h2>", p).group(1) for p in panes] == ["tiny: whole run", "trace_h200: report"]
     for pane, folder in zip(panes, ("tiny", "trace_h200")):
@@ -180,8 +166,8 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
         assert steps.count('class="step-bar"') == sum(1 for s in report["per_step"] for c in report["breakdown"]
                                                        if s[c] > 0)
         assert pane.count("<li>") == len(report["bottlenecks"]) > 0
-        drawn = re.search(r'<canvas class="timeline" data-spans="(\d+)" [^>]*data-drawn="(\d+)"', pane)
-        assert drawn and int(drawn.group(1)) > 1000 and int(drawn.group(2)) > 100
+        canvas = re.search(r'<canvas class="timeline" data-spans="(\d+)" [^>]*data-drawn="(\d+)"', pane)
+        assert canvas and int(canvas.group(1)) > 1000 and int(canvas.group(2)) > 100
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shots / "dashboard_compare.png")[:, :, :3]
