@@ -130,13 +130,16 @@ def as_ranks(source: Path, folder: Path, ranks: int) -> list[Path]:
 def one_file(big: Path, rounds: int) -> float:
     """The analyzer against the floor (read + msgspec decode into typed events with raw args, nothing else),
     alternated, each in a fresh process; returns the analyzer's median wall time."""
-    walls = []
+    walls, ratios = [], []
     print("round | floor s | analyze s | ratio | floor MB | analyze MB")
     for k in range(rounds):
         floor, floor_mb = run([sys.executable, "-c", FLOOR, str(big)])
         wall, peak_mb = analyze(big)
         walls.append(wall)
+        ratios.append(wall / floor)
         print(f"{k + 1:5d} | {floor:7.2f} | {wall:9.2f} | {wall / floor:5.2f} | {floor_mb:8.0f} | {peak_mb:10.0f}")
+    print(f"ratio to the floor: median {statistics.median(ratios):.2f} over {rounds} rounds "
+          f"({min(ratios):.2f}-{max(ratios):.2f})")
     return statistics.median(walls)
 
 
@@ -169,8 +172,10 @@ def main():
             ranks = pool.submit(as_ranks, big, tmp / "job", args.ranks).result()
         wall, peak_mb = analyze(ranks[0].parent, cores, sample_tree=True)
         goal = 1.2 * args.ranks / cores * one
-        print(f"\n{args.ranks} ranks of {big.stat().st_size / 1e6:.0f} MB, {cores} workers: {wall:.2f} s "
-              f"(goal 1.2 x {args.ranks}/{cores} x {one:.2f} s = {goal:.2f} s), {peak_mb:.0f} MB peak over all processes")
+        print(f"\n{args.ranks} ranks of {big.stat().st_size / 1e6:.0f} MB, {cores} workers: {wall:.2f} s, "
+              f"{wall / (args.ranks / cores * one):.2f} x ({args.ranks}/{cores} x {one:.2f} s; "
+              f"goal 1.2 x = {goal:.2f} s); "
+              f"{peak_mb:.0f} MB peak over all processes")
         for r in ranks:
             r.unlink()
 

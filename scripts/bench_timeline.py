@@ -4,8 +4,8 @@
 
 Writes a synthetic step (host ops nested two deep on one thread, kernels on one stream) into a temporary log
 directory, serves it with TensorBoard on 127.0.0.1, opens the MFU tab's page in Chromium (driven over the
-DevTools protocol on a pipe, scripts/devtools.py), then zooms in step by step and reads the time each redraw took and how many
-rectangles it drew. Prints the median and the worst redraw per zoom level.
+DevTools protocol on a pipe, scripts/devtools.py), then zooms in step by step and reads the time each redraw
+took and how many rectangles it drew. Prints the median and the worst redraw per zoom level.
 """
 
 import argparse
@@ -57,7 +57,8 @@ ZOOM = """(async () => {
       out.push([level, Number(canvas.dataset.drawMs), Number(canvas.dataset.drawn)]);
     }
     for (let k = 0; k < 6; k++) {
-      canvas.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, clientX: 700, clientY: 40, bubbles: true, cancelable: true}));
+      canvas.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, clientX: 700, clientY: 40, bubbles: true,
+                                                    cancelable: true}));
       await frame();
     }
   }

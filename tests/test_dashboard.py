@@ -79,7 +79,8 @@ def test_runs_reports_timelines_and_the_trend(client, logdir):
                         {"id": "step_6", "label": "cycle ending at step 6", "step": 6, "timeline": True},
                         {"id": "run", "label": "whole run", "step": None, "timeline": True}]},
                     {"run": "trace_h200", "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]}]
-    assert get(client, "report", run="tiny", view="run") == (200, json.loads((logdir / "tiny" / "report.json").read_text()))
+    whole = json.loads((logdir / "tiny" / "report.json").read_text())
+    assert get(client, "report", run="tiny", view="run") == (200, whole)
     cycle = json.loads((logdir / "tiny" / "cycles" / "step_6.json").read_text())
     assert get(client, "report", run="tiny", view="step_6") == (200, cycle)
     status, trend = get(client, "trend", run="tiny")
@@ -124,7 +125,8 @@ def test_analyze_out_writes_a_run_folder_and_keeps_what_it_did_not_write(tmp_pat
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "report.json").write_text('{"accuracy": 0.9}')
     status, stdout, stderr = analyze("analyze", H200_TRACE, "--out", tmp_path / "other")
-    assert status == 2 and stderr.startswith("error: ") and "not overwritten" in stderr and len(stderr.splitlines()) == 1
+    assert status == 2 and stderr.startswith("error: ") and "not overwritten" in stderr
+    assert len(stderr.splitlines()) == 1
     assert (tmp_path / "other" / "report.json").read_text() == '{"accuracy": 0.9}'
 
 
@@ -153,7 +155,8 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
         server.terminate()
         server.wait(timeout=30)
     requests = page_requests(tmp_path / "net.json")
-    assert f"{origin}/data/plugin/mfu/runs" in requests and f"{origin}/data/plugin/mfu/timeline?run=tiny&view=run" in requests
+    assert f"{origin}/data/plugin/mfu/runs" in requests
+    assert f"{origin}/data/plugin/mfu/timeline?run=tiny&view=run" in requests
     assert [u for u in requests if not u.startswith(origin + "/")] == []
     panes = html.split('<div class="pane">')[1:]
     assert [re.search(r"<h2>(.*?)</h2>", p).group(1) for p in panes] == ["tiny: whole run", "trace_h200: report"]

@@ -21,7 +21,8 @@ def gpu_trace(tmp_path):
         step(3, 400, 200),
         op("aten::mm", 410, 50, **MM), launch(420, 5, 1),
         op("aten::copy_", 470, 20), launch(475, 3, 2),
-        kernel("sm90_xmma_gemm_f32f32", 430, 50, 1), kernel("Memcpy HtoD (Pageable -> Device)", 500, 20, 2, cat="gpu_memcpy"),
+        kernel("sm90_xmma_gemm_f32f32", 430, 50, 1),
+        kernel("Memcpy HtoD (Pageable -> Device)", 500, 20, 2, cat="gpu_memcpy"),
     ])
 
 
@@ -35,7 +36,8 @@ def test_one_step_as_lanes_of_nested_categorised_spans(tmp_path):
     assert t.step == 3 and t.duration_us == 200.0
     assert t.lanes == ["host thread 100", "stream 7 (device 0)"]
     spans = {t.names[n]: (lane, depth, start, dur, CATEGORIES[c], flops)
-             for n, lane, depth, start, dur, c, flops in zip(t.name, t.lane, t.depth, t.start, t.dur, t.category, t.flops)}
+             for n, lane, depth, start, dur, c, flops
+             in zip(t.name, t.lane, t.depth, t.start, t.dur, t.category, t.flops)}
     assert "aten::relu" not in spans  # other steps' ops are not in this step
     assert spans["ProfilerStep#3"] == (0, 0, 0.0, 200.0, "idle", 0.0)
     assert spans["aten::mm"] == (0, 1, 10.0, 50.0, "matmul", 2 * 64 * 128 * 256)
