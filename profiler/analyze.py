@@ -85,14 +85,22 @@ class TraceAnalysis:
     timeline: Timeline | None = None  # the median step's spans, when asked for
 
 
-def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = False) -> TraceAnalysis:
+STAGES = ("read", "links", "steps", "breakdown", "ops", "signals")  # each reported to `done` when finished
+
+
+def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = False, done=lambda stage: None
+                 ) -> TraceAnalysis:
     trace = load_trace(path)
+    done("read")
     warnings = list(trace.warnings)
     links = link(trace, warnings)
+    done("links")
     steps = find_steps(trace, links, warnings)
+    done("steps")
     gpu = len(links.device) > 0
     warnings += missing_parts(trace, links)
     bd = (B.gpu_breakdown if gpu else B.cpu_breakdown)(trace, links, steps, short_gap_us)
+    done("breakdown")
     counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
     flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
     if gpu:
@@ -101,9 +109,11 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
         ops, classified, copied = cpu_ops(trace, links, bd), None, cpu_copied_bytes(trace, steps, bd)
     table = StepTable(steps.ids, steps.duration, bd.us, flops, copied, bd.short_idle_us, bd.optimizer_us,
                       bd.collective_us, bd.host_us)
+    done("ops")
+    signals = measure(trace, links, steps, bd)
+    done("signals")
     return TraceAnalysis(trace.info(), trace.backend if gpu else "cpu", table, ops, classified,
-                         B.device_utilization(trace, links), matmul_dtype(trace, links),
-                         measure(trace, links, steps, bd), warnings,
+                         B.device_utilization(trace, links), matmul_dtype(trace, links), signals, warnings,
                          step_timeline(trace, links, steps, bd) if timeline else None)
 
 

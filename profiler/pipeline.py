@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from profiler.analyze import TraceAnalysis, analyze_file
+from profiler.analyze import STAGES, TraceAnalysis, analyze_file
 from profiler.attribution import Attribution, attribute, counted_rate
 from profiler.consistency import disturbed_measurement, tf32_peak, violations
 from profiler.diagnosis import diagnose
@@ -48,7 +48,9 @@ def analyze_view(path: Path, options: Options) -> tuple[dict, dict | None]:
 def analyze_job(path: Path, options: Options, timeline: bool = False) -> JobResult:
     files = trace_files(path)
     if len(files) == 1:
-        analyses, skipped = [analyze_file(files[0], options.short_gap_us, timeline)], []
+        with progress_bar(options, len(STAGES), "stage") as bar:
+            done = lambda stage: bar.set_postfix_str(stage, refresh=False) or bar.update()  # noqa: E731
+            analyses, skipped = [analyze_file(files[0], options.short_gap_us, timeline, done)], []
     else:
         results = analyze_files(files, options, timeline)
         analyses = [r for r in results if isinstance(r, TraceAnalysis)]
@@ -67,8 +69,7 @@ def analyze_job(path: Path, options: Options, timeline: bool = False) -> JobResu
 def analyze_files(files: list[Path], options: Options, timeline: bool = False) -> list:
     """Each file through the per-file stages, in `options.jobs` worker processes (forked: they share the code
     and hand back only the compact per-file result); a file that cannot be read gives its one-line reason."""
-    bar = tqdm(total=len(files), unit="file", delay=1.0, leave=False,
-               disable=not (options.progress and sys.stderr.isatty()))
+    bar = progress_bar(options, len(files), "file")
     jobs, gaps = min(options.jobs, len(files)), [options.short_gap_us] * len(files)
     timelines = [timeline] + [False] * (len(files) - 1)
     try:
@@ -78,6 +79,11 @@ def analyze_files(files: list[Path], options: Options, timeline: bool = False) -
             return list(_updating(pool.map(_analyze_one, files, gaps, timelines), bar))
     finally:
         bar.close()
+
+
+def progress_bar(options: Options, total: int, unit: str) -> tqdm:
+    """A bar on stderr once the work has taken a second, only on a terminal and not with --quiet."""
+    return tqdm(total=total, unit=unit, delay=1.0, leave=False, disable=not (options.progress and sys.stderr.isatty()))
 
 
 def _analyze_one(path: Path, short_gap_us: float, timeline: bool):
