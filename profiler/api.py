@@ -26,7 +26,7 @@ from profiler.flops import model_flops_per_token
 from profiler.load import TraceError
 from profiler.peak import Peak, resolve_peak
 from profiler.render import for_terminal
-from profiler.session import ProfileConfig, Session
+from profiler.session import ProfileConfig, Session, recording_cost_us
 from profiler.settings import Options
 
 
@@ -46,7 +46,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
         self.extra, self.worker, self.say = dict(metadata or {}), worker, say
         self.write_report = report
-        self.session, self.counter, self.steps = None, None, 0
+        self.session, self.counter, self.steps, self.recording_cost_us = None, None, 0, None
         self.run_log, self.own_log = run_log, run_log is None and tensorboard  # a caller's RunLog stays open
 
     @property
@@ -57,6 +57,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
     def __enter__(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.peak = self.resolve_peak()
+        if self.config.profile:  # before the session: its own cycles must not record the calibration
+            self.recording_cost_us = recording_cost_us(self.device())
         if not self.flops_per_step:
             self.flops_per_step, self.flops_from = described_flops(self.model, self.tokens_per_step,
                                                                    self.sequence_length)
@@ -106,9 +108,15 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.run_log.close()
         return False
 
+    def device(self) -> torch.device:
+        """The model's device, else the GPU if there is one."""
+        if self.model is not None:
+            return next(self.model.parameters()).device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
     def resolve_peak(self) -> Peak | None:
-        device = next(self.model.parameters()).device if self.model is not None else None
-        cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        device = self.device()
+        cuda = device.type == "cuda"
         name = torch.cuda.get_device_name(device) if cuda else ""
         tf32 = cuda and torch.backends.cuda.matmul.allow_tf32
         return resolve_peak(name, "cuda" if cuda else "cpu", self.dtype or "float32", tf32, self.peak_flops or 0.0,
@@ -123,6 +131,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             meta["flops_per_step"] = self.flops_per_step
         if self.flops_from not in (None, "flops_per_step"):
             meta["flops_from"] = self.flops_from
+        if self.recording_cost_us is not None:
+            meta["recording_cost_us_per_op"] = self.recording_cost_us
         return meta
 
 

@@ -14,7 +14,7 @@ from profiler.analyze import OpStats, StepTable
 from profiler.breakdown import KernelClassification, Utilization
 from profiler.consistency import implausible_input
 from profiler.inputs import ModelFlops
-from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
+from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger, without_profiler
 from profiler.peak import Peak
 from profiler.rank import RankAnalysis
 from profiler.settings import FLOPS_GAP, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
@@ -33,6 +33,15 @@ class StepTimes:
 class Share:
     ms: float  # per step
     fraction: float  # of the step time
+
+
+@dataclass(frozen=True)
+class ProfilerCost:
+    """What recording the step cost, measured before the run: µs per recorded op × the ops recorded per step."""
+
+    us_per_op: float
+    ops_per_step: float
+    ms_per_step: float  # taken out of the step time for MFU and the ledger (capped by small_batch + other)
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,7 @@ class Figures:
     matmul_without_flops_ms: float
     communication: Communication | None
     per_step: list[StepRow]
+    profiler_cost: ProfilerCost | None = None  # the recording cost taken out of MFU and the ledger (our runs)
 
 
 @dataclass(frozen=True)
@@ -195,6 +205,17 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         return Attribution(r.rank, replace(figures, mfu=mfu), t, None, {}, None, warnings)
     overheads = rank_overheads(r, peak.peak_flops_run)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run, overheads)
+    seconds, recording = without_profiler(seconds, overheads.profiler)
+    if recording:  # MFU and the ledger of the step as it runs unprofiled
+        step_s -= recording
+        mfu = replace(figures.mfu, analytic=model / (step_s * P) if model else None,
+                      counted=f_counted / (step_s * P) if f_counted else None)
+        cost = ProfilerCost(r.metadata["recording_cost_us_per_op"], r.signals.host_ops / max(r.signals.steps, 1),
+                            1000 * recording)
+        figures = replace(figures, mfu=mfu, profiler_cost=cost)
+        warnings.append(f"the profiler's own cost, {cost.ms_per_step:.2f} ms/step ({cost.ops_per_step:,.0f} ops "
+                        f"recorded per step x {cost.us_per_op:.2f} us, measured before the run), is taken out of "
+                        "the step time and small_batch: MFU and the ledger describe the step unprofiled")
     if flops / peak.peak_flops_run > breakdown["matmul"].ms / 1000 + 1e-9:
         warnings.append(f"the matmuls took less time than the FLOPs need at P_run ({peak.dtype}): precision is "
                         "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
@@ -222,8 +243,8 @@ def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run:
                          optimizer_idle=t.optimizer_us[1, j] / 1e6, allocator=t.host_us[0, j] / 1e6,
                          sync=t.host_us[1, j] / 1e6)
         category_s = {c: t.breakdown_us[k, j] / 1e6 for k, c in enumerate(C.CATEGORIES)}
-        s = cause_seconds(category_s, flops, peak, peak_run, step_o)
-        points.append({c: 100 * s[c] * 1e6 / t.step_us[j] for c in CAUSES})
+        s, recording = without_profiler(cause_seconds(category_s, flops, peak, peak_run, step_o), o.profiler)
+        points.append({c: 100 * s[c] * 1e6 / (t.step_us[j] - 1e6 * recording) for c in CAUSES})
     return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})
 
 
@@ -270,7 +291,8 @@ def rank_overheads(r: RankAnalysis, peak_run: float) -> Overheads:
         attention_memory=sig.attention_us["memory"] / per_step,
         attention_host=sig.attention_us["host_overhead"] / per_step,
         allocator=float(t.host_us[0].mean()) / 1e6, sync=float(t.host_us[1].mean()) / 1e6,
-        precision=measured_precision(r))
+        precision=measured_precision(r),
+        profiler=r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops / per_step)
 
 
 def measured_precision(r: RankAnalysis) -> float | None:

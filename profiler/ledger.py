@@ -28,6 +28,7 @@ class Overheads:
     precision: float | None = None  # what the fastest precision saves, measured at the run's shapes (our runs)
     allocator: float = 0.0  # allocator calls (cudaFree, hipMalloc, ...) while the device idles
     sync: float = 0.0  # synchronizing calls (stream / device syncs, blocking copies) while the device idles
+    profiler: float = 0.0  # the profiler's own cost of recording the step's ops (our runs measure it per op)
 
 
 def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, o: Overheads) -> dict[str, float]:
@@ -77,6 +78,19 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
            "memory_ops": c["memory"], "communication": c["communication"], "precision": precision,
            "matmul_efficiency": c["matmul"], "other": c["idle"]}
     return {cause: own[cause] + moved[cause] for cause in CAUSES}
+
+
+def without_profiler(seconds: dict[str, float], cost: float) -> tuple[dict[str, float], float]:
+    """The causes with the profiler's own recording cost taken out, and the seconds taken. Recording is a
+    per-op host cost, so it lies in what the ledger calls small_batch (per-op overhead, the device's short
+    gaps), or in other's longer gaps when small_batch holds less; never more than those two hold."""
+    out = dict(seconds)
+    left = max(cost, 0.0)
+    for cause in ("small_batch", "other"):
+        taken = min(left, max(out[cause], 0.0))
+        out[cause] -= taken
+        left -= taken
+    return out, max(cost, 0.0) - left
 
 
 def ledger(step_s: float, seconds: dict[str, float], flops: float, peak: float) -> list[dict]:

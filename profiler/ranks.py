@@ -86,7 +86,8 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
          for c in CATEGORIES},
         ledger, bottlenecks, job_top_ops([f.top_ops for f in figs]), mean_fields([f.classification_ms for f in figs]),
         mean([f.copied_bytes_per_step for f in figs]), mean([f.matmul_without_flops_ms for f in figs]),
-        job_communication([f.communication for f in figs]), job_per_step([f.per_step for f in figs]))
+        job_communication([f.communication for f in figs]), job_per_step([f.per_step for f in figs]),
+        mean_fields([f.profiler_cost for f in figs]))
 
 
 def mean_fields(parts: list):

@@ -59,6 +59,7 @@ def figures_json(f: Figures) -> dict:
             "exposed_fraction": f.communication.exposed_fraction,
             "calls_per_step": f.communication.calls_per_step, "bytes_per_step": f.communication.bytes_per_step},
         "per_step": [{"step": s.step, "ms": s.ms, **s.categories} for s in f.per_step],
+        "profiler_cost": None if f.profiler_cost is None else asdict(f.profiler_cost),
     }
 
 

@@ -56,10 +56,9 @@ class Session:
                 if on_trace:
                     on_trace(path, prof.step_num)
 
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
         schedule = torch.profiler.schedule(skip_first=cfg.skip_first, wait=cfg.wait, warmup=cfg.warmup,
                                            active=cfg.active, repeat=cfg.repeat)
-        self.prof = torch.profiler.profile(activities=activities, schedule=schedule, on_trace_ready=trace_ready,
+        self.prof = torch.profiler.profile(activities=activities(), schedule=schedule, on_trace_ready=trace_ready,
                                            record_shapes=True)
         # each cycle is written and analysed on its own: torch's advice to accumulate events does not apply
         warnings.filterwarnings("ignore", message=".*Profiler clears events at the end of each cycle")
@@ -88,3 +87,37 @@ class Session:
     def _tag(self):
         if self.prof.current_action in RECORDING:
             self.prof.add_metadata_json(METADATA_KEY, self.metadata)
+
+
+def activities() -> list:
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+
+
+def recording_cost_us(device: torch.device, steps: int = 150, rounds: int = 4) -> float:
+    """What recording costs per op on this machine with the session's settings. A tiny training step (a linear
+    layer, GELU, a sum, backward: ops of several inputs and autograd's nodes, as in a real step) is looped
+    without the profiler and under it, alternately (`rounds` each, the fastest of each kept); the difference
+    over the ops recorded is the cost per op. A host-bound step's recorded time carries it for every op; the
+    analysis takes it out (ledger.without_profiler)."""
+    import time
+
+    layer = torch.nn.Linear(16, 16, device=device)
+    x = torch.ones(4, 16, device=device)
+
+    def loop() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            torch.nn.functional.gelu(layer(x)).sum().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    loop()  # warm up
+    plain, recorded = [], []
+    for _ in range(rounds):
+        plain.append(loop())
+        with torch.profiler.profile(activities=activities(), record_shapes=True) as prof:
+            recorded.append(loop())
+    n_ops = sum(e.count for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CPU
+                and not e.key.startswith(("cuda", "hip")))
+    return max(min(recorded) - min(plain), 0.0) / max(n_ops, 1) * 1e6

@@ -176,3 +176,29 @@ def test_each_cause_has_its_range_over_the_steps_and_a_noisy_run_is_flagged(tmp_
     for e in entries.values():
         assert e["interval"][0] - 1e-9 <= e["points"] <= e["interval"][1] + 1e-9  # a weighted mean of the steps
     assert any("the causes' order could change" in w for w in report["warnings"])
+
+
+def test_the_profilers_own_cost_comes_out_of_small_batch_and_the_step(tmp_path):
+    """Two recorded ops per step at 50 µs of recording each (run metadata): 0.1 ms/step leaves small_batch and
+    the step time; MFU rises by the step's ratio and the ledger still adds up to 100 - MFU. A cost larger than
+    small_batch and other hold takes only what they hold."""
+    mm = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["c10::BFloat16"] * 2}
+    events = [step(1, 0, 3000), op("aten::mm", 0, 10, **mm), launch(1, 5, 1), kernel("nvjet_a", 0, 400, 1),
+              op("aten::mm", 20, 10, **mm), launch(21, 5, 2), kernel("nvjet_b", 700, 300, 2)]
+    plain = analyze_path(write(tmp_path / "a.json", events), Options())
+    report = analyze_path(write(tmp_path / "b.json", events, mfu_analyzer={"recording_cost_us_per_op": 50.0}),
+                          Options())
+    assert plain["profiler_cost"] is None
+    assert report["profiler_cost"] == {"us_per_op": 50.0, "ops_per_step": 2.0, "ms_per_step": pytest.approx(0.1)}
+    before, after = ({e["cause"]: e["ms"] for e in r["ledger"]} for r in (plain, report))
+    assert after["small_batch"] == pytest.approx(before["small_batch"] - 0.1)
+    assert {c: ms for c, ms in after.items() if c != "small_batch"} == pytest.approx(
+        {c: ms for c, ms in before.items() if c != "small_batch"})
+    step_ms = plain["step_time_ms"]["mean"]
+    assert report["mfu"]["counted"] == pytest.approx(plain["mfu"]["counted"] * step_ms / (step_ms - 0.1))
+    assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * report["mfu"]["counted"])
+    assert any("profiler's own cost, 0.10 ms/step" in w for w in report["warnings"])
+    huge = analyze_path(write(tmp_path / "c.json", events, mfu_analyzer={"recording_cost_us_per_op": 1e6}), Options())
+    assert huge["profiler_cost"]["ms_per_step"] == pytest.approx(before["small_batch"] + before["other"])
+    assert {e["cause"]: e["ms"] for e in huge["ledger"] if e["cause"] in ("small_batch", "other")} == pytest.approx(
+        {"small_batch": 0.0, "other": 0.0})

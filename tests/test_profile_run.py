@@ -32,6 +32,15 @@ def test_summary_says_what_recording_cost(tiny_run):
     assert summary["unrecorded_step_ms_p90"] == pytest.approx(high, abs=0.01)
     assert (f"against {summary['unrecorded_step_ms']:.2f} ms (median; 10-90%: {summary['unrecorded_step_ms_p10']:.2f}-"
             f"{summary['unrecorded_step_ms_p90']:.2f}) for the 4 iterations not recorded") in result.stdout
+    # recording's own cost, measured before the run, taken out: the ops the trace recorded per step x the cost
+    cost = report["profiler_cost"]
+    trace = json.loads(next(out.glob("*.pt.trace.json")).read_text())
+    recorded_ops = sum(1 for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "cpu_op")
+    assert cost["us_per_op"] == trace["mfu_analyzer"]["recording_cost_us_per_op"] and 0 < cost["us_per_op"] < 100
+    assert 0.9 * recorded_ops / 3 < cost["ops_per_step"] <= recorded_ops / 3  # three steps, less what lies between
+    assert cost["ms_per_step"] == pytest.approx(cost["us_per_op"] * cost["ops_per_step"] / 1000)
+    assert summary["recorded_step_ms_without_profiler"] == pytest.approx(summary["recorded_step_ms"] - cost["ms_per_step"])
+    assert f"without the profiler's own cost ({cost['ms_per_step']:.2f} ms/step" in result.stdout
 
 
 def test_trace_has_metadata_steps_dataloader_and_shapes(tiny_run):
