@@ -144,6 +144,7 @@ class Evidence:
     python_ms: float
     other_ops_per_step: float  # elementwise / norm / softmax / optimizer ops
     step_ms_by_dtype: dict  # forward and backward of a micro-step per dtype, measured by our run ({} if not)
+    profiler_ms: float = 0.0  # the profiler's own recording cost taken out of the step and small_batch
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         1000 * overheads.fixed_compute + 1000 * overheads.fixed_memory,
         1000 * (overheads.parameter_compute + overheads.parameter_memory), float(t.copied_bytes.mean()),
         1000 * overheads.allocator, 1000 * overheads.sync, float(t.host_us[2].mean()) / 1000,
-        sum(op.count for op in ops if op.category == "other_compute"), r.metadata.get("step_ms_by_dtype") or {})
+        sum(op.count for op in ops if op.category == "other_compute"), r.metadata.get("step_ms_by_dtype") or {},
+        1000 * recording)
     figures = replace(figures, ledger=entries)
     return Attribution(r.rank, figures, t, overheads, {c: seconds[c] for c in CAUSES}, evidence, warnings)
 

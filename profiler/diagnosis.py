@@ -82,6 +82,8 @@ def small_batch(entry: LedgerEntry, ev: Evidence):
                      f"{rate:.3f} TFLOP/s ({100 * rate * 1e12 / ev.peak_run:.0f}% of P_run)")
     if ev.python_ms >= PYTHON_SHARE * entry.ms:
         parts.append(f"Python frames between ops {ev.python_ms:.2f} ms/step with the device idle")
+    if ev.profiler_ms:
+        parts.append(f"less the profiler's own recording cost, {ev.profiler_ms:.2f} ms/step, taken out")
     meta = ev.meta
     if "batch_size" in meta:  # our own run: its configuration keys
         bigger = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep "

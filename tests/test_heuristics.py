@@ -198,6 +198,8 @@ def test_the_profilers_own_cost_comes_out_of_small_batch_and_the_step(tmp_path):
     assert report["mfu"]["counted"] == pytest.approx(plain["mfu"]["counted"] * step_ms / (step_ms - 0.1))
     assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * report["mfu"]["counted"])
     assert any("profiler's own cost, 0.10 ms/step" in w for w in report["warnings"])
+    small_batch = next(b for b in report["bottlenecks"] if b["cause"] == "small_batch")
+    assert "less the profiler's own recording cost, 0.10 ms/step, taken out" in small_batch["evidence"]
     huge = analyze_path(write(tmp_path / "c.json", events, mfu_analyzer={"recording_cost_us_per_op": 1e6}), Options())
     assert huge["profiler_cost"]["ms_per_step"] == pytest.approx(before["small_batch"] + before["other"])
     assert {e["cause"]: e["ms"] for e in huge["ledger"] if e["cause"] in ("small_batch", "other")} == pytest.approx(
