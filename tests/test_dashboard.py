@@ -34,6 +34,10 @@ def logdir(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(logdir):
+    return tensorboard_client(logdir)
+
+
+def tensorboard_client(logdir: Path) -> Client:
     """TensorBoard's WSGI application as `tensorboard --logdir` builds it, with the plugins installed."""
     from tensorboard import default, program
 
@@ -103,6 +107,15 @@ def test_absolute_paths_and_other_files_are_refused(client, logdir):
     assert get(client, "trend", run=str(logdir / "tiny"))[0] == 404
     assert client.get("/data/plugin/mfu/../../../etc/passwd").status_code == 404
     assert client.get("/data/plugin/mfu/plugin.py").status_code == 404
+
+
+def test_a_report_being_rewritten_is_an_error_not_a_crash(tmp_path, logdir):
+    (tmp_path / "run" / "cycles").mkdir(parents=True)
+    (tmp_path / "run" / "cycles" / "step_9.json").write_text('{"schema": "mfu-report/1", "mfu": {')  # cut short
+    client = tensorboard_client(tmp_path)
+    status, body = get(client, "report", run="run", view="step_9")
+    assert status == 500 and body == {"error": "cannot read step_9.json"}
+    assert get(client, "trend", run="run") == (200, [])
 
 
 def test_the_listing_skips_links_hidden_folders_and_other_tools_reports(tmp_path, logdir):

@@ -53,14 +53,12 @@ class MfuPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def report(self, request):
         view = self._view(request)
-        return _json(request, _read(view.report)) if view else _not_found(request)
+        return _file(request, view.report) if view else _not_found(request)
 
     @wrappers.Request.application
     def timeline(self, request):
         view = self._view(request)
-        if not view or not view.timeline:
-            return _not_found(request)
-        return _json(request, _read(view.timeline))
+        return _file(request, view.timeline) if view and view.timeline else _not_found(request)
 
     @wrappers.Request.application
     def trend(self, request):
@@ -89,6 +87,15 @@ def _read(path):
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _file(request, path):
+    """A listed JSON file as it is on disk, or an error when it cannot be read (being rewritten, say)."""
+    value = _read(path)
+    if value is None:
+        return http_util.Respond(request, json.dumps({"error": f"cannot read {path.name}"}), "application/json",
+                                 code=500)
+    return _json(request, value)
 
 
 def _json(request, value):
