@@ -14,6 +14,7 @@ from werkzeug.test import Client
 
 from conftest import CHROMIUM, ROOT, analyze, free_port, get_json, wait_for
 from profiler.runfiles import list_runs
+from test_timeline import gpu_trace
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from devtools import Browser, page_requests  # noqa: E402
@@ -23,12 +24,14 @@ H200_TRACE = ROOT / "tests" / "fixtures" / "h200_gpt2_small_compiled.pt.trace.js
 
 @pytest.fixture(scope="module")
 def logdir(tiny_run, tmp_path_factory):
-    """A log directory with the default-config training run (one profiler cycle, at step 6, and the whole run)
-    and a foreign GPU trace written with `analyze --out`."""
+    """A log directory with the default-config training run (one profiler cycle, at step 6, and the whole run),
+    a foreign GPU trace and a synthetic one whose model FLOPs are unknown, written with `analyze --out`."""
     root = tmp_path_factory.mktemp("logdir")
     shutil.copytree(tiny_run[0], root / "tiny")
-    status, _, stderr = analyze("analyze", H200_TRACE, "--out", root / "trace_h200", "--quiet")
-    assert status == 0, stderr
+    unknown_model = gpu_trace(tmp_path_factory.mktemp("synthetic"))
+    for trace, name in ((H200_TRACE, "trace_h200"), (unknown_model, "trace_unknown_model")):
+        status, _, stderr = analyze("analyze", trace, "--out", root / name, "--quiet")
+        assert status == 0, stderr
     return root
 
 
@@ -82,7 +85,9 @@ def test_runs_reports_timelines_and_the_trend(client, logdir):
     assert runs == [{"run": "tiny", "views": [
                         {"id": "step_6", "label": "cycle ending at step 6", "step": 6, "timeline": True},
                         {"id": "run", "label": "whole run", "step": None, "timeline": True}]},
-                    {"run": "trace_h200", "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]}]
+                    {"run": "trace_h200", "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]},
+                    {"run": "trace_unknown_model",
+                     "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]}]
     whole = json.loads((logdir / "tiny" / "report.json").read_text())
     assert get(client, "report", run="tiny", view="run") == (200, whole)
     cycle = json.loads((logdir / "tiny" / "cycles" / "step_6.json").read_text())
@@ -125,7 +130,7 @@ def test_the_listing_skips_links_hidden_folders_and_other_tools_reports(tmp_path
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "report.json").write_text('{"accuracy": 0.9}')
     assert list_runs(tmp_path) == {}
-    assert list(list_runs(logdir)) == ["tiny", "trace_h200"]
+    assert list(list_runs(logdir)) == ["tiny", "trace_h200", "trace_unknown_model"]
 
 
 def test_analyze_out_writes_a_run_folder_and_keeps_what_it_did_not_write(tmp_path):
@@ -164,6 +169,11 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
             browser.wait_for(page, f"document.{drawn} == 2")
             html = browser.evaluate(page, "document.documentElement.outerHTML")
             browser.screenshot(page, shots / "dashboard_compare.png")
+            # a trace whose model FLOPs are unknown: the ledger adds up to the counted MFU, and says so
+            page = browser.open(f"{origin}/data/plugin_entry.html?name=mfu&run=trace_unknown_model&view=run")
+            browser.wait_for(page, f"document.{drawn} == 1")
+            counted = browser.evaluate(page, "[document.querySelectorAll('svg.ledger rect.bar').length, "
+                                             "document.querySelector('svg.ledger').textContent]")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -171,6 +181,9 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
     assert f"{origin}/data/plugin/mfu/runs" in requests
     assert f"{origin}/data/plugin/mfu/timeline?run=tiny&view=run" in requests
     assert [u for u in requests if not u.startswith(origin + "/")] == []
+    unknown = json.loads((logdir / "trace_unknown_model" / "report.json").read_text())
+    assert unknown["mfu"]["analytic"] is None and unknown["mfu"]["counted"] > 0
+    assert counted[0] == len(unknown["ledger"]) == 8 and "MFU (counted)" in counted[1]
     panes = html.split('<div class="pane">')[1:]
     assert [re.search(r"<h2>(.*?)</h2>", p).group(1) for p in panes] == ["tiny: whole run", "trace_h200: report"]
     for pane, folder in zip(panes, ("tiny", "trace_h200")):

@@ -62,7 +62,8 @@ class MfuPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def trend(self, request):
-        """MFU and each ledger cause per profiler cycle of a run, in step order."""
+        """MFU (analytic, else counted: the one the ledger adds up to) and each ledger cause per profiler cycle of
+        a run, in step order."""
         views = self._views(request.args.get("run", ""))
         if views is None:
             return _not_found(request)
@@ -70,7 +71,8 @@ class MfuPlugin(base_plugin.TBPlugin):
         for v in (v for v in views if v.step is not None):
             report = _read(v.report)
             if report:
-                cycles.append({"step": v.step, "mfu": report["mfu"]["analytic"],
+                mfu = report["mfu"]["analytic"]
+                cycles.append({"step": v.step, "mfu": report["mfu"]["counted"] if mfu is None else mfu,
                                "ledger": {e["cause"]: e["points"] for e in report["ledger"]}})
         return _json(request, cycles)
 

@@ -32,11 +32,13 @@ function rect(x, y, w, h, fill, title, cls = "bar") {
 }
 
 const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
+// the MFU the ledger adds up to: analytic, or counted where the model's FLOPs are unknown (the report says so)
+export const ledgerMfu = (report) => report.mfu.analytic ?? report.mfu.counted;
 
 // MFU + the ledger's causes = 100 points: each cause a bar hanging from what is left above it
 export function ledgerWaterfall(report) {
   const entries = report.ledger || [];
-  const mfu = report.mfu.analytic;
+  const mfu = ledgerMfu(report);
   if (mfu === null || !entries.length) return el("p", { class: "note", text: "No ledger: see the warnings." });
   const row = 22, left = 150, width = 420, height = (entries.length + 2) * row + 20;
   const x = (points) => left + (width * points) / 100;
@@ -52,7 +54,7 @@ export function ledgerWaterfall(report) {
   });
   const y = (entries.length + 1) * row + 4;
   chart.append(rect(x(0), y, x(100 * mfu) - left, row - 6, "#2b6cb0", `MFU ${fmt(100 * mfu)}%`, "mfu"),
-    text(4, y + row / 2 + 4, "MFU", { "font-weight": "bold" }), text(left + width + 6, y + row / 2 + 4, `${fmt(100 * mfu, 1)}%`));
+    text(4, y + row / 2 + 4, report.mfu.analytic === null ? "MFU (counted)" : "MFU", { "font-weight": "bold" }), text(left + width + 6, y + row / 2 + 4, `${fmt(100 * mfu, 1)}%`));
   chart.append(text(left, height - 4, "points of MFU (percent of the peak)", { fill: "#555" }));
   return chart;
 }

@@ -95,7 +95,7 @@ function section(title, body) {
 function summary(r) {
   const rows = [
     ["device", `${r.device.name || "unknown"} (${r.device.kind}, ${r.device.dtype || "dtype unknown"})`],
-    ["MFU", r.mfu.analytic === null ? "n/a" : `${fmt(100 * r.mfu.analytic)}% (counted FLOPs: ${r.mfu.counted === null ? "n/a" : fmt(100 * r.mfu.counted) + "%"})`],
+    ["MFU", `${r.mfu.analytic === null ? "n/a (model FLOPs unknown)" : fmt(100 * r.mfu.analytic) + "%"}; counted FLOPs: ${r.mfu.counted === null ? "n/a" : fmt(100 * r.mfu.counted) + "%"}`],
     ["step time", `${fmt(r.step_time_ms.mean)} ms (${fmt(r.step_time_ms.min)}-${fmt(r.step_time_ms.max)}) over ${r.source.steps.length} steps`],
     ["peak", r.device.peak_flops ? `P ${fmt(r.device.peak_flops / 1e12, 3)} TFLOP/s, P_run ${fmt(r.device.peak_flops_run / 1e12, 3)} (${r.device.peak_source})` : "unknown"],
   ];
