@@ -75,7 +75,8 @@ class Browser:
         return result["result"].get("value")
 
     def wait_for(self, session: str, expression: str, timeout: float = 60.0):
-        """Poll `expression` until it is truthy (real time); returns its value, or raises TimeoutError."""
+        """Poll `expression` until it is truthy (real time); returns its value, or raises TimeoutError. The value
+        comes back as JSON, so test a node's presence with `!!` (a DOM node itself reads as nothing)."""
         deadline = time.monotonic() + timeout
         while True:
             value = self.evaluate(session, expression)
