@@ -65,7 +65,7 @@ export function stepBreakdown(report) {
   if (!steps.length) return el("p", { class: "note", text: "No steps." });
   const categories = Object.keys(COLORS), left = 48, plot = 520, height = 200, top = 10;
   const most = Math.max(...steps.map((s) => s.ms)) || 1;
-  const slot = plot / steps.length, bar = Math.max(slot * 0.8, 1);
+  const slot = plot / steps.length, bar = Math.min(Math.max(slot * 0.8, 1), 60);
   const chart = svg(left + plot + 10, top + height + 60, "steps");
   for (const tick of [0, 0.5, 1]) {
     const y = top + height * (1 - tick);
@@ -80,7 +80,8 @@ export function stepBreakdown(report) {
       if (h > 0) chart.append(rect(left + i * slot, y, bar, h, COLORS[c], `step ${s.step}: ${c} ${fmt(s[c])} ms`, "step-bar"));
     }
   });
-  chart.append(text(left, top + height + 14, `steps ${steps[0].step}-${steps[steps.length - 1].step} (ms per step)`, { fill: "#555" }));
+  const span = steps.length > 1 ? `steps ${steps[0].step}-${steps[steps.length - 1].step}` : `step ${steps[0].step}`;
+  chart.append(text(left, top + height + 14, `${span} (ms per step)`, { fill: "#555" }));
   categories.forEach((c, i) => {
     const x = left + (i % 4) * 130, y = top + height + 28 + Math.floor(i / 4) * 16;
     chart.append(rect(x, y - 9, 10, 10, COLORS[c], null, "legend"), text(x + 14, y, c));
