@@ -45,8 +45,7 @@ def write_run_report(folder: Path, report: dict, timeline: dict | None):
                          "another folder)")
     folder.mkdir(parents=True, exist_ok=True)
     write_reports(report, folder / "report.json", folder / "report.md", folder / "report.html")
-    if timeline:
-        write_atomic(folder / "report.timeline.json", json.dumps(timeline))
+    _write_timeline(folder / "report.timeline.json", timeline)
 
 
 def write_cycle_report(folder: Path, step: int, report: dict, timeline: dict | None):
@@ -54,8 +53,15 @@ def write_cycle_report(folder: Path, step: int, report: dict, timeline: dict | N
     cycles = folder / CYCLES
     cycles.mkdir(parents=True, exist_ok=True)
     write_atomic(cycles / f"step_{step}.json", json.dumps(report, indent=1))
+    _write_timeline(cycles / f"step_{step}.timeline.json", timeline)
+
+
+def _write_timeline(path: Path, timeline: dict | None):
+    """The timeline beside its report; an earlier one there is removed when this report has none."""
     if timeline:
-        write_atomic(cycles / f"step_{step}.timeline.json", json.dumps(timeline))
+        write_atomic(path, json.dumps(timeline))
+    else:
+        path.unlink(missing_ok=True)
 
 
 def list_runs(logdir: Path) -> dict[str, list[View]]:

@@ -45,6 +45,7 @@ def median_step(steps: Steps) -> int:
 
 
 def step_timeline(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown) -> Timeline | None:
+    """The median step's host and device spans, clipped to its window; None without steps."""
     if not len(steps.ids):
         return None
     k = median_step(steps)
@@ -58,7 +59,7 @@ def step_timeline(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown) -> 
     depth = _depths(links, rows, device)
     threads, lane = np.unique(trace.thread[rows], return_inverse=True)
     on_device = np.array([device[rows][lane == i].any() for i in range(len(threads))], bool)
-    order = np.argsort(on_device, kind="stable")  # host lanes first, each in order of first appearance
+    order = np.argsort(on_device, kind="stable")  # host threads first, then device streams, each by thread id
     lane = np.argsort(order)[lane]
     labels = [_label(trace.threads[t] if t < len(trace.threads) else (0, t), d)
               for t, d in zip(threads[order], on_device[order])]
