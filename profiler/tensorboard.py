@@ -41,7 +41,8 @@ def log_run_summary(writer, report: dict, step: int):
 
 class RunLog:
     """TensorBoard logging of a training run: scalars per iteration, and each profiler cycle analysed as
-    soon as its trace is written (on_trace_ready), so a long run shows its ledger evolving while it trains.
+    soon as its trace is written (on_trace_ready), its report and step timeline written for the MFU tab, so a
+    long run shows its ledger evolving while it trains.
     The analysis runs in the training loop; `stall_s` is the time it took, which the loop leaves out of its
     iteration times."""
 
