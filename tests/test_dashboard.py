@@ -148,6 +148,21 @@ def test_analyze_out_writes_a_run_folder_and_keeps_what_it_did_not_write(tmp_pat
     assert (tmp_path / "other" / "report.json").read_text() == '{"accuracy": 0.9}'
 
 
+# hover over the middle of aten::mm (35 µs into the step, the lane's second row), then one wheel step in at the
+# middle of the plot (the timeline's gutter is 160 px, its header 18 px, a row 16 px)
+HOVER_AND_ZOOM = """(async () => {
+  const c = document.querySelector('canvas.timeline'), r = c.getBoundingClientRect(), before = c.dataset.view;
+  const frame = () => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  const x = r.left + 160 + (35 / 200) * (r.width - 160), y = r.top + 18 + 16 + 8;
+  c.dispatchEvent(new MouseEvent('mousemove', {clientX: x, clientY: y, bubbles: true}));
+  const tip = document.querySelector('.tip').innerText;
+  c.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, clientX: r.left + 160 + (r.width - 160) / 2, clientY: y,
+                                          bubbles: true, cancelable: true}));
+  await frame();
+  return [tip, before, c.dataset.view];
+})()"""
+
+
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (.ci/run installs Debian's chromium package)")
 def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logdir, tmp_path):
     port = free_port()
@@ -174,6 +189,8 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
             browser.wait_for(page, f"document.{drawn} == 1")
             counted = browser.evaluate(page, "[document.querySelectorAll('svg.ledger rect.bar').length, "
                                              "document.querySelector('svg.ledger').textContent]")
+            # its step timeline (200 µs; aten::mm at 10-60 µs, one below the step on the host thread): hover, zoom
+            hovered = browser.evaluate(page, HOVER_AND_ZOOM)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -184,6 +201,10 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
     unknown = json.loads((logdir / "trace_unknown_model" / "report.json").read_text())
     assert unknown["mfu"]["analytic"] is None and unknown["mfu"]["counted"] > 0
     assert counted[0] == len(unknown["ledger"]) == 8 and "MFU (counted)" in counted[1]
+    tip, view_before, view_after = hovered
+    assert tip.splitlines() == ["aten::mm", "matmul, 50.0 µs, at 0.010 ms", "shapes [[64, 128], [128, 256]]",
+                                "0.004 GFLOP, 0.084 TFLOP/s"]  # 2·64·128·256 FLOP in 50 µs
+    assert (view_before, view_after) == ("0.0-200.0", "20.0-180.0")  # one wheel step in at the middle: 1/1.25
     panes = html.split('<div class="pane">')[1:]
     assert [re.search(r"<h2>(.*?)</h2>", p).group(1) for p in panes] == ["tiny: whole run", "trace_h200: report"]
     for pane, folder in zip(panes, ("tiny", "trace_h200")):

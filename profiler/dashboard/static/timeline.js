@@ -88,6 +88,7 @@ export function stepTimeline(data) {
     }
     canvas.dataset.drawn = drawn;  // rectangles drawn: at most a pixel column per row, however many spans
     canvas.dataset.drawMs = (performance.now() - began).toFixed(1);
+    canvas.dataset.view = `${view.t0.toFixed(1)}-${view.t1.toFixed(1)}`;  // µs in view, for tests and benches
   }
   const redraw = () => { if (!pending) { pending = true; requestAnimationFrame(draw); } };
   const timeAt = (x) => view.t0 + ((x - GUTTER) / (canvas.clientWidth - GUTTER)) * (view.t1 - view.t0);
