@@ -5,6 +5,7 @@ the DataLoader's workers."""
 import dataclasses
 import math
 import os
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -280,3 +281,31 @@ def load_checkpoint(path) -> tuple[GPT, dict]:
     state = {k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()}
     model.load_state_dict(state)
     return model, checkpoint
+
+
+class Stopped(Exception):
+    """The run ended early (Ctrl-C, SIGTERM, a non-finite loss): what was recorded is still reported."""
+
+    def __init__(self, message: str, status: int, model_ok: bool = True):
+        super().__init__(message)
+        self.status, self.model_ok = status, model_ok
+
+
+class StopRequest:
+    """SIGTERM or Ctrl-C asks the run to stop at the end of the iteration under way, never inside the profiler's
+    own code (torch.profiler stopped in the middle of a cycle's transition can crash); a second Ctrl-C stops at
+    once."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        if self.signum == signal.SIGINT == signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def check(self, iterations: int):
+        if self.signum == signal.SIGTERM:
+            raise Stopped("stopped by SIGTERM", 128 + signal.SIGTERM)
+        if self.signum == signal.SIGINT:
+            raise Stopped(f"interrupted at iter {iterations}", 130)

@@ -190,6 +190,10 @@ def final_report(out_dir: Path, run_log, last_step: int, say=print, options: Opt
     except TraceError as e:
         say(f"the run's traces could not be analysed: {e}")
         return None
+    except Exception as e:  # a bug of ours: the run's own files are kept, one line says what happened
+        say(f"the run's traces could not be analysed (internal error {type(e).__name__}: {e}; please report it "
+            "with the traces)")
+        return None
     write_run_report(out_dir, report, timeline)
     if run_log:
         log_run_summary(run_log.writer, report, last_step)

@@ -49,8 +49,9 @@ def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: 
     ideal = flops / peak.peak_flops
     if ideal > step_s or ideal > MATMUL_SLACK * matmul_s:
         span, what = (step_s, "step") if ideal > step_s else (matmul_s, "matmul time of the step")
+        against = f"{ideal / span:.1f}x the" if span > 0 else "against the"  # a step that ran no matmul at all
         return (f"the model's FLOPs ({flops_from}) need {1000 * ideal:.2f} ms/step at the peak of "
-                f"{peak.peak_flops / 1e12:.3g} TFLOP/s ({peak.source}), {ideal / span:.1f}x the {1000 * span:.2f} ms "
+                f"{peak.peak_flops / 1e12:.3g} TFLOP/s ({peak.source}), {against} {1000 * span:.2f} ms "
                 f"{what}: the FLOPs per step or the peak is wrong; MFU, the ledger and the diagnosis are left empty: "
                 f"check --flops-per-step / --model, or {hint}")
     return None

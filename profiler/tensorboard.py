@@ -68,6 +68,10 @@ class RunLog:
         except TraceError as e:
             self.say(f"profiler cycle ending at step {step}: not analysed ({e})")
             return
+        except Exception as e:  # a bug of ours must not end the user's training: one line, and train on
+            self.say(f"profiler cycle ending at step {step}: not analysed (internal error {type(e).__name__}: {e}; "
+                     "please report it with the trace)")
+            return
         write_cycle_report(self.run_dir, step, report, timeline)
         log_scalars(self.writer, report, step)
         self.writer.flush()

@@ -23,8 +23,8 @@ from tqdm import tqdm  # noqa: E402
 from model import data  # noqa: E402
 from model.configurator import ConfigError, apply, describe  # noqa: E402
 from model.gpt import GPT  # noqa: E402
-from model.train import (Evaluation, IterationClock, TrainConfig, estimate_loss, learning_rate,  # noqa: E402
-                         make_optimizer, save_checkpoint, step_ms_by_dtype, train_step)
+from model.train import (Evaluation, IterationClock, Stopped, StopRequest, TrainConfig, estimate_loss,  # noqa: E402
+                         learning_rate, make_optimizer, save_checkpoint, step_ms_by_dtype, train_step)
 from profiler.flops import model_flops_per_token  # noqa: E402
 from profiler.peak import cache_dir, resolve_peak  # noqa: E402
 import profiler  # noqa: E402
@@ -40,20 +40,11 @@ class UsageError(Exception):
     """Bad configuration or input: reported as one line, exit status 2."""
 
 
-class Stopped(Exception):
-    """The run ended early (Ctrl-C, SIGTERM, a non-finite loss): what was recorded is still reported."""
-
-    def __init__(self, message: str, status: int, model_ok: bool = True):
-        super().__init__(message)
-        self.status, self.model_ok = status, model_ok
-
-
+STOP = StopRequest()
 RUN_FILES = ("*.pt.trace.json", "*.pt.trace.json.gz", "events.out.tfevents.*", "report.json", "report.md",
              "report.html", "summary.json", "config.json", "ckpt.pt")
 
 
-def terminate(signum, frame):
-    raise Stopped("stopped by SIGTERM", 128 + signum)
 
 
 def resolve_dataset(cfg: TrainConfig) -> Path:
@@ -202,7 +193,8 @@ def main(argv):
         metadata["step_ms_by_dtype"] = step_ms_by_dtype(model, iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped = [], None
-    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, STOP)
+    signal.signal(signal.SIGINT, STOP)
     try:
         if cfg.eval_only:
             losses = estimate_loss(model, folder, cfg, cfg.device, cfg.seed)
@@ -212,7 +204,7 @@ def main(argv):
         batches = data.DevicePrefetcher(iter(loader), cfg.device, cfg.pin_memory)
         train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation,
               f"rank{rank}" if world > 1 else "", run_log, times)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C
         stopped = Stopped(f"interrupted at iter {len(times)}", 130)
     except Stopped as e:
         stopped = e
@@ -269,6 +261,7 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
                             + f", tok/s {cfg.tokens_per_iter / dt:,.0f}")
                     bar.write(line) if show else log(line)
             bar.update()
+            STOP.check(len(times))
 
 
 def recorded_vs_rest(report: dict, times: list[float]) -> dict:

@@ -204,3 +204,29 @@ def test_the_profilers_own_cost_comes_out_of_small_batch_and_the_step(tmp_path):
     assert huge["profiler_cost"]["ms_per_step"] == pytest.approx(before["small_batch"] + before["other"])
     assert {e["cause"]: e["ms"] for e in huge["ledger"] if e["cause"] in ("small_batch", "other")} == pytest.approx(
         {"small_batch": 0.0, "other": 0.0})
+
+
+def test_flops_for_a_step_that_ran_no_matmul_are_named_not_divided_by(tmp_path):
+    """A profiler cycle cut short by a stop can hold a step with no matmul at all: the model's FLOPs cannot fit
+    it, and the report says so instead of dividing by its zero matmul time."""
+    report = analyze_path(write(tmp_path / "t.json", [step(8, 0, 350), op("aten::relu", 10, 20)]),
+                          Options(flops_per_step=3e7))
+    assert report["mfu"]["analytic"] is None and report["ledger"] == []
+    assert any("against the 0.00 ms matmul time of the step" in w for w in report["warnings"])
+
+
+def test_a_failing_cycle_analysis_never_ends_the_training(tmp_path, monkeypatch):
+    """RunLog analyses each cycle inside the training loop: an error of ours there is one line, and training
+    goes on."""
+    from profiler import tensorboard
+
+    def broken(path, options):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(tensorboard, "analyze_view", broken)
+    said = []
+    log = tensorboard.RunLog(tmp_path, Options(), said.append)
+    log.trace_written(tmp_path / "cycle.pt.trace.json", 8)
+    log.close()
+    assert said == ["profiler cycle ending at step 8: not analysed (internal error ZeroDivisionError: float "
+                    "division by zero; please report it with the trace)"]

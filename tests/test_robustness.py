@@ -129,7 +129,7 @@ def test_sigterm_or_ctrl_c_keep_finished_cycles_and_report_them(tmp_path, sig, m
         time.sleep(0.2)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + sig
+    assert proc.returncode == 128 + sig, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].startswith(f"stopped: {message}")
     assert "reporting the" in stdout and "Traceback" not in stderr
     report = json.loads((out / "report.json").read_text())
