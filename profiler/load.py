@@ -56,22 +56,20 @@ class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims"}):
     dims: list = []
 
 
-# the 2021 Kineto samples (torch 1.8) spell the shapes "Input dims"; every later torch "Input Dims"
-ShapeArgs1x = msgspec.defstruct("ShapeArgs1x", [("dims", list, []), ("types", list, []), ("concrete", list, [])],
-                                rename={"dims": "Input dims", "types": "Input type", "concrete": "Concrete Inputs"})
-DimsArgs1x = msgspec.defstruct("DimsArgs1x", [("dims", list, [])], rename={"dims": "Input dims"})
-SPELLED_1X = {ShapeArgs: ShapeArgs1x, DimsArgs: DimsArgs1x}
 EVENT_COLUMNS = np.dtype([("ts", "f8"), ("dur", "f8"), ("name", "i4"), ("cat", "i4"), ("thread", "i4")])
 
 
-def _undecoded(kind):
-    """The same fields as `kind`, each kept as raw JSON: finding them is cheap, building their lists is not."""
+def _finder(kind, spelled_1x: bool):
+    """The same fields as `kind`, each kept as raw JSON under the name the trace spells it (the 2021 Kineto
+    samples, torch 1.8, write "Input dims"; every later torch "Input Dims"): finding them is cheap, building
+    their lists is not."""
+    names = ["Input dims" if spelled_1x and n == "Input Dims" else n for n in kind.__struct_encode_fields__]
     fields = [(f, msgspec.Raw, msgspec.Raw(b"[]")) for f in kind.__struct_fields__]
-    return msgspec.defstruct(f"{kind.__name__}Raw", fields,
-                             rename=dict(zip(kind.__struct_fields__, kind.__struct_encode_fields__)))
+    return msgspec.defstruct(f"{kind.__name__}Raw", fields, rename=dict(zip(kind.__struct_fields__, names)))
 
 
-UNDECODED = {kind: _undecoded(kind) for kind in (ShapeArgs, DimsArgs, ShapeArgs1x, DimsArgs1x)}
+FINDERS = {(kind, spelled_1x): _finder(kind, spelled_1x) for kind in (ShapeArgs, DimsArgs)
+           for spelled_1x in (False, True)}
 
 
 @dataclass(frozen=True)
@@ -121,8 +119,7 @@ class Trace:
 
         The same shapes recur step after step, so each row's fields are found as raw JSON and each distinct
         text is decoded once (the rows share the decoded, read-only result)."""
-        kind = SPELLED_1X[kind] if self.dims_1x else kind
-        find = msgspec.json.Decoder(UNDECODED[kind]).decode
+        find = msgspec.json.Decoder(FINDERS[kind, self.dims_1x]).decode
         decoded: dict[tuple, msgspec.Struct] = {}
         out = []
         for i in rows:
