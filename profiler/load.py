@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 
 from profiler.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
+from profiler.runfiles import written_here
 
 # event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
 # Gaudi, PrivateUse1); torch 1.x wrote "Operator", "Kernel", "Runtime"
@@ -253,12 +254,7 @@ def trace_files(path: Path) -> list[Path]:
     if not path.is_dir():
         raise TraceError(f"{path}: no such file or folder")
     for pattern in ("*.pt.trace.json", "*.pt.trace.json.gz"), ("*.json", "*.json.gz"):
-        files = sorted(p for glob in pattern for p in path.rglob(glob) if p.is_file() and not _our_output(p))
+        files = sorted(p for glob in pattern for p in path.rglob(glob) if p.is_file() and not written_here(p))
         if files:
             return files
     raise TraceError(f"{path}: no trace files (*.json, *.json.gz) in this folder")
-
-
-def _our_output(path: Path) -> bool:
-    """A report or step timeline this tool wrote into a run folder (profiler.runfiles), not a trace."""
-    return path.name == "report.json" or path.name.endswith(".timeline.json") or path.parent.name == "cycles"

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from profiler.document import write_reports
 from profiler.files import write_atomic
-from profiler.load import TraceError
+from profiler.jsonfile import TraceError
 
+REPORT = "report.json"
+TIMELINE = ".timeline.json"  # a report's step timeline: report.timeline.json beside report.json
 CYCLES = "cycles"
 CYCLE_FILE = re.compile(r"^step_(\d+)\.json$")
 SCHEMA_MARK = b'"mfu-report/1"'
@@ -39,21 +41,29 @@ class View:
 def write_run_report(folder: Path, report: dict, timeline: dict | None):
     """report.json / .md / .html and the step timeline of a whole run (or of an analysed trace). A report.json
     that this tool did not write is left alone: TraceError."""
-    folder = Path(folder)
-    if (folder / "report.json").exists() and not _is_report(folder / "report.json"):
-        raise TraceError(f"{folder / 'report.json'} exists and is not an mfu-report: not overwritten (choose "
-                         "another folder)")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_reports(report, folder / "report.json", folder / "report.md", folder / "report.html")
-    _write_timeline(folder / "report.timeline.json", timeline)
+    path = Path(folder) / REPORT
+    if path.exists() and not _is_report(path):
+        raise TraceError(f"{path} exists and is not an mfu-report: not overwritten (choose another folder)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_reports(report, path, path.with_suffix(".md"), path.with_suffix(".html"))
+    _write_timeline(timeline_of(path), timeline)
 
 
 def write_cycle_report(folder: Path, step: int, report: dict, timeline: dict | None):
     """The report and step timeline of the profiler cycle that ended at `step`."""
-    cycles = folder / CYCLES
-    cycles.mkdir(parents=True, exist_ok=True)
-    write_atomic(cycles / f"step_{step}.json", json.dumps(report, indent=1))
-    _write_timeline(cycles / f"step_{step}.timeline.json", timeline)
+    path = folder / CYCLES / f"step_{step}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(report, indent=1))
+    _write_timeline(timeline_of(path), timeline)
+
+
+def timeline_of(report: Path) -> Path:
+    return report.with_name(report.name.removesuffix(".json") + TIMELINE)
+
+
+def written_here(path: Path) -> bool:
+    """A report or step timeline that this module writes into run folders: never a trace to analyse."""
+    return path.name == REPORT or path.name.endswith(TIMELINE) or path.parent.name == CYCLES
 
 
 def _write_timeline(path: Path, timeline: dict | None):
@@ -88,12 +98,11 @@ def _views(folder: Path) -> list[View]:
             if match and path.is_file() and not path.is_symlink():
                 step = int(match.group(1))
                 views.append(View(f"step_{step}", f"cycle ending at step {step}", step, path,
-                                  _existing(cycles / f"step_{step}.timeline.json")))
+                                  _existing(timeline_of(path))))
     views.sort(key=lambda v: v.step)
-    whole = folder / "report.json"
+    whole = folder / REPORT
     if whole.is_file() and not whole.is_symlink() and _is_report(whole):
-        views.append(View("run", "whole run" if views else "report", None, whole,
-                          _existing(folder / "report.timeline.json")))
+        views.append(View("run", "whole run" if views else "report", None, whole, _existing(timeline_of(whole))))
     return views
 
 
