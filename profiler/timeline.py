@@ -78,10 +78,9 @@ def _categories(trace: Trace, links: Links, bd: B.Breakdown, rows: np.ndarray, d
     inherited = links.category[rows]
     out[inherited >= 0] = inherited[inherited >= 0]
     out[links.is_step[rows]] = C.IDLE  # the step's own span: what no op inside it covers
-    python = trace.kind[rows] == PYTHON
-    names = [trace.names[i] for i in trace.name[rows[python]]]
-    out[np.flatnonzero(python)[[bool(C.DATA_PREP_PYTHON.search(n)) for n in names]]] = C.DATA_LOADING
-    out[np.flatnonzero(python)[[bool(C.WAITING_PYTHON.search(n)) for n in names]]] = C.IDLE
+    python = trace.kind[rows] == PYTHON  # the frames' names judged as the breakdown judges them, once per name
+    out[python & trace.by_name(C.DATA_PREP_PYTHON.search)[rows]] = C.DATA_LOADING
+    out[python & trace.by_name(C.WAITING_PYTHON.search)[rows]] = C.IDLE
     if len(bd.row_category) == len(trace):
         own = bd.row_category[rows]
         out[own >= 0] = own[own >= 0]

@@ -31,7 +31,7 @@ function rect(x, y, w, h, fill, title, cls = "bar") {
     title ? el("svg:title", { text: title }) : null);
 }
 
-const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
+export const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
 // the MFU the ledger adds up to: analytic, or counted where the model's FLOPs are unknown (the report says so)
 export const ledgerMfu = (report) => report.mfu.analytic ?? report.mfu.counted;
 

@@ -2,7 +2,7 @@
 // this plugin's own routes (runs, report, timeline, trend), relative to the frame's base: nothing leaves the
 // machine. A run and one of its reports (a profiler cycle, or the whole run) per pane; a second pane compares.
 
-import { cycleTrend, el, ledgerWaterfall, stepBreakdown, topOps } from "./charts.js";
+import { cycleTrend, el, fmt, ledgerWaterfall, stepBreakdown, topOps } from "./charts.js";
 import { stepTimeline } from "./timeline.js";
 
 const getJson = async (route, params = {}) => {
@@ -11,7 +11,6 @@ const getJson = async (route, params = {}) => {
   if (!response.ok) throw new Error(`${route}: HTTP ${response.status}`);
   return response.json();
 };
-const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
 
 export async function render() {
   document.head.append(el("link", { rel: "stylesheet", href: "dashboard.css" }));
