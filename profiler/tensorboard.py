@@ -2,7 +2,7 @@
 
 Each profiler cycle, at the training step that closed it: MFU and breakdown shares in percent, ledger causes in
 points of MFU (the same unit), the step time; and its report and step timeline as files for the MFU dashboard
-(profiler.tb_plugin). The whole run, once at the end: the same figures under whole_run/ (one point each, apart
+(profiler.dashboard). The whole run, once at the end: the same figures under whole_run/ (one point each, apart
 from the per-cycle series), the Markdown report as text and the charts as images.
 """
 
