@@ -35,8 +35,13 @@ def test_summary_says_what_recording_cost(tiny_run):
     # recording's own cost, measured before the run, taken out: the ops the trace recorded per step x the cost
     cost = report["profiler_cost"]
     trace = json.loads(next(out.glob("*.pt.trace.json")).read_text())
+    measured = trace["mfu_analyzer"]["recording_cost_us_per_op"]
+    assert measured >= 0  # a time difference: on a busy machine the profiled loop can even come out faster
+    if measured == 0:  # then nothing is taken out, and nothing said
+        assert cost is None and "without the profiler's own cost" not in result.stdout
+        return
     recorded_ops = sum(1 for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "cpu_op")
-    assert cost["us_per_op"] == trace["mfu_analyzer"]["recording_cost_us_per_op"] and 0 < cost["us_per_op"] < 100
+    assert cost["us_per_op"] == measured
     assert 0.9 * recorded_ops / 3 < cost["ops_per_step"] <= recorded_ops / 3  # three steps, less what lies between
     assert cost["ms_per_step"] == pytest.approx(cost["us_per_op"] * cost["ops_per_step"] / 1000)
     assert summary["recorded_step_ms_without_profiler"] == pytest.approx(summary["recorded_step_ms"] - cost["ms_per_step"])
