@@ -187,16 +187,19 @@ class IterationClock:
         return out
 
 
-def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int = 3) -> dict[str, float]:
+def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int = 3,
+                     slow: float = 10.0) -> dict[str, float]:
     """Milliseconds of one micro-step's forward and backward at the run's shapes in each training dtype (best
     of `repeats` after a warm-up): what switching precision really saves here, where a GEMM peak overstates it
-    (bfloat16 attention's backward can even be slower on a CPU). Gradients are cleared afterwards."""
+    (bfloat16 attention's backward can even be slower on a CPU). A dtype whose warm-up is `slow` times the
+    fastest so far (bfloat16 emulated on a CPU without AVX-512-BF16 or AMX) is not repeated: its warm-up time
+    stands, an upper bound, so the measurement costs seconds. Gradients are cleared afterwards."""
     x, y = (t.to(device) for t in next(batches))
     device_type = device_type_of(device)
-    out = {}
+    out: dict[str, float] = {}
     for dtype in DTYPES:
-        best = float("inf")
-        for i in range(repeats + 1):
+        times = []
+        for _ in range(repeats + 1):
             if device_type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -205,8 +208,10 @@ def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int
             loss.backward()
             if device_type == "cuda":
                 torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start) if i else best  # the first is a warm-up
-        out[dtype] = 1000 * best
+            times.append(1000 * (time.perf_counter() - start))
+            if out and times[0] > slow * min(out.values()):
+                break
+        out[dtype] = min(times[1:] or times)  # the first is a warm-up, unless it was all there was
     model.zero_grad(set_to_none=True)
     return out
 

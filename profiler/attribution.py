@@ -145,6 +145,7 @@ class Evidence:
     other_ops_per_step: float  # elementwise / norm / softmax / optimizer ops
     step_ms_by_dtype: dict  # forward and backward of a micro-step per dtype, measured by our run ({} if not)
     profiler_ms: float = 0.0  # the profiler's own recording cost taken out of the step and small_batch
+    fastest_dtype: str | None = None  # the dtype of P, where known
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,11 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         warnings.append(f"the profiler's own cost, {cost.ms_per_step:.2f} ms/step ({cost.ops_per_step:,.0f} ops "
                         f"recorded per step x {cost.us_per_op:.2f} us, measured before the run), is taken out of "
                         "the step time and small_batch: MFU and the ledger describe the step unprofiled")
-    if flops / peak.peak_flops_run > breakdown["matmul"].ms / 1000 + 1e-9:
+    if flops / P > breakdown["matmul"].ms / 1000 + 1e-9:
+        warnings.append(f"the FLOPs per step need {1000 * flops / P:.2f} ms at P, more than the "
+                        f"{breakdown['matmul'].ms:.2f} ms the matmuls took: the other causes give up the difference "
+                        "in proportion (the FLOPs count more than ran, or P is low)")
+    elif flops / peak.peak_flops_run > breakdown["matmul"].ms / 1000 + 1e-9:
         warnings.append(f"the matmuls took less time than the FLOPs need at P_run ({peak.dtype}): precision is "
                         "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
                         "precision than recorded, or F_model counts more than ran)")
@@ -231,7 +236,7 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         1000 * (overheads.parameter_compute + overheads.parameter_memory), float(t.copied_bytes.mean()),
         1000 * overheads.allocator, 1000 * overheads.sync, float(t.host_us[2].mean()) / 1000,
         sum(op.count for op in ops if op.category == "other_compute"), r.metadata.get("step_ms_by_dtype") or {},
-        1000 * recording)
+        1000 * recording, peak.fastest)
     figures = replace(figures, ledger=entries)
     return Attribution(r.rank, figures, t, overheads, {c: seconds[c] for c in CAUSES}, evidence, warnings)
 
@@ -298,13 +303,14 @@ def rank_overheads(r: RankAnalysis, peak_run: float) -> Overheads:
 
 
 def measured_precision(r: RankAnalysis) -> float | None:
-    """Seconds per step that bfloat16 saved against the run's dtype at the run's own shapes, as our run measured
-    before training (forward and backward of one micro-step, times the micro-steps); None where not measured."""
+    """Seconds per step that the fastest dtype saved against the run's dtype at the run's own shapes, as our run
+    measured before training (forward and backward of one micro-step, times the micro-steps): bfloat16 on most
+    devices, float32 on a CPU that emulates bfloat16. None where not measured."""
     measured = r.metadata.get("step_ms_by_dtype") or {}
-    if r.dtype not in measured or "bfloat16" not in measured:
+    if r.dtype not in measured or len(measured) < 2:
         return None
     micro_steps = r.metadata.get("gradient_accumulation_steps", 1)
-    return (measured[r.dtype] - measured["bfloat16"]) * micro_steps / 1000
+    return (measured[r.dtype] - min(measured.values())) * micro_steps / 1000
 
 
 def op_rows(ops: dict[str, OpStats], n_steps: int) -> list[OpRow]:

@@ -34,7 +34,7 @@ def disturbed_measurement(peak: Peak, rate: float | None) -> tuple[Peak, str | N
     scale = rate / peak.peak_flops_run
     note = (f"the run's matmuls ran at {rate / 1e12:.3g} TFLOP/s, faster than the {peak.peak_flops_run / 1e12:.3g} "
             f"TFLOP/s measured for {peak.dtype} before it (the machine was busy while it measured): P and P_run are "
-            f"raised {scale:.2f}x, to what the run achieved")
+            f"raised {scale:.2f}x, to what the run achieved, and so matmul_efficiency is 0")
     return replace(peak, peak_flops=peak.peak_flops * scale, peak_flops_run=rate), note
 
 

@@ -186,21 +186,33 @@ def communication(entry: LedgerEntry, ev: Evidence):
     return evidence, fix, None
 
 
+def faster_dtype(ev: Evidence) -> str:
+    """The precision to switch to: the fastest at the run's own shapes where our run measured it, else the
+    dtype of P (bfloat16 where neither is known)."""
+    measured = ev.step_ms_by_dtype
+    if ev.dtype in measured and len(measured) > 1:
+        return min(measured, key=measured.get)
+    return ev.fastest_dtype or "bfloat16"
+
+
 def precision(entry: LedgerEntry, ev: Evidence):
-    dtype = ev.dtype or "unknown"
+    dtype, target = ev.dtype or "unknown", faster_dtype(ev)
     evidence = (f"matmuls ran in {dtype}: the device does {ev.peak_run / 1e12:.3g} TFLOP/s in it against "
-                f"{ev.peak / 1e12:.3g} in its fastest precision; the model's FLOPs need "
+                f"{ev.peak / 1e12:.3g} in {ev.fastest_dtype or 'its fastest precision'}; the model's FLOPs need "
                 f"{1000 * ev.flops / ev.peak_run:.2f} ms/step at the first, "
                 f"{1000 * ev.flops / ev.peak:.2f} at the second")
     measured = ev.step_ms_by_dtype
-    if ev.dtype in measured and "bfloat16" in measured:
+    if ev.dtype in measured and target in measured and target != ev.dtype:
         evidence += (f"; measured before the run at its shapes, a micro-step's forward and backward took "
-                     f"{measured[ev.dtype]:.2f} ms in {ev.dtype} and {measured['bfloat16']:.2f} ms in bfloat16 "
-                     "autocast, which sets this cause's points")
-    fix = "bfloat16 autocast (torch.autocast(device_type, dtype=torch.bfloat16))"
-    if ev.kind != "cpu":
-        fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
-    return evidence, fix, {"dtype": "bfloat16"}
+                     f"{measured[ev.dtype]:.2f} ms in {ev.dtype} and {measured[target]:.2f} ms in {target}, "
+                     "which sets this cause's points")
+    if target == "float32":  # a CPU that emulates bfloat16 (no AVX-512-BF16 or AMX): float32 is the fast one
+        fix = "train in float32 (no bfloat16 autocast): this CPU has no native bfloat16 matmuls"
+    else:
+        fix = f"{target} autocast (torch.autocast(device_type, dtype=torch.{target}))"
+        if ev.kind != "cpu":
+            fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
+    return evidence, fix, {"dtype": target} if target in ("float32", "bfloat16") else None
 
 
 def matmul_efficiency(entry: LedgerEntry, ev: Evidence):

@@ -31,7 +31,8 @@ def sections(report: dict) -> list[Section]:
         + (f"; ranks {report['source']['ranks']}" if len(report["source"]["ranks"]) > 1 else ""),
         f"Device: {dev['name'] or dev['kind']} ({dev['kind']}), matmuls in {dev['dtype'] or 'unknown dtype'}",
         f"Peak: {dev['peak_flops'] / 1e12:.4g} TFLOP/s ({dev['peak_source']}), {dev['peak_flops_run'] / 1e12:.4g} in "
-        f"{dev['dtype'] or 'float32 (assumed)'}" if dev["peak_flops"] else "Peak: unknown",
+        f"{dev['dtype'] or 'float32 (assumed)'}" + (f"; {dev['peak_note']}" if dev.get("peak_note") else "")
+        if dev["peak_flops"] else "Peak: unknown",
         f"Step time: {step['mean']:.2f} ms mean ({step['min']:.2f} - {step['max']:.2f})",
         f"MFU: {pct(mfu['analytic'])} analytic ({flops['analytic'] or 0:.4g} FLOP/step), {pct(mfu['counted'])} "
         f"counted ({flops['counted']:.4g} FLOP/step)" + (f"; analytic FLOPs from {mfu['analytic_from']}"

@@ -45,7 +45,9 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
       allocator's settings, cudnn / miopen benchmark mode remove them).
     - the cost of an unfused optimizer (dispatch and idle inside Optimizer.step) and of unfused attention
       (its matmul excess, copies and dispatch) → non_fused, whatever category it fell in.
-    Each move is capped by what its source holds, so every cause stays within the time measured.
+    Each move is capped by what its source holds, so every cause stays within the time measured. Where the
+    FLOPs at P need more than the matmul time, no cause is negative: the others give up the difference in
+    proportion to their size.
     """
     c = dict(category_s)
     moved = {cause: 0.0 for cause in CAUSES}
@@ -76,8 +78,13 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     move("other_compute", o.fixed_compute, "small_batch")
     own = {"io": c["data_loading"], "small_batch": c["host_overhead"], "non_fused": c["other_compute"],
            "memory_ops": c["memory"], "communication": c["communication"], "precision": precision,
-           "matmul_efficiency": c["matmul"], "other": c["idle"]}
-    return {cause: own[cause] + moved[cause] for cause in CAUSES}
+           "matmul_efficiency": max(c["matmul"], 0.0), "other": c["idle"]}
+    out = {cause: own[cause] + moved[cause] for cause in CAUSES}
+    if excess < 0:  # the FLOPs at P need more than the matmul time (within MATMUL_SLACK): the other causes
+        rest = sum(out.values())  # give up the difference in proportion, so that none goes below 0
+        scale = max(rest + excess, 0.0) / rest if rest > 0 else 0.0
+        out = {cause: seconds * scale for cause, seconds in out.items()}
+    return out
 
 
 def without_profiler(seconds: dict[str, float], cost: float) -> tuple[dict[str, float], float]:

@@ -1,19 +1,13 @@
 """Peak FLOP/s of the device: P (fastest precision training commonly uses) and P_run (the dtype that ran).
 
 One implementation for the training script and the analyzer. GPUs come from a table of dense (no sparsity)
-tensor-core figures from the vendors' data sheets; a CPU is measured with a large GEMM in the run's thread
-count, warmed up and best of several runs (a cold first run reads about 20% low), and cached per machine.
+tensor-core figures from the vendors' data sheets; a CPU is measured in the run's thread count (cpupeak.py).
 """
 
-import json
-import os
-import platform
 import re
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
-from profiler.files import write_atomic
+from profiler.cpupeak import cpu_measurement, cpu_name
 
 T = 1e12
 
@@ -84,10 +78,6 @@ DEVICE_TABLE = [
     (r"MI210", _gpu(181, None, 45.3)),
     (r"MI100", _gpu(184.6, None, 46.1)),
 ]
-GEMM_N = 2048
-CPU_DTYPES = ("float32", "bfloat16")
-
-
 @dataclass(frozen=True)
 class Peak:
     device: str
@@ -95,6 +85,8 @@ class Peak:
     peak_flops: float  # P
     peak_flops_run: float  # P_run
     source: str  # table | measured | user
+    fastest: str | None = None  # the dtype of P (None where the user gave it)
+    note: str | None = None  # how and when a measured peak was measured, what the CPU emulates, its ISA bound
 
     def as_dict(self):
         return asdict(self)
@@ -114,63 +106,22 @@ def matmul_dtype(dtype: str, tf32: bool) -> str:
 
 def peak_from_rates(device: str, rates: dict[str, float], dtype: str, source: str) -> Peak:
     """P is the best rate in a training precision; P_run the rate of `dtype` (its nearest slower kin if absent)."""
-    fastest = max(rates.values())
-    run = rates.get(dtype) or rates.get("float16" if dtype == "bfloat16" else "float32") or fastest
-    return Peak(device, dtype, fastest, run, source)
+    fastest = max(rates, key=lambda d: (rates[d], d == "bfloat16"))  # bfloat16 where float16 ties
+    run = rates.get(dtype) or rates.get("float16" if dtype == "bfloat16" else "float32") or rates[fastest]
+    return Peak(device, dtype, rates[fastest], run, source, fastest)
 
 
-def cache_dir() -> Path:
-    """Where per-machine measurements and prepared data live: $MFU_CACHE_DIR, else ~/.cache/mfu-analyzer."""
-    if os.environ.get("MFU_CACHE_DIR"):
-        return Path(os.environ["MFU_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mfu-analyzer"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def measure_gemm_flops(dtype: str, threads: int, n: int = GEMM_N, repeats: int = 5) -> float:
-    """Best-of-`repeats` FLOP/s of an n×n×n GEMM after one warm-up run, in `threads` threads."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a = torch.randn(n, n).to(getattr(torch, dtype))
-        b = torch.randn(n, n).to(getattr(torch, dtype))
-        a @ b
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(previous)
-    return 2 * n**3 / best
-
-
-def cpu_rates(threads: int, cache: Path | None = None) -> dict[str, float]:
-    """Measured GEMM rates per dtype for this CPU and thread count, cached in a JSON file per machine."""
-    import torch
-
-    path = (cache or cache_dir()) / "cpu_peak.json"
-    key = f"{cpu_name()}|{os.cpu_count()} cpus|{threads} threads|torch {torch.__version__}"
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key not in known:
-        known[key] = {dtype: measure_gemm_flops(dtype, threads) for dtype in CPU_DTYPES}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(known, indent=1))
-    return known[key]
+def cpu_peak(dtype: str, threads: int) -> Peak:
+    """This CPU's measured peak (cpupeak), with a note on how it was measured, what the CPU only emulates, and
+    the instruction set's upper reference beside the measured rates."""
+    m = cpu_measurement(threads)
+    peak = peak_from_rates(cpu_name(), m["rates"], dtype, "measured")
+    note = "measured: " + m["how"]
+    if m.get("emulated"):
+        note += "; " + ", ".join(m["emulated"]) + " is emulated on this CPU (no AVX-512-BF16, AMX or BF16 instructions)"
+    if m.get("isa"):
+        note += "; instruction-set reference at the clock /proc/cpuinfo reports, two FMA units a core: " + ", ".join(f"{d} {r / 1e12:.3g} TFLOP/s" for d, r in m["isa"].items())
+    return replace(peak, note=note)
 
 
 def resolve_peak(device_name: str, kind: str, dtype: str, tf32: bool = False, user_peak: float = 0.0,
@@ -183,6 +134,6 @@ def resolve_peak(device_name: str, kind: str, dtype: str, tf32: bool = False, us
     if user_peak > 0:
         return Peak(device_name, run_dtype, user_peak, user_peak, "user")
     if kind == "cpu":
-        return peak_from_rates(device_name or cpu_name(), cpu_rates(threads), run_dtype, "measured")
+        return cpu_peak(run_dtype, threads)
     rates = table_peaks(device_name)
     return peak_from_rates(device_name, rates, run_dtype, "table") if rates else None

@@ -16,12 +16,14 @@ from tqdm import tqdm
 
 from profiler.analyze import STAGES, TraceAnalysis, analyze_file
 from profiler.attribution import Attribution, attribute, counted_rate
+from profiler.classify import MATMUL
 from profiler.consistency import disturbed_measurement, tf32_peak, violations
 from profiler.diagnosis import diagnose
 from profiler.inputs import model_flops, trace_peak
 from profiler.load import TraceError, trace_files
+from profiler.cpupeak import cpu_name, raise_cached
 from profiler.peak import table_peaks
-from profiler.rank import merge_rank
+from profiler.rank import RankAnalysis, merge_rank
 from profiler.ranks import JobResult, job_figures, stragglers, with_stragglers
 from profiler.report import saved_report, to_json
 from profiler.settings import TOP_OPS, Options
@@ -109,8 +111,11 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         peak, note = tf32_peak(peak, rate, peak.device)
         warnings += [note] if note else []
     if peak and first.metadata.get("peak"):  # measured on the machine that ran it, before the run
-        peak, note = disturbed_measurement(peak, rate)
+        f_model = model_flops(options, first.metadata, first.signals, [])
+        peak, note = disturbed_measurement(peak, achieved_rate(first, f_model.per_step, rate))
         warnings += [note] if note else []
+        if note and recorded_here(first.metadata):
+            raise_cached(first.metadata["threads"], peak.dtype, peak.peak_flops_run)
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
     for r in merged:
         rank_warnings = []
@@ -138,6 +143,21 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
                      sorted({int(i) for r in merged for i in r.table.ids}), meta.get("torch_version"), device,
                      first.kind, first.dtype, peak, figures, results if len(merged) > 1 else [], found,
                      list(dict.fromkeys(warnings)), conventions(first.kind, first.dtype, device))
+
+
+def achieved_rate(r: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:
+    """The matmul rate the run achieved, as the ledger credits it: the FLOPs per step (F_model, else F_counted)
+    over the step's matmul time, or the counted ops' own rate where higher. A peak raised to it leaves no
+    negative matmul time in the ledger."""
+    matmul_s = r.table.breakdown_us[MATMUL].mean() / 1e6
+    credited = (f_model or float(r.table.flops.mean())) / matmul_s if matmul_s > 0 else None
+    return max(filter(None, (credited, counted)), default=None)
+
+
+def recorded_here(meta: dict) -> bool:
+    """Whether a trace's measured CPU peak was measured on this machine (its cache may then learn from it)."""
+    peak = meta.get("peak") or {}
+    return peak.get("source") == "measured" and peak.get("device") == cpu_name() and bool(meta.get("threads"))
 
 
 def checked(result: Attribution, warnings: list[str]) -> Attribution:

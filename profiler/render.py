@@ -33,6 +33,8 @@ def summary(report: dict) -> str:
     if dev["peak_flops"]:
         lines.append(f"peak: {fmt_flops(dev['peak_flops'])}FLOP/s ({dev['peak_source']}); "
                      f"{fmt_flops(dev['peak_flops_run'])}FLOP/s in {dev['dtype'] or 'float32 (assumed)'}")
+    if dev.get("peak_note"):
+        lines += wrap(f"  {dev['peak_note']}", "    ")
     cv = f", CV {100 * steps['cv']:.0f}%" if steps.get("cv") is not None and len(report["source"]["steps"]) > 1 else ""
     lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
                  f"({steps['min']:.2f} - {steps['max']:.2f}{cv}{over})")

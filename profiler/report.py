@@ -22,7 +22,8 @@ def to_json(result: JobResult) -> dict:
         "device": {"name": result.device_name, "kind": result.kind, "dtype": result.dtype,
                    "peak_flops": peak.peak_flops if peak else None,
                    "peak_flops_run": peak.peak_flops_run if peak else None,
-                   "peak_source": peak.source if peak else None},
+                   "peak_source": peak.source if peak else None,
+                   "peak_note": peak.note if peak else None},
     }
     if result.per_rank:
         report["job_aggregation"] = AGGREGATION

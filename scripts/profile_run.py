@@ -26,7 +26,8 @@ from model.gpt import GPT  # noqa: E402
 from model.train import (Evaluation, IterationClock, Stopped, StopRequest, TrainConfig, estimate_loss,  # noqa: E402
                          learning_rate, make_optimizer, save_checkpoint, step_ms_by_dtype, train_step)
 from profiler.flops import model_flops_per_token  # noqa: E402
-from profiler.peak import cache_dir, resolve_peak  # noqa: E402
+from profiler.cpupeak import cache_dir  # noqa: E402
+from profiler.peak import resolve_peak  # noqa: E402
 import profiler  # noqa: E402
 from profiler.api import final_report  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402

@@ -30,7 +30,8 @@ def test_step_time_and_shares_match_torch_tb_profiler(name):
     assert sum(share.values()) == pytest.approx(100, abs=1e-6)
     assert report["source"]["steps"] == [5, 6, 7, 8, 9, 10]
     assert report["device"] == {"name": "Tesla V100-DGXS-32GB", "kind": "cuda", "dtype": "float32",
-                                "peak_flops": 125e12, "peak_flops_run": 15.7e12, "peak_source": "table"}
+                                "peak_flops": 125e12, "peak_flops_run": 15.7e12, "peak_source": "table",
+                                "peak_note": None}
 
 
 @pytest.mark.parametrize("name", HTA_IDLE)
@@ -78,6 +79,7 @@ def test_cpu_trace_counts_the_flops_computed_by_hand(tiny_run):
     assert report["breakdown"]["matmul"]["fraction"] > 0.05  # tiny matmuls: most time is elsewhere
     assert report["breakdown"]["data_loading"]["ms"] > 0
     assert report["device"]["kind"] == "cpu" and report["device"]["peak_source"] == "measured"
+    assert report["device"]["peak_note"].startswith("measured: best of up to 5 GEMMs")  # how, and when
     assert report["device_utilization"] is None
     analytic = report["mfu"]["flops_per_step"]["analytic"]
     assert report["mfu"]["analytic"] / report["mfu"]["counted"] == pytest.approx(analytic / hand, rel=1e-6)

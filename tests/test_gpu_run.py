@@ -24,7 +24,7 @@ def test_h200_run_end_to_end(name):
     assert report["warnings"] == []  # Kineto's GPU mirrors of ProfilerStep and Optimizer.step are not steps
     assert report["source"]["steps"] == [23, 24, 25, 26]
     assert report["device"] == {"name": "NVIDIA H200", "kind": "cuda", "dtype": "bfloat16", "peak_flops": 989e12,
-                                "peak_flops_run": 989e12, "peak_source": "table"}
+                                "peak_flops_run": 989e12, "peak_source": "table", "peak_note": None}
     flops = report["mfu"]["flops_per_step"]
     assert flops["analytic"] == 1_169_795_579_904  # what profile_run wrote: (6N + 12·L·H·Q·T)·B·T
     # the counted FLOPs miss only 6× the LayerNorm weights per token, which no matmul multiplies

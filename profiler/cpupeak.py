@@ -1,0 +1,201 @@
+"""A CPU's peak, measured here: GEMM rates per dtype in seconds, robust to load, shared by concurrent processes.
+
+Machines of one kind differ: one with AVX-512-BF16 or AMX runs bfloat16 GEMMs twice as fast as float32, one with
+AVX2 only emulates bfloat16 about 100x slower. So nothing is assumed. The GEMM's size comes from a quick first
+trial, so that one product takes about TRIAL_S whatever the speed; the best of several trials stands, so another
+job on the machine lowers it little; a lock makes processes that start together (torchrun's ranks) wait for one
+measurement and share it; and a run whose own matmuls beat the cached figure replaces it (`raise_cached`).
+"""
+
+import json
+import os
+import platform
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from profiler.files import write_atomic
+
+DTYPES = ("float32", "bfloat16")
+TRIAL_S = 0.15  # one measured GEMM takes about this long: long enough to time, short enough to repeat
+TRIALS = 5  # the best of these stands: load slows some trials, rarely all
+BUDGET_S = 2.0  # at most this long per dtype after the sizing trial (fewer trials on a very slow one)
+MIN_N, MAX_N, FIRST_N = 64, 2048, 128  # GEMM sizes: multiples of 64, the first trial's small enough for any CPU
+# FLOP per cycle per core at the widest vector units, with two FMA units per core (the usual server part: an
+# upper reference, never the peak itself): 2 FLOP per FMA lane
+FP32_FLOP_PER_CYCLE = {"avx512f": 2 * 16 * 2, "avx2": 2 * 8 * 2, "asimd": 2 * 4 * 2}
+# bfloat16 dot products: AMX's tile unit does 16x32 by 32x16 in 16 cycles (1024 FLOP/cycle); AVX-512-BF16's
+# vdpbf16ps 32 pairs per instruction on two units
+BF16_FLOP_PER_CYCLE = {"amx_bf16": 1024, "avx512_bf16": 2 * 32 * 2, "bf16": 2 * 8 * 2}
+
+
+def cache_dir() -> Path:
+    """Where per-machine measurements and prepared data live: $MFU_CACHE_DIR, else ~/.cache/mfu-analyzer."""
+    if os.environ.get("MFU_CACHE_DIR"):
+        return Path(os.environ["MFU_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mfu-analyzer"
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_name() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_flags() -> set[str]:
+    info = _cpuinfo()
+    return set((info.get("flags") or info.get("Features") or "").split())
+
+
+def emulated_dtypes(flags: set[str]) -> list[str]:
+    """The dtypes this CPU has no native matmul instructions for (bfloat16 without AVX-512-BF16, AMX or Arm's
+    BF16): their GEMMs are converted to float32 in software. Nothing is said where the flags are unknown."""
+    if not flags:
+        return []
+    return [] if flags & set(BF16_FLOP_PER_CYCLE) else ["bfloat16"]
+
+
+def isa_rates(flags: set[str], threads: int, mhz: float | None) -> dict[str, float]:
+    """An upper reference per dtype from the instruction set: cores x clock x FLOP per cycle (two FMA units
+    assumed). Empty where the clock or the flags are unknown."""
+    if not (flags and mhz):
+        return {}
+    out = {}
+    for table, dtype in ((FP32_FLOP_PER_CYCLE, "float32"), (BF16_FLOP_PER_CYCLE, "bfloat16")):
+        widest = next((per for flag, per in table.items() if flag in flags), None)
+        if widest:
+            out[dtype] = threads * mhz * 1e6 * widest
+    return out
+
+
+def gemm_seconds(dtype: str, n: int, threads: int, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` n x n x n GEMMs after one warm-up, in `threads` threads."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randn(n, n).to(getattr(torch, dtype))
+        b = torch.randn(n, n).to(getattr(torch, dtype))
+        a @ b
+        out = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            out.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return out
+
+
+def measure_gemm_flops(dtype: str, threads: int, timer=gemm_seconds) -> tuple[float, int]:
+    """The best FLOP/s of several GEMMs sized so that one takes about TRIAL_S, and that size. Sizing starts at
+    FIRST_N and grows at most three times (small GEMMs run below the large-GEMM rate, so one step can fall
+    short); the trials stop at BUDGET_S, so a dtype the CPU emulates costs seconds, not minutes."""
+    n, seconds = FIRST_N, min(timer(dtype, FIRST_N, threads, 1))
+    for _ in range(3):
+        rate = 2 * n**3 / max(seconds, 1e-9)
+        target = int(min(MAX_N, max(MIN_N, round((rate * TRIAL_S / 2) ** (1 / 3) / 64) * 64)))
+        if target <= n:
+            break
+        n, seconds = target, min(timer(dtype, target, threads, 1))
+    repeats = int(max(1, min(TRIALS, BUDGET_S // max(seconds, 1e-9) - 1)))  # the warm-up counts too
+    best = min(timer(dtype, n, threads, repeats) + [seconds])
+    return 2 * n**3 / max(best, 1e-9), n
+
+
+@contextmanager
+def locked(path: Path):
+    """An exclusive lock beside `path` (flock: released when the process ends, even by a crash), so that
+    processes measuring the same machine wait for the first one's result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): measuring twice is the worst that happens
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def machine_key(threads: int) -> str:
+    import torch
+
+    return f"{cpu_name()}|{os.cpu_count()} cpus|{threads} threads|torch {torch.__version__}"
+
+
+def _read(path: Path) -> dict:
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _valid(entry) -> bool:
+    """An entry of this format (earlier ones held bare rates from an unbounded measurement, and are measured
+    again)."""
+    return isinstance(entry, dict) and isinstance(entry.get("rates"), dict) and all(
+        isinstance(entry["rates"].get(d), (int, float)) and entry["rates"][d] > 0 for d in DTYPES)
+
+
+def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds) -> dict:
+    """This machine's measurement for `threads` threads: {"rates": {dtype: FLOP/s}, "how": ..., "emulated": [...],
+    "isa": {dtype: FLOP/s}}, from the cache, or measured now under the lock and cached."""
+    path = (cache or cache_dir()) / "cpu_peak.json"
+    key = machine_key(threads)
+    entry = _read(path).get(key)
+    if _valid(entry):
+        return entry
+    with locked(path):
+        known = _read(path)  # another process may have measured while this one waited
+        if _valid(known.get(key)):
+            return known[key]
+        started = time.perf_counter()
+        measured = {dtype: measure_gemm_flops(dtype, threads, timer) for dtype in DTYPES}
+        flags = cpu_flags()
+        mhz = _cpuinfo().get("cpu MHz")
+        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        sizes = ", ".join(f"{d} {n}-cube" for d, (_, n) in measured.items())
+        known[key] = {
+            "rates": {d: rate for d, (rate, _) in measured.items()},
+            "how": f"best of up to {TRIALS} GEMMs ({sizes}) in {threads} thread(s), {when}, "
+                   f"{time.perf_counter() - started:.1f} s",
+            "emulated": emulated_dtypes(flags),
+            "isa": isa_rates(flags, threads, float(mhz) if mhz else None),
+        }
+        write_atomic(path, json.dumps(known, indent=1))
+        return known[key]
+
+
+def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = None) -> bool:
+    """Replace the cached rate of `dtype` with a rate that this machine's own run achieved, when it is higher:
+    the measurement was taken while something else ran. True when the cache changed."""
+    path = (cache or cache_dir()) / "cpu_peak.json"
+    key = machine_key(threads)
+    with locked(path):
+        known = _read(path)
+        entry = known.get(key)
+        if not _valid(entry) or dtype not in entry["rates"] or rate <= entry["rates"][dtype]:
+            return False
+        entry["rates"][dtype] = rate
+        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        entry["how"] += f"; {dtype} raised to a run's own matmul rate, {when}"
+        write_atomic(path, json.dumps(known, indent=1))
+        return True

@@ -1,0 +1,204 @@
+"""The CPU peak on a new machine: bounded, robust to load, measured once for concurrent processes, raised by a
+run that beats it, and a ledger that no peak, step time or overhead can drive below zero."""
+
+import json
+import multiprocessing
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from profiler import cpupeak
+from profiler.cpupeak import (BUDGET_S, DTYPES, TRIAL_S, cpu_measurement, emulated_dtypes, isa_rates,
+                              machine_key, measure_gemm_flops, raise_cached)
+from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
+from profiler.peak import peak_from_rates
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
+from synth import op, step, write
+
+
+class FakeGemm:
+    """A GEMM timer at a given FLOP/s per dtype that adds up the seconds it would have taken; `slow_every`
+    slows every k-th product by `slowdown` (another job on the machine)."""
+
+    def __init__(self, rates, slow_every=0, slowdown=1.0):
+        self.rates, self.slow_every, self.slowdown = rates, slow_every, slowdown
+        self.spent, self.calls, self.sizes = 0.0, 0, []
+
+    def __call__(self, dtype, n, threads, repeats):
+        self.sizes.append(n)
+        out = []
+        for _ in range(repeats + 1):  # the warm-up costs time too
+            self.calls += 1
+            seconds = 2 * n**3 / self.rates[dtype]
+            if self.slow_every and self.calls % self.slow_every:
+                seconds *= self.slowdown
+            self.spent += seconds
+            out.append(seconds)
+        return out[1:]
+
+
+def test_emulated_bfloat16_is_measured_in_seconds_not_minutes():
+    """AVX2 only: float32 at 0.04 TFLOP/s, bfloat16 emulated at 0.0005. A 2048-cube bfloat16 GEMM alone would
+    take 34 s; the measurement sizes it down and stays within its budget."""
+    timer = FakeGemm({"float32": 0.04e12, "bfloat16": 0.0005e12})
+    rate, n = measure_gemm_flops("bfloat16", 2, timer)
+    assert rate == pytest.approx(0.0005e12) and n == 64 * round((0.0005e12 * TRIAL_S / 2) ** (1 / 3) / 64)
+    assert timer.spent < BUDGET_S + 4 * TRIAL_S
+    fp32 = FakeGemm({"float32": 0.04e12})
+    assert measure_gemm_flops("float32", 2, fp32)[0] == pytest.approx(0.04e12) and fp32.spent < BUDGET_S + 1.5
+
+
+def test_fast_gemms_are_capped_at_the_largest_size():
+    timer = FakeGemm({"float32": 50e12})
+    rate, n = measure_gemm_flops("float32", 2, timer)
+    assert n == 2048 and rate == pytest.approx(50e12)
+
+
+def test_a_busy_machine_lowers_the_best_of_the_trials_little():
+    """Four products in five at a third of the speed: the best trial still finds the real rate."""
+    timer = FakeGemm({"float32": 0.04e12}, slow_every=5, slowdown=3.0)
+    assert measure_gemm_flops("float32", 2, timer)[0] == pytest.approx(0.04e12)
+
+
+def test_emulated_dtypes_and_the_instruction_set_reference():
+    assert emulated_dtypes({"avx2", "fma"}) == ["bfloat16"]
+    assert emulated_dtypes({"avx512f", "avx512_bf16"}) == [] and emulated_dtypes({"amx_bf16"}) == []
+    assert emulated_dtypes(set()) == []  # flags unknown: nothing is claimed
+    # 2 cores at 2,000 MHz: AVX2 2 FMA units x 8 lanes x 2 FLOP = 32 FLOP/cycle; AMX 1024 bfloat16 FLOP/cycle
+    assert isa_rates({"avx2"}, 2, 2000.0) == {"float32": 2 * 2e9 * 32}
+    assert isa_rates({"avx512f", "amx_bf16", "avx512_bf16"}, 2, 2000.0) == {"float32": 2 * 2e9 * 64,
+                                                                           "bfloat16": 2 * 2e9 * 1024}
+    assert isa_rates({"avx2"}, 2, None) == {}
+
+
+def test_p_is_float32_where_bfloat16_is_emulated():
+    peak = peak_from_rates("AMD EPYC", {"float32": 0.04e12, "bfloat16": 0.0005e12}, "bfloat16", "measured")
+    assert peak.fastest == "float32" and peak.peak_flops == 0.04e12 and peak.peak_flops_run == 0.0005e12
+
+
+def _measure_in_child(cache, log):
+    """One process's measurement, with a fake GEMM that notes which process measured."""
+    def timer(dtype, n, threads, repeats):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return [2 * n**3 / 1e11] * repeats
+    return cpu_measurement(3, cache, timer)["rates"]
+
+
+def _child(cache, log, queue):
+    queue.put(_measure_in_child(cache, log))
+
+
+def test_processes_starting_together_measure_once_and_share_it(tmp_path):
+    """torchrun's ranks: the second waits on the lock, then reads what the first measured."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    log = tmp_path / "measured_by"
+    children = [ctx.Process(target=_child, args=(tmp_path, log, queue)) for _ in range(2)]
+    for c in children:
+        c.start()
+    results = [queue.get(timeout=60) for _ in children]
+    for c in children:
+        c.join(timeout=60)
+    assert results[0] == results[1] == {d: pytest.approx(1e11) for d in DTYPES}
+    assert len(set(log.read_text().split())) == 1  # one process ran every GEMM
+
+
+def test_entries_of_the_earlier_format_are_measured_again(tmp_path):
+    key = machine_key(3)
+    (tmp_path / "cpu_peak.json").write_text(json.dumps({key: {"float32": 1.0, "bfloat16": 1.0}}))
+    m = cpu_measurement(3, tmp_path, FakeGemm({"float32": 2e11, "bfloat16": 4e11}))
+    assert m["rates"] == {"float32": pytest.approx(2e11), "bfloat16": pytest.approx(4e11)}
+    assert "best of up to 5 GEMMs" in m["how"]
+
+
+def test_a_measurement_taken_under_load_is_raised_by_a_faster_run(tmp_path):
+    cpu_measurement(3, tmp_path, FakeGemm({"float32": 1e11, "bfloat16": 2e11}))
+    assert not raise_cached(3, "float32", 0.9e11, tmp_path)  # slower than the cache: kept
+    assert raise_cached(3, "float32", 1.5e11, tmp_path)
+    entry = cpu_measurement(3, tmp_path, FakeGemm({}))  # from the cache: no GEMM runs
+    assert entry["rates"]["float32"] == 1.5e11 and "raised to a run's own matmul rate" in entry["how"]
+
+
+def cpu_run_trace(path, peak_run: float, flops_per_step: float, mm_us=4000, step_us=10_000, dtype="float32",
+                  **meta):
+    """Our run's CPU trace (metadata with a peak measured on this machine) with one 256 x 512 x 1024 aten::mm
+    (268 MFLOP) of mm_us and an aten::add per step of step_us: by default 4 ms of matmul at 67 GFLOP/s."""
+    mm = {"Input Dims": [[256, 512], [512, 1024]],
+          "Input type": ["float", "float"] if dtype == "float32" else ["c10::BFloat16", "c10::BFloat16"]}
+    events = []
+    for n in range(1, 4):
+        t0 = n * step_us
+        events += [step(n, t0, step_us), op("aten::mm", t0 + 100, mm_us, **mm),
+                   op("aten::add", t0 + 200 + mm_us, (step_us - mm_us) // 2)]
+    meta = {"flops_per_step": flops_per_step, "dtype": dtype, "threads": 3, "tokens_per_step": 1,
+            "peak": {"device": cpupeak.cpu_name(), "dtype": dtype, "peak_flops": 2 * peak_run,
+                     "peak_flops_run": peak_run, "source": "measured", "fastest": "bfloat16"}, **meta}
+    return write(path, events, device=None, mfu_analyzer=meta)
+
+
+def test_a_run_whose_matmuls_beat_the_measured_peak_gets_a_full_report(tmp_path):
+    """The peak measured under load (30 GFLOP/s) is below what the run did. F_model (300 MFLOP) credits more
+    than F_counted (268 MFLOP): P_run is raised to F_model over the matmul time, 75 GFLOP/s, so
+    matmul_efficiency is 0, not negative, and MFU, the ledger and the diagnosis are all there."""
+    cpu_measurement(3, None, FakeGemm({"float32": 30e9, "bfloat16": 60e9}))
+    report = analyze_path(cpu_run_trace(tmp_path / "run.pt.trace.json", 30e9, 300e6), Options())
+    assert report["device"]["peak_flops_run"] == pytest.approx(300e6 / 4e-3)
+    assert report["device"]["peak_flops"] == pytest.approx(2 * 300e6 / 4e-3)
+    ledger_points = {e["cause"]: e["points"] for e in report["ledger"]}
+    assert ledger_points["matmul_efficiency"] == pytest.approx(0, abs=1e-9)
+    assert min(ledger_points.values()) >= 0 and report["bottlenecks"]
+    assert report["mfu"]["analytic"] == pytest.approx(300e6 / (0.010 * 2 * 75e9))
+    assert cpu_measurement(3, None, FakeGemm({}))["rates"]["float32"] == pytest.approx(75e9)  # the cache learnt
+
+
+@settings(max_examples=400, deadline=None)
+@given(category_ms=st.lists(st.floats(0, 100), min_size=7, max_size=7),
+       ideal_share=st.floats(0.001, 1), peak_ratio=st.floats(1, 20), run_ratio=st.floats(0.01, 1),
+       overhead_ms=st.lists(st.floats(0, 200), min_size=13, max_size=13),
+       precision_ms=st.one_of(st.none(), st.floats(-50, 50)), profiler_ms=st.floats(0, 50))
+def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, peak_ratio, run_ratio, overhead_ms,
+                                                      precision_ms, profiler_ms):
+    """Over any step whose ideal time fits in it: every cause >= 0, points sum to 100 - MFU, what-ifs <= 100%."""
+    from profiler.ledger import without_profiler
+
+    categories = dict(zip(("matmul", "other_compute", "memory", "communication", "data_loading", "host_overhead",
+                           "idle"), (ms / 1000 for ms in category_ms)))
+    step_s = sum(categories.values())
+    if step_s <= 1e-6:
+        return
+    peak = 1e12 * peak_ratio
+    flops = ideal_share * step_s * peak  # F/P fits in the step, maybe not in the matmul time
+    names = ("small_matmul_excess", "short_idle", "fixed_compute", "fixed_memory", "parameter_compute",
+             "parameter_memory", "optimizer_host", "optimizer_idle", "attention_matmul_excess", "attention_memory",
+             "attention_host", "allocator", "sync")
+    o = Overheads(**dict(zip(names, (ms / 1000 for ms in overhead_ms))),
+                  precision=None if precision_ms is None else precision_ms / 1000)
+    seconds = cause_seconds(categories, flops, peak, peak * run_ratio, o)
+    seconds, taken = without_profiler(seconds, profiler_ms / 1000)
+    step_s -= taken
+    assert min(seconds.values()) >= -1e-12
+    entries = ledger(step_s, seconds, flops, peak)
+    mfu = flops / peak / step_s
+    assert sum(e["points"] for e in entries) == pytest.approx(100 - 100 * mfu, abs=1e-6)
+    assert all(e["what_if_mfu"] <= 1 + 1e-9 for e in entries) and {e["cause"] for e in entries} == set(CAUSES)
+
+
+def test_precision_points_to_float32_where_the_cpu_emulates_bfloat16(tmp_path):
+    """An AVX2-only CPU: bfloat16 GEMMs at 1.5 GFLOP/s, float32 at 40. A bfloat16 run spends 200 ms of a 250 ms
+    step in its matmul; our run measured a micro-step at 12 ms in float32 and 210 ms in bfloat16: precision is
+    the principal cause, and its fix is float32."""
+    trace = cpu_run_trace(tmp_path / "bf16.pt.trace.json", 1.5e9, 256 * 512 * 1024 * 2, mm_us=200_000,
+                          step_us=250_000, dtype="bfloat16", step_ms_by_dtype={"float32": 12.0, "bfloat16": 210.0})
+    meta = json.loads(trace.read_text())
+    meta["mfu_analyzer"]["peak"].update(peak_flops=40e9, fastest="float32")
+    trace.write_text(json.dumps(meta))
+    report = analyze_path(trace, Options())
+    first = report["bottlenecks"][0]
+    assert first["cause"] == "precision" and first["fix_config"] == {"dtype": "float32"}
+    assert "train in float32" in first["fix"] and "210.00 ms in bfloat16 and 12.00 ms in float32" in first["evidence"]
+    # the 198 ms that float32 saves, capped by the matmul time beyond the FLOPs at P (200 - 6.7 ms)
+    assert first["ms"] == pytest.approx(200 - 1000 * 256 * 512 * 1024 * 2 / 40e9, rel=1e-6)
