@@ -11,7 +11,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from profiler.integrations.hf import MfuCallback  # noqa: E402
+from profiler.capture.integrations.hf import MfuCallback  # noqa: E402
 
 SEQ, BATCH, STEPS = 64, 8, 12
 

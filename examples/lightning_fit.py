@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.gpt import GPT, GPTConfig  # noqa: E402
-from profiler.integrations.lightning import MfuCallback  # noqa: E402
+from profiler.capture.integrations.lightning import MfuCallback  # noqa: E402
 
 SEQ, BATCH, STEPS = 64, 8, 12
 

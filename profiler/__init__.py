@@ -7,7 +7,7 @@
 def __getattr__(name):
     """profiler.profile, imported on first use: the analysis alone does not need torch."""
     if name == "profile":
-        from profiler.api import profile
+        from profiler.capture.api import profile
 
         return profile
     raise AttributeError(f"module 'profiler' has no attribute {name!r}")

@@ -5,14 +5,13 @@ import os
 import sys
 from pathlib import Path
 
-from profiler.compare import comparison
-from profiler.document import write_reports
-from profiler.load import TraceError
-from profiler.render import for_terminal
 from profiler.pipeline import analyze_path, analyze_view, load_report
-from profiler.runfiles import write_run_report
+from profiler.report.compare import comparison
+from profiler.report.document import write_reports
+from profiler.report.runfiles import write_run_report
+from profiler.report.terminal import for_terminal
 from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, Options
-
+from profiler.trace.load import TraceError
 
 GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional
 

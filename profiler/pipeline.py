@@ -14,20 +14,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from profiler.analyze import STAGES, TraceAnalysis, analyze_file
-from profiler.attribution import Attribution, attribute, counted_rate
-from profiler.classify import MATMUL
-from profiler.consistency import disturbed_measurement, tf32_peak, violations
-from profiler.diagnosis import diagnose
-from profiler.inputs import model_flops, trace_peak
-from profiler.load import TraceError, trace_files
-from profiler.cpupeak import cpu_name, raise_cached
-from profiler.peak import table_peaks
-from profiler.rank import RankAnalysis, merge_rank
-from profiler.ranks import JobResult, job_figures, stragglers, with_stragglers
-from profiler.report import saved_report, to_json
+from profiler.analysis.per_file import STAGES, TraceAnalysis, analyze_file
+from profiler.analysis.per_rank import RankAnalysis, merge_rank
+from profiler.analysis.timeline import timeline_json
+from profiler.mfu.attribution import Attribution, attribute, counted_rate
+from profiler.mfu.consistency import disturbed_measurement, tf32_peak, violations
+from profiler.mfu.cpupeak import cpu_name, raise_cached
+from profiler.mfu.diagnosis import diagnose
+from profiler.mfu.inputs import model_flops, trace_peak
+from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
+from profiler.mfu.peak import table_peaks
+from profiler.report.schema import saved_report, to_json
 from profiler.settings import TOP_OPS, Options
-from profiler.timeline import timeline_json
+from profiler.trace.classify import MATMUL
+from profiler.trace.load import TraceError, trace_files
 
 
 def analyze_path(path: Path, options: Options) -> dict:

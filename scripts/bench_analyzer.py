@@ -65,11 +65,11 @@ def repeat_trace(source: Path, copies: int, out: Path) -> int:
     return len(repeated)
 
 
-FLOOR = ("import sys, msgspec; from pathlib import Path; from profiler.jsonfile import TraceFile, read_bytes; "
+FLOOR = ("import sys, msgspec; from pathlib import Path; from profiler.trace.jsonfile import TraceFile, read_bytes; "
          "msgspec.json.decode(read_bytes(Path(sys.argv[1])), type=TraceFile)")
 
 
-HELD = ("import pickle, sys; from profiler.analyze import analyze_file; a = analyze_file(sys.argv[1]); "
+HELD = ("import pickle, sys; from profiler.analysis.per_file import analyze_file; a = analyze_file(sys.argv[1]); "
         "print(f'{len(pickle.dumps(a)) / 1e3:.0f} kB pickled ({len(a.table)} steps, {len(a.ops)} op names)')")
 
 

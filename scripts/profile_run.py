@@ -20,21 +20,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+import profiler  # noqa: E402
 from model import data  # noqa: E402
 from model.configurator import ConfigError, apply, describe  # noqa: E402
 from model.gpt import GPT  # noqa: E402
-from model.train import (Evaluation, IterationClock, Stopped, StopRequest, TrainConfig, estimate_loss,  # noqa: E402
-                         learning_rate, make_optimizer, save_checkpoint, step_ms_by_dtype, train_step)
-from profiler.flops import model_flops_per_token  # noqa: E402
-from profiler.cpupeak import cache_dir  # noqa: E402
-from profiler.peak import resolve_peak  # noqa: E402
-import profiler  # noqa: E402
-from profiler.api import final_report  # noqa: E402
+from model.train import (  # noqa: E402
+    Evaluation,
+    IterationClock,
+    Stopped,
+    StopRequest,
+    TrainConfig,
+    estimate_loss,
+    learning_rate,
+    make_optimizer,
+    save_checkpoint,
+    step_ms_by_dtype,
+    train_step,
+)
+from profiler.capture.api import final_report  # noqa: E402
+from profiler.capture.session import ProfileConfig  # noqa: E402
+from profiler.capture.tensorboard import RunLog  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
-from profiler.render import for_terminal  # noqa: E402
-from profiler.tensorboard import RunLog  # noqa: E402
+from profiler.mfu.cpupeak import cache_dir  # noqa: E402
+from profiler.mfu.peak import resolve_peak  # noqa: E402
+from profiler.report.terminal import for_terminal  # noqa: E402
 from profiler.settings import Options  # noqa: E402
-from profiler.session import ProfileConfig  # noqa: E402
+from profiler.trace.flops import model_flops_per_token  # noqa: E402
 
 
 class UsageError(Exception):

@@ -183,7 +183,8 @@ def markdown(result: dict) -> str:
     lines = ["# tune", "", f"Baseline {result['baseline_tokens_per_s'] or 0:,.0f} tokens/s, final "
              f"{result['final_tokens_per_s'] or 0:,.0f} tokens/s (x{result['final_to_baseline'] or 1:.2f}) in "
              f"{result['runs']} training runs.", "",
-             "| change | predicted MFU | measured MFU (range) | tokens/s | predicted / measured speed-up | kept | why |",
+             "| change | predicted MFU | measured MFU (range) | tokens/s | predicted / measured speed-up | kept "
+             "| why |",
              "|---|---|---|---|---|---|---|"]
     for s in result["steps"]:
         pct = lambda x: f"{100 * x:.2f}%" if x is not None else "-"  # noqa: E731

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-
 from conftest import analyze, shared_trace
+from synth import kernel, launch, op, step, write
+
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
-from synth import kernel, launch, op, step, write
 
 
 def gpu_step_events():

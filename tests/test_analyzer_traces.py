@@ -4,8 +4,8 @@
 import json
 
 import pytest
-
 from conftest import analyze, shared_trace
+
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 
@@ -98,7 +98,7 @@ def test_cli_writes_the_json_report(tiny_run, tmp_path):
 
 
 def test_colour_only_on_a_terminal(tiny_run):
-    from profiler.render import for_terminal
+    from profiler.report.terminal import for_terminal
 
     class Stream:
         def __init__(self, tty):

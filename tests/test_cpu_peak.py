@@ -8,15 +8,24 @@ import os
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synth import op, step, write
 
-from profiler import cpupeak
-from profiler.cpupeak import (BUDGET_S, DTYPES, TRIAL_S, cpu_measurement, emulated_dtypes, isa_rates,
-                              machine_key, measure_gemm_flops, raise_cached)
-from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
-from profiler.peak import peak_from_rates
+from profiler.mfu import cpupeak
+from profiler.mfu.cpupeak import (
+    BUDGET_S,
+    DTYPES,
+    TRIAL_S,
+    cpu_measurement,
+    emulated_dtypes,
+    isa_rates,
+    machine_key,
+    measure_gemm_flops,
+    raise_cached,
+)
+from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger
+from profiler.mfu.peak import peak_from_rates
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
-from synth import op, step, write
 
 
 class FakeGemm:
@@ -163,7 +172,7 @@ def test_a_run_whose_matmuls_beat_the_measured_peak_gets_a_full_report(tmp_path)
 def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, peak_ratio, run_ratio, overhead_ms,
                                                       precision_ms, profiler_ms):
     """Over any step whose ideal time fits in it: every cause >= 0, points sum to 100 - MFU, what-ifs <= 100%."""
-    from profiler.ledger import without_profiler
+    from profiler.mfu.ledger import without_profiler
 
     categories = dict(zip(("matmul", "other_compute", "memory", "communication", "data_loading", "host_overhead",
                            "idle"), (ms / 1000 for ms in category_ms)))

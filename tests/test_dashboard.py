@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM, ROOT, analyze, free_port, get_json, wait_for
+from test_timeline import gpu_trace
 from werkzeug.test import Client
 
-from conftest import CHROMIUM, ROOT, analyze, free_port, get_json, wait_for
-from profiler.runfiles import list_runs
-from test_timeline import gpu_trace
+from profiler.report.runfiles import list_runs
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from devtools import Browser, page_requests  # noqa: E402

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, SCRIPT, TINY, shared_trace
+
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 

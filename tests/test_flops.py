@@ -1,8 +1,15 @@
 import pytest
 
 from model.gpt import GPT, GPTConfig
-from profiler.flops import attention_flops, conv_flops, conv_output_spatial, counted_flops, gpt_params, matmul_flops
-from profiler.load import ShapeArgs
+from profiler.trace.flops import (
+    attention_flops,
+    conv_flops,
+    conv_output_spatial,
+    counted_flops,
+    gpt_params,
+    matmul_flops,
+)
+from profiler.trace.load import ShapeArgs
 
 
 def test_matmul_flops():

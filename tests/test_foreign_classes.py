@@ -7,12 +7,12 @@ coverage, and multi-rank job figures.
 """
 
 import pytest
+from synth import TID, kernel, launch, op, python, step, write
 
-from profiler.attribution import Figures, LedgerEntry, Mfu, Share, StepTimes
-from profiler.consistency import violations
+from profiler.mfu.attribution import Figures, LedgerEntry, Mfu, Share, StepTimes
+from profiler.mfu.consistency import violations
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
-from synth import TID, kernel, launch, op, python, step, write
 
 MM = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["c10::BFloat16", "c10::BFloat16"]}
 

@@ -5,8 +5,8 @@ Independent figure for each: the device busy share over the whole trace, compute
 """
 
 import pytest
-
 from conftest import SHARED_TRACES, analyze, shared_trace
+
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 

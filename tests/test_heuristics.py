@@ -6,20 +6,30 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from profiler import classify as C
-from profiler.attention import score_ops
-from profiler.breakdown import Utilization
-from profiler.attribution import (Attribution, Communication, Evidence, Figures, LedgerEntry, Mfu, OpRow, Share,
-                                  StepRow, StepTimes)
-from profiler.diagnosis import RULES, diagnose
-from profiler.intervals import short_gaps
-from profiler.load import load_trace
-from profiler.pipeline import analyze_path
-from profiler.ranks import job_figures, stragglers
-from profiler.settings import Options
-from profiler.signals import Signals, fixed_cost, size_and_role
 from synth import kernel, launch, op, step, write
+
+from profiler.analysis.breakdown import Utilization
+from profiler.analysis.signals import Signals, fixed_cost, size_and_role
+from profiler.mfu.attribution import (
+    Attribution,
+    Communication,
+    Evidence,
+    Figures,
+    LedgerEntry,
+    Mfu,
+    OpRow,
+    Share,
+    StepRow,
+    StepTimes,
+)
+from profiler.mfu.diagnosis import RULES, diagnose
+from profiler.mfu.job import job_figures, stragglers
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
+from profiler.trace import classify
+from profiler.trace.attention import score_ops
+from profiler.trace.intervals import short_gaps
+from profiler.trace.load import load_trace
 
 
 def test_fixed_cost_charges_tiny_ops_whole_and_larger_ones_a_near_empty_ops_duration():
@@ -59,9 +69,10 @@ def test_the_short_gap_length_is_an_option(tmp_path, short_gap_us, small_batch_m
 
 
 def test_op_categories_from_names_and_what_an_op_passes_down(tmp_path):
-    assert [C.op_category(n) for n in ("aten::addmm", "aten::copy_", "nccl:all_reduce", "aten::view", "aten::gelu",
-                                       "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__")] == \
-        [C.MATMUL, C.MEMORY, C.COMMUNICATION, C.HOST_OVERHEAD, None, C.DATA_LOADING]
+    names = ("aten::addmm", "aten::copy_", "nccl:all_reduce", "aten::view", "aten::gelu",
+             "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__")
+    assert [classify.op_category(n) for n in names] == \
+        [classify.MATMUL, classify.MEMORY, classify.COMMUNICATION, classify.HOST_OVERHEAD, None, classify.DATA_LOADING]
     # a copy inside a matmul op is the matmul's time; a copy on its own is memory
     events = [step(1, 0, 1000), op("aten::mm", 0, 400), op("aten::copy_", 100, 200), op("aten::copy_", 500, 100)]
     report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
@@ -86,7 +97,8 @@ def test_unfused_attention_is_found_by_the_score_matrix_its_ops_touch(tmp_path):
 def evidence(**changes) -> Evidence:
     """A 100 ms step on a device of 100 TFLOP/s (50 in the dtype that ran), 1 TFLOP per step."""
     base = dict(step_ms=100.0, kind="cuda", dtype="float32", meta={}, peak=100e12, peak_run=50e12, flops=1e12,
-                counted_flops=1e12, breakdown={c: Share(0.0, 0.0) for c in C.CATEGORIES}, signals=Signals(steps=2),
+                counted_flops=1e12, breakdown={c: Share(0.0, 0.0) for c in classify.CATEGORIES},
+                signals=Signals(steps=2),
                 ops=[OpRow("aten::gelu", "other_compute", 2, 3.0, 0, None),
                      OpRow("nccl:all_reduce", "communication", 1, 7.0, 0, None)],
                 short_idle_ms=1.0, optimizer_overhead_ms=0.5, fixed_ms=2.0, parameter_ms=0.25, copied_bytes=4e6,
@@ -136,7 +148,7 @@ def test_diagnose_keeps_causes_from_the_threshold_and_configs_only_for_our_runs(
 
 
 def rank(r: int, step_ms: float, comm_ms: float, loading_ms: float, ops: list[OpRow]) -> Attribution:
-    breakdown = {c: Share(0.0, 0.0) for c in C.CATEGORIES}
+    breakdown = {c: Share(0.0, 0.0) for c in classify.CATEGORIES}
     breakdown["communication"] = Share(comm_ms, comm_ms / step_ms)
     breakdown["data_loading"] = Share(loading_ms, loading_ms / step_ms)
     breakdown["idle"] = Share(step_ms - comm_ms - loading_ms, 1 - (comm_ms + loading_ms) / step_ms)
@@ -218,7 +230,7 @@ def test_flops_for_a_step_that_ran_no_matmul_are_named_not_divided_by(tmp_path):
 def test_a_failing_cycle_analysis_never_ends_the_training(tmp_path, monkeypatch):
     """RunLog analyses each cycle inside the training loop: an error of ours there is one line, and training
     goes on."""
-    from profiler import tensorboard
+    from profiler.capture import tensorboard
 
     def broken(path, options):
         raise ZeroDivisionError("float division by zero")

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 
 import profiler
-from conftest import ROOT
 from model.gpt import GPT, GPTConfig
-from profiler.api import described_flops, model_shape
+from profiler.capture.api import described_flops, model_shape
 
 EXAMPLE_FLOPS = 458_489_856
 

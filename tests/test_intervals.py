@@ -1,6 +1,6 @@
 import numpy as np
 
-from profiler.intervals import Forest, coverage, exclusive_coverage, merge
+from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge
 
 a = np.array
 

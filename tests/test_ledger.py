@@ -3,9 +3,9 @@
 import json
 
 import pytest
-
 from conftest import ROOT, analyze, shared_trace
-from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger
+
+from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 

@@ -3,9 +3,9 @@
 import gzip
 
 import numpy as np
-
-from profiler.load import DimsArgs, ShapeArgs, load_trace, read_bytes
 from synth import op, step, write
+
+from profiler.trace.load import DimsArgs, ShapeArgs, load_trace, read_bytes
 
 
 def test_a_gzip_of_several_members_is_read_whole(tmp_path):

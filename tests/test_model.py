@@ -2,7 +2,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from model.gpt import GPT, GPTConfig
-from profiler.flops import model_flops_per_token
+from profiler.trace.flops import model_flops_per_token
 
 SMALL = dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=96, bias=True, dropout=0.0)
 

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SCRIPT, TINY, analyze, run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, SCRIPT, TINY, analyze, run_script
-from profiler.load import TraceError
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
+from profiler.trace.load import TraceError
 
 CORPUS = ROOT / "tests" / "bad_traces"
 # file: (exit status, what stderr (status 2) or a warning (status 0) must say)

@@ -3,12 +3,12 @@
 import json
 
 import numpy as np
-
-from profiler.analyze import analyze_file
-from profiler.classify import CATEGORIES
-from profiler.steps import Steps
-from profiler.timeline import median_step, timeline_json
 from synth import kernel, launch, op, step, write
+
+from profiler.analysis.per_file import analyze_file
+from profiler.analysis.timeline import median_step, timeline_json
+from profiler.trace.classify import CATEGORIES
+from profiler.trace.steps import Steps
 
 MM = {"Input Dims": [[64, 128], [128, 256]], "Input type": ["float", "float"]}
 

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, TINY
+
 from model.configurator import read_config_file
 
 sys.path.insert(0, str(ROOT / "scripts"))

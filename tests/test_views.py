@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CHROMIUM, analyze, free_port, get_json, wait_for
 
 

@@ -1,6 +1,6 @@
 """The MFU tab of TensorBoard: a plugin registered through the `tensorboard_plugins` entry point.
 
-It serves the reports and step timelines that runs wrote into their folders (profiler.runfiles) and its own
+It serves the reports and step timelines that runs wrote into their folders (profiler.report.runfiles) and its own
 script and style sheet, nothing from the network. A request names a run and a view; both are looked up in
 the listing of the log directory, never joined into a path, so `../` or an absolute path finds nothing.
 TensorBoard binds to 127.0.0.1 unless started with --bind_all.
@@ -13,7 +13,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from profiler.runfiles import View, list_runs
+from profiler.report.runfiles import View, list_runs
 
 STATIC = {"index.js": "text/javascript", "charts.js": "text/javascript", "timeline.js": "text/javascript",
           "dashboard.css": "text/css"}

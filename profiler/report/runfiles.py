@@ -15,13 +15,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from profiler.document import write_reports
-from profiler.files import write_atomic
-from profiler.jsonfile import TraceError
+from profiler.files import CYCLES, REPORT, TIMELINE, write_atomic
+from profiler.report.document import write_reports
+from profiler.trace.jsonfile import TraceError
 
-REPORT = "report.json"
-TIMELINE = ".timeline.json"  # a report's step timeline: report.timeline.json beside report.json
-CYCLES = "cycles"
 CYCLE_FILE = re.compile(r"^step_(\d+)\.json$")
 SCHEMA_MARK = b'"mfu-report/1"'
 MAX_DEPTH = 8  # folders below the log directory that are searched for runs
@@ -59,11 +56,6 @@ def write_cycle_report(folder: Path, step: int, report: dict, timeline: dict | N
 
 def timeline_of(report: Path) -> Path:
     return report.with_name(report.name.removesuffix(".json") + TIMELINE)
-
-
-def written_here(path: Path) -> bool:
-    """A report or step timeline that this module writes into run folders: never a trace to analyse."""
-    return path.name == REPORT or path.name.endswith(TIMELINE) or path.parent.name == CYCLES
 
 
 def _write_timeline(path: Path, timeline: dict | None):

@@ -9,7 +9,7 @@
 It wraps torch.profiler with a schedule, writes each trace with the metadata the analyzer needs, analyses
 each profiler cycle as soon as it is written, logs it to TensorBoard in the same folder, and writes
 report.json / .md / .html at the end. scripts/profile_run.py and the Hugging Face and Lightning callbacks
-(profiler.integrations) go through it.
+(profiler.capture.integrations) go through it.
 
 F_model, the model FLOPs per step, comes from the first of: `flops_per_step`; the model's own description
 (6N per token plus attention, when its config states layers, heads, width and sequence length: a nanoGPT
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from profiler.flops import model_flops_per_token
-from profiler.load import TraceError
-from profiler.peak import Peak, resolve_peak
-from profiler.render import for_terminal
-from profiler.session import ProfileConfig, Session, recording_cost_us
+from profiler.capture.session import ProfileConfig, Session, recording_cost_us
+from profiler.mfu.peak import Peak, resolve_peak
+from profiler.report.terminal import for_terminal
 from profiler.settings import Options
+from profiler.trace.flops import model_flops_per_token
+from profiler.trace.load import TraceError
 
 
 class profile:  # noqa: N801 (a context manager named like torch.profiler.profile)
@@ -68,7 +68,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.counter = FlopCounterMode(display=False)  # counts the first step, before the profiler records
             self.counter.__enter__()
         if self.own_log:
-            from profiler.tensorboard import RunLog
+            from profiler.capture.tensorboard import RunLog
 
             self.run_log = RunLog(self.out_dir, Options(peak_flops=self.peak_flops or 0.0), self.say)
         self.session = Session(self.config, self.out_dir, self.metadata(),
@@ -178,9 +178,9 @@ def described_flops(model, tokens_per_step: int | None, sequence_length: int | N
 
 def final_report(out_dir: Path, run_log, last_step: int, say=print, options: Options | None = None) -> dict | None:
     """All traces of the run analysed together: report.json / .md / .html, the step timeline and TensorBoard."""
+    from profiler.capture.tensorboard import log_run_summary
     from profiler.pipeline import analyze_view
-    from profiler.runfiles import write_run_report
-    from profiler.tensorboard import log_run_summary
+    from profiler.report.runfiles import write_run_report
 
     if not any(out_dir.glob("*.pt.trace.json*")):
         say(f"no profiler cycle was recorded in {out_dir}: no report (run more steps than the schedule skips)")

@@ -15,10 +15,10 @@ Rules and thresholds:
 
 import statistics
 
-from profiler.attribution import Bottleneck, Evidence, LedgerEntry
-from profiler.classify import ALLOCATOR_CALL, SYNC_CALL
+from profiler.analysis.signals import COMPILED_REGION, Signals
+from profiler.mfu.attribution import Bottleneck, Evidence, LedgerEntry
 from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, PYTHON_SHARE, SMALL_DIM
-from profiler.signals import COMPILED_REGION, Signals
+from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
 
 
 def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from profiler import classify as C
-from profiler.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
-from profiler.links import Links
-from profiler.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
-from profiler.steps import Steps
+from profiler.trace import classify
+from profiler.trace.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
+from profiler.trace.links import Links
+from profiler.trace.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
+from profiler.trace.steps import Steps
 
 TWO_D_MATMUL = re.compile(r"^aten::(mm|addmm)$")
 FUSED_OPTIMIZER = re.compile(r"^aten::_fused_")
@@ -139,8 +139,9 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     loaders = np.flatnonzero(trace.by_name(lambda n: n.startswith("enumerate(Data")) & in_steps)
     s.dataloaders = Counter(name.split("#", 1)[-1].split(".")[0] for name in trace.names_of(loaders))
 
-    outermost = (links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != C.COMMUNICATION)
-    collective_calls = np.flatnonzero(in_steps & (links.category == C.COMMUNICATION) & (trace.kind == OP) & outermost)
+    outermost = (links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != classify.COMMUNICATION)
+    collective_calls = np.flatnonzero(in_steps & (links.category == classify.COMMUNICATION) & (trace.kind == OP)
+                                      & outermost)
     s.collectives = Counter(names[i] for i in trace.name[collective_calls])
     comms = collective_calls[trace.by_name(lambda n: n == "record_param_comms")[collective_calls]]
     for raw in (trace.raw_args[r] for r in comms):
@@ -160,17 +161,18 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
         by_attention = dev_in & (links.launching_op >= 0) & links.in_attention[np.maximum(links.launching_op, 0)]
         for category in np.unique(bd.device_category[by_attention]):
             rows = links.device[by_attention & (bd.device_category == category)]
-            s.attention_us[C.CATEGORIES[category]] = float(dur[rows].sum())
+            s.attention_us[classify.CATEGORIES[category]] = float(dur[rows].sum())
     else:
         rows = np.flatnonzero(links.in_attention & in_steps & (bd.row_category >= 0))
         for category in np.unique(bd.row_category[rows]):
-            s.attention_us[C.CATEGORIES[category]] = float(bd.self_us[rows[bd.row_category[rows] == category]].sum())
+            in_category = rows[bd.row_category[rows] == category]
+            s.attention_us[classify.CATEGORIES[category]] = float(bd.self_us[in_category].sum())
     s.attention_flops = float(links.flops[links.in_attention & in_steps].sum())
     # per-step work on parameters, then the fixed per-op cost of the other compute and copies (outside
     # optimizer steps and attention, whose overhead is non_fused)
     params = parameter_shapes(trace, links)
-    for category in (C.OTHER_COMPUTE, C.MEMORY):
-        name = C.CATEGORIES[category]
+    for category in (classify.OTHER_COMPUTE, classify.MEMORY):
+        name = classify.CATEGORIES[category]
         if len(links.device):  # kernels, sized by the op that launched them
             sel = np.flatnonzero(dev_in & (bd.device_category == category))
             op = links.launching_op[sel]
@@ -195,19 +197,22 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
         owner = np.where(links.launching_op >= 0, links.flop_owner[np.maximum(links.launching_op, 0)], -1)
         keep = dev_in & (owner >= 0)
         op_time = np.bincount(owner[keep], weights=dur[links.device][keep], minlength=len(trace))
-        uncounted = dev_in & (bd.device_category == C.MATMUL) & ((owner < 0) | (links.flops[np.maximum(owner, 0)] == 0))
+        uncounted = (dev_in & (bd.device_category == classify.MATMUL)
+                     & ((owner < 0) | (links.flops[np.maximum(owner, 0)] == 0)))
         op = links.launching_op[uncounted]
         label = np.where(op >= 0, op, links.device[uncounted])
         _add_by_name(s.uncounted_matmul_us, trace, label, dur[links.device[uncounted]])
     else:
         op_time = dur
-        uncounted = np.flatnonzero(in_steps & (bd.row_category == C.MATMUL) & (links.flop_owner < 0) & (bd.self_us > 0))
+        uncounted = np.flatnonzero(in_steps & (bd.row_category == classify.MATMUL) & (links.flop_owner < 0)
+                                   & (bd.self_us > 0))
         _add_by_name(s.uncounted_matmul_us, trace, uncounted, bd.self_us[uncounted])
-    runtime_in = np.flatnonzero(in_steps & (trace.by_name(C.SYNC_CALL.match) | trace.by_name(C.ALLOCATOR_CALL.match)))
+    stalls = trace.by_name(classify.SYNC_CALL.match) | trace.by_name(classify.ALLOCATOR_CALL.match)
+    runtime_in = np.flatnonzero(in_steps & stalls)
     s.stall_calls = Counter(trace.names_of(runtime_in))
     sites = links.enclosing_op[runtime_in]
     s.stall_sites = Counter(trace.names_of(sites[sites >= 0]))
-    prep = np.flatnonzero((trace.kind == PYTHON) & trace.by_name(C.DATA_PREP_PYTHON.search)
+    prep = np.flatnonzero((trace.kind == PYTHON) & trace.by_name(classify.DATA_PREP_PYTHON.search)
                           & (steps.host_index(trace.start) >= 0))
     _add_by_name(s.data_prep_us, trace, prep, dur[prep])
     s.matmul_us = float(op_time[counted].sum())

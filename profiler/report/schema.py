@@ -7,8 +7,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from profiler.attribution import Bottleneck, Figures
-from profiler.ranks import AGGREGATION, JobResult
+from profiler.mfu.attribution import Bottleneck, Figures
+from profiler.mfu.job import AGGREGATION, JobResult
 
 SCHEMA = "mfu-report/1"
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler import classify as C
-from profiler.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
-from profiler.links import Links, optimizer_roots
-from profiler.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
-from profiler.steps import Steps
+from profiler.trace import classify
+from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
+from profiler.trace.links import Links, optimizer_roots
+from profiler.trace.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
+from profiler.trace.steps import Steps
 
 BY_OP, BY_NAME, UNCLASSIFIED = range(3)
 
@@ -52,17 +52,17 @@ def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarra
     an op launched is other compute, and one that no op launched is unclassified (counted as other compute).
     """
     kind = trace.kind[links.device]
-    category = np.full(len(links.device), C.OTHER_COMPUTE)
+    category = np.full(len(links.device), classify.OTHER_COMPUTE)
     source = np.full(len(links.device), BY_OP)
-    category[np.isin(kind, (MEMCPY, MEMSET))] = C.MEMORY
+    category[np.isin(kind, (MEMCPY, MEMSET))] = classify.MEMORY
     kernels = np.flatnonzero(kind == KERNEL)
     op = links.launching_op[kernels]
     op_cat = np.where(op >= 0, links.category[np.maximum(op, 0)], -1)
-    by_op = np.isin(op_cat, (C.MATMUL, C.COMMUNICATION))
+    by_op = np.isin(op_cat, (classify.MATMUL, classify.COMMUNICATION))
     category[kernels[by_op]] = op_cat[by_op]
-    undecided = kernels[~by_op & ~np.isin(op_cat, (C.MEMORY, C.DATA_LOADING))]
+    undecided = kernels[~by_op & ~np.isin(op_cat, (classify.MEMORY, classify.DATA_LOADING))]
     names = trace.name[links.device[undecided]]
-    guess = {i: C.kernel_category_by_name(trace.names[i]) for i in np.unique(names)}
+    guess = {i: classify.kernel_category_by_name(trace.names[i]) for i in np.unique(names)}
     guessed = np.array([-1 if guess[i] is None else guess[i] for i in names], dtype=np.int64)
     category[undecided[guessed >= 0]] = guessed[guessed >= 0]
     source[undecided[guessed >= 0]] = BY_NAME
@@ -74,17 +74,17 @@ def device_categories(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarra
 
 def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels:
     host = links.host[~links.is_step[links.host]]
-    loading = host[links.category[host] == C.DATA_LOADING]
+    loading = host[links.category[host] == classify.DATA_LOADING]
     runtime = np.flatnonzero(trace.kind == RUNTIME)
-    allocator = runtime[trace.by_name(C.ALLOCATOR_CALL.match)[runtime]]
-    sync = runtime[trace.by_name(C.SYNC_CALL.match)[runtime]]
+    allocator = runtime[trace.by_name(classify.ALLOCATOR_CALL.match)[runtime]]
+    sync = runtime[trace.by_name(classify.SYNC_CALL.match)[runtime]]
     other_runtime = runtime[~np.isin(runtime, np.concatenate((allocator, sync)))]
     working = np.isin(trace.thread, trace.thread[np.concatenate((links.host, runtime))])
     python = np.flatnonzero((trace.kind == PYTHON) & working)
-    preparing = python[trace.by_name(C.DATA_PREP_PYTHON.search)[python]]
+    preparing = python[trace.by_name(classify.DATA_PREP_PYTHON.search)[python]]
     forest = Forest(trace.start[python], trace.end[python], trace.thread[python])
     seg_s, seg_e, inner = forest.segments()
-    running = ~trace.by_name(C.WAITING_PYTHON.search)[python[inner]]
+    running = ~trace.by_name(classify.WAITING_PYTHON.search)[python[inner]]
 
     def spans(rows):
         return trace.start[rows], trace.end[rows]
@@ -111,7 +111,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     category, source = device_categories(trace, links)
     dev_start, dev_end = trace.start[links.device], trace.end[links.device]
     levels = [(dev_start[category == c], dev_end[category == c])
-              for c in (C.MATMUL, C.OTHER_COMPUTE, C.MEMORY, C.COMMUNICATION)]
+              for c in (classify.MATMUL, classify.OTHER_COMPUTE, classify.MEMORY, classify.COMMUNICATION)]
     host_rows = links.host[~links.is_step[links.host]]
     h = host_levels(trace, links, host_rows[links.runs_code[host_rows]])
     levels += [h.loading, h.allocator, h.sync, h.busy, h.python]
@@ -122,7 +122,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     optimizer = np.zeros((2, len(steps.ids)))
     step_of_span = steps.host_index(trace.start[spans])
     ok = step_of_span >= 0
-    for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
+    for k, c in enumerate((classify.HOST_OVERHEAD, classify.IDLE)):
         np.add.at(optimizer[k], step_of_span[ok], in_spans[c, ok])
     empty = np.full(len(trace), -1)
     collective = coverage(*merge(*levels[3]), steps.start, steps.end)
@@ -144,31 +144,31 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     # an op whose child ops (other than views and allocations) run longer than its own time is a composite
     # (aten::linear around addmm): its own time is dispatch overhead; any other op's own time is its compute
     # (native_layer_norm_backward, which zeroes its output in a child op first)
-    describes = trace.by_name(C.METADATA_OP.match)
+    describes = trace.by_name(classify.METADATA_OP.match)
     real_work = rows[has_parent & ~describes[rows]]
     handed_us = np.zeros(len(trace))
     np.add.at(handed_us, links.parent[real_work], dur[real_work])
     composite = handed_us > self_us
     category = np.full(len(trace), -1)
     inherited = links.category[rows]
-    if trace.by_name(C.GENERATED_KERNEL_OP.search).any():
+    if trace.by_name(classify.GENERATED_KERNEL_OP.search).any():
         # inductor's kernels are ops of their own: a compiled graph's own time is only its Python wrapper
         compiled_graph = links.runs_code[rows] & (trace.kind[rows] != OP)
-        inherited = np.where(compiled_graph, C.HOST_OVERHEAD, inherited)
+        inherited = np.where(compiled_graph, classify.HOST_OVERHEAD, inherited)
     is_op = trace.kind[rows] == OP
     category[rows] = np.select(
         [inherited >= 0, is_op & ~composite[rows], is_op],
-        [inherited, C.OTHER_COMPUTE, C.HOST_OVERHEAD], C.IDLE)
-    category[rows[links.is_step[rows]]] = C.IDLE
+        [inherited, classify.OTHER_COMPUTE, classify.HOST_OVERHEAD], classify.IDLE)
+    category[rows[links.is_step[rows]]] = classify.IDLE
 
     seg_s, seg_e, inner = links.forest.segments()
     seg_category = category[rows[inner]]
     h = host_levels(trace, links, np.empty(0, dtype=np.int64))
     levels = [(seg_s[seg_category == c], seg_e[seg_category == c])
-              for c in (C.MATMUL, C.OTHER_COMPUTE, C.MEMORY, C.COMMUNICATION)]
-    loading = seg_category == C.DATA_LOADING
+              for c in (classify.MATMUL, classify.OTHER_COMPUTE, classify.MEMORY, classify.COMMUNICATION)]
+    loading = seg_category == classify.DATA_LOADING
     levels.append((np.concatenate((seg_s[loading], h.loading[0])), np.concatenate((seg_e[loading], h.loading[1]))))
-    dispatch = seg_category == C.HOST_OVERHEAD
+    dispatch = seg_category == classify.HOST_OVERHEAD
     levels += [h.allocator, h.sync, (seg_s[dispatch], seg_e[dispatch]), h.python]
     us, host_us, busy = _split(levels, steps)
 
@@ -176,13 +176,13 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     counted = rows[step[rows] >= 0]
     gaps = short_gaps(*busy, steps.start, steps.end, short_gap_us)
     optimizer = np.zeros((2, len(steps.ids)))
-    for k, c in enumerate((C.HOST_OVERHEAD, C.IDLE)):
+    for k, c in enumerate((classify.HOST_OVERHEAD, classify.IDLE)):
         sel = counted[links.in_optimizer[counted] & (category[counted] == c)]
         np.add.at(optimizer[k], step[sel], self_us[sel])
-    comm = links.host[links.category[links.host] == C.COMMUNICATION]
+    comm = links.host[links.category[links.host] == classify.COMMUNICATION]
     collective = coverage(*merge(trace.start[comm], trace.end[comm]), steps.start, steps.end)
-    return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step, np.minimum(gaps, us[C.IDLE]),
-                     optimizer, collective, host_us)
+    return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step,
+                     np.minimum(gaps, us[classify.IDLE]), optimizer, collective, host_us)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import re
 
 import numpy as np
 
-from profiler.load import OP, Trace
-from profiler.classify import FUSED_ATTENTION, SOFTMAX
+from profiler.trace.classify import FUSED_ATTENTION, SOFTMAX
+from profiler.trace.load import OP, Trace
 
 BMM = re.compile(r"^aten::(bmm|baddbmm)$")
 SCORE_OPS = re.compile(

@@ -7,7 +7,7 @@ tensor-core figures from the vendors' data sheets; a CPU is measured in the run'
 import re
 from dataclasses import asdict, dataclass, replace
 
-from profiler.cpupeak import cpu_measurement, cpu_name
+from profiler.mfu.cpupeak import cpu_measurement, cpu_name
 
 T = 1e12
 
@@ -120,7 +120,8 @@ def cpu_peak(dtype: str, threads: int) -> Peak:
     if m.get("emulated"):
         note += "; " + ", ".join(m["emulated"]) + " is emulated on this CPU (no AVX-512-BF16, AMX or BF16 instructions)"
     if m.get("isa"):
-        note += "; instruction-set reference at the clock /proc/cpuinfo reports, two FMA units a core: " + ", ".join(f"{d} {r / 1e12:.3g} TFLOP/s" for d, r in m["isa"].items())
+        note += ("; instruction-set reference at the clock /proc/cpuinfo reports, two FMA units a core: "
+                 + ", ".join(f"{d} {r / 1e12:.3g} TFLOP/s" for d, r in m["isa"].items()))
     return replace(peak, note=note)
 
 

@@ -2,8 +2,8 @@
 
 import textwrap
 
-from profiler.classify import CATEGORIES
 from profiler.settings import LEDGER_ROW_MIN_POINTS
+from profiler.trace.classify import CATEGORIES
 
 
 def fmt_flops(x: float | None) -> str:

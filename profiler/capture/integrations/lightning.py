@@ -8,7 +8,7 @@ first step.
 
 from lightning.pytorch.callbacks import Callback
 
-from profiler.api import profile
+from profiler.capture.api import profile
 
 
 class MfuCallback(Callback):

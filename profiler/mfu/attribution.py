@@ -9,16 +9,16 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from profiler import classify as C
-from profiler.analyze import OpStats, StepTable
-from profiler.breakdown import KernelClassification, Utilization
-from profiler.consistency import implausible_input
-from profiler.inputs import ModelFlops
-from profiler.ledger import CAUSES, Overheads, cause_seconds, ledger, without_profiler
-from profiler.peak import Peak
-from profiler.rank import RankAnalysis
+from profiler.analysis.breakdown import KernelClassification, Utilization
+from profiler.analysis.per_file import OpStats, StepTable
+from profiler.analysis.per_rank import RankAnalysis
+from profiler.analysis.signals import Signals
+from profiler.mfu.consistency import implausible_input
+from profiler.mfu.inputs import ModelFlops
+from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger, without_profiler
+from profiler.mfu.peak import Peak
 from profiler.settings import FLOPS_GAP, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
-from profiler.signals import Signals
+from profiler.trace import classify
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
     if model and f_counted and abs(f_counted / model - 1) > FLOPS_GAP:
         warnings.append(flops_gap_note(model, f_counted))
     uncounted = sum(r.signals.uncounted_matmul_us.values())
-    matmul_us = t.breakdown_us[C.MATMUL].sum()
+    matmul_us = t.breakdown_us[classify.MATMUL].sum()
     if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
         per = max(r.signals.steps, 1) * 1000
         warnings.append(f"{uncounted / per:.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "
@@ -180,7 +180,7 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
                             f"{name} {us / per:.2f} ms" for name, us in r.signals.uncounted_matmul_us.most_common(3)))
     total = t.breakdown_us.sum(axis=1)
     breakdown = {c: Share(float(total[k] / n / 1000), float(total[k] / t.step_us.sum()))
-                 for k, c in enumerate(C.CATEGORIES)}
+                 for k, c in enumerate(classify.CATEGORIES)}
     ops = op_rows(r.ops, n)
     figures = Figures(
         StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000), float(t.step_us.max() / 1000),
@@ -192,7 +192,8 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         KernelClassification(*(getattr(r.classified_us, f.name) / n / 1000 for f in fields(KernelClassification)))
         if r.classified_us else None,
         float(t.copied_bytes.mean()), uncounted / max(r.signals.steps, 1) / 1000, communication(r, breakdown),
-        [StepRow(int(i), float(us / 1000), {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(C.CATEGORIES)})
+        [StepRow(int(i), float(us / 1000),
+                 {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(classify.CATEGORIES)})
          for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
     flops = model or f_counted
     without_ledger = Attribution(r.rank, figures, t, None, {}, None, warnings)
@@ -249,7 +250,7 @@ def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run:
         step_o = replace(o, short_idle=t.short_idle_us[j] / 1e6, optimizer_host=t.optimizer_us[0, j] / 1e6,
                          optimizer_idle=t.optimizer_us[1, j] / 1e6, allocator=t.host_us[0, j] / 1e6,
                          sync=t.host_us[1, j] / 1e6)
-        category_s = {c: t.breakdown_us[k, j] / 1e6 for k, c in enumerate(C.CATEGORIES)}
+        category_s = {c: t.breakdown_us[k, j] / 1e6 for k, c in enumerate(classify.CATEGORIES)}
         s, recording = without_profiler(cause_seconds(category_s, flops, peak, peak_run, step_o), o.profiler)
         points.append({c: 100 * s[c] * 1e6 / (t.step_us[j] - 1e6 * recording) for c in CAUSES})
     return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})

@@ -6,9 +6,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from profiler.classify import CATEGORIES  # noqa: E402
-from profiler.render import shorten  # noqa: E402
+from profiler.report.terminal import shorten  # noqa: E402
 from profiler.settings import LEDGER_ROW_MIN_POINTS  # noqa: E402
+from profiler.trace.classify import CATEGORIES  # noqa: E402
 
 COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",
           "data_loading": "#e53e3e", "host_overhead": "#ed8936", "idle": "#a0aec0"}

@@ -1,8 +1,8 @@
 """Two reports side by side, with deltas: what a fix changed."""
 
-from profiler.classify import CATEGORIES
-from profiler.ledger import CAUSES
-from profiler.render import shorten
+from profiler.mfu.ledger import CAUSES
+from profiler.report.terminal import shorten
+from profiler.trace.classify import CATEGORIES
 
 TOP = 10
 

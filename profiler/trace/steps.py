@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler.classify import OPTIMIZER_STEP
-from profiler.links import Links, optimizer_roots
-from profiler.load import Trace
 from profiler.settings import LAST_STEP_DEVICE_SHARE
+from profiler.trace.classify import OPTIMIZER_STEP
+from profiler.trace.links import Links, optimizer_roots
+from profiler.trace.load import Trace
 
 
 @dataclass

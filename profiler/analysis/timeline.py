@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler import breakdown as B
-from profiler import classify as C
-from profiler.links import Links
-from profiler.load import ANNOTATION, OP, PYTHON, RUNTIME, Trace
-from profiler.steps import Steps
+from profiler.analysis import breakdown
+from profiler.trace import classify
+from profiler.trace.links import Links
+from profiler.trace.load import ANNOTATION, OP, PYTHON, RUNTIME, Trace
+from profiler.trace.steps import Steps
 
 HOST_KINDS = (OP, ANNOTATION, PYTHON, RUNTIME)
 
@@ -44,7 +44,7 @@ def median_step(steps: Steps) -> int:
     return int(np.argsort(duration, kind="stable")[(len(duration) - 1) // 2])
 
 
-def step_timeline(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown) -> Timeline | None:
+def step_timeline(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakdown) -> Timeline | None:
     """The median step's host and device spans, clipped to its window; None without steps."""
     if not len(steps.ids):
         return None
@@ -71,16 +71,17 @@ def step_timeline(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown) -> 
                     start - w0, np.minimum(trace.end[rows], w1) - start, name, category, links.flops[rows], shapes)
 
 
-def _categories(trace: Trace, links: Links, bd: B.Breakdown, rows: np.ndarray, device: np.ndarray) -> np.ndarray:
+def _categories(trace: Trace, links: Links, bd: breakdown.Breakdown, rows: np.ndarray,
+                device: np.ndarray) -> np.ndarray:
     """The breakdown's category of each kernel; for host spans the exclusive category the CPU breakdown gave
     them, else the one their op inherits (or a Python frame's: preparing data, waiting), else host overhead."""
-    out = np.full(len(rows), C.HOST_OVERHEAD)
+    out = np.full(len(rows), classify.HOST_OVERHEAD)
     inherited = links.category[rows]
     out[inherited >= 0] = inherited[inherited >= 0]
-    out[links.is_step[rows]] = C.IDLE  # the step's own span: what no op inside it covers
+    out[links.is_step[rows]] = classify.IDLE  # the step's own span: what no op inside it covers
     python = trace.kind[rows] == PYTHON  # the frames' names judged as the breakdown judges them, once per name
-    out[python & trace.by_name(C.DATA_PREP_PYTHON.search)[rows]] = C.DATA_LOADING
-    out[python & trace.by_name(C.WAITING_PYTHON.search)[rows]] = C.IDLE
+    out[python & trace.by_name(classify.DATA_PREP_PYTHON.search)[rows]] = classify.DATA_LOADING
+    out[python & trace.by_name(classify.WAITING_PYTHON.search)[rows]] = classify.IDLE
     if len(bd.row_category) == len(trace):
         own = bd.row_category[rows]
         out[own >= 0] = own[own >= 0]
@@ -111,7 +112,7 @@ def _label(pid_tid: tuple, on_device: bool) -> str:
 
 def timeline_json(t: Timeline) -> dict:
     return {"schema": "mfu-timeline/1", "step": t.step, "duration_us": t.duration_us, "lanes": t.lanes,
-            "categories": list(C.CATEGORIES), "names": t.names,
+            "categories": list(classify.CATEGORIES), "names": t.names,
             "spans": {"lane": t.lane.tolist(), "depth": t.depth.tolist(), "start": np.round(t.start, 3).tolist(),
                       "dur": np.round(t.dur, 3).tolist(), "name": t.name.tolist(), "category": t.category.tolist(),
                       "flops": t.flops.tolist()},

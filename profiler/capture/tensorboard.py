@@ -10,11 +10,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from profiler import charts
-from profiler.document import markdown
-from profiler.load import TraceError
 from profiler.pipeline import analyze_view
-from profiler.runfiles import write_cycle_report
+from profiler.report import charts
+from profiler.report.document import markdown
+from profiler.report.runfiles import write_cycle_report
+from profiler.trace.load import TraceError
 
 
 def log_scalars(writer, report: dict, step: int, prefix: str = ""):

@@ -12,8 +12,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from profiler.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
-from profiler.runfiles import written_here
+from profiler.files import written_here
+from profiler.trace.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
 
 # event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
 # Gaudi, PrivateUse1); torch 1.x wrote "Operator", "Kernel", "Runtime"

@@ -6,11 +6,11 @@ table or a measurement on this machine (peak); --flops-per-step, --model or the 
 
 from dataclasses import dataclass
 
-from profiler.flops import gpt_params, model_flops_per_token
-from profiler.peak import Peak, resolve_peak
-from profiler.rank import RankAnalysis
+from profiler.analysis.per_rank import RankAnalysis
+from profiler.analysis.signals import Signals
+from profiler.mfu.peak import Peak, resolve_peak
 from profiler.settings import Options
-from profiler.signals import Signals
+from profiler.trace.flops import gpt_params, model_flops_per_token
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,21 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from profiler.attribution import Attribution, Communication, Figures, LedgerEntry, Mfu, OpRow, Share, StepRow, StepTimes
-from profiler.classify import CATEGORIES
-from profiler.peak import Peak
+from profiler.analysis.timeline import Timeline
+from profiler.mfu.attribution import (
+    Attribution,
+    Communication,
+    Figures,
+    LedgerEntry,
+    Mfu,
+    OpRow,
+    Share,
+    StepRow,
+    StepTimes,
+)
+from profiler.mfu.peak import Peak
 from profiler.settings import MIN_POINTS, STRAGGLER_THRESHOLD
-from profiler.timeline import Timeline
+from profiler.trace.classify import CATEGORIES
 
 # how each job-level figure is formed from the ranks' figures (the report says so in job_aggregation)
 AGGREGATION = {

@@ -9,9 +9,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from profiler.analyze import OpStats, StepTable, TraceAnalysis
-from profiler.breakdown import KernelClassification, Utilization
-from profiler.signals import Signals
+from profiler.analysis.breakdown import KernelClassification, Utilization
+from profiler.analysis.per_file import OpStats, StepTable, TraceAnalysis
+from profiler.analysis.signals import Signals
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from profiler.classify import CATEGORIES
 from profiler.files import write_atomic
-from profiler.render import pct
+from profiler.report.terminal import pct
+from profiler.trace.classify import CATEGORIES
 
 
 @dataclass
@@ -90,8 +90,9 @@ def svg(figure) -> str:
 
 def html_page(report: dict) -> str:
     """One self-contained page: no scripts, no external files; the charts are inline SVG."""
-    from profiler import charts
     import matplotlib.pyplot as plt
+
+    from profiler.report import charts
 
     figures = charts.figures(report)
     try:

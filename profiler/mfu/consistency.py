@@ -8,9 +8,8 @@ which they miss, and what depends on them is left empty rather than printed wron
 
 from dataclasses import replace
 
-from profiler.peak import Peak, table_peaks
+from profiler.mfu.peak import Peak, table_peaks
 from profiler.settings import MATMUL_SLACK, RATE_SLACK
-
 
 
 def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, str | None]:

@@ -5,14 +5,14 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from profiler import breakdown as B
-from profiler import classify as C
-from profiler.links import Links, link
-from profiler.signals import Signals, measure
-from profiler.load import MEMCPY, MEMSET, OP, Trace, TraceInfo, load_trace
+from profiler.analysis import breakdown
+from profiler.analysis.signals import Signals, measure
+from profiler.analysis.timeline import Timeline, step_timeline
 from profiler.settings import CLOCK_SKEW_SHARE, SHORT_GAP_US
-from profiler.steps import Steps, find_steps
-from profiler.timeline import Timeline, step_timeline
+from profiler.trace import classify
+from profiler.trace.links import Links, link
+from profiler.trace.load import MEMCPY, MEMSET, OP, Trace, TraceInfo, load_trace
+from profiler.trace.steps import Steps, find_steps
 
 DTYPE_OF_INPUT_TYPE = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
 
@@ -28,7 +28,7 @@ class OpStats:
     def add(self, us: float, category: int):
         self.count += 1
         self.us += us
-        self.category_us[C.CATEGORIES[category]] += us
+        self.category_us[classify.CATEGORIES[category]] += us
 
     def absorb(self, other: "OpStats"):
         """Add another file's statistics of the same op (profiler cycles of one rank)."""
@@ -77,8 +77,8 @@ class TraceAnalysis:
     kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
     table: StepTable
     ops: dict[str, OpStats]  # summed over the analysed steps
-    classified_us: B.KernelClassification | None  # device time (µs) by how it was classified (GPU traces)
-    utilization: B.Utilization | None
+    classified_us: breakdown.KernelClassification | None  # device time (µs) by how it was classified (GPU traces)
+    utilization: breakdown.Utilization | None
     dtype: str | None  # matmul input dtype weighted by FLOPs
     signals: Signals
     warnings: list[str] = field(default_factory=list)
@@ -99,7 +99,7 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     done("steps")
     gpu = len(links.device) > 0
     warnings += missing_parts(trace, links)
-    bd = (B.gpu_breakdown if gpu else B.cpu_breakdown)(trace, links, steps, short_gap_us)
+    bd = (breakdown.gpu_breakdown if gpu else breakdown.cpu_breakdown)(trace, links, steps, short_gap_us)
     done("breakdown")
     counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
     flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
@@ -113,7 +113,7 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     signals = measure(trace, links, steps, bd)
     done("signals")
     return TraceAnalysis(trace.info(), trace.backend if gpu else "cpu", table, ops, classified,
-                         B.device_utilization(trace, links), matmul_dtype(trace, links), signals, warnings,
+                         breakdown.device_utilization(trace, links), matmul_dtype(trace, links), signals, warnings,
                          step_timeline(trace, links, steps, bd) if timeline else None)
 
 
@@ -138,7 +138,7 @@ def missing_parts(trace: Trace, links: Links) -> list[str]:
     return out
 
 
-def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):
+def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakdown):
     """Device time per launching op (or per kernel name when no op is known), with the FLOPs it carried."""
     i = steps.window_index(trace.start[links.device])
     in_step = i >= 0
@@ -159,14 +159,14 @@ def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: B.Breakdown):
             if o not in seen:
                 seen.add(o)
                 stats.flops += links.flops[o]
-    classified = B.KernelClassification(*(float(dur[in_step & (bd.classified_by == code)].sum())
-                                          for code in (B.BY_OP, B.BY_NAME, B.UNCLASSIFIED)))
+    classified = breakdown.KernelClassification(*(float(dur[in_step & (bd.classified_by == code)].sum())
+                                          for code in (breakdown.BY_OP, breakdown.BY_NAME, breakdown.UNCLASSIFIED)))
     copies = np.isin(trace.kind[links.device], (MEMCPY, MEMSET)) & in_step
     copied = np.bincount(i[copies], weights=trace.nbytes[links.device][copies], minlength=len(steps.ids))
     return ops, classified, copied
 
 
-def cpu_ops(trace: Trace, links: Links, bd: B.Breakdown) -> dict[str, OpStats]:
+def cpu_ops(trace: Trace, links: Links, bd: breakdown.Breakdown) -> dict[str, OpStats]:
     rows = np.flatnonzero((bd.row_step >= 0) & (bd.row_category >= 0) & ~links.is_step)
     ops: dict[str, OpStats] = defaultdict(OpStats)
     dur = trace.end - trace.start
@@ -179,7 +179,7 @@ def cpu_ops(trace: Trace, links: Links, bd: B.Breakdown) -> dict[str, OpStats]:
     return ops
 
 
-def cpu_copied_bytes(trace: Trace, steps: Steps, bd: B.Breakdown) -> np.ndarray:
+def cpu_copied_bytes(trace: Trace, steps: Steps, bd: breakdown.Breakdown) -> np.ndarray:
     """Bytes written by aten::copy_ per step, from its destination's shape and dtype."""
     rows = np.flatnonzero(trace.by_name(lambda name: name == "aten::copy_") & (bd.row_step >= 0))
     out = np.zeros(len(steps.ids))

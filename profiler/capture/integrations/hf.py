@@ -8,7 +8,7 @@ counted with FlopCounterMode on the first step.
 
 from transformers import TrainerCallback
 
-from profiler.api import profile
+from profiler.capture.api import profile
 
 
 class MfuCallback(TrainerCallback):

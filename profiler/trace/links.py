@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler import attention, classify
-from profiler.flops import FLOP_OPS, counted_flops
-from profiler.intervals import Forest
-from profiler.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, DimsArgs, Trace
+from profiler.trace import attention, classify
+from profiler.trace.flops import FLOP_OPS, counted_flops
+from profiler.trace.intervals import Forest
+from profiler.trace.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, DimsArgs, Trace
 
 
 @dataclass
