@@ -15,6 +15,15 @@ WARMUP_RATIO = 3.0
 # causes whose per-step ranges overlap could trade places: the report warns
 WIDE_STEP_CV = 0.10
 
+# --- one-off costs (warmup) ---
+# a runtime call (kernel launch, function attributes, module load) or a library op's first call that holds the
+# host this long while the device idles is set-up, not steady state: a launch takes microseconds, lazy loading of
+# a module's kernels or cuDNN's heuristics take tens of ms
+WARMUP_CALL_US = 1000.0
+# a collective kernel this many times the median of the others stands out as a one-off (communicator set-up on
+# first use) or a late rank: its evidence says so
+ONE_OFF_COLLECTIVE = 10.0
+
 # --- breakdown ---
 # device idle stretches shorter than this between ops are per-op overhead (Python between ops, launch
 # latency), which a larger batch spreads over more work; longer ones are stalls of another kind
@@ -57,6 +66,9 @@ MATMUL_SLACK = 1.05
 FLOPS_GAP = 0.10
 # matmul time without a FLOP count is worth a warning from this share of the matmul time
 UNCOUNTED_MATMUL_SHARE = 0.05
+# and from this share, with F_model unknown, the MFU ledger would charge the uncounted time to
+# matmul_efficiency (an artifact of the missing FLOPs): the time ledger stands instead
+MOSTLY_UNCOUNTED = 0.5
 # host and device clocks disagree when more than this share of device events start before their launch
 CLOCK_SKEW_SHARE = 0.05
 

@@ -21,6 +21,22 @@ def isolated_cache(tmp_path_factory):
     os.environ["MFU_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 
+def invariants_hold(report: dict, ledger_required: bool = True):
+    """DESIGN.md's invariants on a report's JSON: shares add up to 1; the ledger, of MFU or of the step time,
+    adds up with no cause below 0 and no what-if past the whole."""
+    assert sum(b["fraction"] for b in report["breakdown"].values()) == pytest.approx(1, abs=1e-6)
+    mfu = report["mfu"]["analytic"] or report["mfu"]["counted"]
+    assert report["ledger"] or not ledger_required  # every trace gets a ledger: of MFU, or of the step time
+    if report.get("ledger_unit") == "step_time":
+        assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100, abs=0.01)
+        step = report["step_time_ms"]["mean"]
+        assert all(e["points"] >= -1e-9 and (e["what_if_step_ms"] is None or 0 < e["what_if_step_ms"] <= step)
+                   for e in report["ledger"])
+    elif report["ledger"]:
+        assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * mfu, abs=0.01)
+        assert all(e["points"] >= -1e-9 and e["what_if_mfu"] <= 1 + 1e-9 for e in report["ledger"])
+
+
 def shared_trace(name: str) -> Path:
     folder = SHARED_TRACES / name
     if not folder.is_dir():

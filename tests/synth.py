@@ -35,3 +35,17 @@ def write(path: Path, events, device="NVIDIA H100 80GB HBM3", **top) -> Path:
         trace["deviceProperties"] = [{"id": 0, "name": device}]
     path.write_text(json.dumps(trace))
     return path
+
+
+def no_shapes_gpu_window():
+    """One window of 1,000 us, no ProfilerStep and no shapes: a convolution whose 600 us kernel is fp32 SIMT
+    (cuDNN's wgrad engine), an elementwise kernel of 100 us, 300 us of host dispatch with the device idle."""
+    return [
+        op("aten::cudnn_convolution", 0, 20), launch(5, 10, 1),
+        kernel("void cudnn::cnn::wgrad_alg1_engine<float, float, 512, 6, 5, 3, 3, 3, false, false>(int)", 20,
+               600, 1),
+        op("aten::add_", 610, 10), launch(612, 5, 2),
+        kernel("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float> >(int)", 620,
+               100, 2),
+        op("aten::relu", 720, 280),  # host busy 280 us, nothing on the device
+    ]

@@ -47,7 +47,11 @@ def test_trace_without_shapes_says_what_it_assumed():
     report = analyze_path(shared_trace("hta_v100_ddp_ns"), Options())
     assert report["device"]["dtype"] is None and report["device"]["peak_flops_run"] == 15.7e12
     assert "the trace records no matmul input types: P_run assumes float32 matmuls" in report["warnings"]
-    assert report["mfu"]["counted"] is None and report["ledger"] == []
+    assert report["mfu"]["counted"] is None and report["ledger_unit"] == "step_time"
+    # the time ledger: fp32 cuDNN and sgemm kernels on a V100, whose tensor cores do 8x float32 in float16
+    first = report["bottlenecks"][0]
+    assert first["cause"] == "precision" and "volta_sgemm_64x64_nt" in first["evidence"]
+    assert "GradScaler" in first["fix"]
 
 
 def test_resnet_convolutions_are_matmul_with_counted_flops():

@@ -22,7 +22,7 @@ from profiler.mfu.cpupeak import (
     measure_gemm_flops,
     raise_cached,
 )
-from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger
+from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger, time_ledger
 from profiler.mfu.peak import peak_from_rates
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
@@ -167,7 +167,7 @@ def test_a_run_whose_matmuls_beat_the_measured_peak_gets_a_full_report(tmp_path)
 @settings(max_examples=400, deadline=None)
 @given(category_ms=st.lists(st.floats(0, 100), min_size=7, max_size=7),
        ideal_share=st.floats(0.001, 1), peak_ratio=st.floats(1, 20), run_ratio=st.floats(0.01, 1),
-       overhead_ms=st.lists(st.floats(0, 200), min_size=13, max_size=13),
+       overhead_ms=st.lists(st.floats(0, 200), min_size=14, max_size=14),
        precision_ms=st.one_of(st.none(), st.floats(-50, 50)), profiler_ms=st.floats(0, 50))
 def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, peak_ratio, run_ratio, overhead_ms,
                                                       precision_ms, profiler_ms):
@@ -183,17 +183,25 @@ def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, p
     flops = ideal_share * step_s * peak  # F/P fits in the step, maybe not in the matmul time
     names = ("small_matmul_excess", "short_idle", "fixed_compute", "fixed_memory", "parameter_compute",
              "parameter_memory", "optimizer_host", "optimizer_idle", "attention_matmul_excess", "attention_memory",
-             "attention_host", "allocator", "sync")
+             "attention_host", "allocator", "sync", "warmup")
     o = Overheads(**dict(zip(names, (ms / 1000 for ms in overhead_ms))),
                   precision=None if precision_ms is None else precision_ms / 1000)
     seconds = cause_seconds(categories, flops, peak, peak * run_ratio, o)
     seconds, taken = without_profiler(seconds, profiler_ms / 1000)
-    step_s -= taken
+    whole_s, step_s = step_s, step_s - taken
     assert min(seconds.values()) >= -1e-12
     entries = ledger(step_s, seconds, flops, peak)
     mfu = flops / peak / step_s
     assert sum(e["points"] for e in entries) == pytest.approx(100 - 100 * mfu, abs=1e-6)
-    assert all(e["what_if_mfu"] <= 1 + 1e-9 for e in entries) and {e["cause"] for e in entries} == set(CAUSES)
+    assert all(e["what_if_mfu"] <= 1 + 1e-9 for e in entries)
+    assert set(CAUSES) - {"warmup"} <= {e["cause"] for e in entries} <= set(CAUSES)  # warmup only where it cost
+    # the same step as a time ledger (no F, no P): 100 points with the useful work, steady-state what-ifs
+    seconds, taken = without_profiler(cause_seconds(categories, 0.0, 1.0, 1.0, o), profiler_ms / 1000)
+    step_s = whole_s - taken
+    entries = time_ledger(step_s, seconds)
+    assert min(e["points"] for e in entries) >= -1e-9
+    assert sum(e["points"] for e in entries) == pytest.approx(100, abs=1e-6)
+    assert all(e["what_if_step_ms"] is None or 0 < e["what_if_step_ms"] <= 1000 * step_s + 1e-9 for e in entries)
 
 
 def test_precision_points_to_float32_where_the_cpu_emulates_bfloat16(tmp_path):

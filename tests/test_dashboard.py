@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM, ROOT, analyze, free_port, get_json, wait_for
+from synth import no_shapes_gpu_window, write
 from test_timeline import gpu_trace
 from werkzeug.test import Client
 
@@ -25,11 +26,14 @@ H200_TRACE = ROOT / "tests" / "fixtures" / "h200_gpt2_small_compiled.pt.trace.js
 @pytest.fixture(scope="module")
 def logdir(tiny_run, tmp_path_factory):
     """A log directory with the default-config training run (one profiler cycle, at step 6, and the whole run),
-    a foreign GPU trace and a synthetic one whose model FLOPs are unknown, written with `analyze --out`."""
+    a foreign GPU trace, a synthetic one whose model FLOPs are unknown and one with no shapes at all (a time
+    ledger), written with `analyze --out`."""
     root = tmp_path_factory.mktemp("logdir")
     shutil.copytree(tiny_run[0], root / "tiny")
     unknown_model = gpu_trace(tmp_path_factory.mktemp("synthetic"))
-    for trace, name in ((H200_TRACE, "trace_h200"), (unknown_model, "trace_unknown_model")):
+    no_shapes = write(tmp_path_factory.mktemp("no_shapes") / "t4.json", no_shapes_gpu_window(), device="Tesla T4")
+    for trace, name in ((H200_TRACE, "trace_h200"), (unknown_model, "trace_unknown_model"),
+                        (no_shapes, "trace_no_shapes")):
         status, _, stderr = analyze("analyze", trace, "--out", root / name, "--quiet")
         assert status == 0, stderr
     return root
@@ -86,6 +90,8 @@ def test_runs_reports_timelines_and_the_trend(client, logdir):
                         {"id": "step_6", "label": "cycle ending at step 6", "step": 6, "timeline": True},
                         {"id": "run", "label": "whole run", "step": None, "timeline": True}]},
                     {"run": "trace_h200", "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]},
+                    {"run": "trace_no_shapes",
+                     "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]},
                     {"run": "trace_unknown_model",
                      "views": [{"id": "run", "label": "report", "step": None, "timeline": True}]}]
     whole = json.loads((logdir / "tiny" / "report.json").read_text())
@@ -130,7 +136,7 @@ def test_the_listing_skips_links_hidden_folders_and_other_tools_reports(tmp_path
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "report.json").write_text('{"accuracy": 0.9}')
     assert list_runs(tmp_path) == {}
-    assert list(list_runs(logdir)) == ["tiny", "trace_h200", "trace_unknown_model"]
+    assert list(list_runs(logdir)) == ["tiny", "trace_h200", "trace_no_shapes", "trace_unknown_model"]
 
 
 def test_analyze_out_writes_a_run_folder_and_keeps_what_it_did_not_write(tmp_path):
@@ -191,6 +197,13 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
                                              "document.querySelector('svg.ledger').textContent]")
             # its step timeline (200 µs; aten::mm at 10-60 µs, one below the step on the host thread): hover, zoom
             hovered = browser.evaluate(page, HOVER_AND_ZOOM)
+            # a trace with no shapes: the time ledger, from the step down to the useful work, and step what-ifs
+            page = browser.open(f"{origin}/data/plugin_entry.html?name=mfu&run=trace_no_shapes&view=run")
+            browser.wait_for(page, f"document.{drawn} == 1")
+            time_ledger = browser.evaluate(page, "[document.querySelectorAll('svg.ledger rect.bar').length, "
+                                                 "document.querySelector('svg.ledger').textContent, "
+                                                 "document.querySelector('h3').textContent, "
+                                                 "document.querySelector('ol.diagnosis li').textContent]")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -201,6 +214,13 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
     unknown = json.loads((logdir / "trace_unknown_model" / "report.json").read_text())
     assert unknown["mfu"]["analytic"] is None and unknown["mfu"]["counted"] > 0
     assert counted[0] == len(unknown["ledger"]) == 8 and "MFU (counted)" in counted[1]
+    no_shapes = json.loads((logdir / "trace_no_shapes" / "report.json").read_text())
+    bars, chart_text, title, principal = time_ledger
+    assert bars == len(no_shapes["ledger"]) - 1 and title.startswith("Time ledger")  # useful ends it, not a bar
+    assert "step" in chart_text and "useful" in chart_text and "points of the step time" in chart_text
+    first = no_shapes["bottlenecks"][0]
+    assert principal.startswith(f"precision: {first['points']:.1f} points")
+    assert f"(x{first['speedup']:.2f}) if removed" in principal
     tip, view_before, view_after = hovered
     assert tip.splitlines() == ["aten::mm", "matmul, 50.0 µs, at 0.010 ms", "shapes [[64, 128], [128, 256]]",
                                 "0.004 GFLOP, 0.084 TFLOP/s"]  # 2·64·128·256 FLOP in 50 µs

@@ -9,8 +9,8 @@ coverage, and multi-rank job figures.
 import pytest
 from synth import TID, kernel, launch, op, python, step, write
 
-from profiler.mfu.attribution import Figures, LedgerEntry, Mfu, Share, StepTimes
 from profiler.mfu.consistency import violations
+from profiler.mfu.records import Figures, LedgerEntry, Mfu, Share, StepTimes
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 
@@ -30,7 +30,13 @@ def test_a_trace_with_device_events_and_no_host_ops_is_analysed(tmp_path):
     assert ms(report) == {"matmul": 0.1, "other_compute": 0.05, "memory": 0.0, "communication": 0.0,
                           "data_loading": 0.0, "host_overhead": 0.02, "idle": 0.08}
     assert any("no host ops" in w and "no FLOPs can be counted" in w for w in report["warnings"])
-    assert report["ledger"] == [] and report["mfu"]["analytic"] is None
+    # no FLOPs: a time ledger; the gaps between the kernels (no host recorded to tell) and the lone elementwise
+    # kernel's fixed cost are small_batch, 150 of the 250 us; the matmul kernel is the useful work
+    assert report["mfu"]["analytic"] is None and report["ledger_unit"] == "step_time"
+    points = {e["cause"]: e["points"] for e in report["ledger"] if e["points"]}
+    assert points == pytest.approx({"small_batch": 60.0, "useful": 40.0})
+    assert report["bottlenecks"][0]["cause"] == "small_batch"
+    assert "the host was not recorded" in report["bottlenecks"][0]["evidence"]
 
 
 def cpu_matmul_step(tmp_path):
@@ -42,14 +48,14 @@ def cpu_matmul_step(tmp_path):
 def test_a_peak_too_low_for_what_the_trace_did_is_named_and_mfu_left_empty(tmp_path):
     report = analyze_path(cpu_matmul_step(tmp_path), Options(peak_flops=1e12))
     assert report["mfu"]["analytic"] is None and report["mfu"]["counted"] is None  # it would read 200%
-    assert report["ledger"] == [] and report["bottlenecks"] == []
+    assert report["ledger_unit"] == "step_time"  # no MFU points: the time ledger, with the input named
     problem = next(w for w in report["warnings"] if "the peak is implausible" in w)
     assert "4 TFLOP/s, 4.0x the 1 TFLOP/s" in problem and "--peak-flops" in problem
 
 
 def test_model_flops_that_do_not_fit_the_step_are_named(tmp_path):
     report = analyze_path(cpu_matmul_step(tmp_path), Options(peak_flops=10e12, flops_per_step=2e10))
-    assert report["mfu"]["analytic"] is None and report["ledger"] == []
+    assert report["mfu"]["analytic"] is None and report["ledger_unit"] == "step_time"
     problem = next(w for w in report["warnings"] if "need 2.00 ms/step" in w)
     assert "2.0x the 1.00 ms step" in problem and "--flops-per-step" in problem
 

@@ -5,7 +5,7 @@ Independent figure for each: the device busy share over the whole trace, compute
 """
 
 import pytest
-from conftest import SHARED_TRACES, analyze, shared_trace
+from conftest import SHARED_TRACES, analyze, invariants_hold, shared_trace
 
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
@@ -17,14 +17,6 @@ BUSY = {"mi210_gpu_only": 89.36, "b200_vllm_moe_eager": 13.73, "h100_timesformer
 def report_of(name: str) -> dict:
     shared_trace(name)  # skips when ../shared is absent
     return analyze_path(SHARED_TRACES / name, Options())
-
-
-def invariants_hold(report: dict):
-    assert sum(b["fraction"] for b in report["breakdown"].values()) == pytest.approx(1, abs=1e-6)
-    mfu = report["mfu"]["analytic"] or report["mfu"]["counted"]
-    if report["ledger"]:
-        assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * mfu, abs=0.01)
-        assert all(e["points"] >= 0 and e["what_if_mfu"] <= 1 for e in report["ledger"])
 
 
 @pytest.mark.parametrize("name", BUSY)
@@ -41,7 +33,10 @@ def test_mi210_device_only_trace_is_read_and_says_what_it_cannot_compute():
     assert report["device"]["peak_flops"] == 181e12
     # MIOpen's igemm kernels are matmuls by name; nothing can say more without host ops
     assert report["breakdown"]["matmul"]["ms"] == pytest.approx(1.62, abs=0.01)
-    assert any("no host ops" in w for w in report["warnings"]) and report["ledger"] == []
+    assert any("no host ops" in w for w in report["warnings"]) and report["ledger_unit"] == "step_time"
+    # a device-only trace: the gaps between short kernels are most likely launch overhead, with the caveat said
+    first = report["bottlenecks"][0]
+    assert first["cause"] == "small_batch" and "the host was not recorded" in first["evidence"]
 
 
 def test_b200_vllm_decode_step_is_host_bound_with_its_all_reduce_counted_as_communication():

@@ -10,7 +10,9 @@ from synth import kernel, launch, op, step, write
 
 from profiler.analysis.breakdown import Utilization
 from profiler.analysis.signals import Signals, fixed_cost, size_and_role
-from profiler.mfu.attribution import (
+from profiler.mfu.diagnosis import RULES, diagnose
+from profiler.mfu.job import job_figures, stragglers
+from profiler.mfu.records import (
     Attribution,
     Communication,
     Evidence,
@@ -22,8 +24,6 @@ from profiler.mfu.attribution import (
     StepRow,
     StepTimes,
 )
-from profiler.mfu.diagnosis import RULES, diagnose
-from profiler.mfu.job import job_figures, stragglers
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 from profiler.trace import classify
@@ -220,10 +220,13 @@ def test_the_profilers_own_cost_comes_out_of_small_batch_and_the_step(tmp_path):
 
 def test_flops_for_a_step_that_ran_no_matmul_are_named_not_divided_by(tmp_path):
     """A profiler cycle cut short by a stop can hold a step with no matmul at all: the model's FLOPs cannot fit
-    it, and the report says so instead of dividing by its zero matmul time."""
+    it, and the report says so instead of dividing by its zero matmul time; the time ledger stands in."""
     report = analyze_path(write(tmp_path / "t.json", [step(8, 0, 350), op("aten::relu", 10, 20)]),
                           Options(flops_per_step=3e7))
-    assert report["mfu"]["analytic"] is None and report["ledger"] == []
+    assert report["mfu"]["analytic"] is None and report["ledger_unit"] == "step_time"
+    points = {e["cause"]: e["points"] for e in report["ledger"]}
+    # a 330 us gap (under 1 ms) and one op alone, charged a near-empty op's cost: all of it is small_batch
+    assert points["small_batch"] == pytest.approx(100) and sum(points.values()) == pytest.approx(100)
     assert any("against the 0.00 ms matmul time of the step" in w for w in report["warnings"])
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from profiler.analysis.warmup import warmup_intervals
 from profiler.trace import classify
 from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
 from profiler.trace.links import Links, optimizer_roots
@@ -30,7 +31,8 @@ class Breakdown:
     short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than the short-gap length
     optimizer_us: np.ndarray  # (2, n_steps): host_overhead and idle time inside Optimizer.step spans
     collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
-    host_us: np.ndarray  # (3, n_steps): of host_overhead, allocator calls, synchronizations, Python frames
+    host_us: np.ndarray  # (4, n_steps): of host_overhead, allocator calls, synchronizations, Python frames and
+    # one-off costs (warmup.py)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class HostLevels:
     loading: tuple  # data-loading ops and data-preparation Python frames
     allocator: tuple  # allocator runtime calls (cudaFree, hipMalloc, ...)
     sync: tuple  # synchronizing runtime calls (cudaStreamSynchronize, blocking cudaMemcpy, ...)
+    warmup: tuple  # one-off costs: compilation, long runtime calls, library ops' set-up (warmup.py)
     busy: tuple  # ops running code and other runtime calls
     python: tuple  # other Python frames on threads that run ops, except blocking ones (wait, sleep)
 
@@ -91,7 +94,7 @@ def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels
 
     return HostLevels((np.concatenate((trace.start[loading], trace.start[preparing])),
                        np.concatenate((trace.end[loading], trace.end[preparing]))),
-                      spans(allocator), spans(sync),
+                      spans(allocator), spans(sync), warmup_intervals(trace, links),
                       (np.concatenate((trace.start[busy_rows], trace.start[other_runtime])),
                        np.concatenate((trace.end[busy_rows], trace.end[other_runtime]))),
                       (seg_s[running], seg_e[running]))
@@ -99,12 +102,12 @@ def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels
 
 def _split(levels: list, steps: Steps) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Exclusive time per step of [matmul, other_compute, memory, communication, data_loading, allocator,
-    sync, busy host, Python] levels: the seven categories (the last four levels are host_overhead), the
-    host_overhead's parts, and the union of all levels."""
+    sync, warmup, busy host, Python] levels: the seven categories (the last five levels are host_overhead),
+    the host_overhead's parts (allocator, sync, Python, warmup), and the union of all levels."""
     us = exclusive_coverage(levels, steps.start, steps.end)
-    categories = np.vstack((us[:5], us[5:9].sum(axis=0), us[9]))
+    categories = np.vstack((us[:5], us[5:10].sum(axis=0), us[10]))
     busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
-    return categories, us[[5, 6, 8]], busy
+    return categories, us[[5, 6, 9, 7]], busy
 
 
 def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
@@ -114,7 +117,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
               for c in (classify.MATMUL, classify.OTHER_COMPUTE, classify.MEMORY, classify.COMMUNICATION)]
     host_rows = links.host[~links.is_step[links.host]]
     h = host_levels(trace, links, host_rows[links.runs_code[host_rows]])
-    levels += [h.loading, h.allocator, h.sync, h.busy, h.python]
+    levels += [h.loading, h.allocator, h.sync, h.warmup, h.busy, h.python]
     us, host_us, busy = _split(levels, steps)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
     spans = np.flatnonzero(optimizer_roots(links))
@@ -169,7 +172,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     loading = seg_category == classify.DATA_LOADING
     levels.append((np.concatenate((seg_s[loading], h.loading[0])), np.concatenate((seg_e[loading], h.loading[1]))))
     dispatch = seg_category == classify.HOST_OVERHEAD
-    levels += [h.allocator, h.sync, (seg_s[dispatch], seg_e[dispatch]), h.python]
+    levels += [h.allocator, h.sync, h.warmup, (seg_s[dispatch], seg_e[dispatch]), h.python]
     us, host_us, busy = _split(levels, steps)
 
     step = steps.host_index(trace.start)

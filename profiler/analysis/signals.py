@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
+from profiler.analysis.warmup import warmup_rows
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
 from profiler.trace.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
@@ -51,6 +52,9 @@ class Signals:
     stall_sites: Counter = field(default_factory=Counter)  # ... by the op they were made in
     data_prep_us: Counter = field(default_factory=Counter)  # data-preparation Python frames, by name
     backward_ops: int = 0  # autograd backward ops in the steps: a training trace, not inference
+    fp32_matmul_us: Counter = field(default_factory=Counter)  # matmul kernels in float32 on SIMT cores, by name
+    warmup_us: Counter = field(default_factory=Counter)  # one-off spans (warmup.py) in the steps, by name
+    collective_kernel_us: list = field(default_factory=list)  # durations of the collective kernels in the steps
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
@@ -216,6 +220,7 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
                           & (steps.host_index(trace.start) >= 0))
     _add_by_name(s.data_prep_us, trace, prep, dur[prep])
     s.matmul_us = float(op_time[counted].sum())
+    measure_kernel_names_and_one_offs(s, trace, links, steps, bd)
     two_d = counted[trace.by_name(TWO_D_MATMUL.match)[counted]]
     for r, shape in zip(two_d, (links.flop_shapes[r] for r in two_d.tolist())):
         dims = shape.dims[-2:]
@@ -223,3 +228,20 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
             s.small_matmul_us += float(op_time[r])
             s.small_matmul_flops += float(links.flops[r])
     return s
+
+
+def measure_kernel_names_and_one_offs(s: Signals, trace: Trace, links: Links, steps: Steps, bd):
+    """What a trace without shapes or input types still tells: the matmul kernels whose names say float32 on
+    SIMT cores, the one-off spans (compilation, long runtime calls, first library calls) and the collective
+    kernels' lengths (a set-up stands out among them)."""
+    host_in = steps.host_index(trace.start) >= 0
+    once, own_us = warmup_rows(trace, links)
+    _add_by_name(s.warmup_us, trace, once[host_in[once]], own_us[host_in[once]])
+    if not len(links.device):
+        return
+    dur = (trace.end - trace.start)[links.device]
+    dev_in = (steps.window_index(trace.start[links.device]) >= 0) & (trace.kind[links.device] == KERNEL)
+    matmul = dev_in & (bd.device_category == classify.MATMUL)
+    fp32 = matmul & trace.by_name(classify.fp32_simt_kernel)[links.device]
+    _add_by_name(s.fp32_matmul_us, trace, links.device[fp32], dur[fp32])
+    s.collective_kernel_us = dur[dev_in & (bd.device_category == classify.COMMUNICATION)].tolist()

@@ -5,209 +5,104 @@ it rests on: the per-step table, the overheads that the ledger moves between cau
 and the evidence the diagnosis cites. Nothing downstream recomputes a number; each is made here once.
 """
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 
 import numpy as np
 
-from profiler.analysis.breakdown import KernelClassification, Utilization
+from profiler.analysis.breakdown import KernelClassification
 from profiler.analysis.per_file import OpStats, StepTable
 from profiler.analysis.per_rank import RankAnalysis
-from profiler.analysis.signals import Signals
 from profiler.mfu.consistency import implausible_input
 from profiler.mfu.inputs import ModelFlops
-from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger, without_profiler
-from profiler.mfu.peak import Peak
-from profiler.settings import FLOPS_GAP, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
+from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger, time_ledger, without_profiler
+from profiler.mfu.peak import Peak, table_peaks
+from profiler.mfu.records import (
+    Attribution,
+    Communication,
+    Evidence,
+    Figures,
+    LedgerEntry,
+    Mfu,
+    OpRow,
+    ProfilerCost,
+    Share,
+    StepRow,
+    StepTimes,
+)
+from profiler.settings import FLOPS_GAP, MOSTLY_UNCOUNTED, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
 from profiler.trace import classify
 
 
-@dataclass(frozen=True)
-class StepTimes:
-    mean: float  # ms
-    min: float
-    max: float
-    cv: float = 0.0  # coefficient of variation (standard deviation over the mean) of the analysed steps
-
-
-@dataclass(frozen=True)
-class Share:
-    ms: float  # per step
-    fraction: float  # of the step time
-
-
-@dataclass(frozen=True)
-class ProfilerCost:
-    """What recording the step cost, measured before the run: µs per recorded op × the ops recorded per step."""
-
-    us_per_op: float
-    ops_per_step: float
-    ms_per_step: float  # taken out of the step time for MFU and the ledger (capped by small_batch + other)
-
-
-@dataclass(frozen=True)
-class Mfu:
-    analytic: float | None  # F_model / (T · P)
-    counted: float | None  # F_counted / (T · P)
-    flops_analytic: float | None
-    flops_counted: float
-    analytic_from: str | None
-
-
-@dataclass(frozen=True)
-class OpRow:
-    name: str
-    category: str
-    count: float  # per step
-    ms: float  # per step
-    flops: float  # per step
-    tflops_per_s: float | None
-
-
-@dataclass(frozen=True)
-class Communication:
-    total_ms: float  # collectives running, exposed or hidden, per step
-    exposed_ms: float
-    exposed_fraction: float | None
-    calls_per_step: dict[str, float]
-    bytes_per_step: float | None
-
-
-@dataclass(frozen=True)
-class StepRow:
-    step: int
-    ms: float
-    categories: dict[str, float]  # ms of each breakdown category
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    cause: str
-    points: float
-    ms: float
-    what_if_mfu: float
-    low: float | None = None  # the cause's points in the analysed step where it cost least
-    high: float | None = None  # ... and most
-
-
-@dataclass(frozen=True)
-class Bottleneck:
-    cause: str
-    points: float
-    ms: float
-    what_if_mfu: float
-    evidence: str
-    fix: str
-    fix_config: dict | None = None  # our run's --key=value change that applies the fix
-
-
-@dataclass(frozen=True)
-class Figures:
-    """What a report shows of a rank or of a job."""
-
-    step_time_ms: StepTimes
-    device_utilization: Utilization | None  # HTA's definition
-    mfu: Mfu
-    breakdown: dict[str, Share]  # by category, in classify.CATEGORIES order
-    ledger: list[LedgerEntry]
-    bottlenecks: list[Bottleneck]
-    top_ops: list[OpRow]
-    classification_ms: KernelClassification | None  # device time per step (ms) by how kernels were classified
-    copied_bytes_per_step: float
-    matmul_without_flops_ms: float
-    communication: Communication | None
-    per_step: list[StepRow]
-    profiler_cost: ProfilerCost | None = None  # the recording cost taken out of MFU and the ledger (our runs)
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """The measurements the diagnosis cites (ms per step unless said)."""
-
-    step_ms: float
-    kind: str
-    dtype: str | None
-    meta: dict  # our run's metadata ({} for a foreign trace): the diagnosis speaks in its keys
-    peak: float
-    peak_run: float
-    flops: float  # F_model, or F_counted standing in
-    counted_flops: float
-    breakdown: dict[str, Share]
-    signals: Signals
-    ops: list[OpRow]  # every op, largest first
-    short_idle_ms: float
-    optimizer_overhead_ms: float
-    fixed_ms: float  # fixed per-op cost of compute and copy ops
-    parameter_ms: float
-    copied_bytes: float
-    allocator_ms: float
-    sync_ms: float
-    python_ms: float
-    other_ops_per_step: float  # elementwise / norm / softmax / optimizer ops
-    step_ms_by_dtype: dict  # forward and backward of a micro-step per dtype, measured by our run ({} if not)
-    profiler_ms: float = 0.0  # the profiler's own recording cost taken out of the step and small_batch
-    fastest_dtype: str | None = None  # the dtype of P, where known
-
-
-@dataclass(frozen=True)
-class Attribution:
-    rank: int
-    figures: Figures
-    steps: StepTable
-    overheads: Overheads | None  # None when there is no ledger (no peak, no FLOPs, implausible inputs)
-    seconds: dict[str, float]  # per cause, per step
-    evidence: Evidence | None
-    warnings: list[str] = field(default_factory=list)
-
-
 def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int) -> Attribution:
-    warnings: list[str] = []
+    """The rank's figures and its ledger: in points of MFU where F and P can be formed and are plausible, else
+    in points of step time (DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis."""
+    warnings = warmup_note(r.table) + flops_notes(r, f_model)
+    figures = rank_figures(r, peak, f_model, top)
+    why = why_no_mfu(r, peak, f_model)
+    if why is None and peak:
+        flops = f_model.per_step or figures.mfu.flops_counted
+        why = implausible_input(peak, counted_rate(r), flops, f_model.source or "F_counted",
+                                r.table.step_us.mean() / 1e6, figures.breakdown["matmul"].ms / 1000)
+        if why:  # the inputs cannot be true together: no MFU is printed
+            figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
+    if why or not peak:
+        return time_attribution(r, figures, peak, why or "no peak", warnings)
+    return mfu_attribution(r, figures, peak, f_model, warnings)
+
+
+def why_no_mfu(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> str | None:
+    """Why the MFU ledger cannot be formed for this rank, or None when it can."""
+    uncounted = sum(r.signals.uncounted_matmul_us.values())
+    matmul_us = r.table.breakdown_us[classify.MATMUL].sum()
+    if not peak:
+        return "no peak is known for the device"
+    if not (f_model.per_step or r.table.flops.any()):
+        return "no FLOPs: the model's are unknown and the trace records no shapes to count them by"
+    if not f_model.per_step and uncounted > MOSTLY_UNCOUNTED * matmul_us:
+        return (f"most of the matmul time ({100 * uncounted / matmul_us:.0f}%) ran in ops whose FLOPs the trace does "
+                "not let us count: F_counted would make their time look like matmul_efficiency")
+    return None
+
+
+def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int) -> Figures:
+    """What a report shows of the rank before any ledger: step times, MFU, breakdown, top ops, per step."""
     t = r.table
     n = len(t)
     step_s = t.step_us.mean() / 1e6
-    warnings += warmup_note(t)
     f_counted = float(t.flops.mean())
     model = f_model.per_step
     P = peak.peak_flops if peak else None
-    if model and f_counted and abs(f_counted / model - 1) > FLOPS_GAP:
-        warnings.append(flops_gap_note(model, f_counted))
-    uncounted = sum(r.signals.uncounted_matmul_us.values())
-    matmul_us = t.breakdown_us[classify.MATMUL].sum()
-    if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
-        per = max(r.signals.steps, 1) * 1000
-        warnings.append(f"{uncounted / per:.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "
-                        "in ops whose FLOPs the trace does not let us count (no recorded shapes, or custom ops); "
-                        "F_counted leaves it out; largest: " + ", ".join(
-                            f"{name} {us / per:.2f} ms" for name, us in r.signals.uncounted_matmul_us.most_common(3)))
     total = t.breakdown_us.sum(axis=1)
     breakdown = {c: Share(float(total[k] / n / 1000), float(total[k] / t.step_us.sum()))
                  for k, c in enumerate(classify.CATEGORIES)}
-    ops = op_rows(r.ops, n)
-    figures = Figures(
-        StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000), float(t.step_us.max() / 1000),
-                  float(t.step_us.std() / t.step_us.mean())),
-        r.utilization,
-        Mfu(model / (step_s * P) if model and P else None, f_counted / (step_s * P) if P and f_counted else None,
-            float(model) if model else None, f_counted, f_model.source),
-        breakdown, [], [], ops[:top],
-        KernelClassification(*(getattr(r.classified_us, f.name) / n / 1000 for f in fields(KernelClassification)))
-        if r.classified_us else None,
-        float(t.copied_bytes.mean()), uncounted / max(r.signals.steps, 1) / 1000, communication(r, breakdown),
-        [StepRow(int(i), float(us / 1000),
-                 {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(classify.CATEGORIES)})
-         for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
+    classified = (KernelClassification(*(getattr(r.classified_us, f.name) / n / 1000
+                                         for f in fields(KernelClassification))) if r.classified_us else None)
+    return Figures(
+        step_time_ms=StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000),
+                               float(t.step_us.max() / 1000), float(t.step_us.std() / t.step_us.mean())),
+        device_utilization=r.utilization,
+        mfu=Mfu(model / (step_s * P) if model and P else None, f_counted / (step_s * P) if P and f_counted else None,
+                float(model) if model else None, f_counted, f_model.source),
+        breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=op_rows(r.ops, n)[:top],
+        classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
+        matmul_without_flops_ms=sum(r.signals.uncounted_matmul_us.values()) / max(r.signals.steps, 1) / 1000,
+        communication=communication(r, breakdown),
+        per_step=[StepRow(int(i), float(us / 1000),
+                          {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(classify.CATEGORIES)})
+                  for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
+
+
+def mfu_attribution(r: RankAnalysis, figures: Figures, peak: Peak, f_model: ModelFlops,
+                    warnings: list[str]) -> Attribution:
+    """The MFU ledger: 100 − MFU points over the causes, each with its what-if MFU."""
+    t = r.table
+    step_s = t.step_us.mean() / 1e6
+    model, f_counted, P = f_model.per_step, figures.mfu.flops_counted, peak.peak_flops
     flops = model or f_counted
-    without_ledger = Attribution(r.rank, figures, t, None, {}, None, warnings)
-    if not (P and flops):
-        warnings.append("no peak or no FLOPs: the MFU ledger and the diagnosis are left empty")
-        return without_ledger
-    problem = implausible_input(peak, counted_rate(r), flops, f_model.source or "F_counted", step_s,
-                                breakdown["matmul"].ms / 1000)
-    if problem:
-        warnings.append(problem)
-        mfu = replace(figures.mfu, analytic=None, counted=None)
-        return Attribution(r.rank, replace(figures, mfu=mfu), t, None, {}, None, warnings)
+    matmul_s = figures.breakdown["matmul"].ms / 1000
     overheads = rank_overheads(r, peak.peak_flops_run)
-    seconds = cause_seconds({c: b.ms / 1000 for c, b in breakdown.items()}, flops, P, peak.peak_flops_run, overheads)
+    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, flops, P, peak.peak_flops_run,
+                            overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
     if recording:  # MFU and the ledger of the step as it runs unprofiled
         step_s -= recording
@@ -219,27 +114,81 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         warnings.append(f"the profiler's own cost, {cost.ms_per_step:.2f} ms/step ({cost.ops_per_step:,.0f} ops "
                         f"recorded per step x {cost.us_per_op:.2f} us, measured before the run), is taken out of "
                         "the step time and small_batch: MFU and the ledger describe the step unprofiled")
-    if flops / P > breakdown["matmul"].ms / 1000 + 1e-9:
+    if flops / P > matmul_s + 1e-9:
         warnings.append(f"the FLOPs per step need {1000 * flops / P:.2f} ms at P, more than the "
-                        f"{breakdown['matmul'].ms:.2f} ms the matmuls took: the other causes give up the difference "
+                        f"{1000 * matmul_s:.2f} ms the matmuls took: the other causes give up the difference "
                         "in proportion (the FLOPs count more than ran, or P is low)")
-    elif flops / peak.peak_flops_run > breakdown["matmul"].ms / 1000 + 1e-9:
+    elif flops / peak.peak_flops_run > matmul_s + 1e-9:
         warnings.append(f"the matmuls took less time than the FLOPs need at P_run ({peak.dtype}): precision is "
                         "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
                         "precision than recorded, or F_model counts more than ran)")
     low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
     entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]]) for e in ledger(step_s, seconds, flops, P)]
     warnings += spread_note(figures.step_time_ms, entries)
-    evidence = Evidence(
-        step_s * 1000, r.kind, r.dtype, r.metadata, P, peak.peak_flops_run, flops, f_counted, breakdown, r.signals, ops,
-        1000 * overheads.short_idle, 1000 * (overheads.optimizer_host + overheads.optimizer_idle),
-        1000 * overheads.fixed_compute + 1000 * overheads.fixed_memory,
-        1000 * (overheads.parameter_compute + overheads.parameter_memory), float(t.copied_bytes.mean()),
-        1000 * overheads.allocator, 1000 * overheads.sync, float(t.host_us[2].mean()) / 1000,
-        sum(op.count for op in ops if op.category == "other_compute"), r.metadata.get("step_ms_by_dtype") or {},
-        1000 * recording, peak.fastest)
-    figures = replace(figures, ledger=entries)
-    return Attribution(r.rank, figures, t, overheads, {c: seconds[c] for c in CAUSES}, evidence, warnings)
+    evidence = rank_evidence(r, figures, overheads, 1000 * step_s, 1000 * recording, peak, flops)
+    return Attribution(r.rank, replace(figures, ledger=entries), t, overheads, {c: seconds[c] for c in CAUSES},
+                       evidence, warnings)
+
+
+def time_attribution(r: RankAnalysis, figures: Figures, peak: Peak | None, why: str,
+                     warnings: list[str]) -> Attribution:
+    """The time ledger: 100 points of step time over the causes that need neither F nor P, precision from
+    the kernels' names, and the work itself (useful); each what-if a steady-state step time and speed-up."""
+    t = r.table
+    speed = fp32_speed(r, peak)
+    fp32_s = sum(r.signals.fp32_matmul_us.values()) / (1e6 * max(r.signals.steps, 1))
+    overheads = replace(rank_overheads(r, None), precision=(1 - speed) * fp32_s if speed else None)
+    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, 0.0, 1.0, 1.0, overheads)
+    seconds, recording = without_profiler(seconds, overheads.profiler)
+    step_s = t.step_us.mean() / 1e6 - recording
+    entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds)]
+    warnings.append(f"{why}: the ledger is in points of step time (100 = the {1000 * step_s:.2f} ms step), each "
+                    "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out")
+    evidence = replace(rank_evidence(r, figures, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
+                       unit="step_time", fp32_speed=speed, why_time=why)
+    return Attribution(r.rank, replace(figures, ledger=entries, ledger_unit="step_time"), t, overheads,
+                       {c: seconds[c] for c in CAUSES}, evidence, warnings)
+
+
+def fp32_speed(r: RankAnalysis, peak: Peak | None) -> float | None:
+    """The device's float32 peak over its fastest, from the device table: what float32 SIMT kernels lose is
+    (1 − this) of their time. None on a CPU or a device the table lacks."""
+    rates = table_peaks(r.device_names[0]) if r.kind != "cpu" and r.device_names else None
+    return rates["float32"] / max(rates.values()) if rates and "float32" in rates else None
+
+
+def rank_evidence(r: RankAnalysis, figures: Figures, o: Overheads, step_ms: float, profiler_ms: float,
+                  peak: Peak | None, flops: float) -> Evidence:
+    ops = op_rows(r.ops, len(r.table))
+    return Evidence(
+        step_ms=step_ms, kind=r.kind, dtype=r.dtype, meta=r.metadata, peak=peak.peak_flops if peak else 0.0,
+        peak_run=peak.peak_flops_run if peak else 0.0, flops=flops, counted_flops=figures.mfu.flops_counted,
+        breakdown=figures.breakdown, signals=r.signals, ops=ops, short_idle_ms=1000 * o.short_idle,
+        optimizer_overhead_ms=1000 * (o.optimizer_host + o.optimizer_idle),
+        fixed_ms=1000 * o.fixed_compute + 1000 * o.fixed_memory,
+        parameter_ms=1000 * (o.parameter_compute + o.parameter_memory),
+        copied_bytes=float(r.table.copied_bytes.mean()), allocator_ms=1000 * o.allocator, sync_ms=1000 * o.sync,
+        python_ms=float(r.table.host_us[2].mean()) / 1000,
+        other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
+        step_ms_by_dtype=r.metadata.get("step_ms_by_dtype") or {}, profiler_ms=profiler_ms,
+        fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * o.warmup)
+
+
+def flops_notes(r: RankAnalysis, f_model: ModelFlops) -> list[str]:
+    """Warnings on the FLOP counts: counted and analytic apart, matmul time without a FLOP count."""
+    out = []
+    model, f_counted = f_model.per_step, float(r.table.flops.mean())
+    if model and f_counted and abs(f_counted / model - 1) > FLOPS_GAP:
+        out.append(flops_gap_note(model, f_counted))
+    uncounted = sum(r.signals.uncounted_matmul_us.values())
+    matmul_us = r.table.breakdown_us[classify.MATMUL].sum()
+    if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
+        per = max(r.signals.steps, 1) * 1000
+        out.append(f"{uncounted / per:.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "
+                   "in ops whose FLOPs the trace does not let us count (no recorded shapes, or custom ops); "
+                   "F_counted leaves it out; largest: " + ", ".join(
+                       f"{name} {us / per:.2f} ms" for name, us in r.signals.uncounted_matmul_us.most_common(3)))
+    return out
 
 
 def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run: float) -> tuple[dict, dict]:
@@ -249,7 +198,7 @@ def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run:
     for j in range(len(t)):
         step_o = replace(o, short_idle=t.short_idle_us[j] / 1e6, optimizer_host=t.optimizer_us[0, j] / 1e6,
                          optimizer_idle=t.optimizer_us[1, j] / 1e6, allocator=t.host_us[0, j] / 1e6,
-                         sync=t.host_us[1, j] / 1e6)
+                         sync=t.host_us[1, j] / 1e6, warmup=t.host_us[3, j] / 1e6)
         category_s = {c: t.breakdown_us[k, j] / 1e6 for k, c in enumerate(classify.CATEGORIES)}
         s, recording = without_profiler(cause_seconds(category_s, flops, peak, peak_run, step_o), o.profiler)
         points.append({c: 100 * s[c] * 1e6 / (t.step_us[j] - 1e6 * recording) for c in CAUSES})
@@ -283,22 +232,25 @@ def counted_rate(r: RankAnalysis) -> float | None:
     return flops / (r.signals.matmul_us / 1e6) if r.signals.matmul_us and flops else None
 
 
-def rank_overheads(r: RankAnalysis, peak_run: float) -> Overheads:
-    """The seconds per step that the ledger moves between causes, from the rank's signals."""
+def rank_overheads(r: RankAnalysis, peak_run: float | None) -> Overheads:
+    """The seconds per step that the ledger moves between causes, from the rank's signals. Without P_run (a
+    time ledger) small and unfused-attention matmuls have no excess over their FLOPs to move."""
     sig, t = r.signals, r.table
     per_step = 1e6 * max(sig.steps, 1)  # µs totals over the steps → seconds per step
     optimizer_host, optimizer_idle = t.optimizer_us.mean(axis=1) / 1e6
+    excess = (lambda us, flops: (us - 1e6 * flops / peak_run) / per_step) if peak_run else (lambda us, flops: 0.0)
     return Overheads(
-        small_matmul_excess=(sig.small_matmul_us - 1e6 * sig.small_matmul_flops / peak_run) / per_step,
+        small_matmul_excess=excess(sig.small_matmul_us, sig.small_matmul_flops),
         short_idle=float(t.short_idle_us.mean()) / 1e6,
         fixed_compute=sig.fixed_us["other_compute"] / per_step, fixed_memory=sig.fixed_us["memory"] / per_step,
         parameter_compute=sig.parameter_us["other_compute"] / per_step,
         parameter_memory=sig.parameter_us["memory"] / per_step,
         optimizer_host=optimizer_host, optimizer_idle=optimizer_idle,
-        attention_matmul_excess=(sig.attention_us["matmul"] - 1e6 * sig.attention_flops / peak_run) / per_step,
+        attention_matmul_excess=excess(sig.attention_us["matmul"], sig.attention_flops),
         attention_memory=sig.attention_us["memory"] / per_step,
         attention_host=sig.attention_us["host_overhead"] / per_step,
         allocator=float(t.host_us[0].mean()) / 1e6, sync=float(t.host_us[1].mean()) / 1e6,
+        warmup=float(t.host_us[3].mean()) / 1e6,
         precision=measured_precision(r),
         profiler=r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops / per_step)
 

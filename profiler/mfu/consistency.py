@@ -68,9 +68,13 @@ def violations(fig) -> list[str]:
         out.append(f"MFU {100 * mfu:.2f}% is outside 0-100%")
     if fig.ledger:
         points = sum(e.points for e in fig.ledger)
-        if mfu is not None and abs(points - (100 - 100 * mfu)) > 0.01:
+        if fig.ledger_unit == "step_time" and abs(points - 100) > 0.01:
+            out.append(f"time ledger points add up to {points:.3f}, not 100")
+        elif fig.ledger_unit == "mfu" and mfu is not None and abs(points - (100 - 100 * mfu)) > 0.01:
             out.append(f"ledger points add up to {points:.3f}, not 100 - MFU = {100 - 100 * mfu:.3f}")
         out += [f"cause {e.cause} is negative ({e.points:.3f} points)" for e in fig.ledger if e.points < -1e-9]
         out += [f"what-if MFU of {e.cause} is {100 * e.what_if_mfu:.2f}%" for e in fig.ledger
-                if e.what_if_mfu > 1 + 1e-9]
+                if e.what_if_mfu is not None and e.what_if_mfu > 1 + 1e-9]
+        out += [f"what-if step of {e.cause} is {e.what_if_step_ms:.3f} ms" for e in fig.ledger
+                if e.what_if_step_ms is not None and not 0 < e.what_if_step_ms <= fig.step_time_ms.mean + 1e-6]
     return out

@@ -13,11 +13,12 @@ Rules and thresholds:
 - memory_ops, communication, precision, matmul_efficiency, other: their ledger time, with the evidence below.
 """
 
+import re
 import statistics
 
 from profiler.analysis.signals import COMPILED_REGION, Signals
-from profiler.mfu.attribution import Bottleneck, Evidence, LedgerEntry
-from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, PYTHON_SHARE, SMALL_DIM
+from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
+from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
 
 
@@ -27,9 +28,11 @@ def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_P
     for entry in entries:
         if entry.points < min_points:
             continue
+        if entry.cause not in RULES:  # the time ledger's useful work is no bottleneck
+            continue
         evidence, fix, config = RULES[entry.cause](entry, ev)
         out.append(Bottleneck(entry.cause, entry.points, entry.ms, entry.what_if_mfu, evidence, fix,
-                              config if config and ev.meta else None))
+                              config if config and ev.meta else None, entry.what_if_step_ms, entry.speedup))
     return sorted(out, key=lambda b: -b.points)
 
 
@@ -39,7 +42,26 @@ def _share(ms: float, ev: Evidence) -> str:
 
 def _largest_ms(counter, steps: int) -> str:
     """'a 1.20 ms, b 0.40 ms, c 0.10 ms': the three largest of µs totals, per step."""
-    return ", ".join(f"{name} {us / 1000 / steps:.2f} ms" for name, us in counter.most_common(3))
+    return ", ".join(f"{short_name(name)} {us / 1000 / steps:.2f} ms" for name, us in counter.most_common(3))
+
+
+PYTHON_FRAME = re.compile(r"\.py\(\d+\)")
+
+
+def short_name(name: str, width: int = 70) -> str:
+    """A kernel's name without 'void ' and its parameter list, its template arguments cut to fit `width`; a
+    plain name (an op, a triton kernel) as it is."""
+    if PYTHON_FRAME.search(name):  # 'file.py(129): preprocess' is a name, not a parameter list
+        return name
+    name = name.removeprefix("void ")
+    depth, cut = 0, len(name)
+    for i, ch in enumerate(name):  # the parameter list starts at the first '(' outside template brackets
+        depth += (ch == "<") - (ch == ">")
+        if ch == "(" and depth == 0 and i and name[i - 1] != " ":  # 'f (dynamo_timed)' keeps its note
+            cut = i
+            break
+    name = name[:cut]
+    return name if len(name) <= width or "<" not in name else name[:width - 3] + "..."
 
 
 def io(entry: LedgerEntry, ev: Evidence):
@@ -72,14 +94,19 @@ def small_batch(entry: LedgerEntry, ev: Evidence):
              f"{ev.fixed_ms:.2f} ms/step (each op charged a near-empty op's duration)",
              f"work done once per step on parameters (optimizer, gradient clipping, weight casts) "
              f"{ev.parameter_ms:.2f} ms/step",
-             f"{sig.host_ops / n:,.0f} ops per step, {ev.flops / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op"]
+             f"{sig.host_ops / n:,.0f} ops per step"
+             + (f", {ev.flops / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op" if ev.flops else "")]
+    if ev.kind != "cpu" and not sig.host_ops:
+        parts.insert(0, "the host was not recorded (a device-only trace): the device's short gaps between kernels "
+                        "are most likely launch overhead, though a trace of the host would have to show it")
     if sig.kernel_us:
         median = statistics.median(sig.kernel_us)
         parts.append(f"{len(sig.kernel_us) / n:,.0f} kernels per step, median {median:.1f} µs")
     if sig.small_matmul_us:
         rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
+        of_peak = f" ({100 * rate * 1e12 / ev.peak_run:.0f}% of P_run)" if ev.peak_run else ""
         parts.append(f"matmuls with a dimension < {SMALL_DIM}: {sig.small_matmul_us / n / 1000:.2f} ms/step at "
-                     f"{rate:.3f} TFLOP/s ({100 * rate * 1e12 / ev.peak_run:.0f}% of P_run)")
+                     f"{rate:.3f} TFLOP/s{of_peak}")
     if ev.python_ms >= PYTHON_SHARE * entry.ms:
         parts.append(f"Python frames between ops {ev.python_ms:.2f} ms/step with the device idle")
     if ev.profiler_ms:
@@ -111,7 +138,7 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
     if layers:
         parts.append(f"{ev.other_ops_per_step / layers:.0f} such ops per layer per step")
     largest = [op for op in ev.ops if op.category == "other_compute"][:3]
-    parts.append("largest: " + ", ".join(f"{op.name} {op.ms:.2f} ms" for op in largest))
+    parts.append("largest: " + ", ".join(f"{short_name(op.name)} {op.ms:.2f} ms" for op in largest))
     config, fixes = {}, []
     if softmax and bmm and not fused_attention:
         parts.append(f"unfused attention: {softmax / n:.0f} softmax and {bmm / n:.0f} bmm ops per step, "
@@ -179,10 +206,17 @@ def _calls(sig: Signals, pattern) -> str:
 
 
 def communication(entry: LedgerEntry, ev: Evidence):
-    comm = ", ".join(f"{op.name} {op.ms:.2f} ms" for op in ev.ops if op.category == "communication")
+    comm = ", ".join(f"{short_name(op.name)} {op.ms:.2f} ms" for op in ev.ops if op.category == "communication")
     evidence = f"collectives not overlapped by compute {_share(entry.ms, ev)}" + (f"; {comm}" if comm else "")
     fix = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients locally "
            "(no_sync) and all-reduce less often, or raise the batch per rank")
+    kernels = sorted(ev.signals.collective_kernel_us)
+    if len(kernels) >= 3 and kernels[-1] >= ONE_OFF_COLLECTIVE * statistics.median(kernels[:-1]):
+        median = statistics.median(kernels[:-1])
+        evidence += (f"; one collective kernel took {kernels[-1] / 1000:.2f} ms, {kernels[-1] / median:.0f}x the "
+                     f"median of the other {len(kernels) - 1} ({median / 1000:.2f} ms): most likely a one-off "
+                     "(communicator or connection set-up on first use), or a rank that arrived late")
+        fix = "profile after a warm-up step to see the steady state, then: " + fix
     return evidence, fix, None
 
 
@@ -196,6 +230,8 @@ def faster_dtype(ev: Evidence) -> str:
 
 
 def precision(entry: LedgerEntry, ev: Evidence):
+    if ev.unit == "step_time":
+        return precision_from_kernels(entry, ev)
     dtype, target = ev.dtype or "unknown", faster_dtype(ev)
     evidence = (f"matmuls ran in {dtype}: the device does {ev.peak_run / 1e12:.3g} TFLOP/s in it against "
                 f"{ev.peak / 1e12:.3g} in {ev.fastest_dtype or 'its fastest precision'}; the model's FLOPs need "
@@ -213,6 +249,35 @@ def precision(entry: LedgerEntry, ev: Evidence):
         if ev.kind != "cpu":
             fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
     return evidence, fix, {"dtype": target} if target in ("float32", "bfloat16") else None
+
+
+def precision_from_kernels(entry: LedgerEntry, ev: Evidence):
+    """Precision in a time ledger: the kernels' names say float32 on SIMT cores, the device table what that
+    costs against the device's fastest precision."""
+    sig: Signals = ev.signals
+    n = max(sig.steps, 1)
+    fp32_ms = sum(sig.fp32_matmul_us.values()) / n / 1000
+    evidence = (f"float32 matmul and convolution kernels on the SIMT cores {fp32_ms:.2f} ms/step (largest: "
+                f"{_largest_ms(sig.fp32_matmul_us, n)}); the device does {100 * (ev.fp32_speed or 0):.0f}% of its "
+                f"fastest rate in float32, so they lose {100 * (1 - (ev.fp32_speed or 0)):.0f}% of their time")
+    half = "bfloat16" if ev.fastest_dtype == "bfloat16" else "float16"
+    fix = (f"mixed precision: torch.autocast(device_type, dtype=torch.{half})"
+           + (" with torch.amp.GradScaler" if half == "float16" else "")
+           + ", or TF32 for float32 matmuls where the device has it (torch.backends.cuda.matmul.allow_tf32 = True, "
+             "torch.backends.cudnn.allow_tf32 = True)")
+    return evidence, fix, {"dtype": "bfloat16"} if half == "bfloat16" else None
+
+
+def warmup(entry: LedgerEntry, ev: Evidence):
+    sig: Signals = ev.signals
+    n = max(sig.steps, 1)
+    evidence = (f"one-off costs inside the recorded window while the device idled {_share(entry.ms, ev)}: "
+                f"{_largest_ms(sig.warmup_us, n)} (their own host time: compilation, lazy loading of kernels on their "
+                "first launch, library set-up on a first call)")
+    fix = ("profile after warm-up: torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, warmup=1, "
+           "active=3)) or a warm-up step before the profiler starts; in a long run these cost nothing, and the "
+           "other causes' what-ifs already leave them out")
+    return evidence, fix, None
 
 
 def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
@@ -245,4 +310,4 @@ def other(entry: LedgerEntry, ev: Evidence):
 
 RULES = {"io": io, "small_batch": small_batch, "non_fused": non_fused, "memory_ops": memory_ops,
          "communication": communication, "precision": precision, "matmul_efficiency": matmul_efficiency,
-         "other": other}
+         "warmup": warmup, "other": other}

@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from profiler.analysis.timeline import Timeline
-from profiler.mfu.attribution import (
+from profiler.mfu.peak import Peak
+from profiler.mfu.records import (
     Attribution,
     Communication,
     Figures,
@@ -21,7 +22,6 @@ from profiler.mfu.attribution import (
     StepRow,
     StepTimes,
 )
-from profiler.mfu.peak import Peak
 from profiler.settings import MIN_POINTS, STRAGGLER_THRESHOLD
 from profiler.trace.classify import CATEGORIES
 
@@ -74,19 +74,16 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
     """The job's figures over its ranks, each formed as AGGREGATION says; bottleneck evidence comes from the
     rank where that cause costs most, and says which rank."""
     figs = [a.figures for a in ranks]
-    ledger, bottlenecks = [], []
-    if all(f.ledger for f in figs):
-        ledger = [LedgerEntry(e.cause, mean([f.ledger[i].points for f in figs]), mean([f.ledger[i].ms for f in figs]),
-                              mean([f.ledger[i].what_if_mfu for f in figs]), min(f.ledger[i].low for f in figs),
-                              max(f.ledger[i].high for f in figs)) for i, e in enumerate(figs[0].ledger)]
-        for entry in ledger:
-            found = [(b, a.rank) for a in ranks for b in a.figures.bottlenecks if b.cause == entry.cause]
-            if entry.points < min_points or not found:
-                continue
-            worst, rank = max(found, key=lambda br: br[0].points)
-            bottlenecks.append(replace(worst, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
-                                       evidence=f"rank {rank}: {worst.evidence}"))
-        bottlenecks.sort(key=lambda b: -b.points)
+    ledger, bottlenecks = job_ledger(figs), []
+    for entry in ledger:
+        found = [(b, a.rank) for a in ranks for b in a.figures.bottlenecks if b.cause == entry.cause]
+        if entry.points < min_points or not found:
+            continue
+        worst, rank = max(found, key=lambda br: br[0].points)
+        bottlenecks.append(replace(worst, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
+                                   what_if_step_ms=entry.what_if_step_ms, speedup=entry.speedup,
+                                   evidence=f"rank {rank}: {worst.evidence}"))
+    bottlenecks.sort(key=lambda b: -b.points)
     return Figures(
         StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs]) for k in ("mean", "min", "max", "cv"))),
         mean_fields([f.device_utilization for f in figs]),
@@ -97,7 +94,36 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
         ledger, bottlenecks, job_top_ops([f.top_ops for f in figs]), mean_fields([f.classification_ms for f in figs]),
         mean([f.copied_bytes_per_step for f in figs]), mean([f.matmul_without_flops_ms for f in figs]),
         job_communication([f.communication for f in figs]), job_per_step([f.per_step for f in figs]),
-        mean_fields([f.profiler_cost for f in figs]))
+        mean_fields([f.profiler_cost for f in figs]), figs[0].ledger_unit)
+
+
+def job_ledger(figs: list[Figures]) -> list[LedgerEntry]:
+    """Each cause's entry averaged over the ranks (a cause a rank lacks, such as warmup, counts 0 there);
+    empty unless every rank has a ledger in the same unit."""
+    if not all(f.ledger for f in figs) or len({f.ledger_unit for f in figs}) > 1:
+        return []
+    by_cause = [{e.cause: e for e in f.ledger} for f in figs]
+    causes = list(dict.fromkeys(e.cause for f in figs for e in f.ledger))
+    out = []
+    for c in causes:
+        entries = [d.get(c) or absent(f, c) for d, f in zip(by_cause, figs)]
+        lows, highs = [e.low for e in entries if e.low is not None], [e.high for e in entries if e.high is not None]
+        out.append(LedgerEntry(cause=c, points=mean([e.points for e in entries]), ms=mean([e.ms for e in entries]),
+                               what_if_mfu=mean([e.what_if_mfu for e in entries]),
+                               low=min(lows) if len(lows) == len(entries) else None,
+                               high=max(highs) if len(highs) == len(entries) else None,
+                               what_if_step_ms=mean([e.what_if_step_ms for e in entries]),
+                               speedup=mean([e.speedup for e in entries])))
+    return out
+
+
+def absent(f: Figures, cause: str) -> LedgerEntry:
+    """A cause that a rank's ledger lacks (no warmup there): 0 points, its what-if the rank as it is."""
+    if f.ledger_unit == "mfu":
+        mfu = f.mfu.analytic if f.mfu.analytic is not None else f.mfu.counted
+        return LedgerEntry(cause=cause, points=0.0, ms=0.0, what_if_mfu=mfu, low=0.0, high=0.0)
+    return LedgerEntry(cause=cause, points=0.0, ms=0.0, what_if_mfu=None, what_if_step_ms=f.step_time_ms.mean,
+                       speedup=1.0)
 
 
 def mean_fields(parts: list):

@@ -7,7 +7,10 @@ fastest precision), small matmuls (small_batch) and the rest (matmul_efficiency)
 
 from dataclasses import dataclass
 
-CAUSES = ("io", "small_batch", "non_fused", "memory_ops", "communication", "precision", "matmul_efficiency", "other")
+CAUSES = ("io", "small_batch", "non_fused", "memory_ops", "communication", "precision", "matmul_efficiency", "warmup",
+          "other")
+# the time ledger (no F or no P): matmul_efficiency needs both, and what no cause claims is the work itself
+TIME_CAUSES = tuple(c for c in CAUSES if c != "matmul_efficiency") + ("useful",)
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Overheads:
     allocator: float = 0.0  # allocator calls (cudaFree, hipMalloc, ...) while the device idles
     sync: float = 0.0  # synchronizing calls (stream / device syncs, blocking copies) while the device idles
     profiler: float = 0.0  # the profiler's own cost of recording the step's ops (our runs measure it per op)
+    warmup: float = 0.0  # one-off costs (compilation, lazy loading, library set-up) while the device idles
 
 
 def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, o: Overheads) -> dict[str, float]:
@@ -40,6 +44,7 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     - host_overhead → small_batch, and so are short idle gaps between ops, small matmuls' excess, the fixed
       per-op cost of compute and copy ops, and the work done once per step on parameters (optimizer update,
       gradient clipping, weight casts): the costs that a larger batch would spread over more tokens.
+    - one-off costs inside the window (compilation, lazy loading, library set-up) → warmup.
     - longer idle stretches → other, and so are the host's synchronizations while the device idles (the fix
       moves them out of the step); allocator calls while the device idles → memory_ops (the caching
       allocator's settings, cudnn / miopen benchmark mode remove them).
@@ -69,6 +74,7 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     move("host_overhead", o.attention_host, "non_fused")
     move("host_overhead", o.allocator, "memory_ops")
     move("host_overhead", o.sync, "other")
+    move("host_overhead", o.warmup, "warmup")
     move("idle", o.optimizer_idle, "non_fused")
     move("idle", o.short_idle - o.optimizer_idle, "small_batch")
     move("memory", o.attention_memory, "non_fused")
@@ -78,7 +84,7 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     move("other_compute", o.fixed_compute, "small_batch")
     own = {"io": c["data_loading"], "small_batch": c["host_overhead"], "non_fused": c["other_compute"],
            "memory_ops": c["memory"], "communication": c["communication"], "precision": precision,
-           "matmul_efficiency": max(c["matmul"], 0.0), "other": c["idle"]}
+           "matmul_efficiency": max(c["matmul"], 0.0), "warmup": 0.0, "other": c["idle"]}
     out = {cause: own[cause] + moved[cause] for cause in CAUSES}
     if excess < 0:  # the FLOPs at P need more than the matmul time (within MATMUL_SLACK): the other causes
         rest = sum(out.values())  # give up the difference in proportion, so that none goes below 0
@@ -101,7 +107,29 @@ def without_profiler(seconds: dict[str, float], cost: float) -> tuple[dict[str, 
 
 
 def ledger(step_s: float, seconds: dict[str, float], flops: float, peak: float) -> list[dict]:
-    """Points, ms per step and what-if MFU (the MFU with that loss gone entirely) for each cause."""
+    """Points, ms per step and what-if MFU (the MFU with that loss gone entirely) for each cause; warmup only
+    where the window holds one-off costs."""
     ideal = flops / peak
     return [{"cause": c, "points": 100 * seconds[c] / step_s, "ms": 1000 * seconds[c],
-             "what_if_mfu": ideal / (step_s - max(seconds[c], 0.0))} for c in CAUSES]
+             "what_if_mfu": ideal / (step_s - max(seconds[c], 0.0))} for c in CAUSES
+            if c != "warmup" or seconds[c] > 0]
+
+
+def time_ledger(step_s: float, seconds: dict[str, float]) -> list[dict]:
+    """The ledger in points of step time (DESIGN.md, "When MFU cannot be formed"): the seconds of a ledger
+    formed with no FLOPs, where matmul_efficiency's share is the work itself (useful). Each what-if is the
+    steady-state step without the cause, and its speed-up: warmup is left out of every step but its own."""
+    if step_s <= 0:  # the profiler's own cost was the whole step: nothing left to divide
+        return []
+    share = {**{c: seconds[c] for c in CAUSES if c != "matmul_efficiency"}, "useful": seconds["matmul_efficiency"]}
+    steady = step_s - max(share["warmup"], 0.0)
+    out = []
+    for c in TIME_CAUSES:
+        if c == "warmup" and share[c] <= 0:
+            continue
+        base, without = (step_s, steady) if c == "warmup" else (steady, steady - max(share[c], 0.0))
+        known = c != "useful" and without > 0
+        out.append({"cause": c, "points": 100 * share[c] / step_s, "ms": 1000 * share[c], "what_if_mfu": None,
+                    "what_if_step_ms": 1000 * without if known else None,
+                    "speedup": base / without if known else None})
+    return out

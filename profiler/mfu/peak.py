@@ -48,6 +48,27 @@ DEVICE_TABLE = [
     (r"L4\b", _gpu(121, 60, 30.3)),
     (r"V100", _gpu(125, None, 15.7, bf16=False)),
     (r"T4\b", _gpu(65, None, 8.1, bf16=False)),
+    # NVIDIA laptop GPUs, before their desktop namesakes. A laptop's clock follows its power limit (TGP), so these
+    # are upper references at the highest boost clock listed for the part: CUDA cores x boost x 2 FLOP for
+    # float32, tensor cores at 2x that in half precision with fp32 accumulation on GeForce, 4x on RTX Ada
+    # workstation parts (the desktop cards' ratios, from NVIDIA's Ampere and Ada whitepapers)
+    (r"RTX 5000 Ada.*Laptop", _gpu(164.6, 82.3, 41.15)),  # 9,728 cores, 2,115 MHz
+    (r"RTX 4000 Ada.*Laptop", _gpu(129.2, 64.6, 32.3)),  # 7,424 cores, 2,175 MHz
+    (r"RTX 2000 Ada.*Laptop", _gpu(52.0, 26.0, 13.0)),  # 3,072 cores, 2,115 MHz
+    (r"RTX 500 Ada.*Laptop", _gpu(33.2, 16.6, 8.29)),  # 2,048 cores, 2,025 MHz
+    (r"RTX 4090 Laptop", _gpu(79.4, 39.7, 39.7)),  # 9,728 cores, 2,040 MHz
+    (r"RTX 4080 Laptop", _gpu(67.7, 33.9, 33.9)),  # 7,424 cores, 2,280 MHz
+    (r"RTX 4070 Laptop", _gpu(40.1, 20.0, 20.0)),  # 4,608 cores, 2,175 MHz
+    (r"RTX 4060 Laptop", _gpu(29.1, 14.6, 14.6)),  # 3,072 cores, 2,370 MHz
+    (r"RTX 4050 Laptop", _gpu(24.3, 12.1, 12.1)),  # 2,560 cores, 2,370 MHz
+    (r"RTX 3080 Ti Laptop", _gpu(47.2, 23.6, 23.6)),  # 7,424 cores, 1,590 MHz
+    (r"RTX 3080 Laptop", _gpu(42.0, 21.0, 21.0)),  # 6,144 cores, 1,710 MHz
+    (r"RTX 3070 Laptop", _gpu(33.2, 16.6, 16.6)),  # 5,120 cores, 1,620 MHz
+    (r"RTX 3060 Laptop", _gpu(26.2, 13.1, 13.1)),  # 3,840 cores, 1,703 MHz
+    (r"RTX 3050 Laptop", _gpu(14.3, 7.1, 7.1)),  # 2,048 cores, 1,740 MHz
+    # NVIDIA Jetson: AGX Orin 64GB (torch names the device "Orin"): 2,048 cores at 1.3 GHz, 170 sparse INT8
+    # TOPS in its GPU, so 42.5 dense fp16; the smaller Orin modules are slower (pass --peak-flops)
+    (r"\bOrin\b", _gpu(42.5, 21.3, 5.3)),
     # NVIDIA workstation and GeForce
     (r"RTX PRO 6000", _gpu(503.8, 251.9, 125)),
     (r"RTX 6000 Ada", _gpu(364.2, 182.1, 91.1)),

@@ -6,8 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from profiler.report.terminal import shorten  # noqa: E402
-from profiler.settings import LEDGER_ROW_MIN_POINTS  # noqa: E402
+from profiler.report.terminal import ledger_bottom, ledger_unit, losses, shorten  # noqa: E402
 from profiler.trace.classify import CATEGORIES  # noqa: E402
 
 COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",
@@ -15,26 +14,25 @@ COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", 
 
 
 def ledger_waterfall(report: dict):
-    """From 100% of peak down to the MFU, one falling bar per cause, largest first."""
-    entries = [e for e in sorted(report["ledger"], key=lambda e: -e["points"])
-               if abs(e["points"]) >= LEDGER_ROW_MIN_POINTS]
-    mfu = 100 * (report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"] or 0)
+    """From 100 (peak, or the step) down to the MFU (or the useful work), one falling bar per cause, largest
+    first."""
+    u, entries, bottom = ledger_unit(report), losses(report), ledger_bottom(report)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(entries) + 1.6))
-    labels, level = ["peak"], 100.0
+    labels, level = [u["top"]], 100.0
     ax.barh(0, 100, color="#cbd5e0")
     for i, e in enumerate(entries, 1):
         ax.barh(i, -e["points"], left=level, color="#e53e3e" if e["points"] >= 0 else "#38a169")
         ax.text(max(level - e["points"], level) + 1, i, f"-{e['points']:.1f}", va="center", fontsize=8)
         level -= e["points"]
         labels.append(e["cause"])
-    ax.barh(len(entries) + 1, mfu, color="#2b6cb0")
-    ax.text(mfu + 1, len(entries) + 1, f"{mfu:.2f}%", va="center", fontsize=8)
-    labels.append("MFU")
+    ax.barh(len(entries) + 1, bottom, color="#2b6cb0")
+    ax.text(bottom + 1, len(entries) + 1, f"{bottom:.2f}%", va="center", fontsize=8)
+    labels.append(u["bottom"])
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 110)
-    ax.set_xlabel("% of peak FLOP/s")
-    ax.set_title("MFU ledger: points lost per cause")
+    ax.set_xlabel(u["axis"])
+    ax.set_title(f"{u['title']}: {u['unit']}")
     fig.tight_layout()
     return fig
 

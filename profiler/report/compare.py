@@ -19,7 +19,8 @@ def groups(before: dict, after: dict) -> list[tuple[str, list[tuple[str, float |
                                         for c in CATEGORIES]))
     points = [{e["cause"]: e["points"] for e in r["ledger"]} for r in (before, after)]
     if all(points):
-        out.append(("ledger (points)", [(c, points[0][c], points[1][c], "pt") for c in CAUSES]))
+        causes = [c for c in (*CAUSES, "useful") if c in points[0] or c in points[1]]
+        out.append(("ledger (points)", [(c, points[0].get(c, 0.0), points[1].get(c, 0.0), "pt") for c in causes]))
     ops = [{op["name"]: op["ms"] for op in r["top_ops"]} for r in (before, after)]
     names = sorted(set(ops[0]) | set(ops[1]), key=lambda n: -max(ops[0].get(n, 0), ops[1].get(n, 0)))[:TOP]
     out.append(("top ops (ms/step)", [(n, ops[0].get(n), ops[1].get(n), "ms") for n in names]))

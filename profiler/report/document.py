@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from profiler.files import write_atomic
-from profiler.report.terminal import pct
+from profiler.report.terminal import pct, what_if
 from profiler.trace.classify import CATEGORIES
 
 
@@ -45,7 +45,16 @@ def sections(report: dict) -> list[Section]:
     out = [summary]
     out.append(Section("Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report['breakdown'][c]['ms']:.2f}", pct(report["breakdown"][c]["fraction"])] for c in CATEGORIES]))
-    if report["ledger"]:
+    if report.get("ledger_unit") == "step_time":
+        out.append(Section("Time ledger", ["MFU cannot be formed for this trace (the warnings say why): the ledger "
+                                           "is in points of the step time, 100 in all with the useful work; each "
+                                           "what-if is the steady-state step without the cause, and its speed-up."],
+                           ["cause", "points", "ms/step", "step without it", "speed-up"], chart="ledger", rows=[
+            [e["cause"], f"{e['points']:.2f}", f"{e['ms']:.2f}",
+             f"{e['what_if_step_ms']:.2f}" if e.get("what_if_step_ms") is not None else "",
+             f"x{e['speedup']:.2f}" if e.get("speedup") is not None else ""]
+            for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
+    elif report["ledger"]:
         out.append(Section("MFU ledger", ["Points of peak lost per cause; they add up to 100 − MFU. The range is "
                                           "the cause's points in its cheapest and dearest analysed step."],
                            ["cause", "points", "range over steps", "ms/step", "MFU without it"], chart="ledger", rows=[
@@ -56,8 +65,7 @@ def sections(report: dict) -> list[Section]:
         lines = [f"Evidence: {b['evidence']}", f"Fix: {b['fix']}"]
         if b.get("fix_config"):
             lines.append("Try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))
-        out.append(Section(f"{i}. {b['cause']}: {b['points']:.1f} points, MFU {pct(b['what_if_mfu'])} without it",
-                           lines))
+        out.append(Section(f"{i}. {b['cause']}: {b['points']:.1f} points, {what_if(b)}", lines))
     out.append(Section("Top ops", headers=["op", "category", "count/step", "ms/step", "TFLOP/s"], chart="matmuls",
                        rows=[[op["name"], op["category"], f"{op['count']:.1f}", f"{op['ms']:.3f}",
                               f"{op['tflops_per_s']:.3f}" if op["tflops_per_s"] else ""] for op in report["top_ops"]]))

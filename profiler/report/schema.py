@@ -7,8 +7,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from profiler.mfu.attribution import Bottleneck, Figures
 from profiler.mfu.job import AGGREGATION, JobResult
+from profiler.mfu.records import Bottleneck, Figures, LedgerEntry
 
 SCHEMA = "mfu-report/1"
 
@@ -39,7 +39,8 @@ def to_json(result: JobResult) -> dict:
 
 def figures_json(f: Figures) -> dict:
     m = f.mfu
-    return {
+    unit = {} if f.ledger_unit == "mfu" else {"ledger_unit": f.ledger_unit}  # absent: points of MFU (DESIGN.md)
+    return {**unit,
         "step_time_ms": {"mean": f.step_time_ms.mean, "min": f.step_time_ms.min, "max": f.step_time_ms.max,
                          "cv": f.step_time_ms.cv},
         "device_utilization": None if f.device_utilization is None else asdict(f.device_utilization),
@@ -47,8 +48,7 @@ def figures_json(f: Figures) -> dict:
                 "flops_per_step": {"analytic": m.flops_analytic, "counted": m.flops_counted},
                 "analytic_from": m.analytic_from},
         "breakdown": {c: {"ms": s.ms, "fraction": s.fraction} for c, s in f.breakdown.items()},
-        "ledger": [{"cause": e.cause, "points": e.points, "ms": e.ms, "what_if_mfu": e.what_if_mfu,
-                    "interval": None if e.low is None else [e.low, e.high]} for e in f.ledger],
+        "ledger": [ledger_json(e, f.ledger_unit) for e in f.ledger],
         "bottlenecks": [bottleneck_json(b) for b in f.bottlenecks],
         "top_ops": [{"name": o.name, "category": o.category, "count": o.count, "ms": o.ms, "flops": o.flops,
                      "tflops_per_s": o.tflops_per_s} for o in f.top_ops],
@@ -64,9 +64,19 @@ def figures_json(f: Figures) -> dict:
     }
 
 
+def ledger_json(e: LedgerEntry, unit: str) -> dict:
+    item = {"cause": e.cause, "points": e.points, "ms": e.ms, "what_if_mfu": e.what_if_mfu,
+            "interval": None if e.low is None else [e.low, e.high]}
+    if unit == "step_time":
+        item.update(what_if_step_ms=e.what_if_step_ms, speedup=e.speedup)
+    return item
+
+
 def bottleneck_json(b: Bottleneck) -> dict:
     item = {"cause": b.cause, "points": b.points, "ms": b.ms, "what_if_mfu": b.what_if_mfu, "evidence": b.evidence,
             "fix": b.fix}
+    if b.speedup is not None:
+        item.update(what_if_step_ms=b.what_if_step_ms, speedup=b.speedup)
     if b.fix_config:
         item["fix_config"] = b.fix_config
     return item

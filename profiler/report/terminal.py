@@ -75,21 +75,50 @@ def wrap(text: str, indent: str) -> list[str]:
     return textwrap.wrap(text, 80, subsequent_indent=indent)
 
 
+def ledger_unit(report: dict) -> dict:
+    """How a report's ledger is read: its name, unit, top and bottom (MFU points, or points of step time)."""
+    if report.get("ledger_unit") == "step_time":
+        return {"title": "Time ledger", "unit": "points of the step per cause (MFU cannot be formed)",
+                "top": "step", "bottom": "useful", "axis": "% of the step time"}
+    return {"title": "MFU ledger", "unit": "points of peak lost per cause", "top": "peak", "bottom": "MFU",
+            "axis": "% of peak FLOP/s"}
+
+
+def ledger_bottom(report: dict) -> float:
+    """Where the waterfall ends: the MFU in percent, or the useful share of the step."""
+    if report.get("ledger_unit") == "step_time":
+        return next((e["points"] for e in report["ledger"] if e["cause"] == "useful"), 0.0)
+    mfu = report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"]
+    return 100 * (mfu or 0.0)
+
+
+def losses(report: dict) -> list[dict]:
+    """The ledger's causes, largest first, without the rows that round to 0 and the time ledger's useful work."""
+    return [e for e in sorted(report["ledger"], key=lambda e: -e["points"])
+            if abs(e["points"]) >= LEDGER_ROW_MIN_POINTS and e["cause"] != "useful"]
+
+
+def what_if(entry: dict) -> str:
+    """'MFU 12.34% without it', or in a time ledger 'step 45.20 ms without it (x1.52)'."""
+    if entry.get("speedup") is not None:
+        return f"step {entry['what_if_step_ms']:.2f} ms without it (x{entry['speedup']:.2f})"
+    return f"MFU {pct(entry['what_if_mfu'])} without it"
+
+
 def ledger_lines(report: dict) -> list[str]:
-    """The ledger as a waterfall from 100% of peak down to the MFU, largest loss first."""
+    """The ledger as a waterfall from 100 (peak, or the step) down to the MFU (or the useful work), largest
+    loss first."""
     if not report["ledger"]:
         return []
-    mfu = report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"]
-    lines = ["", "MFU ledger: points of peak lost per cause", f"{'':>2}{100:>8.2f}  peak"]
+    u = ledger_unit(report)
+    lines = ["", f"{u['title']}: {u['unit']}", f"{'':>2}{100:>8.2f}  {u['top']}"]
     level = 100.0
-    for e in sorted(report["ledger"], key=lambda e: -e["points"]):
-        if abs(e["points"]) < LEDGER_ROW_MIN_POINTS:
-            continue
+    for e in losses(report):
         start, level = level, level - e["points"]
         lo, hi = sorted((round(level / 2.5), round(start / 2.5)))
         bar = " " * lo + ("#" if e["points"] >= 0 else "-") * max(hi - lo, 1)
         lines.append(f"{'-':>2}{e['points']:>8.2f}  {e['cause']:<18}|{bar}")
-    lines.append(f"{'=':>2}{100 * mfu:>8.2f}  MFU")
+    lines.append(f"{'=':>2}{ledger_bottom(report):>8.2f}  {u['bottom']}")
     return lines
 
 
@@ -104,7 +133,7 @@ def bottleneck_lines(report: dict) -> list[str]:
     lines = []
     for i, b in enumerate(report["bottlenecks"], 1):
         lines += [""] + wrap(f"{i}. {b['cause']}: {b['points']:.1f} points{interval(report, b['cause'])}, "
-                             f"{b['ms']:.2f} ms/step; MFU {100 * b['what_if_mfu']:.2f}% without it", "   ")
+                             f"{b['ms']:.2f} ms/step; {what_if(b)}", "   ")
         lines += wrap(f"   evidence: {b['evidence']}", "     ") + wrap(f"   fix: {b['fix']}", "     ")
         if b.get("fix_config"):
             lines.append("   try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))
@@ -118,7 +147,7 @@ def colorize(text: str) -> str:
     """ANSI colour for a terminal: headings and the MFU line bold, bottlenecks red, warnings yellow."""
     out = []
     for line in text.split("\n"):
-        if line.startswith(("breakdown ", "top ops ", "MFU ledger", "Diagnosis", "MFU: ")):
+        if line.startswith(("breakdown ", "top ops ", "MFU ledger", "Time ledger", "Diagnosis", "MFU: ")):
             line = f"{BOLD}{line}{RESET}"
         elif line[:1].isdigit() and ". " in line[:4]:
             line = f"{RED}{BOLD}{line}{RESET}"

@@ -95,3 +95,49 @@ def kernel_category_by_name(name: str) -> int | None:
     if MATMUL_KERNEL.search(name):
         return MATMUL
     return None
+
+# --- kernel names that say the precision (kept together, a test per family) ---
+# matmul and convolution kernels that run float32 on the SIMT cores: cuBLAS' sgemm families (volta_, turing_,
+# ampere_, maxwell_sgemm; cutlass' simt_sgemm), cuDNN's scudnn families, xmma's f32 kernels on FFMA, and
+# cuDNN / cuBLAS kernels templated on float (wgrad / dgrad engines, winograd, explicit / implicit convolve,
+# gemv, their index types first)
+FP32_MATMUL_KERNEL = re.compile(
+    r"sgemm|scudnn|f32f32\w*_ffma|(cudnn::\S*|winograd\w*|convolve\w*|gemv\w*|gemm\w*|_engine)<((int|long), )*float\b")
+# tensor-core kernels: never precision, whatever else the name says (half / bf16 / tf32 HMMA, Hopper's wgmma,
+# AMD's MFMA and xdlops, cutlass tensorop, the mma shapes in cuBLAS names)
+TENSOR_CORE_KERNEL = re.compile(
+    r"hmma|tensorop|wgmma|mfma|xdlops|nvjet|tf32|bf16|f16|fp16|s1688|s16816|h884|h1688|h16816|i8816|_mma_",
+    re.IGNORECASE)
+
+
+def fp32_simt_kernel(name: str) -> bool:
+    """A matmul or convolution kernel that ran in float32 on the SIMT cores, from its name alone."""
+    return bool(FP32_MATMUL_KERNEL.search(name)) and not TENSOR_CORE_KERNEL.search(name)
+
+
+# --- one-off costs inside the recorded window (warmup) ---
+# torch.compile compiling: dynamo's and inductor's timed phases, autotuning, loading generated code (matched on
+# a Python frame's function, not its file: aot_autograd.py's forward is the compiled code running)
+COMPILE_SPAN = re.compile(
+    r"\(dynamo_timed\)|^_compile\.|\bcompile_inner\b|\bcompile_fx\w*|call_user_compiler|create_aot_dispatcher"
+    r"|^GraphLowering\.|CachingAutotuner\.benchmark|benchmark_all_configs|async_compile|PyCodeCache\.load"
+    r"|^TorchDynamo Compil")
+
+
+def compile_span(name: str) -> bool:
+    """A span of torch.compile compiling, by its name or, for a Python frame ('file.py(12): f'), its function."""
+    return bool(COMPILE_SPAN.search(name.split("): ", 1)[-1]))
+
+
+# runtime calls whose first use loads or sets up (kernel launches load a module lazily, attribute and occupancy
+# queries, module and context calls): when one holds the host for milliseconds it is a one-off; copies and
+# memsets that block are not (a pageable copy blocks every step)
+SETUP_CALL = re.compile(
+    r"^(cuda|cu|hip|hipExt)(LaunchKernel\w*|LaunchCooperativeKernel\w*|ModuleLaunchKernel|Func\w*|Occupancy\w*"
+    r"|Module\w*|Library\w*|Ctx\w*|GetDevice\w*|DeviceGetAttribute|GetFuncBySymbol|StreamCreate\w*"
+    r"|EventCreate\w*|GraphInstantiate\w*|StreamIsCapturing)$")
+# library ops whose first call sets up the library on the host (cuDNN / MIOpen heuristics and handles,
+# cuBLAS handles and workspaces): their first call in a window can hold the host for tens of ms
+FIRST_CALL_OP = re.compile(
+    r"^aten::(cudnn_\w+|miopen_\w+|_?convolution\w*|conv\d\w*|mm|addmm|bmm|baddbmm|linear|matmul|_scaled_mm"
+    r"|_scaled_dot_product_\w+|lstm|gru|rnn_\w+|_cudnn_rnn|native_batch_norm|batch_norm|_batch_norm_impl_index)$")

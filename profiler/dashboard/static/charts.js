@@ -35,15 +35,22 @@ export const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : N
 // the MFU the ledger adds up to: analytic, or counted where the model's FLOPs are unknown (the report says so)
 export const ledgerMfu = (report) => report.mfu.analytic ?? report.mfu.counted;
 
-// MFU + the ledger's causes = 100 points: each cause a bar hanging from what is left above it
+// the ledger's unit: points of MFU, or points of the step time where MFU cannot be formed (no FLOPs, no peak)
+export const timeLedger = (report) => report.ledger_unit === "step_time";
+export const ledgerTitle = (report) => (timeLedger(report) ? "Time ledger: points of the step (MFU cannot be formed)" : "MFU ledger");
+
+// MFU (or the useful work) + the ledger's causes = 100 points: each cause a bar hanging from what is left above it
 export function ledgerWaterfall(report) {
-  const entries = report.ledger || [];
-  const mfu = ledgerMfu(report);
+  const time = timeLedger(report);
+  const entries = (report.ledger || []).filter((e) => e.cause !== "useful");
+  const useful = (report.ledger || []).find((e) => e.cause === "useful");
+  const mfu = time ? (useful ? useful.points / 100 : 0) : ledgerMfu(report);
   if (mfu === null || !entries.length) return el("p", { class: "note", text: "No ledger: see the warnings." });
   const row = 22, left = 150, width = 420, height = (entries.length + 2) * row + 20;
   const x = (points) => left + (width * points) / 100;
   const chart = svg(left + width + 70, height, "ledger");
-  chart.append(rect(x(0), 4, width, row - 6, "#cbd5e0", "peak: 100 points", "peak"), text(4, 4 + row / 2 + 4, "peak"));
+  const top = time ? "step" : "peak";
+  chart.append(rect(x(0), 4, width, row - 6, "#cbd5e0", `${top}: 100 points`, "peak"), text(4, 4 + row / 2 + 4, top));
   let level = 100;
   entries.forEach((e, i) => {
     const y = (i + 1) * row + 4, from = Math.min(level, level - e.points);
@@ -53,9 +60,10 @@ export function ledgerWaterfall(report) {
     level -= e.points;
   });
   const y = (entries.length + 1) * row + 4;
-  chart.append(rect(x(0), y, x(100 * mfu) - left, row - 6, "#2b6cb0", `MFU ${fmt(100 * mfu)}%`, "mfu"),
-    text(4, y + row / 2 + 4, report.mfu.analytic === null ? "MFU (counted)" : "MFU", { "font-weight": "bold" }), text(left + width + 6, y + row / 2 + 4, `${fmt(100 * mfu, 1)}%`));
-  chart.append(text(left, height - 4, "points of MFU (percent of the peak)", { fill: "#555" }));
+  const bottom = time ? "useful" : report.mfu.analytic === null ? "MFU (counted)" : "MFU";
+  chart.append(rect(x(0), y, x(100 * mfu) - left, row - 6, "#2b6cb0", `${bottom} ${fmt(100 * mfu)}%`, "mfu"),
+    text(4, y + row / 2 + 4, bottom, { "font-weight": "bold" }), text(left + width + 6, y + row / 2 + 4, `${fmt(100 * mfu, 1)}%`));
+  chart.append(text(left, height - 4, time ? "points of the step time (percent of the step)" : "points of MFU (percent of the peak)", { fill: "#555" }));
   return chart;
 }
 

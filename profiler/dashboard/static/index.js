@@ -2,7 +2,7 @@
 // this plugin's own routes (runs, report, timeline, trend), relative to the frame's base: nothing leaves the
 // machine. A run and one of its reports (a profiler cycle, or the whole run) per pane; a second pane compares.
 
-import { cycleTrend, el, fmt, ledgerWaterfall, stepBreakdown, topOps } from "./charts.js";
+import { cycleTrend, el, fmt, ledgerTitle, ledgerWaterfall, stepBreakdown, topOps } from "./charts.js";
 import { stepTimeline } from "./timeline.js";
 
 const getJson = async (route, params = {}) => {
@@ -76,7 +76,7 @@ function pane({ run, view }) {
     .then(([report, trend]) => {
       node.replaceChildren(
         el("h2", { text: `${run.run}: ${info.label}` }), summary(report),
-        section("MFU ledger", ledgerWaterfall(report)),
+        section(ledgerTitle(report), ledgerWaterfall(report)),
         section("Diagnosis", diagnosis(report)),
         section("Per-step breakdown", stepBreakdown(report)),
         section("Top ops: achieved TFLOP/s against P and P_run", topOps(report)),
@@ -108,7 +108,8 @@ function diagnosis(r) {
   if (!r.bottlenecks.length) return el("p", { class: "note", text: "No cause reaches the bottleneck threshold." });
   return el("ol", { class: "diagnosis" }, ...r.bottlenecks.map((b) => el("li", {},
     el("strong", { text: `${b.cause}: ${fmt(b.points, 1)} points (${fmt(b.ms)} ms/step)` }),
-    b.what_if_mfu === null ? null : el("span", { text: ` → MFU ${fmt(100 * b.what_if_mfu)}% if removed` }),
+    b.speedup != null ? el("span", { text: ` → step ${fmt(b.what_if_step_ms)} ms (x${fmt(b.speedup)}) if removed` })
+      : b.what_if_mfu === null ? null : el("span", { text: ` → MFU ${fmt(100 * b.what_if_mfu)}% if removed` }),
     el("p", { class: "evidence", text: b.evidence }),
     el("p", { class: "fix", text: `fix: ${b.fix}` }),
     Object.keys(b.fix_config || {}).length

@@ -1,0 +1,156 @@
+"""The typed records the MFU stage hands on: what a report shows of a rank or a job (Figures), what the
+diagnosis cites (Evidence), and a rank's whole attribution. Frozen: nothing downstream changes a number."""
+
+from dataclasses import dataclass, field
+
+from profiler.analysis.breakdown import KernelClassification, Utilization
+from profiler.analysis.per_file import StepTable
+from profiler.analysis.signals import Signals
+from profiler.mfu.ledger import Overheads
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    mean: float  # ms
+    min: float
+    max: float
+    cv: float = 0.0  # coefficient of variation (standard deviation over the mean) of the analysed steps
+
+
+@dataclass(frozen=True)
+class Share:
+    ms: float  # per step
+    fraction: float  # of the step time
+
+
+@dataclass(frozen=True)
+class ProfilerCost:
+    """What recording the step cost, measured before the run: µs per recorded op × the ops recorded per step."""
+
+    us_per_op: float
+    ops_per_step: float
+    ms_per_step: float  # taken out of the step time for MFU and the ledger (capped by small_batch + other)
+
+
+@dataclass(frozen=True)
+class Mfu:
+    analytic: float | None  # F_model / (T · P)
+    counted: float | None  # F_counted / (T · P)
+    flops_analytic: float | None
+    flops_counted: float
+    analytic_from: str | None
+
+
+@dataclass(frozen=True)
+class OpRow:
+    name: str
+    category: str
+    count: float  # per step
+    ms: float  # per step
+    flops: float  # per step
+    tflops_per_s: float | None
+
+
+@dataclass(frozen=True)
+class Communication:
+    total_ms: float  # collectives running, exposed or hidden, per step
+    exposed_ms: float
+    exposed_fraction: float | None
+    calls_per_step: dict[str, float]
+    bytes_per_step: float | None
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: int
+    ms: float
+    categories: dict[str, float]  # ms of each breakdown category
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    cause: str
+    points: float  # of MFU, or of the step time in a time ledger (Figures.ledger_unit)
+    ms: float
+    what_if_mfu: float | None  # None in a time ledger
+    low: float | None = None  # the cause's points in the analysed step where it cost least
+    high: float | None = None  # ... and most
+    what_if_step_ms: float | None = None  # time ledger: the steady-state step without the cause
+    speedup: float | None = None  # ... and how much faster that is
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    cause: str
+    points: float
+    ms: float
+    what_if_mfu: float | None  # None in a time ledger
+    evidence: str
+    fix: str
+    fix_config: dict | None = None  # our run's --key=value change that applies the fix
+    what_if_step_ms: float | None = None  # time ledger: the steady-state step without the cause
+    speedup: float | None = None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a report shows of a rank or of a job."""
+
+    step_time_ms: StepTimes
+    device_utilization: Utilization | None  # HTA's definition
+    mfu: Mfu
+    breakdown: dict[str, Share]  # by category, in classify.CATEGORIES order
+    ledger: list[LedgerEntry]
+    bottlenecks: list[Bottleneck]
+    top_ops: list[OpRow]
+    classification_ms: KernelClassification | None  # device time per step (ms) by how kernels were classified
+    copied_bytes_per_step: float
+    matmul_without_flops_ms: float
+    communication: Communication | None
+    per_step: list[StepRow]
+    profiler_cost: ProfilerCost | None = None  # the recording cost taken out of MFU and the ledger (our runs)
+    ledger_unit: str = "mfu"  # "mfu": points of MFU; "step_time": points of the step (no F or no P)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The measurements the diagnosis cites (ms per step unless said)."""
+
+    step_ms: float
+    kind: str
+    dtype: str | None
+    meta: dict  # our run's metadata ({} for a foreign trace): the diagnosis speaks in its keys
+    peak: float
+    peak_run: float
+    flops: float  # F_model, or F_counted standing in
+    counted_flops: float
+    breakdown: dict[str, Share]
+    signals: Signals
+    ops: list[OpRow]  # every op, largest first
+    short_idle_ms: float
+    optimizer_overhead_ms: float
+    fixed_ms: float  # fixed per-op cost of compute and copy ops
+    parameter_ms: float
+    copied_bytes: float
+    allocator_ms: float
+    sync_ms: float
+    python_ms: float
+    other_ops_per_step: float  # elementwise / norm / softmax / optimizer ops
+    step_ms_by_dtype: dict  # forward and backward of a micro-step per dtype, measured by our run ({} if not)
+    profiler_ms: float = 0.0  # the profiler's own recording cost taken out of the step and small_batch
+    fastest_dtype: str | None = None  # the dtype of P, where known
+    unit: str = "mfu"  # the ledger's unit (Figures.ledger_unit): a time ledger's evidence cites no F or P
+    fp32_speed: float | None = None  # time ledger: float32's peak over the device's fastest (its table)
+    why_time: str = ""  # time ledger: why MFU points could not be formed
+    warmup_ms: float = 0.0  # one-off costs inside the window while the device idled
+
+
+@dataclass(frozen=True)
+class Attribution:
+    rank: int
+    figures: Figures
+    steps: StepTable
+    overheads: Overheads | None  # None when there is no ledger (no peak, no FLOPs, implausible inputs)
+    seconds: dict[str, float]  # per cause, per step
+    evidence: Evidence | None
+    warnings: list[str] = field(default_factory=list)

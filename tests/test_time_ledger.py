@@ -1,0 +1,185 @@
+"""Every trace gets a diagnosis: the time ledger where MFU cannot be formed, precision from kernel names, the
+one-off costs of a window (warmup), syncs in a single window; each rule on a small trace whose answer is known,
+then the shared traces from the wild against what a careful reader of them names."""
+
+import pytest
+from conftest import SHARED_TRACES, invariants_hold, shared_trace
+from synth import kernel, launch, no_shapes_gpu_window, op, python, write
+
+from profiler.mfu.peak import table_peaks
+from profiler.pipeline import analyze_path
+from profiler.settings import Options
+from profiler.trace.classify import fp32_simt_kernel
+
+# --- precision from the kernels' names: a test per family ---
+
+
+@pytest.mark.parametrize("name", [
+    "volta_sgemm_64x64_nt", "ampere_sgemm_128x64_tn", "maxwell_sgemm_128x128_raggedMn_nn",  # cuBLAS SIMT sgemm
+    "void cutlass::Kernel<cutlass_80_simt_sgemm_128x128_8x4_nn_align1>(cutlass_80_simt_sgemm_128x128_8x4_nn_align1"
+    "::Params)",  # cutlass SIMT
+    "cudnn_turing_scudnn_128x64_stridedB_splitK_xregs_large_nn_v1", "volta_scudnn_128x32_relu_interior_nn_v1",
+    "sm80_xmma_gemm_f32f32_f32f32_f32_nn_n_tilesize128x128x8_stage3_warpsize2x2x1_ffma_aligna4_alignc4_execute",
+    "void cudnn::cnn::wgrad_alg1_engine<float, float, 512, 6, 5, 3, 3, 3, false, false>(int, int, int)",
+    "void cudnn::detail::dgrad_engine<float, 512, 6, 5, 3, 3, 3, false>(int, int, int, float const*)",
+    "void cudnn::winograd_nonfused::winogradForwardData4x4<float, float>(cudnn::winograd_nonfused::Params)",
+    "void explicit_convolve_sgemm<float, int, 128, 5, 5, 3, 3, 3, 0, false>(int, int, int, float const*)",
+    "void implicit_convolve_sgemm<float, float, 128, 5, 5, 3, 3, 3, 1, false, false, true>(int, int, int)",
+    "void gemv2T_kernel_val<int, int, float, float, float, float, 128, 16, 4, 4, false, false>(float)",
+])
+def test_float32_simt_kernels_are_named_by_family(name):
+    assert fp32_simt_kernel(name)
+
+
+@pytest.mark.parametrize("name", [
+    "volta_h884gemm_64x64_ldg8_nn", "turing_fp16_s1688gemm_fp16_128x128_ldg8_f2f_tn",  # half on tensor cores
+    "ampere_bf16_s16816gemm_bf16_128x64_ldg8_f2f_tn", "ampere_tf32_s1688gemm_tf32_128x128_ldg4_f2f_tn",
+    "sm80_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x32_stage4_warpsize2x2x1_tensor16x8x16_execute",
+    "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_cgasize1x2x1_warpgroupsize1x1x1_execute_wgmma",
+    "void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_64x64_16x4_tn_align4>(cutlass_80_tensorop_s1688gemm)",
+    "nvjet_tst_128x256_64x4_2x1_v_bz_coopA_NNT", "Cijk_Ailk_Bljk_HHS_BH_MT128x128x32_MI32x32x8x1_mfma",
+    "igemm_fwd_gtcx2_nhwc_bf16_bx0_ex1_bt32x256x32", "void cutlass::Kernel<cutlass_80_tensorop_d884gemm_32x32>()",
+    "ncclDevKernel_AllGather_RING_LL(ncclDevComm*, unsigned long, ncclWork*)",
+])
+def test_tensor_core_and_other_kernels_are_not_float32_simt(name):
+    assert not fp32_simt_kernel(name)
+
+
+# --- the time ledger on small traces ---
+
+
+def test_a_trace_without_shapes_gets_a_time_ledger_with_precision_from_kernel_names(tmp_path):
+    report = analyze_path(write(tmp_path / "t.json", no_shapes_gpu_window(), device="Tesla T4"), Options())
+    assert report["mfu"]["counted"] is None and report["ledger_unit"] == "step_time"
+    invariants_hold(report)
+    points = {e["cause"]: e["points"] for e in report["ledger"]}
+    step_us = report["step_time_ms"]["mean"] * 1000
+    # the T4 does 8.1 TFLOP/s in float32 against 65 in float16: the fp32 SIMT kernel loses 1 - 8.1/65 of its time
+    assert points["precision"] == pytest.approx(100 * 600 * (1 - 8.1 / 65) / step_us)
+    assert points["useful"] == pytest.approx(100 * 600 * 8.1 / 65 / step_us)
+    first = report["bottlenecks"][0]
+    assert first["cause"] == "precision" and "wgrad_alg1_engine<float, float" in first["evidence"]
+    assert "float16" in first["fix"] and "GradScaler" in first["fix"]  # the T4 has no bfloat16
+    assert first["speedup"] == pytest.approx(step_us / (step_us - 600 * (1 - 8.1 / 65)))
+    assert first["what_if_mfu"] is None
+
+
+def test_an_unknown_device_gets_a_time_ledger_and_no_precision(tmp_path):
+    report = analyze_path(write(tmp_path / "t.json", no_shapes_gpu_window(), device="Some Future Accelerator"),
+                          Options())
+    invariants_hold(report)
+    assert report["device"]["peak_flops"] is None and report["ledger_unit"] == "step_time"
+    points = {e["cause"]: e["points"] for e in report["ledger"]}
+    assert points["precision"] == 0 and report["bottlenecks"]  # no table: no rate to price float32 by
+    assert any("no peak is known for the device" in w for w in report["warnings"])
+
+
+def test_compilation_inside_the_window_is_warmup_and_left_out_of_the_other_what_ifs(tmp_path):
+    """torch.compile compiling for 8 ms of a 10 ms window while the device idles, then a 1 ms kernel."""
+    events = [
+        op("Torch-Compiled Region: 0/0", 0, 10_000, cat="user_annotation"),
+        op("_compile.compile_inner (dynamo_timed)", 100, 8_000, cat="user_annotation"),
+        python("torch/_inductor/compile_fx.py(1400): compile_fx_inner", 200, 7_000),
+        op("aten::mm", 8_500, 100), launch(8_520, 10, 1),
+        kernel("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_execute_wgmma", 8_600, 1_000, 1),
+        op("aten::add", 9_600, 50), launch(9_610, 10, 2), kernel("triton_poi_fused_add_0", 9_700, 300, 2),
+    ]
+    report = analyze_path(write(tmp_path / "t.json", events, device="NVIDIA H100 80GB HBM3"), Options())
+    invariants_hold(report)
+    entries = {e["cause"]: e for e in report["ledger"]}
+    assert entries["warmup"]["ms"] == pytest.approx(8.0, abs=0.01)  # the compile span, device idle throughout
+    first = report["bottlenecks"][0]
+    assert first["cause"] == "warmup" and "_compile.compile_inner (dynamo_timed) 8.00 ms" in first["evidence"]
+    assert "schedule(wait=1, warmup=1" in first["fix"]
+    step = report["step_time_ms"]["mean"]
+    steady = step - 8.0
+    assert entries["warmup"]["what_if_step_ms"] == pytest.approx(steady, abs=0.01)
+    other = entries["non_fused"]  # the elementwise kernel: steady state without it, warmup left out
+    assert other["what_if_step_ms"] == pytest.approx(steady - other["ms"], abs=0.01)
+    assert other["speedup"] == pytest.approx(steady / (steady - other["ms"]), rel=1e-6)
+
+
+def test_a_cold_first_call_and_lazy_kernel_loading_are_warmup(tmp_path):
+    """A first cudnn_convolution that holds the host 5 ms (cuDNN's heuristics) and a first launch of 3 ms (lazy
+    loading): warmup; the second call of the same op, 50 us, is not."""
+    events = [
+        op("aten::cudnn_convolution", 0, 5_050), launch(5_000, 40, 1),
+        kernel("void implicit_convolve_hhgemm_tensorop_kernel<__half>()", 5_050, 500, 1),
+        op("aten::cudnn_convolution", 5_600, 50), launch(5_610, 10, 2),
+        kernel("void implicit_convolve_hhgemm_tensorop_kernel<__half>()", 5_650, 500, 2),
+        op("aten::relu", 6_200, 3_010), launch(6_210, 3_000, 3, "cudaLaunchKernel"),
+        kernel("void at::native::vectorized_elementwise_kernel<4, at::native::relu>()", 9_210, 100, 3),
+    ]
+    report = analyze_path(write(tmp_path / "t.json", events), Options())
+    invariants_hold(report)
+    warmup = next(b for b in report["bottlenecks"] if b["cause"] == "warmup")
+    assert warmup["ms"] == pytest.approx(5.05 + 3.0, abs=0.01)  # the first call's own 5.05 ms, the 3 ms launch
+    assert "aten::cudnn_convolution 5.05 ms" in warmup["evidence"] and "cudaLaunchKernel 3.00 ms" in warmup["evidence"]
+
+
+def test_host_syncs_in_a_single_window_are_named_with_the_op_that_made_them(tmp_path):
+    events = [op("aten::_coalesce", 0, 4_000), launch(10, 5, 1),
+              kernel("void at::native::apply::coalesceValuesKernel<double, double>()", 20, 10, 1),
+              launch(100, 3_000, 0, "cudaStreamSynchronize"),
+              op("aten::add", 4_000, 20), launch(4_005, 5, 2),
+              kernel("void at::native::vectorized_elementwise_kernel<4, add>()", 4_020, 10, 2)]
+    report = analyze_path(write(tmp_path / "t.json", events, device="NVIDIA GeForce RTX 4090"), Options())
+    first = report["bottlenecks"][0]
+    assert first["cause"] == "other" and "1 cudaStreamSynchronize per step, made in aten::_coalesce" in \
+        first["evidence"]
+    assert first["ms"] == pytest.approx(3.0, abs=0.01)
+
+
+def test_convolutions_without_flops_are_not_charged_as_a_low_rate(tmp_path):
+    """A model whose matmul time is mostly convolutions without shapes, and one small counted mm: with F_model
+    unknown the MFU ledger would charge the convolutions to matmul_efficiency; the time ledger stands, saying
+    why."""
+    mm = {"Input Dims": [[8, 8], [8, 8]], "Input type": ["float", "float"]}
+    events = [op("aten::cudnn_convolution", 0, 20), launch(5, 10, 1),
+              kernel("void implicit_convolve_sgemm<float, float, 128>()", 20, 900, 1),
+              op("aten::mm", 930, 20, **mm), launch(935, 10, 2), kernel("volta_sgemm_32x32_nn", 950, 40, 2)]
+    report = analyze_path(write(tmp_path / "t.json", events, device="NVIDIA GeForce RTX 2080 Ti"), Options())
+    assert report["mfu"]["counted"] is not None and report["ledger_unit"] == "step_time"
+    assert "matmul_efficiency" not in {e["cause"] for e in report["ledger"]}
+    assert any("most of the matmul time (96%) ran in ops whose FLOPs" in w for w in report["warnings"])
+
+
+# --- the shared traces from the wild: what a careful reader names (../shared/traces/README.md) ---
+
+
+@pytest.mark.parametrize("name, cause, said", [
+    ("t4_resnet50_fp32_train_step", "precision", "volta_sgemm_64x64_nt"),
+    ("2x4090_tp_llama_fwd_2ranks", "communication", "most likely a one-off"),
+    ("4090_neuralpde_fp64_sparse_fwd", "other", "26 cudaStreamSynchronize, 1 cudaDeviceSynchronize per step, "
+                                                "made in aten::_coalesce"),
+])
+def test_traces_from_the_wild_get_the_cause_a_careful_reader_names(name, cause, said):
+    shared_trace(name)
+    report = analyze_path(SHARED_TRACES / name, Options())
+    invariants_hold(report)
+    assert report["ledger_unit"] == "step_time"
+    first = report["bottlenecks"][0]
+    assert first["cause"] == cause and said in first["evidence"]
+
+
+def test_the_llama_window_names_its_lazy_kernel_loading_as_warmup():
+    """Both ranks' first launches of a kernel module hold the host for 343 ms and more with the GPU idle."""
+    shared_trace("2x4090_tp_llama_fwd_2ranks")
+    report = analyze_path(SHARED_TRACES / "2x4090_tp_llama_fwd_2ranks", Options())
+    warmup = next(b for b in report["bottlenecks"] if b["cause"] == "warmup")
+    assert 35 < warmup["points"] < 50 and "cudaLaunchKernel" in warmup["evidence"]
+    communication = next(e for e in report["ledger"] if e["cause"] == "communication")
+    assert communication["points"] == pytest.approx(52.47, abs=0.05)  # the breakdown's 52.47% (README)
+
+
+@pytest.mark.parametrize("name, fp16, fp32", [
+    ("NVIDIA GeForce RTX 4090 Laptop GPU", 79.4, 39.7),  # not the desktop 4090's 165.2
+    ("NVIDIA GeForce RTX 4090", 165.2, 82.6),
+    ("NVIDIA RTX 500 Ada Generation Laptop GPU", 33.2, 8.29),  # a workstation part: tensor cores 4x float32
+    ("NVIDIA GeForce RTX 3080 Ti Laptop GPU", 47.2, 23.6),
+    ("Orin", 42.5, 5.3),
+    ("Tesla T4", 65, 8.1),
+])
+def test_laptop_and_embedded_gpus_are_in_the_device_table(name, fp16, fp32):
+    rates = table_peaks(name)
+    assert rates["float16"] == fp16 * 1e12 and rates["float32"] == fp32 * 1e12
