@@ -170,9 +170,11 @@ class Tuner:
 
 def candidates(report: dict, config: dict, tried: set) -> list[tuple[str, dict, float]]:
     """(cause, config change, predicted MFU) for each bottleneck whose fix is a configuration change, largest
-    predicted gain first; changes that are already in place or were tried from this baseline are left out."""
+    predicted gain first; changes that are already in place or were tried from this baseline are left out. A time
+    ledger's causes (MFU could not be formed) predict no MFU, and tune measures against MFU: none is taken."""
     out = []
-    for b in sorted(report["bottlenecks"], key=lambda b: -b["what_if_mfu"]):
+    predicting = [b for b in report["bottlenecks"] if b["what_if_mfu"] is not None]
+    for b in sorted(predicting, key=lambda b: -b["what_if_mfu"]):
         change = {k: v for k, v in (b.get("fix_config") or {}).items() if config.get(k) != v}
         if change and json.dumps({**config, **change}, sort_keys=True) not in tried:
             out.append((b["cause"], change, b["what_if_mfu"]))
