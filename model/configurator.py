@@ -11,13 +11,16 @@ import ast
 import dataclasses
 import difflib
 import operator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ALIASES = {"out": "out_dir"}  # this project's older spelling of nanoGPT's key
 IGNORED = {"wandb_log", "wandb_project", "wandb_run_name"}  # nanoGPT's, not implemented: the run logs to TensorBoard
-OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-             ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-             ast.USub: operator.neg, ast.UAdd: operator.pos}
+OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+    ast.USub: operator.neg, ast.UAdd: operator.pos}
 MAX_EXPONENT = 64  # 2 ** 64 is as large as a config value gets; larger powers are refused, not computed
 
 

@@ -70,7 +70,7 @@ def _vocab_size_from_pickle(raw: bytes) -> int | None:
 
     previous = None
     for op, arg, _ in pickletools.genops(raw):
-        if previous == "vocab_size" and op.name in ("BININT", "BININT1", "BININT2", "LONG1", "INT"):
+        if previous == "vocab_size" and op.name in ("BININT", "BININT1", "BININT2", "LONG1", "INT") and arg is not None:
             return int(arg)
         if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
             previous = arg

@@ -135,7 +135,7 @@ def train_step(model, optimizer, batches, cfg: TrainConfig, device: str, lr: flo
     the device, so that the host need not wait for the step to finish (float() it when it is to be shown)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    total = 0.0
+    total = torch.zeros((), device=device)
     device_type = device_type_of(device)
     for micro in range(cfg.gradient_accumulation_steps):
         if hasattr(model, "require_backward_grad_sync"):  # DDP: all-reduce on the last micro-step only
@@ -161,7 +161,8 @@ class IterationClock:
     iteration spent on analysis or evaluation are left out of it."""
 
     def __init__(self, cuda: bool):
-        self.cuda, self.pending = cuda, []
+        self.cuda = cuda
+        self.pending: list[tuple] = []  # (the iteration's end mark, seconds left out of it)
         self.last = self._mark()
 
     def _mark(self):

@@ -18,7 +18,7 @@ GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # requir
 
 def gpt_shape(text: str) -> dict:
     """--model n_layer=12,n_head=12,n_embd=768,block_size=1024,vocab_size=50304[,bias=False][,tokens_per_step=N]"""
-    shape = {}
+    shape: dict[str, int | bool] = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         key, value = key.strip(), value.strip()

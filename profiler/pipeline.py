@@ -118,7 +118,7 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
             raise_cached(first.metadata["threads"], peak.dtype, peak.peak_flops_run)
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
     for r in merged:
-        rank_warnings = []
+        rank_warnings: list[str] = []
         f_model = model_flops(options, r.metadata, r.signals, rank_warnings)
         result = attribute(r, peak, f_model, TOP_OPS)
         rank_warnings += result.warnings
@@ -139,10 +139,11 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         figures = with_stragglers(checked(job, warnings).figures, found)
     meta = analyses[0].trace.metadata or {}
     device = first.device_names[0] if first.device_names else (peak.device if peak else None)
-    return JobResult([str(a.trace.path) for a in analyses], ranks,
-                     sorted({int(i) for r in merged for i in r.table.ids}), meta.get("torch_version"), device,
-                     first.kind, first.dtype, peak, figures, results if len(merged) > 1 else [], found,
-                     list(dict.fromkeys(warnings)), conventions(first.kind, first.dtype, device))
+    return JobResult(paths=[str(a.trace.path) for a in analyses], ranks=ranks,
+                     steps=sorted({int(i) for r in merged for i in r.table.ids}),
+                     torch_version=meta.get("torch_version"), device_name=device, kind=first.kind, dtype=first.dtype,
+                     peak=peak, figures=figures, per_rank=results if len(merged) > 1 else [], stragglers=found,
+                     warnings=list(dict.fromkeys(warnings)), conventions=conventions(first.kind, first.dtype, device))
 
 
 def achieved_rate(r: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:

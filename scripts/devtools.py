@@ -1,6 +1,6 @@
 """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe: JSON messages ended
 by NUL on fds 3 and 4), with no library: open a page, wait in real time until it has drawn, read it, take a
-screenshot. Used by tests/test_dashboard.py and scripts/bench_timeline.py.
+screenshot. Used by tests/e2e/test_dashboard.py and scripts/bench_timeline.py.
 
 By default every host name but 127.0.0.1 fails to resolve, as on a machine without internet, and every
 request the browser makes is written to a net log.

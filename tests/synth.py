@@ -49,3 +49,19 @@ def no_shapes_gpu_window():
                100, 2),
         op("aten::relu", 720, 280),  # host busy 280 us, nothing on the device
     ]
+
+
+TIMELINE_MM = {"Input Dims": [[64, 128], [128, 256]], "Input type": ["float", "float"]}
+
+
+def gpu_trace(tmp_path):
+    """Three steps of 100, 300 and 200 µs; the median one (step 3, at 400 µs) runs a matmul and a copy."""
+    return write(tmp_path / "t.json", [
+        step(1, 0, 100), op("aten::relu", 10, 20),
+        step(2, 100, 300), op("aten::relu", 110, 20),
+        step(3, 400, 200),
+        op("aten::mm", 410, 50, **TIMELINE_MM), launch(420, 5, 1),
+        op("aten::copy_", 470, 20), launch(475, 3, 2),
+        kernel("sm90_xmma_gemm_f32f32", 430, 50, 1),
+        kernel("Memcpy HtoD (Pageable -> Device)", 500, 20, 2, cat="gpu_memcpy"),
+    ])

@@ -100,7 +100,7 @@ def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels
                       (seg_s[running], seg_e[running]))
 
 
-def _split(levels: list, steps: Steps) -> tuple[np.ndarray, np.ndarray, tuple]:
+def _split(levels: list, steps: Steps) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Exclusive time per step of [matmul, other_compute, memory, communication, data_loading, allocator,
     sync, warmup, busy host, Python] levels: the seven categories (the last five levels are host_overhead),
     the host_overhead's parts (allocator, sync, Python, warmup), and the union of all levels."""
@@ -121,7 +121,8 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     us, host_us, busy = _split(levels, steps)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
     spans = np.flatnonzero(optimizer_roots(links))
-    in_spans = _split(levels, Steps(np.arange(len(spans)), None, None, trace.start[spans], trace.end[spans]))[0]
+    windows = (trace.start[spans], trace.end[spans])
+    in_spans = _split(levels, Steps(np.arange(len(spans)), *windows, *windows))[0]
     optimizer = np.zeros((2, len(steps.ids)))
     step_of_span = steps.host_index(trace.start[spans])
     ok = step_of_span >= 0

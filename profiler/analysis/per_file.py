@@ -41,10 +41,10 @@ class OpStats:
 
     @property
     def category(self) -> str:
-        return max(self.category_us, key=self.category_us.get) if self.category_us else "idle"
+        return max(self.category_us, key=lambda c: self.category_us[c]) if self.category_us else "idle"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepTable:
     """The per-step figures of a file or a rank, one named array per figure (the last axis is the step): a new
     per-step figure is one field here and one line in analyze_file."""
@@ -71,7 +71,7 @@ class StepTable:
                             for f in fields(StepTable)})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TraceAnalysis:
     trace: TraceInfo
     kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
@@ -107,14 +107,16 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
         ops, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
         ops, classified, copied = cpu_ops(trace, links, bd), None, cpu_copied_bytes(trace, steps, bd)
-    table = StepTable(steps.ids, steps.duration, bd.us, flops, copied, bd.short_idle_us, bd.optimizer_us,
-                      bd.collective_us, bd.host_us)
+    table = StepTable(ids=steps.ids, step_us=steps.duration, breakdown_us=bd.us, flops=flops, copied_bytes=copied,
+                      short_idle_us=bd.short_idle_us, optimizer_us=bd.optimizer_us, collective_us=bd.collective_us,
+                      host_us=bd.host_us)
     done("ops")
     signals = measure(trace, links, steps, bd)
     done("signals")
-    return TraceAnalysis(trace.info(), trace.backend if gpu else "cpu", table, ops, classified,
-                         breakdown.device_utilization(trace, links), matmul_dtype(trace, links), signals, warnings,
-                         step_timeline(trace, links, steps, bd) if timeline else None)
+    return TraceAnalysis(trace=trace.info(), kind=trace.backend if gpu else "cpu", table=table, ops=ops,
+                         classified_us=classified, utilization=breakdown.device_utilization(trace, links),
+                         dtype=matmul_dtype(trace, links), signals=signals, warnings=warnings,
+                         timeline=step_timeline(trace, links, steps, bd) if timeline else None)
 
 
 def missing_parts(trace: Trace, links: Links) -> list[str]:
@@ -194,8 +196,8 @@ def cpu_copied_bytes(trace: Trace, steps: Steps, bd: breakdown.Breakdown) -> np.
 def matmul_dtype(trace: Trace, links: Links) -> str | None:
     """The dtype that carried most of the counted FLOPs, from the ops' recorded input types."""
     counted = np.flatnonzero(links.flops > 0)
-    weight = defaultdict(float)
+    weight: defaultdict[str, float] = defaultdict(float)
     for r, shape in zip(counted, (links.flop_shapes[r] for r in counted.tolist())):
         first = next((t for t in shape.types if t), "")
         weight[DTYPE_OF_INPUT_TYPE.get(first, first)] += links.flops[r]
-    return max(weight, key=weight.get) if weight else None
+    return max(weight, key=lambda d: weight[d]) if weight else None

@@ -14,7 +14,7 @@ from profiler.analysis.per_file import OpStats, StepTable, TraceAnalysis
 from profiler.analysis.signals import Signals
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RankAnalysis:
     rank: int
     paths: list[str]
@@ -44,16 +44,17 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
         seen.update(a.table.ids.tolist())
         kept.append(a)
         tables.append(a.table.select(fresh))
-    signals, ops = Signals(), defaultdict(OpStats)
+    signals, ops = Signals(), defaultdict[str, OpStats](OpStats)
     for a in kept:
         signals.add(a.signals)
         for name, stats in a.ops.items():
             ops[name].absorb(stats)
     first = kept[0]
     meta = first.trace.metadata or {}
-    return RankAnalysis(rank, [str(a.trace.path) for a in kept], first.kind, first.trace.device_names, meta,
-                        meta.get("dtype") or first.dtype, StepTable.concat(tables), signals, dict(ops),
-                        classification(kept), utilization(kept))
+    return RankAnalysis(rank=rank, paths=[str(a.trace.path) for a in kept], kind=first.kind,
+                        device_names=first.trace.device_names, metadata=meta, dtype=meta.get("dtype") or first.dtype,
+                        table=StepTable.concat(tables), signals=signals, ops=dict(ops),
+                        classified_us=classification(kept), utilization=utilization(kept))
 
 
 def utilization(analyses: list[TraceAnalysis]) -> Utilization | None:

@@ -20,7 +20,7 @@ from profiler.trace.steps import Steps
 HOST_KINDS = (OP, ANNOTATION, PYTHON, RUNTIME)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Timeline:
     """Spans of one step, as columns (times in µs from the step's start)."""
 
@@ -67,8 +67,9 @@ def step_timeline(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakd
     start = np.maximum(trace.start[rows], w0)
     ops = np.flatnonzero(trace.kind[rows] == OP)
     shapes = {int(i): str(s.dims) for i, s in zip(ops, trace.shapes(rows[ops])) if s.dims and any(s.dims)}
-    return Timeline(int(steps.ids[k]), w1 - w0, labels, [trace.names[i] for i in used], lane, depth,
-                    start - w0, np.minimum(trace.end[rows], w1) - start, name, category, links.flops[rows], shapes)
+    return Timeline(step=int(steps.ids[k]), duration_us=w1 - w0, lanes=labels, names=[trace.names[i] for i in used],
+                    lane=lane, depth=depth, start=start - w0, dur=np.minimum(trace.end[rows], w1) - start, name=name,
+                    category=category, flops=links.flops[rows], shapes=shapes)
 
 
 def _categories(trace: Trace, links: Links, bd: breakdown.Breakdown, rows: np.ndarray,

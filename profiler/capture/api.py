@@ -19,6 +19,7 @@ GPTConfig or a Hugging Face config) with `tokens_per_step`; a FlopCounterMode co
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,7 +47,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
         self.extra, self.worker, self.say = dict(metadata or {}), worker, say
         self.write_report = report
-        self.session, self.counter, self.steps, self.recording_cost_us = None, None, 0, None
+        self.session: Session  # opened in __enter__
+        self.counter, self.steps, self.recording_cost_us = None, 0, None
         self.run_log, self.own_log = run_log, run_log is None and tensorboard  # a caller's RunLog stays open
 
     @property
@@ -138,9 +140,10 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DistributedDataParallel and torch.compile wrappers."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
+    inner: Any = model  # DDP's .module and torch.compile's ._orig_mod are typed as tensors
+    while hasattr(inner, "module") or hasattr(inner, "_orig_mod"):
+        inner = getattr(inner, "module", None) or inner._orig_mod
+    return inner
 
 
 def model_shape(model: torch.nn.Module, sequence_length: int | None = None) -> dict | None:
@@ -157,8 +160,9 @@ def model_shape(model: torch.nn.Module, sequence_length: int | None = None) -> d
     if config is None or None in shape.values():
         return None
     inner = unwrap(model)
-    if hasattr(inner, "get_num_params"):
-        n_params = inner.get_num_params()
+    count = getattr(inner, "get_num_params", None)  # nanoGPT's GPT
+    if callable(count):
+        n_params = count()
     else:
         position = sum(p.numel() for name, p in inner.named_parameters()
                        if "wpe" in name or "position_embedding" in name)

@@ -208,7 +208,7 @@ def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run:
 def spread_note(times: StepTimes, entries: list[LedgerEntry]) -> list[str]:
     """A warning when the steps vary so much that the two largest causes could trade places."""
     first, second = sorted(entries, key=lambda e: -e.points)[:2]
-    if times.cv <= WIDE_STEP_CV or first.low > second.high:
+    if times.cv <= WIDE_STEP_CV or first.low is None or second.high is None or first.low > second.high:
         return []
     return [f"the analysed steps ranged {times.min:.2f}-{times.max:.2f} ms (coefficient of variation "
             f"{100 * times.cv:.0f}%: another job on the machine, throttling, or warm-up): the causes' order could "

@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeGuard
 
 from profiler.files import write_atomic
 
@@ -148,7 +149,7 @@ def _read(path: Path) -> dict:
     return known if isinstance(known, dict) else {}
 
 
-def _valid(entry) -> bool:
+def _valid(entry) -> TypeGuard[dict]:
     """An entry of this format (earlier ones held bare rates from an unbounded measurement, and are measured
     again)."""
     return isinstance(entry, dict) and isinstance(entry.get("rates"), dict) and all(

@@ -15,11 +15,22 @@ Rules and thresholds:
 
 import re
 import statistics
+from dataclasses import dataclass
 
 from profiler.analysis.signals import COMPILED_REGION, Signals
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule says of its cause: the measurements, the fix, and the --key=value change that applies it to
+    our own run (given only where the trace is ours)."""
+
+    evidence: str
+    fix: str
+    config: dict | None = None
 
 
 def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:
@@ -30,9 +41,10 @@ def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_P
             continue
         if entry.cause not in RULES:  # the time ledger's useful work is no bottleneck
             continue
-        evidence, fix, config = RULES[entry.cause](entry, ev)
-        out.append(Bottleneck(entry.cause, entry.points, entry.ms, entry.what_if_mfu, evidence, fix,
-                              config if config and ev.meta else None, entry.what_if_step_ms, entry.speedup))
+        found = RULES[entry.cause](entry, ev)
+        out.append(Bottleneck(entry.cause, entry.points, entry.ms, entry.what_if_mfu, found.evidence, found.fix,
+                              found.config if found.config and ev.meta else None, entry.what_if_step_ms,
+                              entry.speedup))
     return sorted(out, key=lambda b: -b.points)
 
 
@@ -82,7 +94,7 @@ def io(entry: LedgerEntry, ev: Evidence):
                     f"{_largest_ms(sig.data_prep_us, n)}"
         fix = ("decode and preprocess ahead of the step, in DataLoader worker processes (num_workers > 0) or on "
                "the device (GPU video / image decoding, batched tensor transforms), so the device never waits")
-    return evidence, fix, {"num_workers": max(4, 2 * meta.get("num_workers", 0))}
+    return Finding(evidence, fix, {"num_workers": max(4, 2 * meta.get("num_workers", 0))})
 
 
 def small_batch(entry: LedgerEntry, ev: Evidence):
@@ -122,7 +134,7 @@ def small_batch(entry: LedgerEntry, ev: Evidence):
         bigger = "batch more requests or samples per forward pass"
     fix = bigger + "; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
                             else "torch.compile or CUDA graphs") + " to cut per-op overhead"
-    return "; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None
+    return Finding("; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None)
 
 
 def non_fused(entry: LedgerEntry, ev: Evidence):
@@ -139,7 +151,8 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
         parts.append(f"{ev.other_ops_per_step / layers:.0f} such ops per layer per step")
     largest = [op for op in ev.ops if op.category == "other_compute"][:3]
     parts.append("largest: " + ", ".join(f"{short_name(op.name)} {op.ms:.2f} ms" for op in largest))
-    config, fixes = {}, []
+    config: dict[str, object] = {}
+    fixes: list[str] = []
     if softmax and bmm and not fused_attention:
         parts.append(f"unfused attention: {softmax / n:.0f} softmax and {bmm / n:.0f} bmm ops per step, "
                      "no scaled_dot_product_attention")
@@ -171,7 +184,7 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
     elif not fixes:
         fixes.append("torch.compile(model) to fuse elementwise and normalization kernels")
         config["compile"] = True
-    return "; ".join(parts), "; ".join(fixes), config
+    return Finding("; ".join(parts), "; ".join(fixes), config)
 
 
 def compiled_regions(sig: Signals) -> int:
@@ -194,7 +207,7 @@ def memory_ops(entry: LedgerEntry, ev: Evidence):
                "PYTORCH_CUDA_ALLOC_CONF / PYTORCH_HIP_ALLOC_CONF=expandable_segments:True, and set "
                "torch.backends.cudnn.benchmark = True so cuDNN / MIOpen choose algorithms and workspaces once")
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
-    return evidence, fix, {"pin_memory": True} if pageable and not ev.meta.get("pin_memory") else None
+    return Finding(evidence, fix, {"pin_memory": True} if pageable and not ev.meta.get("pin_memory") else None)
 
 
 def _calls(sig: Signals, pattern) -> str:
@@ -217,7 +230,7 @@ def communication(entry: LedgerEntry, ev: Evidence):
                      f"median of the other {len(kernels) - 1} ({median / 1000:.2f} ms): most likely a one-off "
                      "(communicator or connection set-up on first use), or a rank that arrived late")
         fix = "profile after a warm-up step to see the steady state, then: " + fix
-    return evidence, fix, None
+    return Finding(evidence, fix, None)
 
 
 def faster_dtype(ev: Evidence) -> str:
@@ -225,7 +238,7 @@ def faster_dtype(ev: Evidence) -> str:
     dtype of P (bfloat16 where neither is known)."""
     measured = ev.step_ms_by_dtype
     if ev.dtype in measured and len(measured) > 1:
-        return min(measured, key=measured.get)
+        return min(measured, key=lambda d: measured[d])
     return ev.fastest_dtype or "bfloat16"
 
 
@@ -248,7 +261,7 @@ def precision(entry: LedgerEntry, ev: Evidence):
         fix = f"{target} autocast (torch.autocast(device_type, dtype=torch.{target}))"
         if ev.kind != "cpu":
             fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
-    return evidence, fix, {"dtype": target} if target in ("float32", "bfloat16") else None
+    return Finding(evidence, fix, {"dtype": target} if target in ("float32", "bfloat16") else None)
 
 
 def precision_from_kernels(entry: LedgerEntry, ev: Evidence):
@@ -265,7 +278,7 @@ def precision_from_kernels(entry: LedgerEntry, ev: Evidence):
            + (" with torch.amp.GradScaler" if half == "float16" else "")
            + ", or TF32 for float32 matmuls where the device has it (torch.backends.cuda.matmul.allow_tf32 = True, "
              "torch.backends.cudnn.allow_tf32 = True)")
-    return evidence, fix, {"dtype": "bfloat16"} if half == "bfloat16" else None
+    return Finding(evidence, fix, {"dtype": "bfloat16"} if half == "bfloat16" else None)
 
 
 def warmup(entry: LedgerEntry, ev: Evidence):
@@ -277,7 +290,7 @@ def warmup(entry: LedgerEntry, ev: Evidence):
     fix = ("profile after warm-up: torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, warmup=1, "
            "active=3)) or a warm-up step before the profiler starts; in a long run these cost nothing, and the "
            "other causes' what-ifs already leave them out")
-    return evidence, fix, None
+    return Finding(evidence, fix, None)
 
 
 def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
@@ -291,7 +304,7 @@ def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
         evidence += (f"; {uncounted:.2f} ms/step of the matmul time ran in ops whose FLOPs are not counted, so part "
                      "of this is work F_counted leaves out")
     fix = "matmul dimensions multiples of 64 (128 on tensor cores), larger matmuls, torch.compile(mode='max-autotune')"
-    return evidence, fix, None
+    return Finding(evidence, fix, None)
 
 
 def other(entry: LedgerEntry, ev: Evidence):
@@ -305,7 +318,7 @@ def other(entry: LedgerEntry, ev: Evidence):
                     f"{_calls(sig, SYNC_CALL)}")
         fix = ("move synchronizations out of the step: no .item(), .cpu(), .tolist() or print of device tensors and "
                "no torch.cuda.synchronize() in the loop (log every N steps), non_blocking copies from pinned memory")
-    return evidence, fix, None
+    return Finding(evidence, fix, None)
 
 
 RULES = {"io": io, "small_batch": small_batch, "non_fused": non_fused, "memory_ops": memory_ops,

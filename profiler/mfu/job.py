@@ -46,7 +46,7 @@ class Straggler:
     category: str  # the breakdown category that makes most of the difference
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobResult:
     """Everything a report says of a trace, a run or a job, before it is serialized."""
 
@@ -85,16 +85,20 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
                                    evidence=f"rank {rank}: {worst.evidence}"))
     bottlenecks.sort(key=lambda b: -b.points)
     return Figures(
-        StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs]) for k in ("mean", "min", "max", "cv"))),
-        mean_fields([f.device_utilization for f in figs]),
-        Mfu(mean([f.mfu.analytic for f in figs]), mean([f.mfu.counted for f in figs]), figs[0].mfu.flops_analytic,
-            figs[0].mfu.flops_counted, figs[0].mfu.analytic_from),
-        {c: Share(mean([f.breakdown[c].ms for f in figs]), mean([f.breakdown[c].fraction for f in figs]))
-         for c in CATEGORIES},
-        ledger, bottlenecks, job_top_ops([f.top_ops for f in figs]), mean_fields([f.classification_ms for f in figs]),
-        mean([f.copied_bytes_per_step for f in figs]), mean([f.matmul_without_flops_ms for f in figs]),
-        job_communication([f.communication for f in figs]), job_per_step([f.per_step for f in figs]),
-        mean_fields([f.profiler_cost for f in figs]), figs[0].ledger_unit)
+        step_time_ms=StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs])
+                                 for k in ("mean", "min", "max", "cv"))),
+        device_utilization=mean_fields([f.device_utilization for f in figs]),
+        mfu=Mfu(mean([f.mfu.analytic for f in figs]), mean([f.mfu.counted for f in figs]), figs[0].mfu.flops_analytic,
+                figs[0].mfu.flops_counted, figs[0].mfu.analytic_from),
+        breakdown={c: Share(mean([f.breakdown[c].ms for f in figs]), mean([f.breakdown[c].fraction for f in figs]))
+                   for c in CATEGORIES},
+        ledger=ledger, bottlenecks=bottlenecks, top_ops=job_top_ops([f.top_ops for f in figs]),
+        classification_ms=mean_fields([f.classification_ms for f in figs]),
+        copied_bytes_per_step=mean([f.copied_bytes_per_step for f in figs]),
+        matmul_without_flops_ms=mean([f.matmul_without_flops_ms for f in figs]),
+        communication=job_communication([f.communication for f in figs]),
+        per_step=job_per_step([f.per_step for f in figs]), profiler_cost=mean_fields([f.profiler_cost for f in figs]),
+        ledger_unit=figs[0].ledger_unit)
 
 
 def job_ledger(figs: list[Figures]) -> list[LedgerEntry]:
@@ -185,7 +189,7 @@ def stragglers(ranks: list[Attribution], threshold: float = STRAGGLER_THRESHOLD)
             continue
         diff = {c: figs[i].breakdown[c].ms - float(np.median([figs[j].breakdown[c].ms for j in others]))
                 for c in CATEGORIES if c != "communication"}
-        out.append(Straggler(a.rank, busy[i] - baseline, max(diff, key=diff.get)))
+        out.append(Straggler(a.rank, busy[i] - baseline, max(diff, key=lambda c: diff[c])))
     return out
 
 

@@ -119,7 +119,7 @@ def time_ledger(step_s: float, seconds: dict[str, float]) -> list[dict]:
     """The ledger in points of step time (DESIGN.md, "When MFU cannot be formed"): the seconds of a ledger
     formed with no FLOPs, where matmul_efficiency's share is the work itself (useful). Each what-if is the
     steady-state step without the cause, and its speed-up: warmup is left out of every step but its own."""
-    if step_s <= 0:  # the profiler's own cost was the whole step: nothing left to divide
+    if step_s <= 1e-9:  # the profiler's own cost was the whole step: nothing left to divide
         return []
     share = {**{c: seconds[c] for c in CAUSES if c != "matmul_efficiency"}, "useful": seconds["matmul_efficiency"]}
     steady = step_s - max(share["warmup"], 0.0)

@@ -92,7 +92,7 @@ class Bottleneck:
     speedup: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Figures:
     """What a report shows of a rank or of a job."""
 
@@ -112,7 +112,7 @@ class Figures:
     ledger_unit: str = "mfu"  # "mfu": points of MFU; "step_time": points of the step (no F or no P)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Evidence:
     """The measurements the diagnosis cites (ms per step unless said)."""
 

@@ -91,7 +91,7 @@ def _views(folder: Path) -> list[View]:
                 step = int(match.group(1))
                 views.append(View(f"step_{step}", f"cycle ending at step {step}", step, path,
                                   _existing(timeline_of(path))))
-    views.sort(key=lambda v: v.step)
+    views.sort(key=lambda v: v.step or 0)  # cycle views only: each has its step
     whole = folder / REPORT
     if whole.is_file() and not whole.is_symlink() and _is_report(whole):
         views.append(View("run", "whole run" if views else "report", None, whole, _existing(timeline_of(whole))))

@@ -15,7 +15,7 @@ SCHEMA = "mfu-report/1"
 
 def to_json(result: JobResult) -> dict:
     peak = result.peak
-    report = {
+    report: dict = {
         "schema": SCHEMA,
         "source": {"paths": result.paths, "ranks": result.ranks, "steps": result.steps,
                    "torch_version": result.torch_version},

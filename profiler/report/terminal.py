@@ -124,7 +124,7 @@ def ledger_lines(report: dict) -> list[str]:
 
 def interval(report: dict, cause: str) -> str:
     """' (37.1-43.0 over the steps)': a cause's points in its cheapest and dearest analysed step."""
-    entry = next((e for e in report["ledger"] if e["cause"] == cause), {})
+    entry: dict = next((e for e in report["ledger"] if e["cause"] == cause), {})
     low, high = entry.get("interval") or (None, None)
     return f" ({low:.1f}-{high:.1f} over the steps)" if low is not None and len(report["source"]["steps"]) > 1 else ""
 

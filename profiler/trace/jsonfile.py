@@ -83,7 +83,7 @@ def _gunzip(path: Path) -> bytearray:
     return out
 
 
-def decode(raw: bytes, path: Path) -> tuple[TraceFile, list[str]]:
+def decode(raw: bytes | bytearray, path: Path) -> tuple[TraceFile, list[str]]:
     """The parsed file and warnings; events whose fields have the wrong types are dropped (slow path)."""
     if not raw.strip():
         raise TraceError(f"{path}: empty file")

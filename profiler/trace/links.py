@@ -12,7 +12,7 @@ from profiler.trace.intervals import Forest
 from profiler.trace.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, DimsArgs, Trace
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Links:
     host: np.ndarray  # rows of host spans (ops and annotations), the nodes of the forest
     parent: np.ndarray  # per row: enclosing host span on the same thread, -1 (only host rows are set)
@@ -80,8 +80,10 @@ def link(trace: Trace, warnings: list[str]) -> Links:
         inner = forest.enclosing(trace.start[runtime], trace.thread[runtime])
         enclosing_op[runtime] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
     launching_op = np.where(launch >= 0, enclosing_op[np.maximum(launch, 0)], -1)
-    return Links(host, parent, category, flop_owner, flops, flop_shapes, device, launch, launching_op, is_step,
-                 in_optimizer, in_attention, runs_code, forest, enclosing_op)
+    return Links(host=host, parent=parent, category=category, flop_owner=flop_owner, flops=flops,
+                 flop_shapes=flop_shapes, device=device, launch=launch, launching_op=launching_op, is_step=is_step,
+                 in_optimizer=in_optimizer, in_attention=in_attention, runs_code=runs_code, forest=forest,
+                 enclosing_op=enclosing_op)
 
 
 def optimizer_roots(links: Links) -> np.ndarray:

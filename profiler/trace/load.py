@@ -180,7 +180,7 @@ def load_trace(path: Path) -> Trace:
     columns = np.fromiter(((e.ts, e.dur, interned.setdefault(e.name, len(interned)),
                             category.setdefault(e.cat, len(category)), threads.setdefault((e.pid, e.tid), len(threads)))
                            for e in events), EVENT_COLUMNS, len(events))
-    ts, dur, name, cat, thread = (np.ascontiguousarray(columns[f]) for f in EVENT_COLUMNS.names)
+    ts, dur, name, cat, thread = (np.ascontiguousarray(columns[f]) for f in ("ts", "dur", "name", "cat", "thread"))
     del columns
     timed = ~(np.isnan(ts) | np.isnan(dur))
     if not timed.all():

@@ -74,3 +74,13 @@ def test_a_real_tune_run_writes_its_table_and_a_config_profile_run_accepts(tmp_p
     assert data["final_config"]["num_workers"] == (4 if first["kept"] else 0)
     assert "| change | predicted MFU |" in (out / "tune.md").read_text()
     assert list(out.glob("events.out.tfevents.*"))
+
+
+def test_on_a_cpu_that_emulates_bfloat16_tune_takes_float32():
+    """The precision rule points a bfloat16 run to float32 where bfloat16 is the slow one; tune takes the change,
+    and leaves a time ledger's causes alone (they predict no MFU to measure against)."""
+    found = tune.candidates(report(0.01, [("precision", {"dtype": "float32"}, 0.06)]), {"dtype": "bfloat16"}, set())
+    assert found == [("precision", {"dtype": "float32"}, 0.06)]
+    timed = report(0.01, [("small_batch", {"batch_size": 32}, 0.05)])
+    timed["bottlenecks"][0]["what_if_mfu"] = None
+    assert tune.candidates(timed, {}, set()) == []

@@ -3,27 +3,12 @@
 import json
 
 import numpy as np
-from synth import kernel, launch, op, step, write
+from synth import gpu_trace
 
 from profiler.analysis.per_file import analyze_file
 from profiler.analysis.timeline import median_step, timeline_json
 from profiler.trace.classify import CATEGORIES
 from profiler.trace.steps import Steps
-
-MM = {"Input Dims": [[64, 128], [128, 256]], "Input type": ["float", "float"]}
-
-
-def gpu_trace(tmp_path):
-    """Three steps of 100, 300 and 200 µs; the median one (step 3, at 400 µs) runs a matmul and a copy."""
-    return write(tmp_path / "t.json", [
-        step(1, 0, 100), op("aten::relu", 10, 20),
-        step(2, 100, 300), op("aten::relu", 110, 20),
-        step(3, 400, 200),
-        op("aten::mm", 410, 50, **MM), launch(420, 5, 1),
-        op("aten::copy_", 470, 20), launch(475, 3, 2),
-        kernel("sm90_xmma_gemm_f32f32", 430, 50, 1),
-        kernel("Memcpy HtoD (Pageable -> Device)", 500, 20, 2, cat="gpu_memcpy"),
-    ])
 
 
 def test_the_median_step_is_the_typical_one():

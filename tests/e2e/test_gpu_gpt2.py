@@ -2,13 +2,13 @@
 scripts/gpu_gpt2.sh made beside nanoGPT: 12 layers, 12 heads, n_embd 768, block 1024, vocab 50304, no bias,
 batch 16, bfloat16, torch.compile, sdpa. F_model and F_counted by hand; the diagnosis of a compiled run."""
 
-from pathlib import Path
+from conftest import ROOT
 
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 from profiler.trace.flops import gpt_params
 
-TRACE = Path(__file__).parent / "fixtures" / "h200_gpt2_small_compiled.pt.trace.json.gz"
+TRACE = ROOT / "tests" / "fixtures" / "h200_gpt2_small_compiled.pt.trace.json.gz"
 L, H, C, T, V, B = 12, 12, 768, 1024, 50304, 16
 
 

@@ -3,7 +3,7 @@ one-off costs of a window (warmup), syncs in a single window; each rule on a sma
 then the shared traces from the wild against what a careful reader of them names."""
 
 import pytest
-from conftest import SHARED_TRACES, invariants_hold, shared_trace
+from conftest import invariants_hold
 from synth import kernel, launch, no_shapes_gpu_window, op, python, write
 
 from profiler.mfu.peak import table_peaks
@@ -142,34 +142,6 @@ def test_convolutions_without_flops_are_not_charged_as_a_low_rate(tmp_path):
     assert report["mfu"]["counted"] is not None and report["ledger_unit"] == "step_time"
     assert "matmul_efficiency" not in {e["cause"] for e in report["ledger"]}
     assert any("most of the matmul time (96%) ran in ops whose FLOPs" in w for w in report["warnings"])
-
-
-# --- the shared traces from the wild: what a careful reader names (../shared/traces/README.md) ---
-
-
-@pytest.mark.parametrize("name, cause, said", [
-    ("t4_resnet50_fp32_train_step", "precision", "volta_sgemm_64x64_nt"),
-    ("2x4090_tp_llama_fwd_2ranks", "communication", "most likely a one-off"),
-    ("4090_neuralpde_fp64_sparse_fwd", "other", "26 cudaStreamSynchronize, 1 cudaDeviceSynchronize per step, "
-                                                "made in aten::_coalesce"),
-])
-def test_traces_from_the_wild_get_the_cause_a_careful_reader_names(name, cause, said):
-    shared_trace(name)
-    report = analyze_path(SHARED_TRACES / name, Options())
-    invariants_hold(report)
-    assert report["ledger_unit"] == "step_time"
-    first = report["bottlenecks"][0]
-    assert first["cause"] == cause and said in first["evidence"]
-
-
-def test_the_llama_window_names_its_lazy_kernel_loading_as_warmup():
-    """Both ranks' first launches of a kernel module hold the host for 343 ms and more with the GPU idle."""
-    shared_trace("2x4090_tp_llama_fwd_2ranks")
-    report = analyze_path(SHARED_TRACES / "2x4090_tp_llama_fwd_2ranks", Options())
-    warmup = next(b for b in report["bottlenecks"] if b["cause"] == "warmup")
-    assert 35 < warmup["points"] < 50 and "cudaLaunchKernel" in warmup["evidence"]
-    communication = next(e for e in report["ledger"] if e["cause"] == "communication")
-    assert communication["points"] == pytest.approx(52.47, abs=0.05)  # the breakdown's 52.47% (README)
 
 
 @pytest.mark.parametrize("name, fp16, fp32", [

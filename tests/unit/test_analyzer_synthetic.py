@@ -1,9 +1,10 @@
 """The analyzer on small hand-made traces whose every microsecond is known."""
 
+import gzip
 import json
 
 import pytest
-from conftest import analyze, shared_trace
+from conftest import ROOT, analyze
 from synth import kernel, launch, op, step, write
 
 from profiler.pipeline import analyze_path
@@ -75,7 +76,7 @@ def test_events_with_wrong_types_or_negative_durations_give_warnings(tmp_path):
 
 
 def bad_inputs(tmp_path):
-    real = shared_trace("tbplugin_tiny_gpu").read_bytes()
+    real = gzip.decompress((ROOT / "tests" / "fixtures" / "h200_gpt_bf16_eager.pt.trace.json.gz").read_bytes())
     (tmp_path / "empty_dir").mkdir()
     cases = {
         "empty.json": b"",

@@ -3,14 +3,13 @@ made on an NVIDIA H200 (torch 2.11, CUDA 13): nanoGPT's shakespeare_char shape (
 n_embd=384, block_size=256, batch 64, dropout 0.2, vocab 256), bfloat16 autocast, sdpa (cuDNN attention),
 num_workers=0; eager and torch.compile'd."""
 
-from pathlib import Path
-
 import pytest
+from conftest import ROOT
 
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 B, T, L, H, C, V = 64, 256, 6, 6, 384, 256
 
 

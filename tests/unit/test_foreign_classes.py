@@ -61,10 +61,11 @@ def test_model_flops_that_do_not_fit_the_step_are_named(tmp_path):
 
 
 def test_the_invariant_check_names_what_a_report_breaks():
-    fields = Figures(StepTimes(1, 1, 1), None, Mfu(0.2, None, 1.0, 1.0, None),
-                     {"matmul": Share(0.7, 0.7), "idle": Share(0.4, 0.4)},
-                     [LedgerEntry("io", 90.0, 0.9, 1.5), LedgerEntry("other", -5.0, 0.0, 0.19)],
-                     [], [], None, 0.0, 0.0, None, [])
+    fields = Figures(step_time_ms=StepTimes(1, 1, 1), device_utilization=None, mfu=Mfu(0.2, None, 1.0, 1.0, None),
+                     breakdown={"matmul": Share(0.7, 0.7), "idle": Share(0.4, 0.4)},
+                     ledger=[LedgerEntry("io", 90.0, 0.9, 1.5), LedgerEntry("other", -5.0, 0.0, 0.19)],
+                     bottlenecks=[], top_ops=[], classification_ms=None, copied_bytes_per_step=0.0,
+                     matmul_without_flops_ms=0.0, communication=None, per_step=[])
     assert violations(fields) == ["breakdown shares add up to 110.0000%, not 100%",
                                   "ledger points add up to 85.000, not 100 - MFU = 80.000",
                                   "cause other is negative (-5.000 points)", "what-if MFU of io is 150.00%"]

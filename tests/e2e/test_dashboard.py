@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM, ROOT, analyze, free_port, get_json, wait_for
-from synth import no_shapes_gpu_window, write
-from test_timeline import gpu_trace
+from synth import gpu_trace, no_shapes_gpu_window, write
 from werkzeug.test import Client
 
 from profiler.report.runfiles import list_runs

@@ -3,6 +3,7 @@ the fixed per-op cost, an op's size and role, short gaps, op categories, the unf
 diagnosis rule, and the job's aggregation over ranks."""
 
 from collections import Counter
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -116,26 +117,26 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
                   memcpy_bytes=Counter({"Memcpy HtoD (Pageable -> Device)": 8e6}), matmul_us=40_000.0)
     ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {"n_layer": 4}}
     ev = evidence(signals=sig, meta=ours)
-    text, fix, config = RULES["io"](entry("io", 20), ev)
+    text, fix, config = astuple(RULES["io"](entry("io", 20), ev))
     assert "20.00 ms/step (20.0% of the step)" in text and "single-process (num_workers=0)" in text
     assert config == {"num_workers": 4}
-    text, fix, config = RULES["small_batch"](entry("small_batch", 10), ev)
+    text, fix, config = astuple(RULES["small_batch"](entry("small_batch", 10), ev))
     assert "200 ops per step, 5000.00 MFLOP per op" in text and "2 kernels per step, median 8.0 µs" in text
     assert config == {"batch_size": 32} and "gradient_accumulation_steps" in fix
-    text, fix, config = RULES["non_fused"](entry("non_fused", 8), ev)
+    text, fix, config = astuple(RULES["non_fused"](entry("non_fused", 8), ev))
     assert "6 such ops per layer per step" in text and "2 softmax and 4 bmm ops per step" in text
     assert config == {"attention": "sdpa"}
-    text, fix, config = RULES["memory_ops"](entry("memory_ops", 3), ev)
+    text, fix, config = astuple(RULES["memory_ops"](entry("memory_ops", 3), ev))
     assert "4.0 MB per step (Memcpy HtoD (Pageable -> Device) 4.0 MB)" in text and config == {"pin_memory": True}
-    text, fix, config = RULES["communication"](entry("communication", 7), ev)
+    text, fix, config = astuple(RULES["communication"](entry("communication", 7), ev))
     assert "nccl:all_reduce 7.00 ms" in text and config is None
-    text, fix, config = RULES["precision"](entry("precision", 10), ev)
+    text, fix, config = astuple(RULES["precision"](entry("precision", 10), ev))
     assert "the model's FLOPs need 20.00 ms/step at the first, 10.00 at the second" in text
     assert config == {"dtype": "bfloat16"} and "allow_tf32" in fix
-    text, fix, config = RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev)
+    text, fix, config = astuple(RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev))
     assert "counted matmuls run at 50 TFLOP/s, 100% of P_run" in text  # 2 TFLOP in 40 ms
-    text, fix, config = RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
-        steps=2, stall_calls=Counter({"cudaStreamSynchronize": 6}), stall_sites=Counter({"aten::item": 6}))))
+    text, fix, config = astuple(RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
+        steps=2, stall_calls=Counter({"cudaStreamSynchronize": 6}), stall_sites=Counter({"aten::item": 6})))))
     assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in text and ".item()" in fix
 
 
@@ -152,10 +153,11 @@ def rank(r: int, step_ms: float, comm_ms: float, loading_ms: float, ops: list[Op
     breakdown["communication"] = Share(comm_ms, comm_ms / step_ms)
     breakdown["data_loading"] = Share(loading_ms, loading_ms / step_ms)
     breakdown["idle"] = Share(step_ms - comm_ms - loading_ms, 1 - (comm_ms + loading_ms) / step_ms)
-    fig = Figures(StepTimes(step_ms, step_ms, step_ms), Utilization(step_ms, 0.5),
-                  Mfu(0.1, 0.1, 1.0, 1.0, None), breakdown, [], [], ops, None, 0.0, 0.0,
-                  Communication(comm_ms, comm_ms, 1.0, {"c10d::allreduce_": 1.0}, None),
-                  [StepRow(7, step_ms, {c: s.ms for c, s in breakdown.items()})])
+    fig = Figures(step_time_ms=StepTimes(step_ms, step_ms, step_ms), device_utilization=Utilization(step_ms, 0.5),
+                  mfu=Mfu(0.1, 0.1, 1.0, 1.0, None), breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=ops,
+                  classification_ms=None, copied_bytes_per_step=0.0, matmul_without_flops_ms=0.0,
+                  communication=Communication(comm_ms, comm_ms, 1.0, {"c10d::allreduce_": 1.0}, None),
+                  per_step=[StepRow(7, step_ms, {c: s.ms for c, s in breakdown.items()})])
     return Attribution(r, fig, None, None, {}, None)
 
 
