@@ -29,10 +29,20 @@ class Breakdown:
     row_category: np.ndarray  # per row: category of that exclusive time (CPU traces), -1 elsewhere
     row_step: np.ndarray  # per row: index of the analysed step it falls in, -1
     short_idle_us: np.ndarray  # per step: idle time made of gaps shorter than the short-gap length
-    optimizer_us: np.ndarray  # (2, n_steps): host_overhead and idle time inside Optimizer.step spans
+    optimizer_host_us: np.ndarray  # per step: host_overhead inside Optimizer.step spans
+    optimizer_idle_us: np.ndarray  # ... and idle time there
     collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
-    host_us: np.ndarray  # (4, n_steps): of host_overhead, allocator calls, synchronizations, Python frames and
-    # one-off costs (warmup.py)
+    host: "HostParts"  # the parts of host_overhead that have causes of their own
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostParts:
+    """Per step (µs), the parts of host_overhead that the ledger charges to causes of their own."""
+
+    allocator_us: np.ndarray  # allocator calls (memory_ops)
+    sync_us: np.ndarray  # synchronizing calls (other)
+    warmup_us: np.ndarray  # one-off costs: compilation, lazy loading, library set-up (warmup)
+    python_us: np.ndarray  # Python frames between ops (small_batch's evidence)
 
 
 @dataclass
@@ -100,14 +110,14 @@ def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels
                       (seg_s[running], seg_e[running]))
 
 
-def _split(levels: list, steps: Steps) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def _split(levels: list, steps: Steps) -> tuple[np.ndarray, HostParts, tuple[np.ndarray, np.ndarray]]:
     """Exclusive time per step of [matmul, other_compute, memory, communication, data_loading, allocator,
     sync, warmup, busy host, Python] levels: the seven categories (the last five levels are host_overhead),
-    the host_overhead's parts (allocator, sync, Python, warmup), and the union of all levels."""
+    the host_overhead's parts, and the union of all levels."""
     us = exclusive_coverage(levels, steps.start, steps.end)
     categories = np.vstack((us[:5], us[5:10].sum(axis=0), us[10]))
     busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
-    return categories, us[[5, 6, 9, 7]], busy
+    return categories, HostParts(allocator_us=us[5], sync_us=us[6], warmup_us=us[7], python_us=us[9]), busy
 
 
 def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
@@ -118,7 +128,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     host_rows = links.host[~links.is_step[links.host]]
     h = host_levels(trace, links, host_rows[links.runs_code[host_rows]])
     levels += [h.loading, h.allocator, h.sync, h.warmup, h.busy, h.python]
-    us, host_us, busy = _split(levels, steps)
+    us, host, busy = _split(levels, steps)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
     spans = np.flatnonzero(optimizer_roots(links))
     windows = (trace.start[spans], trace.end[spans])
@@ -131,7 +141,8 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     empty = np.full(len(trace), -1)
     collective = coverage(*merge(*levels[3]), steps.start, steps.end)
     return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start),
-                     short_gaps(*busy, steps.start, steps.end, short_gap_us), optimizer, collective, host_us)
+                     short_gaps(*busy, steps.start, steps.end, short_gap_us), optimizer[0], optimizer[1], collective,
+                     host)
 
 
 def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
@@ -174,7 +185,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     levels.append((np.concatenate((seg_s[loading], h.loading[0])), np.concatenate((seg_e[loading], h.loading[1]))))
     dispatch = seg_category == classify.HOST_OVERHEAD
     levels += [h.allocator, h.sync, h.warmup, (seg_s[dispatch], seg_e[dispatch]), h.python]
-    us, host_us, busy = _split(levels, steps)
+    us, host, busy = _split(levels, steps)
 
     step = steps.host_index(trace.start)
     counted = rows[step[rows] >= 0]
@@ -186,7 +197,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     comm = links.host[links.category[links.host] == classify.COMMUNICATION]
     collective = coverage(*merge(trace.start[comm], trace.end[comm]), steps.start, steps.end)
     return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step,
-                     np.minimum(gaps, us[classify.IDLE]), optimizer, collective, host_us)
+                     np.minimum(gaps, us[classify.IDLE]), optimizer[0], optimizer[1], collective, host)
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,13 @@ class StepTable:
     flops: np.ndarray  # counted FLOPs
     copied_bytes: np.ndarray  # memcpy / memset bytes (GPU), copy_ bytes (CPU)
     short_idle_us: np.ndarray  # idle made of gaps shorter than Options.short_gap_us
-    optimizer_us: np.ndarray  # (2, steps): host overhead and idle inside Optimizer.step spans
+    optimizer_host_us: np.ndarray  # host overhead inside Optimizer.step spans
+    optimizer_idle_us: np.ndarray  # idle inside them
     collective_us: np.ndarray  # time collectives ran, exposed or not
-    host_us: np.ndarray  # (3, steps): host overhead in allocator calls, synchronizations, Python frames
+    allocator_us: np.ndarray  # host overhead in allocator calls
+    sync_us: np.ndarray  # ... in synchronizations
+    python_us: np.ndarray  # ... in Python frames
+    warmup_us: np.ndarray  # ... in one-off costs (compilation, lazy loading, library set-up)
 
     def __len__(self):
         return len(self.ids)
@@ -108,8 +112,10 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     else:
         ops, classified, copied = cpu_ops(trace, links, bd), None, cpu_copied_bytes(trace, steps, bd)
     table = StepTable(ids=steps.ids, step_us=steps.duration, breakdown_us=bd.us, flops=flops, copied_bytes=copied,
-                      short_idle_us=bd.short_idle_us, optimizer_us=bd.optimizer_us, collective_us=bd.collective_us,
-                      host_us=bd.host_us)
+                      short_idle_us=bd.short_idle_us, optimizer_host_us=bd.optimizer_host_us,
+                      optimizer_idle_us=bd.optimizer_idle_us, collective_us=bd.collective_us,
+                      allocator_us=bd.host.allocator_us, sync_us=bd.host.sync_us, python_us=bd.host.python_us,
+                      warmup_us=bd.host.warmup_us)
     done("ops")
     signals = measure(trace, links, steps, bd)
     done("signals")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
+from profiler.analysis.breakdown import Breakdown
 from profiler.analysis.warmup import warmup_rows
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
@@ -123,12 +124,25 @@ def _add_by_name(counter: Counter, trace: Trace, rows: np.ndarray, us: np.ndarra
         counter[trace.names[i]] += float(totals[i])
 
 
-def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
+def measure(trace: Trace, links: Links, steps: Steps, bd: Breakdown) -> Signals:
+    """A file's signals, group by group: totals over its analysed steps."""
+    s = Signals(steps=len(steps.ids))
+    count_ops(s, trace, links, bd)
+    measure_collectives(s, trace, links, bd)
+    measure_device_work(s, trace, links, steps, bd)
+    measure_fixed_costs(s, trace, links, steps, bd)
+    measure_matmuls(s, trace, links, steps, bd)
+    measure_stalls(s, trace, links, steps, bd)
+    measure_kernel_names_and_one_offs(s, trace, links, steps, bd)
+    return s
+
+
+def count_ops(s: Signals, trace: Trace, links: Links, bd: Breakdown):
+    """Ops of interest by name, backward ops, the optimizer's ops and class, the data loaders, and the tokens each
+    embedding table looked up."""
     in_steps = bd.row_step >= 0
     ops = np.flatnonzero((trace.kind == OP) & in_steps)
-    names = trace.names
-    s = Signals(steps=len(steps.ids), host_ops=len(ops))
-
+    s.host_ops = len(ops)
     interesting = trace.by_name(lambda n: bool(FUSED_ATTENTION.match(n) or SOFTMAX.match(n) or FUSED_OPTIMIZER.match(n)
                                                or FOREACH_OPTIMIZER.match(n) or COMPILED_REGION.match(n))
                                 or n in ("aten::bmm", "aten::baddbmm"))
@@ -142,27 +156,36 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
     s.optimizers = Counter(name.split("#", 1)[1].rsplit(".", 1)[0] for name in trace.names_of(opt_rows))
     loaders = np.flatnonzero(trace.by_name(lambda n: n.startswith("enumerate(Data")) & in_steps)
     s.dataloaders = Counter(name.split("#", 1)[-1].split(".")[0] for name in trace.names_of(loaders))
-
-    outermost = (links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != classify.COMMUNICATION)
-    collective_calls = np.flatnonzero(in_steps & (links.category == classify.COMMUNICATION) & (trace.kind == OP)
-                                      & outermost)
-    s.collectives = Counter(names[i] for i in trace.name[collective_calls])
-    comms = collective_calls[trace.by_name(lambda n: n == "record_param_comms")[collective_calls]]
-    for raw in (trace.raw_args[r] for r in comms):
-        args = msgspec.json.decode(raw, type=CommArgs)
-        s.collective_bytes += args.nelems * DTYPE_BYTES.get(args.dtype, 0)
     lookups = np.flatnonzero(trace.by_name(lambda n: n == "aten::embedding") & (trace.kind == OP) & in_steps)
     for sh in trace.shapes(lookups, DimsArgs):
         if len(sh.dims) >= 2 and len(sh.dims[0]) == 2 and all(isinstance(d, int) for d in sh.dims[1]):
             s.embedding_tokens[tuple(sh.dims[0])] += math.prod(sh.dims[1])
+
+
+def measure_collectives(s: Signals, trace: Trace, links: Links, bd: Breakdown):
+    """Collective calls by name (the outermost of nested ones), and their message bytes where recorded."""
+    outermost = (links.parent < 0) | (links.category[np.maximum(links.parent, 0)] != classify.COMMUNICATION)
+    calls = np.flatnonzero((bd.row_step >= 0) & (links.category == classify.COMMUNICATION) & (trace.kind == OP)
+                           & outermost)
+    s.collectives = Counter(trace.names_of(calls))
+    comms = calls[trace.by_name(lambda n: n == "record_param_comms")[calls]]
+    for raw in (trace.raw_args[r] for r in comms):
+        args = msgspec.json.decode(raw, type=CommArgs)
+        s.collective_bytes += args.nelems * DTYPE_BYTES.get(args.dtype, 0)
+
+
+def measure_device_work(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):
+    """Kernel lengths, the kernels the optimizer launched, unfused attention's time by category, and the bytes
+    each kind of copy moved."""
     dev_in = steps.window_index(trace.start[links.device]) >= 0
     dur = trace.end - trace.start
     is_kernel = dev_in & (trace.kind[links.device] == KERNEL)
     s.kernel_us = dur[links.device[is_kernel]].tolist()
     launcher = links.launching_op
     s.optimizer_kernels = int((is_kernel & (launcher >= 0) & links.in_optimizer[np.maximum(launcher, 0)]).sum())
+    in_steps = bd.row_step >= 0
     if len(links.device):  # device time of the kernels that unfused attention's ops launched
-        by_attention = dev_in & (links.launching_op >= 0) & links.in_attention[np.maximum(links.launching_op, 0)]
+        by_attention = dev_in & (launcher >= 0) & links.in_attention[np.maximum(launcher, 0)]
         for category in np.unique(bd.device_category[by_attention]):
             rows = links.device[by_attention & (bd.device_category == category)]
             s.attention_us[classify.CATEGORIES[category]] = float(dur[rows].sum())
@@ -172,8 +195,15 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
             in_category = rows[bd.row_category[rows] == category]
             s.attention_us[classify.CATEGORIES[category]] = float(bd.self_us[in_category].sum())
     s.attention_flops = float(links.flops[links.in_attention & in_steps].sum())
-    # per-step work on parameters, then the fixed per-op cost of the other compute and copies (outside
-    # optimizer steps and attention, whose overhead is non_fused)
+    copies = links.device[dev_in & (trace.kind[links.device] == MEMCPY)]
+    _add_by_name(s.memcpy_bytes, trace, copies, trace.nbytes[copies].astype(float))
+
+
+def measure_fixed_costs(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):
+    """Per-step work on parameters, then the fixed per-op cost of the other compute and copies (outside
+    optimizer steps and attention, whose overhead is non_fused)."""
+    dev_in = steps.window_index(trace.start[links.device]) >= 0
+    dur = trace.end - trace.start
     params = parameter_shapes(trace, links)
     for category in (classify.OTHER_COMPUTE, classify.MEMORY):
         name = classify.CATEGORIES[category]
@@ -186,18 +216,22 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
             numels[op >= 0], on_params[op >= 0] = size_and_role(trace, op[op >= 0], params)
             other = ~on_params & ~((op >= 0) & (links.in_optimizer | links.in_attention)[np.maximum(op, 0)])
         else:  # ops' exclusive time on the training thread
-            sel = np.flatnonzero((bd.row_category == category) & in_steps & (bd.self_us > 0))
+            sel = np.flatnonzero((bd.row_category == category) & (bd.row_step >= 0) & (bd.self_us > 0))
             time_us = bd.self_us[sel]
             numels, on_params = size_and_role(trace, sel, params)
             other = ~on_params & ~links.in_optimizer[sel] & ~links.in_attention[sel]
         s.parameter_us[name] = float(time_us[on_params].sum())
         s.fixed_us[name] = fixed_cost(time_us[other], numels[other])
-    copies = links.device[dev_in & (trace.kind[links.device] == MEMCPY)]
-    for r in copies:
-        s.memcpy_bytes[names[trace.name[r]]] += int(trace.nbytes[r])
 
+
+def measure_matmuls(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):
+    """The counted matmuls' time (their kernels' on a GPU), the matmul time without a FLOP count by op, and the
+    2-D matmuls with a dimension under SMALL_DIM."""
+    in_steps = bd.row_step >= 0
+    dur = trace.end - trace.start
     counted = np.flatnonzero((links.flops > 0) & in_steps)
     if len(links.device):  # the FLOP op's time is its kernels' device time
+        dev_in = steps.window_index(trace.start[links.device]) >= 0
         owner = np.where(links.launching_op >= 0, links.flop_owner[np.maximum(links.launching_op, 0)], -1)
         keep = dev_in & (owner >= 0)
         op_time = np.bincount(owner[keep], weights=dur[links.device][keep], minlength=len(trace))
@@ -211,26 +245,28 @@ def measure(trace: Trace, links: Links, steps: Steps, bd) -> Signals:
         uncounted = np.flatnonzero(in_steps & (bd.row_category == classify.MATMUL) & (links.flop_owner < 0)
                                    & (bd.self_us > 0))
         _add_by_name(s.uncounted_matmul_us, trace, uncounted, bd.self_us[uncounted])
-    stalls = trace.by_name(classify.SYNC_CALL.match) | trace.by_name(classify.ALLOCATOR_CALL.match)
-    runtime_in = np.flatnonzero(in_steps & stalls)
-    s.stall_calls = Counter(trace.names_of(runtime_in))
-    sites = links.enclosing_op[runtime_in]
-    s.stall_sites = Counter(trace.names_of(sites[sites >= 0]))
-    prep = np.flatnonzero((trace.kind == PYTHON) & trace.by_name(classify.DATA_PREP_PYTHON.search)
-                          & (steps.host_index(trace.start) >= 0))
-    _add_by_name(s.data_prep_us, trace, prep, dur[prep])
     s.matmul_us = float(op_time[counted].sum())
-    measure_kernel_names_and_one_offs(s, trace, links, steps, bd)
     two_d = counted[trace.by_name(TWO_D_MATMUL.match)[counted]]
     for r, shape in zip(two_d, (links.flop_shapes[r] for r in two_d.tolist())):
         dims = shape.dims[-2:]
         if len(dims) == 2 and all(len(d) == 2 for d in dims) and min(dims[0][0], dims[0][1], dims[1][1]) < SMALL_DIM:
             s.small_matmul_us += float(op_time[r])
             s.small_matmul_flops += float(links.flops[r])
-    return s
 
 
-def measure_kernel_names_and_one_offs(s: Signals, trace: Trace, links: Links, steps: Steps, bd):
+def measure_stalls(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):
+    """Allocator and synchronizing runtime calls with the ops that made them, and data preparation in Python."""
+    stalls = trace.by_name(classify.SYNC_CALL.match) | trace.by_name(classify.ALLOCATOR_CALL.match)
+    runtime_in = np.flatnonzero((bd.row_step >= 0) & stalls)
+    s.stall_calls = Counter(trace.names_of(runtime_in))
+    sites = links.enclosing_op[runtime_in]
+    s.stall_sites = Counter(trace.names_of(sites[sites >= 0]))
+    prep = np.flatnonzero((trace.kind == PYTHON) & trace.by_name(classify.DATA_PREP_PYTHON.search)
+                          & (steps.host_index(trace.start) >= 0))
+    _add_by_name(s.data_prep_us, trace, prep, (trace.end - trace.start)[prep])
+
+
+def measure_kernel_names_and_one_offs(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):
     """What a trace without shapes or input types still tells: the matmul kernels whose names say float32 on
     SIMT cores, the one-off spans (compilation, long runtime calls, first library calls) and the collective
     kernels' lengths (a set-up stands out among them)."""

@@ -168,7 +168,7 @@ def rank_evidence(r: RankAnalysis, figures: Figures, o: Overheads, step_ms: floa
         fixed_ms=1000 * o.fixed_compute + 1000 * o.fixed_memory,
         parameter_ms=1000 * (o.parameter_compute + o.parameter_memory),
         copied_bytes=float(r.table.copied_bytes.mean()), allocator_ms=1000 * o.allocator, sync_ms=1000 * o.sync,
-        python_ms=float(r.table.host_us[2].mean()) / 1000,
+        python_ms=float(r.table.python_us.mean()) / 1000,
         other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
         step_ms_by_dtype=r.metadata.get("step_ms_by_dtype") or {}, profiler_ms=profiler_ms,
         fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * o.warmup)
@@ -196,9 +196,9 @@ def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run:
     the per-step overheads of that step and the others' per-step averages."""
     points = []
     for j in range(len(t)):
-        step_o = replace(o, short_idle=t.short_idle_us[j] / 1e6, optimizer_host=t.optimizer_us[0, j] / 1e6,
-                         optimizer_idle=t.optimizer_us[1, j] / 1e6, allocator=t.host_us[0, j] / 1e6,
-                         sync=t.host_us[1, j] / 1e6, warmup=t.host_us[3, j] / 1e6)
+        step_o = replace(o, short_idle=t.short_idle_us[j] / 1e6, optimizer_host=t.optimizer_host_us[j] / 1e6,
+                         optimizer_idle=t.optimizer_idle_us[j] / 1e6, allocator=t.allocator_us[j] / 1e6,
+                         sync=t.sync_us[j] / 1e6, warmup=t.warmup_us[j] / 1e6)
         category_s = {c: t.breakdown_us[k, j] / 1e6 for k, c in enumerate(classify.CATEGORIES)}
         s, recording = without_profiler(cause_seconds(category_s, flops, peak, peak_run, step_o), o.profiler)
         points.append({c: 100 * s[c] * 1e6 / (t.step_us[j] - 1e6 * recording) for c in CAUSES})
@@ -237,7 +237,7 @@ def rank_overheads(r: RankAnalysis, peak_run: float | None) -> Overheads:
     time ledger) small and unfused-attention matmuls have no excess over their FLOPs to move."""
     sig, t = r.signals, r.table
     per_step = 1e6 * max(sig.steps, 1)  # µs totals over the steps → seconds per step
-    optimizer_host, optimizer_idle = t.optimizer_us.mean(axis=1) / 1e6
+
     excess = (lambda us, flops: (us - 1e6 * flops / peak_run) / per_step) if peak_run else (lambda us, flops: 0.0)
     return Overheads(
         small_matmul_excess=excess(sig.small_matmul_us, sig.small_matmul_flops),
@@ -245,12 +245,12 @@ def rank_overheads(r: RankAnalysis, peak_run: float | None) -> Overheads:
         fixed_compute=sig.fixed_us["other_compute"] / per_step, fixed_memory=sig.fixed_us["memory"] / per_step,
         parameter_compute=sig.parameter_us["other_compute"] / per_step,
         parameter_memory=sig.parameter_us["memory"] / per_step,
-        optimizer_host=optimizer_host, optimizer_idle=optimizer_idle,
+        optimizer_host=float(t.optimizer_host_us.mean()) / 1e6, optimizer_idle=float(t.optimizer_idle_us.mean()) / 1e6,
         attention_matmul_excess=excess(sig.attention_us["matmul"], sig.attention_flops),
         attention_memory=sig.attention_us["memory"] / per_step,
         attention_host=sig.attention_us["host_overhead"] / per_step,
-        allocator=float(t.host_us[0].mean()) / 1e6, sync=float(t.host_us[1].mean()) / 1e6,
-        warmup=float(t.host_us[3].mean()) / 1e6,
+        allocator=float(t.allocator_us.mean()) / 1e6, sync=float(t.sync_us.mean()) / 1e6,
+        warmup=float(t.warmup_us.mean()) / 1e6,
         precision=measured_precision(r),
         profiler=r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops / per_step)
 
