@@ -123,7 +123,8 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         result = attribute(r, peak, f_model, TOP_OPS)
         rank_warnings += result.warnings
         if result.evidence:
-            bottlenecks = diagnose(result.figures.ledger, result.evidence, options.min_points)
+            evidence = replace(result.evidence, short_gap_us=options.short_gap_us)  # as the breakdown had it
+            bottlenecks = diagnose(result.figures.ledger, evidence, options.min_points)
             result = replace(result, figures=replace(result.figures, bottlenecks=bottlenecks))
         results.append(checked(result, rank_warnings) if len(merged) > 1 else result)
         for w in rank_warnings:

@@ -37,12 +37,11 @@ from model.train import (  # noqa: E402
     step_ms_by_dtype,
     train_step,
 )
-from profiler.capture.api import final_report  # noqa: E402
+from profiler.capture.api import final_report, live_peak  # noqa: E402
 from profiler.capture.session import ProfileConfig  # noqa: E402
 from profiler.capture.tensorboard import RunLog  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
 from profiler.mfu.cpupeak import cache_dir  # noqa: E402
-from profiler.mfu.peak import resolve_peak  # noqa: E402
 from profiler.report.terminal import for_terminal  # noqa: E402
 from profiler.settings import Options  # noqa: E402
 from profiler.trace.flops import model_flops_per_token  # noqa: E402
@@ -182,9 +181,7 @@ def main(argv):
         model = DistributedDataParallel(model, device_ids=[cfg.device] if cfg.device.startswith("cuda") else None)
 
     kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
-    device_name = torch.cuda.get_device_name(cfg.device) if kind == "cuda" else ""
-    tf32 = kind == "cuda" and torch.backends.cuda.matmul.allow_tf32
-    peak = resolve_peak(device_name, kind, cfg.dtype, tf32, pcfg.peak_flops, torch.get_num_threads())
+    peak = live_peak(torch.device(cfg.device), cfg.dtype, pcfg.peak_flops)
     per_token = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size)
     flops_per_iter = per_token * cfg.tokens_per_iter
     if rank == 0:
@@ -196,7 +193,7 @@ def main(argv):
         log(f"peak ({peak.source}, {peak.device or kind}): {peak.peak_flops / 1e12:.3f} TFLOP/s, "
             f"{peak.peak_flops_run / 1e12:.3f} TFLOP/s in {peak.dtype}")
     else:
-        log(f"no peak known for {device_name!r}: MFU is not shown (pass --peak_flops=...)")
+        log(f"no peak known for {torch.cuda.get_device_name(cfg.device)!r}: MFU is not shown (pass --peak_flops=...)")
 
     metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
     if pcfg.profile and not (cfg.compile or cfg.eval_only):  # what a change of precision saves at this run's

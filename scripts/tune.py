@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model.configurator import ConfigError, parse_literal, read_config_file  # noqa: E402
+from profiler.report.terminal import overrides  # noqa: E402
 
 MIN_NOISE = 0.03  # below this relative spread, run-to-run differences are not resolved by a few repeats
 QUIET = {"profile": False, "checkpoint": False, "tensorboard": False, "log_interval": 1_000_000}
@@ -80,7 +81,7 @@ class Tuner:
         self.runs += 1
         self.budget.used += 1
         run_dir = self.out / f"run{self.runs:03d}-{label}"
-        args = ([self.config_file] if self.config_file else []) + [f"--{k}={v}" for k, v in {**config, **extra}.items()]
+        args = ([self.config_file] if self.config_file else []) + overrides({**config, **extra})
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_run.py"), *args, f"--out={run_dir}"],
                                 capture_output=True, text=True, cwd=ROOT)
         if result.returncode:
@@ -193,7 +194,7 @@ def markdown(result: dict) -> str:
         interval = s["measured_mfu_interval"]
         measured = f"{pct(s['measured_mfu'])} ({pct(interval[0])}-{pct(interval[1])})" if interval else "-"
         tokens = f"{s['tokens_per_s']:,.0f}" if s["tokens_per_s"] else "-"
-        change = " ".join(f"--{k}={v}" for k, v in s["change"].items())
+        change = " ".join(overrides(s["change"]))
         gains = (f"x{s['predicted_gain']:.2f} / x{s['measured_gain']:.2f}" if s["measured_gain"] else
                  f"x{s['predicted_gain']:.2f} / -")
         lines.append(f"| {change} ({s['cause']}) | {pct(s['predicted_mfu'])} | {measured} | {tokens} | {gains} | "

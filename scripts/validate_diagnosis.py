@@ -17,6 +17,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from profiler.report.terminal import overrides  # noqa: E402
+
 BASE = {"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 128, "batch_size": 8, "max_iters": 24,
         "dtype": "bfloat16", "skip_first": 4, "wait": 0, "warmup": 2, "active": 8, "repeat": 1,
         "log_interval": 1000}
@@ -32,7 +36,7 @@ MIN_NOISE = 0.05
 
 
 def train(config: dict, out: Path) -> dict:
-    args = [f"--{k}={v}" for k, v in config.items()] + [f"--out={out}"]
+    args = overrides(config) + [f"--out={out}"]
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "profile_run.py"), *args],
                             capture_output=True, text=True, cwd=ROOT)
     if result.returncode:

@@ -10,11 +10,10 @@ from profiler.analysis.signals import Signals, measure
 from profiler.analysis.timeline import Timeline, step_timeline
 from profiler.settings import CLOCK_SKEW_SHARE, SHORT_GAP_US
 from profiler.trace import classify
+from profiler.trace.dtypes import BYTES_OF_INPUT_TYPE, NAME_OF_INPUT_TYPE
 from profiler.trace.links import Links, link
 from profiler.trace.load import MEMCPY, MEMSET, OP, Trace, TraceInfo, load_trace
 from profiler.trace.steps import Steps, find_steps
-
-DTYPE_OF_INPUT_TYPE = {"float": "float32", "c10::BFloat16": "bfloat16", "c10::Half": "float16", "double": "float64"}
 
 
 @dataclass
@@ -191,11 +190,9 @@ def cpu_copied_bytes(trace: Trace, steps: Steps, bd: breakdown.Breakdown) -> np.
     """Bytes written by aten::copy_ per step, from its destination's shape and dtype."""
     rows = np.flatnonzero(trace.by_name(lambda name: name == "aten::copy_") & (bd.row_step >= 0))
     out = np.zeros(len(steps.ids))
-    itemsize = {"float": 4, "c10::BFloat16": 2, "c10::Half": 2, "double": 8, "long int": 8, "int": 4,
-                "bool": 1, "unsigned char": 1, "signed char": 1, "short int": 2}
     for r, shape in zip(rows, trace.shapes(rows)):
         if shape.dims and shape.types:
-            out[bd.row_step[r]] += float(np.prod(shape.dims[0])) * itemsize.get(shape.types[0], 0)
+            out[bd.row_step[r]] += float(np.prod(shape.dims[0])) * BYTES_OF_INPUT_TYPE.get(shape.types[0], 0)
     return out
 
 
@@ -205,5 +202,5 @@ def matmul_dtype(trace: Trace, links: Links) -> str | None:
     weight: defaultdict[str, float] = defaultdict(float)
     for r, shape in zip(counted, (links.flop_shapes[r] for r in counted.tolist())):
         first = next((t for t in shape.types if t), "")
-        weight[DTYPE_OF_INPUT_TYPE.get(first, first)] += links.flops[r]
+        weight[NAME_OF_INPUT_TYPE.get(first, first)] += links.flops[r]
     return max(weight, key=lambda d: weight[d]) if weight else None

@@ -17,6 +17,7 @@ from profiler.analysis.warmup import warmup_rows
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
 from profiler.trace.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
+from profiler.trace.dtypes import BYTES_OF_SCALAR_TYPE
 from profiler.trace.links import Links
 from profiler.trace.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
 from profiler.trace.steps import Steps
@@ -68,7 +69,6 @@ class CommArgs(msgspec.Struct, rename={"nelems": "In msg nelems", "dtype": "dtyp
     dtype: str = ""
 
 
-DTYPE_BYTES = {"Float": 4, "BFloat16": 2, "Half": 2, "Double": 8, "Long": 8, "Int": 4, "Byte": 1, "Char": 1, "Bool": 1}
 
 
 def fixed_cost(durations: np.ndarray, numels: np.ndarray) -> float:
@@ -171,7 +171,7 @@ def measure_collectives(s: Signals, trace: Trace, links: Links, bd: Breakdown):
     comms = calls[trace.by_name(lambda n: n == "record_param_comms")[calls]]
     for raw in (trace.raw_args[r] for r in comms):
         args = msgspec.json.decode(raw, type=CommArgs)
-        s.collective_bytes += args.nelems * DTYPE_BYTES.get(args.dtype, 0)
+        s.collective_bytes += args.nelems * BYTES_OF_SCALAR_TYPE.get(args.dtype, 0)
 
 
 def measure_device_work(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):

@@ -117,12 +117,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def resolve_peak(self) -> Peak | None:
-        device = self.device()
-        cuda = device.type == "cuda"
-        name = torch.cuda.get_device_name(device) if cuda else ""
-        tf32 = cuda and torch.backends.cuda.matmul.allow_tf32
-        return resolve_peak(name, "cuda" if cuda else "cpu", self.dtype or "float32", tf32, self.peak_flops or 0.0,
-                            torch.get_num_threads())
+        return live_peak(self.device(), self.dtype or "float32", self.peak_flops or 0.0)
 
     def metadata(self) -> dict:
         """What the analyzer needs from this run, written into every trace."""
@@ -136,6 +131,14 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         if self.recording_cost_us is not None:
             meta["recording_cost_us_per_op"] = self.recording_cost_us
         return meta
+
+
+def live_peak(device: torch.device, dtype: str, user_peak: float = 0.0) -> Peak | None:
+    """The peak of the device this process trains on, in its thread count, with TF32 as torch has it set."""
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else ""
+    tf32 = cuda and torch.backends.cuda.matmul.allow_tf32
+    return resolve_peak(name, "cuda" if cuda else "cpu", dtype, tf32, user_peak, torch.get_num_threads())
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -14,6 +14,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from profiler.report.runfiles import View, list_runs
+from profiler.report.schema import ledger_mfu
 
 STATIC = {"index.js": "text/javascript", "charts.js": "text/javascript", "timeline.js": "text/javascript",
           "dashboard.css": "text/css"}
@@ -71,8 +72,7 @@ class MfuPlugin(base_plugin.TBPlugin):
         for v in (v for v in views if v.step is not None):
             report = _read(v.report)
             if report:
-                mfu = report["mfu"]["analytic"]
-                cycles.append({"step": v.step, "mfu": report["mfu"]["counted"] if mfu is None else mfu,
+                cycles.append({"step": v.step, "mfu": ledger_mfu(report),
                                "ledger": {e["cause"]: e["points"] for e in report["ledger"]}})
         return _json(request, cycles)
 

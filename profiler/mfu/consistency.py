@@ -63,7 +63,7 @@ def violations(fig) -> list[str]:
     shares = sum(b.fraction for b in fig.breakdown.values())
     if fig.breakdown and abs(shares - 1) > 1e-6:
         out.append(f"breakdown shares add up to {100 * shares:.4f}%, not 100%")
-    mfu = fig.mfu.analytic if fig.mfu.analytic is not None else fig.mfu.counted
+    mfu = fig.mfu.of_ledger
     if mfu is not None and not 0 <= mfu <= 1:
         out.append(f"MFU {100 * mfu:.2f}% is outside 0-100%")
     if fig.ledger:

@@ -309,8 +309,8 @@ def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
 
 def other(entry: LedgerEntry, ev: Evidence):
     sig: Signals = ev.signals
-    evidence = (f"idle stretches of 1 ms or more with no op recorded {_share(entry.ms, ev)}: synchronizations, "
-                "Python outside ops, work the profiler did not record")
+    evidence = (f"idle stretches of {ev.short_gap_us / 1000:g} ms or more with no op recorded {_share(entry.ms, ev)}: "
+                "synchronizations, Python outside ops, work the profiler did not record")
     fix = ("open the trace in TensorBoard (PyTorch profiler → trace view) at the gaps; keep evaluation, logging, "
            "checkpointing and .item() syncs out of the hot loop")
     if ev.sync_ms >= HEADLINE_SHARE * entry.ms:

@@ -124,8 +124,7 @@ def job_ledger(figs: list[Figures]) -> list[LedgerEntry]:
 def absent(f: Figures, cause: str) -> LedgerEntry:
     """A cause that a rank's ledger lacks (no warmup there): 0 points, its what-if the rank as it is."""
     if f.ledger_unit == "mfu":
-        mfu = f.mfu.analytic if f.mfu.analytic is not None else f.mfu.counted
-        return LedgerEntry(cause=cause, points=0.0, ms=0.0, what_if_mfu=mfu, low=0.0, high=0.0)
+        return LedgerEntry(cause=cause, points=0.0, ms=0.0, what_if_mfu=f.mfu.of_ledger, low=0.0, high=0.0)
     return LedgerEntry(cause=cause, points=0.0, ms=0.0, what_if_mfu=None, what_if_step_ms=f.step_time_ms.mean,
                        speedup=1.0)
 

@@ -18,7 +18,7 @@ class Overheads:
     """Seconds per step, inside breakdown categories, that belong to another cause than their category's."""
 
     small_matmul_excess: float = 0.0  # small matmuls' time beyond their FLOPs at P_run
-    short_idle: float = 0.0  # idle gaps under 1 ms between ops
+    short_idle: float = 0.0  # idle gaps between ops shorter than Options.short_gap_us
     fixed_compute: float = 0.0  # fixed per-op cost inside other_compute
     fixed_memory: float = 0.0  # ... inside memory
     parameter_compute: float = 0.0  # per-step work on parameter-shaped tensors inside other_compute

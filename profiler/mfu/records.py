@@ -7,6 +7,7 @@ from profiler.analysis.breakdown import KernelClassification, Utilization
 from profiler.analysis.per_file import StepTable
 from profiler.analysis.signals import Signals
 from profiler.mfu.ledger import Overheads
+from profiler.settings import SHORT_GAP_US
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Mfu:
     flops_analytic: float | None
     flops_counted: float
     analytic_from: str | None
+
+    @property
+    def of_ledger(self) -> float | None:
+        """The MFU the ledger adds up to: analytic, or counted where the model's FLOPs are unknown."""
+        return self.analytic if self.analytic is not None else self.counted
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class Evidence:
     fp32_speed: float | None = None  # time ledger: float32's peak over the device's fastest (its table)
     why_time: str = ""  # time ledger: why MFU points could not be formed
     warmup_ms: float = 0.0  # one-off costs inside the window while the device idled
+    short_gap_us: float = SHORT_GAP_US  # idle gaps shorter than this were small_batch, longer ones other
 
 
 @dataclass(frozen=True)

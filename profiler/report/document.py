@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from profiler.files import write_atomic
-from profiler.report.terminal import pct, what_if
+from profiler.report.terminal import overrides, pct, what_if
 from profiler.trace.classify import CATEGORIES
 
 
@@ -64,7 +64,7 @@ def sections(report: dict) -> list[Section]:
     for i, b in enumerate(report["bottlenecks"], 1):
         lines = [f"Evidence: {b['evidence']}", f"Fix: {b['fix']}"]
         if b.get("fix_config"):
-            lines.append("Try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))
+            lines.append("Try: " + " ".join(overrides(b["fix_config"])))
         out.append(Section(f"{i}. {b['cause']}: {b['points']:.1f} points, {what_if(b)}", lines))
     out.append(Section("Top ops", headers=["op", "category", "count/step", "ms/step", "TFLOP/s"], chart="matmuls",
                        rows=[[op["name"], op["category"], f"{op['count']:.1f}", f"{op['ms']:.3f}",

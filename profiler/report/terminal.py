@@ -2,6 +2,7 @@
 
 import textwrap
 
+from profiler.report.schema import ledger_mfu
 from profiler.settings import LEDGER_ROW_MIN_POINTS
 from profiler.trace.classify import CATEGORIES
 
@@ -88,14 +89,18 @@ def ledger_bottom(report: dict) -> float:
     """Where the waterfall ends: the MFU in percent, or the useful share of the step."""
     if report.get("ledger_unit") == "step_time":
         return next((e["points"] for e in report["ledger"] if e["cause"] == "useful"), 0.0)
-    mfu = report["mfu"]["analytic"] if report["mfu"]["analytic"] is not None else report["mfu"]["counted"]
-    return 100 * (mfu or 0.0)
+    return 100 * (ledger_mfu(report) or 0.0)
 
 
 def losses(report: dict) -> list[dict]:
     """The ledger's causes, largest first, without the rows that round to 0 and the time ledger's useful work."""
     return [e for e in sorted(report["ledger"], key=lambda e: -e["points"])
             if abs(e["points"]) >= LEDGER_ROW_MIN_POINTS and e["cause"] != "useful"]
+
+
+def overrides(config: dict) -> list[str]:
+    """A configuration change as profile_run's command line spells it: ['--batch_size=32', ...]."""
+    return [f"--{k}={v}" for k, v in config.items()]
 
 
 def what_if(entry: dict) -> str:
@@ -136,7 +141,7 @@ def bottleneck_lines(report: dict) -> list[str]:
                              f"{b['ms']:.2f} ms/step; {what_if(b)}", "   ")
         lines += wrap(f"   evidence: {b['evidence']}", "     ") + wrap(f"   fix: {b['fix']}", "     ")
         if b.get("fix_config"):
-            lines.append("   try: " + " ".join(f"--{k}={v}" for k, v in b["fix_config"].items()))
+            lines.append("   try: " + " ".join(overrides(b["fix_config"])))
     return ["", "Diagnosis (causes over 1 point, largest first):"] + lines if lines else lines
 
 

@@ -57,8 +57,9 @@ def find_steps(trace: Trace, links: Links, warnings: list[str]) -> Steps:
     if len(links.device):
         start, end, keep = _extend_to_device(trace, links, host_start, host_end)
         if keep < len(ids):
-            warnings.append(f"last step {ids[-1]} dropped: it launched under 80% of the device work of the step "
-                            "before, so the profiler stopped before its kernels ran (as torch-tb-profiler does)")
+            warnings.append(f"last step {ids[-1]} dropped: it launched under {LAST_STEP_DEVICE_SHARE:.0%} of the "
+                            "device work of the step before, so the profiler stopped before its kernels ran (as "
+                            "torch-tb-profiler does)")
         ids, host_start, host_end, start, end = (a[:keep] for a in (ids, host_start, host_end, start, end))
     return Steps(ids, host_start, host_end, start, end)
 
