@@ -104,22 +104,27 @@ def _updating(results, bar):
 def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     warnings = [w for a in analyses for w in a.warnings]
     ranks = sorted({a.trace.rank() for a in analyses})
-    merged = [merge_rank(r, [a for a in analyses if a.trace.rank() == r], warnings) for r in ranks]
+    merged = []
+    for number in ranks:
+        one_rank, notes = merge_rank(number, [a for a in analyses if a.trace.rank() == number])
+        merged.append(one_rank)
+        warnings += notes
     first = merged[0]
-    peak, rate = trace_peak(first, options, warnings), counted_rate(first)
+    peak, notes = trace_peak(first, options)
+    warnings += notes
+    rate = counted_rate(first)
     if peak:
         peak, note = tf32_peak(peak, rate, peak.device)
         warnings += [note] if note else []
     if peak and first.metadata.get("peak"):  # measured on the machine that ran it, before the run
-        f_model = model_flops(options, first.metadata, first.signals, [])
+        f_model = model_flops(options, first.metadata, first.signals)[0]
         peak, note = disturbed_measurement(peak, achieved_rate(first, f_model.per_step, rate))
         warnings += [note] if note else []
         if note and recorded_here(first.metadata):
             raise_cached(first.metadata["threads"], peak.dtype, peak.peak_flops_run)
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
     for r in merged:
-        rank_warnings: list[str] = []
-        f_model = model_flops(options, r.metadata, r.signals, rank_warnings)
+        f_model, rank_warnings = model_flops(options, r.metadata, r.signals)
         result = attribute(r, peak, f_model, TOP_OPS)
         rank_warnings += result.warnings
         if result.evidence:

@@ -96,9 +96,11 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     trace = load_trace(path)
     done("read")
     warnings = list(trace.warnings)
-    links = link(trace, warnings)
+    links, found = link(trace)
+    warnings += found
     done("links")
-    steps = find_steps(trace, links, warnings)
+    steps, found = find_steps(trace, links)
+    warnings += found
     done("steps")
     gpu = len(links.device) > 0
     warnings += missing_parts(trace, links)

@@ -29,7 +29,9 @@ class RankAnalysis:
     utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
 
 
-def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) -> RankAnalysis:
+def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, list[str]]:
+    """The rank's files merged, and warnings for the files and steps left out."""
+    warnings: list[str] = []
     analyses = sorted(analyses, key=lambda a: a.trace.origin_us)
     kept, tables, seen = [], [], set()
     for a in analyses:
@@ -54,7 +56,7 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis], warnings: list[str]) ->
     return RankAnalysis(rank=rank, paths=[str(a.trace.path) for a in kept], kind=first.kind,
                         device_names=first.trace.device_names, metadata=meta, dtype=meta.get("dtype") or first.dtype,
                         table=StepTable.concat(tables), signals=signals, ops=dict(ops),
-                        classified_us=classification(kept), utilization=utilization(kept))
+                        classified_us=classification(kept), utilization=utilization(kept)), warnings
 
 
 def utilization(analyses: list[TraceAnalysis]) -> Utilization | None:

@@ -86,7 +86,7 @@ def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: i
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=op_rows(r.ops, n)[:top],
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
         matmul_without_flops_ms=sum(r.signals.uncounted_matmul_us.values()) / max(r.signals.steps, 1) / 1000,
-        communication=communication(r, breakdown),
+        communication=communication_figures(r, breakdown),
         per_step=[StepRow(int(i), float(us / 1000),
                           {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(classify.CATEGORIES)})
                   for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
@@ -273,7 +273,7 @@ def op_rows(ops: dict[str, OpStats], n_steps: int) -> list[OpRow]:
                   s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None) for name, s in rows]
 
 
-def communication(r: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:
+def communication_figures(r: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:
     """Collective time per step, how much of it no compute hid, and the calls and bytes where recorded."""
     if not r.signals.collectives and not r.table.collective_us.any():
         return None

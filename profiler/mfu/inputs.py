@@ -19,19 +19,21 @@ class ModelFlops:
     source: str | None  # --flops-per-step, --model, ..., run metadata
 
 
-def trace_peak(r: RankAnalysis, options: Options, warnings: list[str]) -> Peak | None:
-    """The peak from the user, the run's own metadata, the device table, or (CPU) a measurement here."""
+def trace_peak(r: RankAnalysis, options: Options) -> tuple[Peak | None, list[str]]:
+    """The peak from the user, the run's own metadata, the device table, or (CPU) a measurement here; and
+    warnings for what it had to assume."""
+    warnings: list[str] = []
     meta = r.metadata
     dtype = r.dtype
     device = r.device_names[0] if r.device_names else ""
     if options.peak_flops > 0:  # taken as P and P_run: the dtype does not matter
-        return resolve_peak(device, r.kind, dtype or "float32", user_peak=options.peak_flops)
+        return resolve_peak(device, r.kind, dtype or "float32", user_peak=options.peak_flops), warnings
     if not dtype:
         dtype = "float32"
         warnings.append("the trace records no matmul input types: P_run assumes float32 matmuls")
     if isinstance(meta.get("peak"), dict):
         try:
-            return Peak(**meta["peak"])
+            return Peak(**meta["peak"]), warnings
         except TypeError:
             warnings.append("the trace's recorded peak is malformed and was ignored")
     if r.kind == "cpu":
@@ -39,21 +41,22 @@ def trace_peak(r: RankAnalysis, options: Options, warnings: list[str]) -> Peak |
 
         warnings.append("CPU trace without a recorded peak: the peak was measured on this machine; pass "
                         "--peak-flops if the trace was recorded elsewhere")
-        return resolve_peak("", "cpu", dtype, threads=torch.get_num_threads())
+        return resolve_peak("", "cpu", dtype, threads=torch.get_num_threads()), warnings
     peak = resolve_peak(device, r.kind, dtype)
     if peak is None and device:
         warnings.append(f"no peak known for device {device}: MFU is null (pass --peak-flops)")
     elif peak is None:
         warnings.append("the trace names no device (no deviceProperties): MFU is null (pass --peak-flops)")
-    return peak
+    return peak, warnings
 
 
-def model_flops(options: Options, meta: dict, sig: Signals, warnings: list[str]) -> ModelFlops:
+def model_flops(options: Options, meta: dict, sig: Signals) -> tuple[ModelFlops, list[str]]:
     """F_model and where it came from: --flops-per-step, --model (a nanoGPT GPT's n_layer, n_head, n_embd,
     block_size, vocab_size, bias, and tokens_per_step or else the tokens its token embedding looked up per
     step), or the run's metadata; unknown otherwise."""
+    warnings: list[str] = []
     if options.flops_per_step:
-        return ModelFlops(options.flops_per_step, "--flops-per-step")
+        return ModelFlops(options.flops_per_step, "--flops-per-step"), warnings
     m = options.model
     if m:
         tokens, source = m.get("tokens_per_step"), "--model"
@@ -63,13 +66,13 @@ def model_flops(options: Options, meta: dict, sig: Signals, warnings: list[str])
         if not tokens:
             warnings.append("--model: no aten::embedding on a [vocab_size, n_embd] table in the steps to count the "
                             "tokens by (pass tokens_per_step): F_counted stands in for F_model")
-            return ModelFlops(None, None)
+            return ModelFlops(None, None), warnings
         n_params = gpt_params(m["n_layer"], m["n_embd"], m["vocab_size"], m.get("bias", True))
         per_token = model_flops_per_token(n_params, m["n_layer"], m["n_head"], m["n_embd"], m["block_size"])
-        return ModelFlops(float(per_token * tokens), source)
+        return ModelFlops(float(per_token * tokens), source), warnings
     if meta.get("flops_per_step"):
         how = f" ({meta['flops_from']})" if meta.get("flops_from") else ""
-        return ModelFlops(float(meta["flops_per_step"]), "run metadata" + how)
+        return ModelFlops(float(meta["flops_per_step"]), "run metadata" + how), warnings
     warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in "
                     "for F_model")
-    return ModelFlops(None, None)
+    return ModelFlops(None, None), warnings

@@ -120,7 +120,7 @@ def table_peaks(device_name: str) -> dict[str, float] | None:
     return None
 
 
-def matmul_dtype(dtype: str, tf32: bool) -> str:
+def precision_of(dtype: str, tf32: bool) -> str:
     """The precision the matmuls run in: float32 becomes tf32 when TF32 matmuls are allowed."""
     return "tf32" if dtype == "float32" and tf32 else dtype
 
@@ -152,7 +152,7 @@ def resolve_peak(device_name: str, kind: str, dtype: str, tf32: bool = False, us
 
     A user figure is taken as both P and P_run: the user says what the matmuls could have done.
     """
-    run_dtype = matmul_dtype(dtype, tf32)
+    run_dtype = precision_of(dtype, tf32)
     if user_peak > 0:
         return Peak(device_name, run_dtype, user_peak, user_peak, "user")
     if kind == "cpu":

@@ -103,14 +103,16 @@ def conv_flops(inp: list, weight: list, out_spatial: list) -> float:
     return 2.0 * inp[0] * weight[0] * _prod(out_spatial) * weight[1] * _prod(weight[2:])
 
 
-def counted_flops(names: list[str], shapes: list, warnings: list[str], consumers=None) -> np.ndarray:
-    """FLOPs of each op (outermost FLOP ops only, chosen by the caller) from its shapes; 0 when unknown.
+def counted_flops(names: list[str], shapes: list, consumers=None) -> tuple[np.ndarray, list[str]]:
+    """FLOPs of each op (outermost FLOP ops only, chosen by the caller) from its shapes, 0 when unknown; and
+    warnings for the ops it could not count.
 
     Forward convolutions in traces without scalar arguments (torch < 2.0) take their output size from the
     matching backward op (same input and weight shapes), which records the output gradient's shape, or else
     from the op that consumed their output (consumers(indices): that op's first input shape for each).
     """
     out = np.zeros(len(names))
+    warnings: list[str] = []
     backward_out = {}
     for name, sh in zip(names, shapes):
         if name == "aten::convolution_backward" and len(sh.dims) >= 3:
@@ -152,7 +154,7 @@ def counted_flops(names: list[str], shapes: list, warnings: list[str], consumers
         warnings.append(f"{no_output} convolutions recorded their input shapes but not stride and padding (torch "
                         "before 2.0 writes no Concrete Inputs), and neither a backward op nor the op after them "
                         "gave their output size: their FLOPs are not counted")
-    return out
+    return out, warnings
 
 
 def consumed_spatial(inp: list, weight: list, consumer: list | None) -> list | None:

@@ -31,7 +31,8 @@ class Links:
     enclosing_op: np.ndarray  # per row: for runtime calls, the innermost host span around the call, -1
 
 
-def link(trace: Trace, warnings: list[str]) -> Links:
+def link(trace: Trace) -> tuple[Links, list[str]]:
+    """The trace's structure, and warnings for the FLOP ops it could not count."""
     n = len(trace)
     # host spans only: newer Kineto mirrors annotations on the GPU timeline (gpu_user_annotation)
     is_host = np.isin(trace.kind, (OP, ANNOTATION))
@@ -68,8 +69,8 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
     flop_shapes = dict(zip(counted.tolist(), trace.shapes(counted)))
-    flops[counted] = counted_flops(trace.names_of(counted), list(flop_shapes.values()), warnings,
-                                   lambda indices: _next_op_dims(trace, counted[indices]))
+    flops[counted], warnings = counted_flops(trace.names_of(counted), list(flop_shapes.values()),
+                                             lambda indices: _next_op_dims(trace, counted[indices]))
 
     device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
     device = device[np.argsort(trace.start[device], kind="stable")]
@@ -83,7 +84,7 @@ def link(trace: Trace, warnings: list[str]) -> Links:
     return Links(host=host, parent=parent, category=category, flop_owner=flop_owner, flops=flops,
                  flop_shapes=flop_shapes, device=device, launch=launch, launching_op=launching_op, is_step=is_step,
                  in_optimizer=in_optimizer, in_attention=in_attention, runs_code=runs_code, forest=forest,
-                 enclosing_op=enclosing_op)
+                 enclosing_op=enclosing_op), warnings
 
 
 def optimizer_roots(links: Links) -> np.ndarray:

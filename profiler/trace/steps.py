@@ -42,7 +42,9 @@ def _index(starts: np.ndarray, ends: np.ndarray, times: np.ndarray) -> np.ndarra
     return np.where((i >= 0) & (times < ends[np.maximum(i, 0)]), i, -1)
 
 
-def find_steps(trace: Trace, links: Links, warnings: list[str]) -> Steps:
+def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[str]]:
+    """The analysed windows, and warnings for what was missing or dropped."""
+    warnings: list[str] = []
     rows = np.flatnonzero(links.is_step)
     if len(rows):
         numbers = (name[len("ProfilerStep#"):] for name in trace.names_of(rows))
@@ -61,7 +63,7 @@ def find_steps(trace: Trace, links: Links, warnings: list[str]) -> Steps:
                             "device work of the step before, so the profiler stopped before its kernels ran (as "
                             "torch-tb-profiler does)")
         ids, host_start, host_end, start, end = (a[:keep] for a in (ids, host_start, host_end, start, end))
-    return Steps(ids, host_start, host_end, start, end)
+    return Steps(ids, host_start, host_end, start, end), warnings
 
 
 def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, str]:

@@ -84,7 +84,11 @@ def test_markdown_and_html_from_the_cli(tiny_run, tmp_path):
     for heading in ("## Summary", "## Breakdown of the step", "## MFU ledger", "## Top ops"):
         assert heading in md
     assert "| aten::mm | matmul |" in md
-    assert (tmp_path / "r.html").read_text().count("<table>") >= 3
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("<table>") == 3  # the breakdown, the MFU ledger and the top ops; one rank: no stragglers
+    report = json.loads((out / "report.json").read_text())
+    ledger = html[html.index("MFU ledger</h2>"):html.index("</table>", html.index("MFU ledger</h2>"))]
+    assert ledger.count("<tr>") == len(report["ledger"]) + 1  # a row per cause, and the header
 
 
 def test_compare_shows_what_changed(tiny_run, tmp_path):

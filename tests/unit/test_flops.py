@@ -39,11 +39,9 @@ def test_convolution_flops():
 
 def test_forward_convolution_takes_output_size_from_its_backward_in_old_traces():
     inp, weight, grad = [32, 64, 56, 56], [128, 64, 3, 3], [32, 128, 28, 28]
-    warnings = []
-    flops = counted_flops(
+    flops, warnings = counted_flops(
         ["aten::convolution", "aten::cudnn_convolution_backward", "aten::mm"],
-        [ShapeArgs(dims=[inp, weight, []]), ShapeArgs(dims=[inp, grad, weight]), ShapeArgs(dims=[[4], [4, 2]])],
-        warnings)
+        [ShapeArgs(dims=[inp, weight, []]), ShapeArgs(dims=[inp, grad, weight]), ShapeArgs(dims=[[4], [4, 2]])])
     fwd = 2 * 32 * 128 * 28 * 28 * 64 * 9
     assert flops[:2].tolist() == [fwd, 2 * fwd]
     assert flops[2] == 0 and "1 matmul/attention/convolution ops recorded no usable input shapes" in warnings[0]
@@ -53,18 +51,17 @@ def test_convolution_backward_counts_the_gradients_it_computed():
     """torch 2.x records output_mask: the first layer's backward computes the weight gradient only."""
     grad, inp, weight = [2, 8, 14, 14], [2, 3, 16, 16], [8, 3, 3, 3]
     scalars = ["", "", "", "[8]", "[1, 1]", "[0, 0]", "[1, 1]", "False", "[0, 0]", "1"]
-    flops = counted_flops(["aten::convolution_backward"] * 3,
-                          [ShapeArgs(dims=[grad, inp, weight], concrete=scalars + [mask])
-                           for mask in ("[False, True, True]", "[True, True, False]", "")], [])
+    flops, _ = counted_flops(["aten::convolution_backward"] * 3,
+                             [ShapeArgs(dims=[grad, inp, weight], concrete=scalars + [mask])
+                              for mask in ("[False, True, True]", "[True, True, False]", "")])
     one = 2 * 2 * 8 * 14 * 14 * 3 * 9
     assert flops.tolist() == [one, 2 * one, 2 * one]  # no mask recorded: both gradients
 
 
 @pytest.mark.parametrize("dims", [[], [[2, 3]], [["a"], [1]]])
 def test_bad_shapes_count_zero_with_a_warning(dims):
-    warnings = []
-    assert counted_flops(["aten::mm"], [ShapeArgs(dims=dims)], warnings).tolist() == [0.0]
-    assert warnings
+    flops, warnings = counted_flops(["aten::mm"], [ShapeArgs(dims=dims)])
+    assert flops.tolist() == [0.0] and warnings
 
 
 @pytest.mark.parametrize("n_layer, n_embd, vocab_size, bias", [(2, 32, 256, True), (4, 128, 256, False),
@@ -80,23 +77,20 @@ def test_forward_convolution_takes_output_size_from_the_op_that_consumes_it():
     """torch 1.13 inference: no Concrete Inputs and no backward; the next op's input is [N, C_out, H, W]
     (for the second convolution the next op's input is not its output)."""
     inp, weight = [8, 3, 224, 224], [64, 3, 7, 7]
-    warnings = []
-    flops = counted_flops(["aten::convolution", "aten::convolution"],
-                          [ShapeArgs(dims=[inp, weight, []]), ShapeArgs(dims=[inp, weight, []])], warnings,
-                          lambda pending: [[[8, 64, 112, 112], [8, 3, 224, 224]][i] for i in pending])
+    flops, warnings = counted_flops(["aten::convolution", "aten::convolution"],
+                                    [ShapeArgs(dims=[inp, weight, []]), ShapeArgs(dims=[inp, weight, []])],
+                                    lambda pending: [[[8, 64, 112, 112], [8, 3, 224, 224]][i] for i in pending])
     assert flops[0] == 2 * 8 * 64 * 112 * 112 * 3 * 49 and flops[1] == 0
     assert len(warnings) == 1 and "1 convolutions recorded their input shapes but not stride and padding" in warnings[0]
     assert "record_shapes" not in warnings[0]
 
 
 def test_scaled_and_grouped_gemms_count_like_matmuls():
-    warnings = []
-    flops = counted_flops(
+    flops, warnings = counted_flops(
         ["aten::_scaled_mm", "aten::_grouped_mm", "aten::_grouped_mm", "aten::_scaled_grouped_mm"],
         [ShapeArgs(dims=[[128, 256], [256, 512], [], []]),  # fp8 GEMM with its two scales
          ShapeArgs(dims=[[1000, 64], [8, 64, 32], [8]]),  # MoE: 1000 routed tokens over 8 experts
          ShapeArgs(dims=[[8, 10, 64], [8, 64, 32]]),  # 8 batched products
-         ShapeArgs(dims=[[100, 64], [64, 48], [], [], [4]])],  # offsets split the columns
-        warnings)
+         ShapeArgs(dims=[[100, 64], [64, 48], [], [], [4]])])  # offsets split the columns
     assert flops.tolist() == [2 * 128 * 256 * 512, 2 * 1000 * 64 * 32, 2 * 8 * 10 * 64 * 32, 2 * 100 * 64 * 48]
     assert warnings == []
