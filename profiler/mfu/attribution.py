@@ -100,7 +100,7 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, peak: Peak, f_model: Mode
     model, f_counted, P = f_model.per_step, figures.mfu.flops_counted, peak.peak_flops
     flops = model or f_counted
     matmul_s = figures.breakdown["matmul"].ms / 1000
-    overheads = rank_overheads(r, peak.peak_flops_run)
+    overheads = rank_overheads(r, peak.peak_flops_run, peak.fastest)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, flops, P, peak.peak_flops_run,
                             overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
@@ -137,7 +137,7 @@ def time_attribution(r: RankAnalysis, figures: Figures, peak: Peak | None, why: 
     t = r.table
     speed = fp32_speed(r, peak)
     fp32_s = sum(r.signals.fp32_matmul_us.values()) / (1e6 * max(r.signals.steps, 1))
-    overheads = replace(rank_overheads(r, None), precision=(1 - speed) * fp32_s if speed else None)
+    overheads = replace(rank_overheads(r, None, None), precision=(1 - speed) * fp32_s if speed else None)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, 0.0, 1.0, 1.0, overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
     step_s = t.step_us.mean() / 1e6 - recording
@@ -232,7 +232,7 @@ def counted_rate(r: RankAnalysis) -> float | None:
     return flops / (r.signals.matmul_us / 1e6) if r.signals.matmul_us and flops else None
 
 
-def rank_overheads(r: RankAnalysis, peak_run: float | None) -> Overheads:
+def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None) -> Overheads:
     """The seconds per step that the ledger moves between causes, from the rank's signals. Without P_run (a
     time ledger) small and unfused-attention matmuls have no excess over their FLOPs to move."""
     sig, t = r.signals, r.table
@@ -251,19 +251,22 @@ def rank_overheads(r: RankAnalysis, peak_run: float | None) -> Overheads:
         attention_host=sig.attention_us["host_overhead"] / per_step,
         allocator=float(t.allocator_us.mean()) / 1e6, sync=float(t.sync_us.mean()) / 1e6,
         warmup=float(t.warmup_us.mean()) / 1e6,
-        precision=measured_precision(r),
+        precision=measured_precision(r, fastest),
         profiler=r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops / per_step)
 
 
-def measured_precision(r: RankAnalysis) -> float | None:
-    """Seconds per step that the fastest dtype saved against the run's dtype at the run's own shapes, as our run
-    measured before training (forward and backward of one micro-step, times the micro-steps): bfloat16 on most
-    devices, float32 on a CPU that emulates bfloat16. None where not measured."""
+def measured_precision(r: RankAnalysis, fastest: str | None) -> float | None:
+    """Seconds per step that the device's fastest precision (the dtype of P) saved against the run's dtype at
+    the run's own shapes, as our run measured before training (forward and backward of one micro-step, times
+    the micro-steps): bfloat16 on most devices, float32 on a CPU that emulates bfloat16. Not the fastest at
+    these shapes alone: at tiny shapes autocast's casts can make bfloat16 slower where its GEMMs are faster,
+    and that is per-op overhead, not precision. None where not measured."""
     measured = r.metadata.get("step_ms_by_dtype") or {}
-    if r.dtype not in measured or len(measured) < 2:
+    target = fastest if fastest in measured else "bfloat16"
+    if r.dtype not in measured or target not in measured:
         return None
     micro_steps = r.metadata.get("gradient_accumulation_steps", 1)
-    return (measured[r.dtype] - min(measured.values())) * micro_steps / 1000
+    return (measured[r.dtype] - measured[target]) * micro_steps / 1000
 
 
 def op_rows(ops: dict[str, OpStats], n_steps: int) -> list[OpRow]:

@@ -234,11 +234,8 @@ def communication(entry: LedgerEntry, ev: Evidence):
 
 
 def faster_dtype(ev: Evidence) -> str:
-    """The precision to switch to: the fastest at the run's own shapes where our run measured it, else the
-    dtype of P (bfloat16 where neither is known)."""
-    measured = ev.step_ms_by_dtype
-    if ev.dtype in measured and len(measured) > 1:
-        return min(measured, key=lambda d: measured[d])
+    """The precision to switch to: the device's fastest (the dtype of P; float32 on a CPU that emulates
+    bfloat16), bfloat16 where it is not known."""
     return ev.fastest_dtype or "bfloat16"
 
 
