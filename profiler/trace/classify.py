@@ -13,8 +13,11 @@ MATMUL, OTHER_COMPUTE, MEMORY, COMMUNICATION, DATA_LOADING, HOST_OVERHEAD, IDLE 
 # categories that an op passes down to everything inside it (a copy inside a matmul op is the matmul's)
 INHERITED = (MATMUL, MEMORY, COMMUNICATION, DATA_LOADING)
 
+# the GEMM ops by name (plain, batched, scaled fp8, integer, grouped MoE): matmul time here, and their FLOPs are
+# counted from their shapes (flops.FLOP_OPS)
+GEMM_OPS = r"mm|addmm|bmm|baddbmm|addbmm|_scaled_mm|_scaled_mm_v2|_int_mm|_grouped_mm|_scaled_grouped_mm"
 MATMUL_OP = re.compile(
-    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_mm|_scaled_mm_v2|_int_mm|_grouped_mm|_scaled_grouped_mm"
+    rf"^aten::({GEMM_OPS}"
     r"|conv\w*|_convolution\w*|cudnn_convolution\w*|mkldnn_convolution\w*|miopen_convolution\w*"
     r"|_scaled_dot_product_(flash|efficient|cudnn|fused)_attention\w*|_flash_attention\w*|_efficient_attention\w*)$"
 )

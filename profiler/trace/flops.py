@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 
+from profiler.trace.classify import GEMM_OPS
+
 
 def model_flops_per_token(n_params: int, n_layer: int, n_head: int, n_embd: int, block_size: int) -> int:
     """6N for the weight matmuls (forward 2N, backward 4N) plus 12·L·H·Q·T for attention scores and values.
@@ -31,7 +33,7 @@ def gpt_params(n_layer: int, n_embd: int, vocab_size: int, bias: bool = True) ->
 # (sdpa → _flash_attention_forward, convolution → cudnn_convolution), only the outermost one counts.
 
 FLOP_OPS = re.compile(
-    r"^aten::(mm|addmm|bmm|baddbmm|addbmm|_scaled_mm|_scaled_mm_v2|_int_mm|_grouped_mm|_scaled_grouped_mm"
+    rf"^aten::({GEMM_OPS}"
     r"|_scaled_dot_product_\w+_attention\w*|_flash_attention_\w+"
     r"|_efficient_attention_\w+|convolution|_convolution|convolution_backward|cudnn_convolution"
     r"|cudnn_convolution_backward|mkldnn_convolution)$"
