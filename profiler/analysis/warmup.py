@@ -22,7 +22,7 @@ def warmup_rows(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
     never set-up)."""
     dur = trace.end - trace.start
     whole = _whole_spans(trace)
-    firsts, own_time = first_library_calls(trace, links) if len(links.device) else (whole[:0], dur[:0])
+    firsts, own_time = first_library_calls(trace, links)
     rows = np.concatenate((whole, firsts))
     return rows, np.concatenate((dur[whole], own_time))
 
@@ -32,8 +32,8 @@ def warmup_intervals(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray
     where it runs itself, not its child ops."""
     whole = _whole_spans(trace)
     starts, ends = [trace.start[whole]], [trace.end[whole]]
-    if len(links.device):
-        firsts = first_library_calls(trace, links)[0]
+    firsts = first_library_calls(trace, links)[0]
+    if len(firsts):
         seg_s, seg_e, inner = links.forest.segments()
         own = np.isin(links.host[inner], firsts)
         starts.append(seg_s[own])
@@ -53,9 +53,10 @@ def _stalls(trace: Trace) -> np.ndarray:
 
 
 def first_library_calls(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
-    """The first call of each library op (classify.FIRST_CALL_OP) whose own host time, less its child ops' and
-    the synchronizing or allocator calls it made, exceeds WARMUP_CALL_US and WARMUP_RATIO times the later calls'
-    median; and that own time."""
+    """The first call of each library op (classify.FIRST_CALL_OP, on a GPU trace: on a CPU an op's own time is
+    its compute) and of each torch.compile'd region (classify.FIRST_CALL_REGION) whose own host time, less its
+    children's and the synchronizing or allocator calls it made, exceeds WARMUP_CALL_US and WARMUP_RATIO times
+    the later calls' median; and that own time."""
     dur = trace.end - trace.start
     host = links.host
     children = np.zeros(len(trace))
@@ -64,7 +65,9 @@ def first_library_calls(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndar
     stalls = np.flatnonzero((trace.kind == RUNTIME) & _stalls(trace))
     made_in = links.enclosing_op[stalls]
     np.add.at(children, made_in[made_in >= 0], dur[stalls[made_in >= 0]])
-    ops = np.flatnonzero((trace.kind == OP) & trace.by_name(classify.FIRST_CALL_OP.match))
+    regions = np.isin(trace.kind, (OP, ANNOTATION)) & trace.by_name(classify.FIRST_CALL_REGION.match)
+    library = (trace.kind == OP) & trace.by_name(classify.FIRST_CALL_OP.match) & (len(links.device) > 0)
+    ops = np.flatnonzero(regions | library)
     ops = ops[np.argsort(trace.start[ops], kind="stable")]
     own = dur[ops] - children[ops]
     names, first = np.unique(trace.name[ops], return_index=True)  # the earliest call of each name

@@ -122,7 +122,7 @@ def fp32_simt_kernel(name: str) -> bool:
 # torch.compile compiling: dynamo's and inductor's timed phases, autotuning, loading generated code (matched on
 # a Python frame's function, not its file: aot_autograd.py's forward is the compiled code running)
 COMPILE_SPAN = re.compile(
-    r"\(dynamo_timed\)|^_compile\.|\bcompile_inner\b|\bcompile_fx\w*|call_user_compiler|create_aot_dispatcher"
+    r"\(dynamo_timed\)|^_compile(\.|$)|\bcompile_inner\b|\bcompile_fx\w*|call_user_compiler|create_aot_dispatcher"
     r"|^GraphLowering\.|CachingAutotuner\.benchmark|benchmark_all_configs|async_compile|PyCodeCache\.load"
     r"|^TorchDynamo Compil")
 
@@ -144,3 +144,6 @@ SETUP_CALL = re.compile(
 FIRST_CALL_OP = re.compile(
     r"^aten::(cudnn_\w+|miopen_\w+|_?convolution\w*|conv\d\w*|mm|addmm|bmm|baddbmm|linear|matmul|_scaled_mm"
     r"|_scaled_dot_product_\w+|lstm|gru|rnn_\w+|_cudnn_rnn|native_batch_norm|batch_norm|_batch_norm_impl_index)$")
+# a torch.compile'd frame's region: its first call compiles the frame (on a trace without dynamo's own spans,
+# the region's own time is the compilation), on a CPU as on a GPU
+FIRST_CALL_REGION = re.compile(r"^Torch-Compiled Region")

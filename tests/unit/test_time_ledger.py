@@ -4,7 +4,7 @@ then the shared traces from the wild against what a careful reader of them names
 
 import pytest
 from conftest import invariants_hold
-from synth import kernel, launch, no_shapes_gpu_window, op, python, write
+from synth import kernel, launch, no_shapes_gpu_window, op, python, step, write
 
 from profiler.mfu.peak import table_peaks
 from profiler.pipeline import analyze_path
@@ -87,16 +87,37 @@ def test_compilation_inside_the_window_is_warmup_and_left_out_of_the_other_what_
     report = analyze_path(write(tmp_path / "t.json", events, device="NVIDIA H100 80GB HBM3"), Options())
     invariants_hold(report)
     entries = {e["cause"]: e for e in report["ledger"]}
-    assert entries["warmup"]["ms"] == pytest.approx(8.0, abs=0.01)  # the compile span, device idle throughout
+    # the compile span, device idle throughout, and the region's own first-call time outside it while the
+    # device idles (0-100, 8,100-8,500 and 9,650-9,700 us)
+    assert entries["warmup"]["ms"] == pytest.approx(8.0 + 0.55, abs=0.01)
     first = report["bottlenecks"][0]
     assert first["cause"] == "warmup" and "_compile.compile_inner (dynamo_timed) 8.00 ms" in first["evidence"]
     assert "schedule(wait=1, warmup=1" in first["fix"]
     step = report["step_time_ms"]["mean"]
-    steady = step - 8.0
+    steady = step - 8.55
     assert entries["warmup"]["what_if_step_ms"] == pytest.approx(steady, abs=0.01)
     other = entries["non_fused"]  # the elementwise kernel: steady state without it, warmup left out
     assert other["what_if_step_ms"] == pytest.approx(steady - other["ms"], abs=0.01)
     assert other["speedup"] == pytest.approx(steady / (steady - other["ms"]), rel=1e-6)
+
+
+def test_a_compiled_regions_first_call_is_warmup_on_a_cpu_trace_without_dynamo_spans(tmp_path):
+    """A CPU trace of three steps whose first call of the compiled region holds the host 50 ms beyond its ops
+    (compilation, with no dynamo span recorded); the later calls hold it 0.2 ms: only the first is warmup, and
+    dynamo's frame on the Python stack (`convert_frame.py: _compile`) counts whole."""
+    mm = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["float", "float"]}
+    events = []
+    for n, own in ((1, 50_000), (2, 200), (3, 200)):
+        t0 = n * 100_000
+        events += [step(n, t0, 60_000), op("Torch-Compiled Region: 0/0", t0, own + 1_000, cat="user_annotation"),
+                   op("aten::mm", t0 + own, 1_000, **mm)]
+    events.append(python("torch/_dynamo/convert_frame.py(1045): _compile", 100_000, 10_000))
+    report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
+    invariants_hold(report)
+    warmup = next(b for b in report["bottlenecks"] if b["cause"] == "warmup")
+    assert warmup["ms"] == pytest.approx(50.0 / 3, abs=0.01)  # the first region's own 50 ms, over three steps
+    assert "Torch-Compiled Region: 0/0 16.67 ms" in warmup["evidence"]
+    assert "_compile 3.33 ms" in warmup["evidence"]
 
 
 def test_a_cold_first_call_and_lazy_kernel_loading_are_warmup(tmp_path):
