@@ -194,7 +194,8 @@ def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int
     of `repeats` after a warm-up): what switching precision really saves here, where a GEMM peak overstates it
     (bfloat16 attention's backward can even be slower on a CPU). A dtype whose warm-up is `slow` times the
     fastest so far (bfloat16 emulated on a CPU without AVX-512-BF16 or AMX) is not repeated: its warm-up time
-    stands, an upper bound, so the measurement costs seconds. Gradients are cleared afterwards."""
+    stands, an upper bound, so the measurement costs seconds. Pass the bare model, never a DDP wrapper: ranks
+    may repeat a dtype a different number of times. Gradients are cleared afterwards."""
     x, y = (t.to(device) for t in next(batches))
     device_type = device_type_of(device)
     out: dict[str, float] = {}

@@ -37,7 +37,7 @@ from model.train import (  # noqa: E402
     step_ms_by_dtype,
     train_step,
 )
-from profiler.capture.api import final_report, live_peak  # noqa: E402
+from profiler.capture.api import final_report, live_peak, unwrap  # noqa: E402
 from profiler.capture.session import ProfileConfig  # noqa: E402
 from profiler.capture.tensorboard import RunLog  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
@@ -199,7 +199,9 @@ def main(argv):
     if pcfg.profile and not (cfg.compile or cfg.eval_only):  # what a change of precision saves at this run's
         # shapes, for the traces' metadata (a compiled model would recompile)
         measure_loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size, 1, seed=cfg.seed + 99)
-        metadata["step_ms_by_dtype"] = step_ms_by_dtype(model, iter(measure_loader), cfg, cfg.device)
+        # the module inside DDP: each rank measures alone, and ranks may stop repeating a slow dtype at
+        # different times, which DDP's all-reduce in backward would wait on forever
+        metadata["step_ms_by_dtype"] = step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped = [], None
     signal.signal(signal.SIGTERM, STOP)
