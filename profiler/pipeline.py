@@ -110,6 +110,7 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         merged.append(one_rank)
         warnings += notes
     first = merged[0]
+    f_models = [model_flops(options, r.metadata, r.signals) for r in merged]  # (F_model, warnings) per rank
     peak, notes = trace_peak(first, options)
     warnings += notes
     rate = counted_rate(first)
@@ -117,14 +118,13 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         peak, note = tf32_peak(peak, rate, peak.device)
         warnings += [note] if note else []
     if peak and first.metadata.get("peak"):  # measured on the machine that ran it, before the run
-        f_model = model_flops(options, first.metadata, first.signals)[0]
-        peak, note = disturbed_measurement(peak, achieved_rate(first, f_model.per_step, rate))
+        peak, note = disturbed_measurement(peak, achieved_rate(first, f_models[0][0].per_step, rate))
         warnings += [note] if note else []
         if note and recorded_here(first.metadata):
             raise_cached(first.metadata["threads"], peak.dtype, peak.peak_flops_run)
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
-    for r in merged:
-        f_model, rank_warnings = model_flops(options, r.metadata, r.signals)
+    for r, (f_model, notes) in zip(merged, f_models):
+        rank_warnings = list(notes)
         result = attribute(r, peak, f_model, TOP_OPS)
         rank_warnings += result.warnings
         if result.evidence:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiler.analysis.warmup import warmup_intervals
+from profiler.analysis.warmup import OneOffs, one_offs
 from profiler.trace import classify
 from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
 from profiler.trace.links import Links, optimizer_roots
@@ -33,6 +33,7 @@ class Breakdown:
     optimizer_idle_us: np.ndarray  # ... and idle time there
     collective_us: np.ndarray  # per step: time any collective ran, exposed or hidden behind compute
     host: "HostParts"  # the parts of host_overhead that have causes of their own
+    one_offs: OneOffs  # the window's one-off spans (warmup.py), for the evidence
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +53,7 @@ class HostLevels:
     loading: tuple  # data-loading ops and data-preparation Python frames
     allocator: tuple  # allocator runtime calls (cudaFree, hipMalloc, ...)
     sync: tuple  # synchronizing runtime calls (cudaStreamSynchronize, blocking cudaMemcpy, ...)
-    warmup: tuple  # one-off costs: compilation, long runtime calls, library ops' set-up (warmup.py)
+    one_offs: OneOffs  # one-off costs: compilation, long runtime calls, library ops' set-up (warmup.py)
     busy: tuple  # ops running code and other runtime calls
     python: tuple  # other Python frames on threads that run ops, except blocking ones (wait, sleep)
 
@@ -104,7 +105,7 @@ def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels
 
     return HostLevels((np.concatenate((trace.start[loading], trace.start[preparing])),
                        np.concatenate((trace.end[loading], trace.end[preparing]))),
-                      spans(allocator), spans(sync), warmup_intervals(trace, links),
+                      spans(allocator), spans(sync), one_offs(trace, links),
                       (np.concatenate((trace.start[busy_rows], trace.start[other_runtime])),
                        np.concatenate((trace.end[busy_rows], trace.end[other_runtime]))),
                       (seg_s[running], seg_e[running]))
@@ -127,7 +128,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
               for c in (classify.MATMUL, classify.OTHER_COMPUTE, classify.MEMORY, classify.COMMUNICATION)]
     host_rows = links.host[~links.is_step[links.host]]
     h = host_levels(trace, links, host_rows[links.runs_code[host_rows]])
-    levels += [h.loading, h.allocator, h.sync, h.warmup, h.busy, h.python]
+    levels += [h.loading, h.allocator, h.sync, (h.one_offs.starts, h.one_offs.ends), h.busy, h.python]
     us, host, busy = _split(levels, steps)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
     spans = np.flatnonzero(optimizer_roots(links))
@@ -142,7 +143,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     collective = coverage(*merge(*levels[3]), steps.start, steps.end)
     return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start),
                      short_gaps(*busy, steps.start, steps.end, short_gap_us), optimizer[0], optimizer[1], collective,
-                     host)
+                     host, h.one_offs)
 
 
 def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
@@ -184,7 +185,8 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     loading = seg_category == classify.DATA_LOADING
     levels.append((np.concatenate((seg_s[loading], h.loading[0])), np.concatenate((seg_e[loading], h.loading[1]))))
     dispatch = seg_category == classify.HOST_OVERHEAD
-    levels += [h.allocator, h.sync, h.warmup, (seg_s[dispatch], seg_e[dispatch]), h.python]
+    levels += [h.allocator, h.sync, (h.one_offs.starts, h.one_offs.ends), (seg_s[dispatch], seg_e[dispatch]),
+               h.python]
     us, host, busy = _split(levels, steps)
 
     step = steps.host_index(trace.start)
@@ -197,7 +199,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     comm = links.host[links.category[links.host] == classify.COMMUNICATION]
     collective = coverage(*merge(trace.start[comm], trace.end[comm]), steps.start, steps.end)
     return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step,
-                     np.minimum(gaps, us[classify.IDLE]), optimizer[0], optimizer[1], collective, host)
+                     np.minimum(gaps, us[classify.IDLE]), optimizer[0], optimizer[1], collective, host, h.one_offs)
 
 
 @dataclass(frozen=True)

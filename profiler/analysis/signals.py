@@ -13,7 +13,6 @@ import msgspec
 import numpy as np
 
 from profiler.analysis.breakdown import Breakdown
-from profiler.analysis.warmup import warmup_rows
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
 from profiler.trace.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
@@ -256,8 +255,7 @@ def measure_matmuls(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Br
 
 def measure_stalls(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):
     """Allocator and synchronizing runtime calls with the ops that made them, and data preparation in Python."""
-    stalls = trace.by_name(classify.SYNC_CALL.match) | trace.by_name(classify.ALLOCATOR_CALL.match)
-    runtime_in = np.flatnonzero((bd.row_step >= 0) & stalls)
+    runtime_in = np.flatnonzero((bd.row_step >= 0) & trace.by_name(classify.stall_call))
     s.stall_calls = Counter(trace.names_of(runtime_in))
     sites = links.enclosing_op[runtime_in]
     s.stall_sites = Counter(trace.names_of(sites[sites >= 0]))
@@ -271,8 +269,9 @@ def measure_kernel_names_and_one_offs(s: Signals, trace: Trace, links: Links, st
     SIMT cores, the one-off spans (compilation, long runtime calls, first library calls) and the collective
     kernels' lengths (a set-up stands out among them)."""
     host_in = steps.host_index(trace.start) >= 0
-    once, own_us = warmup_rows(trace, links)
-    _add_by_name(s.warmup_us, trace, once[host_in[once]], own_us[host_in[once]])
+    once = bd.one_offs
+    inside = host_in[once.rows]
+    _add_by_name(s.warmup_us, trace, once.rows[inside], once.own_us[inside])
     if not len(links.device):
         return
     dur = (trace.end - trace.start)[links.device]

@@ -7,6 +7,8 @@ The breakdown gives these spans' time, where nothing ran on the device meanwhile
 ledger charges it to `warmup`, and the steady-state what-ifs leave it out.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from profiler.settings import WARMUP_CALL_US, WARMUP_RATIO
@@ -15,41 +17,34 @@ from profiler.trace.links import Links
 from profiler.trace.load import ANNOTATION, OP, PYTHON, RUNTIME, Trace
 
 
-def warmup_rows(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the trace's one-off spans, with each one's own host time: compilation spans and long runtime
-    of the set-up kind (classify.SETUP_CALL: launches, module loads, attribute queries) whole, and on a GPU trace
-    the first call of each library op whose own host time is long (on a CPU an op's own time is its compute,
-    never set-up)."""
+@dataclass(frozen=True)
+class OneOffs:
+    """The window's one-off spans: their rows with each one's own host time (the evidence), and the host time
+    they hold (the breakdown's warmup level)."""
+
+    rows: np.ndarray
+    own_us: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def one_offs(trace: Trace, links: Links) -> OneOffs:
+    """Compilation spans and long set-up runtime calls (classify.SETUP_CALL: launches, module loads, attribute
+    queries) count whole; a library op's or a compiled region's slow first call counts where it runs itself,
+    not its children."""
     dur = trace.end - trace.start
-    whole = _whole_spans(trace)
+    spans = np.isin(trace.kind, (OP, ANNOTATION, PYTHON)) & trace.by_name(classify.compile_span)
+    calls = (trace.kind == RUNTIME) & (dur > WARMUP_CALL_US) & trace.by_name(classify.SETUP_CALL.match)
+    whole = np.flatnonzero(spans | calls)
     firsts, own_time = first_library_calls(trace, links)
-    rows = np.concatenate((whole, firsts))
-    return rows, np.concatenate((dur[whole], own_time))
-
-
-def warmup_intervals(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
-    """The host time the one-off spans hold: compilation spans and long calls whole, a first library call only
-    where it runs itself, not its child ops."""
-    whole = _whole_spans(trace)
     starts, ends = [trace.start[whole]], [trace.end[whole]]
-    firsts = first_library_calls(trace, links)[0]
     if len(firsts):
         seg_s, seg_e, inner = links.forest.segments()
         own = np.isin(links.host[inner], firsts)
         starts.append(seg_s[own])
         ends.append(seg_e[own])
-    return np.concatenate(starts), np.concatenate(ends)
-
-
-def _whole_spans(trace: Trace) -> np.ndarray:
-    dur = trace.end - trace.start
-    spans = np.isin(trace.kind, (OP, ANNOTATION, PYTHON)) & trace.by_name(classify.compile_span)
-    calls = (trace.kind == RUNTIME) & (dur > WARMUP_CALL_US) & trace.by_name(classify.SETUP_CALL.match)
-    return np.flatnonzero(spans | calls)
-
-
-def _stalls(trace: Trace) -> np.ndarray:
-    return trace.by_name(classify.SYNC_CALL.match) | trace.by_name(classify.ALLOCATOR_CALL.match)
+    return OneOffs(np.concatenate((whole, firsts)), np.concatenate((dur[whole], own_time)), np.concatenate(starts),
+                   np.concatenate(ends))
 
 
 def first_library_calls(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +57,7 @@ def first_library_calls(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndar
     children = np.zeros(len(trace))
     nested = host[links.parent[host] >= 0]
     np.add.at(children, links.parent[nested], dur[nested])
-    stalls = np.flatnonzero((trace.kind == RUNTIME) & _stalls(trace))
+    stalls = np.flatnonzero((trace.kind == RUNTIME) & trace.by_name(classify.stall_call))
     made_in = links.enclosing_op[stalls]
     np.add.at(children, made_in[made_in >= 0], dur[stalls[made_in >= 0]])
     regions = np.isin(trace.kind, (OP, ANNOTATION)) & trace.by_name(classify.FIRST_CALL_REGION.match)
@@ -70,12 +65,17 @@ def first_library_calls(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndar
     ops = np.flatnonzero(regions | library)
     ops = ops[np.argsort(trace.start[ops], kind="stable")]
     own = dur[ops] - children[ops]
-    names, first = np.unique(trace.name[ops], return_index=True)  # the earliest call of each name
+    _, first = np.unique(trace.name[ops], return_index=True)  # the earliest call of each name
     later = np.ones(len(ops), bool)
     later[first] = False
-    typical = {n: np.median(own[later & (trace.name[ops] == n)]) if (later & (trace.name[ops] == n)).any() else 0.0
-               for n in names[own[first] > WARMUP_CALL_US]}  # the later calls' own time, where there are any
-    keep = np.array([own[i] > WARMUP_CALL_US and own[i] > WARMUP_RATIO * typical.get(trace.name[ops[i]], 0.0)
-                     for i in first], bool)
+    name_of = trace.name[ops]
+
+    def later_median(name: int) -> float:
+        """The own time of the later calls of this name (0 where it ran once)."""
+        sel = later & (name_of == name)
+        return float(np.median(own[sel])) if sel.any() else 0.0
+
+    keep = np.array([own[i] > WARMUP_CALL_US and own[i] > WARMUP_RATIO * later_median(name_of[i]) for i in first],
+                    bool)
     order = np.argsort(ops[first][keep])
     return ops[first][keep][order], own[first][keep][order]

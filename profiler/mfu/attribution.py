@@ -37,7 +37,8 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
     """The rank's figures and its ledger: in points of MFU where F and P can be formed and are plausible, else
     in points of step time (DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis."""
     warnings = warmup_note(r.table) + flops_notes(r, f_model)
-    figures = rank_figures(r, peak, f_model, top)
+    ops = op_rows(r.ops, len(r.table))
+    figures = rank_figures(r, peak, f_model, ops[:top])
     why = why_no_mfu(r, peak, f_model)
     if why is None and peak:
         flops = f_model.per_step or figures.mfu.flops_counted
@@ -46,14 +47,18 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
     if why or not peak:
-        return time_attribution(r, figures, peak, why or "no peak", warnings)
-    return mfu_attribution(r, figures, peak, f_model, warnings)
+        return time_attribution(r, figures, ops, peak, why or "no peak", warnings)
+    return mfu_attribution(r, figures, ops, peak, f_model, warnings)
+
+
+def uncounted_matmul(r: RankAnalysis) -> tuple[float, float]:
+    """The matmul time (µs, over the steps) in ops whose FLOPs the trace does not let us count, and all of it."""
+    return sum(r.signals.uncounted_matmul_us.values()), float(r.table.breakdown_us[classify.MATMUL].sum())
 
 
 def why_no_mfu(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> str | None:
     """Why the MFU ledger cannot be formed for this rank, or None when it can."""
-    uncounted = sum(r.signals.uncounted_matmul_us.values())
-    matmul_us = r.table.breakdown_us[classify.MATMUL].sum()
+    uncounted, matmul_us = uncounted_matmul(r)
     if not peak:
         return "no peak is known for the device"
     if not (f_model.per_step or r.table.flops.any()):
@@ -64,7 +69,7 @@ def why_no_mfu(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> str |
     return None
 
 
-def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int) -> Figures:
+def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_ops: list[OpRow]) -> Figures:
     """What a report shows of the rank before any ledger: step times, MFU, breakdown, top ops, per step."""
     t = r.table
     n = len(t)
@@ -83,7 +88,7 @@ def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: i
         device_utilization=r.utilization,
         mfu=Mfu(model / (step_s * P) if model and P else None, f_counted / (step_s * P) if P and f_counted else None,
                 float(model) if model else None, f_counted, f_model.source),
-        breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=op_rows(r.ops, n)[:top],
+        breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
         matmul_without_flops_ms=sum(r.signals.uncounted_matmul_us.values()) / max(r.signals.steps, 1) / 1000,
         communication=communication_figures(r, breakdown),
@@ -92,7 +97,7 @@ def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: i
                   for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
 
 
-def mfu_attribution(r: RankAnalysis, figures: Figures, peak: Peak, f_model: ModelFlops,
+def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak, f_model: ModelFlops,
                     warnings: list[str]) -> Attribution:
     """The MFU ledger: 100 − MFU points over the causes, each with its what-if MFU."""
     t = r.table
@@ -125,17 +130,17 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, peak: Peak, f_model: Mode
     low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
     entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]]) for e in ledger(step_s, seconds, flops, P)]
     warnings += spread_note(figures.step_time_ms, entries)
-    evidence = rank_evidence(r, figures, overheads, 1000 * step_s, 1000 * recording, peak, flops)
+    evidence = rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops)
     return Attribution(r.rank, replace(figures, ledger=entries), t, overheads, {c: seconds[c] for c in CAUSES},
                        evidence, warnings)
 
 
-def time_attribution(r: RankAnalysis, figures: Figures, peak: Peak | None, why: str,
+def time_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak | None, why: str,
                      warnings: list[str]) -> Attribution:
     """The time ledger: 100 points of step time over the causes that need neither F nor P, precision from
     the kernels' names, and the work itself (useful); each what-if a steady-state step time and speed-up."""
     t = r.table
-    speed = fp32_speed(r, peak)
+    speed = fp32_speed(r)
     fp32_s = sum(r.signals.fp32_matmul_us.values()) / (1e6 * max(r.signals.steps, 1))
     overheads = replace(rank_overheads(r, None, None), precision=(1 - speed) * fp32_s if speed else None)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, 0.0, 1.0, 1.0, overheads)
@@ -144,22 +149,21 @@ def time_attribution(r: RankAnalysis, figures: Figures, peak: Peak | None, why: 
     entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds)]
     warnings.append(f"{why}: the ledger is in points of step time (100 = the {1000 * step_s:.2f} ms step), each "
                     "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out")
-    evidence = replace(rank_evidence(r, figures, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
+    evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
                        unit="step_time", fp32_speed=speed, why_time=why)
     return Attribution(r.rank, replace(figures, ledger=entries, ledger_unit="step_time"), t, overheads,
                        {c: seconds[c] for c in CAUSES}, evidence, warnings)
 
 
-def fp32_speed(r: RankAnalysis, peak: Peak | None) -> float | None:
+def fp32_speed(r: RankAnalysis) -> float | None:
     """The device's float32 peak over its fastest, from the device table: what float32 SIMT kernels lose is
     (1 − this) of their time. None on a CPU or a device the table lacks."""
     rates = table_peaks(r.device_names[0]) if r.kind != "cpu" and r.device_names else None
     return rates["float32"] / max(rates.values()) if rates and "float32" in rates else None
 
 
-def rank_evidence(r: RankAnalysis, figures: Figures, o: Overheads, step_ms: float, profiler_ms: float,
+def rank_evidence(r: RankAnalysis, figures: Figures, ops: list[OpRow], o: Overheads, step_ms: float, profiler_ms: float,
                   peak: Peak | None, flops: float) -> Evidence:
-    ops = op_rows(r.ops, len(r.table))
     return Evidence(
         step_ms=step_ms, kind=r.kind, dtype=r.dtype, meta=r.metadata, peak=peak.peak_flops if peak else 0.0,
         peak_run=peak.peak_flops_run if peak else 0.0, flops=flops, counted_flops=figures.mfu.flops_counted,
@@ -180,8 +184,7 @@ def flops_notes(r: RankAnalysis, f_model: ModelFlops) -> list[str]:
     model, f_counted = f_model.per_step, float(r.table.flops.mean())
     if model and f_counted and abs(f_counted / model - 1) > FLOPS_GAP:
         out.append(flops_gap_note(model, f_counted))
-    uncounted = sum(r.signals.uncounted_matmul_us.values())
-    matmul_us = r.table.breakdown_us[classify.MATMUL].sum()
+    uncounted, matmul_us = uncounted_matmul(r)
     if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
         per = max(r.signals.steps, 1) * 1000
         out.append(f"{uncounted / per:.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "

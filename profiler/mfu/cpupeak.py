@@ -7,6 +7,7 @@ job on the machine lowers it little; a lock makes processes that start together 
 measurement and share it; and a run whose own matmuls beat the cached figure replaces it (`raise_cached`).
 """
 
+import functools
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mfu-analyzer"
 
 
+@functools.cache
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
     try:
@@ -172,17 +174,20 @@ def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds)
         measured = {dtype: measure_gemm_flops(dtype, threads, timer) for dtype in DTYPES}
         flags = cpu_flags()
         mhz = _cpuinfo().get("cpu MHz")
-        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         sizes = ", ".join(f"{d} {n}-cube" for d, (_, n) in measured.items())
         known[key] = {
             "rates": {d: rate for d, (rate, _) in measured.items()},
-            "how": f"best of up to {TRIALS} GEMMs ({sizes}) in {threads} thread(s), {when}, "
+            "how": f"best of up to {TRIALS} GEMMs ({sizes}) in {threads} thread(s), {_now()}, "
                    f"{time.perf_counter() - started:.1f} s",
             "emulated": emulated_dtypes(flags),
             "isa": isa_rates(flags, threads, float(mhz) if mhz else None),
         }
         write_atomic(path, json.dumps(known, indent=1))
         return known[key]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = None) -> bool:
@@ -196,7 +201,6 @@ def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = Non
         if not _valid(entry) or dtype not in entry["rates"] or rate <= entry["rates"][dtype]:
             return False
         entry["rates"][dtype] = rate
-        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        entry["how"] += f"; {dtype} raised to a run's own matmul rate, {when}"
+        entry["how"] += f"; {dtype} raised to a run's own matmul rate, {_now()}"
         write_atomic(path, json.dumps(known, indent=1))
         return True

@@ -63,6 +63,11 @@ WAITING_PYTHON = re.compile(r"(\): |<built-in (method|function) |^time\.)(wait|s
 SYNC_CALL = re.compile(r"^(cuda|hip|cu|hsa|mtia|xpu)\w*Synchroni[sz]e|^(cuda|hip)Memcpy(2D|3D)?$|^cudaStreamWaitEvent$")
 ALLOCATOR_CALL = re.compile(r"^(cuda|hip|cu)(Mem)?(Free|Malloc|Alloc)\w*$|^hipExtMallocWithFlags$")
 
+
+def stall_call(name: str) -> bool:
+    """A runtime call that stalls the host on the device (a sync) or may (an allocator call)."""
+    return bool(SYNC_CALL.match(name) or ALLOCATOR_CALL.match(name))
+
 COMMUNICATION_KERNEL = re.compile(
     r"nccl|rccl|multimem_|all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|cross_device_reduce", re.IGNORECASE)
 MATMUL_KERNEL = re.compile(
