@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     compare.add_argument("after", type=Path)
     for p in (analyze, compare):
         p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s")
+        p.add_argument("--peak-bandwidth", type=float, default=0.0,
+                       help="the device's memory bandwidth in bytes/s (the roofline's memory ceiling)")
         p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
         p.add_argument("--model", type=gpt_shape, metavar="n_layer=L,n_head=H,n_embd=C,block_size=T,vocab_size=V",
                        help="a nanoGPT GPT's shape, for the analytic FLOPs of a trace without run metadata "
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
                        help="worker processes for the files of a folder (ranks, cycles); default: every core")
     args = parser.parse_args(argv)
     options = Options(args.peak_flops, args.flops_per_step, args.model, args.short_gap_us, args.min_points,
-                      args.straggler_threshold, max(args.jobs, 1), not getattr(args, "quiet", False))
+                      args.straggler_threshold, max(args.jobs, 1), not getattr(args, "quiet", False),
+                      args.peak_bandwidth)
     try:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))

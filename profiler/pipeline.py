@@ -21,7 +21,7 @@ from profiler.mfu.attribution import Attribution, attribute, counted_rate
 from profiler.mfu.consistency import disturbed_measurement, tf32_peak, violations
 from profiler.mfu.cpupeak import cpu_name, raise_cached
 from profiler.mfu.diagnosis import diagnose
-from profiler.mfu.inputs import model_flops, trace_peak
+from profiler.mfu.inputs import model_flops, trace_bandwidth, trace_peak
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.peak import table_peaks
 from profiler.report.schema import saved_report, to_json
@@ -122,10 +122,12 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         warnings += [note] if note else []
         if note and recorded_here(first.metadata):
             raise_cached(first.metadata["threads"], peak.dtype, peak.peak_flops_run)
+    bandwidth, notes = trace_bandwidth(first, options)
+    warnings += notes
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
     for r, (f_model, notes) in zip(merged, f_models):
         rank_warnings = list(notes)
-        result = attribute(r, peak, f_model, TOP_OPS)
+        result = attribute(r, peak, bandwidth, f_model, TOP_OPS)
         rank_warnings += result.warnings
         if result.evidence:
             evidence = replace(result.evidence, short_gap_us=options.short_gap_us)  # as the breakdown had it
@@ -148,7 +150,8 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     return JobResult(paths=[str(a.trace.path) for a in analyses], ranks=ranks,
                      steps=sorted({int(i) for r in merged for i in r.table.ids}),
                      torch_version=meta.get("torch_version"), device_name=device, kind=first.kind, dtype=first.dtype,
-                     peak=peak, figures=figures, per_rank=results if len(merged) > 1 else [], stragglers=found,
+                     peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
+                     stragglers=found,
                      warnings=list(dict.fromkeys(warnings)), conventions=conventions(first.kind, first.dtype, device))
 
 

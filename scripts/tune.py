@@ -171,14 +171,18 @@ class Tuner:
 
 def candidates(report: dict, config: dict, tried: set) -> list[tuple[str, dict, float]]:
     """(cause, config change, predicted MFU) for each bottleneck whose fix is a configuration change, largest
-    predicted gain first; changes that are already in place or were tried from this baseline are left out. A time
-    ledger's causes (MFU could not be formed) predict no MFU, and tune measures against MFU: none is taken."""
+    predicted gain first; changes that are already in place or were tried from this baseline are left out. The
+    prediction is the fix's own where the report gives one (fix_speedup: a larger batch spreads the per-step costs
+    it keeps), else the what-if. A time ledger's causes (MFU could not be formed) predict no MFU, and tune measures
+    against MFU: none is taken."""
+    mfu = report["mfu"]["analytic"] or 0.0
+    predicting = [(b, mfu * b["fix_speedup"] if b.get("fix_speedup") else b["what_if_mfu"])
+                  for b in report["bottlenecks"] if b["what_if_mfu"] is not None]
     out = []
-    predicting = [b for b in report["bottlenecks"] if b["what_if_mfu"] is not None]
-    for b in sorted(predicting, key=lambda b: -b["what_if_mfu"]):
+    for b, predicted in sorted(predicting, key=lambda bp: -bp[1]):
         change = {k: v for k, v in (b.get("fix_config") or {}).items() if config.get(k) != v}
         if change and json.dumps({**config, **change}, sort_keys=True) not in tried:
-            out.append((b["cause"], change, b["what_if_mfu"]))
+            out.append((b["cause"], change, predicted))
     return out
 
 

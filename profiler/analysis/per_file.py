@@ -18,16 +18,13 @@ from profiler.trace.steps import Steps, find_steps
 
 @dataclass
 class OpStats:
-    count: int = 0
+    count: int = 0  # calls
     us: float = 0.0  # time attributed to the op (device time on GPU, exclusive host time on CPU)
     flops: float = 0.0
     flop_us: float = 0.0  # the time its FLOPs took: device time of its kernels, or the counted ops' duration
+    bytes: float = 0.0  # bytes moved by its calls whose shapes say (nbytes.py)
+    byte_us: float = 0.0  # the time those calls took, measured as flop_us is
     category_us: dict = field(default_factory=lambda: defaultdict(float))
-
-    def add(self, us: float, category: int):
-        self.count += 1
-        self.us += us
-        self.category_us[classify.CATEGORIES[category]] += us
 
     def absorb(self, other: "OpStats"):
         """Add another file's statistics of the same op (profiler cycles of one rank)."""
@@ -35,6 +32,8 @@ class OpStats:
         self.us += other.us
         self.flops += other.flops
         self.flop_us += other.flop_us
+        self.bytes += other.bytes
+        self.byte_us += other.byte_us
         for category, us in other.category_us.items():
             self.category_us[category] += us
 
@@ -157,17 +156,7 @@ def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakdown):
     owner = np.where(links.flops[np.maximum(owner, 0)] > 0, owner, -1)
     # rows are keyed by the op that owns the FLOPs, else the launching op, else the kernel's own name
     key_row = np.where(owner >= 0, owner, np.where(op >= 0, op, links.device))
-    key = trace.name[key_row]
-    seen = set()
-    ops: dict[str, OpStats] = defaultdict(OpStats)
-    for k, d, c, o in zip(key[in_step], dur[in_step], bd.device_category[in_step], owner[in_step]):
-        stats = ops[trace.names[k]]
-        stats.add(d, c)
-        if o >= 0:
-            stats.flop_us += d
-            if o not in seen:
-                seen.add(o)
-                stats.flops += links.flops[o]
+    ops = summed_ops(trace, links, key_row[in_step], dur[in_step], dur[in_step], bd.device_category[in_step])
     classified = breakdown.KernelClassification(*(float(dur[in_step & (bd.classified_by == code)].sum())
                                           for code in (breakdown.BY_OP, breakdown.BY_NAME, breakdown.UNCLASSIFIED)))
     copies = np.isin(trace.kind[links.device], (MEMCPY, MEMSET)) & in_step
@@ -177,15 +166,39 @@ def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakdown):
 
 def cpu_ops(trace: Trace, links: Links, bd: breakdown.Breakdown) -> dict[str, OpStats]:
     rows = np.flatnonzero((bd.row_step >= 0) & (bd.row_category >= 0) & ~links.is_step)
-    ops: dict[str, OpStats] = defaultdict(OpStats)
-    dur = trace.end - trace.start
-    for r in rows:
-        stats = ops[trace.names[trace.name[r]]]
-        stats.add(bd.self_us[r], bd.row_category[r])
-        if links.flops[r]:
-            stats.flops += links.flops[r]
-            stats.flop_us += dur[r]
-    return ops
+    return summed_ops(trace, links, rows, bd.self_us[rows], (trace.end - trace.start)[rows], bd.row_category[rows])
+
+
+def summed_ops(trace: Trace, links: Links, call: np.ndarray, us: np.ndarray, span_us: np.ndarray,
+               category: np.ndarray) -> dict[str, OpStats]:
+    """Per op name: calls, time by category, and the FLOPs and bytes of its calls with the time they took.
+
+    Each entry is one piece of time (a kernel, or an op's own time on a CPU) and `call` the row of the op it
+    counts for: an op's calls are its distinct rows, and its FLOPs and bytes count once per call. `span_us` is
+    the time the FLOPs and bytes took (device time, or the op's whole duration on a CPU)."""
+    codes, inv = np.unique(trace.name[call], return_inverse=True)
+    k, n_categories = len(codes), len(classify.CATEGORIES)
+    by_category = np.bincount(inv * n_categories + category, weights=us, minlength=k * n_categories)
+    by_category = by_category.reshape(k, n_categories)
+    _, first = np.unique(call, return_index=True)
+    counted = links.flops[call] > 0
+    moved = links.bytes_read[call] + links.bytes_written[call]
+    known = links.byte_op[call] & (moved > 0)  # NaN (shapes say nothing) compares False
+    columns = {
+        "count": np.bincount(inv[first], minlength=k),
+        "us": np.bincount(inv, weights=us, minlength=k),
+        "flops": np.bincount(inv[first], weights=links.flops[call[first]], minlength=k),
+        "flop_us": np.bincount(inv[counted], weights=span_us[counted], minlength=k),
+        "bytes": np.bincount(inv[first][known[first]], weights=moved[first][known[first]], minlength=k),
+        "byte_us": np.bincount(inv[known], weights=span_us[known], minlength=k),
+    }
+    out: dict[str, OpStats] = {}
+    for j, code in enumerate(codes.tolist()):
+        stats = OpStats(**{name: column[j].item() for name, column in columns.items()})
+        for c in np.flatnonzero(by_category[j]):
+            stats.category_us[classify.CATEGORIES[c]] = float(by_category[j, c])
+        out[trace.names[code]] = stats
+    return out
 
 
 def cpu_copied_bytes(trace: Trace, steps: Steps, bd: breakdown.Breakdown) -> np.ndarray:

@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 
 from profiler.analysis.breakdown import Breakdown
+from profiler.analysis.fusion import fusable_traffic
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
 from profiler.trace.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
@@ -56,6 +57,10 @@ class Signals:
     fp32_matmul_us: Counter = field(default_factory=Counter)  # matmul kernels in float32 on SIMT cores, by name
     warmup_us: Counter = field(default_factory=Counter)  # one-off spans (warmup.py) in the steps, by name
     collective_kernel_us: list = field(default_factory=list)  # durations of the collective kernels in the steps
+    memcpy_us: Counter = field(default_factory=Counter)  # memcpy time by kind, beside memcpy_bytes
+    fusable_bytes: float = 0.0  # elementwise / norm / softmax / optimizer traffic that fusion removes (fusion.py)
+    elementwise_bytes: float = 0.0  # all of their traffic, where shapes say
+    elementwise_byte_us: float = 0.0  # the time of the ops whose traffic is known
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
@@ -133,6 +138,8 @@ def measure(trace: Trace, links: Links, steps: Steps, bd: Breakdown) -> Signals:
     measure_matmuls(s, trace, links, steps, bd)
     measure_stalls(s, trace, links, steps, bd)
     measure_kernel_names_and_one_offs(s, trace, links, steps, bd)
+    traffic = fusable_traffic(trace, links, steps, bd)
+    s.fusable_bytes, s.elementwise_bytes, s.elementwise_byte_us = traffic.intermediate, traffic.moved, traffic.us
     return s
 
 
@@ -196,6 +203,7 @@ def measure_device_work(s: Signals, trace: Trace, links: Links, steps: Steps, bd
     s.attention_flops = float(links.flops[links.in_attention & in_steps].sum())
     copies = links.device[dev_in & (trace.kind[links.device] == MEMCPY)]
     _add_by_name(s.memcpy_bytes, trace, copies, trace.nbytes[copies].astype(float))
+    _add_by_name(s.memcpy_us, trace, copies, dur[copies])
 
 
 def measure_fixed_costs(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):

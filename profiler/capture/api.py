@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from profiler.capture.session import ProfileConfig, Session, recording_cost_us
+from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.report.terminal import for_terminal
 from profiler.settings import Options
@@ -59,6 +60,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
     def __enter__(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.peak = self.resolve_peak()
+        self.bandwidth = live_bandwidth(self.device())
         if self.config.profile:  # before the session: its own cycles must not record the calibration
             self.recording_cost_us = recording_cost_us(self.device())
         if not self.flops_per_step:
@@ -122,7 +124,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
     def metadata(self) -> dict:
         """What the analyzer needs from this run, written into every trace."""
         meta = {"tokens_per_step": self.tokens_per_step, "dtype": self.dtype,
-                "peak": self.peak.as_dict() if self.peak else None, "torch_version": torch.__version__,
+                "peak": self.peak.as_dict() if self.peak else None,
+                "bandwidth": self.bandwidth.as_dict() if self.bandwidth else None, "torch_version": torch.__version__,
                 "threads": torch.get_num_threads(), **self.extra}
         if self.flops_per_step:
             meta["flops_per_step"] = self.flops_per_step
@@ -139,6 +142,13 @@ def live_peak(device: torch.device, dtype: str, user_peak: float = 0.0) -> Peak 
     name = torch.cuda.get_device_name(device) if cuda else ""
     tf32 = cuda and torch.backends.cuda.matmul.allow_tf32
     return resolve_peak(name, "cuda" if cuda else "cpu", dtype, tf32, user_peak, torch.get_num_threads())
+
+
+def live_bandwidth(device: torch.device) -> Bandwidth | None:
+    """The memory bandwidth of the device this process trains on (a CPU's in its thread count)."""
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else ""
+    return resolve_bandwidth(name, "cuda" if cuda else "cpu", torch.get_num_threads())
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

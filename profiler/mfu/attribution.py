@@ -12,6 +12,7 @@ import numpy as np
 from profiler.analysis.breakdown import KernelClassification
 from profiler.analysis.per_file import OpStats, StepTable
 from profiler.analysis.per_rank import RankAnalysis
+from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.consistency import implausible_input
 from profiler.mfu.inputs import ModelFlops
 from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger, time_ledger, without_profiler
@@ -29,15 +30,18 @@ from profiler.mfu.records import (
     StepRow,
     StepTimes,
 )
+from profiler.mfu.roofline import fusion_removable, op_roofline
 from profiler.settings import FLOPS_GAP, MOSTLY_UNCOUNTED, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
 from profiler.trace import classify
 
 
-def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int) -> Attribution:
+def attribute(r: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f_model: ModelFlops,
+              top: int) -> Attribution:
     """The rank's figures and its ledger: in points of MFU where F and P can be formed and are plausible, else
     in points of step time (DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis."""
     warnings = warmup_note(r.table) + flops_notes(r, f_model)
-    ops = op_rows(r.ops, len(r.table))
+    ops = op_rows(r.ops, len(r.table), peak.peak_flops_run if peak else None,
+                  bandwidth.bytes_per_s if bandwidth else None)
     figures = rank_figures(r, peak, f_model, ops[:top])
     why = why_no_mfu(r, peak, f_model)
     if why is None and peak:
@@ -47,8 +51,12 @@ def attribute(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top: int)
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
     if why or not peak:
-        return time_attribution(r, figures, ops, peak, why or "no peak", warnings)
-    return mfu_attribution(r, figures, ops, peak, f_model, warnings)
+        attribution = time_attribution(r, figures, ops, peak, why or "no peak", warnings)
+    else:
+        attribution = mfu_attribution(r, figures, ops, peak, f_model, warnings)
+    if attribution.evidence:
+        attribution = replace(attribution, evidence=replace(attribution.evidence, bandwidth=bandwidth))
+    return attribution
 
 
 def uncounted_matmul(r: RankAnalysis) -> tuple[float, float]:
@@ -128,7 +136,9 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: P
                         "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
                         "precision than recorded, or F_model counts more than ran)")
     low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
-    entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]]) for e in ledger(step_s, seconds, flops, P)]
+    removable = {"non_fused": non_fused_removable(r, figures, overheads, seconds)}
+    entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]])
+               for e in ledger(step_s, seconds, flops, P, removable)]
     warnings += spread_note(figures.step_time_ms, entries)
     evidence = rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops)
     return Attribution(r.rank, replace(figures, ledger=entries), t, overheads, {c: seconds[c] for c in CAUSES},
@@ -146,7 +156,8 @@ def time_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: 
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, 0.0, 1.0, 1.0, overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
     step_s = t.step_us.mean() / 1e6 - recording
-    entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds)]
+    removable = {"non_fused": non_fused_removable(r, figures, overheads, seconds)}
+    entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
     warnings.append(f"{why}: the ledger is in points of step time (100 = the {1000 * step_s:.2f} ms step), each "
                     "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out")
     evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
@@ -272,11 +283,20 @@ def measured_precision(r: RankAnalysis, fastest: str | None) -> float | None:
     return (measured[r.dtype] - measured[target]) * micro_steps / 1000
 
 
-def op_rows(ops: dict[str, OpStats], n_steps: int) -> list[OpRow]:
-    """All ops of the rank by time per step, largest first."""
+def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandwidth: float | None) -> list[OpRow]:
+    """All ops of the rank by time per step, largest first, each with its roofline where it can be formed."""
     rows = sorted(ops.items(), key=lambda kv: -kv[1].us)
     return [OpRow(name, s.category, s.count / n_steps, s.us / n_steps / 1000, s.flops / n_steps,
-                  s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None) for name, s in rows]
+                  s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None, s.bytes / n_steps,
+                  op_roofline(s, n_steps, peak_run, bandwidth)) for name, s in rows]
+
+
+def non_fused_removable(r: RankAnalysis, figures: Figures, o: Overheads, seconds: dict[str, float]) -> float:
+    """The seconds of non_fused that fusion removes: its elementwise kernels' share of it bounded by their
+    intermediate traffic (roofline.fusion_removable), the rest (dispatch, unfused attention) whole."""
+    kernel_s = figures.breakdown["other_compute"].ms / 1000 - o.fixed_compute - o.parameter_compute
+    sig = r.signals
+    return fusion_removable(seconds["non_fused"], kernel_s, sig.fusable_bytes, sig.elementwise_bytes)
 
 
 def communication_figures(r: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:

@@ -143,7 +143,7 @@ def machine_key(threads: int) -> str:
     return f"{cpu_name()}|{os.cpu_count()} cpus|{threads} threads|torch {torch.__version__}"
 
 
-def _read(path: Path) -> dict:
+def read_cache(path: Path) -> dict:
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -163,11 +163,11 @@ def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds)
     "isa": {dtype: FLOP/s}}, from the cache, or measured now under the lock and cached."""
     path = (cache or cache_dir()) / "cpu_peak.json"
     key = machine_key(threads)
-    entry = _read(path).get(key)
+    entry = read_cache(path).get(key)
     if _valid(entry):
         return entry
     with locked(path):
-        known = _read(path)  # another process may have measured while this one waited
+        known = read_cache(path)  # another process may have measured while this one waited
         if _valid(known.get(key)):
             return known[key]
         started = time.perf_counter()
@@ -177,7 +177,7 @@ def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds)
         sizes = ", ".join(f"{d} {n}-cube" for d, (_, n) in measured.items())
         known[key] = {
             "rates": {d: rate for d, (rate, _) in measured.items()},
-            "how": f"best of up to {TRIALS} GEMMs ({sizes}) in {threads} thread(s), {_now()}, "
+            "how": f"best of up to {TRIALS} GEMMs ({sizes}) in {threads} thread(s), {utc_now()}, "
                    f"{time.perf_counter() - started:.1f} s",
             "emulated": emulated_dtypes(flags),
             "isa": isa_rates(flags, threads, float(mhz) if mhz else None),
@@ -186,7 +186,7 @@ def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds)
         return known[key]
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -196,11 +196,11 @@ def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = Non
     path = (cache or cache_dir()) / "cpu_peak.json"
     key = machine_key(threads)
     with locked(path):
-        known = _read(path)
+        known = read_cache(path)
         entry = known.get(key)
         if not _valid(entry) or dtype not in entry["rates"] or rate <= entry["rates"][dtype]:
             return False
         entry["rates"][dtype] = rate
-        entry["how"] += f"; {dtype} raised to a run's own matmul rate, {_now()}"
+        entry["how"] += f"; {dtype} raised to a run's own matmul rate, {utc_now()}"
         write_atomic(path, json.dumps(known, indent=1))
         return True

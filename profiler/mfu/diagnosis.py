@@ -18,6 +18,7 @@ import statistics
 from dataclasses import dataclass
 
 from profiler.analysis.signals import COMPILED_REGION, Signals
+from profiler.mfu.ceilings import batch_speedup, copy_links, elementwise_traffic, matmul_bounds, small_matmul_bounds
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
@@ -31,6 +32,7 @@ class Finding:
     evidence: str
     fix: str
     config: dict | None = None
+    fix_speedup: float | None = None  # what the change in `config` should bring, where it differs from the what-if
 
 
 def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:
@@ -42,9 +44,9 @@ def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_P
         if entry.cause not in RULES:  # the time ledger's useful work is no bottleneck
             continue
         found = RULES[entry.cause](entry, ev)
+        config = found.config if found.config and ev.meta else None
         out.append(Bottleneck(entry.cause, entry.points, entry.ms, entry.what_if_mfu, found.evidence, found.fix,
-                              found.config if found.config and ev.meta else None, entry.what_if_step_ms,
-                              entry.speedup))
+                              config, entry.what_if_step_ms, entry.speedup, found.fix_speedup if config else None))
     return sorted(out, key=lambda b: -b.points)
 
 
@@ -134,7 +136,11 @@ def small_batch(entry: LedgerEntry, ev: Evidence):
         bigger = "batch more requests or samples per forward pass"
     fix = bigger + "; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
                             else "torch.compile or CUDA graphs") + " to cut per-op overhead"
-    return Finding("; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None)
+    matmuls = small_matmul_bounds(ev)
+    if matmuls:
+        parts.append(matmuls)
+    return Finding("; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None,
+                   batch_speedup(entry.points, 4))
 
 
 def non_fused(entry: LedgerEntry, ev: Evidence):
@@ -149,8 +155,7 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
     layers = ev.meta.get("model", {}).get("n_layer")
     if layers:
         parts.append(f"{ev.other_ops_per_step / layers:.0f} such ops per layer per step")
-    largest = [op for op in ev.ops if op.category == "other_compute"][:3]
-    parts.append("largest: " + ", ".join(f"{short_name(op.name)} {op.ms:.2f} ms" for op in largest))
+    parts.append(elementwise_traffic(ev, entry.removable_ms or 0.0))
     config: dict[str, object] = {}
     fixes: list[str] = []
     if softmax and bmm and not fused_attention:
@@ -206,6 +211,8 @@ def memory_ops(entry: LedgerEntry, ev: Evidence):
                "PYTORCH_NO_CUDA_MEMORY_CACHING / PYTORCH_NO_HIP_MEMORY_CACHING), tune it with "
                "PYTORCH_CUDA_ALLOC_CONF / PYTORCH_HIP_ALLOC_CONF=expandable_segments:True, and set "
                "torch.backends.cudnn.benchmark = True so cuDNN / MIOpen choose algorithms and workspaces once")
+    links = copy_links(ev)
+    evidence += f"; {links}" if links else ""
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
     return Finding(evidence, fix, {"pin_memory": True} if pageable and not ev.meta.get("pin_memory") else None)
 
@@ -300,6 +307,8 @@ def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
     if uncounted:
         evidence += (f"; {uncounted:.2f} ms/step of the matmul time ran in ops whose FLOPs are not counted, so part "
                      "of this is work F_counted leaves out")
+    bounds = matmul_bounds(ev)
+    evidence += f"; {bounds}" if bounds else ""
     fix = "matmul dimensions multiples of 64 (128 on tensor cores), larger matmuls, torch.compile(mode='max-autotune')"
     return Finding(evidence, fix, None)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from profiler.analysis.per_rank import RankAnalysis
 from profiler.analysis.signals import Signals
+from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.settings import Options
 from profiler.trace.flops import gpt_params, model_flops_per_token
@@ -48,6 +49,29 @@ def trace_peak(r: RankAnalysis, options: Options) -> tuple[Peak | None, list[str
     elif peak is None:
         warnings.append("the trace names no device (no deviceProperties): MFU is null (pass --peak-flops)")
     return peak, warnings
+
+
+def trace_bandwidth(r: RankAnalysis, options: Options) -> tuple[Bandwidth | None, list[str]]:
+    """The memory ceiling from the user, the run's metadata, the device table, or (CPU) a measurement here."""
+    if options.peak_bandwidth > 0:
+        return resolve_bandwidth("", r.kind, user=options.peak_bandwidth), []
+    if isinstance(r.metadata.get("bandwidth"), dict):
+        try:
+            return Bandwidth(**r.metadata["bandwidth"]), []
+        except TypeError:
+            pass
+    device = r.device_names[0] if r.device_names else ""
+    if r.kind == "cpu":
+        import torch
+
+        return resolve_bandwidth("", "cpu", torch.get_num_threads()), [
+            "CPU trace without a recorded memory bandwidth: the roofline's memory ceiling was measured on this "
+            "machine; pass --peak-bandwidth if the trace was recorded elsewhere"]
+    found = resolve_bandwidth(device, r.kind)
+    if found is None:
+        return None, [f"no memory bandwidth known for device {device or '(unnamed)'}: the ops get no roofline "
+                      "(pass --peak-bandwidth)"]
+    return found, []
 
 
 def model_flops(options: Options, meta: dict, sig: Signals) -> tuple[ModelFlops, list[str]]:

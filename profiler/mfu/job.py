@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from profiler.analysis.timeline import Timeline
+from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.peak import Peak
 from profiler.mfu.records import (
     Attribution,
@@ -32,7 +33,8 @@ AGGREGATION = {
     "ledger": "mean over ranks; interval: the lowest and highest step of any rank",
     "bottlenecks": "ledger mean over ranks; evidence from the rank where the cause costs most",
     "device_utilization": "mean over ranks",
-    "top_ops": "mean over ranks of each rank's top ops (TFLOP/s: FLOPs over their time, all ranks)",
+    "top_ops": "mean over ranks of each rank's top ops (TFLOP/s: FLOPs over their time, all ranks; roofline: of "
+               "the rank where the op took longest)",
     "classification_ms": "mean over ranks", "communication": "mean over ranks",
     "copied_bytes_per_step": "mean over ranks", "matmul_without_flops_ms": "mean over ranks",
     "per_step": "mean over ranks per step number",
@@ -58,6 +60,7 @@ class JobResult:
     kind: str
     dtype: str | None
     peak: Peak | None
+    bandwidth: Bandwidth | None  # the roofline's memory ceiling
     figures: Figures  # of the one rank, or of the job
     per_rank: list[Attribution]  # with their own figures, only for several ranks
     stragglers: list[Straggler]
@@ -152,17 +155,21 @@ def job_communication(parts: list[Communication | None]) -> Communication | None
 
 
 def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
-    """Each op's time, count and FLOPs per step averaged over the ranks (an op missing on a rank counts 0)."""
-    merged: dict[str, list] = {}  # name → [category, count, ms, flops, seconds of FLOPs]
+    """Each op's time, count, FLOPs and bytes per step averaged over the ranks (an op missing on a rank counts 0),
+    with the roofline of the rank where it took longest."""
+    merged: dict[str, list] = {}  # name → [category, count, ms, flops, seconds of FLOPs, bytes, slowest row]
     for ops in parts:
         for op in ops:
-            m = merged.setdefault(op.name, [op.category, 0.0, 0.0, 0.0, 0.0])
+            m = merged.setdefault(op.name, [op.category, 0.0, 0.0, 0.0, 0.0, 0.0, op])
             m[1] += op.count / len(parts)
             m[2] += op.ms / len(parts)
             m[3] += op.flops / len(parts)
             m[4] += op.flops / (op.tflops_per_s * 1e12) if op.tflops_per_s else 0.0
-    rows = [OpRow(name, c, count, ms, flops, flops * len(parts) / flop_s / 1e12 if flop_s else None)
-            for name, (c, count, ms, flops, flop_s) in merged.items()]
+            m[5] += op.bytes / len(parts)
+            m[6] = op if op.ms > m[6].ms else m[6]
+    rows = [OpRow(name, c, count, ms, flops, flops * len(parts) / flop_s / 1e12 if flop_s else None, moved,
+                  slowest.roofline)
+            for name, (c, count, ms, flops, flop_s, moved, slowest) in merged.items()]
     return sorted(rows, key=lambda o: -o.ms)[:len(parts[0])]
 
 

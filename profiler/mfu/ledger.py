@@ -106,30 +106,38 @@ def without_profiler(seconds: dict[str, float], cost: float) -> tuple[dict[str, 
     return out, max(cost, 0.0) - left
 
 
-def ledger(step_s: float, seconds: dict[str, float], flops: float, peak: float) -> list[dict]:
-    """Points, ms per step and what-if MFU (the MFU with that loss gone entirely) for each cause; warmup only
-    where the window holds one-off costs."""
+def ledger(step_s: float, seconds: dict[str, float], flops: float, peak: float,
+           removable: dict[str, float] | None = None) -> list[dict]:
+    """Points, ms per step and what-if MFU for each cause; warmup only where the window holds one-off costs.
+
+    The what-if is the MFU with the cause's removable seconds gone (`removable`, by default all of them: an
+    upper bound; non_fused's is bounded by what fusion removes, roofline.fusion_removable)."""
     ideal = flops / peak
+    gone = {**seconds, **(removable or {})}
+    cut = {c: max(min(gone[c], seconds[c]), 0.0) for c in CAUSES}
     return [{"cause": c, "points": 100 * seconds[c] / step_s, "ms": 1000 * seconds[c],
-             "what_if_mfu": ideal / (step_s - max(seconds[c], 0.0))} for c in CAUSES
+             "what_if_mfu": ideal / (step_s - cut[c]), "removable_ms": 1000 * cut[c]} for c in CAUSES
             if c != "warmup" or seconds[c] > 0]
 
 
-def time_ledger(step_s: float, seconds: dict[str, float]) -> list[dict]:
+def time_ledger(step_s: float, seconds: dict[str, float], removable: dict[str, float] | None = None) -> list[dict]:
     """The ledger in points of step time (DESIGN.md, "When MFU cannot be formed"): the seconds of a ledger
     formed with no FLOPs, where matmul_efficiency's share is the work itself (useful). Each what-if is the
-    steady-state step without the cause, and its speed-up: warmup is left out of every step but its own."""
+    steady-state step without the cause's removable seconds, and its speed-up: warmup is left out of every step
+    but its own."""
     if step_s <= 1e-9:  # the profiler's own cost was the whole step: nothing left to divide
         return []
     share = {**{c: seconds[c] for c in CAUSES if c != "matmul_efficiency"}, "useful": seconds["matmul_efficiency"]}
+    gone = {**share, **(removable or {})}
     steady = step_s - max(share["warmup"], 0.0)
     out = []
     for c in TIME_CAUSES:
         if c == "warmup" and share[c] <= 0:
             continue
-        base, without = (step_s, steady) if c == "warmup" else (steady, steady - max(share[c], 0.0))
+        cut = max(min(gone[c], share[c]), 0.0)
+        base, without = (step_s, steady) if c == "warmup" else (steady, steady - cut)
         known = c != "useful" and without > 0
         out.append({"cause": c, "points": 100 * share[c] / step_s, "ms": 1000 * share[c], "what_if_mfu": None,
                     "what_if_step_ms": 1000 * without if known else None,
-                    "speedup": base / without if known else None})
+                    "speedup": base / without if known else None, "removable_ms": 1000 * cut})
     return out

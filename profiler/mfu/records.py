@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from profiler.analysis.breakdown import KernelClassification, Utilization
 from profiler.analysis.per_file import StepTable
 from profiler.analysis.signals import Signals
+from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Overheads
+from profiler.mfu.roofline import Roofline
 from profiler.settings import SHORT_GAP_US
 
 
@@ -51,10 +53,12 @@ class Mfu:
 class OpRow:
     name: str
     category: str
-    count: float  # per step
+    count: float  # calls per step
     ms: float  # per step
     flops: float  # per step
     tflops_per_s: float | None
+    bytes: float = 0.0  # per step, of the calls whose shapes say (nbytes.py)
+    roofline: Roofline | None = None  # where its bytes and the ceilings are known
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class LedgerEntry:
     high: float | None = None  # ... and most
     what_if_step_ms: float | None = None  # time ledger: the steady-state step without the cause
     speedup: float | None = None  # ... and how much faster that is
+    removable_ms: float | None = None  # the seconds per step (ms) the what-if takes away: all, or what a fix can
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class Bottleneck:
     fix_config: dict | None = None  # our run's --key=value change that applies the fix
     what_if_step_ms: float | None = None  # time ledger: the steady-state step without the cause
     speedup: float | None = None
+    fix_speedup: float | None = None  # what the proposed fix should bring (tokens/s), within the what-if's bound
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +156,7 @@ class Evidence:
     why_time: str = ""  # time ledger: why MFU points could not be formed
     warmup_ms: float = 0.0  # one-off costs inside the window while the device idled
     short_gap_us: float = SHORT_GAP_US  # idle gaps shorter than this were small_batch, longer ones other
+    bandwidth: Bandwidth | None = None  # the memory ceiling of the roofline, where known
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,45 @@ def matmul_rates(report: dict):
     return fig
 
 
+def roofline(report: dict):
+    """The top ops against the two ceilings: the ops with counted FLOPs on a log-log roofline (arithmetic
+    intensity against achieved TFLOP/s, under min(P_run, intensity x bandwidth)), and the ops without (elementwise,
+    norms, copies) by the bandwidth they achieved against the memory ceiling."""
+    dev = report["device"]
+    ops = [op for op in report["top_ops"] if op.get("roofline")]
+    flop_ops = [op for op in ops if op["roofline"]["achieved_tflops"]][:10]
+    memory_ops = [op for op in ops if not op["roofline"]["achieved_tflops"]][:10]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    bandwidth, peak = dev["bandwidth"] / 1e12, (dev.get("peak_flops_run") or 0) / 1e12
+    if flop_ops and peak:
+        xs = [op["roofline"]["intensity"] for op in flop_ops]
+        low, high = min(xs + [peak / bandwidth]) / 4, max(xs + [peak / bandwidth]) * 4
+        grid = [low * (high / low) ** (i / 60) for i in range(61)]
+        left.plot(grid, [min(peak, x * bandwidth) for x in grid], color="#e53e3e",
+                  label=f"min(P_run {peak:.3g} TFLOP/s, AI x {bandwidth:.3g} TB/s)")
+        for op in flop_ops:
+            r = op["roofline"]
+            left.scatter(r["intensity"], r["achieved_tflops"], color=COLORS.get(op["category"], "#2b6cb0"), zorder=3)
+            left.annotate(shorten(op["name"].removeprefix("aten::"), 24), (r["intensity"], r["achieved_tflops"]),
+                          fontsize=7, xytext=(4, 2), textcoords="offset points")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.legend(fontsize=7, loc="upper left")
+    left.set_xlabel("arithmetic intensity (FLOP/byte)")
+    left.set_ylabel("TFLOP/s achieved")
+    left.set_title("Roofline: ops with counted FLOPs", fontsize=10)
+    names = [shorten(op["name"], 30) for op in memory_ops]
+    right.barh(names, [op["roofline"]["achieved_tb_s"] for op in memory_ops], color="#63b3ed")
+    right.axvline(bandwidth, color="#e53e3e", label=f"memory ceiling {bandwidth:.3g} TB/s")
+    right.invert_yaxis()
+    right.tick_params(axis="y", labelsize=7)
+    right.set_xlabel("TB/s achieved")
+    right.set_title("Ops without counted FLOPs: bandwidth", fontsize=10)
+    right.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def figures(report: dict) -> dict:
     """The charts this report has data for, by name; the caller closes them."""
     out = {}
@@ -81,6 +120,8 @@ def figures(report: dict) -> dict:
         out["ledger"] = ledger_waterfall(report)
     if report.get("per_step"):
         out["steps"] = step_breakdown(report)
-    if any(op["tflops_per_s"] for op in report["top_ops"]):
-        out["matmuls"] = matmul_rates(report)
+    if report["device"].get("bandwidth") and any(op.get("roofline") for op in report["top_ops"]):
+        out["roofline"] = roofline(report)
+    elif any(op["tflops_per_s"] for op in report["top_ops"]):
+        out["roofline"] = matmul_rates(report)
     return out

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from profiler.files import write_atomic
-from profiler.report.terminal import overrides, pct, what_if
+from profiler.report.terminal import ceilings, overrides, pct, roofline_share, what_if
 from profiler.trace.classify import CATEGORIES
 
 
@@ -66,15 +66,29 @@ def sections(report: dict) -> list[Section]:
         if b.get("fix_config"):
             lines.append("Try: " + " ".join(overrides(b["fix_config"])))
         out.append(Section(f"{i}. {b['cause']}: {b['points']:.1f} points, {what_if(b)}", lines))
-    out.append(Section("Top ops", headers=["op", "category", "count/step", "ms/step", "TFLOP/s"], chart="matmuls",
-                       rows=[[op["name"], op["category"], f"{op['count']:.1f}", f"{op['ms']:.3f}",
-                              f"{op['tflops_per_s']:.3f}" if op["tflops_per_s"] else ""] for op in report["top_ops"]]))
+    out.append(Section("Top ops", [ROOFLINE_NOTE + (f" Ceilings: {ceilings(dev)}." if dev.get("bandwidth") else "")],
+                       ["op", "category", "calls/step", "ms/step", "TFLOP/s", "MB/step", "TB/s", "FLOP/byte",
+                        "of roofline"], chart="roofline", rows=[op_cells(op) for op in report["top_ops"]]))
     if report.get("stragglers"):
         out.append(Section("Stragglers", headers=["rank", "excess ms", "category"], rows=[
             [str(s["rank"]), f"{s['excess_ms']:.2f}", s["category"]] for s in report["stragglers"]]))
     if report["warnings"]:
         out.append(Section("Warnings", list(report["warnings"])))
     return out
+
+
+ROOFLINE_NOTE = ("Each op's roofline time is max(FLOPs / P_run, bytes / memory bandwidth), bytes being each input "
+                 "read once and each output written once; 'of roofline' is that time over the time it took "
+                 "(m: memory-bound, c: compute-bound, >: faster than the memory ceiling, its data in cache).")
+
+
+def op_cells(op: dict) -> list[str]:
+    roof = op.get("roofline")
+    return [op["name"], op["category"], f"{op['count']:.1f}", f"{op['ms']:.3f}",
+            f"{op['tflops_per_s']:.3f}" if op["tflops_per_s"] else "",
+            f"{op['bytes'] / 1e6:.1f}" if op.get("bytes") else "",
+            f"{roof['achieved_tb_s']:.3f}" if roof else "", f"{roof['intensity']:.1f}" if roof else "",
+            roofline_share(roof) if roof else ""]
 
 
 def markdown(report: dict) -> str:

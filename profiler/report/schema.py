@@ -8,13 +8,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from profiler.mfu.job import AGGREGATION, JobResult
-from profiler.mfu.records import Bottleneck, Figures, LedgerEntry
+from profiler.mfu.records import Bottleneck, Figures, LedgerEntry, OpRow
 
 SCHEMA = "mfu-report/1"
 
 
 def to_json(result: JobResult) -> dict:
-    peak = result.peak
+    peak, bw = result.peak, result.bandwidth
     report: dict = {
         "schema": SCHEMA,
         "source": {"paths": result.paths, "ranks": result.ranks, "steps": result.steps,
@@ -23,7 +23,10 @@ def to_json(result: JobResult) -> dict:
                    "peak_flops": peak.peak_flops if peak else None,
                    "peak_flops_run": peak.peak_flops_run if peak else None,
                    "peak_source": peak.source if peak else None,
-                   "peak_note": peak.note if peak else None},
+                   "peak_note": peak.note if peak else None,
+                   "bandwidth": bw.bytes_per_s if bw else None, "bandwidth_source": bw.source if bw else None,
+                   "link_bandwidth": bw.link_bytes_per_s if bw else None,
+                   "bandwidth_note": bw.note if bw else None},
     }
     if result.per_rank:
         report["job_aggregation"] = AGGREGATION
@@ -57,8 +60,7 @@ def figures_json(f: Figures) -> dict:
         "breakdown": {c: {"ms": s.ms, "fraction": s.fraction} for c, s in f.breakdown.items()},
         "ledger": [ledger_json(e, f.ledger_unit) for e in f.ledger],
         "bottlenecks": [bottleneck_json(b) for b in f.bottlenecks],
-        "top_ops": [{"name": o.name, "category": o.category, "count": o.count, "ms": o.ms, "flops": o.flops,
-                     "tflops_per_s": o.tflops_per_s} for o in f.top_ops],
+        "top_ops": [op_json(o) for o in f.top_ops],
         "classification_ms": None if f.classification_ms is None else asdict(f.classification_ms),
         "copied_bytes_per_step": f.copied_bytes_per_step,
         "matmul_without_flops_ms": f.matmul_without_flops_ms,
@@ -69,6 +71,13 @@ def figures_json(f: Figures) -> dict:
         "per_step": [{"step": s.step, "ms": s.ms, **s.categories} for s in f.per_step],
         "profiler_cost": None if f.profiler_cost is None else asdict(f.profiler_cost),
     }
+
+
+def op_json(o: OpRow) -> dict:
+    """An op's row: calls, time, FLOPs and bytes per step, and its roofline (null where it cannot be formed)."""
+    return {"name": o.name, "category": o.category, "count": o.count, "ms": o.ms, "flops": o.flops,
+            "tflops_per_s": o.tflops_per_s, "bytes": o.bytes or None,
+            "roofline": None if o.roofline is None else asdict(o.roofline)}
 
 
 def ledger_json(e: LedgerEntry, unit: str) -> dict:
@@ -86,6 +95,8 @@ def bottleneck_json(b: Bottleneck) -> dict:
         item.update(what_if_step_ms=b.what_if_step_ms, speedup=b.speedup)
     if b.fix_config:
         item["fix_config"] = b.fix_config
+    if b.fix_speedup is not None:
+        item["fix_speedup"] = b.fix_speedup
     return item
 
 

@@ -62,14 +62,33 @@ def summary(report: dict) -> str:
         c = report["classification_ms"]
         lines.append(f"kernel time by launching op {c['by_op']:.2f}, by name {c['by_name']:.2f}, "
                      f"unclassified {c['unclassified']:.2f} ms/step")
-    lines += ["", f"{'top ops':<44}{'category':<14}{'ms/step':>9}{'TFLOP/s':>9}"]
+    lines += ["", f"{'top ops':<31}{'category':<14}{'calls':>6}{'ms/step':>8}{'TFLOP/s':>8}{'TB/s':>7}{'roof':>6}"]
     for op in report["top_ops"][:10]:
         tf = f"{op['tflops_per_s']:.2f}" if op["tflops_per_s"] else ""
-        lines.append(f"{shorten(op['name'], 43):<44}{op['category']:<14}{op['ms']:>9.2f}{tf:>9}")
+        roof = op.get("roofline")
+        tb, of = (f"{roof['achieved_tb_s']:.3f}", f"{roofline_share(roof)}") if roof else ("", "")
+        lines.append(f"{shorten(op['name'], 30):<31}{op['category']:<14}{op['count']:>6.0f}{op['ms']:>8.2f}{tf:>8}"
+                     f"{tb:>7}{of:>6}")
+    if any(op.get("roofline") for op in report["top_ops"][:10]):
+        lines += wrap(f"  roof: share of the op's roofline time, m memory-bound, c compute-bound "
+                      f"({ceilings(report['device'])})", "    ")
     lines += ledger_lines(report) + bottleneck_lines(report)
     if report["warnings"]:
         lines += [""] + [line for w in report["warnings"] for line in wrap(f"warning: {w}", "  ")]
     return "\n".join(lines)
+
+
+def roofline_share(roof: dict) -> str:
+    """'54%c': the share of its roofline an op reached and what bounds it ('>' where it beat the memory ceiling)."""
+    return f"{'>' if roof.get('above_ceiling') else ''}{100 * roof['of_roofline']:.0f}%{roof['bound'][0]}"
+
+
+def ceilings(dev: dict) -> str:
+    """'P_run 989 TFLOP/s, 4.8 TB/s (table)': the roofline's two ceilings."""
+    compute = f"P_run {fmt_flops(dev['peak_flops_run'])}FLOP/s, " if dev.get("peak_flops_run") else ""
+    if not dev.get("bandwidth"):
+        return compute
+    return f"{compute}{dev['bandwidth'] / 1e12:.3g} TB/s ({dev['bandwidth_source']})"
 
 
 def wrap(text: str, indent: str) -> list[str]:

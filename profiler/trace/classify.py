@@ -50,6 +50,9 @@ METADATA_OP = re.compile(
     r"|split_with_sizes|narrow|lift_fresh|unbind|chunk|resolve_conj|resolve_neg|set_|item|_local_scalar_dense"
     r"|is_nonzero|result_type|broadcast_tensors|flatten|unflatten|numpy_T|_has_compatible_shallow_copy_type)|detach)$"
 )
+# ops that do no work of their own: autograd's nodes and engine (the ATen ops inside them do it), and the
+# conversions that return their input when there is nothing to convert (when they copy, a copy_ inside does)
+DISPATCH_ONLY_OP = re.compile(r"^((torch::)?autograd::|\w+Backward\d*$)|^aten::(to|contiguous|type_as)$")
 
 # Python functions (with_stack / python tracer) that prepare data inside the step: decoding, image and text
 # processing, datasets and collation. Their time is data loading wherever the trace records them

@@ -13,6 +13,8 @@ DTYPES = (
     ("uint8", "unsigned char", "Byte", 1),
     ("int8", "signed char", "Char", 1),
     ("bool", "bool", "Bool", 1),
+    ("float8_e4m3fn", "c10::Float8_e4m3fn", "Float8_e4m3fn", 1),
+    ("float8_e5m2", "c10::Float8_e5m2", "Float8_e5m2", 1),
 )
 NAME_OF_INPUT_TYPE = {recorded: name for name, recorded, _, _ in DTYPES}
 BYTES_OF_INPUT_TYPE = {recorded: size for _, recorded, _, size in DTYPES}

@@ -88,16 +88,16 @@ def conv_output_spatial(inp: list, weight: list, concrete: list) -> list[int] | 
             for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation)]
 
 
-def conv_gradients(concrete: list) -> int:
-    """How many of input and weight gradient a convolution backward computed: its output_mask, the last
+def conv_mask(concrete: list) -> tuple[bool, bool]:
+    """Whether a convolution backward computed the input and the weight gradient: its output_mask, the last
     scalar argument, where recorded (the first layer computes no input gradient); else both."""
     try:
         mask = ast.literal_eval(concrete[-1])
     except (ValueError, SyntaxError, TypeError, IndexError):
-        return 2
+        return True, True
     if isinstance(mask, list) and len(mask) in (2, 3) and all(isinstance(m, bool) for m in mask):
-        return int(mask[0]) + int(mask[1])
-    return 2
+        return mask[0], mask[1]
+    return True, True
 
 
 def conv_flops(inp: list, weight: list, out_spatial: list) -> float:
@@ -130,7 +130,7 @@ def counted_flops(names: list[str], shapes: list, consumers=None) -> tuple[np.nd
             elif "convolution" in name:
                 if name.endswith("_backward"):
                     grad, inp = (dims[0], dims[1]) if name == "aten::convolution_backward" else (dims[1], dims[0])
-                    out[i] = conv_gradients(sh.concrete) * conv_flops(inp, dims[2], grad[2:])
+                    out[i] = sum(conv_mask(sh.concrete)) * conv_flops(inp, dims[2], grad[2:])
                 else:
                     spatial = (conv_output_spatial(dims[0], dims[1], sh.concrete)
                                or backward_out.get((tuple(dims[0]), tuple(dims[1]))))

@@ -10,6 +10,7 @@ from profiler.trace import attention, classify
 from profiler.trace.flops import FLOP_OPS, counted_flops
 from profiler.trace.intervals import Forest
 from profiler.trace.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, DimsArgs, Trace
+from profiler.trace.nbytes import op_bytes
 
 
 @dataclass(kw_only=True)
@@ -20,6 +21,9 @@ class Links:
     flop_owner: np.ndarray  # per row: the outermost FLOP op at or above this op, -1
     flops: np.ndarray  # per row: FLOPs of counted ops (0 elsewhere)
     flop_shapes: dict  # row of each counted FLOP op → its decoded input shapes and types
+    byte_op: np.ndarray  # per row: an op whose bytes count (a FLOP op's outermost, or an op doing its own work)
+    bytes_read: np.ndarray  # per row: bytes a byte op reads (nbytes.py), NaN where its shapes say nothing
+    bytes_written: np.ndarray  # ... and writes; 0 on other rows
     device: np.ndarray  # rows of kernels, memcpys and memsets, by start time
     launch: np.ndarray  # per device event: the runtime row that launched it, -1
     launching_op: np.ndarray  # per device event: innermost host span around its launch, -1
@@ -72,6 +76,9 @@ def link(trace: Trace) -> tuple[Links, list[str]]:
     flops[counted], warnings = counted_flops(trace.names_of(counted), list(flop_shapes.values()),
                                              lambda indices: _next_op_dims(trace, counted[indices]))
 
+    byte_op = _byte_ops(trace, parent, flop_owner)
+    bytes_read, bytes_written = _moved_bytes(trace, np.flatnonzero(byte_op), flops)
+
     device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
     device = device[np.argsort(trace.start[device], kind="stable")]
     launch = _launches(trace, device)
@@ -82,7 +89,8 @@ def link(trace: Trace) -> tuple[Links, list[str]]:
         enclosing_op[runtime] = np.where(inner >= 0, host[np.maximum(inner, 0)], -1)
     launching_op = np.where(launch >= 0, enclosing_op[np.maximum(launch, 0)], -1)
     return Links(host=host, parent=parent, category=category, flop_owner=flop_owner, flops=flops,
-                 flop_shapes=flop_shapes, device=device, launch=launch, launching_op=launching_op, is_step=is_step,
+                 flop_shapes=flop_shapes, byte_op=byte_op, bytes_read=bytes_read, bytes_written=bytes_written,
+                 device=device, launch=launch, launching_op=launching_op, is_step=is_step,
                  in_optimizer=in_optimizer, in_attention=in_attention, runs_code=runs_code, forest=forest,
                  enclosing_op=enclosing_op), warnings
 
@@ -93,6 +101,40 @@ def optimizer_roots(links: Links) -> np.ndarray:
     has_parent = links.parent >= 0
     parent_in[has_parent] = links.in_optimizer[links.parent[has_parent]]
     return links.in_optimizer & ~parent_in
+
+
+def _byte_ops(trace: Trace, parent: np.ndarray, flop_owner: np.ndarray) -> np.ndarray:
+    """The ops whose bytes count, each byte once: the outermost FLOP op (not the ops inside it), and every other
+    op that does its own work, that is no op inside it does any (a view, an empty, an autograd node or a Python
+    frame does no work; _to_copy's bytes are its copy_'s)."""
+    n = len(trace)
+    work = (trace.kind == OP) & ~trace.by_name(
+        lambda name: bool(classify.METADATA_OP.match(name) or classify.DISPATCH_ONLY_OP.match(name)))
+    has_work_child = np.zeros(n, bool)  # through any spans that do none (aten::to → _to_copy → copy_)
+    above = parent[work]
+    while len(above):
+        above = above[above >= 0]
+        has_work_child[above[work[above]]] = True
+        above = parent[above[~work[above]]]
+    own = flop_owner == np.arange(n)
+    return work & (own | ((flop_owner < 0) & ~has_work_child))
+
+
+def _moved_bytes(trace: Trace, rows: np.ndarray, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bytes read and written per row (nbytes.py), worked out once per distinct op name, shapes and FLOPs."""
+    read, written = np.zeros(len(trace)), np.zeros(len(trace))
+    codes, values = trace.distinct_shapes(rows)
+    keys = np.stack([trace.name[rows].astype(np.int64), codes, flops[rows].view(np.int64)], axis=1)
+    distinct, first, back = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    moved = np.full((len(distinct), 2), np.nan)
+    for j, (name, code, _) in enumerate(distinct):
+        shape = values[code]
+        found = op_bytes(trace.names[name], shape.dims, shape.types, shape.concrete, flops[rows[first[j]]])
+        if found is not None:
+            moved[j] = found
+    back = back.reshape(-1)
+    read[rows], written[rows] = moved[back, 0], moved[back, 1]
+    return read, written
 
 
 def _next_op_dims(trace: Trace, rows: np.ndarray) -> list:

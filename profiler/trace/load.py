@@ -116,23 +116,25 @@ class Trace:
         return len(self.name)
 
     def shapes(self, rows: np.ndarray, kind=ShapeArgs) -> list:
-        """Decode recorded input shapes (and types) for the given rows only; DimsArgs decodes the dims alone.
+        """Decode recorded input shapes (and types) for the given rows only; DimsArgs decodes the dims alone."""
+        codes, values = self.distinct_shapes(rows, kind)
+        return [values[c] for c in codes]
+
+    def distinct_shapes(self, rows: np.ndarray, kind=ShapeArgs) -> tuple[np.ndarray, list]:
+        """The rows' recorded shapes as a code per row into a list of distinct decoded values.
 
         The same shapes recur step after step, so each row's fields are found as raw JSON and each distinct
-        text is decoded once (the rows share the decoded, read-only result)."""
+        text is decoded once; later stages work per distinct value and index back with the codes."""
         find = msgspec.json.Decoder(FINDERS[kind, self.dims_1x]).decode
-        decoded: dict[tuple, msgspec.Struct] = {}
-        out = []
-        for i in rows:
+        code_of: dict[tuple, int] = {}
+        codes = np.empty(len(rows), dtype=np.int64)
+        for j, i in enumerate(rows):
             try:
                 key = tuple(map(bytes, msgspec.structs.astuple(find(self.raw_args[i]))))
             except msgspec.DecodeError:
                 key = ()
-            value = decoded.get(key)
-            if value is None:
-                value = decoded[key] = _from_fields(kind, key)
-            out.append(value)
-        return out
+            codes[j] = code_of.setdefault(key, len(code_of))
+        return codes, [_from_fields(kind, key) for key in code_of]
 
     def on_one_axis(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Times of these rows with each thread's timeline laid after the previous one's, so that one sorted

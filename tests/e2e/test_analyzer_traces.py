@@ -31,7 +31,9 @@ def test_step_time_and_shares_match_torch_tb_profiler(name):
     assert report["source"]["steps"] == [5, 6, 7, 8, 9, 10]
     assert report["device"] == {"name": "Tesla V100-DGXS-32GB", "kind": "cuda", "dtype": "float32",
                                 "peak_flops": 125e12, "peak_flops_run": 15.7e12, "peak_source": "table",
-                                "peak_note": None}
+                                "peak_note": None, "bandwidth": 0.9e12, "bandwidth_source": "table",
+                                "link_bandwidth": 15.75e9, "bandwidth_note": "Tesla V100-DGXS-32GB: 0.9 TB/s (data "
+                                "sheet), host link PCIe 3.0 x16 15.8 GB/s a direction"}
 
 
 @pytest.mark.parametrize("name", HTA_IDLE)

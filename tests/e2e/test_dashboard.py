@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,14 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
         assert steps.count('class="step-bar"') == sum(1 for s in report["per_step"] for c in report["breakdown"]
                                                        if s[c] > 0)
         assert pane.count("<li>") == len(report["bottlenecks"]) > 0
+        # the roofline: each top op with counted FLOPs a point, each other op with known bytes a bar, named on hover
+        roof = re.search(r'<svg[^>]*class="roofline".*?</svg>', pane, re.S).group(0)
+        ops = [op for op in report["top_ops"] if op["roofline"]]
+        points = [op for op in ops if op["roofline"]["achieved_tflops"]][:10]
+        assert roof.count('class="roofline-point"') == len(points) > 0
+        bars = [op for op in ops if not op["roofline"]["achieved_tflops"]][:10]
+        assert roof.count('class="roofline-bar"') == len(bars)
+        assert f"<title>{html_escape(points[0]['name'])}: " in roof
         canvas = re.search(r'<canvas class="timeline" data-spans="(\d+)" [^>]*data-drawn="(\d+)"', pane)
         assert canvas and int(canvas.group(1)) > 1000 and int(canvas.group(2)) > 100
     import matplotlib.image

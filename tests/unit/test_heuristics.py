@@ -3,7 +3,6 @@ the fixed per-op cost, an op's size and role, short gaps, op categories, the unf
 diagnosis rule, and the job's aggregation over ranks."""
 
 from collections import Counter
-from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -107,6 +106,10 @@ def evidence(**changes) -> Evidence:
     return Evidence(**{**base, **changes})
 
 
+def said(found) -> tuple:
+    return found.evidence, found.fix, found.config
+
+
 def entry(cause, ms):
     return LedgerEntry(cause, ms, ms, 0.5)  # a 100 ms step: points = ms
 
@@ -117,25 +120,27 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
                   memcpy_bytes=Counter({"Memcpy HtoD (Pageable -> Device)": 8e6}), matmul_us=40_000.0)
     ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {"n_layer": 4}}
     ev = evidence(signals=sig, meta=ours)
-    text, fix, config = astuple(RULES["io"](entry("io", 20), ev))
+    text, fix, config = said(RULES["io"](entry("io", 20), ev))
     assert "20.00 ms/step (20.0% of the step)" in text and "single-process (num_workers=0)" in text
     assert config == {"num_workers": 4}
-    text, fix, config = astuple(RULES["small_batch"](entry("small_batch", 10), ev))
+    text, fix, config = said(RULES["small_batch"](entry("small_batch", 10), ev))
     assert "200 ops per step, 5000.00 MFLOP per op" in text and "2 kernels per step, median 8.0 µs" in text
     assert config == {"batch_size": 32} and "gradient_accumulation_steps" in fix
-    text, fix, config = astuple(RULES["non_fused"](entry("non_fused", 8), ev))
+    # 10% of the step is per-step cost: 4x the batch does 4x the work in 10 + 4 x 90 ms
+    assert RULES["small_batch"](entry("small_batch", 10), ev).fix_speedup == pytest.approx(4 / 3.7)
+    text, fix, config = said(RULES["non_fused"](entry("non_fused", 8), ev))
     assert "6 such ops per layer per step" in text and "2 softmax and 4 bmm ops per step" in text
     assert config == {"attention": "sdpa"}
-    text, fix, config = astuple(RULES["memory_ops"](entry("memory_ops", 3), ev))
+    text, fix, config = said(RULES["memory_ops"](entry("memory_ops", 3), ev))
     assert "4.0 MB per step (Memcpy HtoD (Pageable -> Device) 4.0 MB)" in text and config == {"pin_memory": True}
-    text, fix, config = astuple(RULES["communication"](entry("communication", 7), ev))
+    text, fix, config = said(RULES["communication"](entry("communication", 7), ev))
     assert "nccl:all_reduce 7.00 ms" in text and config is None
-    text, fix, config = astuple(RULES["precision"](entry("precision", 10), ev))
+    text, fix, config = said(RULES["precision"](entry("precision", 10), ev))
     assert "the model's FLOPs need 20.00 ms/step at the first, 10.00 at the second" in text
     assert config == {"dtype": "bfloat16"} and "allow_tf32" in fix
-    text, fix, config = astuple(RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev))
+    text, fix, config = said(RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev))
     assert "counted matmuls run at 50 TFLOP/s, 100% of P_run" in text  # 2 TFLOP in 40 ms
-    text, fix, config = astuple(RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
+    text, fix, config = said(RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
         steps=2, stall_calls=Counter({"cudaStreamSynchronize": 6}), stall_sites=Counter({"aten::item": 6})))))
     assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in text and ".item()" in fix
 

@@ -31,6 +31,7 @@ function rect(x, y, w, h, fill, title, cls = "bar") {
     title ? el("svg:title", { text: title }) : null);
 }
 
+const num = (v) => String(Number(v.toPrecision(3)));  // 3 significant digits, for log axes
 export const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
 // the MFU the ledger adds up to: analytic, or counted where the model's FLOPs are unknown (the report says so)
 export const ledgerMfu = (report) => report.mfu.analytic ?? report.mfu.counted;
@@ -118,6 +119,57 @@ export function topOps(report) {
     el("svg:line", { x1: x(v), x2: x(v), y1: top, y2: bottom, stroke: "#e53e3e", "stroke-dasharray": dash }),
     text(x(v) - 30, bottom + 14 + 12 * i, `${label} ${fmt(v, 3)}`, { fill: "#e53e3e" })));
   chart.append(text(left, bottom + 38, "TFLOP/s achieved", { fill: "#555" }));
+  return chart;
+}
+
+// the roofline: ops with counted FLOPs as points (arithmetic intensity, achieved TFLOP/s) under min(P_run, AI x
+// bandwidth) on log-log axes; beside it the ops without counted FLOPs, by the bandwidth they reached. Hovering a
+// point or a bar names the op.
+export function roofline(report) {
+  const dev = report.device, ops = (report.top_ops || []).filter((op) => op.roofline);
+  if (!dev.bandwidth || !ops.length) return topOps(report);
+  const bw = dev.bandwidth / 1e12, peak = (dev.peak_flops_run || 0) / 1e12;
+  const flopOps = ops.filter((op) => op.roofline.achieved_tflops).slice(0, 10);
+  const memOps = ops.filter((op) => !op.roofline.achieved_tflops).slice(0, 10);
+  const left = 50, plot = 300, height = 220, top = 10, barLeft = left + plot + 190, barPlot = 200;
+  const chart = svg(barLeft + barPlot + 60, top + height + 50, "roofline");
+  const describe = (op) => `${op.name}: ${fmt(op.roofline.intensity, 1)} FLOP/byte, ` +
+    (op.roofline.achieved_tflops ? `${fmt(op.roofline.achieved_tflops, 3)} TFLOP/s, ` : "") +
+    `${fmt(op.roofline.achieved_tb_s, 3)} TB/s, ${fmt(100 * op.roofline.of_roofline, 0)}% of its ${op.roofline.bound} roofline, ${fmt(op.ms, 3)} ms/step`;
+  if (flopOps.length && peak) {
+    const ridge = peak / bw, xs = flopOps.map((op) => op.roofline.intensity);
+    const x0 = Math.log10(Math.min(...xs, ridge) / 4), x1 = Math.log10(Math.max(...xs, ridge) * 4);
+    const ys = flopOps.map((op) => op.roofline.achieved_tflops);
+    const y0 = Math.log10(Math.min(...ys, Math.pow(10, x0) * bw) / 2), y1 = Math.log10(peak * 2);
+    const x = (v) => left + (plot * (Math.log10(v) - x0)) / (x1 - x0);
+    const y = (v) => top + height * (1 - (Math.log10(v) - y0) / (y1 - y0));
+    const ceiling = [Math.pow(10, x0), ridge, Math.pow(10, x1)].map((v) => `${x(v)},${y(Math.min(peak, v * bw))}`);
+    chart.append(el("svg:rect", { x: left, y: top, width: plot, height, fill: "none", stroke: "#cbd5e0" }),
+      el("svg:polyline", { points: ceiling.join(" "), fill: "none", stroke: "#e53e3e", "stroke-width": 2, class: "ceiling" },
+        el("svg:title", { text: `min(P_run ${fmt(peak, 3)} TFLOP/s, AI x ${fmt(bw, 3)} TB/s)` })),
+      text(x(ridge) + 4, y(peak) - 4, `P_run ${num(peak)} TFLOP/s`, { fill: "#e53e3e" }),
+      text(left + 2, top + height + 14, num(Math.pow(10, x0)), { fill: "#555" }),
+      text(left + plot - 40, top + height + 14, num(Math.pow(10, x1)), { fill: "#555" }),
+      text(left, top + height + 30, "arithmetic intensity (FLOP/byte, log)", { fill: "#555" }),
+      text(2, top + 10, num(Math.pow(10, y1)), { fill: "#555" }), text(2, top + height, num(Math.pow(10, y0)), { fill: "#555" }),
+      text(2, top + height + 44, "TFLOP/s achieved (log)", { fill: "#555" }));
+    flopOps.forEach((op) => chart.append(el("svg:circle", {
+      cx: x(op.roofline.intensity), cy: y(op.roofline.achieved_tflops), r: 5, fill: COLORS[op.category] || "#2b6cb0",
+      class: "roofline-point" }, el("svg:title", { text: describe(op) }))));
+  } else {
+    chart.append(text(left, top + 20, "No op with counted FLOPs and a compute ceiling.", { fill: "#555" }));
+  }
+  const row = Math.min(20, height / Math.max(memOps.length, 1));
+  const most = Math.max(bw, ...memOps.map((op) => op.roofline.achieved_tb_s));
+  const bx = (v) => barLeft + (barPlot * v) / most;
+  memOps.forEach((op, i) => {
+    const yy = top + i * row, name = op.name.length > 26 ? `${op.name.slice(0, 25)}…` : op.name;
+    chart.append(text(barLeft - 180, yy + 13, name), rect(barLeft, yy + 2, bx(op.roofline.achieved_tb_s) - barLeft, row - 6,
+      COLORS[op.category] || "#63b3ed", describe(op), "roofline-bar"));
+  });
+  chart.append(el("svg:line", { x1: bx(bw), x2: bx(bw), y1: top, y2: top + height, stroke: "#e53e3e" }),
+    text(bx(bw) - 40, top + height + 14, `${fmt(bw, 3)} TB/s`, { fill: "#e53e3e" }),
+    text(barLeft, top + height + 30, "ops without counted FLOPs: TB/s achieved", { fill: "#555" }));
   return chart;
 }
 

@@ -2,7 +2,7 @@
 // this plugin's own routes (runs, report, timeline, trend), relative to the frame's base: nothing leaves the
 // machine. A run and one of its reports (a profiler cycle, or the whole run) per pane; a second pane compares.
 
-import { cycleTrend, el, fmt, ledgerTitle, ledgerWaterfall, stepBreakdown, topOps } from "./charts.js";
+import { cycleTrend, el, fmt, ledgerTitle, ledgerWaterfall, roofline, stepBreakdown } from "./charts.js";
 import { stepTimeline } from "./timeline.js";
 
 const getJson = async (route, params = {}) => {
@@ -79,7 +79,7 @@ function pane({ run, view }) {
         section(ledgerTitle(report), ledgerWaterfall(report)),
         section("Diagnosis", diagnosis(report)),
         section("Per-step breakdown", stepBreakdown(report)),
-        section("Top ops: achieved TFLOP/s against P and P_run", topOps(report)),
+        section("Top ops against the roofline: P_run and the memory bandwidth", roofline(report)),
         section("From cycle to cycle", cycleTrend(trend)),
         section("Step timeline", timelinePanel(run, info)));
     })
