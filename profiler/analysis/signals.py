@@ -18,7 +18,7 @@ from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NU
 from profiler.trace import classify
 from profiler.trace.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.trace.dtypes import BYTES_OF_SCALAR_TYPE
-from profiler.trace.links import Links
+from profiler.trace.links import Links, input_shapes
 from profiler.trace.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
 from profiler.trace.steps import Steps
 
@@ -106,11 +106,11 @@ def parameter_shapes(trace: Trace, links: Links) -> set[tuple]:
     return {shape for sh in distinct for shape in tensor_shapes(sh.dims)}
 
 
-def size_and_role(trace: Trace, rows: np.ndarray, params: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
+def size_and_role(trace: Trace, links: Links, rows: np.ndarray, params: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
     """Per op: the elements of its first tensor input (huge where unrecorded), and whether all its tensors
     are parameter-shaped (per-step work such as weight casts, gradient clipping and the optimizer itself)."""
     unique, inverse = np.unique(rows, return_inverse=True)
-    shapes = trace.shapes(unique, DimsArgs)
+    shapes = input_shapes(trace, links, unique)
     measured = {}  # per distinct decoded shape: rows with the same recorded shapes share one
     for shape in {id(s): s for s in shapes}.values():
         tensors = tensor_shapes(shape.dims)
@@ -220,12 +220,12 @@ def measure_fixed_costs(s: Signals, trace: Trace, links: Links, steps: Steps, bd
             time_us = dur[links.device[sel]]
             numels = np.full(len(sel), np.iinfo(np.int64).max)
             on_params = np.zeros(len(sel), bool)
-            numels[op >= 0], on_params[op >= 0] = size_and_role(trace, op[op >= 0], params)
+            numels[op >= 0], on_params[op >= 0] = size_and_role(trace, links, op[op >= 0], params)
             other = ~on_params & ~((op >= 0) & (links.in_optimizer | links.in_attention)[np.maximum(op, 0)])
         else:  # ops' exclusive time on the training thread
             sel = np.flatnonzero((bd.row_category == category) & (bd.row_step >= 0) & (bd.self_us > 0))
             time_us = bd.self_us[sel]
-            numels, on_params = size_and_role(trace, sel, params)
+            numels, on_params = size_and_role(trace, links, sel, params)
             other = ~on_params & ~links.in_optimizer[sel] & ~links.in_attention[sel]
         s.parameter_us[name] = float(time_us[on_params].sum())
         s.fixed_us[name] = fixed_cost(time_us[other], numels[other])

@@ -52,7 +52,9 @@ BANDWIDTH_TABLE = [
 
 BUDGET_S = 1.0  # the triads' time after the first (which touches the arrays' pages)
 TRIALS = 10
-MIN_ARRAY, MAX_ARRAY = 64 << 20, 1 << 30  # bytes per array: past the last-level cache, within memory
+# bytes per array: three together 4x the last-level cache (STREAM's rule), at least 64 MiB, at most 384 MiB so that
+# allocating and touching them stays near a second (a VM may report its host's whole cache: 480 MiB here)
+MIN_ARRAY, MAX_ARRAY = 64 << 20, 384 << 20
 
 
 @dataclass(frozen=True)

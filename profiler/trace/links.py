@@ -24,6 +24,7 @@ class Links:
     byte_op: np.ndarray  # per row: an op whose bytes count (a FLOP op's outermost, or an op doing its own work)
     bytes_read: np.ndarray  # per row: bytes a byte op reads (nbytes.py), NaN where its shapes say nothing
     bytes_written: np.ndarray  # ... and writes; 0 on other rows
+    byte_shapes: tuple[np.ndarray, list]  # the byte ops' decoded shapes: per row a code into the list, -1 elsewhere
     device: np.ndarray  # rows of kernels, memcpys and memsets, by start time
     launch: np.ndarray  # per device event: the runtime row that launched it, -1
     launching_op: np.ndarray  # per device event: innermost host span around its launch, -1
@@ -77,7 +78,7 @@ def link(trace: Trace) -> tuple[Links, list[str]]:
                                              lambda indices: _next_op_dims(trace, counted[indices]))
 
     byte_op = _byte_ops(trace, parent, flop_owner)
-    bytes_read, bytes_written = _moved_bytes(trace, np.flatnonzero(byte_op), flops)
+    bytes_read, bytes_written, byte_shapes = _moved_bytes(trace, np.flatnonzero(byte_op), flops)
 
     device = np.flatnonzero(np.isin(trace.kind, DEVICE_KINDS))
     device = device[np.argsort(trace.start[device], kind="stable")]
@@ -90,6 +91,7 @@ def link(trace: Trace) -> tuple[Links, list[str]]:
     launching_op = np.where(launch >= 0, enclosing_op[np.maximum(launch, 0)], -1)
     return Links(host=host, parent=parent, category=category, flop_owner=flop_owner, flops=flops,
                  flop_shapes=flop_shapes, byte_op=byte_op, bytes_read=bytes_read, bytes_written=bytes_written,
+                 byte_shapes=byte_shapes,
                  device=device, launch=launch, launching_op=launching_op, is_step=is_step,
                  in_optimizer=in_optimizer, in_attention=in_attention, runs_code=runs_code, forest=forest,
                  enclosing_op=enclosing_op), warnings
@@ -120,21 +122,36 @@ def _byte_ops(trace: Trace, parent: np.ndarray, flop_owner: np.ndarray) -> np.nd
     return work & (own | ((flop_owner < 0) & ~has_work_child))
 
 
-def _moved_bytes(trace: Trace, rows: np.ndarray, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bytes read and written per row (nbytes.py), worked out once per distinct op name, shapes and FLOPs."""
+def _moved_bytes(trace: Trace, rows: np.ndarray, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Bytes read and written per row (nbytes.py), worked out once per distinct op name and shapes (the FLOPs
+    that size a GEMM's or a convolution's output follow from those, as the first such row's); and the shapes
+    decoded, for the later stages to reuse."""
     read, written = np.zeros(len(trace)), np.zeros(len(trace))
     codes, values = trace.distinct_shapes(rows)
-    keys = np.stack([trace.name[rows].astype(np.int64), codes, flops[rows].view(np.int64)], axis=1)
-    distinct, first, back = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    code_of_row = np.full(len(trace), -1)
+    code_of_row[rows] = codes
+    keys = trace.name[rows].astype(np.int64) * max(len(values), 1) + codes
+    distinct, first, back = np.unique(keys, return_index=True, return_inverse=True)
     moved = np.full((len(distinct), 2), np.nan)
-    for j, (name, code, _) in enumerate(distinct):
-        shape = values[code]
-        found = op_bytes(trace.names[name], shape.dims, shape.types, shape.concrete, flops[rows[first[j]]])
+    for j, row in enumerate(rows[first]):
+        shape = values[codes[first[j]]]
+        found = op_bytes(trace.names[trace.name[row]], shape.dims, shape.types, shape.concrete, flops[row])
         if found is not None:
             moved[j] = found
-    back = back.reshape(-1)
     read[rows], written[rows] = moved[back, 0], moved[back, 1]
-    return read, written
+    return read, written, (code_of_row, values)
+
+
+def input_shapes(trace: Trace, links: Links, rows: np.ndarray) -> list:
+    """The rows' recorded input shapes: the byte ops' as links decoded them, the others decoded now."""
+    codes, values = links.byte_shapes
+    known = codes[rows] >= 0
+    out = [None] * len(rows)
+    for j, shape in zip(np.flatnonzero(~known), trace.shapes(rows[~known])):
+        out[j] = shape
+    for j, code in zip(np.flatnonzero(known), codes[rows[known]]):
+        out[j] = values[code]
+    return out
 
 
 def _next_op_dims(trace: Trace, rows: np.ndarray) -> list:

@@ -130,7 +130,8 @@ def test_cpu_triad_is_sized_past_the_cache_bounded_and_cached(tmp_path, monkeypa
         return [3 * 4 * n / 20e9] * repeats
 
     rate, array = measure_triad(2, fake, cache_bytes=480 << 20)
-    assert rate == pytest.approx(20e9) and array == 640 << 20  # three arrays, together 4x a 480 MiB cache
+    assert rate == pytest.approx(20e9) and array == 384 << 20  # 4x a 480 MiB cache would be 640 MiB: capped
+    assert measure_triad(2, fake, cache_bytes=96 << 20)[1] == 128 << 20  # three arrays, together 4x the cache
     assert calls[1][1] >= 5 and sum(3 * 4 * n / 20e9 * r for n, r in calls) < 1.5  # about a second in all
     assert measure_triad(2, fake, cache_bytes=1 << 20)[1] == 64 << 20  # at least 64 MiB an array
     monkeypatch.setattr(bandwidth, "last_level_cache", lambda: 8 << 20)
