@@ -12,6 +12,7 @@ from profiler.report.runfiles import write_run_report
 from profiler.report.terminal import for_terminal
 from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, Options
 from profiler.trace.load import TraceError
+from profiler.trace.location import as_location
 
 GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional
 
@@ -39,7 +40,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m profiler", description="MFU bottleneck analyzer")
     sub = parser.add_subparsers(dest="command", required=True)
     analyze = sub.add_parser("analyze", help="analyze a Kineto trace file or a folder of traces")
-    analyze.add_argument("path", type=Path)
+    analyze.add_argument("path", type=as_location, help="a trace file or a folder of traces: a local path or an "
+                         "fsspec URL (s3://, gs://, hdfs://, file://; needs the cluster extra)")
     analyze.add_argument("--json", type=Path, help="write the mfu-report/1 JSON here")
     analyze.add_argument("--markdown", type=Path, help="write the report as Markdown here")
     analyze.add_argument("--html", type=Path, help="write a self-contained HTML report with charts here")
@@ -68,10 +70,13 @@ def main(argv=None) -> int:
                             f"{STRAGGLER_THRESHOLD:g}")
         p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                        help="worker processes for the files of a folder (ranks, cycles); default: every core")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="analyse the files on the Dask cluster whose scheduler is at ADDRESS "
+                            "(tcp://host:8786); its workers read the files where they are")
     args = parser.parse_args(argv)
     options = Options(args.peak_flops, args.flops_per_step, args.model, args.short_gap_us, args.min_points,
                       args.straggler_threshold, max(args.jobs, 1), not getattr(args, "quiet", False),
-                      args.peak_bandwidth)
+                      args.peak_bandwidth, args.scheduler)
     try:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))

@@ -5,10 +5,8 @@ F_model) → attribute per rank → diagnose → job_figures and stragglers (sev
 """
 
 import json
-import multiprocessing
 import sys
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from tqdm import tqdm
 from profiler.analysis.per_file import STAGES, TraceAnalysis, analyze_file
 from profiler.analysis.per_rank import RankAnalysis, merge_rank
 from profiler.analysis.timeline import timeline_json
+from profiler.executors import run_here, run_on_cluster
 from profiler.mfu.attribution import Attribution, attribute, counted_rate
 from profiler.mfu.consistency import disturbed_measurement, tf32_peak, violations
 from profiler.mfu.cpupeak import cpu_name, raise_cached
@@ -28,28 +27,29 @@ from profiler.report.schema import saved_report, to_json
 from profiler.settings import TOP_OPS, Options
 from profiler.trace.classify import MATMUL
 from profiler.trace.load import TraceError, trace_files
+from profiler.trace.location import Location, is_url
 
 
-def analyze_path(path: Path, options: Options) -> dict:
-    """The mfu-report/1 JSON of a trace file or a folder of traces. Raises TraceError when nothing can be
-    analysed."""
-    return to_json(analyze_job(Path(path), options))
+def analyze_path(path: Location, options: Options) -> dict:
+    """The mfu-report/1 JSON of a trace file or a folder of traces (a local path or an fsspec URL). Raises
+    TraceError when nothing can be analysed."""
+    return to_json(analyze_job(path, options))
 
 
-def load_report(path: Path, options: Options) -> dict:
+def load_report(path: Location, options: Options) -> dict:
     """A saved mfu-report/1 JSON as it is, or the report of a trace, a folder of traces or a run folder."""
-    return saved_report(Path(path)) or analyze_path(path, options)
+    return (not is_url(path) and saved_report(Path(path))) or analyze_path(path, options)
 
 
-def analyze_view(path: Path, options: Options) -> tuple[dict, dict | None]:
+def analyze_view(path: Location, options: Options) -> tuple[dict, dict | None]:
     """The report JSON and the step timeline (of the first file's median step) that the dashboard shows."""
-    result = analyze_job(Path(path), options, timeline=True)
+    result = analyze_job(path, options, timeline=True)
     return to_json(result), timeline_json(result.timeline) if result.timeline else None
 
 
-def analyze_job(path: Path, options: Options, timeline: bool = False) -> JobResult:
+def analyze_job(path: Location, options: Options, timeline: bool = False) -> JobResult:
     files = trace_files(path)
-    if len(files) == 1:
+    if len(files) == 1 and not options.scheduler:  # on a cluster, even one file is read where it is
         with progress_bar(options, len(STAGES), "stage") as bar:
             done = lambda stage: bar.set_postfix_str(stage, refresh=False) or bar.update()  # noqa: E731
             analyses, skipped = [analyze_file(files[0], options.short_gap_us, timeline, done)], []
@@ -68,17 +68,16 @@ def analyze_job(path: Path, options: Options, timeline: bool = False) -> JobResu
                    timeline=analyses[0].timeline)
 
 
-def analyze_files(files: list[Path], options: Options, timeline: bool = False) -> list:
-    """Each file through the per-file stages, in `options.jobs` worker processes (forked: they share the code
-    and hand back only the compact per-file result); a file that cannot be read gives its one-line reason."""
+def analyze_files(files: list[Location], options: Options, timeline: bool = False) -> list:
+    """Each file through the per-file stages, in `options.jobs` worker processes here or on the Dask cluster at
+    `options.scheduler` (executors.py), each handing back the compact per-file result; a file that cannot be
+    read, or whose task failed, gives its one-line reason."""
     bar = progress_bar(options, len(files), "file")
-    jobs, gaps = min(options.jobs, len(files)), [options.short_gap_us] * len(files)
-    timelines = [timeline] + [False] * (len(files) - 1)
+    items = [(f, options.short_gap_us, timeline and i == 0) for i, f in enumerate(files)]
     try:
-        if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-            return list(_updating(map(_analyze_one, files, gaps, timelines), bar))
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(_updating(pool.map(_analyze_one, files, gaps, timelines), bar))
+        if options.scheduler:
+            return run_on_cluster(analyze_one, items, options.scheduler, bar)
+        return run_here(analyze_one, items, min(options.jobs, len(files)), bar)
     finally:
         bar.close()
 
@@ -88,25 +87,23 @@ def progress_bar(options: Options, total: int, unit: str) -> tqdm:
     return tqdm(total=total, unit=unit, delay=1.0, leave=False, disable=not (options.progress and sys.stderr.isatty()))
 
 
-def _analyze_one(path: Path, short_gap_us: float, timeline: bool):
+def analyze_one(path: Location, short_gap_us: float, timeline: bool) -> TraceAnalysis | str:
+    """One file's analysis, or the one line that says why it has none (run by a worker, here or on a cluster)."""
     try:
         return analyze_file(path, short_gap_us, timeline)
     except TraceError as e:
         return str(e)
 
 
-def _updating(results, bar):
-    for r in results:
-        bar.update()
-        yield r
-
-
 def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     warnings = [w for a in analyses for w in a.warnings]
     ranks = sorted({a.trace.rank() for a in analyses})
     merged = []
+    files_of = defaultdict(list)  # rank → its files, grouped once (16,384 ranks make a scan per rank quadratic)
+    for a in analyses:
+        files_of[a.trace.rank()].append(a)
     for number in ranks:
-        one_rank, notes = merge_rank(number, [a for a in analyses if a.trace.rank() == number])
+        one_rank, notes = merge_rank(number, files_of[number])
         merged.append(one_rank)
         warnings += notes
     first = merged[0]
@@ -137,7 +134,7 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         for w in rank_warnings:
             said[w].append(r.rank)
     for w, rs in said.items():
-        who = "all ranks" if len(rs) == len(merged) else "rank " + ", ".join(map(str, rs))
+        who = "all ranks" if len(rs) == len(merged) else "rank " + rank_ranges(rs)
         warnings.append(w if len(merged) == 1 else f"{who}: {w}")
     if len(merged) == 1:
         figures, found = checked(results[0], warnings).figures, []
@@ -153,6 +150,17 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
                      peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
                      stragglers=found,
                      warnings=list(dict.fromkeys(warnings)), conventions=conventions(first.kind, first.dtype, device))
+
+
+def rank_ranges(ranks: list[int]) -> str:
+    """'0-3, 5, 7-9': sorted ranks as runs, so that a warning from 16,000 ranks stays one short line."""
+    runs: list[list[int]] = []
+    for r in sorted(ranks):
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
 def achieved_rate(r: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:

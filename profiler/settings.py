@@ -90,3 +90,4 @@ class Options:
     jobs: int = 1  # worker processes for the files of a folder (the CLI uses every core)
     progress: bool = False  # a progress bar on a terminal's stderr when a folder takes over a second
     peak_bandwidth: float = 0.0  # the device's memory bandwidth, bytes/s (the roofline's memory ceiling)
+    scheduler: str | None = None  # a Dask scheduler's address: the files are analysed on that cluster

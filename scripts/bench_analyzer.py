@@ -2,6 +2,7 @@
 traces, and on up to 64 ranks of a small one.
 
     python scripts/bench_analyzer.py [--source=TRACE] [--copies=10] [--rounds=3] [--ranks=8] [--scaling=1,8,64]
+                                     [--scheduler=ADDRESS|local:WORKERS] [--combine=1024,16384]
 
 The default repeats tbplugin_resnet50_nw0 (../shared/traces) 10 times: 757k events, 324 MB. Each copy is
 shifted in time past the previous one, with its correlation ids and step numbers renumbered, so the result
@@ -10,7 +11,9 @@ is one long, consistent trace. Prints, each in a fresh process: the analyzer aga
 trace gzipped; `--ranks` copies of it as the ranks of one job, analysed by as many workers as there are cores
 (wall time against 1.2 x ranks / cores x one file, and the peak memory of all processes together); and the
 wall time for 1 to 64 ranks of the source trace, with the size of the per-rank result the combining step
-holds.
+holds. `--scheduler` also analyses the job on a Dask cluster (an address, or `local:N` for a LocalCluster of N
+workers started here); `--combine` times the combining step alone for thousands of ranks, from copies of the
+source file's compact result (no decoding), and what the client holds.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +70,8 @@ def repeat_trace(source: Path, copies: int, out: Path) -> int:
 
 
 FLOOR = ("import sys, msgspec; from pathlib import Path; from profiler.trace.jsonfile import TraceFile, read_bytes; "
-         "msgspec.json.decode(read_bytes(Path(sys.argv[1])), type=TraceFile)")
+         "from profiler.trace.location import open_binary; "
+         "msgspec.json.decode(read_bytes(Path(sys.argv[1]), open_binary), type=TraceFile)")
 
 
 HELD = ("import pickle, sys; from profiler.analysis.per_file import analyze_file; a = analyze_file(sys.argv[1]); "
@@ -108,9 +113,52 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
-def analyze(path: Path, jobs: int = 1, sample_tree: bool = False) -> tuple[float, float]:
-    return run([sys.executable, "-m", "profiler", "analyze", str(path), "--quiet", f"--jobs={jobs}",
-                "--json", os.devnull], sample_tree)
+def analyze(path: Path, jobs: int = 1, sample_tree: bool = False, scheduler: str | None = None
+            ) -> tuple[float, float]:
+    where = [f"--scheduler={scheduler}"] if scheduler else [f"--jobs={jobs}"]
+    return run([sys.executable, "-m", "profiler", "analyze", str(path), "--quiet", *where, "--json", os.devnull],
+               sample_tree)
+
+
+def combine(source: Path, counts: list[int]):
+    """The combining step alone for `counts` ranks: each rank's compact result is a copy of the source file's,
+    of its real size, saying it is that rank (the decoding is skipped); prints what the client holds and how
+    long pipeline.build takes."""
+    import gc
+    import pickle
+
+    from profiler.analysis.per_file import analyze_file
+    from profiler.pipeline import build
+    from profiler.settings import Options
+
+    one = pickle.dumps(analyze_file(source))
+    print(f"\ncombining step, ranks of {source.name} ({len(one) / 1e3:.0f} kB pickled each)")
+    print("ranks | held by the client | build s | s per rank")
+    for n in counts:
+        gc.collect()
+        before = rss_mb()
+        analyses = []
+        for rank in range(n):
+            a = pickle.loads(one)
+            analyses.append(replace(a, trace=replace(a.trace, distributed={"rank": rank, "world_size": n})))
+        held = rss_mb() - before
+        start = time.perf_counter()
+        build(analyses, Options())
+        wall = time.perf_counter() - start
+        print(f"{n:5d} | {held:10.0f} MB ({len(one) * n / 1e9:.2f} GB pickled) | {wall:7.2f} | {wall / n:.4f}")
+        del analyses
+
+
+def rss_mb() -> float:
+    return int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("VmRSS:"))) / 1024
+
+
+def local_cluster(workers: int):
+    """A Dask LocalCluster of `workers` single-threaded worker processes on 127.0.0.1 (the cluster extra)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0")
 
 
 def as_ranks(source: Path, folder: Path, ranks: int) -> list[Path]:
@@ -151,7 +199,16 @@ def main():
     parser.add_argument("--ranks", type=int, default=8, help="ranks of the job, each a copy of the large trace")
     parser.add_argument("--scaling", default="1,8,16,32,64", help="ranks of the small trace, for the scaling table")
     parser.add_argument("--keep", type=Path, help="write the large trace here and keep it")
+    parser.add_argument("--scheduler", help="also analyse the job on this Dask scheduler (tcp://host:8786), or "
+                                            "on a LocalCluster started here: local:WORKERS")
+    parser.add_argument("--combine", default="", help="time the combining step alone for these numbers of ranks "
+                                                     "(1024,16384), and exit")
     args = parser.parse_args()
+    if args.combine:
+        combine(args.source, [int(n) for n in args.combine.split(",")])
+        return
+    cluster = local_cluster(int(args.scheduler.split(":")[1])) if (args.scheduler or "").startswith("local:") else None
+    scheduler = cluster.scheduler_address if cluster else args.scheduler
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -180,6 +237,10 @@ def main():
               f"{wall / (args.ranks / cores * one):.2f} x ({args.ranks}/{cores} x {one:.2f} s; "
               f"goal 1.2 x = {goal:.2f} s); "
               f"{peak_mb:.0f} MB peak over all processes")
+        if scheduler:
+            wall, peak_mb = analyze(ranks[0].parent, scheduler=scheduler)
+            print(f"the same on the Dask cluster at {scheduler} ({args.scheduler}): {wall:.2f} s, the client's peak "
+                  f"{peak_mb:.0f} MB")
         for r in ranks:
             r.unlink()
 
@@ -194,6 +255,8 @@ def main():
         held = subprocess.run([sys.executable, "-c", HELD, str(args.source)], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
         print(f"per rank, the combining step holds its TraceAnalysis: {held}")
+    if cluster:
+        cluster.close()
 
 
 if __name__ == "__main__":

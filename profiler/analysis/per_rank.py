@@ -12,6 +12,7 @@ import numpy as np
 from profiler.analysis.breakdown import KernelClassification, Utilization
 from profiler.analysis.per_file import OpStats, StepTable, TraceAnalysis
 from profiler.analysis.signals import Signals
+from profiler.trace.location import file_name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,12 +38,12 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, 
     for a in analyses:
         fresh = np.array([i not in seen for i in a.table.ids])
         if not fresh.any():
-            warnings.append(f"{a.trace.path.name}: its steps {a.table.ids.tolist()} all appear in an earlier file of "
-                            "the same rank: the file is left out")
+            warnings.append(f"{file_name(a.trace.path)}: its steps {a.table.ids.tolist()} all appear in an earlier "
+                            "file of the same rank: the file is left out")
             continue
         if not fresh.all():
-            warnings.append(f"{a.trace.path.name}: steps {a.table.ids[~fresh].tolist()} appear in an earlier file of "
-                            "the same rank: their figures are counted once, the file's op statistics in full")
+            warnings.append(f"{file_name(a.trace.path)}: steps {a.table.ids[~fresh].tolist()} appear in an earlier "
+                            "file of the same rank: their figures are counted once, the file's op statistics in full")
         seen.update(a.table.ids.tolist())
         kept.append(a)
         tables.append(a.table.select(fresh))

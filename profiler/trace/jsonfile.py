@@ -5,7 +5,6 @@ import gzip
 import math
 import os
 import zlib
-from pathlib import Path
 
 import msgspec
 
@@ -47,28 +46,29 @@ class LooseTraceFile(Header, kw_only=True):
     traceEvents: list[msgspec.Raw]
 
 
-def read_bytes(path: Path) -> bytes | bytearray:
-    """The file's bytes, decompressed when gzip. A gzip file is decompressed in chunks into one buffer sized
-    from its trailer, so the compressed file is never held whole beside the decompressed text."""
-    with path.open("rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b"
-    if not gzipped:
-        if path.suffix == ".gz":
-            raise TraceError(f"{path}: named .gz but is not gzip data")
-        return path.read_bytes()
-    try:
-        return _gunzip(path)
-    except (OSError, EOFError, zlib.error) as e:
-        raise TraceError(f"{path}: truncated or corrupt gzip data ({e})") from None
+def read_bytes(path, opener) -> bytes | bytearray:
+    """The file's bytes, decompressed when gzip; `opener(path)` opens it for reading bytes (a local file or an
+    fsspec URL). A gzip file is decompressed in chunks into one buffer sized from its trailer, so the compressed
+    file is never held whole beside the decompressed text."""
+    with opener(path) as f:
+        if f.read(2) == b"\x1f\x8b":
+            try:
+                return _gunzip(f)
+            except (OSError, EOFError, zlib.error) as e:
+                raise TraceError(f"{path}: truncated or corrupt gzip data ({e})") from None
+    if str(path).endswith(".gz"):
+        raise TraceError(f"{path}: named .gz but is not gzip data")
+    with opener(path) as f:  # opened afresh: a whole read from the start is sized at once, never regrown
+        return f.read()
 
 
-def _gunzip(path: Path) -> bytearray:
-    with path.open("rb") as f:
-        f.seek(-4, os.SEEK_END)
-        size_hint = int.from_bytes(f.read(4), "little")  # the size modulo 2^32 (of the last member)
+def _gunzip(raw) -> bytearray:
+    raw.seek(-4, os.SEEK_END)
+    size_hint = int.from_bytes(raw.read(4), "little")  # the size modulo 2^32 (of the last member)
+    raw.seek(0)
     out = bytearray(size_hint)
     filled = 0
-    with gzip.open(path, "rb") as f:
+    with gzip.GzipFile(fileobj=raw, mode="rb") as f:
         view = memoryview(out)
         while filled < len(out):
             n = f.readinto(view[filled:filled + GUNZIP_CHUNK])
@@ -83,7 +83,7 @@ def _gunzip(path: Path) -> bytearray:
     return out
 
 
-def decode(raw: bytes | bytearray, path: Path) -> tuple[TraceFile, list[str]]:
+def decode(raw: bytes | bytearray, path: object) -> tuple[TraceFile, list[str]]:
     """The parsed file and warnings; events whose fields have the wrong types are dropped (slow path)."""
     if not raw.strip():
         raise TraceError(f"{path}: empty file")

@@ -14,6 +14,7 @@ import numpy as np
 
 from profiler.files import written_here
 from profiler.trace.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
+from profiler.trace.location import Location, is_url, open_binary, url_trace_files
 
 # event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
 # Gaudi, PrivateUse1); torch 1.x wrote "Operator", "Kernel", "Runtime"
@@ -78,7 +79,7 @@ class TraceInfo:
     """What the stages after the per-file analysis need of a trace: small enough for a worker process to hand
     back instead of the decoded events."""
 
-    path: Path
+    path: Location
     origin_us: float
     device_names: list[str]
     distributed: dict
@@ -93,7 +94,7 @@ class TraceInfo:
 class Trace:
     """One trace file as columns, one row per complete ('X') event, times in µs from the first event."""
 
-    path: Path
+    path: Location
     names: list[str]  # interned event names; `name` indexes it
     name: np.ndarray  # int32
     kind: np.ndarray  # int8, one of OP ... OTHER
@@ -164,13 +165,14 @@ def _from_fields(kind, texts: tuple):
         return kind()
 
 
-def load_trace(path: Path) -> Trace:
-    """Read one trace file into columns. Raises TraceError with a one-line reason."""
-    path = Path(path)
+def load_trace(path: Location) -> Trace:
+    """Read one trace file (a local path or an fsspec URL) into columns. Raises TraceError with a one-line
+    reason."""
+    path = path if is_url(path) else Path(path)
     try:
-        parsed, warnings = decode(read_bytes(path), path)
+        parsed, warnings = decode(read_bytes(path, open_binary), path)
     except OSError as e:
-        raise TraceError(f"{path}: cannot read ({e.strerror})") from None
+        raise TraceError(f"{path}: cannot read ({e.strerror or e})") from None
     except RecursionError:
         raise TraceError(f"{path}: not a Kineto trace (JSON nested too deeply)") from None
     events = [e for e in parsed.traceEvents if e.ph == "X"]
@@ -248,15 +250,19 @@ def backend_of(categories: set[str], names, device_names: list[str]) -> str:
     return "cuda"
 
 
-def trace_files(path: Path) -> list[Path]:
-    """A trace file, or a folder's profiler traces (*.pt.trace.json[.gz], else any *.json[.gz]), sorted."""
+def trace_files(path: Location) -> list[Location]:
+    """A trace file, or a folder's profiler traces (*.pt.trace.json[.gz], else any *.json[.gz]), sorted; a URL's
+    through fsspec."""
+    if is_url(path):
+        return list(url_trace_files(str(path)))
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise TraceError(f"{path}: no such file or folder")
     for pattern in ("*.pt.trace.json", "*.pt.trace.json.gz"), ("*.json", "*.json.gz"):
-        files = sorted(p for glob in pattern for p in path.rglob(glob) if p.is_file() and not written_here(p))
+        files: list[Location] = sorted(p for glob in pattern for p in path.rglob(glob)
+                                       if p.is_file() and not written_here(p))
         if files:
             return files
     raise TraceError(f"{path}: no trace files (*.json, *.json.gz) in this folder")

@@ -14,6 +14,7 @@ from profiler.settings import LAST_STEP_DEVICE_SHARE
 from profiler.trace.classify import OPTIMIZER_STEP
 from profiler.trace.links import Links, optimizer_roots
 from profiler.trace.load import Trace
+from profiler.trace.location import file_name
 
 
 @dataclass
@@ -54,7 +55,7 @@ def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[str]]:
     else:
         host_start, host_end, marker = iterations(trace, links)
         ids = np.arange(1, len(host_start) + 1)
-        warnings.append(f"{trace.path.name}: no ProfilerStep markers: {marker}")
+        warnings.append(f"{file_name(trace.path)}: no ProfilerStep markers: {marker}")
     start, end = host_start.copy(), host_end.copy()
     if len(links.device):
         start, end, keep = _extend_to_device(trace, links, host_start, host_end)

@@ -11,7 +11,7 @@ from synth import kernel, launch, op, step, write
 from profiler.analysis.breakdown import Utilization
 from profiler.analysis.signals import Signals, fixed_cost, size_and_role
 from profiler.mfu.diagnosis import RULES, diagnose
-from profiler.mfu.job import job_figures, stragglers
+from profiler.mfu.job import job_figures, medians_of_the_others, stragglers
 from profiler.mfu.records import (
     Attribution,
     Communication,
@@ -29,6 +29,7 @@ from profiler.settings import Options
 from profiler.trace import classify
 from profiler.trace.attention import score_ops
 from profiler.trace.intervals import short_gaps
+from profiler.trace.links import link
 from profiler.trace.load import load_trace
 
 
@@ -45,7 +46,7 @@ def test_size_and_role_of_an_op_from_its_recorded_shapes(tmp_path):
               op("aten::mul", 20, 10, **{"Input Dims": [[8, 16, 32], []]}),  # on activations
               op("aten::relu", 40, 10)]  # no shapes recorded
     trace = load_trace(write(tmp_path / "t.json", events, device=None))
-    numel, on_params = size_and_role(trace, np.array([0, 1, 2, 0]), {(64, 32)})
+    numel, on_params = size_and_role(trace, link(trace)[0], np.array([0, 1, 2, 0]), {(64, 32)})
     assert numel.tolist()[:2] == [64 * 32, 8 * 16 * 32] and numel[2] == np.iinfo(np.int64).max
     assert on_params.tolist() == [True, False, False, True]
 
@@ -252,3 +253,17 @@ def test_a_failing_cycle_analysis_never_ends_the_training(tmp_path, monkeypatch)
     log.close()
     assert said == ["profiler cycle ending at step 8: not analysed (internal error ZeroDivisionError: float "
                     "division by zero; please report it with the trace)"]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 64])
+def test_the_median_of_the_other_ranks_comes_from_one_sort(n):
+    values = np.random.default_rng(n).integers(0, 6, n).astype(float)  # ties included
+    expected = [np.median(np.delete(values, i)) for i in range(n)]
+    assert medians_of_the_others(values).tolist() == pytest.approx(expected)
+
+
+def test_a_warning_from_many_ranks_names_them_as_runs():
+    from profiler.pipeline import rank_ranges
+
+    assert rank_ranges([5, 0, 1, 2, 3, 7, 8, 9]) == "0-3, 5, 7-9"
+    assert rank_ranges(list(range(16383))) == "0-16382" and rank_ranges([4]) == "4"
