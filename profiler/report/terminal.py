@@ -62,13 +62,13 @@ def summary(report: dict) -> str:
         c = report["classification_ms"]
         lines.append(f"kernel time by launching op {c['by_op']:.2f}, by name {c['by_name']:.2f}, "
                      f"unclassified {c['unclassified']:.2f} ms/step")
-    lines += ["", f"{'top ops':<31}{'category':<14}{'calls':>6}{'ms/step':>8}{'TFLOP/s':>8}{'TB/s':>7}{'roof':>6}"]
+    lines += ["", f"{'top ops':<30}{'category':<14}{'calls':>6}{'ms/step':>8}{'TFLOP/s':>8}{'TB/s':>7}{'roof':>7}"]
     for op in report["top_ops"][:10]:
         tf = f"{op['tflops_per_s']:.2f}" if op["tflops_per_s"] else ""
         roof = op.get("roofline")
         tb, of = (f"{roof['achieved_tb_s']:.3f}", f"{roofline_share(roof)}") if roof else ("", "")
-        lines.append(f"{shorten(op['name'], 30):<31}{op['category']:<14}{op['count']:>6.0f}{op['ms']:>8.2f}{tf:>8}"
-                     f"{tb:>7}{of:>6}")
+        lines.append(f"{shorten(op['name'], 29):<30}{op['category']:<14}{op['count']:>6.0f}{op['ms']:>8.2f}{tf:>8}"
+                     f"{tb:>7}{of:>7}")
     if any(op.get("roofline") for op in report["top_ops"][:10]):
         lines += wrap(f"  roof: share of the op's roofline time, m memory-bound, c compute-bound "
                       f"({ceilings(report['device'])})", "    ")
@@ -88,7 +88,9 @@ def ceilings(dev: dict) -> str:
     compute = f"P_run {fmt_flops(dev['peak_flops_run'])}FLOP/s, " if dev.get("peak_flops_run") else ""
     if not dev.get("bandwidth"):
         return compute
-    return f"{compute}{dev['bandwidth'] / 1e12:.3g} TB/s ({dev['bandwidth_source']})"
+    rate = dev["bandwidth"]
+    memory = f"{rate / 1e12:.3g} TB/s" if rate >= 1e11 else f"{rate / 1e9:.3g} GB/s"
+    return f"{compute}{memory} ({dev['bandwidth_source']})"
 
 
 def wrap(text: str, indent: str) -> list[str]:
