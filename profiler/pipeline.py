@@ -48,7 +48,7 @@ def analyze_view(path: Location, options: Options) -> tuple[dict, dict | None]:
 
 
 def analyze_job(path: Location, options: Options, timeline: bool = False) -> JobResult:
-    files = trace_files(path)
+    files = listed_on_cluster(path, options.scheduler) if options.scheduler and is_url(path) else trace_files(path)
     if len(files) == 1 and not options.scheduler:  # on a cluster, even one file is read where it is
         with progress_bar(options, len(STAGES), "stage") as bar:
             done = lambda stage: bar.set_postfix_str(stage, refresh=False) or bar.update()  # noqa: E731
@@ -80,6 +80,15 @@ def analyze_files(files: list[Location], options: Options, timeline: bool = Fals
         return run_here(analyze_one, items, min(options.jobs, len(files)), bar)
     finally:
         bar.close()
+
+
+def listed_on_cluster(url: str, scheduler: str) -> list[Location]:
+    """A URL's trace files as a worker lists them: the storage may be reachable from the cluster only."""
+    with progress_bar(Options(), 1, "listing") as bar:
+        found = run_on_cluster(trace_files, [(url,)], scheduler, bar)[0]
+    if isinstance(found, str):
+        raise TraceError(found)
+    return found
 
 
 def progress_bar(options: Options, total: int, unit: str) -> tqdm:
@@ -149,7 +158,8 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
                      torch_version=meta.get("torch_version"), device_name=device, kind=first.kind, dtype=first.dtype,
                      peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
                      stragglers=found,
-                     warnings=list(dict.fromkeys(warnings)), conventions=conventions(first.kind, first.dtype, device))
+                     warnings=list(dict.fromkeys(warnings)),
+                     conventions=conventions(first.kind, first.dtype, device, any(o.bytes for o in figures.top_ops)))
 
 
 def rank_ranges(ranks: list[int]) -> str:
@@ -191,10 +201,14 @@ def checked(result: Attribution, warnings: list[str]) -> Attribution:
                                            bottlenecks=[]))
 
 
-def conventions(kind: str, dtype: str | None, device: str | None) -> list[str]:
-    """The FLOP and peak conventions behind the report's numbers, so that other tools' figures compare."""
+def conventions(kind: str, dtype: str | None, device: str | None, bytes_counted: bool = False) -> list[str]:
+    """The FLOP, byte and peak conventions behind the report's numbers, so that other tools' figures compare."""
     out = ["attention FLOPs count the full T×T score and value products, causal or not, as nanoGPT's 12·L·H·Q·T "
            "does (TraceLens counts half of them for causal SDPA)"]
+    if bytes_counted:
+        out.append("bytes per op: each input read once and each output written once, from the recorded shapes "
+                   "(a reduction's output, a norm's statistics and attention's log-sum-exp left out; an optimizer's "
+                   "tensor lists as float32); ops without shapes or a known kind have none")
     if dtype in ("float32", "tf32") and "tf32" in (table_peaks(device or "") or {}):
         out.append("float32 matmuls are charged at the float32 peak unless they ran faster than it (then at TF32's)")
     return out

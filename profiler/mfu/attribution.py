@@ -42,6 +42,9 @@ def attribute(r: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f
     warnings = warmup_note(r.table) + flops_notes(r, f_model)
     ops = op_rows(r.ops, len(r.table), peak.peak_flops_run if peak else None,
                   bandwidth.bytes_per_s if bandwidth else None)
+    if ops and not any(op.bytes for op in ops):
+        warnings.append("no op's bytes are known (the trace records no input shapes with their dtypes): the ops get "
+                        "no roofline, and non_fused's what-if is all of its time")
     figures = rank_figures(r, peak, f_model, ops[:top])
     why = why_no_mfu(r, peak, f_model)
     if why is None and peak:
