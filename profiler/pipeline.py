@@ -48,7 +48,7 @@ def analyze_view(path: Location, options: Options) -> tuple[dict, dict | None]:
 
 
 def analyze_job(path: Location, options: Options, timeline: bool = False) -> JobResult:
-    files = listed_on_cluster(path, options.scheduler) if options.scheduler and is_url(path) else trace_files(path)
+    files = listed_on_cluster(str(path), options.scheduler) if options.scheduler and is_url(path) else trace_files(path)
     if len(files) == 1 and not options.scheduler:  # on a cluster, even one file is read where it is
         with progress_bar(options, len(STAGES), "stage") as bar:
             done = lambda stage: bar.set_postfix_str(stage, refresh=False) or bar.update()  # noqa: E731
