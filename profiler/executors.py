@@ -9,6 +9,7 @@ place, as a bad file's does on this machine.
 """
 
 import multiprocessing
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -17,6 +18,8 @@ from tqdm import tqdm
 from profiler.trace.jsonfile import TraceError
 
 CONNECT_TIMEOUT = "10s"  # an unreachable scheduler is an error after this long, not a hang
+# [protocol://]host:port, or a cluster inside this process (inproc://...)
+ADDRESS = re.compile(r"^([a-z+]+://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d+$|^inproc://\S+$")
 
 
 def run_here(function: Callable, items: Sequence, jobs: int, bar: tqdm) -> list:
@@ -35,6 +38,8 @@ def run_on_cluster(function: Callable, items: Sequence, address: str, bar: tqdm)
         from distributed import Client
     except ImportError:
         raise TraceError("--scheduler needs Dask: pip install -e '.[cluster]'") from None
+    if not ADDRESS.match(address):  # checked first: a Client half-built from a bad address hangs at exit
+        raise TraceError(f"{address}: not a Dask scheduler address (expected tcp://host:port)")
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as e:

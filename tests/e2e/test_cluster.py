@@ -105,3 +105,6 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(eight_ranks, monkeypatc
     assert cli.main(["analyze", str(eight_ranks), "--scheduler", "tcp://127.0.0.1:9", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9") and err.count("\n") == 1
+    assert cli.main(["analyze", str(eight_ranks), "--scheduler", "scheduler-without-port", "--quiet"]) == 2
+    assert capsys.readouterr().err == ("error: scheduler-without-port: not a Dask scheduler address (expected "
+                                       "tcp://host:port)\n")
