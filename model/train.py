@@ -188,6 +188,25 @@ class IterationClock:
         return out
 
 
+def fwd_bwd_ms(model, x, y, device_type: str, dtype: str, repeats: int, give_up: float = float("inf")) -> list[float]:
+    """Milliseconds of each of a warm-up and `repeats` forward and backward passes; after the warm-up alone
+    when it took over `give_up` ms."""
+    times: list[float] = []
+    for _ in range(repeats + 1):
+        if device_type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with autocast(device_type, dtype):
+            _, loss = model(x, y)
+        loss.backward()
+        if device_type == "cuda":
+            torch.cuda.synchronize()
+        times.append(1000 * (time.perf_counter() - start))
+        if times[0] > give_up:
+            break
+    return times
+
+
 def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int = 3,
                      slow: float = 10.0) -> dict[str, float]:
     """Milliseconds of one micro-step's forward and backward at the run's shapes in each training dtype (best
@@ -197,23 +216,30 @@ def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int
     stands, an upper bound, so the measurement costs seconds. Pass the bare model, never a DDP wrapper: ranks
     may repeat a dtype a different number of times. Gradients are cleared afterwards."""
     x, y = (t.to(device) for t in next(batches))
-    device_type = device_type_of(device)
     out: dict[str, float] = {}
     for dtype in DTYPES:
-        times = []
-        for _ in range(repeats + 1):
-            if device_type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            with autocast(device_type, dtype):
-                _, loss = model(x, y)
-            loss.backward()
-            if device_type == "cuda":
-                torch.cuda.synchronize()
-            times.append(1000 * (time.perf_counter() - start))
-            if out and times[0] > slow * min(out.values()):
-                break
+        give_up = slow * min(out.values()) if out else float("inf")
+        times = fwd_bwd_ms(model, x, y, device_type_of(device), dtype, repeats, give_up)
         out[dtype] = min(times[1:] or times)  # the first is a warm-up, unless it was all there was
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def step_ms_by_batch(model, batches, cfg: TrainConfig, device: str, factor: int = 4, repeats: int = 3
+                     ) -> dict[str, float]:
+    """Milliseconds of one micro-step's forward and backward in the run's dtype at its batch and at `factor`
+    times it (the batch small_batch's fix proposes), best of `repeats` after a warm-up: how much of the step
+    grows with the batch, which one trace cannot tell at small shapes (an op's fixed cost and its work look
+    alike there). Keyed by batch size; empty where the larger batch does not fit in memory. Pass the bare
+    model, never a DDP wrapper. Gradients are cleared afterwards."""
+    x, y = (t.to(device) for t in next(batches))
+    out: dict[str, float] = {}
+    try:
+        for n in (1, factor):
+            times = fwd_bwd_ms(model, x.repeat(n, 1), y.repeat(n, 1), device_type_of(device), cfg.dtype, repeats)
+            out[str(n * len(x))] = min(times[1:])
+    except torch.OutOfMemoryError:
+        out = {}
     model.zero_grad(set_to_none=True)
     return out
 

@@ -34,6 +34,7 @@ from model.train import (  # noqa: E402
     learning_rate,
     make_optimizer,
     save_checkpoint,
+    step_ms_by_batch,
     step_ms_by_dtype,
     train_step,
 )
@@ -202,6 +203,8 @@ def main(argv):
         # the module inside DDP: each rank measures alone, and ranks may stop repeating a slow dtype at
         # different times, which DDP's all-reduce in backward would wait on forever
         metadata["step_ms_by_dtype"] = step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device)
+        # and what a 4x batch (small_batch's fix) adds to it
+        metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped = [], None
     signal.signal(signal.SIGTERM, STOP)

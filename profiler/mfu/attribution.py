@@ -188,7 +188,8 @@ def rank_evidence(r: RankAnalysis, figures: Figures, ops: list[OpRow], o: Overhe
         copied_bytes=float(r.table.copied_bytes.mean()), allocator_ms=1000 * o.allocator, sync_ms=1000 * o.sync,
         python_ms=float(r.table.python_us.mean()) / 1000,
         other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
-        step_ms_by_dtype=r.metadata.get("step_ms_by_dtype") or {}, profiler_ms=profiler_ms,
+        step_ms_by_dtype=r.metadata.get("step_ms_by_dtype") or {},
+        step_ms_by_batch=r.metadata.get("step_ms_by_batch") or {}, profiler_ms=profiler_ms,
         fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * o.warmup)
 
 

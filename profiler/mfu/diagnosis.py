@@ -18,7 +18,14 @@ import statistics
 from dataclasses import dataclass
 
 from profiler.analysis.signals import COMPILED_REGION, Signals
-from profiler.mfu.ceilings import batch_speedup, copy_links, elementwise_traffic, matmul_bounds, small_matmul_bounds
+from profiler.mfu.ceilings import (
+    batch_speedup,
+    copy_links,
+    elementwise_traffic,
+    matmul_bounds,
+    measured_batch_speedup,
+    small_matmul_bounds,
+)
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
@@ -139,8 +146,11 @@ def small_batch(entry: LedgerEntry, ev: Evidence):
     matmuls = small_matmul_bounds(ev)
     if matmuls:
         parts.append(matmuls)
+    measured = measured_batch_speedup(ev, 4)
+    if measured:
+        parts.append(measured[1])
     return Finding("; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None,
-                   batch_speedup(entry.points, 4))
+                   measured[0] if measured else batch_speedup(entry.points, 4))
 
 
 def non_fused(entry: LedgerEntry, ev: Evidence):

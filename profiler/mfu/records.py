@@ -149,6 +149,7 @@ class Evidence:
     python_ms: float
     other_ops_per_step: float  # elementwise / norm / softmax / optimizer ops
     step_ms_by_dtype: dict  # forward and backward of a micro-step per dtype, measured by our run ({} if not)
+    step_ms_by_batch: dict = field(default_factory=dict)  # ... at the run's batch and 4x it, by batch size
     profiler_ms: float = 0.0  # the profiler's own recording cost taken out of the step and small_batch
     fastest_dtype: str | None = None  # the dtype of P, where known
     unit: str = "mfu"  # the ledger's unit (Figures.ledger_unit): a time ledger's evidence cites no F or P

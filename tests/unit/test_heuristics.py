@@ -129,6 +129,12 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     assert config == {"batch_size": 32} and "gradient_accumulation_steps" in fix
     # 10% of the step is per-step cost: 4x the batch does 4x the work in 10 + 4 x 90 ms
     assert RULES["small_batch"](entry("small_batch", 10), ev).fix_speedup == pytest.approx(4 / 3.7)
+    # our run measured a micro-step at its batch (40 ms) and at 4x (100 ms): the 100 ms step grows by 60
+    measured = evidence(signals=sig, meta={**ours, "gradient_accumulation_steps": 2},
+                        step_ms_by_batch={"8": 40.0, "32": 100.0})
+    found = RULES["small_batch"](entry("small_batch", 10), measured)
+    assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 2 * 60))
+    assert "took 40.00 ms at batch 8 and 100.00 ms at 32: 4x the tokens add 120.00 ms" in found.evidence
     text, fix, config = said(RULES["non_fused"](entry("non_fused", 8), ev))
     assert "6 such ops per layer per step" in text and "2 softmax and 4 bmm ops per step" in text
     assert config == {"attention": "sdpa"}
