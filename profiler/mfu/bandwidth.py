@@ -6,14 +6,12 @@ cache, counting 3 arrays of traffic (two reads, one write), bounded to about a s
 per machine and shared by concurrent processes like the GEMM peak (cpupeak.py).
 """
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from profiler.files import write_atomic
-from profiler.mfu.cpupeak import cache_dir, locked, machine_key, read_cache, utc_now
+from profiler.mfu.cpupeak import cache_dir, cached, machine_key, utc_now
 
 TB, GB = 1e12, 1e9
 PCIE = {3: 15.75 * GB, 4: 31.5 * GB, 5: 63.0 * GB}  # one direction of an x16 link
@@ -123,23 +121,15 @@ def measure_triad(threads: int, timer=triad_seconds, cache_bytes: int | None = N
 
 def cpu_bandwidth(threads: int, cache: Path | None = None, timer=triad_seconds) -> Bandwidth:
     """This machine's triad bandwidth in `threads` threads, from the cache or measured now under the lock."""
-    path = (cache or cache_dir()) / "cpu_bandwidth.json"
-    key = machine_key(threads)
-    entry = read_cache(path).get(key)
-    if not _valid(entry):
-        with locked(path):
-            known = read_cache(path)
-            entry = known.get(key)
-            if not _valid(entry):
-                started = time.perf_counter()
-                rate, array = measure_triad(threads, timer)
-                took = time.perf_counter() - started
-                entry = known[key] = {
-                    "bytes_per_s": rate,
-                    "how": f"measured: best STREAM-style triad (3 x {array >> 20} MiB float32 arrays, 2 reads and "
-                           f"1 write counted) in {threads} thread(s), {utc_now()}, {took:.1f} s"}
-                write_atomic(path, json.dumps(known, indent=1))
-    assert entry is not None
+
+    def measure() -> dict:
+        started = time.perf_counter()
+        rate, array = measure_triad(threads, timer)
+        return {"bytes_per_s": rate,
+                "how": f"measured: best STREAM-style triad (3 x {array >> 20} MiB float32 arrays, 2 reads and 1 write "
+                       f"counted) in {threads} thread(s), {utc_now()}, {time.perf_counter() - started:.1f} s"}
+
+    entry = cached((cache or cache_dir()) / "cpu_bandwidth.json", machine_key(threads), _valid, measure)
     return Bandwidth(entry["bytes_per_s"], "measured", None, entry["how"])
 
 

@@ -18,9 +18,14 @@ def _of_roofline(op: OpRow) -> str:
     return f"{100 * r.of_roofline:.0f}% of its {r.bound} roofline"
 
 
+def placed_matmuls(ev: Evidence) -> list[OpRow]:
+    """The matmul ops with counted FLOPs and a roofline, largest first."""
+    return [op for op in ev.ops if op.category == "matmul" and op.roofline and op.flops]
+
+
 def matmul_bounds(ev: Evidence) -> str:
     """'memory-bound: bmm 0.40 ms (12% of its memory roofline); compute-bound below the ceiling: mm ...'."""
-    ops = [op for op in ev.ops if op.category == "matmul" and op.roofline and op.flops][:6]
+    ops = placed_matmuls(ev)[:6]
     if not ops:
         return ""
     parts = []
@@ -34,7 +39,7 @@ def matmul_bounds(ev: Evidence) -> str:
 
 def small_matmul_bounds(ev: Evidence) -> str:
     """The memory-bound matmuls, evidence that the batch is small: their share of the matmul time."""
-    ops = [op for op in ev.ops if op.category == "matmul" and op.roofline and op.flops]
+    ops = placed_matmuls(ev)
     memory = [op for op in ops if op.roofline and op.roofline.bound == "memory"]
     if not memory:
         return ""

@@ -158,32 +158,40 @@ def _valid(entry) -> TypeGuard[dict]:
         isinstance(entry["rates"].get(d), (int, float)) and entry["rates"][d] > 0 for d in DTYPES)
 
 
-def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds) -> dict:
-    """This machine's measurement for `threads` threads: {"rates": {dtype: FLOP/s}, "how": ..., "emulated": [...],
-    "isa": {dtype: FLOP/s}}, from the cache, or measured now under the lock and cached."""
-    path = (cache or cache_dir()) / "cpu_peak.json"
-    key = machine_key(threads)
+def cached(path: Path, key: str, valid, measure) -> dict:
+    """The entry under `key` of a per-machine cache file, or measure() measured now under the file's lock and
+    stored; a process that waited on the lock takes what the one before it measured."""
     entry = read_cache(path).get(key)
-    if _valid(entry):
+    if valid(entry) and isinstance(entry, dict):
         return entry
     with locked(path):
         known = read_cache(path)  # another process may have measured while this one waited
-        if _valid(known.get(key)):
+        if valid(known.get(key)):
             return known[key]
+        known[key] = measure()
+        write_atomic(path, json.dumps(known, indent=1))
+        return known[key]
+
+
+def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds) -> dict:
+    """This machine's measurement for `threads` threads: {"rates": {dtype: FLOP/s}, "how": ..., "emulated": [...],
+    "isa": {dtype: FLOP/s}}, from the cache, or measured now under the lock and cached."""
+
+    def measure() -> dict:
         started = time.perf_counter()
         measured = {dtype: measure_gemm_flops(dtype, threads, timer) for dtype in DTYPES}
         flags = cpu_flags()
         mhz = _cpuinfo().get("cpu MHz")
         sizes = ", ".join(f"{d} {n}-cube" for d, (_, n) in measured.items())
-        known[key] = {
+        return {
             "rates": {d: rate for d, (rate, _) in measured.items()},
             "how": f"best of up to {TRIALS} GEMMs ({sizes}) in {threads} thread(s), {utc_now()}, "
                    f"{time.perf_counter() - started:.1f} s",
             "emulated": emulated_dtypes(flags),
             "isa": isa_rates(flags, threads, float(mhz) if mhz else None),
         }
-        write_atomic(path, json.dumps(known, indent=1))
-        return known[key]
+
+    return cached((cache or cache_dir()) / "cpu_peak.json", machine_key(threads), _valid, measure)
 
 
 def utc_now() -> str:
