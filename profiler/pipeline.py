@@ -20,7 +20,7 @@ from profiler.mfu.attribution import Attribution, attribute, counted_rate
 from profiler.mfu.consistency import disturbed_measurement, tf32_peak, violations
 from profiler.mfu.cpupeak import cpu_name, raise_cached
 from profiler.mfu.diagnosis import diagnose
-from profiler.mfu.inputs import model_flops, trace_bandwidth, trace_peak
+from profiler.mfu.inputs import model_flops, shape_timing, trace_bandwidth, trace_peak
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.peak import table_peaks
 from profiler.report.schema import saved_report, to_json
@@ -130,10 +130,11 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
             raise_cached(first.metadata["threads"], peak.dtype, peak.peak_flops_run)
     bandwidth, notes = trace_bandwidth(first, options)
     warnings += notes
+    timing = shape_timing(first, peak, options)
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
     for r, (f_model, notes) in zip(merged, f_models):
         rank_warnings = list(notes)
-        result = attribute(r, peak, bandwidth, f_model, TOP_OPS)
+        result = attribute(r, peak, bandwidth, f_model, TOP_OPS, timing)
         rank_warnings += result.warnings
         if result.evidence:
             evidence = replace(result.evidence, short_gap_us=options.short_gap_us)  # as the breakdown had it

@@ -40,6 +40,15 @@ TINY_NUMEL = 4096
 MIN_TINY_OPS = 5
 FLOOR_PERCENTILE = 10
 
+# --- timing a change of precision at the trace's shapes (mfu/shapetime.py) ---
+# each distinct shape is timed this many times after a warm-up, the fastest kept: load slows some calls, rarely all
+SHAPE_TIMING_REPEATS = 3
+# the whole replay stops after this long (the largest shapes first): the rest get the replayed ones' saving
+SHAPE_TIMING_BUDGET_S = 3.0
+# a precision this many times slower than float32 at a shape is emulated here (bfloat16 on a CPU without
+# AVX-512-BF16 or AMX, about 100x): it is not timed again at the other shapes
+SLOW_DTYPE_RATIO = 10.0
+
 # --- diagnosis ---
 # a cause is a bottleneck from this many points of MFU: a fix for less is not worth a change of setup
 MIN_POINTS = 1.0
@@ -91,3 +100,4 @@ class Options:
     progress: bool = False  # a progress bar on a terminal's stderr when a folder takes over a second
     peak_bandwidth: float = 0.0  # the device's memory bandwidth, bytes/s (the roofline's memory ceiling)
     scheduler: str | None = None  # a Dask scheduler's address: the files are analysed on that cluster
+    measure: bool = True  # time the trace's matmul shapes here, where it was recorded here (mfu/shapetime.py)

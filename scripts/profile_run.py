@@ -42,7 +42,8 @@ from profiler.capture.api import final_report, live_peak, unwrap  # noqa: E402
 from profiler.capture.session import ProfileConfig  # noqa: E402
 from profiler.capture.tensorboard import RunLog  # noqa: E402
 from profiler.files import write_atomic  # noqa: E402
-from profiler.mfu.cpupeak import cache_dir  # noqa: E402
+from profiler.mfu.cpupeak import cache_dir, this_machine  # noqa: E402
+from profiler.mfu.shapetime import isolated_rng  # noqa: E402
 from profiler.report.terminal import for_terminal  # noqa: E402
 from profiler.settings import Options  # noqa: E402
 from profiler.trace.flops import model_flops_per_token  # noqa: E402
@@ -153,7 +154,8 @@ def run_metadata(cfg: TrainConfig, n_params: int, flops_per_iter: int, peak, ran
         "dtype": cfg.dtype, "compile": cfg.compile, "optimizer_impl": cfg.optimizer_impl,
         "num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory, "device": cfg.device,
         "threads": torch.get_num_threads(), "peak": peak.as_dict() if peak else None,
-        "torch_version": torch.__version__, "rank": rank, "world_size": world,
+        "torch_version": torch.__version__, "rank": rank, "world_size": world, "machine": this_machine(),
+        "vocabulary": "profile_run",  # a fix's change is in this script's keys (profiler/mfu/vocabulary.py)
     }
 
 
@@ -202,9 +204,10 @@ def main(argv):
         measure_loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size, 1, seed=cfg.seed + 99)
         # the module inside DDP: each rank measures alone, and ranks may stop repeating a slow dtype at
         # different times, which DDP's all-reduce in backward would wait on forever
-        metadata["step_ms_by_dtype"] = step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device)
-        # and what a 4x batch (small_batch's fix) adds to it
-        metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device)
+        with isolated_rng(kind):  # dropout and the loader's seed draw from it: training stays as unmeasured
+            metadata["step_ms_by_dtype"] = step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device)
+            # and what a 4x batch (small_batch's fix) adds to it
+            metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped = [], None
     signal.signal(signal.SIGTERM, STOP)

@@ -38,6 +38,7 @@ class Signals:
     matmul_us: float = 0.0  # time of all counted FLOP ops (device time on GPU, duration on CPU)
     op_counts: Counter = field(default_factory=Counter)  # ops of interest by name, over the steps
     optimizer_ops: int = 0  # host ops inside Optimizer.step spans
+    optimizer_op_counts: Counter = field(default_factory=Counter)  # ... by name: which implementation ran
     optimizer_kernels: int = 0  # kernels those ops launched (GPU traces)
     optimizers: Counter = field(default_factory=Counter)  # Optimizer.step spans by optimizer class
     dataloaders: Counter = field(default_factory=Counter)
@@ -61,6 +62,10 @@ class Signals:
     fusable_bytes: float = 0.0  # elementwise / norm / softmax / optimizer traffic that fusion removes (fusion.py)
     elementwise_bytes: float = 0.0  # all of their traffic, where shapes say
     elementwise_byte_us: float = 0.0  # the time of the ops whose traffic is known
+    # the counted matmul and attention ops by (name, input dims, input types, concrete inputs) as JSON texts:
+    # calls, and their time, over the steps (mfu/shapetime.py replays them to time a change of precision)
+    matmul_calls: Counter = field(default_factory=Counter)
+    matmul_call_us: Counter = field(default_factory=Counter)
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
@@ -160,6 +165,7 @@ def count_ops(s: Signals, trace: Trace, links: Links, bd: Breakdown):
     s.optimizer_ops = int((np.searchsorted(op_keys, trace.on_one_axis(opt_rows, trace.end[opt_rows]), side="right")
                            - np.searchsorted(op_keys, trace.on_one_axis(opt_rows, trace.start[opt_rows]))).sum())
     s.optimizers = Counter(name.split("#", 1)[1].rsplit(".", 1)[0] for name in trace.names_of(opt_rows))
+    s.optimizer_op_counts = Counter(trace.names_of(ops[links.in_optimizer[ops]]))
     loaders = np.flatnonzero(trace.by_name(lambda n: n.startswith("enumerate(Data")) & in_steps)
     s.dataloaders = Counter(name.split("#", 1)[-1].split(".")[0] for name in trace.names_of(loaders))
     lookups = np.flatnonzero(trace.by_name(lambda n: n == "aten::embedding") & (trace.kind == OP) & in_steps)
@@ -253,6 +259,16 @@ def measure_matmuls(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Br
                                    & (bd.self_us > 0))
         _add_by_name(s.uncounted_matmul_us, trace, uncounted, bd.self_us[uncounted])
     s.matmul_us = float(op_time[counted].sum())
+    keys: dict[int, tuple] = {}  # per distinct decoded shape (rows with the same recorded text share one)
+    for r in counted.tolist():
+        shape = links.flop_shapes[r]
+        key = keys.get(id(shape))
+        if key is None:
+            key = keys[id(shape)] = tuple(msgspec.json.encode(x).decode() for x in (shape.dims, shape.types,
+                                                                                      shape.concrete))
+        key = (trace.names[trace.name[r]], *key)
+        s.matmul_calls[key] += 1
+        s.matmul_call_us[key] += float(op_time[r])
     two_d = counted[trace.by_name(TWO_D_MATMUL.match)[counted]]
     for r, shape in zip(two_d, (links.flop_shapes[r] for r in two_d.tolist())):
         dims = shape.dims[-2:]

@@ -25,7 +25,9 @@ import torch
 
 from profiler.capture.session import ProfileConfig, Session, recording_cost_us
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
+from profiler.mfu.cpupeak import this_machine
 from profiler.mfu.peak import Peak, resolve_peak
+from profiler.mfu.shapetime import isolated_rng
 from profiler.report.terminal import for_terminal
 from profiler.settings import Options
 from profiler.trace.flops import model_flops_per_token
@@ -33,13 +35,19 @@ from profiler.trace.load import TraceError
 
 
 class profile:  # noqa: N801 (a context manager named like torch.profiler.profile)
-    """Profile a training loop: `with profile(out_dir, model=...) as p:` and `p.step()` after each step."""
+    """Profile a training loop: `with profile(out_dir, model=...) as p:` and `p.step()` after each step.
+
+    `config`: your run's settings (nanoGPT's train.py keeps them in its `config` dict), so that a fix is given
+    in your own keys, and only in keys your program has; without it, fixes are code. `vocabulary` says whose
+    keys they are: "config" (your script's `--key=value`), or "hf" / "lightning" (the callbacks pass theirs).
+    """
 
     def __init__(self, out_dir, model: torch.nn.Module | None = None, tokens_per_step: int | None = None,
                  flops_per_step: float | None = None, peak_flops: float | None = None,
                  schedule: ProfileConfig | dict | None = None, dtype: str | None = None,
                  sequence_length: int | None = None, tensorboard: bool = True, report: bool = True,
-                 metadata: dict | None = None, worker: str = "", say=print, run_log=None):
+                 metadata: dict | None = None, worker: str = "", say=print, run_log=None, config: dict | None = None,
+                 vocabulary: str = "config"):
         self.out_dir = Path(out_dir)
         self.model, self.tokens_per_step, self.dtype = model, tokens_per_step, dtype
         self.config = schedule if isinstance(schedule, ProfileConfig) else ProfileConfig(**(schedule or {}))
@@ -47,6 +55,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         self.peak_flops, self.sequence_length = peak_flops or self.config.peak_flops, sequence_length
         self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
         self.extra, self.worker, self.say = dict(metadata or {}), worker, say
+        if config is not None:  # the user's own settings: a fix names only the keys they hold (mfu/vocabulary.py)
+            self.extra.update(config=plain_settings(config), vocabulary=vocabulary)
         self.write_report = report
         self.session: Session  # opened in __enter__
         self.counter, self.steps, self.recording_cost_us = None, 0, None
@@ -59,10 +69,11 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
 
     def __enter__(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.peak = self.resolve_peak()
-        self.bandwidth = live_bandwidth(self.device())
-        if self.config.profile:  # before the session: its own cycles must not record the calibration
-            self.recording_cost_us = recording_cost_us(self.device())
+        with isolated_rng(self.device().type):  # the user's training draws the same numbers as without us
+            self.peak = self.resolve_peak()
+            self.bandwidth = live_bandwidth(self.device())
+            if self.config.profile:  # before the session: its own cycles must not record the calibration
+                self.recording_cost_us = recording_cost_us(self.device())
         if not self.flops_per_step:
             self.flops_per_step, self.flops_from = described_flops(self.model, self.tokens_per_step,
                                                                    self.sequence_length)
@@ -126,6 +137,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         meta = {"tokens_per_step": self.tokens_per_step, "dtype": self.dtype,
                 "peak": self.peak.as_dict() if self.peak else None,
                 "bandwidth": self.bandwidth.as_dict() if self.bandwidth else None, "torch_version": torch.__version__,
+                "machine": this_machine(),
                 "threads": torch.get_num_threads(), **self.extra}
         if self.flops_per_step:
             meta["flops_per_step"] = self.flops_per_step
@@ -134,6 +146,12 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         if self.recording_cost_us is not None:
             meta["recording_cost_us_per_op"] = self.recording_cost_us
         return meta
+
+
+def plain_settings(config: dict) -> dict:
+    """The settings of a config dict that a trace's JSON can hold (numbers, strings, booleans)."""
+    values = {str(k): getattr(v, "value", v) for k, v in config.items()}  # a str enum (HF's optim) by its value
+    return {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
 
 
 def live_peak(device: torch.device, dtype: str, user_peak: float = 0.0) -> Peak | None:

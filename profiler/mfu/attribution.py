@@ -31,14 +31,16 @@ from profiler.mfu.records import (
     StepTimes,
 )
 from profiler.mfu.roofline import fusion_removable, op_roofline
+from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import FLOPS_GAP, MOSTLY_UNCOUNTED, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
 from profiler.trace import classify
 
 
 def attribute(r: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f_model: ModelFlops,
-              top: int) -> Attribution:
+              top: int, timing: ShapeTiming | None = None) -> Attribution:
     """The rank's figures and its ledger: in points of MFU where F and P can be formed and are plausible, else
-    in points of step time (DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis."""
+    in points of step time (DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis.
+    `timing`: the trace's matmul shapes timed here in each precision, where it was recorded here."""
     warnings = warmup_note(r.table) + flops_notes(r, f_model)
     ops = op_rows(r.ops, len(r.table), peak.peak_flops_run if peak else None,
                   bandwidth.bytes_per_s if bandwidth else None)
@@ -56,7 +58,7 @@ def attribute(r: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f
     if why or not peak:
         attribution = time_attribution(r, figures, ops, peak, why or "no peak", warnings)
     else:
-        attribution = mfu_attribution(r, figures, ops, peak, f_model, warnings)
+        attribution = mfu_attribution(r, figures, ops, peak, f_model, warnings, timing)
     if attribution.evidence:
         attribution = replace(attribution, evidence=replace(attribution.evidence, bandwidth=bandwidth))
     return attribution
@@ -109,14 +111,14 @@ def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_op
 
 
 def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak, f_model: ModelFlops,
-                    warnings: list[str]) -> Attribution:
+                    warnings: list[str], timing: ShapeTiming | None) -> Attribution:
     """The MFU ledger: 100 − MFU points over the causes, each with its what-if MFU."""
     t = r.table
     step_s = t.step_us.mean() / 1e6
     model, f_counted, P = f_model.per_step, figures.mfu.flops_counted, peak.peak_flops
     flops = model or f_counted
     matmul_s = figures.breakdown["matmul"].ms / 1000
-    overheads = rank_overheads(r, peak.peak_flops_run, peak.fastest)
+    overheads = rank_overheads(r, peak.peak_flops_run, peak.fastest, timing)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, flops, P, peak.peak_flops_run,
                             overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
@@ -143,7 +145,8 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: P
     entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]])
                for e in ledger(step_s, seconds, flops, P, removable)]
     warnings += spread_note(figures.step_time_ms, entries)
-    evidence = rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops)
+    evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops),
+                       shape_timing=timing, precision_ms=1000 * seconds["precision"])
     return Attribution(r.rank, replace(figures, ledger=entries), t, overheads, {c: seconds[c] for c in CAUSES},
                        evidence, warnings)
 
@@ -250,7 +253,8 @@ def counted_rate(r: RankAnalysis) -> float | None:
     return flops / (r.signals.matmul_us / 1e6) if r.signals.matmul_us and flops else None
 
 
-def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None) -> Overheads:
+def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None,
+                   timing: ShapeTiming | None = None) -> Overheads:
     """The seconds per step that the ledger moves between causes, from the rank's signals. Without P_run (a
     time ledger) small and unfused-attention matmuls have no excess over their FLOPs to move."""
     sig, t = r.signals, r.table
@@ -269,20 +273,23 @@ def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None)
         attention_host=sig.attention_us["host_overhead"] / per_step,
         allocator=float(t.allocator_us.mean()) / 1e6, sync=float(t.sync_us.mean()) / 1e6,
         warmup=float(t.warmup_us.mean()) / 1e6,
-        precision=measured_precision(r, fastest),
+        precision=measured_precision(r, fastest, timing),
         profiler=r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops / per_step)
 
 
-def measured_precision(r: RankAnalysis, fastest: str | None) -> float | None:
-    """Seconds per step that the device's fastest precision (the dtype of P) saved against the run's dtype at
-    the run's own shapes, as our run measured before training (forward and backward of one micro-step, times
-    the micro-steps): bfloat16 on most devices, float32 on a CPU that emulates bfloat16. Not the fastest at
-    these shapes alone: at tiny shapes autocast's casts can make bfloat16 slower where its GEMMs are faster,
-    and that is per-op overhead, not precision. None where not measured."""
+def measured_precision(r: RankAnalysis, fastest: str | None, timing: ShapeTiming | None = None) -> float | None:
+    """Seconds per step that a faster precision saves against the run's dtype at the run's own shapes.
+
+    Our run measures it before training (forward and backward of one micro-step, times the micro-steps), for
+    the device's fastest precision (the dtype of P): bfloat16 on most devices, float32 on a CPU that emulates
+    bfloat16. Not the fastest at these shapes alone: at tiny shapes autocast's casts can make bfloat16 slower
+    where its GEMMs are faster, and that is per-op overhead, not precision. Elsewhere on the recording machine
+    the trace's matmul and attention shapes are timed (shapetime.py): the saving of the fastest precision at
+    those shapes, 0 where the run's own is fastest. None where nothing was measured."""
     measured = r.metadata.get("step_ms_by_dtype") or {}
     target = fastest if fastest in measured else "bfloat16"
     if r.dtype not in measured or target not in measured:
-        return None
+        return timing.saving_share * r.signals.matmul_us / 1e6 / max(r.signals.steps, 1) if timing else None
     micro_steps = r.metadata.get("gradient_accumulation_steps", 1)
     return (measured[r.dtype] - measured[target]) * micro_steps / 1000
 

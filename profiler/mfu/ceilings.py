@@ -4,11 +4,12 @@ a larger batch can bring when the per-step costs stay."""
 
 from profiler.analysis.signals import Signals
 from profiler.mfu.records import Evidence, OpRow
+from profiler.mfu.vocabulary import settings
 
 HOST_LINK = ("HtoD", "DtoH", "HtoH")  # memcpy kinds that cross the host link; DtoD stays in device memory
 
 
-def _name(op: OpRow) -> str:
+def op_name(op: OpRow) -> str:
     return op.name.removeprefix("aten::")
 
 
@@ -33,7 +34,8 @@ def matmul_bounds(ev: Evidence) -> str:
                          ("compute", "compute-bound, below P_run")):
         chosen = [op for op in ops if op.roofline and op.roofline.bound == bound][:3]
         if chosen:
-            parts.append(f"{label}: " + ", ".join(f"{_name(op)} {op.ms:.2f} ms ({_of_roofline(op)})" for op in chosen))
+            parts.append(f"{label}: " + ", ".join(f"{op_name(op)} {op.ms:.2f} ms ({_of_roofline(op)})"
+                                                  for op in chosen))
     return "; ".join(parts)
 
 
@@ -45,7 +47,7 @@ def small_matmul_bounds(ev: Evidence) -> str:
         return ""
     ms = sum(op.ms for op in memory)
     return (f"{len(memory)} matmul op(s) memory-bound at these shapes ({ms:.2f} ms/step of "
-            f"{sum(op.ms for op in ops):.2f}): " + ", ".join(f"{_name(op)} {op.roofline.intensity:.0f} FLOP/byte"
+            f"{sum(op.ms for op in ops):.2f}): " + ", ".join(f"{op_name(op)} {op.roofline.intensity:.0f} FLOP/byte"
                                                           for op in memory[:3] if op.roofline))
 
 
@@ -62,7 +64,7 @@ def elementwise_traffic(ev: Evidence, removable_ms: float) -> str:
             f"next reads, which fusion removes: the what-if counts {removable_ms:.2f} ms of this cause")
     largest = [op for op in ev.ops if op.category == "other_compute" and op.roofline][:3]
     if largest:
-        text += "; largest: " + ", ".join(f"{_name(op)} {op.ms:.2f} ms ({_of_roofline(op)})" for op in largest)
+        text += "; largest: " + ", ".join(f"{op_name(op)} {op.ms:.2f} ms ({_of_roofline(op)})" for op in largest)
     return text
 
 
@@ -94,13 +96,14 @@ def measured_batch_speedup(ev: Evidence, factor: int) -> tuple[float, str] | Non
     """The speed-up of a batch `factor` times larger from what our run measured before training (a micro-step's
     forward and backward at its batch and at `factor` times it): the step grows by that difference per
     micro-step, the tokens by `factor`; and the evidence that says so. None where not measured."""
-    batch = ev.meta.get("batch_size")
+    meta = settings(ev.meta)
+    batch = meta.get("batch_size")
     if not batch:
         return None
     small, large = ev.step_ms_by_batch.get(str(batch)), ev.step_ms_by_batch.get(str(factor * batch))
     if small is None or large is None:
         return None
-    added = (large - small) * ev.meta.get("gradient_accumulation_steps", 1)
+    added = (large - small) * meta.get("gradient_accumulation_steps", 1)
     speedup = factor * ev.step_ms / (ev.step_ms + max(added, 0.0))
     return speedup, (f"measured before the run, a micro-step's forward and backward took {small:.2f} ms at batch "
                      f"{batch} and {large:.2f} ms at {factor * batch}: {factor}x the tokens add {added:.2f} ms to the "

@@ -57,6 +57,11 @@ def cpu_name() -> str:
     return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "cpu"
 
 
+def this_machine() -> str:
+    """This machine's name and processor, as a run's metadata records where it was recorded."""
+    return f"{platform.node()}|{cpu_name()}"
+
+
 def cpu_flags() -> set[str]:
     info = _cpuinfo()
     return set((info.get("flags") or info.get("Features") or "").split())
@@ -90,8 +95,9 @@ def gemm_seconds(dtype: str, n: int, threads: int, repeats: int) -> list[float]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a = torch.randn(n, n).to(getattr(torch, dtype))
-        b = torch.randn(n, n).to(getattr(torch, dtype))
+        private = torch.Generator().manual_seed(0)  # never the global RNG: the user's training draws from it
+        a = torch.randn(n, n, generator=private).to(getattr(torch, dtype))
+        b = torch.randn(n, n, generator=private).to(getattr(torch, dtype))
         a @ b
         out = []
         for _ in range(repeats):

@@ -1,5 +1,6 @@
-"""The diagnosis: the ledger's causes ranked, each with the measurements behind it, a fix, and for our own
-runs the configuration change that applies the fix (`fix_config`, in scripts/profile_run.py's keys).
+"""The diagnosis: the ledger's causes ranked, each with the measurements behind it, a fix, and where the run
+states its configuration the change that applies the fix (`fix_config`, in that program's own keys:
+vocabulary.py).
 
 Rules and thresholds:
 - a cause is a bottleneck when it costs at least MIN_POINTS points of MFU;
@@ -24,17 +25,19 @@ from profiler.mfu.ceilings import (
     elementwise_traffic,
     matmul_bounds,
     measured_batch_speedup,
+    op_name,
     small_matmul_bounds,
 )
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
+from profiler.mfu.vocabulary import form, in_their_words, settings
 from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
 
 
 @dataclass(frozen=True)
 class Finding:
-    """What a rule says of its cause: the measurements, the fix, and the --key=value change that applies it to
-    our own run (given only where the trace is ours)."""
+    """What a rule says of its cause: the measurements, the fix, and the change that applies it, in our run's
+    keys (the diagnosis puts it in the recording program's own words, where it has them)."""
 
     evidence: str
     fix: str
@@ -51,9 +54,10 @@ def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_P
         if entry.cause not in RULES:  # the time ledger's useful work is no bottleneck
             continue
         found = RULES[entry.cause](entry, ev)
-        config = found.config if found.config and ev.meta else None
+        config = in_their_words(found.config, ev.meta)
         out.append(Bottleneck(entry.cause, entry.points, entry.ms, entry.what_if_mfu, found.evidence, found.fix,
-                              config, entry.what_if_step_ms, entry.speedup, found.fix_speedup if config else None))
+                              config, entry.what_if_step_ms, entry.speedup, found.fix_speedup if config else None,
+                              form(ev.meta) if config else None))
     return sorted(out, key=lambda b: -b.points)
 
 
@@ -91,9 +95,9 @@ def io(entry: LedgerEntry, ev: Evidence):
     kinds = ", ".join(
         "single-process (num_workers=0)" if "SingleProcess" in k else "worker processes" if "MultiProcessing" in k
         else k for k in sig.dataloaders) or "no DataLoader spans (data-loading annotations)"
-    meta = ev.meta
-    setting = f"; the run used num_workers={meta['num_workers']}, pin_memory={meta['pin_memory']}" \
-        if "num_workers" in meta else ""
+    meta = settings(ev.meta)
+    setting = (f"; the run used num_workers={meta['num_workers']}, pin_memory={meta.get('pin_memory', False)}"
+               if "num_workers" in meta else "")
     waiting = "the device idles" if ev.kind != "cpu" else "the training thread waits"
     evidence = f"{waiting} in data loading {_share(entry.ms, ev)}; DataLoader: {kinds}{setting}"
     fix = ("load in parallel: DataLoader(num_workers=4, pin_memory=True, persistent_workers=True, "
@@ -132,8 +136,8 @@ def small_batch(entry: LedgerEntry, ev: Evidence):
         parts.append(f"Python frames between ops {ev.python_ms:.2f} ms/step with the device idle")
     if ev.profiler_ms:
         parts.append(f"less the profiler's own recording cost, {ev.profiler_ms:.2f} ms/step, taken out")
-    meta = ev.meta
-    if "batch_size" in meta:  # our own run: its configuration keys
+    meta = settings(ev.meta)
+    if "batch_size" in meta:  # a run that states its configuration: its keys
         bigger = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep "
                   "the tokens per step")
     elif sig.backward_ops or sig.optimizers:
@@ -173,21 +177,12 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
                      "no scaled_dot_product_attention")
         fixes.append("F.scaled_dot_product_attention instead of matmul + mask + softmax + matmul")
         config["attention"] = "sdpa"
-    foreach = sum(v for k, v in counts.items() if "_foreach_" in k)
-    fused = sum(v for k, v in counts.items() if "_fused_" in k)
-    # what a per-parameter loop multiplies: kernels on a GPU (a fused optimizer may still run host ops per
-    # parameter, such as apex FusedAdam's step counters), ops on a CPU
-    work, unit = (sig.optimizer_kernels, "kernels") if ev.kind != "cpu" else (sig.optimizer_ops, "ops")
     optimizer = sig.optimizers.most_common(1)[0][0] if sig.optimizers else "the optimizer"
-    fused_fix = f"{optimizer}(fused=True), or foreach=True where it has no fused implementation"
-    if work / n > LOOP_OPS and not foreach and not fused:
-        parts.append(f"per-parameter optimizer loop: {work / n:.0f} {unit} per {optimizer}.step, "
-                     "no _foreach_ or _fused_ ops")
-        fixes.append(fused_fix)
-        config["optimizer_impl"] = "fused"
-    elif foreach and not fused:
-        parts.append(f"foreach optimizer: {foreach / n:.0f} _foreach_ ops per step")
-        fixes.append(fused_fix)
+    fix = optimizer_implementation(sig, ev.kind, optimizer)
+    if fix:
+        parts.append(fix)
+        fixes.append(f"torch.optim.{optimizer}(..., fused=True), or foreach=True where it has no fused "
+                     "implementation")
         config["optimizer_impl"] = "fused"
     regions = compiled_regions(sig)
     if regions:
@@ -202,6 +197,27 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
     return Finding("; ".join(parts), "; ".join(fixes), config)
 
 
+def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> str:
+    """What the optimizer's own span says of its implementation, where it is not fused: a per-parameter loop
+    (more than LOOP_OPS ops, on a GPU kernels, per step and no _foreach_ or _fused_ op inside it: a fused
+    optimizer may still run host ops per parameter, such as apex FusedAdam's step counters) or foreach ops.
+    Ops outside the span, such as clip_grad_norm_'s _foreach_norm, say nothing of it. '' where fused or unseen."""
+    n = max(sig.steps, 1)
+    inside = sig.optimizer_op_counts
+    foreach = sum(v for k, v in inside.items() if "_foreach_" in k)
+    fused = sum(v for k, v in inside.items() if "_fused_" in k)
+    work, unit = (sig.optimizer_kernels, "kernels") if kind != "cpu" else (sig.optimizer_ops, "ops")
+    if fused or not sig.optimizers:
+        return ""
+    if foreach:
+        return f"foreach {optimizer}: {foreach / n:.0f} _foreach_ ops per {optimizer}.step"
+    if work / n > LOOP_OPS:
+        largest = ", ".join(f"{v / n:.0f} {k.removeprefix('aten::')}" for k, v in inside.most_common(3))
+        return (f"per-parameter {optimizer} loop: {work / n:.0f} {unit} per {optimizer}.step ({largest}), no "
+                "_foreach_ or _fused_ ops inside it")
+    return ""
+
+
 def compiled_regions(sig: Signals) -> int:
     """Calls of torch.compile'd frames in the analysed steps: more than one per step means graph breaks."""
     return sum(v for k, v in sig.op_counts.items() if COMPILED_REGION.match(k))
@@ -211,9 +227,19 @@ def memory_ops(entry: LedgerEntry, ev: Evidence):
     sig: Signals = ev.signals
     n = max(sig.steps, 1)
     kinds = ", ".join(f"{k} {v / n / 1e6:.1f} MB" for k, v in sig.memcpy_bytes.most_common(3))
-    evidence = (f"copies and memsets {_share(entry.ms, ev)}; {ev.copied_bytes / 1e6:.1f} MB per step"
-                + (f" ({kinds})" if kinds else ""))
-    fix = "pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in the step"
+    evidence = f"copies and memsets {_share(entry.ms, ev)}"
+    if ev.kind == "cpu":  # nothing crosses a link: in-memory copies, casts and fills, named by their ops
+        ops = [op for op in ev.ops if op.category == "memory"][:3]
+        evidence += (f"; {ev.copied_bytes / 1e6:.1f} MB per step copied" + (
+            ", largest: " + ", ".join(f"{op.count:,.0f} {op_name(op)} per step ({op.ms:.2f} ms)" for op in ops)
+            if ops else ""))
+        fix = ("fewer copies in the step: no .to(dtype) / .contiguous() / .clone() that the next op does not need, "
+               "tensors made in the dtype and layout they are used in; on a CPU nothing crosses a link, so "
+               "pinned memory does not apply")
+    else:
+        evidence += f"; {ev.copied_bytes / 1e6:.1f} MB per step" + (f" ({kinds})" if kinds else "")
+        fix = ("pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in "
+               "the step")
     if ev.allocator_ms >= HEADLINE_SHARE * entry.ms:
         evidence = (f"allocator calls with the device idle {_share(ev.allocator_ms, ev)}: "
                     f"{_calls(sig, ALLOCATOR_CALL)}; " + evidence)
@@ -224,7 +250,8 @@ def memory_ops(entry: LedgerEntry, ev: Evidence):
     links = copy_links(ev)
     evidence += f"; {links}" if links else ""
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
-    return Finding(evidence, fix, {"pin_memory": True} if pageable and not ev.meta.get("pin_memory") else None)
+    pinned = settings(ev.meta).get("pin_memory")
+    return Finding(evidence, fix, {"pin_memory": True} if pageable and not pinned else None)
 
 
 def _calls(sig: Signals, pattern) -> str:
@@ -251,24 +278,40 @@ def communication(entry: LedgerEntry, ev: Evidence):
 
 
 def faster_dtype(ev: Evidence) -> str:
-    """The precision to switch to: the device's fastest (the dtype of P; float32 on a CPU that emulates
-    bfloat16), bfloat16 where it is not known."""
+    """The precision to switch to: the fastest at the trace's own shapes where they were timed here, else the
+    device's fastest (the dtype of P; float32 on a CPU that emulates bfloat16), bfloat16 where neither is known."""
+    if ev.shape_timing and not ev.step_ms_by_dtype:
+        return ev.shape_timing.fastest
     return ev.fastest_dtype or "bfloat16"
+
+
+def precision_measurement(ev: Evidence) -> str:
+    """What set precision's points: our run's micro-steps, the trace's shapes timed here, or (neither) the
+    peaks' ceiling."""
+    measured, timing, target = ev.step_ms_by_dtype, ev.shape_timing, faster_dtype(ev)
+    if ev.dtype in measured and target in measured and target != ev.dtype:
+        return (f"measured before the run at its shapes, a micro-step's forward and backward took "
+                f"{measured[ev.dtype]:.2f} ms in {ev.dtype} and {measured[target]:.2f} ms in {target}, "
+                "which sets this cause's points")
+    if timing:
+        times = " and ".join(f"{us / 1000:.2f} ms/step in {d}" for d, us in timing.us_by_dtype.items())
+        verdict = (f"{timing.fastest} saves {100 * timing.saving_share:.0f}% of it, which sets this cause's points"
+                   if timing.fastest != timing.run_dtype else
+                   f"no precision is faster than {timing.run_dtype} at these shapes, so precision costs nothing here")
+        return (f"timed on this machine at the trace's own {timing.shapes} matmul and attention shapes (with "
+                f"autocast's casts of their inputs), the counted matmul time comes to {times}: {verdict}")
+    return ("not measured at the run's shapes (the trace was recorded on another machine, or --no-measure): "
+            "the points are the ceiling the two peaks give")
 
 
 def precision(entry: LedgerEntry, ev: Evidence):
     if ev.unit == "step_time":
         return precision_from_kernels(entry, ev)
     dtype, target = ev.dtype or "unknown", faster_dtype(ev)
-    evidence = (f"matmuls ran in {dtype}: the device does {ev.peak_run / 1e12:.3g} TFLOP/s in it against "
-                f"{ev.peak / 1e12:.3g} in {ev.fastest_dtype or 'its fastest precision'}; the model's FLOPs need "
-                f"{1000 * ev.flops / ev.peak_run:.2f} ms/step at the first, "
-                f"{1000 * ev.flops / ev.peak:.2f} at the second")
-    measured = ev.step_ms_by_dtype
-    if ev.dtype in measured and target in measured and target != ev.dtype:
-        evidence += (f"; measured before the run at its shapes, a micro-step's forward and backward took "
-                     f"{measured[ev.dtype]:.2f} ms in {ev.dtype} and {measured[target]:.2f} ms in {target}, "
-                     "which sets this cause's points")
+    evidence = (f"matmuls ran in {dtype}: the device's large GEMMs do {ev.peak_run / 1e12:.3g} TFLOP/s in it "
+                f"against {ev.peak / 1e12:.3g} in {ev.fastest_dtype or 'its fastest precision'}; the model's FLOPs "
+                f"need {1000 * ev.flops / ev.peak_run:.2f} ms/step at the first, {1000 * ev.flops / ev.peak:.2f} at "
+                "the second; " + precision_measurement(ev))
     if target == "float32":  # a CPU that emulates bfloat16 (no AVX-512-BF16 or AMX): float32 is the fast one
         fix = "train in float32 (no bfloat16 autocast): this CPU has no native bfloat16 matmuls"
     else:
@@ -310,9 +353,19 @@ def warmup(entry: LedgerEntry, ev: Evidence):
 def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
     sig: Signals = ev.signals
     rate = ev.counted_flops * max(sig.steps, 1) / sig.matmul_us / 1e6 if sig.matmul_us else None
-    evidence = (f"matmul time beyond the FLOPs at P_run {_share(entry.ms, ev)}"
+    evidence = (f"matmul time beyond what the FLOPs need at P ({ev.peak / 1e12:.3g} TFLOP/s, "
+                f"{ev.fastest_dtype or 'the fastest precision'}) that precision ({ev.precision_ms:.2f} ms) and the "
+                f"other causes do not take {_share(entry.ms, ev)}"
                 + (f"; counted matmuls run at {rate:.3g} TFLOP/s, {100 * rate * 1e12 / ev.peak_run:.0f}% of "
-                   f"P_run ({ev.peak_run / 1e12:.3g} TFLOP/s)" if rate else ""))
+                   f"P_run ({ev.peak_run / 1e12:.3g} TFLOP/s in {ev.dtype})" if rate else ""))
+    timing = ev.shape_timing
+    if timing and ev.precision_ms < 0.005:
+        evidence += "; precision takes none of it: " + precision_measurement(ev)
+    if timing and timing.isolated_us.get(timing.run_dtype):
+        alone = timing.flops / timing.isolated_us[timing.run_dtype] / 1e6
+        evidence += (f"; timed alone on this machine, their shapes reach {alone:.3g} TFLOP/s in {timing.run_dtype} "
+                     f"({100 * alone * 1e12 / ev.peak_run:.0f}% of P_run): the rest of the gap to P_run is the "
+                     "shapes themselves")
     uncounted = sum(sig.uncounted_matmul_us.values()) / max(sig.steps, 1) / 1000
     if uncounted:
         evidence += (f"; {uncounted:.2f} ms/step of the matmul time ran in ops whose FLOPs are not counted, so part "

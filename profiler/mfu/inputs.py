@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from profiler.analysis.per_rank import RankAnalysis
 from profiler.analysis.signals import Signals
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
+from profiler.mfu.cpupeak import this_machine
 from profiler.mfu.peak import Peak, resolve_peak
+from profiler.mfu.shapetime import ShapeTiming, timed_shapes
 from profiler.settings import Options
 from profiler.trace.flops import gpt_params, model_flops_per_token
 
@@ -100,3 +102,29 @@ def model_flops(options: Options, meta: dict, sig: Signals) -> tuple[ModelFlops,
     warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in "
                     "for F_model")
     return ModelFlops(None, None), warnings
+
+
+def timeable_here(r: RankAnalysis, options: Options) -> bool:
+    """Whether the trace was recorded on this machine, so that its shapes can be timed here: its run metadata
+    says so, or it is a CPU trace without a recorded peak (whose peak is measured here already, with a warning);
+    never where the user gave the peak (the trace is from elsewhere) or asked for no measurement."""
+    if not options.measure or options.peak_flops > 0:
+        return False
+    if r.metadata.get("machine"):
+        return r.metadata["machine"] == this_machine()
+    return r.kind == "cpu" and not r.metadata.get("peak")
+
+
+def shape_timing(r: RankAnalysis, peak: Peak | None, options: Options) -> ShapeTiming | None:
+    """The rank's counted matmul and attention shapes timed here in each precision the device offers, where
+    the trace was recorded here and its own run did not measure a change of precision (our runs time whole
+    micro-steps: step_ms_by_dtype)."""
+    if not (peak and r.signals.matmul_calls and timeable_here(r, options)) or r.metadata.get("step_ms_by_dtype"):
+        return None
+    if r.kind != "cpu":
+        import torch
+
+        if not (torch.cuda.is_available() and r.device_names and r.device_names[0] == torch.cuda.get_device_name()):
+            return None
+    return timed_shapes(dict(r.signals.matmul_calls), dict(r.signals.matmul_call_us), r.signals.steps, peak.dtype,
+                        "cpu" if r.kind == "cpu" else "cuda")

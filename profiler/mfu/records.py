@@ -9,6 +9,7 @@ from profiler.analysis.signals import Signals
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Overheads
 from profiler.mfu.roofline import Roofline
+from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import SHORT_GAP_US
 
 
@@ -98,10 +99,11 @@ class Bottleneck:
     what_if_mfu: float | None  # None in a time ledger
     evidence: str
     fix: str
-    fix_config: dict | None = None  # our run's --key=value change that applies the fix
+    fix_config: dict | None = None  # the change that applies the fix, in the recording program's keys
     what_if_step_ms: float | None = None  # time ledger: the steady-state step without the cause
     speedup: float | None = None
     fix_speedup: float | None = None  # what the proposed fix should bring (tokens/s), within the what-if's bound
+    fix_form: str | None = None  # how fix_config is written there: --key=value, TrainingArguments, Trainer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +160,8 @@ class Evidence:
     warmup_ms: float = 0.0  # one-off costs inside the window while the device idled
     short_gap_us: float = SHORT_GAP_US  # idle gaps shorter than this were small_batch, longer ones other
     bandwidth: Bandwidth | None = None  # the memory ceiling of the roofline, where known
+    shape_timing: ShapeTiming | None = None  # the trace's matmul shapes timed here per precision (recorded here)
+    precision_ms: float = 0.0  # what the ledger charged to precision, per step
 
 
 @dataclass(frozen=True)

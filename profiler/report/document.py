@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from profiler.files import write_atomic
-from profiler.report.terminal import ceilings, overrides, pct, roofline_share, what_if
+from profiler.report.terminal import ceilings, change_in_form, pct, roofline_share, what_if
 from profiler.trace.classify import CATEGORIES
 
 
@@ -64,7 +64,7 @@ def sections(report: dict) -> list[Section]:
     for i, b in enumerate(report["bottlenecks"], 1):
         lines = [f"Evidence: {b['evidence']}", f"Fix: {b['fix']}"]
         if b.get("fix_config"):
-            lines.append("Try: " + " ".join(overrides(b["fix_config"])))
+            lines.append("Try: " + change_in_form(b["fix_config"], b.get("fix_form")))
         out.append(Section(f"{i}. {b['cause']}: {b['points']:.1f} points, {what_if(b)}", lines))
     out.append(Section("Top ops", [ROOFLINE_NOTE + (f" Ceilings: {ceilings(dev)}." if dev.get("bandwidth") else "")],
                        ["op", "category", "calls/step", "ms/step", "TFLOP/s", "MB/step", "TB/s", "FLOP/byte",

@@ -95,6 +95,7 @@ def bottleneck_json(b: Bottleneck) -> dict:
         item.update(what_if_step_ms=b.what_if_step_ms, speedup=b.speedup)
     if b.fix_config:
         item["fix_config"] = b.fix_config
+        item["fix_form"] = b.fix_form
     if b.fix_speedup is not None:
         item["fix_speedup"] = b.fix_speedup
     return item

@@ -124,6 +124,14 @@ def overrides(config: dict) -> list[str]:
     return [f"--{k}={v}" for k, v in config.items()]
 
 
+def change_in_form(config: dict, form: str | None) -> str:
+    """A bottleneck's fix_config as the program that ran writes it: `--batch_size=32 --dtype=bfloat16`, or
+    `TrainingArguments(per_device_train_batch_size=32, bf16=True)`, or `Trainer(precision='bf16-mixed')`."""
+    if form in (None, "--key=value"):
+        return " ".join(overrides(config))
+    return f"{form}(" + ", ".join(f"{k}={v!r}" for k, v in config.items()) + ")"
+
+
 def what_if(entry: dict) -> str:
     """'MFU 12.34% without it', or in a time ledger 'step 45.20 ms without it (x1.52)'."""
     if entry.get("speedup") is not None:
@@ -162,7 +170,7 @@ def bottleneck_lines(report: dict) -> list[str]:
                              f"{b['ms']:.2f} ms/step; {what_if(b)}", "   ")
         lines += wrap(f"   evidence: {b['evidence']}", "     ") + wrap(f"   fix: {b['fix']}", "     ")
         if b.get("fix_config"):
-            lines.append("   try: " + " ".join(overrides(b["fix_config"])))
+            lines.append("   try: " + change_in_form(b["fix_config"], b.get("fix_form")))
     return ["", "Diagnosis (causes over 1 point, largest first):"] + lines if lines else lines
 
 

@@ -144,6 +144,7 @@ def cpu_run_trace(path, peak_run: float, flops_per_step: float, mm_us=4000, step
         events += [step(n, t0, step_us), op("aten::mm", t0 + 100, mm_us, **mm),
                    op("aten::add", t0 + 200 + mm_us, (step_us - mm_us) // 2)]
     meta = {"flops_per_step": flops_per_step, "dtype": dtype, "threads": 3, "tokens_per_step": 1,
+            "vocabulary": "profile_run",
             "peak": {"device": cpupeak.cpu_name(), "dtype": dtype, "peak_flops": 2 * peak_run,
                      "peak_flops_run": peak_run, "source": "measured", "fastest": "bfloat16"}, **meta}
     return write(path, events, device=None, mfu_analyzer=meta)

@@ -119,7 +119,8 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     sig = Signals(steps=2, dataloaders=Counter({"_SingleProcessDataLoaderIter": 2}), host_ops=400,
                   kernel_us=[5.0, 7.0, 9.0, 11.0], op_counts=Counter({"aten::_softmax": 4, "aten::bmm": 8}),
                   memcpy_bytes=Counter({"Memcpy HtoD (Pageable -> Device)": 8e6}), matmul_us=40_000.0)
-    ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {"n_layer": 4}}
+    ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {"n_layer": 4},
+            "vocabulary": "profile_run"}
     ev = evidence(signals=sig, meta=ours)
     text, fix, config = said(RULES["io"](entry("io", 20), ev))
     assert "20.00 ms/step (20.0% of the step)" in text and "single-process (num_workers=0)" in text
@@ -156,7 +157,8 @@ def test_diagnose_keeps_causes_from_the_threshold_and_configs_only_for_our_runs(
     entries = [entry("io", 20), entry("other", 0.5), entry("precision", 30)]
     foreign = diagnose(entries, evidence())
     assert [b.cause for b in foreign] == ["precision", "io"] and all(b.fix_config is None for b in foreign)
-    ours = diagnose(entries, evidence(meta={"num_workers": 0, "pin_memory": False}), min_points=0.1)
+    ours = diagnose(entries, evidence(meta={"num_workers": 0, "pin_memory": False, "vocabulary": "profile_run"}),
+                    min_points=0.1)
     assert [b.cause for b in ours] == ["precision", "io", "other"] and ours[1].fix_config == {"num_workers": 4}
 
 

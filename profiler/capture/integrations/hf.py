@@ -3,12 +3,17 @@
 The profiler starts with training, steps with every optimizer step (on_step_end) and writes the report when
 training ends. Tokens per step are those of a global step on this device: pass them (per_device_train_batch_size
 × gradient_accumulation_steps × sequence length) for F_model from the model's config; without them F_model is
-counted with FlopCounterMode on the first step.
+counted with FlopCounterMode on the first step. A fix's change is given as TrainingArguments
+(`per_device_train_batch_size`, `bf16=True`, `torch_compile=True`, `dataloader_num_workers`, `optim`).
 """
 
 from transformers import TrainerCallback
 
 from profiler.capture.api import profile
+
+# the TrainingArguments a fix may change (profiler/mfu/vocabulary.py translates ours into them)
+TRAINING_ARGUMENTS = ("per_device_train_batch_size", "gradient_accumulation_steps", "dataloader_num_workers",
+                      "dataloader_pin_memory", "torch_compile", "bf16", "fp16", "optim")
 
 
 class MfuCallback(TrainerCallback):
@@ -21,7 +26,9 @@ class MfuCallback(TrainerCallback):
             worker = f"rank{args.process_index}" if args.world_size > 1 else ""
             self.session = profile(self.out_dir, model=model, tokens_per_step=self.tokens_per_step,
                                    dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
-                                   worker=worker, report=state.is_world_process_zero, **self.profile_args)
+                                   worker=worker, report=state.is_world_process_zero,
+                                   config={k: getattr(args, k) for k in TRAINING_ARGUMENTS}, vocabulary="hf",
+                                   **self.profile_args)
             self.session.__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -3,7 +3,8 @@
 The profiler starts with fitting, steps after every training batch and writes the report when fitting
 ends. Pass tokens_per_step (batch size × sequence length) for F_model from the module's config (a
 `config` attribute with layers, heads and width); without them F_model is counted with FlopCounterMode on the
-first step.
+first step. A fix's change is given as Trainer arguments (`Trainer(precision="bf16-mixed")`); the batch size
+and the loader's workers are your DataLoader's, and stay code.
 """
 
 from lightning.pytorch.callbacks import Callback
@@ -18,8 +19,10 @@ class MfuCallback(Callback):
 
     def on_train_start(self, trainer, pl_module):
         worker = f"rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        settings = {"precision": str(trainer.precision), "accumulate_grad_batches": trainer.accumulate_grad_batches}
         self.session = profile(self.out_dir, model=pl_module, tokens_per_step=self.tokens_per_step, worker=worker,
-                               report=trainer.is_global_zero, **self.profile_args)
+                               report=trainer.is_global_zero, config=settings, vocabulary="lightning",
+                               **self.profile_args)
         self.session.__enter__()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

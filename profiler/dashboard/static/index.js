@@ -104,6 +104,14 @@ function summary(r) {
     ...r.warnings.map((w) => el("p", { text: w }))));
 }
 
+// a fix's configuration change as the program that ran writes it (report/terminal.change_in_form)
+function changeInForm(config, form) {
+  const pairs = Object.entries(config);
+  if (!form || form === "--key=value") return pairs.map(([k, v]) => `--${k}=${v}`).join(" ");
+  const literal = (v) => (typeof v === "string" ? `'${v}'` : typeof v === "boolean" ? (v ? "True" : "False") : `${v}`);
+  return `${form}(${pairs.map(([k, v]) => `${k}=${literal(v)}`).join(", ")})`;
+}
+
 function diagnosis(r) {
   if (!r.bottlenecks.length) return el("p", { class: "note", text: "No cause reaches the bottleneck threshold." });
   return el("ol", { class: "diagnosis" }, ...r.bottlenecks.map((b) => el("li", {},
@@ -113,7 +121,7 @@ function diagnosis(r) {
     el("p", { class: "evidence", text: b.evidence }),
     el("p", { class: "fix", text: `fix: ${b.fix}` }),
     Object.keys(b.fix_config || {}).length
-      ? el("p", { class: "try" }, "try: ", el("code", { text: Object.entries(b.fix_config).map(([k, v]) => `--${k}=${v}`).join(" ") }))
+      ? el("p", { class: "try" }, "try: ", el("code", { text: changeInForm(b.fix_config, b.fix_form) }))
       : null)));
 }
 

@@ -1,0 +1,105 @@
+"""A fix's configuration change in the words of the program that recorded the trace.
+
+The diagnosis states a change in scripts/profile_run.py's keys (`batch_size`, `dtype`, `num_workers`, ...). Our
+runs take them as they are. Another program gets them only where it has the same setting under a name of its
+own: a training script that handed its `config` dict to `profiler.profile` (nanoGPT's train.py keeps one of its
+globals) gets the keys that dict holds, the Hugging Face Trainer its `TrainingArguments`, Lightning its `Trainer`
+arguments. Where a program has no such setting, or said nothing of its configuration, the fix stays code (the
+`fix` text: `torch.optim.AdamW(..., fused=True)`, `DataLoader(num_workers=...)`), never a key it would refuse.
+"""
+
+from collections.abc import Callable
+
+# the run metadata's "vocabulary": whose keys its "config" holds, and how a change is written there
+OURS, CONFIG, HF, LIGHTNING = "profile_run", "config", "hf", "lightning"
+FORMS = {OURS: "--key=value", CONFIG: "--key=value", HF: "TrainingArguments", LIGHTNING: "Trainer"}
+
+# our key → (their key, our value → theirs, theirs → ours); values not in a table have no translation
+_Translation = tuple[str, Callable[[object], object], Callable[[object], object]]
+
+
+def _same(value):
+    return value
+
+
+def _table(pairs: dict) -> tuple[Callable, Callable]:
+    back = {v: k for k, v in pairs.items()}
+    return (lambda ours: pairs.get(ours)), (lambda theirs: back.get(theirs))
+
+
+_HF_OPTIM = _table({"fused": "adamw_torch_fused", "foreach": "adamw_torch", "loop": "adamw_torch"})
+_LIGHTNING_PRECISION = _table({"bfloat16": "bf16-mixed", "float16": "16-mixed", "float32": "32-true"})
+TRANSLATIONS: dict[str, dict[str, _Translation]] = {
+    HF: {
+        "batch_size": ("per_device_train_batch_size", _same, _same),
+        "gradient_accumulation_steps": ("gradient_accumulation_steps", _same, _same),
+        "num_workers": ("dataloader_num_workers", _same, _same),
+        "pin_memory": ("dataloader_pin_memory", _same, _same),
+        "compile": ("torch_compile", _same, _same),
+        "dtype": ("bf16", lambda d: True if d == "bfloat16" else False if d == "float32" else None,
+                  lambda on: "bfloat16" if on else None),
+        "optimizer_impl": ("optim", *_HF_OPTIM),
+    },
+    LIGHTNING: {
+        "dtype": ("precision", *_LIGHTNING_PRECISION),
+        "gradient_accumulation_steps": ("accumulate_grad_batches", _same, _same),
+    },
+}
+
+
+def vocabulary(meta: dict) -> str | None:
+    """Whose keys the run's configuration is in: ours (our runs), the user's own, a library's; None when the
+    program said nothing of its configuration."""
+    found = meta.get("vocabulary")
+    if found in FORMS:
+        return found
+    return OURS if "batch_size" in meta and "optimizer_impl" in meta else None  # our runs before the field
+
+
+def own_config(meta: dict) -> dict:
+    """The settings the program handed over, in its own keys ({} where none)."""
+    config = meta.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def settings(meta: dict) -> dict:
+    """The run's configuration in our keys, as far as it says (batch_size, num_workers, pin_memory, dtype,
+    gradient_accumulation_steps, ...): what the rules size a change from."""
+    words = vocabulary(meta)
+    if words == OURS:
+        return meta
+    config = own_config(meta)
+    if words == CONFIG:
+        return config
+    out = {}
+    for ours, (theirs, _, back) in TRANSLATIONS.get(words or "", {}).items():
+        if theirs in config and back(config[theirs]) is not None:
+            out[ours] = back(config[theirs])
+    return out
+
+
+def in_their_words(change: dict | None, meta: dict) -> dict | None:
+    """A change in our keys as the program that recorded the trace spells it; only the keys it has (a value
+    of another type than the user's own is left out: a config file's `compile = False` takes no string). None
+    where none applies."""
+    words = vocabulary(meta)
+    if not change or words is None:
+        return None
+    if words == OURS:
+        return dict(change)
+    config = own_config(meta)
+    out = {}
+    for key, value in change.items():
+        if words == CONFIG:
+            if key in config and type(config[key]) is type(value):
+                out[key] = value
+            continue
+        translation = TRANSLATIONS.get(words, {}).get(key)
+        if translation and translation[1](value) is not None:
+            out[translation[0]] = translation[1](value)
+    return out or None
+
+
+def form(meta: dict) -> str:
+    """How a change is written for this program: `--key=value`, `TrainingArguments(...)`, `Trainer(...)`."""
+    return FORMS.get(vocabulary(meta) or OURS, FORMS[OURS])
