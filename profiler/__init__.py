@@ -1,13 +1,14 @@
 """The MFU bottleneck analyzer: torch.profiler integration and the analysis of Kineto traces.
 
     with profiler.profile(out_dir, model=model, tokens_per_step=n) as p: ... p.step()
+    p = profiler.start(out_dir, model=model, tokens_per_step=n); ... p.step(); ... p.stop()
 """
 
 
 def __getattr__(name):
-    """profiler.profile, imported on first use: the analysis alone does not need torch."""
-    if name == "profile":
-        from profiler.capture.api import profile
+    """profiler.profile and profiler.start, imported on first use: the analysis alone does not need torch."""
+    if name in ("profile", "start"):
+        from profiler.capture import api
 
-        return profile
+        return getattr(api, name)
     raise AttributeError(f"module 'profiler' has no attribute {name!r}")

@@ -9,10 +9,11 @@ from profiler.pipeline import analyze_path, analyze_view, load_report
 from profiler.report.compare import comparison
 from profiler.report.document import write_reports
 from profiler.report.runfiles import write_run_report
+from profiler.report.schema import saved_report
 from profiler.report.terminal import for_terminal
 from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, Options
 from profiler.trace.load import TraceError
-from profiler.trace.location import as_location
+from profiler.trace.location import as_location, is_url
 
 GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional
 
@@ -39,7 +40,8 @@ def gpt_shape(text: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m profiler", description="MFU bottleneck analyzer")
     sub = parser.add_subparsers(dest="command", required=True)
-    analyze = sub.add_parser("analyze", help="analyze a Kineto trace file or a folder of traces")
+    analyze = sub.add_parser("analyze", help="analyze a Kineto trace file or a folder of traces (a saved "
+                             "report.json is shown as it is)")
     analyze.add_argument("path", type=as_location, help="a trace file or a folder of traces: a local path or an "
                          "fsspec URL (s3://, gs://, hdfs://, file://; needs the cluster extra)")
     analyze.add_argument("--json", type=Path, help="write the mfu-report/1 JSON here")
@@ -53,7 +55,11 @@ def main(argv=None) -> int:
     compare.add_argument("before", type=Path)
     compare.add_argument("after", type=Path)
     for p in (analyze, compare):
-        p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s")
+        p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s (P)")
+        p.add_argument("--peak-flops-run", type=float, default=0.0,
+                       help="with --peak-flops: the peak in the run's matmul dtype (P_run); default P")
+        p.add_argument("--no-measure", action="store_true",
+                       help="never time the trace's matmul shapes on this machine (done where it was recorded here)")
         p.add_argument("--peak-bandwidth", type=float, default=0.0,
                        help="the device's memory bandwidth in bytes/s (the roofline's memory ceiling)")
         p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
@@ -74,18 +80,21 @@ def main(argv=None) -> int:
                        help="analyse the files on the Dask cluster whose scheduler is at ADDRESS "
                             "(tcp://host:8786); its workers read the files where they are")
     args = parser.parse_args(argv)
-    options = Options(args.peak_flops, args.flops_per_step, args.model, args.short_gap_us, args.min_points,
-                      args.straggler_threshold, max(args.jobs, 1), not getattr(args, "quiet", False),
-                      args.peak_bandwidth, args.scheduler)
+    options = Options(peak_flops=args.peak_flops, flops_per_step=args.flops_per_step, model=args.model,
+                      short_gap_us=args.short_gap_us, min_points=args.min_points,
+                      straggler_threshold=args.straggler_threshold, jobs=max(args.jobs, 1),
+                      progress=not getattr(args, "quiet", False), peak_bandwidth=args.peak_bandwidth,
+                      scheduler=args.scheduler, peak_flops_run=args.peak_flops_run, measure=not args.no_measure)
     try:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))
             return 0
+        saved = None if is_url(args.path) else saved_report(Path(args.path))  # a report.json is shown as it is
         if args.out:
-            report, timeline = analyze_view(args.path, options)
+            report, timeline = (saved, None) if saved else analyze_view(args.path, options)
             write_run_report(args.out, report, timeline)
         else:
-            report = analyze_path(args.path, options)
+            report = saved or analyze_path(args.path, options)
         write_reports(report, args.json, args.markdown, args.html)
     except TraceError as e:
         print(f"error: {e}", file=sys.stderr)

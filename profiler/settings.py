@@ -100,4 +100,5 @@ class Options:
     progress: bool = False  # a progress bar on a terminal's stderr when a folder takes over a second
     peak_bandwidth: float = 0.0  # the device's memory bandwidth, bytes/s (the roofline's memory ceiling)
     scheduler: str | None = None  # a Dask scheduler's address: the files are analysed on that cluster
+    peak_flops_run: float = 0.0  # with peak_flops: the peak in the run's matmul dtype (P_run), else P_run = P
     measure: bool = True  # time the trace's matmul shapes here, where it was recorded here (mfu/shapetime.py)

@@ -184,7 +184,7 @@ def main(argv):
         model = DistributedDataParallel(model, device_ids=[cfg.device] if cfg.device.startswith("cuda") else None)
 
     kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
-    peak = live_peak(torch.device(cfg.device), cfg.dtype, pcfg.peak_flops)
+    peak = live_peak(torch.device(cfg.device), cfg.dtype, pcfg.peak_flops, pcfg.peak_flops_run)
     per_token = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size)
     flops_per_iter = per_token * cfg.tokens_per_iter
     if rank == 0:
@@ -209,7 +209,7 @@ def main(argv):
             # and what a 4x batch (small_batch's fix) adds to it
             metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
-    times, stopped = [], None
+    times, stopped, stall_s = [], None, 0.0
     signal.signal(signal.SIGTERM, STOP)
     signal.signal(signal.SIGINT, STOP)
     try:
@@ -219,8 +219,8 @@ def main(argv):
             return run_dir
         evaluation = Evaluation(model, optimizer, folder, cfg, run_dir, rank, log, run_log)
         batches = data.DevicePrefetcher(iter(loader), cfg.device, cfg.pin_memory)
-        train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation,
-              f"rank{rank}" if world > 1 else "", run_log, times)
+        stall_s = train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log,
+                        evaluation, f"rank{rank}" if world > 1 else "", run_log, times)
     except KeyboardInterrupt:  # a second Ctrl-C
         stopped = Stopped(f"interrupted at iter {len(times)}", 130)
     except Stopped as e:
@@ -236,17 +236,18 @@ def main(argv):
             save_checkpoint(run_dir / "ckpt.pt", model, optimizer, cfg, len(times))
         if stopped:
             print(f"{stopped}: reporting the {len(times)} iterations and the profiler cycles recorded so far")
-        finish(run_dir, cfg, times, flops_per_iter, peak, run_log)
+        finish(run_dir, cfg, times, flops_per_iter, peak, run_log, stall_s)
     if stopped:
         raise stopped
     return run_dir
 
 
 def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation, worker,
-          run_log, times: list[float]):
+          run_log, times: list[float]) -> float:
     """The training loop under the profiler session, letting the host run ahead of the device: losses and
     iteration times are read at the log interval only. Appends the seconds of each iteration to `times`, leaving
-    out the time spent analysing finished profiler cycles and evaluating; raises Stopped on a non-finite loss."""
+    out the time the cycle-closing steps waited for the profiler (its stop, the export, the analysis) and the
+    evaluation; returns that wait; raises Stopped on a non-finite loss."""
     model.train()
     cuda = cfg.device.startswith("cuda")
     show = log is print and sys.stderr.isatty()
@@ -256,11 +257,11 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
             tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
         clock, pending = IterationClock(cuda), []  # (iter, loss on the device) not yet read
         for it in range(cfg.max_iters):
-            aside = evaluation.seconds + (run_log.stall_s if run_log else 0.0)
+            aside = evaluation.seconds + session.stall_s
             evaluation.maybe(it, session.idle)
             pending.append((it, train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))))
             session.step()
-            clock.lap(evaluation.seconds + (run_log.stall_s if run_log else 0.0) - aside)
+            clock.lap(evaluation.seconds + session.stall_s - aside)
             if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:  # the only place the host waits for the device
                 for (i, loss), dt in zip(pending, clock.read()):
                     loss = float(loss)
@@ -279,6 +280,7 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
                     bar.write(line) if show else log(line)
             bar.update()
             STOP.check(len(times))
+    return session.stall_s
 
 
 def recorded_vs_rest(report: dict, times: list[float]) -> dict:
@@ -306,7 +308,7 @@ def recorded_vs_rest(report: dict, times: list[float]) -> dict:
             "unrecorded_step_ms": unrecorded_ms, "unrecorded_step_ms_p10": low, "unrecorded_step_ms_p90": high}
 
 
-def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak, run_log):
+def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: int, peak, run_log, stall_s: float):
     """Summary of the run, then the analysis of all its traces: report.json / .md / .html, TensorBoard and
     the terminal report."""
     steady = times[1:] or times
@@ -316,7 +318,7 @@ def finish(run_dir: Path, cfg: TrainConfig, times: list[float], flops_per_iter: 
     tok_s = cfg.tokens_per_iter * len(steady) / sum(steady)
     summary = {"iters": len(times), "tokens_per_s": tok_s, "ms_per_iter": 1000 * sum(steady) / len(steady),
                "mfu": flops_per_iter * tok_s / cfg.tokens_per_iter / peak.peak_flops if peak else None,
-               "analysis_stall_s": run_log.stall_s if run_log else 0.0}
+               "profiler_stall_s": stall_s}  # the cycle-closing steps' waits: profiler stop, export, analysis
     print(f"done: {tok_s:,.0f} tokens/s over iters 1-{len(times) - 1}, {summary['ms_per_iter']:.2f} ms/iter"
           + (f", mfu {100 * summary['mfu']:.2f}%" if peak else ""))
     traces = sorted(run_dir.glob("*.pt.trace.json*"))

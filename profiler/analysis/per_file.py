@@ -165,7 +165,10 @@ def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakdown):
 
 
 def cpu_ops(trace: Trace, links: Links, bd: breakdown.Breakdown) -> dict[str, OpStats]:
-    rows = np.flatnonzero((bd.row_step >= 0) & (bd.row_category >= 0) & ~links.is_step)
+    """The ops' own time on the training thread. An annotation's own time between its ops (Optimizer.step's
+    Python loop, a user's record_function) is the breakdown's, no op's: it is not listed as one."""
+    rows = np.flatnonzero((bd.row_step >= 0) & (bd.row_category >= 0) & (bd.row_category != classify.IDLE)
+                          & ~links.is_step)
     return summed_ops(trace, links, rows, bd.self_us[rows], (trace.end - trace.start)[rows], bd.row_category[rows])
 
 

@@ -6,6 +6,8 @@
             ...  # forward, backward, optimizer step
             p.step()
 
+or, leaving the loop's indentation as it is, `p = profiler.start(...)` before it and `p.stop()` after it.
+
 It wraps torch.profiler with a schedule, writes each trace with the metadata the analyzer needs, analyses
 each profiler cycle as soon as it is written, logs it to TensorBoard in the same folder, and writes
 report.json / .md / .html at the end. scripts/profile_run.py and the Hugging Face and Lightning callbacks
@@ -16,8 +18,10 @@ F_model, the model FLOPs per step, comes from the first of: `flops_per_step`; th
 GPTConfig or a Hugging Face config) with `tokens_per_step`; a FlopCounterMode count of the first step.
 """
 
+import atexit
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
 
     def __init__(self, out_dir, model: torch.nn.Module | None = None, tokens_per_step: int | None = None,
                  flops_per_step: float | None = None, peak_flops: float | None = None,
+                 peak_flops_run: float | None = None,
                  schedule: ProfileConfig | dict | None = None, dtype: str | None = None,
                  sequence_length: int | None = None, tensorboard: bool = True, report: bool = True,
                  metadata: dict | None = None, worker: str = "", say=print, run_log=None, config: dict | None = None,
@@ -53,19 +58,22 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         self.config = schedule if isinstance(schedule, ProfileConfig) else ProfileConfig(**(schedule or {}))
         self.config.validate()
         self.peak_flops, self.sequence_length = peak_flops or self.config.peak_flops, sequence_length
+        self.peak_flops_run = peak_flops_run or self.config.peak_flops_run
         self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
         self.extra, self.worker, self.say = dict(metadata or {}), worker, say
         if config is not None:  # the user's own settings: a fix names only the keys they hold (mfu/vocabulary.py)
             self.extra.update(config=plain_settings(config), vocabulary=vocabulary)
         self.write_report = report
         self.session: Session  # opened in __enter__
-        self.counter, self.steps, self.recording_cost_us = None, 0, None
+        self.counter, self.steps, self.recording_cost_us, self.waited_s = None, 0, None, 0.0
+        self.stopped = False
         self.run_log, self.own_log = run_log, run_log is None and tensorboard  # a caller's RunLog stays open
 
     @property
     def stall_s(self) -> float:
-        """Seconds spent analysing finished cycles inside step(): leave them out of your iteration times."""
-        return self.run_log.stall_s if self.run_log else 0.0
+        """Seconds the steps that closed a profiler cycle waited for it (the profiler's stop, the trace export,
+        our analysis): leave them out of your iteration times."""
+        return self.waited_s
 
     def __enter__(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +93,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         if self.own_log:
             from profiler.capture.tensorboard import RunLog
 
-            self.run_log = RunLog(self.out_dir, Options(peak_flops=self.peak_flops or 0.0), self.say)
+            self.run_log = RunLog(self.out_dir, Options(peak_flops=self.peak_flops or 0.0,
+                                                          peak_flops_run=self.peak_flops_run or 0.0), self.say)
         self.session = Session(self.config, self.out_dir, self.metadata(),
                                self.run_log.trace_written if self.run_log else None, self.worker).__enter__()
         return self
@@ -98,7 +107,16 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.counter = None
             self.session.metadata = json.dumps(self.metadata())
         self.steps += 1
+        started = time.perf_counter()
+        if self.run_log:
+            self.run_log.cycle_line = ""
         self.session.step()
+        if self.run_log and self.run_log.cycle_line:  # this step closed a cycle: say what it found, and the wait
+            waited = time.perf_counter() - started
+            self.waited_s += waited
+            self.say(f"{self.run_log.cycle_line}; the step waited {waited:.2f} s for it ("
+                     f"{waited - self.run_log.analysis_s:.2f} s stopping the profiler and writing the trace, "
+                     f"{self.run_log.analysis_s:.2f} s analysing it)")
 
     @property
     def idle(self) -> bool:
@@ -112,16 +130,26 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.run_log.iteration(step, loss, ms, tokens_s, mfu)
 
     def __exit__(self, *exc):
+        self.stopped = True
         if self.counter:
             self.counter.__exit__(None, None, None)
         self.session.__exit__(*exc)
-        if self.write_report and exc[0] is None:
+        if self.config.profile and self.steps == 0 and exc[0] is None:
+            self.say(f"no report: p.step() was never called, so the profiler saw no training step (call it once per "
+                     f"step, after optimizer.step()); {self.out_dir} holds no trace of this run")
+        elif self.write_report and exc[0] is None:
             report = final_report(self.out_dir, self.run_log, self.steps, self.say)
             if report:
                 self.say(f"\n{for_terminal(report, sys.stdout)}\n")
         if self.own_log:
             self.run_log.close()
         return False
+
+    def stop(self):
+        """End profiling and write the report (profiler.start's counterpart; a second call does nothing)."""
+        if not self.stopped:
+            atexit.unregister(self.stop)
+            self.__exit__(None, None, None)
 
     def device(self) -> torch.device:
         """The model's device, else the GPU if there is one."""
@@ -130,7 +158,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def resolve_peak(self) -> Peak | None:
-        return live_peak(self.device(), self.dtype or "float32", self.peak_flops or 0.0)
+        return live_peak(self.device(), self.dtype or "float32", self.peak_flops or 0.0, self.peak_flops_run or 0.0)
 
     def metadata(self) -> dict:
         """What the analyzer needs from this run, written into every trace."""
@@ -148,18 +176,28 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         return meta
 
 
+def start(out_dir, **options) -> profile:
+    """Profile without a `with` block, so your loop keeps its indentation: `p = profiler.start(out_dir, model=...)`
+    before the loop, `p.step()` after each step, `p.stop()` after it; where the program ends without `p.stop()`,
+    the report is written at exit all the same. Takes profile's arguments."""
+    session = profile(out_dir, **options).__enter__()
+    atexit.register(session.stop)
+    return session
+
+
 def plain_settings(config: dict) -> dict:
     """The settings of a config dict that a trace's JSON can hold (numbers, strings, booleans)."""
     values = {str(k): getattr(v, "value", v) for k, v in config.items()}  # a str enum (HF's optim) by its value
     return {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
 
 
-def live_peak(device: torch.device, dtype: str, user_peak: float = 0.0) -> Peak | None:
+def live_peak(device: torch.device, dtype: str, user_peak: float = 0.0, user_peak_run: float = 0.0) -> Peak | None:
     """The peak of the device this process trains on, in its thread count, with TF32 as torch has it set."""
     cuda = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if cuda else ""
     tf32 = cuda and torch.backends.cuda.matmul.allow_tf32
-    return resolve_peak(name, "cuda" if cuda else "cpu", dtype, tf32, user_peak, torch.get_num_threads())
+    return resolve_peak(name, "cuda" if cuda else "cpu", dtype, tf32, user_peak, torch.get_num_threads(),
+                        user_peak_run)
 
 
 def live_bandwidth(device: torch.device) -> Bandwidth | None:

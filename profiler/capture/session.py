@@ -28,6 +28,7 @@ class ProfileConfig:
     active: int = 4
     repeat: int = 2  # 0: repeat until the run ends
     peak_flops: float = 0.0  # the device's peak FLOP/s, overriding the table or the CPU measurement
+    peak_flops_run: float = 0.0  # with peak_flops: the peak in the run's matmul dtype (P_run); 0: P_run = P
     tensorboard: bool = True  # scalars, each cycle's analysis and the final report into the run folder
 
     def validate(self):

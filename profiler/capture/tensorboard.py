@@ -43,14 +43,15 @@ class RunLog:
     """TensorBoard logging of a training run: scalars per iteration, and each profiler cycle analysed as
     soon as its trace is written (on_trace_ready), its report and step timeline written for the MFU tab, so a
     long run shows its ledger evolving while it trains.
-    The analysis runs in the training loop; `stall_s` is the time it took, which the loop leaves out of its
-    iteration times."""
+    The analysis runs in the training loop, in the step that closes the cycle (profiler.profile.step measures
+    that step's whole wait, the trace export included, and says it)."""
 
     def __init__(self, run_dir, options, say=print):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer, self.run_dir = SummaryWriter(log_dir=str(run_dir)), Path(run_dir)
-        self.options, self.say, self.stall_s = options, say, 0.0
+        self.options, self.say = options, say
+        self.cycle_line, self.analysis_s = "", 0.0  # the last cycle's analysis: what it found, how long it took
 
     def iteration(self, step: int, loss: float, ms: float, tokens_per_s: float, mfu: float | None):
         self.writer.add_scalar("train/loss", loss, step)
@@ -60,28 +61,30 @@ class RunLog:
             self.writer.add_scalar("train/mfu_pct", 100 * mfu, step)
 
     def trace_written(self, path, step: int):
+        """Analyse a cycle's trace as soon as it is written; `cycle_line` then says what it found (the caller,
+        which knows how long the step waited for the export and this, prints it)."""
         import time
 
         start = time.perf_counter()
+        self.cycle_line, self.analysis_s = f"profiler cycle ending at step {step}", 0.0
         try:
             report, timeline = analyze_view(path, self.options)
         except TraceError as e:
-            self.say(f"profiler cycle ending at step {step}: not analysed ({e})")
+            self.cycle_line += f": not analysed ({e})"
             return
         except Exception as e:  # a bug of ours must not end the user's training: one line, and train on
-            self.say(f"profiler cycle ending at step {step}: not analysed (internal error {type(e).__name__}: {e}; "
-                     "please report it with the trace)")
+            self.cycle_line += (f": not analysed (internal error {type(e).__name__}: {e}; please report it with the "
+                                "trace)")
             return
         write_cycle_report(self.run_dir, step, report, timeline)
         log_scalars(self.writer, report, step)
         self.writer.flush()
-        took = time.perf_counter() - start
-        self.stall_s += took
+        self.analysis_s = time.perf_counter() - start
         top = report["bottlenecks"][0] if report["bottlenecks"] else None
         mfu = report["mfu"]["analytic"]
-        self.say(f"profiler cycle ending at step {step} analysed in {took:.2f} s: "
-                 + (f"MFU {100 * mfu:.2f}%, " if mfu is not None else "")
-                 + (f"principal bottleneck {top['cause']} ({top['points']:.1f} points)" if top else "no bottleneck"))
+        self.cycle_line += (": " + (f"MFU {100 * mfu:.2f}%, " if mfu is not None else "")
+                            + (f"principal bottleneck {top['cause']} ({top['points']:.1f} points)" if top
+                               else "no bottleneck"))
 
     def close(self):
         self.writer.close()

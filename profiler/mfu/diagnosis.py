@@ -16,6 +16,7 @@ Rules and thresholds:
 
 import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 
 from profiler.analysis.signals import COMPILED_REGION, Signals
@@ -31,7 +32,7 @@ from profiler.mfu.ceilings import (
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
 from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
-from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
+from profiler.trace.classify import ALLOCATOR_CALL, DISPATCH_ONLY_OP, METADATA_OP, SYNC_CALL
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,10 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
     return Finding("; ".join(parts), "; ".join(fixes), config)
 
 
+# ops inside an optimizer step that say nothing of its implementation: views, allocations, dtype conversions
+ALLOCATING_OR_DISPATCH = re.compile(rf"{METADATA_OP.pattern}|{DISPATCH_ONLY_OP.pattern}|^aten::(_to_copy|copy_)$")
+
+
 def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> str:
     """What the optimizer's own span says of its implementation, where it is not fused: a per-parameter loop
     (more than LOOP_OPS ops, on a GPU kernels, per step and no _foreach_ or _fused_ op inside it: a fused
@@ -212,7 +217,8 @@ def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> str:
     if foreach:
         return f"foreach {optimizer}: {foreach / n:.0f} _foreach_ ops per {optimizer}.step"
     if work / n > LOOP_OPS:
-        largest = ", ".join(f"{v / n:.0f} {k.removeprefix('aten::')}" for k, v in inside.most_common(3))
+        working = Counter({k: v for k, v in inside.items() if not ALLOCATING_OR_DISPATCH.match(k)})
+        largest = ", ".join(f"{v / n:.0f} {k.removeprefix('aten::')}" for k, v in working.most_common(3))
         return (f"per-parameter {optimizer} loop: {work / n:.0f} {unit} per {optimizer}.step ({largest}), no "
                 "_foreach_ or _fused_ ops inside it")
     return ""

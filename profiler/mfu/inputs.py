@@ -29,8 +29,9 @@ def trace_peak(r: RankAnalysis, options: Options) -> tuple[Peak | None, list[str
     meta = r.metadata
     dtype = r.dtype
     device = r.device_names[0] if r.device_names else ""
-    if options.peak_flops > 0:  # taken as P and P_run: the dtype does not matter
-        return resolve_peak(device, r.kind, dtype or "float32", user_peak=options.peak_flops), warnings
+    if options.peak_flops > 0:  # P, and P_run unless the user gave the run's dtype its own
+        return resolve_peak(device, r.kind, dtype or "float32", user_peak=options.peak_flops,
+                            user_peak_run=options.peak_flops_run), warnings
     if not dtype:
         dtype = "float32"
         warnings.append("the trace records no matmul input types: P_run assumes float32 matmuls")

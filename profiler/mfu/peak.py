@@ -147,14 +147,19 @@ def cpu_peak(dtype: str, threads: int) -> Peak:
 
 
 def resolve_peak(device_name: str, kind: str, dtype: str, tf32: bool = False, user_peak: float = 0.0,
-                 threads: int = 1) -> Peak | None:
+                 threads: int = 1, user_peak_run: float = 0.0) -> Peak | None:
     """The peak for a device, by the user's figure, the table (GPUs) or a measurement (CPU); None if unknown.
 
-    A user figure is taken as both P and P_run: the user says what the matmuls could have done.
+    A user figure is P, and P_run too unless the user gives the run's dtype its own (user_peak_run): the user
+    says what the matmuls could have done. The device keeps its name (a CPU's model).
     """
     run_dtype = precision_of(dtype, tf32)
     if user_peak > 0:
-        return Peak(device_name, run_dtype, user_peak, user_peak, "user")
+        name = device_name or (cpu_name() if kind == "cpu" else "")
+        note = ("P_run is the given peak for the run's dtype" if user_peak_run > 0 else
+                "P_run is P: the given peak stands for the run's dtype too (set the run dtype's own with "
+                "--peak-flops-run, or peak_flops_run=)")
+        return Peak(name, run_dtype, user_peak, min(user_peak_run or user_peak, user_peak), "user", note=note)
     if kind == "cpu":
         return cpu_peak(run_dtype, threads)
     rates = table_peaks(device_name)

@@ -27,7 +27,7 @@ def _table(pairs: dict) -> tuple[Callable, Callable]:
     return (lambda ours: pairs.get(ours)), (lambda theirs: back.get(theirs))
 
 
-_HF_OPTIM = _table({"fused": "adamw_torch_fused", "foreach": "adamw_torch", "loop": "adamw_torch"})
+_HF_OPTIM = _table({"fused": "adamw_torch_fused", "foreach": "adamw_torch"})
 _LIGHTNING_PRECISION = _table({"bfloat16": "bf16-mixed", "float16": "16-mixed", "float32": "32-true"})
 TRANSLATIONS: dict[str, dict[str, _Translation]] = {
     HF: {

@@ -27,7 +27,7 @@ def pct(x: float | None) -> str:
 
 def summary(report: dict) -> str:
     dev, mfu, steps = report["device"], report["mfu"], report["step_time_ms"]
-    lines = [f"{', '.join(report['source']['paths'])}"]
+    lines = [source_line(report["source"]["paths"])]
     ranks = len(report["source"]["ranks"])
     over = f", mean over {ranks} ranks" if report.get("job_aggregation") else ""
     lines.append(f"device: {dev['name'] or dev['kind']} ({dev['kind']}), matmul dtype {dev['dtype'] or 'unknown'}")
@@ -39,6 +39,10 @@ def summary(report: dict) -> str:
     cv = f", CV {100 * steps['cv']:.0f}%" if steps.get("cv") is not None and len(report["source"]["steps"]) > 1 else ""
     lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
                  f"({steps['min']:.2f} - {steps['max']:.2f}{cv}{over})")
+    cost = report.get("profiler_cost")
+    if cost and cost.get("ms_per_step"):
+        lines += wrap(f"  {steps['mean'] - cost['ms_per_step']:.2f} ms without the profiler's own recording cost "
+                      f"({cost['ms_per_step']:.2f} ms/step): the step that MFU and the ledger describe", "    ")
     flops = mfu["flops_per_step"]
     analytic = (f"{pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step)" if flops["analytic"]
                 else "analytic n/a (model unknown)")
@@ -76,6 +80,16 @@ def summary(report: dict) -> str:
     if report["warnings"]:
         lines += [""] + [line for w in report["warnings"] for line in wrap(f"warning: {w}", "  ")]
     return "\n".join(lines)
+
+
+def source_line(paths: list[str]) -> str:
+    """'trace: PATH', or 'traces: 3 files in FOLDER' where they share one."""
+    if len(paths) == 1:
+        return f"trace: {paths[0]}"
+    folders = {p.rsplit("/", 1)[0] for p in paths}
+    if len(folders) == 1:
+        return f"traces: {len(paths)} files in {folders.pop()}"
+    return f"traces: {len(paths)} files: " + ", ".join(paths)
 
 
 def roofline_share(roof: dict) -> str:

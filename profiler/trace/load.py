@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from profiler.files import written_here
+from profiler.files import REPORT, written_here
 from profiler.trace.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
 
@@ -265,4 +265,7 @@ def trace_files(path: Location) -> list[Location]:
                                        if p.is_file() and not written_here(p))
         if files:
             return files
+    if (path / REPORT).is_file():
+        raise TraceError(f"{path}: holds a saved report ({REPORT}), no traces: `python -m profiler analyze "
+                         f"{path / REPORT}` prints it, `tensorboard --logdir={path}` shows it in the MFU tab")
     raise TraceError(f"{path}: no trace files (*.json, *.json.gz) in this folder")

@@ -1,0 +1,96 @@
+"""The API around a user's own loop in nanoGPT's shape (nanogpt_shaped_loop.py): the profiler changes nothing
+the loop computes, fixes come in the user's own keys, the optimizer evidence names what ran, and the mistakes a
+user makes get a hint that fits."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, analyze
+
+LOOP = Path(__file__).with_name("nanogpt_shaped_loop.py")
+
+
+def run_loop(out: Path, *args: str, cache: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **({"MFU_CACHE_DIR": str(cache)} if cache else {}))
+    result = subprocess.run([sys.executable, str(LOOP), f"--out_dir={out}", *args], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def losses(result: subprocess.CompletedProcess) -> list[str]:
+    return re.findall(r"^iter \d+: loss (\S+)$", result.stdout, re.M)
+
+
+@pytest.fixture(scope="module")
+def wrapped(tmp_path_factory):
+    """The loop unwrapped, wrapped with a cold cache (the peak and bandwidth measured in the run), and wrapped
+    in profiler.start / p.stop() with the cache warm."""
+    base = tmp_path_factory.mktemp("loop")
+    return {"none": run_loop(base / "none", "--wrap=none"),
+            "with": run_loop(base / "with", "--wrap=with", cache=base / "cold-cache"),
+            "start": run_loop(base / "start", "--wrap=start"), "dir": base}
+
+
+def test_the_profiler_changes_no_loss_with_a_cold_cache_or_a_warm_one(wrapped):
+    plain = losses(wrapped["none"])
+    assert len(plain) == 15 and plain == losses(wrapped["with"]) == losses(wrapped["start"])
+
+
+def test_fixes_name_only_keys_the_users_config_has(wrapped):
+    report = json.loads((wrapped["dir"] / "with" / "report.json").read_text())
+    config_keys = {"batch_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "learning_rate",
+                   "max_iters", "grad_clip", "dtype", "compile", "out_dir", "wrap", "pass_config", "call_step", "stop"}
+    changes = [b for b in report["bottlenecks"] if b.get("fix_config")]
+    assert changes and all(set(b["fix_config"]) <= config_keys and b["fix_form"] == "--key=value" for b in changes)
+    non_fused = next(b for b in report["bottlenecks"] if b["cause"] == "non_fused")
+    assert "fix_config" not in non_fused  # its fixes (SDPA, a fused AdamW) are code: the script has no such key
+    assert "AdamW(..., fused=True)" in non_fused["fix"]
+
+
+def test_the_optimizer_evidence_names_the_for_loop_adamw_not_clip_grad_norms_foreach_ops(wrapped):
+    report = json.loads((wrapped["dir"] / "with" / "report.json").read_text())
+    evidence = next(b for b in report["bottlenecks"] if b["cause"] == "non_fused")["evidence"]
+    loop = re.search(r"per-parameter AdamW loop: (\d+) ops per AdamW\.step \(([^)]*)\)", evidence)
+    assert loop and "lerp_" in loop.group(2) and "foreach" not in evidence.replace("no _foreach_", "")
+
+
+def test_precision_follows_the_shapes_timed_here(wrapped):
+    """The API's run is recorded here: precision is what its shapes' timing says (0 where float32 is the fastest
+    at them), never the 2048-cube peaks' ceiling."""
+    report = json.loads((wrapped["dir"] / "with" / "report.json").read_text())
+    said = " ".join(b["evidence"] for b in report["bottlenecks"])
+    assert "timed on this machine at the trace's own" in said and "not measured at the run's shapes" not in said
+    precision = next(e for e in report["ledger"] if e["cause"] == "precision")
+    if "no precision is faster than float32" in said:
+        assert precision["points"] == 0
+    else:
+        assert re.search(r"bfloat16 saves \d+% of it", said) and precision["points"] > 0
+
+
+def test_the_start_form_reports_at_exit_without_stop(tmp_path):
+    result = run_loop(tmp_path / "run", "--wrap=start", "--stop=False", "--max_iters=9")
+    assert (tmp_path / "run" / "report.json").is_file() and "MFU ledger" in result.stdout
+    assert result.stdout.index("final loss") < result.stdout.index("MFU ledger")  # written at exit
+
+
+def test_a_forgotten_step_is_named(tmp_path):
+    result = run_loop(tmp_path / "run", "--wrap=with", "--call_step=False", "--max_iters=4")
+    assert "no report: p.step() was never called" in result.stdout
+    assert "run more steps than the schedule skips" not in result.stdout
+
+
+def test_a_folder_holding_a_report_says_so_and_the_report_is_shown(wrapped, tmp_path):
+    (tmp_path / "report.json").write_text((wrapped["dir"] / "with" / "report.json").read_text())
+    status, out, err = analyze("analyze", tmp_path)
+    assert status == 2 and err.strip() == (
+        f"error: {tmp_path}: holds a saved report (report.json), no traces: `python -m profiler analyze "
+        f"{tmp_path / 'report.json'}` prints it, `tensorboard --logdir={tmp_path}` shows it in the MFU tab")
+    status, out, err = analyze("analyze", tmp_path / "report.json")
+    assert status == 0 and out.startswith("trace: ") and "MFU ledger" in out
