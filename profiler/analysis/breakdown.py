@@ -222,5 +222,7 @@ def device_utilization(trace: Trace, links: Links) -> Utilization | None:
     if not len(links.device):
         return None
     s, e = merge(trace.start[links.device], trace.end[links.device])
+    if not len(s):  # no device event with a usable span
+        return None
     window = float(e.max() - s.min())
     return Utilization(window / 1000, float((e - s).sum() / window) if window else 0.0)

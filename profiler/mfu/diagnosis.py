@@ -32,7 +32,7 @@ from profiler.mfu.ceilings import (
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
 from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
-from profiler.trace.classify import ALLOCATOR_CALL, DISPATCH_ONLY_OP, METADATA_OP, SYNC_CALL
+from profiler.trace.classify import ALLOCATOR_CALL, DISPATCH_ONLY_OP, METADATA_OP, OPTIMIZER_STEP, SYNC_CALL
 
 
 @dataclass(frozen=True)
@@ -217,9 +217,10 @@ def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> str:
     if foreach:
         return f"foreach {optimizer}: {foreach / n:.0f} _foreach_ ops per {optimizer}.step"
     if work / n > LOOP_OPS:
-        working = Counter({k: v for k, v in inside.items() if not ALLOCATING_OR_DISPATCH.match(k)})
+        working = Counter({k: v for k, v in inside.items()
+                           if not (ALLOCATING_OR_DISPATCH.match(k) or OPTIMIZER_STEP.match(k))})
         largest = ", ".join(f"{v / n:.0f} {k.removeprefix('aten::')}" for k, v in working.most_common(3))
-        return (f"per-parameter {optimizer} loop: {work / n:.0f} {unit} per {optimizer}.step ({largest}), no "
+        return (f"per-parameter {optimizer} loop: {work / n:.0f} {unit} per {optimizer}.step (ops: {largest}), no "
                 "_foreach_ or _fused_ ops inside it")
     return ""
 

@@ -102,11 +102,15 @@ def bottleneck_json(b: Bottleneck) -> dict:
 
 
 def saved_report(path: Path) -> dict | None:
-    """A saved mfu-report/1 JSON as it is, or None when the file is not one."""
+    """A saved mfu-report/1 JSON as it is, or None when the file is not one. Only a file whose opening names the
+    schema is read whole (a trace given to analyze is never decoded twice)."""
     if not (path.is_file() and path.suffix == ".json"):
         return None
     try:
+        with open(path, "rb") as f:
+            if f'"schema": "{SCHEMA}"'.encode() not in f.read(256):
+                return None
         report = json.loads(path.read_text())
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError):  # not JSON, unreadable, or nested past the parser's depth
         return None
     return report if isinstance(report, dict) and report.get("schema") == SCHEMA else None

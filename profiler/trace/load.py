@@ -58,6 +58,9 @@ class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims"}):
     dims: list = []
 
 
+# a time more than this far (µs: a day) from the trace's median, or a duration this long, is damage: a profiled
+# window lasts seconds to hours, and a float64 axis that reached it would keep no sub-µs precision elsewhere
+MAX_EVENT_US = 86_400e6
 EVENT_COLUMNS = np.dtype([("ts", "f8"), ("dur", "f8"), ("name", "i4"), ("cat", "i4"), ("thread", "i4")])
 
 
@@ -186,9 +189,12 @@ def load_trace(path: Location) -> Trace:
                            for e in events), EVENT_COLUMNS, len(events))
     ts, dur, name, cat, thread = (np.ascontiguousarray(columns[f]) for f in ("ts", "dur", "name", "cat", "thread"))
     del columns
-    timed = ~(np.isnan(ts) | np.isnan(dur))
+    timed = np.isfinite(ts) & np.isfinite(dur) & (np.abs(dur) <= MAX_EVENT_US)
+    if timed.any():  # a time far from the others' would leave no precision to the rest in one float axis
+        timed &= np.abs(ts - np.median(ts[timed])) <= MAX_EVENT_US
     if not timed.all():
-        warnings.append(f"{int((~timed).sum())} complete events without ts or dur were skipped")
+        warnings.append(f"{int((~timed).sum())} complete events without a usable ts or dur (missing, not finite, or "
+                        "more than a day from the others) were skipped")
         events = [e for e, keep in zip(events, timed) if keep]
         ts, dur, name, cat, thread = (column[timed] for column in (ts, dur, name, cat, thread))
     if not events:

@@ -13,7 +13,7 @@ import numpy as np
 from profiler.settings import LAST_STEP_DEVICE_SHARE
 from profiler.trace.classify import OPTIMIZER_STEP
 from profiler.trace.links import Links, optimizer_roots
-from profiler.trace.load import Trace
+from profiler.trace.load import Trace, TraceError
 from profiler.trace.location import file_name
 
 
@@ -64,6 +64,12 @@ def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[str]]:
                             "device work of the step before, so the profiler stopped before its kernels ran (as "
                             "torch-tb-profiler does)")
         ids, host_start, host_end, start, end = (a[:keep] for a in (ids, host_start, host_end, start, end))
+    timed = end > start  # a window of no length has no shares to give: never divided by
+    if not timed.all():
+        warnings.append(f"{int((~timed).sum())} step(s) of zero length dropped (nothing with a duration in them)")
+        ids, host_start, host_end, start, end = (a[timed] for a in (ids, host_start, host_end, start, end))
+    if not len(ids):
+        raise TraceError(f"{file_name(trace.path)}: no step with a duration: nothing to analyse")
     return Steps(ids, host_start, host_end, start, end), warnings
 
 

@@ -33,7 +33,10 @@ EXPECTED = {
     "no_complete_events.json": (2, "no complete ('X') events"),
     "deeply_nested.json": (2, "not a Kineto trace"),
     "nested_in_events.json": (2, "nested too deeply"),
-    "missing_fields.json": (0, "2 complete events without ts or dur were skipped"),
+    "missing_fields.json": (0, "2 complete events without a usable ts or dur"),
+    "timestamp_far_off.json": (0, "1 complete events without a usable ts or dur (missing, not finite, or more than "
+                                  "a day from the others) were skipped"),
+    "only_negative_duration.json": (2, "no step with a duration: nothing to analyse"),
     "wrong_types.json": (0, "3 events with fields of the wrong type were skipped"),
     "negative_durations.json": (0, "1 events with a negative duration were given duration 0"),
     "duplicate_steps.json": (0, "repeat a step number"),

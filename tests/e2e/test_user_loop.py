@@ -57,7 +57,7 @@ def test_fixes_name_only_keys_the_users_config_has(wrapped):
 def test_the_optimizer_evidence_names_the_for_loop_adamw_not_clip_grad_norms_foreach_ops(wrapped):
     report = json.loads((wrapped["dir"] / "with" / "report.json").read_text())
     evidence = next(b for b in report["bottlenecks"] if b["cause"] == "non_fused")["evidence"]
-    loop = re.search(r"per-parameter AdamW loop: (\d+) ops per AdamW\.step \(([^)]*)\)", evidence)
+    loop = re.search(r"per-parameter AdamW loop: (\d+) ops per AdamW\.step \(ops: ([^)]*)\)", evidence)
     assert loop and "lerp_" in loop.group(2) and "foreach" not in evidence.replace("no _foreach_", "")
 
 
