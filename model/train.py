@@ -96,13 +96,16 @@ class TrainConfig:
 
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW as nanoGPT configures it (decay on 2-D weights only), in the chosen implementation."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    return make_optimizer_over([p for p in model.parameters() if p.requires_grad], cfg, cfg.optimizer_impl)
+
+
+def make_optimizer_over(params: list, cfg: TrainConfig, implementation: str) -> torch.optim.AdamW:
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     impl = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False, fused=False)}
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **impl[cfg.optimizer_impl])
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **impl[implementation])
 
 
 def learning_rate(it: int, cfg: TrainConfig) -> float:
@@ -241,6 +244,48 @@ def step_ms_by_batch(model, batches, cfg: TrainConfig, device: str, factor: int 
     except torch.OutOfMemoryError:
         out = {}
     model.zero_grad(set_to_none=True)
+    return out
+
+
+def step_ms_by_fix(model, batches, cfg: TrainConfig, device: str, repeats: int = 3) -> dict[str, dict[str, float]]:
+    """What non_fused's fix would change, timed at the run's shapes before it trains (on a CPU, bfloat16
+    SDPA's backward can be slower than the matmuls it replaces): a micro-step's forward and backward with the
+    run's manual attention and with SDPA, and an optimizer step in the run's implementation and fused, on copies
+    of the parameters. Only the parts that differ from the fix are timed; {} where none does. Pass the bare
+    model. Gradients are cleared afterwards."""
+    out: dict[str, dict[str, float]] = {}
+    attention = [m for m in model.modules() if hasattr(m, "fused") and isinstance(m.fused, bool)]
+    if cfg.attention != "sdpa" and attention:
+        x, y = (t.to(device) for t in next(batches))
+        times: dict[str, float] = {}
+        for _ in range(repeats):  # the two in turn, so that another job's load falls on both alike
+            for fused, name in ((False, cfg.attention), (True, "sdpa")):
+                for m in attention:
+                    m.fused = fused
+                best = min(fwd_bwd_ms(model, x, y, device_type_of(device), cfg.dtype, 1)[1:])
+                times[name] = min(times.get(name, best), best)
+        for m in attention:
+            m.fused = False
+        out["attention"] = times
+        model.zero_grad(set_to_none=True)
+    if cfg.optimizer_impl != "fused":
+        private = torch.Generator(device=device).manual_seed(0)
+        params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+        for p in params:
+            p.grad = torch.randn(p.shape, device=device, generator=private, dtype=p.dtype)
+        times = {}
+        for impl in (cfg.optimizer_impl, "fused"):
+            optimizer = make_optimizer_over(params, cfg, impl)
+            optimizer.step()  # warm-up, and the optimizer's state
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                optimizer.step()
+                if device_type_of(device) == "cuda":
+                    torch.cuda.synchronize()
+                runs.append(1000 * (time.perf_counter() - start))
+            times[impl] = min(runs)
+        out["optimizer"] = times
     return out
 
 

@@ -36,6 +36,7 @@ from model.train import (  # noqa: E402
     save_checkpoint,
     step_ms_by_batch,
     step_ms_by_dtype,
+    step_ms_by_fix,
     train_step,
 )
 from profiler.capture.api import final_report, live_peak, unwrap  # noqa: E402
@@ -208,6 +209,8 @@ def main(argv):
             metadata["step_ms_by_dtype"] = step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device)
             # and what a 4x batch (small_batch's fix) adds to it
             metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device)
+            # and what non_fused's fix (SDPA, a fused AdamW) changes at these shapes
+            metadata["step_ms_by_fix"] = step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped, stall_s = [], None, 0.0
     signal.signal(signal.SIGTERM, STOP)

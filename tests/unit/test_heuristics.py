@@ -153,6 +153,25 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in text and ".item()" in fix
 
 
+def test_non_fused_fix_is_predicted_from_its_parts_timed_at_the_runs_shapes():
+    """Our CPU run timed SDPA slower than its manual attention (40 against 30 ms a micro-step, 2 micro-steps) and a
+    fused AdamW faster than its loop (1 against 8 ms): the fix takes 2 x -10 + 7 = -13 ms from the 100 ms step,
+    x100/113, a slow-down that the evidence says; the what-if's upper bound is another figure."""
+    sig = Signals(steps=2, op_counts=Counter({"aten::_softmax": 4, "aten::bmm": 8}), optimizers=Counter({"AdamW": 2}),
+                  optimizer_ops=400, optimizer_op_counts=Counter({"aten::lerp_": 54, "aten::add_": 108}))
+    meta = {"vocabulary": "profile_run", "model": {"attention": "manual"}, "optimizer_impl": "loop",
+            "gradient_accumulation_steps": 2,
+            "step_ms_by_fix": {"attention": {"manual": 30.0, "sdpa": 40.0}, "optimizer": {"loop": 8.0, "fused": 1.0}}}
+    found = RULES["non_fused"](entry("non_fused", 20), evidence(signals=sig, meta=meta, kind="cpu"))
+    assert found.config == {"attention": "sdpa", "optimizer_impl": "fused"}
+    assert found.fix_speedup == pytest.approx(100 / 113)
+    assert ("30.00 ms with manual attention, 40.00 ms with SDPA; an optimizer step 8.00 ms loop, 1.00 ms fused: the "
+            "fix takes -13.00 ms from the 100.00 ms step, x0.88") in found.evidence
+    assert "per-parameter AdamW loop: 200 ops per AdamW.step (ops: 54 add_, 27 lerp_)" in found.evidence
+    unmeasured = RULES["non_fused"](entry("non_fused", 20), evidence(signals=sig, meta={}, kind="cpu"))
+    assert unmeasured.fix_speedup is None and "measured before the run" not in unmeasured.evidence
+
+
 def test_diagnose_keeps_causes_from_the_threshold_and_configs_only_for_our_runs():
     entries = [entry("io", 20), entry("other", 0.5), entry("precision", 30)]
     foreign = diagnose(entries, evidence())
