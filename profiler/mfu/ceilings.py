@@ -1,10 +1,9 @@
 """What the diagnosis says of the roofline: which matmuls are memory-bound and which run below a compute
 ceiling, how far the elementwise ops are from the memory ceiling, how fast the copies crossed their link, and what
-a larger batch can bring when the per-step costs stay."""
+a larger batch can bring when the per-step costs stay (where it was not measured: measured.py)."""
 
 from profiler.analysis.signals import Signals
 from profiler.mfu.records import Evidence, OpRow
-from profiler.mfu.vocabulary import settings
 
 HOST_LINK = ("HtoD", "DtoH", "HtoH")  # memcpy kinds that cross the host link; DtoD stays in device memory
 
@@ -90,21 +89,3 @@ def batch_speedup(points: float, factor: float) -> float:
     is cost per step that does not grow with the batch and the rest grows in proportion."""
     fixed = min(max(points / 100, 0.0), 1.0)
     return factor / (fixed + factor * (1 - fixed))
-
-
-def measured_batch_speedup(ev: Evidence, factor: int) -> tuple[float, str] | None:
-    """The speed-up of a batch `factor` times larger from what our run measured before training (a micro-step's
-    forward and backward at its batch and at `factor` times it): the step grows by that difference per
-    micro-step, the tokens by `factor`; and the evidence that says so. None where not measured."""
-    meta = settings(ev.meta)
-    batch = meta.get("batch_size")
-    if not batch:
-        return None
-    small, large = ev.step_ms_by_batch.get(str(batch)), ev.step_ms_by_batch.get(str(factor * batch))
-    if small is None or large is None:
-        return None
-    added = (large - small) * meta.get("gradient_accumulation_steps", 1)
-    speedup = factor * ev.step_ms / (ev.step_ms + max(added, 0.0))
-    return speedup, (f"measured before the run, a micro-step's forward and backward took {small:.2f} ms at batch "
-                     f"{batch} and {large:.2f} ms at {factor * batch}: {factor}x the tokens add {added:.2f} ms to the "
-                     f"{ev.step_ms:.2f} ms step, x{speedup:.2f} tokens/s")

@@ -16,23 +16,23 @@ Rules and thresholds:
 
 import re
 import statistics
-from collections import Counter
 from dataclasses import dataclass
 
-from profiler.analysis.signals import COMPILED_REGION, Signals
+from profiler.analysis.signals import Signals
 from profiler.mfu.ceilings import (
     batch_speedup,
     copy_links,
     elementwise_traffic,
     matmul_bounds,
-    measured_batch_speedup,
     op_name,
     small_matmul_bounds,
 )
+from profiler.mfu.implementations import compiled_regions, optimizer_implementation
+from profiler.mfu.measured import faster_dtype, measured_batch_speedup, measured_fix_speedup, precision_measurement
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
-from profiler.settings import HEADLINE_SHARE, LOOP_OPS, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
-from profiler.trace.classify import ALLOCATOR_CALL, DISPATCH_ONLY_OP, METADATA_OP, OPTIMIZER_STEP, SYNC_CALL
+from profiler.settings import HEADLINE_SHARE, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
+from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
 
 
 @dataclass(frozen=True)
@@ -201,64 +201,6 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
     return Finding("; ".join(parts), "; ".join(fixes), config, measured[0] if measured else None)
 
 
-def measured_fix_speedup(ev: Evidence, config: dict) -> tuple[float, str] | None:
-    """The speed-up of non_fused's fix from what our run timed before training at its shapes (step_ms_by_fix: a
-    micro-step's forward and backward with its attention and with SDPA, an optimizer step in its implementation
-    and fused), and the evidence that says so; None where not measured. It can be below 1: on a CPU, bfloat16
-    SDPA's backward can be slower than the matmuls it replaces."""
-    timed = ev.meta.get("step_ms_by_fix") or {}
-    meta = settings(ev.meta)
-    saved, said = 0.0, []
-    attention, optimizer = timed.get("attention") or {}, timed.get("optimizer") or {}
-    kind = meta.get("attention") or (meta.get("model") or {}).get("attention")  # ours: in the model's config
-    if "attention" in config and kind in attention and "sdpa" in attention:
-        before, after = attention[kind], attention["sdpa"]
-        saved += (before - after) * meta.get("gradient_accumulation_steps", 1)
-        said.append(f"a micro-step's forward and backward {before:.2f} ms with {kind} attention, "
-                    f"{after:.2f} ms with SDPA")
-    if "optimizer_impl" in config and meta.get("optimizer_impl") in optimizer and "fused" in optimizer:
-        before, after = optimizer[meta["optimizer_impl"]], optimizer["fused"]
-        saved += before - after
-        said.append(f"an optimizer step {before:.2f} ms {meta['optimizer_impl']}, {after:.2f} ms fused")
-    if not said:
-        return None
-    speedup = ev.step_ms / max(ev.step_ms - saved, 1e-6)
-    return speedup, (f"measured before the run at its shapes, {'; '.join(said)}: the fix takes {saved:.2f} ms "
-                     f"from the {ev.step_ms:.2f} ms step, x{speedup:.2f}")
-
-
-# ops inside an optimizer step that say nothing of its implementation: views, allocations, dtype conversions
-ALLOCATING_OR_DISPATCH = re.compile(rf"{METADATA_OP.pattern}|{DISPATCH_ONLY_OP.pattern}|^aten::(_to_copy|copy_)$")
-
-
-def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> str:
-    """What the optimizer's own span says of its implementation, where it is not fused: a per-parameter loop
-    (more than LOOP_OPS ops, on a GPU kernels, per step and no _foreach_ or _fused_ op inside it: a fused
-    optimizer may still run host ops per parameter, such as apex FusedAdam's step counters) or foreach ops.
-    Ops outside the span, such as clip_grad_norm_'s _foreach_norm, say nothing of it. '' where fused or unseen."""
-    n = max(sig.steps, 1)
-    inside = sig.optimizer_op_counts
-    foreach = sum(v for k, v in inside.items() if "_foreach_" in k)
-    fused = sum(v for k, v in inside.items() if "_fused_" in k)
-    work, unit = (sig.optimizer_kernels, "kernels") if kind != "cpu" else (sig.optimizer_ops, "ops")
-    if fused or not sig.optimizers:
-        return ""
-    if foreach:
-        return f"foreach {optimizer}: {foreach / n:.0f} _foreach_ ops per {optimizer}.step"
-    if work / n > LOOP_OPS:
-        working = Counter({k: v for k, v in inside.items()
-                           if not (ALLOCATING_OR_DISPATCH.match(k) or OPTIMIZER_STEP.match(k))})
-        largest = ", ".join(f"{v / n:.0f} {k.removeprefix('aten::')}" for k, v in working.most_common(3))
-        return (f"per-parameter {optimizer} loop: {work / n:.0f} {unit} per {optimizer}.step (ops: {largest}), no "
-                "_foreach_ or _fused_ ops inside it")
-    return ""
-
-
-def compiled_regions(sig: Signals) -> int:
-    """Calls of torch.compile'd frames in the analysed steps: more than one per step means graph breaks."""
-    return sum(v for k, v in sig.op_counts.items() if COMPILED_REGION.match(k))
-
-
 def memory_ops(entry: LedgerEntry, ev: Evidence):
     sig: Signals = ev.signals
     n = max(sig.steps, 1)
@@ -311,33 +253,6 @@ def communication(entry: LedgerEntry, ev: Evidence):
                      "(communicator or connection set-up on first use), or a rank that arrived late")
         fix = "profile after a warm-up step to see the steady state, then: " + fix
     return Finding(evidence, fix, None)
-
-
-def faster_dtype(ev: Evidence) -> str:
-    """The precision to switch to: the fastest at the trace's own shapes where they were timed here, else the
-    device's fastest (the dtype of P; float32 on a CPU that emulates bfloat16), bfloat16 where neither is known."""
-    if ev.shape_timing and not ev.step_ms_by_dtype:
-        return ev.shape_timing.fastest
-    return ev.fastest_dtype or "bfloat16"
-
-
-def precision_measurement(ev: Evidence) -> str:
-    """What set precision's points: our run's micro-steps, the trace's shapes timed here, or (neither) the
-    peaks' ceiling."""
-    measured, timing, target = ev.step_ms_by_dtype, ev.shape_timing, faster_dtype(ev)
-    if ev.dtype in measured and target in measured and target != ev.dtype:
-        return (f"measured before the run at its shapes, a micro-step's forward and backward took "
-                f"{measured[ev.dtype]:.2f} ms in {ev.dtype} and {measured[target]:.2f} ms in {target}, "
-                "which sets this cause's points")
-    if timing:
-        times = " and ".join(f"{us / 1000:.2f} ms/step in {d}" for d, us in timing.us_by_dtype.items())
-        verdict = (f"{timing.fastest} saves {100 * timing.saving_share:.0f}% of it, which sets this cause's points"
-                   if timing.fastest != timing.run_dtype else
-                   f"no precision is faster than {timing.run_dtype} at these shapes, so precision costs nothing here")
-        return (f"timed on this machine at the trace's own {timing.shapes} matmul and attention shapes (with "
-                f"autocast's casts of their inputs), the counted matmul time comes to {times}: {verdict}")
-    return ("not measured at the run's shapes (the trace was recorded on another machine, or --no-measure): "
-            "the points are the ceiling the two peaks give")
 
 
 def precision(entry: LedgerEntry, ev: Evidence):

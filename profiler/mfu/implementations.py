@@ -1,0 +1,40 @@
+"""Which implementation ran, as the trace tells it: the optimizer's by the ops inside its own span (ops outside
+it, such as clip_grad_norm_'s _foreach_norm, say nothing of it), and torch.compile's regions."""
+
+import re
+from collections import Counter
+
+from profiler.analysis.signals import COMPILED_REGION, Signals
+from profiler.settings import LOOP_OPS
+from profiler.trace.classify import DISPATCH_ONLY_OP, METADATA_OP, OPTIMIZER_STEP
+
+# ops inside an optimizer step that say nothing of its implementation: views, allocations, dtype conversions
+ALLOCATING_OR_DISPATCH = re.compile(rf"{METADATA_OP.pattern}|{DISPATCH_ONLY_OP.pattern}|^aten::(_to_copy|copy_)$")
+
+
+def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> str:
+    """What the optimizer's own span says of its implementation, where it is not fused: a per-parameter loop
+    (more than LOOP_OPS ops, on a GPU kernels, per step and no _foreach_ or _fused_ op inside it: a fused
+    optimizer may still run host ops per parameter, such as apex FusedAdam's step counters) or foreach ops.
+    Ops outside the span, such as clip_grad_norm_'s _foreach_norm, say nothing of it. '' where fused or unseen."""
+    n = max(sig.steps, 1)
+    inside = sig.optimizer_op_counts
+    foreach = sum(v for k, v in inside.items() if "_foreach_" in k)
+    fused = sum(v for k, v in inside.items() if "_fused_" in k)
+    work, unit = (sig.optimizer_kernels, "kernels") if kind != "cpu" else (sig.optimizer_ops, "ops")
+    if fused or not sig.optimizers:
+        return ""
+    if foreach:
+        return f"foreach {optimizer}: {foreach / n:.0f} _foreach_ ops per {optimizer}.step"
+    if work / n > LOOP_OPS:
+        working = Counter({k: v for k, v in inside.items()
+                           if not (ALLOCATING_OR_DISPATCH.match(k) or OPTIMIZER_STEP.match(k))})
+        largest = ", ".join(f"{v / n:.0f} {k.removeprefix('aten::')}" for k, v in working.most_common(3))
+        return (f"per-parameter {optimizer} loop: {work / n:.0f} {unit} per {optimizer}.step (ops: {largest}), no "
+                "_foreach_ or _fused_ ops inside it")
+    return ""
+
+
+def compiled_regions(sig: Signals) -> int:
+    """Calls of torch.compile'd frames in the analysed steps: more than one per step means graph breaks."""
+    return sum(v for k, v in sig.op_counts.items() if COMPILED_REGION.match(k))
