@@ -15,6 +15,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerAction, ProfilerActivity
 
+# Kineto prints lines of its own at every profiler start and stop ("USDT: ... profiler_start"); above level 5 it
+# keeps them to itself. Read when the profiler is first used in the process; a user's own setting stands
+# (KINETO_LOG_LEVEL=0 shows everything)
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 METADATA_KEY = "mfu_analyzer"
 RECORDING = (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
 

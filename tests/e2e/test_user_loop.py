@@ -41,6 +41,8 @@ def wrapped(tmp_path_factory):
 def test_the_profiler_changes_no_loss_with_a_cold_cache_or_a_warm_one(wrapped):
     plain = losses(wrapped["none"])
     assert len(plain) == 15 and plain == losses(wrapped["with"]) == losses(wrapped["start"])
+    # and the terminal holds our lines only: Kineto's own (USDT: ... profiler_start) are kept off it
+    assert not any("USDT:" in r.stdout + r.stderr for r in (wrapped["with"], wrapped["start"]))
 
 
 def test_fixes_name_only_keys_the_users_config_has(wrapped):
