@@ -28,12 +28,15 @@ class ShapeTiming:
 
     run_dtype: str  # the precision the trace's matmuls ran in
     us_by_dtype: dict[str, float]  # per step: the trace's time of the replayed ops, × each dtype's time over the run's
-    replayed_us: float  # per step: the trace's own time of the replayed ops
     counted_us: float  # per step: the trace's time of every counted matmul and attention op
     flops: float  # per step, of the replayed ops
     isolated_us: dict[str, float]  # per step: the replayed ops' own time here, in each dtype
     shapes: int  # distinct (op, shapes) replayed
-    seconds: float  # how long the measurement took
+
+    @property
+    def replayed_us(self) -> float:
+        """Per step: the trace's own time of the replayed ops (their time in the run's own precision)."""
+        return self.us_by_dtype[self.run_dtype]
 
     @property
     def fastest(self) -> str:
@@ -86,7 +89,7 @@ def time_shapes(calls: dict[tuple, int], call_us: dict[tuple, float], steps: int
     per_step = max(steps, 1)
     totals = {d: 0.0 for d in candidates}
     isolated = {d: 0.0 for d in candidates}
-    replayed_us = flops = 0.0
+    flops = 0.0
     shapes = 0
     slow: set[str] = set()
     with isolated_rng(device_type):
@@ -111,14 +114,12 @@ def time_shapes(calls: dict[tuple, int], call_us: dict[tuple, float], steps: int
             for d in candidates:
                 totals[d] += trace_us * min(times[d] / times[run_dtype], SLOW_DTYPE_RATIO)
                 isolated[d] += calls[key] / per_step * min(times[d], SLOW_DTYPE_RATIO * base)
-            replayed_us += trace_us
             flops += calls[key] / per_step * key_flops(key)
             shapes += 1
     if not shapes:
         return None
-    return ShapeTiming(run_dtype=run_dtype, us_by_dtype=totals, replayed_us=replayed_us,
-                       counted_us=sum(call_us.values()) / per_step, flops=flops, isolated_us=isolated, shapes=shapes,
-                       seconds=time.perf_counter() - started)
+    return ShapeTiming(run_dtype=run_dtype, us_by_dtype=totals,
+                       counted_us=sum(call_us.values()) / per_step, flops=flops, isolated_us=isolated, shapes=shapes)
 
 
 def key_flops(key: tuple) -> float:

@@ -35,9 +35,9 @@ def test_a_shape_that_cannot_be_replayed_is_left_out():
 def timed(fast: float) -> ShapeTiming:
     """A fake measurement: the trace's 4 ms/step of mm in float32, and `fast` ms in bfloat16."""
     return ShapeTiming(run_dtype="float32", us_by_dtype={"float32": 4000.0, "bfloat16": 1000 * fast},
-                       replayed_us=4000.0, counted_us=4000.0, flops=268e6, isolated_us={"float32": 3500.0,
+                       counted_us=4000.0, flops=268e6, isolated_us={"float32": 3500.0,
                                                                                         "bfloat16": 900 * fast},
-                       shapes=1, seconds=0.1)
+                       shapes=1)
 
 
 def recorded(tmp_path, machine: str):
