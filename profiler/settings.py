@@ -86,7 +86,7 @@ TOP_OPS = 15  # ops listed in a report
 LEDGER_ROW_MIN_POINTS = 0.005  # ledger rows below this (they round to 0.00) are not drawn
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Options:
     """What the user says about a trace, and the thresholds a user may change."""
 

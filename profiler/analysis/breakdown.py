@@ -20,7 +20,7 @@ from profiler.trace.steps import Steps
 BY_OP, BY_NAME, UNCLASSIFIED = range(3)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Breakdown:
     us: np.ndarray  # (len(CATEGORIES), n_steps) microseconds per category per step
     device_category: np.ndarray  # per device event of links.device (GPU traces), else empty
@@ -46,7 +46,7 @@ class HostParts:
     python_us: np.ndarray  # Python frames between ops (small_batch's evidence)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HostLevels:
     """What the host threads did, as interval lists in the breakdown's priority order below the device's."""
 
@@ -103,12 +103,12 @@ def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels
     def spans(rows):
         return trace.start[rows], trace.end[rows]
 
-    return HostLevels((np.concatenate((trace.start[loading], trace.start[preparing])),
-                       np.concatenate((trace.end[loading], trace.end[preparing]))),
-                      spans(allocator), spans(sync), one_offs(trace, links),
-                      (np.concatenate((trace.start[busy_rows], trace.start[other_runtime])),
-                       np.concatenate((trace.end[busy_rows], trace.end[other_runtime]))),
-                      (seg_s[running], seg_e[running]))
+    return HostLevels(loading=(np.concatenate((trace.start[loading], trace.start[preparing])),
+                               np.concatenate((trace.end[loading], trace.end[preparing]))),
+                      allocator=spans(allocator), sync=spans(sync), one_offs=one_offs(trace, links),
+                      busy=(np.concatenate((trace.start[busy_rows], trace.start[other_runtime])),
+                            np.concatenate((trace.end[busy_rows], trace.end[other_runtime]))),
+                      python=(seg_s[running], seg_e[running]))
 
 
 def _split(levels: list, steps: Steps) -> tuple[np.ndarray, HostParts, tuple[np.ndarray, np.ndarray]]:
@@ -133,7 +133,8 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
     spans = np.flatnonzero(optimizer_roots(links))
     windows = (trace.start[spans], trace.end[spans])
-    in_spans = _split(levels, Steps(np.arange(len(spans)), *windows, *windows))[0]
+    in_spans = _split(levels, Steps(ids=np.arange(len(spans)), host_start=windows[0], host_end=windows[1],
+                                    start=windows[0], end=windows[1]))[0]
     optimizer = np.zeros((2, len(steps.ids)))
     step_of_span = steps.host_index(trace.start[spans])
     ok = step_of_span >= 0
@@ -141,9 +142,11 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
         np.add.at(optimizer[k], step_of_span[ok], in_spans[c, ok])
     empty = np.full(len(trace), -1)
     collective = coverage(*merge(*levels[3]), steps.start, steps.end)
-    return Breakdown(us, category, source, np.zeros(len(trace)), empty, steps.host_index(trace.start),
-                     short_gaps(*busy, steps.start, steps.end, short_gap_us), optimizer[0], optimizer[1], collective,
-                     host, h.one_offs)
+    return Breakdown(us=us, device_category=category, classified_by=source, self_us=np.zeros(len(trace)),
+                     row_category=empty, row_step=steps.host_index(trace.start),
+                     short_idle_us=short_gaps(*busy, steps.start, steps.end, short_gap_us),
+                     optimizer_host_us=optimizer[0], optimizer_idle_us=optimizer[1], collective_us=collective,
+                     host=host, one_offs=h.one_offs)
 
 
 def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
@@ -198,8 +201,10 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
         np.add.at(optimizer[k], step[sel], self_us[sel])
     comm = links.host[links.category[links.host] == classify.COMMUNICATION]
     collective = coverage(*merge(trace.start[comm], trace.end[comm]), steps.start, steps.end)
-    return Breakdown(us, np.empty(0, int), np.empty(0, int), self_us, category, step,
-                     np.minimum(gaps, us[classify.IDLE]), optimizer[0], optimizer[1], collective, host, h.one_offs)
+    return Breakdown(us=us, device_category=np.empty(0, int), classified_by=np.empty(0, int), self_us=self_us,
+                     row_category=category, row_step=step, short_idle_us=np.minimum(gaps, us[classify.IDLE]),
+                     optimizer_host_us=optimizer[0], optimizer_idle_us=optimizer[1], collective_us=collective,
+                     host=host, one_offs=h.one_offs)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from profiler.trace.load import MEMCPY, MEMSET, OP, Trace, TraceInfo, load_trace
 from profiler.trace.steps import Steps, find_steps
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OpStats:
     count: int = 0  # calls
     us: float = 0.0  # time attributed to the op (device time on GPU, exclusive host time on CPU)

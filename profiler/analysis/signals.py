@@ -28,7 +28,7 @@ FOREACH_OPTIMIZER = re.compile(r"^aten::_foreach_")
 COMPILED_REGION = re.compile(r"^Torch-Compiled Region")  # one per call of a torch.compile'd frame
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Signals:
     steps: int = 0
     host_ops: int = 0

@@ -23,7 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +36,9 @@ from profiler.report.terminal import for_terminal
 from profiler.settings import Options
 from profiler.trace.flops import model_flops_per_token
 from profiler.trace.load import TraceError
+
+if TYPE_CHECKING:
+    from torch.utils.flop_counter import FlopCounterMode
 
 
 class profile:  # noqa: N801 (a context manager named like torch.profiler.profile)
@@ -65,7 +68,9 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.extra.update(config=plain_settings(config), vocabulary=vocabulary)
         self.write_report = report
         self.session: Session  # opened in __enter__
-        self.counter, self.steps, self.recording_cost_us, self.waited_s = None, 0, None, 0.0
+        self.counter: FlopCounterMode | None = None  # counts the first step where nothing else gives F_model
+        self.steps, self.waited_s = 0, 0.0
+        self.recording_cost_us: float | None = None
         self.stopped = False
         self.run_log, self.own_log = run_log, run_log is None and tensorboard  # a caller's RunLog stays open
 

@@ -23,7 +23,7 @@ METADATA_KEY = "mfu_analyzer"
 RECORDING = (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProfileConfig:
     profile: bool = True
     skip_first: int = 5
@@ -90,7 +90,7 @@ class Session:
             self._tag()
 
     def _tag(self):
-        if self.prof.current_action in RECORDING:
+        if self.prof is not None and self.prof.current_action in RECORDING:
             self.prof.add_metadata_json(METADATA_KEY, self.metadata)
 
 

@@ -40,7 +40,7 @@ class MfuPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def static_file(self, request):
         name = request.path.rsplit("/", 1)[-1]
-        body = resources.files(__package__).joinpath("static", name).read_bytes()
+        body = resources.files(__package__).joinpath("static").joinpath(name).read_bytes()
         return http_util.Respond(request, body, STATIC[name])
 
     @wrappers.Request.application

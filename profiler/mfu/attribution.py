@@ -99,8 +99,9 @@ def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_op
         step_time_ms=StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000),
                                float(t.step_us.max() / 1000), float(t.step_us.std() / t.step_us.mean())),
         device_utilization=r.utilization,
-        mfu=Mfu(model / (step_s * P) if model and P else None, f_counted / (step_s * P) if P and f_counted else None,
-                float(model) if model else None, f_counted, f_model.source),
+        mfu=Mfu(analytic=model / (step_s * P) if model and P else None,
+                counted=f_counted / (step_s * P) if P and f_counted else None,
+                flops_analytic=float(model) if model else None, flops_counted=f_counted, analytic_from=f_model.source),
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
         matmul_without_flops_ms=sum(r.signals.uncounted_matmul_us.values()) / max(r.signals.steps, 1) / 1000,
@@ -147,8 +148,8 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: P
     warnings += spread_note(figures.step_time_ms, entries)
     evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops),
                        shape_timing=timing, precision_ms=1000 * seconds["precision"])
-    return Attribution(r.rank, replace(figures, ledger=entries), t, overheads, {c: seconds[c] for c in CAUSES},
-                       evidence, warnings)
+    return Attribution(rank=r.rank, figures=replace(figures, ledger=entries), steps=t, overheads=overheads,
+                       seconds={c: seconds[c] for c in CAUSES}, evidence=evidence, warnings=warnings)
 
 
 def time_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak | None, why: str,
@@ -168,8 +169,9 @@ def time_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: 
                     "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out")
     evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
                        unit="step_time", fp32_speed=speed, why_time=why)
-    return Attribution(r.rank, replace(figures, ledger=entries, ledger_unit="step_time"), t, overheads,
-                       {c: seconds[c] for c in CAUSES}, evidence, warnings)
+    return Attribution(rank=r.rank, figures=replace(figures, ledger=entries, ledger_unit="step_time"), steps=t,
+                       overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
+                       warnings=warnings)
 
 
 def fp32_speed(r: RankAnalysis) -> float | None:
@@ -297,9 +299,9 @@ def measured_precision(r: RankAnalysis, fastest: str | None, timing: ShapeTiming
 def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandwidth: float | None) -> list[OpRow]:
     """All ops of the rank by time per step, largest first, each with its roofline where it can be formed."""
     rows = sorted(ops.items(), key=lambda kv: -kv[1].us)
-    return [OpRow(name, s.category, s.count / n_steps, s.us / n_steps / 1000, s.flops / n_steps,
-                  s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None, s.bytes / n_steps,
-                  op_roofline(s, n_steps, peak_run, bandwidth)) for name, s in rows]
+    return [OpRow(name=name, category=s.category, count=s.count / n_steps, ms=s.us / n_steps / 1000,
+                  flops=s.flops / n_steps, tflops_per_s=s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None,
+                  bytes=s.bytes / n_steps, roofline=op_roofline(s, n_steps, peak_run, bandwidth)) for name, s in rows]
 
 
 def non_fused_removable(r: RankAnalysis, figures: Figures, o: Overheads, seconds: dict[str, float]) -> float:
@@ -317,9 +319,9 @@ def communication_figures(r: RankAnalysis, breakdown: dict[str, Share]) -> Commu
     n = max(r.signals.steps, 1)
     total = float(r.table.collective_us.mean() / 1000)
     exposed = breakdown["communication"].ms
-    return Communication(total, exposed, exposed / total if total else None,
-                         {k: v / n for k, v in r.signals.collectives.items()},
-                         r.signals.collective_bytes / n if r.signals.collective_bytes else None)
+    return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
+                         calls_per_step={k: v / n for k, v in r.signals.collectives.items()},
+                         bytes_per_step=r.signals.collective_bytes / n if r.signals.collective_bytes else None)
 
 
 def flops_gap_note(f_model: float, f_counted: float) -> str:

@@ -56,9 +56,11 @@ def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_P
             continue
         found = RULES[entry.cause](entry, ev)
         config = in_their_words(found.config, ev.meta)
-        out.append(Bottleneck(entry.cause, entry.points, entry.ms, entry.what_if_mfu, found.evidence, found.fix,
-                              config, entry.what_if_step_ms, entry.speedup, found.fix_speedup if config else None,
-                              form(ev.meta) if config else None))
+        out.append(Bottleneck(cause=entry.cause, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
+                              evidence=found.evidence, fix=found.fix, fix_config=config,
+                              what_if_step_ms=entry.what_if_step_ms, speedup=entry.speedup,
+                              fix_speedup=found.fix_speedup if config else None,
+                              fix_form=form(ev.meta) if config else None))
     return sorted(out, key=lambda b: -b.points)
 
 

@@ -17,7 +17,6 @@ from profiler.mfu.records import (
     Communication,
     Figures,
     LedgerEntry,
-    Mfu,
     OpRow,
     Share,
     StepRow,
@@ -91,8 +90,8 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
         step_time_ms=StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs])
                                  for k in ("mean", "min", "max", "cv"))),
         device_utilization=mean_fields([f.device_utilization for f in figs]),
-        mfu=Mfu(mean([f.mfu.analytic for f in figs]), mean([f.mfu.counted for f in figs]), figs[0].mfu.flops_analytic,
-                figs[0].mfu.flops_counted, figs[0].mfu.analytic_from),
+        mfu=replace(figs[0].mfu, analytic=mean([f.mfu.analytic for f in figs]),
+                    counted=mean([f.mfu.counted for f in figs])),
         breakdown={c: Share(mean([f.breakdown[c].ms for f in figs]), mean([f.breakdown[c].fraction for f in figs]))
                    for c in CATEGORIES},
         ledger=ledger, bottlenecks=bottlenecks, top_ops=job_top_ops([f.top_ops for f in figs]),
@@ -151,7 +150,8 @@ def job_communication(parts: list[Communication | None]) -> Communication | None
         for k, v in p.calls_per_step.items():
             calls[k] = calls.get(k, 0.0) + v / n
     sent = [p.bytes_per_step for p in present if p.bytes_per_step]
-    return Communication(total, exposed, exposed / total if total else None, calls, sum(sent) / n if sent else None)
+    return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
+                         calls_per_step=calls, bytes_per_step=sum(sent) / n if sent else None)
 
 
 def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
@@ -167,8 +167,9 @@ def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
             m[4] += op.flops / (op.tflops_per_s * 1e12) if op.tflops_per_s else 0.0
             m[5] += op.bytes / len(parts)
             m[6] = op if op.ms > m[6].ms else m[6]
-    rows = [OpRow(name, c, count, ms, flops, flops * len(parts) / flop_s / 1e12 if flop_s else None, moved,
-                  slowest.roofline)
+    rows = [OpRow(name=name, category=c, count=count, ms=ms, flops=flops,
+                  tflops_per_s=flops * len(parts) / flop_s / 1e12 if flop_s else None, bytes=moved,
+                  roofline=slowest.roofline)
             for name, (c, count, ms, flops, flop_s, moved, slowest) in merged.items()]
     return sorted(rows, key=lambda o: -o.ms)[:len(parts[0])]
 

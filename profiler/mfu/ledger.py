@@ -13,7 +13,7 @@ CAUSES = ("io", "small_batch", "non_fused", "memory_ops", "communication", "prec
 TIME_CAUSES = tuple(c for c in CAUSES if c != "matmul_efficiency") + ("useful",)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Overheads:
     """Seconds per step, inside breakdown categories, that belong to another cause than their category's."""
 

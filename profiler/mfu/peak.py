@@ -99,7 +99,7 @@ DEVICE_TABLE = [
     (r"MI210", _gpu(181, None, 45.3)),
     (r"MI100", _gpu(184.6, None, 46.1)),
 ]
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Peak:
     device: str
     dtype: str  # the dtype the matmuls ran in: float32, tf32, bfloat16, float16
@@ -129,7 +129,8 @@ def peak_from_rates(device: str, rates: dict[str, float], dtype: str, source: st
     """P is the best rate in a training precision; P_run the rate of `dtype` (its nearest slower kin if absent)."""
     fastest = max(rates, key=lambda d: (rates[d], d == "bfloat16"))  # bfloat16 where float16 ties
     run = rates.get(dtype) or rates.get("float16" if dtype == "bfloat16" else "float32") or rates[fastest]
-    return Peak(device, dtype, rates[fastest], run, source, fastest)
+    return Peak(device=device, dtype=dtype, peak_flops=rates[fastest], peak_flops_run=run, source=source,
+                fastest=fastest)
 
 
 def cpu_peak(dtype: str, threads: int) -> Peak:
@@ -159,7 +160,8 @@ def resolve_peak(device_name: str, kind: str, dtype: str, tf32: bool = False, us
         note = ("P_run is the given peak for the run's dtype" if user_peak_run > 0 else
                 "P_run is P: the given peak stands for the run's dtype too (set the run dtype's own with "
                 "--peak-flops-run, or peak_flops_run=)")
-        return Peak(name, run_dtype, user_peak, min(user_peak_run or user_peak, user_peak), "user", note=note)
+        return Peak(device=name, dtype=run_dtype, peak_flops=user_peak,
+                    peak_flops_run=min(user_peak_run or user_peak, user_peak), source="user", note=note)
     if kind == "cpu":
         return cpu_peak(run_dtype, threads)
     rates = table_peaks(device_name)

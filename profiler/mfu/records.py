@@ -36,7 +36,7 @@ class ProfilerCost:
     ms_per_step: float  # taken out of the step time for MFU and the ledger (capped by small_batch + other)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Mfu:
     analytic: float | None  # F_model / (T · P)
     counted: float | None  # F_counted / (T · P)
@@ -50,7 +50,7 @@ class Mfu:
         return self.analytic if self.analytic is not None else self.counted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpRow:
     name: str
     category: str
@@ -62,7 +62,7 @@ class OpRow:
     roofline: Roofline | None = None  # where its bytes and the ceilings are known
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Communication:
     total_ms: float  # collectives running, exposed or hidden, per step
     exposed_ms: float
@@ -78,7 +78,7 @@ class StepRow:
     categories: dict[str, float]  # ms of each breakdown category
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
     cause: str
     points: float  # of MFU, or of the step time in a time ledger (Figures.ledger_unit)
@@ -91,7 +91,7 @@ class LedgerEntry:
     removable_ms: float | None = None  # the seconds per step (ms) the what-if takes away: all, or what a fix can
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Bottleneck:
     cause: str
     points: float
@@ -164,7 +164,7 @@ class Evidence:
     precision_ms: float = 0.0  # what the ledger charged to precision, per step
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Attribution:
     rank: int
     figures: Figures

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from profiler.analysis.per_file import OpStats
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Roofline:
     intensity: float  # FLOP per byte
     attainable_tflops: float  # min(P_run, intensity × BW), TFLOP/s

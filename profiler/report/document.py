@@ -14,7 +14,7 @@ from profiler.report.terminal import ceilings, change_in_form, pct, roofline_sha
 from profiler.trace.classify import CATEGORIES
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Section:
     title: str
     lines: list[str] = field(default_factory=list)
@@ -26,7 +26,7 @@ class Section:
 def sections(report: dict) -> list[Section]:
     dev, mfu, step = report["device"], report["mfu"], report["step_time_ms"]
     flops = mfu["flops_per_step"]
-    summary = Section("Summary", [
+    summary = Section(title="Summary", lines=[
         f"Source: {', '.join(report['source']['paths'])}; steps {report['source']['steps']}"
         + (f"; ranks {report['source']['ranks']}" if len(report["source"]["ranks"]) > 1 else ""),
         f"Device: {dev['name'] or dev['kind']} ({dev['kind']}), matmuls in {dev['dtype'] or 'unknown dtype'}",
@@ -43,21 +43,24 @@ def sections(report: dict) -> list[Section]:
         summary.lines.append(f"Device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms")
     summary.lines += [f"Convention: {c}" for c in report.get("conventions", [])]
     out = [summary]
-    out.append(Section("Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
+    out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report['breakdown'][c]['ms']:.2f}", pct(report["breakdown"][c]["fraction"])] for c in CATEGORIES]))
     if report.get("ledger_unit") == "step_time":
-        out.append(Section("Time ledger", ["MFU cannot be formed for this trace (the warnings say why): the ledger "
-                                           "is in points of the step time, 100 in all with the useful work; each "
-                                           "what-if is the steady-state step without the cause, and its speed-up."],
-                           ["cause", "points", "ms/step", "step without it", "speed-up"], chart="ledger", rows=[
+        out.append(Section(title="Time ledger", lines=[
+            "MFU cannot be formed for this trace (the warnings say why): the ledger is in points of the step time, "
+            "100 in all with the useful work; each what-if is the steady-state step without the cause, and its "
+            "speed-up."],
+                           headers=["cause", "points", "ms/step", "step without it", "speed-up"], chart="ledger", rows=[
             [e["cause"], f"{e['points']:.2f}", f"{e['ms']:.2f}",
              f"{e['what_if_step_ms']:.2f}" if e.get("what_if_step_ms") is not None else "",
              f"x{e['speedup']:.2f}" if e.get("speedup") is not None else ""]
             for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
     elif report["ledger"]:
-        out.append(Section("MFU ledger", ["Points of peak lost per cause; they add up to 100 − MFU. The range is "
-                                          "the cause's points in its cheapest and dearest analysed step."],
-                           ["cause", "points", "range over steps", "ms/step", "MFU without it"], chart="ledger", rows=[
+        out.append(Section(title="MFU ledger", lines=[
+            "Points of peak lost per cause; they add up to 100 − MFU. The range is the cause's points in its "
+            "cheapest and dearest analysed step."],
+                           headers=["cause", "points", "range over steps", "ms/step", "MFU without it"],
+                           chart="ledger", rows=[
             [e["cause"], f"{e['points']:.2f}",
              "{:.2f} - {:.2f}".format(*e["interval"]) if e.get("interval") else "", f"{e['ms']:.2f}",
              pct(e["what_if_mfu"])] for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
@@ -65,15 +68,16 @@ def sections(report: dict) -> list[Section]:
         lines = [f"Evidence: {b['evidence']}", f"Fix: {b['fix']}"]
         if b.get("fix_config"):
             lines.append("Try: " + change_in_form(b["fix_config"], b.get("fix_form")))
-        out.append(Section(f"{i}. {b['cause']}: {b['points']:.1f} points, {what_if(b)}", lines))
-    out.append(Section("Top ops", [ROOFLINE_NOTE + (f" Ceilings: {ceilings(dev)}." if dev.get("bandwidth") else "")],
-                       ["op", "category", "calls/step", "ms/step", "TFLOP/s", "MB/step", "TB/s", "FLOP/byte",
+        out.append(Section(title=f"{i}. {b['cause']}: {b['points']:.1f} points, {what_if(b)}", lines=lines))
+    ceiling = f" Ceilings: {ceilings(dev)}." if dev.get("bandwidth") else ""
+    out.append(Section(title="Top ops", lines=[ROOFLINE_NOTE + ceiling],
+                       headers=["op", "category", "calls/step", "ms/step", "TFLOP/s", "MB/step", "TB/s", "FLOP/byte",
                         "of roofline"], chart="roofline", rows=[op_cells(op) for op in report["top_ops"]]))
     if report.get("stragglers"):
-        out.append(Section("Stragglers", headers=["rank", "excess ms", "category"], rows=[
+        out.append(Section(title="Stragglers", headers=["rank", "excess ms", "category"], rows=[
             [str(s["rank"]), f"{s['excess_ms']:.2f}", s["category"]] for s in report["stragglers"]]))
     if report["warnings"]:
-        out.append(Section("Warnings", list(report["warnings"])))
+        out.append(Section(title="Warnings", lines=list(report["warnings"])))
     return out
 
 

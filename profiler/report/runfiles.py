@@ -24,7 +24,7 @@ SCHEMA_MARK = b'"mfu-report/1"'
 MAX_DEPTH = 8  # folders below the log directory that are searched for runs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class View:
     """One report of a run: the whole run, or one profiler cycle."""
 
@@ -89,12 +89,13 @@ def _views(folder: Path) -> list[View]:
             match = CYCLE_FILE.match(path.name)
             if match and path.is_file() and not path.is_symlink():
                 step = int(match.group(1))
-                views.append(View(f"step_{step}", f"cycle ending at step {step}", step, path,
-                                  _existing(timeline_of(path))))
+                views.append(View(id=f"step_{step}", label=f"cycle ending at step {step}", step=step, report=path,
+                                  timeline=_existing(timeline_of(path))))
     views.sort(key=lambda v: v.step or 0)  # cycle views only: each has its step
     whole = folder / REPORT
     if whole.is_file() and not whole.is_symlink() and _is_report(whole):
-        views.append(View("run", "whole run" if views else "report", None, whole, _existing(timeline_of(whole))))
+        views.append(View(id="run", label="whole run" if views else "report", step=None, report=whole,
+                          timeline=_existing(timeline_of(whole))))
     return views
 
 

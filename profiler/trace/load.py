@@ -77,7 +77,7 @@ FINDERS = {(kind, spelled_1x): _finder(kind, spelled_1x) for kind in (ShapeArgs,
            for spelled_1x in (False, True)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TraceInfo:
     """What the stages after the per-file analysis need of a trace: small enough for a worker process to hand
     back instead of the decoded events."""
@@ -93,7 +93,7 @@ class TraceInfo:
         return rank if isinstance(rank, int) else 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trace:
     """One trace file as columns, one row per complete ('X') event, times in µs from the first event."""
 
@@ -146,7 +146,8 @@ class Trace:
         return self.thread[rows] * (float(self.end.max()) + 1.0) + times
 
     def info(self) -> TraceInfo:
-        return TraceInfo(self.path, self.origin_us, self.device_names, self.distributed, self.metadata)
+        return TraceInfo(path=self.path, origin_us=self.origin_us, device_names=self.device_names,
+                         distributed=self.distributed, metadata=self.metadata)
 
     def by_name(self, value, dtype=bool) -> np.ndarray:
         """value(name) for each row, computed once per distinct name: a per-row mask or code from the names."""

@@ -17,7 +17,7 @@ from profiler.trace.load import Trace, TraceError
 from profiler.trace.location import file_name
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Steps:
     ids: np.ndarray  # step numbers N
     host_start: np.ndarray
@@ -70,7 +70,7 @@ def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[str]]:
         ids, host_start, host_end, start, end = (a[timed] for a in (ids, host_start, host_end, start, end))
     if not len(ids):
         raise TraceError(f"{file_name(trace.path)}: no step with a duration: nothing to analyse")
-    return Steps(ids, host_start, host_end, start, end), warnings
+    return Steps(ids=ids, host_start=host_start, host_end=host_end, start=start, end=end), warnings
 
 
 def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, str]:

@@ -61,9 +61,11 @@ def test_model_flops_that_do_not_fit_the_step_are_named(tmp_path):
 
 
 def test_the_invariant_check_names_what_a_report_breaks():
-    fields = Figures(step_time_ms=StepTimes(1, 1, 1), device_utilization=None, mfu=Mfu(0.2, None, 1.0, 1.0, None),
+    mfu = Mfu(analytic=0.2, counted=None, flops_analytic=1.0, flops_counted=1.0, analytic_from=None)
+    fields = Figures(step_time_ms=StepTimes(1, 1, 1), device_utilization=None, mfu=mfu,
                      breakdown={"matmul": Share(0.7, 0.7), "idle": Share(0.4, 0.4)},
-                     ledger=[LedgerEntry("io", 90.0, 0.9, 1.5), LedgerEntry("other", -5.0, 0.0, 0.19)],
+                     ledger=[LedgerEntry(cause="io", points=90.0, ms=0.9, what_if_mfu=1.5),
+                             LedgerEntry(cause="other", points=-5.0, ms=0.0, what_if_mfu=0.19)],
                      bottlenecks=[], top_ops=[], classification_ms=None, copied_bytes_per_step=0.0,
                      matmul_without_flops_ms=0.0, communication=None, per_step=[])
     assert violations(fields) == ["breakdown shares add up to 110.0000%, not 100%",

@@ -100,8 +100,9 @@ def evidence(**changes) -> Evidence:
     base = dict(step_ms=100.0, kind="cuda", dtype="float32", meta={}, peak=100e12, peak_run=50e12, flops=1e12,
                 counted_flops=1e12, breakdown={c: Share(0.0, 0.0) for c in classify.CATEGORIES},
                 signals=Signals(steps=2),
-                ops=[OpRow("aten::gelu", "other_compute", 2, 3.0, 0, None),
-                     OpRow("nccl:all_reduce", "communication", 1, 7.0, 0, None)],
+                ops=[OpRow(name="aten::gelu", category="other_compute", count=2, ms=3.0, flops=0, tflops_per_s=None),
+                     OpRow(name="nccl:all_reduce", category="communication", count=1, ms=7.0, flops=0,
+                           tflops_per_s=None)],
                 short_idle_ms=1.0, optimizer_overhead_ms=0.5, fixed_ms=2.0, parameter_ms=0.25, copied_bytes=4e6,
                 allocator_ms=0.0, sync_ms=0.0, python_ms=0.0, other_ops_per_step=24, step_ms_by_dtype={})
     return Evidence(**{**base, **changes})
@@ -112,7 +113,7 @@ def said(found) -> tuple:
 
 
 def entry(cause, ms):
-    return LedgerEntry(cause, ms, ms, 0.5)  # a 100 ms step: points = ms
+    return LedgerEntry(cause=cause, points=ms, ms=ms, what_if_mfu=0.5)  # a 100 ms step: points = ms
 
 
 def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_them():
@@ -187,15 +188,19 @@ def rank(r: int, step_ms: float, comm_ms: float, loading_ms: float, ops: list[Op
     breakdown["data_loading"] = Share(loading_ms, loading_ms / step_ms)
     breakdown["idle"] = Share(step_ms - comm_ms - loading_ms, 1 - (comm_ms + loading_ms) / step_ms)
     fig = Figures(step_time_ms=StepTimes(step_ms, step_ms, step_ms), device_utilization=Utilization(step_ms, 0.5),
-                  mfu=Mfu(0.1, 0.1, 1.0, 1.0, None), breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=ops,
+                  mfu=Mfu(analytic=0.1, counted=0.1, flops_analytic=1.0, flops_counted=1.0, analytic_from=None),
+                  breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=ops,
                   classification_ms=None, copied_bytes_per_step=0.0, matmul_without_flops_ms=0.0,
-                  communication=Communication(comm_ms, comm_ms, 1.0, {"c10d::allreduce_": 1.0}, None),
+                  communication=Communication(total_ms=comm_ms, exposed_ms=comm_ms, exposed_fraction=1.0,
+                                              calls_per_step={"c10d::allreduce_": 1.0}, bytes_per_step=None),
                   per_step=[StepRow(7, step_ms, {c: s.ms for c, s in breakdown.items()})])
-    return Attribution(r, fig, None, None, {}, None)
+    return Attribution(rank=r, figures=fig, steps=None, overheads=None, seconds={}, evidence=None)
 
 
 def test_job_figures_are_means_over_ranks_and_the_straggler_is_named_by_busy_time():
-    mm = lambda ms, tflops: OpRow("aten::mm", "matmul", 1.0, ms, ms * 1e9 * tflops, tflops)  # noqa: E731
+    def mm(ms, tflops):
+        return OpRow(name="aten::mm", category="matmul", count=1.0, ms=ms, flops=ms * 1e9 * tflops, tflops_per_s=tflops)
+
     ranks = [rank(0, 100.0, 30.0, 0.0, [mm(2.0, 1.0)]), rank(1, 100.0, 5.0, 25.0, [mm(4.0, 2.0)]),
              rank(2, 100.0, 28.0, 0.0, [])]
     job = job_figures(ranks)

@@ -12,7 +12,8 @@ from profiler.trace.steps import Steps
 
 
 def test_the_median_step_is_the_typical_one():
-    steps = Steps(np.array([1, 2, 3, 4]), None, None, np.array([0., 10, 40, 100]), np.array([10., 40, 60, 104]))
+    steps = Steps(ids=np.array([1, 2, 3, 4]), host_start=None, host_end=None, start=np.array([0., 10, 40, 100]),
+                  end=np.array([10., 40, 60, 104]))
     assert median_step(steps) == 0  # lengths 10, 30, 20, 4: sorted 4, 10, 20, 30, the lower middle is step 1's 10
 
 

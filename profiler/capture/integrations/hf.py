@@ -19,7 +19,7 @@ TRAINING_ARGUMENTS = ("per_device_train_batch_size", "gradient_accumulation_step
 class MfuCallback(TrainerCallback):
     def __init__(self, out_dir, tokens_per_step: int | None = None, **profile_args):
         self.out_dir, self.tokens_per_step, self.profile_args = out_dir, tokens_per_step, profile_args
-        self.session = None
+        self.session: profile | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero or args.world_size > 1:

@@ -15,7 +15,7 @@ from profiler.capture.api import profile
 class MfuCallback(Callback):
     def __init__(self, out_dir, tokens_per_step: int | None = None, **profile_args):
         self.out_dir, self.tokens_per_step, self.profile_args = out_dir, tokens_per_step, profile_args
-        self.session = None
+        self.session: profile | None = None
 
     def on_train_start(self, trainer, pl_module):
         worker = f"rank{trainer.global_rank}" if trainer.world_size > 1 else ""
