@@ -13,7 +13,7 @@ import difflib
 import operator
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 ALIASES = {"out": "out_dir"}  # this project's older spelling of nanoGPT's key
 IGNORED = {"wandb_log", "wandb_project", "wandb_run_name"}  # nanoGPT's, not implemented: the run logs to TensorBoard
@@ -81,8 +81,19 @@ def read_config_file(path: Path) -> dict:
     return values
 
 
-def coerce(key: str, value, default):
-    """The value with the default's type; ints are accepted for floats, nothing else is converted."""
+def literal_choices(config) -> dict[str, tuple]:
+    """The fields of a config dataclass annotated Literal[...] (a switch), with their choices."""
+    hints = get_type_hints(type(config))
+    return {f.name: get_args(hints[f.name]) for f in dataclasses.fields(config) if get_origin(hints[f.name]) is Literal}
+
+
+def coerce(key: str, value, default, choices: tuple = ()):
+    """The value with the default's type, and one of `choices` where the field is a Literal; ints are accepted
+    for floats, nothing else is converted."""
+    if choices:
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -109,6 +120,7 @@ def apply(configs: list, argv: list[str]) -> list[str]:
         else:
             values.update(read_config_file(Path(arg)))
     owners = {f.name: cfg for cfg in configs for f in dataclasses.fields(cfg)}
+    choices = {key: c for cfg in configs for key, c in literal_choices(cfg).items()}
     ignored = []
     for key, value in values.items():
         key = ALIASES.get(key, key)
@@ -118,7 +130,7 @@ def apply(configs: list, argv: list[str]) -> list[str]:
         if key not in owners:
             near = difflib.get_close_matches(key, list(owners) + list(ALIASES), n=1, cutoff=0.6)
             raise ConfigError(f"unknown config key: {key}" + (f" (did you mean {near[0]}?)" if near else ""))
-        setattr(owners[key], key, coerce(key, value, getattr(owners[key], key)))
+        setattr(owners[key], key, coerce(key, value, getattr(owners[key], key), choices.get(key, ())))
     return ignored
 
 
@@ -127,5 +139,8 @@ def describe(configs: list) -> str:
     lines = []
     for cfg in configs:
         lines.append(f"{type(cfg).__name__}:")
-        lines += [f"  --{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)]
+        choices = literal_choices(cfg)
+        lines += [f"  --{f.name}={getattr(cfg, f.name)}" + (f"  ({' | '.join(choices[f.name])})"
+                                                          if f.name in choices else "")
+                  for f in dataclasses.fields(cfg)]
     return "\n".join(lines)

@@ -8,12 +8,13 @@ recognise as unfused attention.
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-ATTENTION_KINDS = ("sdpa", "manual")
+Attention = Literal["sdpa", "manual"]  # the fused kernel, or matmul + mask + softmax + matmul
 
 
 @dataclass
@@ -25,11 +26,11 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
-    attention: str = "sdpa"
+    attention: Attention = "sdpa"
 
     def __post_init__(self):
-        if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, not {self.attention!r}")
+        if self.attention not in get_args(Attention):
+            raise ValueError(f"attention must be one of {', '.join(get_args(Attention))}, not {self.attention!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
 

@@ -10,14 +10,18 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
 from model import data
-from model.gpt import GPT, GPTConfig
+from model.configurator import literal_choices
+from model.gpt import GPT, Attention, GPTConfig
 
-OPTIMIZER_IMPLS = ("fused", "foreach", "loop")
-DTYPES = ("float32", "bfloat16")
+# the switches' choices: configurator.py reads them from these annotations (an unknown value is a ConfigError)
+OptimizerImpl = Literal["fused", "foreach", "loop"]  # torch.optim.AdamW(fused=True), (foreach=True), or neither
+Dtype = Literal["float32", "bfloat16"]  # bfloat16: torch.autocast around forward and backward
+DTYPES: tuple[Dtype, ...] = get_args(Dtype)
 
 
 @dataclass
@@ -37,7 +41,7 @@ class TrainConfig:
     block_size: int = 128
     dropout: float = 0.0
     bias: bool = False
-    attention: str = "sdpa"
+    attention: Attention = "sdpa"
     # training
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
@@ -51,11 +55,11 @@ class TrainConfig:
     warmup_iters: int = 10
     lr_decay_iters: int = 0  # 0: max_iters
     min_lr: float = 1e-4
-    optimizer_impl: str = "fused"
+    optimizer_impl: OptimizerImpl = "fused"
     # system
     backend: str = ""  # DDP backend; empty: nccl on GPU, gloo on CPU
     device: str = "auto"  # auto: cuda when available, else cpu
-    dtype: str = "float32"
+    dtype: Dtype = "float32"
     compile: bool = False
     num_workers: int = 0
     pin_memory: bool = False
@@ -68,10 +72,9 @@ class TrainConfig:
 
     def validate(self):
         """Raise ValueError on a value the run cannot use."""
-        if self.optimizer_impl not in OPTIMIZER_IMPLS:
-            raise ValueError(f"optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, not {self.optimizer_impl!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        for key, choices in literal_choices(self).items():
+            if getattr(self, key) not in choices:
+                raise ValueError(f"{key} must be one of {', '.join(choices)}, not {getattr(self, key)!r}")
         for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps",
                     "max_iters"):
             if getattr(self, key) < 1:
@@ -228,7 +231,7 @@ def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int
     return out
 
 
-def step_ms_by_batch(model, batches, cfg: TrainConfig, device: str, factor: int = 4, repeats: int = 3
+def step_ms_by_batch(model, batches, cfg: TrainConfig, device: str, factor: int, repeats: int = 3
                      ) -> dict[str, float]:
     """Milliseconds of one micro-step's forward and backward in the run's dtype at its batch and at `factor`
     times it (the batch small_batch's fix proposes), best of `repeats` after a warm-up: how much of the step

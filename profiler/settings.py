@@ -33,6 +33,10 @@ SHORT_GAP_US = 1000.0
 # a matmul with a dimension below this runs far below a device's large-matmul rate: tensor-core tiles are
 # 64 to 256 wide, and a CPU's GEMM kernels block by about as much
 SMALL_DIM = 64
+# small_batch's fix: the micro-batch this many times larger, the one our runs time before training
+# (step_ms_by_batch) so that its prediction is measured; 4x moves a small batch well into the matmuls' fast range
+# while staying a change one makes in one go
+BATCH_FACTOR = 4
 # an op on this few elements does next to no work (16 KB of float32): its whole duration is fixed cost
 TINY_NUMEL = 4096
 # how many tiny ops it takes to trust their median as a near-empty op's cost; with fewer, the 10th percentile

@@ -2,7 +2,7 @@
 
     python scripts/profile_run.py [config_file] [--key=value ...]
 
-Keys and their defaults (model/train.py's TrainConfig and profiler/session.py's ProfileConfig explain them):
+Keys and their defaults (model/train.py's TrainConfig and profiler/capture/session.py's ProfileConfig explain them):
 """
 
 import json
@@ -46,7 +46,7 @@ from profiler.files import write_atomic  # noqa: E402
 from profiler.mfu.cpupeak import cache_dir, this_machine  # noqa: E402
 from profiler.mfu.shapetime import isolated_rng  # noqa: E402
 from profiler.report.terminal import for_terminal  # noqa: E402
-from profiler.settings import Options  # noqa: E402
+from profiler.settings import BATCH_FACTOR, Options  # noqa: E402
 from profiler.trace.flops import model_flops_per_token  # noqa: E402
 
 
@@ -207,8 +207,9 @@ def main(argv):
         # different times, which DDP's all-reduce in backward would wait on forever
         with isolated_rng(kind):  # dropout and the loader's seed draw from it: training stays as unmeasured
             metadata["step_ms_by_dtype"] = step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device)
-            # and what a 4x batch (small_batch's fix) adds to it
-            metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device)
+            # and what a BATCH_FACTOR times larger batch (small_batch's fix) adds to it
+            metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device,
+                                                             BATCH_FACTOR)
             # and what non_fused's fix (SDPA, a fused AdamW) changes at these shapes
             metadata["step_ms_by_fix"] = step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device)
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None

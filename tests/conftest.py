@@ -1,5 +1,7 @@
+import ast
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,7 +24,7 @@ def isolated_cache(tmp_path_factory):
 
 
 def invariants_hold(report: dict, ledger_required: bool = True):
-    """DESIGN.md's invariants on a report's JSON: shares add up to 1; the ledger, of MFU or of the step time,
+    """docs/DESIGN.md's invariants on a report's JSON: shares add up to 1; the ledger, of MFU or of the step time,
     adds up with no cause below 0 and no what-if past the whole."""
     assert sum(b["fraction"] for b in report["breakdown"].values()) == pytest.approx(1, abs=1e-6)
     mfu = report["mfu"]["analytic"] or report["mfu"]["counted"]
@@ -35,6 +37,41 @@ def invariants_hold(report: dict, ledger_required: bool = True):
     elif report["ledger"]:
         assert sum(e["points"] for e in report["ledger"]) == pytest.approx(100 - 100 * mfu, abs=0.01)
         assert all(e["points"] >= -1e-9 and e["what_if_mfu"] <= 1 + 1e-9 for e in report["ledger"])
+    for part in [report, *report.get("per_rank", [])]:
+        for bottleneck in part["bottlenecks"]:
+            evidence_is_its_facts(bottleneck)
+
+
+NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![A-Za-wyz0-9_])")  # '4x', 'x1.32' count
+FORMATS = (".0f", ".1f", ".2f", ".3f", ".3g", "g", ",.0f", ",.1f")
+
+
+def _phrase_constants() -> set[str]:
+    """Numbers that the wording itself holds ('single-process (num_workers=0)'): in phrases.py's string
+    literals, format specifications aside."""
+    tree = ast.parse((ROOT / "profiler" / "report" / "phrases.py").read_text())
+    specs = {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec}
+    inside_specs = {id(c) for n in ast.walk(tree) if id(n) in specs for c in ast.walk(n)}
+    return {m.group() for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in inside_specs for m in NUMBER.finditer(n.value)}
+
+
+def _fact_texts(value) -> set[str]:
+    if isinstance(value, bool) or value is None:
+        return set()
+    if isinstance(value, (int, float)):
+        return {format(value, spec) for spec in FORMATS} | ({str(value)} if isinstance(value, int) else set())
+    if isinstance(value, str):
+        return {m.group() for m in NUMBER.finditer(value)}
+    items = value.values() if isinstance(value, dict) else value
+    return set().union(*map(_fact_texts, items)) if items else set()
+
+
+def evidence_is_its_facts(bottleneck: dict):
+    """Every number that a bottleneck's evidence quotes is one of its facts, as the sentence formats it."""
+    allowed = _fact_texts(bottleneck["facts"]) | _phrase_constants()
+    quoted = [m.group() for m in NUMBER.finditer(bottleneck["evidence"])]
+    assert [q for q in quoted if q not in allowed] == [], bottleneck["evidence"]
 
 
 def shared_trace(name: str) -> Path:

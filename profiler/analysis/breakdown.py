@@ -1,4 +1,4 @@
-"""The exclusive split of each step's time into the categories of DESIGN.md.
+"""The exclusive split of each step's time into the categories of docs/DESIGN.md.
 
 Every microsecond of a step belongs to exactly one category, by a fixed priority (the order of
 classify.CATEGORIES), so the shares add up to the step time. On a GPU trace the device timeline decides (all
@@ -7,6 +7,7 @@ training thread belongs to the innermost op running then.
 """
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
@@ -17,7 +18,16 @@ from profiler.trace.links import Links, optimizer_roots
 from profiler.trace.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
 from profiler.trace.steps import Steps
 
-BY_OP, BY_NAME, UNCLASSIFIED = range(3)
+
+class ClassifiedBy(IntEnum):
+    """How a device event got its category: the op that launched it, its own name, or neither."""
+
+    BY_OP = 0
+    BY_NAME = 1
+    UNCLASSIFIED = 2
+
+
+BY_OP, BY_NAME, UNCLASSIFIED = ClassifiedBy
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ from profiler.analysis.breakdown import Breakdown
 from profiler.analysis.fusion import fusable_traffic
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
-from profiler.trace.classify import FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
+from profiler.trace.classify import DATALOADER_SPAN, FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.trace.dtypes import BYTES_OF_SCALAR_TYPE
 from profiler.trace.links import Links, input_shapes
 from profiler.trace.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
@@ -66,6 +66,10 @@ class Signals:
     # calls, and their time, over the steps (mfu/shapetime.py replays them to time a change of precision)
     matmul_calls: Counter = field(default_factory=Counter)
     matmul_call_us: Counter = field(default_factory=Counter)
+
+    def per_step(self, total: float) -> float:
+        """A total over the analysed steps as a mean per step (a table of no steps gives its total)."""
+        return total / max(self.steps, 1)
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
@@ -166,7 +170,7 @@ def count_ops(s: Signals, trace: Trace, links: Links, bd: Breakdown):
                            - np.searchsorted(op_keys, trace.on_one_axis(opt_rows, trace.start[opt_rows]))).sum())
     s.optimizers = Counter(name.split("#", 1)[1].rsplit(".", 1)[0] for name in trace.names_of(opt_rows))
     s.optimizer_op_counts = Counter(trace.names_of(ops[links.in_optimizer[ops]]))
-    loaders = np.flatnonzero(trace.by_name(lambda n: n.startswith("enumerate(Data")) & in_steps)
+    loaders = np.flatnonzero(trace.by_name(DATALOADER_SPAN.match) & in_steps)
     s.dataloaders = Counter(name.split("#", 1)[-1].split(".")[0] for name in trace.names_of(loaders))
     lookups = np.flatnonzero(trace.by_name(lambda n: n == "aten::embedding") & (trace.kind == OP) & in_steps)
     for sh in trace.shapes(lookups, DimsArgs):

@@ -15,7 +15,16 @@ from profiler.analysis.per_rank import RankAnalysis
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.consistency import implausible_input
 from profiler.mfu.inputs import ModelFlops
-from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger, time_ledger, without_profiler
+from profiler.mfu.ledger import (
+    CAUSES,
+    Cause,
+    LedgerUnit,
+    Overheads,
+    cause_seconds,
+    ledger,
+    time_ledger,
+    without_profiler,
+)
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.mfu.records import (
     Attribution,
@@ -39,7 +48,7 @@ from profiler.trace import classify
 def attribute(r: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f_model: ModelFlops,
               top: int, timing: ShapeTiming | None = None) -> Attribution:
     """The rank's figures and its ledger: in points of MFU where F and P can be formed and are plausible, else
-    in points of step time (DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis.
+    in points of step time (docs/DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis.
     `timing`: the trace's matmul shapes timed here in each precision, where it was recorded here."""
     warnings = warmup_note(r.table) + flops_notes(r, f_model)
     ops = op_rows(r.ops, len(r.table), peak.peak_flops_run if peak else None,
@@ -104,7 +113,7 @@ def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_op
                 flops_analytic=float(model) if model else None, flops_counted=f_counted, analytic_from=f_model.source),
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
-        matmul_without_flops_ms=sum(r.signals.uncounted_matmul_us.values()) / max(r.signals.steps, 1) / 1000,
+        matmul_without_flops_ms=r.signals.per_step(sum(r.signals.uncounted_matmul_us.values())) / 1000,
         communication=communication_figures(r, breakdown),
         per_step=[StepRow(int(i), float(us / 1000),
                           {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(classify.CATEGORIES)})
@@ -127,7 +136,7 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: P
         step_s -= recording
         mfu = replace(figures.mfu, analytic=model / (step_s * P) if model else None,
                       counted=f_counted / (step_s * P) if f_counted else None)
-        cost = ProfilerCost(r.metadata["recording_cost_us_per_op"], r.signals.host_ops / max(r.signals.steps, 1),
+        cost = ProfilerCost(r.metadata["recording_cost_us_per_op"], r.signals.per_step(r.signals.host_ops),
                             1000 * recording)
         figures = replace(figures, mfu=mfu, profiler_cost=cost)
         warnings.append(f"the profiler's own cost, {cost.ms_per_step:.2f} ms/step ({cost.ops_per_step:,.0f} ops "
@@ -142,12 +151,12 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: P
                         "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
                         "precision than recorded, or F_model counts more than ran)")
     low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
-    removable = {"non_fused": non_fused_removable(r, figures, overheads, seconds)}
+    removable = {Cause.NON_FUSED: non_fused_removable(r, figures, overheads, seconds)}
     entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]])
                for e in ledger(step_s, seconds, flops, P, removable)]
     warnings += spread_note(figures.step_time_ms, entries)
     evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops),
-                       shape_timing=timing, precision_ms=1000 * seconds["precision"])
+                       shape_timing=timing, precision_ms=1000 * seconds[Cause.PRECISION])
     return Attribution(rank=r.rank, figures=replace(figures, ledger=entries), steps=t, overheads=overheads,
                        seconds={c: seconds[c] for c in CAUSES}, evidence=evidence, warnings=warnings)
 
@@ -158,18 +167,18 @@ def time_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: 
     the kernels' names, and the work itself (useful); each what-if a steady-state step time and speed-up."""
     t = r.table
     speed = fp32_speed(r)
-    fp32_s = sum(r.signals.fp32_matmul_us.values()) / (1e6 * max(r.signals.steps, 1))
+    fp32_s = r.signals.per_step(sum(r.signals.fp32_matmul_us.values())) / 1e6
     overheads = replace(rank_overheads(r, None, None), precision=(1 - speed) * fp32_s if speed else None)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, 0.0, 1.0, 1.0, overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
     step_s = t.step_us.mean() / 1e6 - recording
-    removable = {"non_fused": non_fused_removable(r, figures, overheads, seconds)}
+    removable = {Cause.NON_FUSED: non_fused_removable(r, figures, overheads, seconds)}
     entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
     warnings.append(f"{why}: the ledger is in points of step time (100 = the {1000 * step_s:.2f} ms step), each "
                     "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out")
     evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
-                       unit="step_time", fp32_speed=speed, why_time=why)
-    return Attribution(rank=r.rank, figures=replace(figures, ledger=entries, ledger_unit="step_time"), steps=t,
+                       unit=LedgerUnit.STEP_TIME, fp32_speed=speed, why_time=why)
+    return Attribution(rank=r.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME), steps=t,
                        overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
                        warnings=warnings)
 
@@ -206,11 +215,11 @@ def flops_notes(r: RankAnalysis, f_model: ModelFlops) -> list[str]:
         out.append(flops_gap_note(model, f_counted))
     uncounted, matmul_us = uncounted_matmul(r)
     if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
-        per = max(r.signals.steps, 1) * 1000
-        out.append(f"{uncounted / per:.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "
+        ms = lambda us: r.signals.per_step(us) / 1000
+        out.append(f"{ms(uncounted):.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "
                    "in ops whose FLOPs the trace does not let us count (no recorded shapes, or custom ops); "
                    "F_counted leaves it out; largest: " + ", ".join(
-                       f"{name} {us / per:.2f} ms" for name, us in r.signals.uncounted_matmul_us.most_common(3)))
+                       f"{name} {ms(us):.2f} ms" for name, us in r.signals.uncounted_matmul_us.most_common(3)))
     return out
 
 
@@ -260,23 +269,24 @@ def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None,
     """The seconds per step that the ledger moves between causes, from the rank's signals. Without P_run (a
     time ledger) small and unfused-attention matmuls have no excess over their FLOPs to move."""
     sig, t = r.signals, r.table
-    per_step = 1e6 * max(sig.steps, 1)  # µs totals over the steps → seconds per step
+    def per_step(us: float) -> float:  # a µs total over the steps → seconds per step
+        return sig.per_step(us) / 1e6
 
-    excess = (lambda us, flops: (us - 1e6 * flops / peak_run) / per_step) if peak_run else (lambda us, flops: 0.0)
+    excess = (lambda us, flops: per_step(us - 1e6 * flops / peak_run)) if peak_run else (lambda us, flops: 0.0)
     return Overheads(
         small_matmul_excess=excess(sig.small_matmul_us, sig.small_matmul_flops),
         short_idle=float(t.short_idle_us.mean()) / 1e6,
-        fixed_compute=sig.fixed_us["other_compute"] / per_step, fixed_memory=sig.fixed_us["memory"] / per_step,
-        parameter_compute=sig.parameter_us["other_compute"] / per_step,
-        parameter_memory=sig.parameter_us["memory"] / per_step,
+        fixed_compute=per_step(sig.fixed_us["other_compute"]), fixed_memory=per_step(sig.fixed_us["memory"]),
+        parameter_compute=per_step(sig.parameter_us["other_compute"]),
+        parameter_memory=per_step(sig.parameter_us["memory"]),
         optimizer_host=float(t.optimizer_host_us.mean()) / 1e6, optimizer_idle=float(t.optimizer_idle_us.mean()) / 1e6,
         attention_matmul_excess=excess(sig.attention_us["matmul"], sig.attention_flops),
-        attention_memory=sig.attention_us["memory"] / per_step,
-        attention_host=sig.attention_us["host_overhead"] / per_step,
+        attention_memory=per_step(sig.attention_us["memory"]),
+        attention_host=per_step(sig.attention_us["host_overhead"]),
         allocator=float(t.allocator_us.mean()) / 1e6, sync=float(t.sync_us.mean()) / 1e6,
         warmup=float(t.warmup_us.mean()) / 1e6,
         precision=measured_precision(r, fastest, timing),
-        profiler=r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops / per_step)
+        profiler=per_step(r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops))
 
 
 def measured_precision(r: RankAnalysis, fastest: str | None, timing: ShapeTiming | None = None) -> float | None:
@@ -291,7 +301,7 @@ def measured_precision(r: RankAnalysis, fastest: str | None, timing: ShapeTiming
     measured = r.metadata.get("step_ms_by_dtype") or {}
     target = fastest if fastest in measured else "bfloat16"
     if r.dtype not in measured or target not in measured:
-        return timing.saving_share * r.signals.matmul_us / 1e6 / max(r.signals.steps, 1) if timing else None
+        return timing.saving_share * r.signals.per_step(r.signals.matmul_us) / 1e6 if timing else None
     micro_steps = r.metadata.get("gradient_accumulation_steps", 1)
     return (measured[r.dtype] - measured[target]) * micro_steps / 1000
 
@@ -304,24 +314,24 @@ def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandw
                   bytes=s.bytes / n_steps, roofline=op_roofline(s, n_steps, peak_run, bandwidth)) for name, s in rows]
 
 
-def non_fused_removable(r: RankAnalysis, figures: Figures, o: Overheads, seconds: dict[str, float]) -> float:
+def non_fused_removable(r: RankAnalysis, figures: Figures, o: Overheads, seconds: dict[Cause, float]) -> float:
     """The seconds of non_fused that fusion removes: its elementwise kernels' share of it bounded by their
     intermediate traffic (roofline.fusion_removable), the rest (dispatch, unfused attention) whole."""
     kernel_s = figures.breakdown["other_compute"].ms / 1000 - o.fixed_compute - o.parameter_compute
     sig = r.signals
-    return fusion_removable(seconds["non_fused"], kernel_s, sig.fusable_bytes, sig.elementwise_bytes)
+    return fusion_removable(seconds[Cause.NON_FUSED], kernel_s, sig.fusable_bytes, sig.elementwise_bytes)
 
 
 def communication_figures(r: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:
     """Collective time per step, how much of it no compute hid, and the calls and bytes where recorded."""
     if not r.signals.collectives and not r.table.collective_us.any():
         return None
-    n = max(r.signals.steps, 1)
+    sig = r.signals
     total = float(r.table.collective_us.mean() / 1000)
     exposed = breakdown["communication"].ms
     return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
-                         calls_per_step={k: v / n for k, v in r.signals.collectives.items()},
-                         bytes_per_step=r.signals.collective_bytes / n if r.signals.collective_bytes else None)
+                         calls_per_step={k: sig.per_step(v) for k, v in sig.collectives.items()},
+                         bytes_per_step=sig.per_step(sig.collective_bytes) if sig.collective_bytes else None)
 
 
 def flops_gap_note(f_model: float, f_counted: float) -> str:

@@ -8,6 +8,7 @@ which they miss, and what depends on them is left empty rather than printed wron
 
 from dataclasses import replace
 
+from profiler.mfu.ledger import LedgerUnit
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.settings import MATMUL_SLACK, RATE_SLACK
 
@@ -57,7 +58,7 @@ def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: 
 
 
 def violations(fig) -> list[str]:
-    """The invariants of DESIGN.md that a rank's or a job's figures (attribution.Figures) break; empty when all
+    """The invariants of docs/DESIGN.md that a rank's or a job's figures (attribution.Figures) break; empty when all
     hold."""
     out = []
     shares = sum(b.fraction for b in fig.breakdown.values())
@@ -68,9 +69,9 @@ def violations(fig) -> list[str]:
         out.append(f"MFU {100 * mfu:.2f}% is outside 0-100%")
     if fig.ledger:
         points = sum(e.points for e in fig.ledger)
-        if fig.ledger_unit == "step_time" and abs(points - 100) > 0.01:
+        if fig.ledger_unit is LedgerUnit.STEP_TIME and abs(points - 100) > 0.01:
             out.append(f"time ledger points add up to {points:.3f}, not 100")
-        elif fig.ledger_unit == "mfu" and mfu is not None and abs(points - (100 - 100 * mfu)) > 0.01:
+        elif fig.ledger_unit is LedgerUnit.MFU and mfu is not None and abs(points - (100 - 100 * mfu)) > 0.01:
             out.append(f"ledger points add up to {points:.3f}, not 100 - MFU = {100 - 100 * mfu:.3f}")
         out += [f"cause {e.cause} is negative ({e.points:.3f} points)" for e in fig.ledger if e.points < -1e-9]
         out += [f"what-if MFU of {e.cause} is {100 * e.what_if_mfu:.2f}%" for e in fig.ledger

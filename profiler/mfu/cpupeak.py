@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeGuard
 
@@ -201,7 +201,7 @@ def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds)
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = None) -> bool:

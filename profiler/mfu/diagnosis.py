@@ -14,7 +14,6 @@ Rules and thresholds:
 - memory_ops, communication, precision, matmul_efficiency, other: their ledger time, with the evidence below.
 """
 
-import re
 import statistics
 from dataclasses import dataclass
 
@@ -28,26 +27,29 @@ from profiler.mfu.ceilings import (
     small_matmul_bounds,
 )
 from profiler.mfu.implementations import compiled_regions, optimizer_implementation
+from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.measured import faster_dtype, measured_batch_speedup, measured_fix_speedup, precision_measurement
-from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
+from profiler.mfu.records import Bottleneck, Evidence, Facts, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
-from profiler.settings import HEADLINE_SHARE, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
+from profiler.settings import BATCH_FACTOR, HEADLINE_SHARE, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Finding:
-    """What a rule says of its cause: the measurements, the fix, and the change that applies it, in our run's
-    keys (the diagnosis puts it in the recording program's own words, where it has them)."""
+    """What a rule says of its cause: the measurements (facts, which report/phrases.py words), the fix, and the
+    change that applies it, in our run's keys (the diagnosis puts it in the recording program's own words,
+    where it has them)."""
 
-    evidence: str
+    cause: Cause
+    facts: Facts
     fix: str
     config: dict | None = None
     fix_speedup: float | None = None  # what the change in `config` should bring, where it differs from the what-if
 
 
 def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:
-    """Bottlenecks sorted by points: each ledger cause of at least min_points, with its evidence and fix."""
+    """Bottlenecks sorted by points: each ledger cause of at least min_points, with its facts and fix."""
     out = []
     for entry in entries:
         if entry.points < min_points:
@@ -57,88 +59,66 @@ def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_P
         found = RULES[entry.cause](entry, ev)
         config = in_their_words(found.config, ev.meta)
         out.append(Bottleneck(cause=entry.cause, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
-                              evidence=found.evidence, fix=found.fix, fix_config=config,
+                              facts=found.facts, fix=found.fix, fix_config=config,
                               what_if_step_ms=entry.what_if_step_ms, speedup=entry.speedup,
                               fix_speedup=found.fix_speedup if config else None,
                               fix_form=form(ev.meta) if config else None))
     return sorted(out, key=lambda b: -b.points)
 
 
-def _share(ms: float, ev: Evidence) -> str:
-    return f"{ms:.2f} ms/step ({100 * ms / ev.step_ms:.1f}% of the step)"
+def share(ms: float, ev: Evidence, name: str = "") -> Facts:
+    """A time per step and its share of the step: {ms, share_pct}, or {NAME_ms, NAME_pct}."""
+    return {f"{name}_ms" if name else "ms": ms, f"{name}_pct" if name else "share_pct": 100 * ms / ev.step_ms}
 
 
-def _largest_ms(counter, steps: int) -> str:
-    """'a 1.20 ms, b 0.40 ms, c 0.10 ms': the three largest of µs totals, per step."""
-    return ", ".join(f"{short_name(name)} {us / 1000 / steps:.2f} ms" for name, us in counter.most_common(3))
+def largest_ms(counter, sig: Signals) -> list[dict]:
+    """The three largest of µs totals over the steps, each as ms per step."""
+    return [{"name": name, "ms": sig.per_step(us) / 1000} for name, us in counter.most_common(3)]
 
 
-PYTHON_FRAME = re.compile(r"\.py\(\d+\)")
+def stall_calls(sig: Signals, pattern) -> Facts:
+    """The runtime calls matching `pattern` while the device idled, per step, and the ops that made them."""
+    return {"stall_calls": [{"name": k, "per_step": sig.per_step(v)} for k, v in sig.stall_calls.most_common()
+                            if pattern.match(k)],
+            "stall_sites": [{"name": k, "per_step": sig.per_step(v)} for k, v in sig.stall_sites.most_common(3)]}
 
 
-def short_name(name: str, width: int = 70) -> str:
-    """A kernel's name without 'void ' and its parameter list, its template arguments cut to fit `width`; a
-    plain name (an op, a triton kernel) as it is."""
-    if PYTHON_FRAME.search(name):  # 'file.py(129): preprocess' is a name, not a parameter list
-        return name
-    name = name.removeprefix("void ")
-    depth, cut = 0, len(name)
-    for i, ch in enumerate(name):  # the parameter list starts at the first '(' outside template brackets
-        depth += (ch == "<") - (ch == ">")
-        if ch == "(" and depth == 0 and i and name[i - 1] != " ":  # 'f (dynamo_timed)' keeps its note
-            cut = i
-            break
-    name = name[:cut]
-    return name if len(name) <= width or "<" not in name else name[:width - 3] + "..."
-
-
-def io(entry: LedgerEntry, ev: Evidence):
-    sig: Signals = ev.signals
-    n = max(sig.steps, 1)
-    kinds = ", ".join(
-        "single-process (num_workers=0)" if "SingleProcess" in k else "worker processes" if "MultiProcessing" in k
-        else k for k in sig.dataloaders) or "no DataLoader spans (data-loading annotations)"
+def io(entry: LedgerEntry, ev: Evidence) -> Finding:
+    sig = ev.signals
     meta = settings(ev.meta)
-    setting = (f"; the run used num_workers={meta['num_workers']}, pin_memory={meta.get('pin_memory', False)}"
-               if "num_workers" in meta else "")
-    waiting = "the device idles" if ev.kind != "cpu" else "the training thread waits"
-    evidence = f"{waiting} in data loading {_share(entry.ms, ev)}; DataLoader: {kinds}{setting}"
+    facts: Facts = {"kind": ev.kind, **share(entry.ms, ev), "dataloaders": list(sig.dataloaders)}
+    if "num_workers" in meta:
+        facts.update(num_workers=meta["num_workers"], pin_memory=meta.get("pin_memory", False))
     fix = ("load in parallel: DataLoader(num_workers=4, pin_memory=True, persistent_workers=True, "
            "prefetch_factor=2); make __getitem__ cheaper or the storage faster")
     if sig.data_prep_us:
-        evidence += f"; data preparation in Python inside the step (largest frames, per step): " \
-                    f"{_largest_ms(sig.data_prep_us, n)}"
+        facts["data_preparation"] = largest_ms(sig.data_prep_us, sig)
         fix = ("decode and preprocess ahead of the step, in DataLoader worker processes (num_workers > 0) or on "
                "the device (GPU video / image decoding, batched tensor transforms), so the device never waits")
-    return Finding(evidence, fix, {"num_workers": max(4, 2 * meta.get("num_workers", 0))})
+    return Finding(cause=Cause.IO, facts=facts, fix=fix, config={"num_workers": max(4, 2 * meta.get("num_workers", 0))})
 
 
-def small_batch(entry: LedgerEntry, ev: Evidence):
-    sig: Signals = ev.signals
-    n = max(sig.steps, 1)
-    parts = [f"host dispatch/launch overhead {ev.breakdown['host_overhead'].ms:.2f} ms/step",
-             f"short idle gaps between ops {ev.short_idle_ms:.2f} ms/step",
-             "fixed per-op cost of compute and copy ops "
-             f"{ev.fixed_ms:.2f} ms/step (each op charged a near-empty op's duration)",
-             f"work done once per step on parameters (optimizer, gradient clipping, weight casts) "
-             f"{ev.parameter_ms:.2f} ms/step",
-             f"{sig.host_ops / n:,.0f} ops per step"
-             + (f", {ev.flops / max(sig.host_ops / n, 1) / 1e6:.2f} MFLOP per op" if ev.flops else "")]
-    if ev.kind != "cpu" and not sig.host_ops:
-        parts.insert(0, "the host was not recorded (a device-only trace): the device's short gaps between kernels "
-                        "are most likely launch overhead, though a trace of the host would have to show it")
+def small_batch(entry: LedgerEntry, ev: Evidence) -> Finding:
+    sig = ev.signals
+    ops_per_step = sig.per_step(sig.host_ops)
+    facts: Facts = {"host_recorded": ev.kind == "cpu" or bool(sig.host_ops),
+                    "host_overhead_ms": ev.breakdown["host_overhead"].ms, "short_idle_ms": ev.short_idle_ms,
+                    "fixed_ms": ev.fixed_ms, "parameter_ms": ev.parameter_ms, "ops_per_step": ops_per_step}
+    if ev.flops:
+        facts["mflop_per_op"] = ev.flops / max(ops_per_step, 1) / 1e6
     if sig.kernel_us:
-        median = statistics.median(sig.kernel_us)
-        parts.append(f"{len(sig.kernel_us) / n:,.0f} kernels per step, median {median:.1f} µs")
+        facts.update(kernels_per_step=sig.per_step(len(sig.kernel_us)),
+                     median_kernel_us=statistics.median(sig.kernel_us))
     if sig.small_matmul_us:
         rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
-        of_peak = f" ({100 * rate * 1e12 / ev.peak_run:.0f}% of P_run)" if ev.peak_run else ""
-        parts.append(f"matmuls with a dimension < {SMALL_DIM}: {sig.small_matmul_us / n / 1000:.2f} ms/step at "
-                     f"{rate:.3f} TFLOP/s{of_peak}")
+        facts.update(small_dim=SMALL_DIM, small_matmul_ms=sig.per_step(sig.small_matmul_us) / 1000,
+                     small_matmul_tflop_per_s=rate)
+        if ev.peak_run:
+            facts["small_matmul_of_peak_run_pct"] = 100 * rate * 1e12 / ev.peak_run
     if ev.python_ms >= PYTHON_SHARE * entry.ms:
-        parts.append(f"Python frames between ops {ev.python_ms:.2f} ms/step with the device idle")
+        facts["python_ms"] = ev.python_ms
     if ev.profiler_ms:
-        parts.append(f"less the profiler's own recording cost, {ev.profiler_ms:.2f} ms/step, taken out")
+        facts["profiler_ms"] = ev.profiler_ms
     meta = settings(ev.meta)
     if "batch_size" in meta:  # a run that states its configuration: its keys
         bigger = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep "
@@ -150,47 +130,42 @@ def small_batch(entry: LedgerEntry, ev: Evidence):
         bigger = "batch more requests or samples per forward pass"
     fix = bigger + "; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
                             else "torch.compile or CUDA graphs") + " to cut per-op overhead"
-    matmuls = small_matmul_bounds(ev)
-    if matmuls:
-        parts.append(matmuls)
-    measured = measured_batch_speedup(ev, 4)
+    facts.update(small_matmul_bounds(ev))
+    measured = measured_batch_speedup(ev, BATCH_FACTOR)
     if measured:
-        parts.append(measured[1])
-    return Finding("; ".join(parts), fix, {"batch_size": 4 * meta["batch_size"]} if "batch_size" in meta else None,
-                   measured[0] if measured else batch_speedup(entry.points, 4))
+        facts.update(measured[1])
+    config = {"batch_size": BATCH_FACTOR * meta["batch_size"]} if "batch_size" in meta else None
+    return Finding(cause=Cause.SMALL_BATCH, facts=facts, fix=fix, config=config,
+                   fix_speedup=measured[0] if measured else batch_speedup(entry.points, BATCH_FACTOR))
 
 
-def non_fused(entry: LedgerEntry, ev: Evidence):
-    sig: Signals = ev.signals
-    n = max(sig.steps, 1)
+def non_fused(entry: LedgerEntry, ev: Evidence) -> Finding:
+    sig = ev.signals
     counts = sig.op_counts
     fused_attention = sum(v for k, v in counts.items() if "attention" in k)
     softmax = sum(v for k, v in counts.items() if "softmax" in k)
     bmm = counts["aten::bmm"] + counts["aten::baddbmm"]
-    parts = [f"elementwise / norm / softmax / optimizer time {_share(entry.ms, ev)}, of which "
-             f"{ev.optimizer_overhead_ms:.2f} ms dispatching the optimizer's ops"]
+    facts: Facts = {**share(entry.ms, ev), "optimizer_dispatch_ms": ev.optimizer_overhead_ms}
     layers = ev.meta.get("model", {}).get("n_layer")
     if layers:
-        parts.append(f"{ev.other_ops_per_step / layers:.0f} such ops per layer per step")
-    parts.append(elementwise_traffic(ev, entry.removable_ms or 0.0))
+        facts["ops_per_layer"] = ev.other_ops_per_step / layers
+    facts.update(elementwise_traffic(ev, entry.removable_ms or 0.0))
     config: dict[str, object] = {}
     fixes: list[str] = []
     if softmax and bmm and not fused_attention:
-        parts.append(f"unfused attention: {softmax / n:.0f} softmax and {bmm / n:.0f} bmm ops per step, "
-                     "no scaled_dot_product_attention")
+        facts.update(unfused_attention=True, softmax_per_step=sig.per_step(softmax), bmm_per_step=sig.per_step(bmm))
         fixes.append("F.scaled_dot_product_attention instead of matmul + mask + softmax + matmul")
         config["attention"] = "sdpa"
     optimizer = sig.optimizers.most_common(1)[0][0] if sig.optimizers else "the optimizer"
-    fix = optimizer_implementation(sig, ev.kind, optimizer)
-    if fix:
-        parts.append(fix)
+    seen = optimizer_implementation(sig, ev.kind, optimizer)
+    if seen:
+        facts.update(seen)
         fixes.append(f"torch.optim.{optimizer}(..., fused=True), or foreach=True where it has no fused "
                      "implementation")
         config["optimizer_impl"] = "fused"
     regions = compiled_regions(sig)
     if regions:
-        parts.append(f"already compiled: {regions / n:.0f} torch.compile region(s) per step, whose generated "
-                     "kernels are part of this time")
+        facts["compiled_regions_per_step"] = sig.per_step(regions)
     if not fixes and regions:
         fixes.append("already compiled: fewer graph breaks (torch._dynamo.explain lists them), "
                      "torch.compile(mode='max-autotune')")
@@ -199,150 +174,128 @@ def non_fused(entry: LedgerEntry, ev: Evidence):
         config["compile"] = True
     measured = measured_fix_speedup(ev, config)
     if measured:
-        parts.append(measured[1])
-    return Finding("; ".join(parts), "; ".join(fixes), config, measured[0] if measured else None)
+        facts.update(measured[1])
+    return Finding(cause=Cause.NON_FUSED, facts=facts, fix="; ".join(fixes), config=config,
+                   fix_speedup=measured[0] if measured else None)
 
 
-def memory_ops(entry: LedgerEntry, ev: Evidence):
-    sig: Signals = ev.signals
-    n = max(sig.steps, 1)
-    kinds = ", ".join(f"{k} {v / n / 1e6:.1f} MB" for k, v in sig.memcpy_bytes.most_common(3))
-    evidence = f"copies and memsets {_share(entry.ms, ev)}"
+def memory_ops(entry: LedgerEntry, ev: Evidence) -> Finding:
+    sig = ev.signals
+    facts: Facts = {"kind": ev.kind, **share(entry.ms, ev), "copied_mb": ev.copied_bytes / 1e6}
     if ev.kind == "cpu":  # nothing crosses a link: in-memory copies, casts and fills, named by their ops
-        ops = [op for op in ev.ops if op.category == "memory"][:3]
-        evidence += (f"; {ev.copied_bytes / 1e6:.1f} MB per step copied" + (
-            ", largest: " + ", ".join(f"{op.count:,.0f} {op_name(op)} per step ({op.ms:.2f} ms)" for op in ops)
-            if ops else ""))
+        facts["memory_ops"] = [{"name": op_name(op), "per_step": op.count, "ms": op.ms}
+                               for op in ev.ops if op.category == "memory"][:3]
         fix = ("fewer copies in the step: no .to(dtype) / .contiguous() / .clone() that the next op does not need, "
                "tensors made in the dtype and layout they are used in; on a CPU nothing crosses a link, so "
                "pinned memory does not apply")
     else:
-        evidence += f"; {ev.copied_bytes / 1e6:.1f} MB per step" + (f" ({kinds})" if kinds else "")
+        facts["memcpy_kinds"] = [{"kind": k, "mb": sig.per_step(v) / 1e6} for k, v in sig.memcpy_bytes.most_common(3)]
         fix = ("pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in "
                "the step")
     if ev.allocator_ms >= HEADLINE_SHARE * entry.ms:
-        evidence = (f"allocator calls with the device idle {_share(ev.allocator_ms, ev)}: "
-                    f"{_calls(sig, ALLOCATOR_CALL)}; " + evidence)
+        facts.update(share(ev.allocator_ms, ev, "allocator"), **stall_calls(sig, ALLOCATOR_CALL))
         fix = ("keep device allocations out of the step: leave PyTorch's caching allocator on (no "
                "PYTORCH_NO_CUDA_MEMORY_CACHING / PYTORCH_NO_HIP_MEMORY_CACHING), tune it with "
                "PYTORCH_CUDA_ALLOC_CONF / PYTORCH_HIP_ALLOC_CONF=expandable_segments:True, and set "
                "torch.backends.cudnn.benchmark = True so cuDNN / MIOpen choose algorithms and workspaces once")
-    links = copy_links(ev)
-    evidence += f"; {links}" if links else ""
+    facts.update(copy_links(ev))
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
     pinned = settings(ev.meta).get("pin_memory")
-    return Finding(evidence, fix, {"pin_memory": True} if pageable and not pinned else None)
+    return Finding(cause=Cause.MEMORY_OPS, facts=facts, fix=fix,
+                   config={"pin_memory": True} if pageable and not pinned else None)
 
 
-def _calls(sig: Signals, pattern) -> str:
-    """'1,360 hipFree per step, in aten::miopen_convolution (1,360)': the calls and the ops that made them."""
-    n = max(sig.steps, 1)
-    calls = ", ".join(f"{v / n:,.0f} {k}" for k, v in sig.stall_calls.most_common() if pattern.match(k))
-    sites = ", ".join(f"{k} ({v / n:,.0f})" for k, v in sig.stall_sites.most_common(3))
-    return f"{calls or 'none recorded'} per step" + (f", made in {sites}" if sites else "")
-
-
-def communication(entry: LedgerEntry, ev: Evidence):
-    comm = ", ".join(f"{short_name(op.name)} {op.ms:.2f} ms" for op in ev.ops if op.category == "communication")
-    evidence = f"collectives not overlapped by compute {_share(entry.ms, ev)}" + (f"; {comm}" if comm else "")
+def communication(entry: LedgerEntry, ev: Evidence) -> Finding:
+    facts: Facts = {**share(entry.ms, ev), "collectives": [{"name": op.name, "ms": op.ms} for op in ev.ops
+                                                            if op.category == "communication"]}
     fix = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients locally "
            "(no_sync) and all-reduce less often, or raise the batch per rank")
     kernels = sorted(ev.signals.collective_kernel_us)
     if len(kernels) >= 3 and kernels[-1] >= ONE_OFF_COLLECTIVE * statistics.median(kernels[:-1]):
         median = statistics.median(kernels[:-1])
-        evidence += (f"; one collective kernel took {kernels[-1] / 1000:.2f} ms, {kernels[-1] / median:.0f}x the "
-                     f"median of the other {len(kernels) - 1} ({median / 1000:.2f} ms): most likely a one-off "
-                     "(communicator or connection set-up on first use), or a rank that arrived late")
+        facts.update(slowest_collective_ms=kernels[-1] / 1000, slowest_over_median=kernels[-1] / median,
+                     other_collectives=len(kernels) - 1, median_collective_ms=median / 1000)
         fix = "profile after a warm-up step to see the steady state, then: " + fix
-    return Finding(evidence, fix, None)
+    return Finding(cause=Cause.COMMUNICATION, facts=facts, fix=fix)
 
 
-def precision(entry: LedgerEntry, ev: Evidence):
-    if ev.unit == "step_time":
+def precision(entry: LedgerEntry, ev: Evidence) -> Finding:
+    if ev.unit is LedgerUnit.STEP_TIME:
         return precision_from_kernels(entry, ev)
-    dtype, target = ev.dtype or "unknown", faster_dtype(ev)
-    evidence = (f"matmuls ran in {dtype}: the device's large GEMMs do {ev.peak_run / 1e12:.3g} TFLOP/s in it "
-                f"against {ev.peak / 1e12:.3g} in {ev.fastest_dtype or 'its fastest precision'}; the model's FLOPs "
-                f"need {1000 * ev.flops / ev.peak_run:.2f} ms/step at the first, {1000 * ev.flops / ev.peak:.2f} at "
-                "the second; " + precision_measurement(ev))
+    target = faster_dtype(ev)
+    facts: Facts = {"dtype": ev.dtype or "unknown", "peak_run_tflop_per_s": ev.peak_run / 1e12,
+                    "peak_tflop_per_s": ev.peak / 1e12, "fastest_dtype": ev.fastest_dtype,
+                    "ms_at_peak_run": 1000 * ev.flops / ev.peak_run, "ms_at_peak": 1000 * ev.flops / ev.peak,
+                    **precision_measurement(ev)}
     if target == "float32":  # a CPU that emulates bfloat16 (no AVX-512-BF16 or AMX): float32 is the fast one
         fix = "train in float32 (no bfloat16 autocast): this CPU has no native bfloat16 matmuls"
     else:
         fix = f"{target} autocast (torch.autocast(device_type, dtype=torch.{target}))"
         if ev.kind != "cpu":
             fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
-    return Finding(evidence, fix, {"dtype": target} if target in ("float32", "bfloat16") else None)
+    return Finding(cause=Cause.PRECISION, facts=facts, fix=fix,
+                   config={"dtype": target} if target in ("float32", "bfloat16") else None)
 
 
-def precision_from_kernels(entry: LedgerEntry, ev: Evidence):
+def precision_from_kernels(entry: LedgerEntry, ev: Evidence) -> Finding:
     """Precision in a time ledger: the kernels' names say float32 on SIMT cores, the device table what that
     costs against the device's fastest precision."""
-    sig: Signals = ev.signals
-    n = max(sig.steps, 1)
-    fp32_ms = sum(sig.fp32_matmul_us.values()) / n / 1000
-    evidence = (f"float32 matmul and convolution kernels on the SIMT cores {fp32_ms:.2f} ms/step (largest: "
-                f"{_largest_ms(sig.fp32_matmul_us, n)}); the device does {100 * (ev.fp32_speed or 0):.0f}% of its "
-                f"fastest rate in float32, so they lose {100 * (1 - (ev.fp32_speed or 0)):.0f}% of their time")
+    sig = ev.signals
+    speed = ev.fp32_speed or 0
+    facts: Facts = {"fp32_matmul_ms": sig.per_step(sum(sig.fp32_matmul_us.values())) / 1000,
+                    "fp32_kernels": largest_ms(sig.fp32_matmul_us, sig), "fp32_speed_pct": 100 * speed,
+                    "fp32_lost_pct": 100 * (1 - speed)}
     half = "bfloat16" if ev.fastest_dtype == "bfloat16" else "float16"
     fix = (f"mixed precision: torch.autocast(device_type, dtype=torch.{half})"
            + (" with torch.amp.GradScaler" if half == "float16" else "")
            + ", or TF32 for float32 matmuls where the device has it (torch.backends.cuda.matmul.allow_tf32 = True, "
              "torch.backends.cudnn.allow_tf32 = True)")
-    return Finding(evidence, fix, {"dtype": "bfloat16"} if half == "bfloat16" else None)
+    return Finding(cause=Cause.PRECISION, facts=facts, fix=fix,
+                   config={"dtype": "bfloat16"} if half == "bfloat16" else None)
 
 
-def warmup(entry: LedgerEntry, ev: Evidence):
-    sig: Signals = ev.signals
-    n = max(sig.steps, 1)
-    evidence = (f"one-off costs inside the recorded window while the device idled {_share(entry.ms, ev)}: "
-                f"{_largest_ms(sig.warmup_us, n)} (their own host time: compilation, lazy loading of kernels on their "
-                "first launch, library set-up on a first call)")
+def warmup(entry: LedgerEntry, ev: Evidence) -> Finding:
+    facts: Facts = {**share(entry.ms, ev), "one_offs": largest_ms(ev.signals.warmup_us, ev.signals)}
     fix = ("profile after warm-up: torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, warmup=1, "
            "active=3)) or a warm-up step before the profiler starts; in a long run these cost nothing, and the "
            "other causes' what-ifs already leave them out")
-    return Finding(evidence, fix, None)
+    return Finding(cause=Cause.WARMUP, facts=facts, fix=fix)
 
 
-def matmul_efficiency(entry: LedgerEntry, ev: Evidence):
-    sig: Signals = ev.signals
-    rate = ev.counted_flops * max(sig.steps, 1) / sig.matmul_us / 1e6 if sig.matmul_us else None
-    evidence = (f"matmul time beyond what the FLOPs need at P ({ev.peak / 1e12:.3g} TFLOP/s, "
-                f"{ev.fastest_dtype or 'the fastest precision'}) that precision ({ev.precision_ms:.2f} ms) and the "
-                f"other causes do not take {_share(entry.ms, ev)}"
-                + (f"; counted matmuls run at {rate:.3g} TFLOP/s, {100 * rate * 1e12 / ev.peak_run:.0f}% of "
-                   f"P_run ({ev.peak_run / 1e12:.3g} TFLOP/s in {ev.dtype})" if rate else ""))
+def matmul_efficiency(entry: LedgerEntry, ev: Evidence) -> Finding:
+    sig = ev.signals
+    facts: Facts = {"peak_tflop_per_s": ev.peak / 1e12, "fastest_dtype": ev.fastest_dtype,
+                    "precision_ms": ev.precision_ms, **share(entry.ms, ev)}
+    rate = ev.counted_flops / sig.per_step(sig.matmul_us) / 1e6 if sig.matmul_us else None
+    if rate:
+        facts.update(counted_tflop_per_s=rate, counted_of_peak_run_pct=100 * rate * 1e12 / ev.peak_run,
+                     peak_run_tflop_per_s=ev.peak_run / 1e12, dtype=ev.dtype)
     timing = ev.shape_timing
     if timing and ev.precision_ms < 0.005:
-        evidence += "; precision takes none of it: " + precision_measurement(ev)
+        facts.update(precision_takes_none=True, **precision_measurement(ev))
     if timing and timing.isolated_us.get(timing.run_dtype):
         alone = timing.flops / timing.isolated_us[timing.run_dtype] / 1e6
-        evidence += (f"; timed alone on this machine, their shapes reach {alone:.3g} TFLOP/s in {timing.run_dtype} "
-                     f"({100 * alone * 1e12 / ev.peak_run:.0f}% of P_run): the rest of the gap to P_run is the "
-                     "shapes themselves")
-    uncounted = sum(sig.uncounted_matmul_us.values()) / max(sig.steps, 1) / 1000
+        facts.update(alone_tflop_per_s=alone, alone_dtype=timing.run_dtype,
+                     alone_of_peak_run_pct=100 * alone * 1e12 / ev.peak_run)
+    uncounted = sig.per_step(sum(sig.uncounted_matmul_us.values())) / 1000
     if uncounted:
-        evidence += (f"; {uncounted:.2f} ms/step of the matmul time ran in ops whose FLOPs are not counted, so part "
-                     "of this is work F_counted leaves out")
-    bounds = matmul_bounds(ev)
-    evidence += f"; {bounds}" if bounds else ""
+        facts["uncounted_matmul_ms"] = uncounted
+    facts.update(matmul_bounds(ev))
     fix = "matmul dimensions multiples of 64 (128 on tensor cores), larger matmuls, torch.compile(mode='max-autotune')"
-    return Finding(evidence, fix, None)
+    return Finding(cause=Cause.MATMUL_EFFICIENCY, facts=facts, fix=fix)
 
 
-def other(entry: LedgerEntry, ev: Evidence):
-    sig: Signals = ev.signals
-    evidence = (f"idle stretches of {ev.short_gap_us / 1000:g} ms or more with no op recorded {_share(entry.ms, ev)}: "
-                "synchronizations, Python outside ops, work the profiler did not record")
+def other(entry: LedgerEntry, ev: Evidence) -> Finding:
+    facts: Facts = {"long_gap_ms": ev.short_gap_us / 1000, **share(entry.ms, ev)}
     fix = ("open the trace in TensorBoard (PyTorch profiler → trace view) at the gaps; keep evaluation, logging, "
            "checkpointing and .item() syncs out of the hot loop")
     if ev.sync_ms >= HEADLINE_SHARE * entry.ms:
-        evidence = (f"the host synchronizes with the device while it idles {_share(ev.sync_ms, ev)}: "
-                    f"{_calls(sig, SYNC_CALL)}")
+        facts.update(share(ev.sync_ms, ev, "sync"), **stall_calls(ev.signals, SYNC_CALL))
         fix = ("move synchronizations out of the step: no .item(), .cpu(), .tolist() or print of device tensors and "
                "no torch.cuda.synchronize() in the loop (log every N steps), non_blocking copies from pinned memory")
-    return Finding(evidence, fix, None)
+    return Finding(cause=Cause.OTHER, facts=facts, fix=fix)
 
 
-RULES = {"io": io, "small_batch": small_batch, "non_fused": non_fused, "memory_ops": memory_ops,
-         "communication": communication, "precision": precision, "matmul_efficiency": matmul_efficiency,
-         "warmup": warmup, "other": other}
+RULES = {Cause.IO: io, Cause.SMALL_BATCH: small_batch, Cause.NON_FUSED: non_fused, Cause.MEMORY_OPS: memory_ops,
+         Cause.COMMUNICATION: communication, Cause.PRECISION: precision, Cause.MATMUL_EFFICIENCY: matmul_efficiency,
+         Cause.WARMUP: warmup, Cause.OTHER: other}

@@ -5,6 +5,7 @@ import re
 from collections import Counter
 
 from profiler.analysis.signals import COMPILED_REGION, Signals
+from profiler.mfu.records import Facts
 from profiler.settings import LOOP_OPS
 from profiler.trace.classify import DISPATCH_ONLY_OP, METADATA_OP, OPTIMIZER_STEP
 
@@ -12,27 +13,27 @@ from profiler.trace.classify import DISPATCH_ONLY_OP, METADATA_OP, OPTIMIZER_STE
 ALLOCATING_OR_DISPATCH = re.compile(rf"{METADATA_OP.pattern}|{DISPATCH_ONLY_OP.pattern}|^aten::(_to_copy|copy_)$")
 
 
-def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> str:
+def optimizer_implementation(sig: Signals, kind: str, optimizer: str) -> Facts:
     """What the optimizer's own span says of its implementation, where it is not fused: a per-parameter loop
     (more than LOOP_OPS ops, on a GPU kernels, per step and no _foreach_ or _fused_ op inside it: a fused
     optimizer may still run host ops per parameter, such as apex FusedAdam's step counters) or foreach ops.
-    Ops outside the span, such as clip_grad_norm_'s _foreach_norm, say nothing of it. '' where fused or unseen."""
-    n = max(sig.steps, 1)
+    Ops outside the span, such as clip_grad_norm_'s _foreach_norm, say nothing of it. {} where fused or unseen."""
     inside = sig.optimizer_op_counts
     foreach = sum(v for k, v in inside.items() if "_foreach_" in k)
     fused = sum(v for k, v in inside.items() if "_fused_" in k)
     work, unit = (sig.optimizer_kernels, "kernels") if kind != "cpu" else (sig.optimizer_ops, "ops")
     if fused or not sig.optimizers:
-        return ""
+        return {}
     if foreach:
-        return f"foreach {optimizer}: {foreach / n:.0f} _foreach_ ops per {optimizer}.step"
-    if work / n > LOOP_OPS:
+        return {"optimizer": optimizer, "optimizer_seen": "foreach", "foreach_ops_per_step": sig.per_step(foreach)}
+    if sig.per_step(work) > LOOP_OPS:
         working = Counter({k: v for k, v in inside.items()
                            if not (ALLOCATING_OR_DISPATCH.match(k) or OPTIMIZER_STEP.match(k))})
-        largest = ", ".join(f"{v / n:.0f} {k.removeprefix('aten::')}" for k, v in working.most_common(3))
-        return (f"per-parameter {optimizer} loop: {work / n:.0f} {unit} per {optimizer}.step (ops: {largest}), no "
-                "_foreach_ or _fused_ ops inside it")
-    return ""
+        return {"optimizer": optimizer, "optimizer_seen": "loop", "optimizer_work_per_step": sig.per_step(work),
+                "optimizer_work_unit": unit,
+                "optimizer_ops": [{"name": k.removeprefix("aten::"), "per_step": sig.per_step(v)}
+                                  for k, v in working.most_common(3)]}
+    return {}
 
 
 def compiled_regions(sig: Signals) -> int:

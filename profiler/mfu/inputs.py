@@ -88,7 +88,7 @@ def model_flops(options: Options, meta: dict, sig: Signals) -> tuple[ModelFlops,
     if m:
         tokens, source = m.get("tokens_per_step"), "--model"
         if not tokens:
-            tokens = sig.embedding_tokens[(m["vocab_size"], m["n_embd"])] / max(sig.steps, 1)
+            tokens = sig.per_step(sig.embedding_tokens[(m["vocab_size"], m["n_embd"])])
             source = "--model, tokens per step counted at the token embedding"
         if not tokens:
             warnings.append("--model: no aten::embedding on a [vocab_size, n_embd] table in the steps to count the "

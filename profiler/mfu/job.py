@@ -11,6 +11,7 @@ import numpy as np
 
 from profiler.analysis.timeline import Timeline
 from profiler.mfu.bandwidth import Bandwidth
+from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.peak import Peak
 from profiler.mfu.records import (
     Attribution,
@@ -84,7 +85,7 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
         worst, rank = max(found, key=lambda br: br[0].points)
         bottlenecks.append(replace(worst, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
                                    what_if_step_ms=entry.what_if_step_ms, speedup=entry.speedup,
-                                   evidence=f"rank {rank}: {worst.evidence}"))
+                                   facts={**worst.facts, "rank": rank}))
     bottlenecks.sort(key=lambda b: -b.points)
     return Figures(
         step_time_ms=StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs])
@@ -123,9 +124,9 @@ def job_ledger(figs: list[Figures]) -> list[LedgerEntry]:
     return out
 
 
-def absent(f: Figures, cause: str) -> LedgerEntry:
+def absent(f: Figures, cause: Cause) -> LedgerEntry:
     """A cause that a rank's ledger lacks (no warmup there): 0 points, its what-if the rank as it is."""
-    if f.ledger_unit == "mfu":
+    if f.ledger_unit is LedgerUnit.MFU:
         return LedgerEntry(cause=cause, points=0.0, ms=0.0, what_if_mfu=f.mfu.of_ledger, low=0.0, high=0.0)
     return LedgerEntry(cause=cause, points=0.0, ms=0.0, what_if_mfu=None, what_if_step_ms=f.step_time_ms.mean,
                        speedup=1.0)
@@ -218,10 +219,9 @@ def medians_of_the_others(values: np.ndarray) -> np.ndarray:
 
 
 def with_stragglers(figures: Figures, found: list[Straggler]) -> Figures:
-    """The communication bottleneck's evidence names the ranks the others wait for."""
+    """The communication bottleneck's facts name the ranks the others wait for."""
     if not found:
         return figures
-    waits = "; the others wait for " + ", ".join(
-        f"rank {s.rank} (+{s.excess_ms:.2f} ms busy, mostly {s.category})" for s in found)
-    return replace(figures, bottlenecks=[replace(b, evidence=b.evidence + waits) if b.cause == "communication" else b
-                                         for b in figures.bottlenecks])
+    waits = [{"rank": s.rank, "excess_ms": s.excess_ms, "category": s.category} for s in found]
+    return replace(figures, bottlenecks=[replace(b, facts={**b.facts, "waited_for": waits})
+                                         if b.cause is Cause.COMMUNICATION else b for b in figures.bottlenecks])

@@ -1,4 +1,4 @@
-"""The MFU ledger: 100 − MFU% split into points lost per cause, adding up exactly (DESIGN.md).
+"""The MFU ledger: 100 − MFU% split into points lost per cause, adding up exactly (docs/DESIGN.md).
 
 Each category of the breakdown is lost time, charged to one cause; the matmul category is charged only for
 the time beyond what the model's FLOPs need at peak, split into precision (running slower than the device's
@@ -6,11 +6,34 @@ fastest precision), small matmuls (small_batch) and the rest (matmul_efficiency)
 """
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-CAUSES = ("io", "small_batch", "non_fused", "memory_ops", "communication", "precision", "matmul_efficiency", "warmup",
-          "other")
+
+class Cause(StrEnum):
+    """docs/DESIGN.md's fixed vocabulary of causes, in the ledger's order; the JSON uses these strings."""
+
+    IO = "io"
+    SMALL_BATCH = "small_batch"
+    NON_FUSED = "non_fused"
+    MEMORY_OPS = "memory_ops"
+    COMMUNICATION = "communication"
+    PRECISION = "precision"
+    MATMUL_EFFICIENCY = "matmul_efficiency"
+    WARMUP = "warmup"
+    OTHER = "other"
+    USEFUL = "useful"  # the time ledger's entry for the work itself: no loss, and no bottleneck
+
+
+class LedgerUnit(StrEnum):
+    """What a ledger's points are points of."""
+
+    MFU = "mfu"  # of MFU: they add up to 100 − MFU
+    STEP_TIME = "step_time"  # of the step time, where F or P cannot be formed: 100 in all, with the useful work
+
+
+CAUSES: tuple[Cause, ...] = tuple(c for c in Cause if c is not Cause.USEFUL)
 # the time ledger (no F or no P): matmul_efficiency needs both, and what no cause claims is the work itself
-TIME_CAUSES = tuple(c for c in CAUSES if c != "matmul_efficiency") + ("useful",)
+TIME_CAUSES: tuple[Cause, ...] = tuple(c for c in CAUSES if c is not Cause.MATMUL_EFFICIENCY) + (Cause.USEFUL,)
 
 
 @dataclass(kw_only=True)
@@ -35,7 +58,7 @@ class Overheads:
     warmup: float = 0.0  # one-off costs (compilation, lazy loading, library set-up) while the device idles
 
 
-def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, o: Overheads) -> dict[str, float]:
+def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, o: Overheads) -> dict[Cause, float]:
     """Seconds per step lost to each cause; they sum to the step time minus flops/peak.
 
     - data_loading → io; communication → communication; other_compute → non_fused; memory → memory_ops.
@@ -55,9 +78,9 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     proportion to their size.
     """
     c = dict(category_s)
-    moved = {cause: 0.0 for cause in CAUSES}
+    moved = dict.fromkeys(CAUSES, 0.0)
 
-    def move(category: str, seconds: float, cause: str):
+    def move(category: str, seconds: float, cause: Cause):
         seconds = min(max(seconds, 0.0), max(c[category], 0.0))
         c[category] -= seconds
         moved[cause] += seconds
@@ -68,23 +91,23 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     precision = flops / peak_run - flops / peak if o.precision is None else o.precision
     precision = min(max(precision, 0.0), max(excess, 0.0))
     c["matmul"] = excess - precision
-    move("matmul", o.attention_matmul_excess, "non_fused")
-    move("matmul", o.small_matmul_excess, "small_batch")
-    move("host_overhead", o.optimizer_host, "non_fused")
-    move("host_overhead", o.attention_host, "non_fused")
-    move("host_overhead", o.allocator, "memory_ops")
-    move("host_overhead", o.sync, "other")
-    move("host_overhead", o.warmup, "warmup")
-    move("idle", o.optimizer_idle, "non_fused")
-    move("idle", o.short_idle - o.optimizer_idle, "small_batch")
-    move("memory", o.attention_memory, "non_fused")
-    move("memory", o.parameter_memory, "small_batch")
-    move("memory", o.fixed_memory, "small_batch")
-    move("other_compute", o.parameter_compute, "small_batch")
-    move("other_compute", o.fixed_compute, "small_batch")
-    own = {"io": c["data_loading"], "small_batch": c["host_overhead"], "non_fused": c["other_compute"],
-           "memory_ops": c["memory"], "communication": c["communication"], "precision": precision,
-           "matmul_efficiency": max(c["matmul"], 0.0), "warmup": 0.0, "other": c["idle"]}
+    move("matmul", o.attention_matmul_excess, Cause.NON_FUSED)
+    move("matmul", o.small_matmul_excess, Cause.SMALL_BATCH)
+    move("host_overhead", o.optimizer_host, Cause.NON_FUSED)
+    move("host_overhead", o.attention_host, Cause.NON_FUSED)
+    move("host_overhead", o.allocator, Cause.MEMORY_OPS)
+    move("host_overhead", o.sync, Cause.OTHER)
+    move("host_overhead", o.warmup, Cause.WARMUP)
+    move("idle", o.optimizer_idle, Cause.NON_FUSED)
+    move("idle", o.short_idle - o.optimizer_idle, Cause.SMALL_BATCH)
+    move("memory", o.attention_memory, Cause.NON_FUSED)
+    move("memory", o.parameter_memory, Cause.SMALL_BATCH)
+    move("memory", o.fixed_memory, Cause.SMALL_BATCH)
+    move("other_compute", o.parameter_compute, Cause.SMALL_BATCH)
+    move("other_compute", o.fixed_compute, Cause.SMALL_BATCH)
+    own = {Cause.IO: c["data_loading"], Cause.SMALL_BATCH: c["host_overhead"], Cause.NON_FUSED: c["other_compute"],
+           Cause.MEMORY_OPS: c["memory"], Cause.COMMUNICATION: c["communication"], Cause.PRECISION: precision,
+           Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.WARMUP: 0.0, Cause.OTHER: c["idle"]}
     out = {cause: own[cause] + moved[cause] for cause in CAUSES}
     if excess < 0:  # the FLOPs at P need more than the matmul time (within MATMUL_SLACK): the other causes
         rest = sum(out.values())  # give up the difference in proportion, so that none goes below 0
@@ -93,21 +116,21 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     return out
 
 
-def without_profiler(seconds: dict[str, float], cost: float) -> tuple[dict[str, float], float]:
+def without_profiler(seconds: dict[Cause, float], cost: float) -> tuple[dict[Cause, float], float]:
     """The causes with the profiler's own recording cost taken out, and the seconds taken. Recording is a
     per-op host cost, so it lies in what the ledger calls small_batch (per-op overhead, the device's short
     gaps), or in other's longer gaps when small_batch holds less; never more than those two hold."""
     out = dict(seconds)
     left = max(cost, 0.0)
-    for cause in ("small_batch", "other"):
+    for cause in (Cause.SMALL_BATCH, Cause.OTHER):
         taken = min(left, max(out[cause], 0.0))
         out[cause] -= taken
         left -= taken
     return out, max(cost, 0.0) - left
 
 
-def ledger(step_s: float, seconds: dict[str, float], flops: float, peak: float,
-           removable: dict[str, float] | None = None) -> list[dict]:
+def ledger(step_s: float, seconds: dict[Cause, float], flops: float, peak: float,
+           removable: dict[Cause, float] | None = None) -> list[dict]:
     """Points, ms per step and what-if MFU for each cause; warmup only where the window holds one-off costs.
 
     The what-if is the MFU with the cause's removable seconds gone (`removable`, by default all of them: an
@@ -117,26 +140,27 @@ def ledger(step_s: float, seconds: dict[str, float], flops: float, peak: float,
     cut = {c: max(min(gone[c], seconds[c]), 0.0) for c in CAUSES}
     return [{"cause": c, "points": 100 * seconds[c] / step_s, "ms": 1000 * seconds[c],
              "what_if_mfu": ideal / (step_s - cut[c]), "removable_ms": 1000 * cut[c]} for c in CAUSES
-            if c != "warmup" or seconds[c] > 0]
+            if c is not Cause.WARMUP or seconds[c] > 0]
 
 
-def time_ledger(step_s: float, seconds: dict[str, float], removable: dict[str, float] | None = None) -> list[dict]:
-    """The ledger in points of step time (DESIGN.md, "When MFU cannot be formed"): the seconds of a ledger
+def time_ledger(step_s: float, seconds: dict[Cause, float], removable: dict[Cause, float] | None = None) -> list[dict]:
+    """The ledger in points of step time (docs/DESIGN.md, "When MFU cannot be formed"): the seconds of a ledger
     formed with no FLOPs, where matmul_efficiency's share is the work itself (useful). Each what-if is the
     steady-state step without the cause's removable seconds, and its speed-up: warmup is left out of every step
     but its own."""
     if step_s <= 1e-9:  # the profiler's own cost was the whole step: nothing left to divide
         return []
-    share = {**{c: seconds[c] for c in CAUSES if c != "matmul_efficiency"}, "useful": seconds["matmul_efficiency"]}
+    share: dict[Cause, float] = {**{c: seconds[c] for c in CAUSES if c is not Cause.MATMUL_EFFICIENCY},
+                                 Cause.USEFUL: seconds[Cause.MATMUL_EFFICIENCY]}
     gone = {**share, **(removable or {})}
-    steady = step_s - max(share["warmup"], 0.0)
+    steady = step_s - max(share[Cause.WARMUP], 0.0)
     out = []
     for c in TIME_CAUSES:
-        if c == "warmup" and share[c] <= 0:
+        if c is Cause.WARMUP and share[c] <= 0:
             continue
         cut = max(min(gone[c], share[c]), 0.0)
-        base, without = (step_s, steady) if c == "warmup" else (steady, steady - cut)
-        known = c != "useful" and without > 0
+        base, without = (step_s, steady) if c is Cause.WARMUP else (steady, steady - cut)
+        known = c is not Cause.USEFUL and without > 0
         out.append({"cause": c, "points": 100 * share[c] / step_s, "ms": 1000 * share[c], "what_if_mfu": None,
                     "what_if_step_ms": 1000 * without if known else None,
                     "speedup": base / without if known else None, "removable_ms": 1000 * cut})

@@ -1,8 +1,9 @@
 """What the diagnosis quotes from measurements made on the machine that recorded the run: our runs' timings of
 a micro-step before training (per precision, at 4x the batch, with non_fused's fix) and the trace's shapes
-timed here (shapetime.py). Each gives a cause's points or a fix's predicted speed-up in place of a model."""
+timed here (shapetime.py). Each gives a cause's points or a fix's predicted speed-up in place of a model, with the
+facts that the evidence quotes."""
 
-from profiler.mfu.records import Evidence
+from profiler.mfu.records import Evidence, Facts
 from profiler.mfu.vocabulary import settings
 
 
@@ -14,55 +15,50 @@ def faster_dtype(ev: Evidence) -> str:
     return ev.fastest_dtype or "bfloat16"
 
 
-def precision_measurement(ev: Evidence) -> str:
+def precision_measurement(ev: Evidence) -> Facts:
     """What set precision's points: our run's micro-steps, the trace's shapes timed here, or (neither) the
     peaks' ceiling."""
     measured, timing, target = ev.step_ms_by_dtype, ev.shape_timing, faster_dtype(ev)
     if ev.dtype in measured and target in measured and target != ev.dtype:
-        return (f"measured before the run at its shapes, a micro-step's forward and backward took "
-                f"{measured[ev.dtype]:.2f} ms in {ev.dtype} and {measured[target]:.2f} ms in {target}, "
-                "which sets this cause's points")
+        return {"measured_by": "micro_step", "run_dtype": ev.dtype, "micro_step_ms": measured[ev.dtype],
+                "target_dtype": target, "target_micro_step_ms": measured[target]}
     if timing:
-        times = " and ".join(f"{us / 1000:.2f} ms/step in {d}" for d, us in timing.us_by_dtype.items())
-        verdict = (f"{timing.fastest} saves {100 * timing.saving_share:.0f}% of it, which sets this cause's points"
-                   if timing.fastest != timing.run_dtype else
-                   f"no precision is faster than {timing.run_dtype} at these shapes, so precision costs nothing here")
-        return (f"timed on this machine at the trace's own {timing.shapes} matmul and attention shapes (with "
-                f"autocast's casts of their inputs), the counted matmul time comes to {times}: {verdict}")
-    return ("not measured at the run's shapes (the trace was recorded on another machine, or --no-measure): "
-            "the points are the ceiling the two peaks give")
+        return {"measured_by": "shape_timing", "timed_shapes": timing.shapes,
+                "timed_ms_by_dtype": [{"dtype": d, "ms": us / 1000} for d, us in timing.us_by_dtype.items()],
+                "timed_fastest": timing.fastest, "timed_run_dtype": timing.run_dtype,
+                "timed_saving_pct": 100 * timing.saving_share}
+    return {"measured_by": "peaks"}
 
 
-def measured_fix_speedup(ev: Evidence, config: dict) -> tuple[float, str] | None:
+def measured_fix_speedup(ev: Evidence, config: dict) -> tuple[float, Facts] | None:
     """The speed-up of non_fused's fix from what our run timed before training at its shapes (step_ms_by_fix: a
     micro-step's forward and backward with its attention and with SDPA, an optimizer step in its implementation
-    and fused), and the evidence that says so; None where not measured. It can be below 1: on a CPU, bfloat16
+    and fused), and the facts that say so; None where not measured. It can be below 1: on a CPU, bfloat16
     SDPA's backward can be slower than the matmuls it replaces."""
     timed = ev.meta.get("step_ms_by_fix") or {}
     meta = settings(ev.meta)
-    saved, said = 0.0, []
+    saved = 0.0
+    facts: Facts = {}
     attention, optimizer = timed.get("attention") or {}, timed.get("optimizer") or {}
     kind = meta.get("attention") or (meta.get("model") or {}).get("attention")  # ours: in the model's config
     if "attention" in config and kind in attention and "sdpa" in attention:
         before, after = attention[kind], attention["sdpa"]
         saved += (before - after) * meta.get("gradient_accumulation_steps", 1)
-        said.append(f"a micro-step's forward and backward {before:.2f} ms with {kind} attention, "
-                    f"{after:.2f} ms with SDPA")
+        facts.update(attention=kind, attention_micro_step_ms=before, sdpa_micro_step_ms=after)
     if "optimizer_impl" in config and meta.get("optimizer_impl") in optimizer and "fused" in optimizer:
         before, after = optimizer[meta["optimizer_impl"]], optimizer["fused"]
         saved += before - after
-        said.append(f"an optimizer step {before:.2f} ms {meta['optimizer_impl']}, {after:.2f} ms fused")
-    if not said:
+        facts.update(optimizer_impl=meta["optimizer_impl"], optimizer_step_ms=before, fused_optimizer_step_ms=after)
+    if not facts:
         return None
     speedup = ev.step_ms / max(ev.step_ms - saved, 1e-6)
-    return speedup, (f"measured before the run at its shapes, {'; '.join(said)}: the fix takes {saved:.2f} ms "
-                     f"from the {ev.step_ms:.2f} ms step, x{speedup:.2f}")
+    return speedup, {**facts, "fix_saved_ms": saved, "step_ms": ev.step_ms, "measured_fix_speedup": speedup}
 
 
-def measured_batch_speedup(ev: Evidence, factor: int) -> tuple[float, str] | None:
+def measured_batch_speedup(ev: Evidence, factor: int) -> tuple[float, Facts] | None:
     """The speed-up of a batch `factor` times larger from what our run measured before training (a micro-step's
     forward and backward at its batch and at `factor` times it): the step grows by that difference per
-    micro-step, the tokens by `factor`; and the evidence that says so. None where not measured."""
+    micro-step, the tokens by `factor`; and the facts that say so. None where not measured."""
     meta = settings(ev.meta)
     batch = meta.get("batch_size")
     if not batch:
@@ -72,6 +68,6 @@ def measured_batch_speedup(ev: Evidence, factor: int) -> tuple[float, str] | Non
         return None
     added = (large - small) * meta.get("gradient_accumulation_steps", 1)
     speedup = factor * ev.step_ms / (ev.step_ms + max(added, 0.0))
-    return speedup, (f"measured before the run, a micro-step's forward and backward took {small:.2f} ms at batch "
-                     f"{batch} and {large:.2f} ms at {factor * batch}: {factor}x the tokens add {added:.2f} ms to the "
-                     f"{ev.step_ms:.2f} ms step, x{speedup:.2f} tokens/s")
+    return speedup, {"batch_size": batch, "batch_micro_step_ms": small, "batch_factor": factor,
+                     "larger_batch_size": factor * batch, "larger_batch_micro_step_ms": large,
+                     "batch_added_ms": added, "step_ms": ev.step_ms, "measured_batch_speedup": speedup}

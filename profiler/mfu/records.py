@@ -2,15 +2,21 @@
 diagnosis cites (Evidence), and a rank's whole attribution. Frozen: nothing downstream changes a number."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from profiler.analysis.breakdown import KernelClassification, Utilization
 from profiler.analysis.per_file import StepTable
 from profiler.analysis.signals import Signals
 from profiler.mfu.bandwidth import Bandwidth
-from profiler.mfu.ledger import Overheads
+from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
 from profiler.mfu.roofline import Roofline
 from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import SHORT_GAP_US
+
+# what a diagnosis rule measured, by name with the unit in it (ms per step, _pct, _gb_per_s, _tflop_per_s): a
+# number, a short string, a flag, or a list of small records ({"name": ..., "ms": ...}) for the largest items;
+# report/phrases.py writes the evidence sentence from these and from nothing else
+Facts = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ class StepRow:
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
-    cause: str
+    cause: Cause
     points: float  # of MFU, or of the step time in a time ledger (Figures.ledger_unit)
     ms: float
     what_if_mfu: float | None  # None in a time ledger
@@ -93,11 +99,11 @@ class LedgerEntry:
 
 @dataclass(frozen=True, kw_only=True)
 class Bottleneck:
-    cause: str
+    cause: Cause
     points: float
     ms: float
     what_if_mfu: float | None  # None in a time ledger
-    evidence: str
+    facts: Facts  # the measurements behind it (report/phrases.py words them as the evidence)
     fix: str
     fix_config: dict | None = None  # the change that applies the fix, in the recording program's keys
     what_if_step_ms: float | None = None  # time ledger: the steady-state step without the cause
@@ -123,7 +129,7 @@ class Figures:
     communication: Communication | None
     per_step: list[StepRow]
     profiler_cost: ProfilerCost | None = None  # the recording cost taken out of MFU and the ledger (our runs)
-    ledger_unit: str = "mfu"  # "mfu": points of MFU; "step_time": points of the step (no F or no P)
+    ledger_unit: LedgerUnit = LedgerUnit.MFU
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +160,7 @@ class Evidence:
     step_ms_by_batch: dict = field(default_factory=dict)  # ... at the run's batch and 4x it, by batch size
     profiler_ms: float = 0.0  # the profiler's own recording cost taken out of the step and small_batch
     fastest_dtype: str | None = None  # the dtype of P, where known
-    unit: str = "mfu"  # the ledger's unit (Figures.ledger_unit): a time ledger's evidence cites no F or P
+    unit: LedgerUnit = LedgerUnit.MFU  # the ledger's (Figures.ledger_unit): a time ledger's evidence cites no F or P
     fp32_speed: float | None = None  # time ledger: float32's peak over the device's fastest (its table)
     why_time: str = ""  # time ledger: why MFU points could not be formed
     warmup_ms: float = 0.0  # one-off costs inside the window while the device idled

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from profiler.files import write_atomic
+from profiler.mfu.ledger import LedgerUnit
 from profiler.report.terminal import ceilings, change_in_form, pct, roofline_share, what_if
 from profiler.trace.classify import CATEGORIES
 
@@ -45,7 +46,7 @@ def sections(report: dict) -> list[Section]:
     out = [summary]
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report['breakdown'][c]['ms']:.2f}", pct(report["breakdown"][c]["fraction"])] for c in CATEGORIES]))
-    if report.get("ledger_unit") == "step_time":
+    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
         out.append(Section(title="Time ledger", lines=[
             "MFU cannot be formed for this trace (the warnings say why): the ledger is in points of the step time, "
             "100 in all with the useful work; each what-if is the steady-state step without the cause, and its "

@@ -1,4 +1,4 @@
-"""The `mfu-report/1` JSON of DESIGN.md: a job's typed result written out, and a saved report read back.
+"""The `mfu-report/1` JSON of docs/DESIGN.md: a job's typed result written out, and a saved report read back.
 
 This module computes nothing: every number it writes was made by the stages before it.
 """
@@ -8,7 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from profiler.mfu.job import AGGREGATION, JobResult
+from profiler.mfu.ledger import LedgerUnit
 from profiler.mfu.records import Bottleneck, Figures, LedgerEntry, OpRow
+from profiler.report.phrases import evidence
 
 SCHEMA = "mfu-report/1"
 
@@ -49,7 +51,7 @@ def ledger_mfu(report: dict) -> float | None:
 
 def figures_json(f: Figures) -> dict:
     m = f.mfu
-    unit = {} if f.ledger_unit == "mfu" else {"ledger_unit": f.ledger_unit}  # absent: points of MFU (DESIGN.md)
+    unit = {} if f.ledger_unit is LedgerUnit.MFU else {"ledger_unit": f.ledger_unit}  # absent: points of MFU
     return {**unit,
         "step_time_ms": {"mean": f.step_time_ms.mean, "min": f.step_time_ms.min, "max": f.step_time_ms.max,
                          "cv": f.step_time_ms.cv},
@@ -80,17 +82,17 @@ def op_json(o: OpRow) -> dict:
             "roofline": None if o.roofline is None else asdict(o.roofline)}
 
 
-def ledger_json(e: LedgerEntry, unit: str) -> dict:
+def ledger_json(e: LedgerEntry, unit: LedgerUnit) -> dict:
     item = {"cause": e.cause, "points": e.points, "ms": e.ms, "what_if_mfu": e.what_if_mfu,
             "interval": None if e.low is None else [e.low, e.high]}
-    if unit == "step_time":
+    if unit is LedgerUnit.STEP_TIME:
         item.update(what_if_step_ms=e.what_if_step_ms, speedup=e.speedup)
     return item
 
 
 def bottleneck_json(b: Bottleneck) -> dict:
-    item = {"cause": b.cause, "points": b.points, "ms": b.ms, "what_if_mfu": b.what_if_mfu, "evidence": b.evidence,
-            "fix": b.fix}
+    item = {"cause": b.cause, "points": b.points, "ms": b.ms, "what_if_mfu": b.what_if_mfu,
+            "evidence": evidence(b.cause, b.facts), "fix": b.fix}
     if b.speedup is not None:
         item.update(what_if_step_ms=b.what_if_step_ms, speedup=b.speedup)
     if b.fix_config:
@@ -98,6 +100,7 @@ def bottleneck_json(b: Bottleneck) -> dict:
         item["fix_form"] = b.fix_form
     if b.fix_speedup is not None:
         item["fix_speedup"] = b.fix_speedup
+    item["facts"] = b.facts  # the numbers of the evidence, by name (report/phrases.py)
     return item
 
 

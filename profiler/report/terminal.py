@@ -2,6 +2,7 @@
 
 import textwrap
 
+from profiler.mfu.ledger import LedgerUnit
 from profiler.report.schema import ledger_mfu
 from profiler.settings import LEDGER_ROW_MIN_POINTS
 from profiler.trace.classify import CATEGORIES
@@ -113,7 +114,7 @@ def wrap(text: str, indent: str) -> list[str]:
 
 def ledger_unit(report: dict) -> dict:
     """How a report's ledger is read: its name, unit, top and bottom (MFU points, or points of step time)."""
-    if report.get("ledger_unit") == "step_time":
+    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
         return {"title": "Time ledger", "unit": "points of the step per cause (MFU cannot be formed)",
                 "top": "step", "bottom": "useful", "axis": "% of the step time"}
     return {"title": "MFU ledger", "unit": "points of peak lost per cause", "top": "peak", "bottom": "MFU",
@@ -122,7 +123,7 @@ def ledger_unit(report: dict) -> dict:
 
 def ledger_bottom(report: dict) -> float:
     """Where the waterfall ends: the MFU in percent, or the useful share of the step."""
-    if report.get("ledger_unit") == "step_time":
+    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
         return next((e["points"] for e in report["ledger"] if e["cause"] == "useful"), 0.0)
     return 100 * (ledger_mfu(report) or 0.0)
 

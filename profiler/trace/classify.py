@@ -1,4 +1,4 @@
-"""What each op and kernel is: one of the breakdown categories of DESIGN.md.
+"""What each op and kernel is: one of the breakdown categories of docs/DESIGN.md.
 
 Kernels are classified by the op that launched them first (ATen op names are a stable API), and by their own
 name only when no launching op says anything (torch.compile's triton kernels, CUDA graphs, NCCL's threads).
@@ -7,9 +7,28 @@ fallback, and the time they could not classify is reported, not hidden.
 """
 
 import re
+from enum import IntEnum
 
-CATEGORIES = ("matmul", "other_compute", "memory", "communication", "data_loading", "host_overhead", "idle")
-MATMUL, OTHER_COMPUTE, MEMORY, COMMUNICATION, DATA_LOADING, HOST_OVERHEAD, IDLE = range(len(CATEGORIES))
+
+class Category(IntEnum):
+    """The breakdown's exclusive categories in docs/DESIGN.md's order: the value is a row of the per-step arrays
+    (Breakdown.us), the name in lower case the report's key."""
+
+    MATMUL = 0
+    OTHER_COMPUTE = 1
+    MEMORY = 2
+    COMMUNICATION = 3
+    DATA_LOADING = 4
+    HOST_OVERHEAD = 5
+    IDLE = 6
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+
+CATEGORIES = tuple(c.key for c in Category)
+MATMUL, OTHER_COMPUTE, MEMORY, COMMUNICATION, DATA_LOADING, HOST_OVERHEAD, IDLE = Category
 # categories that an op passes down to everything inside it (a copy inside a matmul op is the matmul's)
 INHERITED = (MATMUL, MEMORY, COMMUNICATION, DATA_LOADING)
 
@@ -42,7 +61,9 @@ COMPILE_RUNTIME_OP = re.compile(
     r"^(TorchDynamo Cache Lookup|Torch-Compiled Region|Pregraph bytecode|AOTDispatcher Runtime Wrapper)")
 COMPILED_GRAPH = re.compile(r"^## Call CompiledFxGraph")
 GENERATED_KERNEL_OP = re.compile(r"cpp_fused_|^triton_")  # inductor's kernels, where recorded as ops
-DATA_LOADING_OP = re.compile(r"^enumerate\(Data(Loader|Pipe)\)#|load_batch|wait_for_batch|data_?load", re.IGNORECASE)
+# the profiler's span around each `next()` of a DataLoader (or a DataPipe): one per batch, in every torch version
+DATALOADER_SPAN = re.compile(r"^enumerate\(Data(Loader|Pipe)\)#")
+DATA_LOADING_OP = re.compile(rf"{DATALOADER_SPAN.pattern}|load_batch|wait_for_batch|data_?load", re.IGNORECASE)
 # ops that only describe or allocate tensors: their time is framework overhead, never compute
 METADATA_OP = re.compile(
     r"^(aten::(view|_view\w*|reshape|_reshape_alias|as_strided|transpose|t|permute|expand|expand_as|view_as|slice"

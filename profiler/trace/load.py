@@ -7,6 +7,7 @@ the args that a later stage asks for are ever decoded. Old (torch 1.x: "Operator
 """
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 
 import msgspec
@@ -16,9 +17,23 @@ from profiler.files import REPORT, written_here
 from profiler.trace.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
 
+
 # event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
 # Gaudi, PrivateUse1); torch 1.x wrote "Operator", "Kernel", "Runtime"
-OP, ANNOTATION, PYTHON, RUNTIME, KERNEL, MEMCPY, MEMSET, OTHER = range(8)
+class Kind(IntEnum):
+    """What an event is, whatever its trace called it: the values fill Trace.kind."""
+
+    OP = 0  # an operator on the host (ATen, a custom op, a collective's host side)
+    ANNOTATION = 1  # a user's record_function, ProfilerStep#N, DataLoader and optimizer spans
+    PYTHON = 2  # a Python frame (with_stack / the Python tracer)
+    RUNTIME = 3  # a runtime or driver call (cudaLaunchKernel, hipMemcpy, ...)
+    KERNEL = 4
+    MEMCPY = 5
+    MEMSET = 6
+    OTHER = 7
+
+
+OP, ANNOTATION, PYTHON, RUNTIME, KERNEL, MEMCPY, MEMSET, OTHER = Kind
 DEVICE_KINDS = (KERNEL, MEMCPY, MEMSET)
 KIND_OF_CATEGORY = {
     "cpu_op": OP, "operator": OP,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from profiler.settings import LAST_STEP_DEVICE_SHARE
-from profiler.trace.classify import OPTIMIZER_STEP
+from profiler.trace.classify import DATALOADER_SPAN, OPTIMIZER_STEP
 from profiler.trace.links import Links, optimizer_roots
 from profiler.trace.load import Trace, TraceError
 from profiler.trace.location import file_name
@@ -85,7 +85,7 @@ def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, str]
         name = trace.names[trace.name[optimizer[0]]]
         return np.concatenate(([first], ends[:-1])), ends, \
             f"{len(ends)} iterations told apart by the optimizer's step ({name}), each ending with one"
-    loader = host[trace.by_name(lambda n: n.startswith("enumerate(DataLoader)"))[host]]
+    loader = host[trace.by_name(DATALOADER_SPAN.match)[host]]
     if len(loader) >= 2:
         starts = np.sort(trace.start[loader])
         return starts, np.append(starts[1:], last), \

@@ -103,7 +103,8 @@ def test_bad_configuration_is_one_line_and_status_2(tmp_path, args, message):
 def test_help_lists_every_key_with_its_default():
     result = run_script("--help")
     assert result.returncode == 0 and not result.stderr
-    for line in ("  --n_layer=4", "  --dtype=float32", "  --compile=False", "  --active=4", "  --peak_flops=0.0"):
+    for line in ("  --n_layer=4", "  --dtype=float32  (float32 | bfloat16)", "  --compile=False", "  --active=4",
+                 "  --attention=sdpa  (sdpa | manual)", "  --peak_flops=0.0"):
         assert line in result.stdout.splitlines()
 
 

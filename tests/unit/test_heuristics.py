@@ -25,6 +25,7 @@ from profiler.mfu.records import (
     StepTimes,
 )
 from profiler.pipeline import analyze_path
+from profiler.report import phrases
 from profiler.settings import Options
 from profiler.trace import classify
 from profiler.trace.attention import score_ops
@@ -109,7 +110,7 @@ def evidence(**changes) -> Evidence:
 
 
 def said(found) -> tuple:
-    return found.evidence, found.fix, found.config
+    return found.facts, found.fix, found.config
 
 
 def entry(cause, ms):
@@ -123,35 +124,44 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {"n_layer": 4},
             "vocabulary": "profile_run"}
     ev = evidence(signals=sig, meta=ours)
-    text, fix, config = said(RULES["io"](entry("io", 20), ev))
-    assert "20.00 ms/step (20.0% of the step)" in text and "single-process (num_workers=0)" in text
+    facts, fix, config = said(RULES["io"](entry("io", 20), ev))
+    assert facts["ms"] == 20 and facts["share_pct"] == pytest.approx(20.0) and facts["num_workers"] == 0
+    assert "single-process (num_workers=0)" in phrases.evidence("io", facts)
     assert config == {"num_workers": 4}
-    text, fix, config = said(RULES["small_batch"](entry("small_batch", 10), ev))
-    assert "200 ops per step, 5000.00 MFLOP per op" in text and "2 kernels per step, median 8.0 µs" in text
+    facts, fix, config = said(RULES["small_batch"](entry("small_batch", 10), ev))
+    # 1 TFLOP over 200 ops a step; 4 kernels over 2 steps, median of 5, 7, 9, 11 µs
+    assert facts["ops_per_step"] == 200 and facts["mflop_per_op"] == pytest.approx(5000.0)
+    assert facts["kernels_per_step"] == 2 and facts["median_kernel_us"] == 8.0
     assert config == {"batch_size": 32} and "gradient_accumulation_steps" in fix
     # 10% of the step is per-step cost: 4x the batch does 4x the work in 10 + 4 x 90 ms
     assert RULES["small_batch"](entry("small_batch", 10), ev).fix_speedup == pytest.approx(4 / 3.7)
-    # our run measured a micro-step at its batch (40 ms) and at 4x (100 ms): the 100 ms step grows by 60
+    # our run measured a micro-step at its batch (40 ms) and at 4x (100 ms): the 100 ms step grows by 2 x 60
     measured = evidence(signals=sig, meta={**ours, "gradient_accumulation_steps": 2},
                         step_ms_by_batch={"8": 40.0, "32": 100.0})
     found = RULES["small_batch"](entry("small_batch", 10), measured)
-    assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 2 * 60))
-    assert "took 40.00 ms at batch 8 and 100.00 ms at 32: 4x the tokens add 120.00 ms" in found.evidence
-    text, fix, config = said(RULES["non_fused"](entry("non_fused", 8), ev))
-    assert "6 such ops per layer per step" in text and "2 softmax and 4 bmm ops per step" in text
+    assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 2 * 60)) == found.facts["measured_batch_speedup"]
+    assert (found.facts["batch_micro_step_ms"], found.facts["larger_batch_micro_step_ms"],
+            found.facts["larger_batch_size"], found.facts["batch_added_ms"]) == (40.0, 100.0, 32, 120.0)
+    facts, fix, config = said(RULES["non_fused"](entry("non_fused", 8), ev))
+    assert facts["ops_per_layer"] == 6 and (facts["softmax_per_step"], facts["bmm_per_step"]) == (2, 4)
     assert config == {"attention": "sdpa"}
-    text, fix, config = said(RULES["memory_ops"](entry("memory_ops", 3), ev))
-    assert "4.0 MB per step (Memcpy HtoD (Pageable -> Device) 4.0 MB)" in text and config == {"pin_memory": True}
-    text, fix, config = said(RULES["communication"](entry("communication", 7), ev))
-    assert "nccl:all_reduce 7.00 ms" in text and config is None
-    text, fix, config = said(RULES["precision"](entry("precision", 10), ev))
-    assert "the model's FLOPs need 20.00 ms/step at the first, 10.00 at the second" in text
+    facts, fix, config = said(RULES["memory_ops"](entry("memory_ops", 3), ev))
+    assert facts["copied_mb"] == 4.0 and facts["memcpy_kinds"] == [{"kind": "Memcpy HtoD (Pageable -> Device)",
+                                                                    "mb": 4.0}]
+    assert config == {"pin_memory": True}
+    facts, fix, config = said(RULES["communication"](entry("communication", 7), ev))
+    assert facts["collectives"] == [{"name": "nccl:all_reduce", "ms": 7.0}] and config is None
+    facts, fix, config = said(RULES["precision"](entry("precision", 10), ev))
+    assert (facts["ms_at_peak_run"], facts["ms_at_peak"]) == (20.0, 10.0)  # 1 TFLOP at 50 and at 100 TFLOP/s
     assert config == {"dtype": "bfloat16"} and "allow_tf32" in fix
-    text, fix, config = said(RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev))
-    assert "counted matmuls run at 50 TFLOP/s, 100% of P_run" in text  # 2 TFLOP in 40 ms
-    text, fix, config = said(RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
+    facts, fix, config = said(RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev))
+    # 2 TFLOP in 40 ms over the 2 steps
+    assert facts["counted_tflop_per_s"] == pytest.approx(50) and facts["counted_of_peak_run_pct"] == pytest.approx(100)
+    facts, fix, config = said(RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
         steps=2, stall_calls=Counter({"cudaStreamSynchronize": 6}), stall_sites=Counter({"aten::item": 6})))))
-    assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in text and ".item()" in fix
+    assert facts["sync_ms"] == 4.0 and facts["stall_calls"] == [{"name": "cudaStreamSynchronize", "per_step": 3}]
+    assert facts["stall_sites"] == [{"name": "aten::item", "per_step": 3}] and ".item()" in fix
+    assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in phrases.evidence("other", facts)
 
 
 def test_non_fused_fix_is_predicted_from_its_parts_timed_at_the_runs_shapes():
@@ -165,12 +175,14 @@ def test_non_fused_fix_is_predicted_from_its_parts_timed_at_the_runs_shapes():
             "step_ms_by_fix": {"attention": {"manual": 30.0, "sdpa": 40.0}, "optimizer": {"loop": 8.0, "fused": 1.0}}}
     found = RULES["non_fused"](entry("non_fused", 20), evidence(signals=sig, meta=meta, kind="cpu"))
     assert found.config == {"attention": "sdpa", "optimizer_impl": "fused"}
-    assert found.fix_speedup == pytest.approx(100 / 113)
+    assert found.fix_speedup == pytest.approx(100 / 113) == found.facts["measured_fix_speedup"]
+    assert found.facts["fix_saved_ms"] == -13.0
+    assert (found.facts["optimizer_seen"], found.facts["optimizer_work_per_step"]) == ("loop", 200)
+    assert found.facts["optimizer_ops"] == [{"name": "add_", "per_step": 54}, {"name": "lerp_", "per_step": 27}]
     assert ("30.00 ms with manual attention, 40.00 ms with SDPA; an optimizer step 8.00 ms loop, 1.00 ms fused: the "
-            "fix takes -13.00 ms from the 100.00 ms step, x0.88") in found.evidence
-    assert "per-parameter AdamW loop: 200 ops per AdamW.step (ops: 54 add_, 27 lerp_)" in found.evidence
+            "fix takes -13.00 ms from the 100.00 ms step, x0.88") in phrases.evidence("non_fused", found.facts)
     unmeasured = RULES["non_fused"](entry("non_fused", 20), evidence(signals=sig, meta={}, kind="cpu"))
-    assert unmeasured.fix_speedup is None and "measured before the run" not in unmeasured.evidence
+    assert unmeasured.fix_speedup is None and "measured_fix_speedup" not in unmeasured.facts
 
 
 def test_diagnose_keeps_causes_from_the_threshold_and_configs_only_for_our_runs():
