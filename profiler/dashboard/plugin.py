@@ -13,8 +13,8 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+from profiler.report.reading import ledger_mfu
 from profiler.report.runfiles import View, list_runs
-from profiler.report.schema import ledger_mfu
 
 STATIC = {"index.js": "text/javascript", "charts.js": "text/javascript", "timeline.js": "text/javascript",
           "dashboard.css": "text/css"}

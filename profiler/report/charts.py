@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from profiler.report.terminal import ledger_bottom, ledger_unit, losses, shorten  # noqa: E402
+from profiler.report.reading import ledger_bottom, ledger_unit, losses, shorten  # noqa: E402
 from profiler.trace.classify import CATEGORIES  # noqa: E402
 
 COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",

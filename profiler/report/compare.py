@@ -1,7 +1,7 @@
 """Two reports side by side, with deltas: what a fix changed."""
 
 from profiler.mfu.ledger import CAUSES
-from profiler.report.terminal import shorten
+from profiler.report.reading import shorten
 from profiler.trace.classify import CATEGORIES
 
 TOP = 10

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from profiler.files import write_atomic
 from profiler.mfu.ledger import LedgerUnit
-from profiler.report.terminal import ceilings, change_in_form, pct, roofline_share, what_if
+from profiler.report.reading import ceilings, change_in_form, pct, roofline_share, what_if
 from profiler.trace.classify import CATEGORIES
 
 

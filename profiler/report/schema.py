@@ -42,13 +42,6 @@ def to_json(result: JobResult) -> dict:
     return report
 
 
-def ledger_mfu(report: dict) -> float | None:
-    """The MFU a saved report's ledger adds up to: analytic, or counted where the model's FLOPs are unknown
-    (records.Mfu.of_ledger, read back from the JSON)."""
-    mfu = report["mfu"]
-    return mfu["analytic"] if mfu["analytic"] is not None else mfu["counted"]
-
-
 def figures_json(f: Figures) -> dict:
     m = f.mfu
     unit = {} if f.ledger_unit is LedgerUnit.MFU else {"ledger_unit": f.ledger_unit}  # absent: points of MFU

@@ -1,29 +1,20 @@
-"""The report as text for a terminal: plain lines that fit 80 columns, computed nowhere but in report.py."""
+"""The report as text for a terminal: plain lines that fit 80 columns, from the saved report and nothing else."""
 
 import textwrap
 
-from profiler.mfu.ledger import LedgerUnit
-from profiler.report.schema import ledger_mfu
-from profiler.settings import LEDGER_ROW_MIN_POINTS
+from profiler.report.reading import (
+    ceilings,
+    change_in_form,
+    fmt_flops,
+    ledger_bottom,
+    ledger_unit,
+    losses,
+    pct,
+    roofline_share,
+    shorten,
+    what_if,
+)
 from profiler.trace.classify import CATEGORIES
-
-
-def fmt_flops(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
-        if x >= scale:
-            return f"{x / scale:.3g} {unit}"
-    return f"{x:.3g} "
-
-
-def shorten(name: str, width: int) -> str:
-    """A name cut to width characters, "..." marking the cut (kernel names run to hundreds)."""
-    return name if len(name) <= width else name[:width - 3] + "..."
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def summary(report: dict) -> str:
@@ -93,65 +84,8 @@ def source_line(paths: list[str]) -> str:
     return f"traces: {len(paths)} files: " + ", ".join(paths)
 
 
-def roofline_share(roof: dict) -> str:
-    """'54%c': the share of its roofline an op reached and what bounds it ('>' where it beat the memory ceiling)."""
-    return f"{'>' if roof.get('above_ceiling') else ''}{100 * roof['of_roofline']:.0f}%{roof['bound'][0]}"
-
-
-def ceilings(dev: dict) -> str:
-    """'P_run 989 TFLOP/s, 4.8 TB/s (table)': the roofline's two ceilings."""
-    compute = f"P_run {fmt_flops(dev['peak_flops_run'])}FLOP/s, " if dev.get("peak_flops_run") else ""
-    if not dev.get("bandwidth"):
-        return compute
-    rate = dev["bandwidth"]
-    memory = f"{rate / 1e12:.3g} TB/s" if rate >= 1e11 else f"{rate / 1e9:.3g} GB/s"
-    return f"{compute}{memory} ({dev['bandwidth_source']})"
-
-
 def wrap(text: str, indent: str) -> list[str]:
     return textwrap.wrap(text, 80, subsequent_indent=indent)
-
-
-def ledger_unit(report: dict) -> dict:
-    """How a report's ledger is read: its name, unit, top and bottom (MFU points, or points of step time)."""
-    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
-        return {"title": "Time ledger", "unit": "points of the step per cause (MFU cannot be formed)",
-                "top": "step", "bottom": "useful", "axis": "% of the step time"}
-    return {"title": "MFU ledger", "unit": "points of peak lost per cause", "top": "peak", "bottom": "MFU",
-            "axis": "% of peak FLOP/s"}
-
-
-def ledger_bottom(report: dict) -> float:
-    """Where the waterfall ends: the MFU in percent, or the useful share of the step."""
-    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
-        return next((e["points"] for e in report["ledger"] if e["cause"] == "useful"), 0.0)
-    return 100 * (ledger_mfu(report) or 0.0)
-
-
-def losses(report: dict) -> list[dict]:
-    """The ledger's causes, largest first, without the rows that round to 0 and the time ledger's useful work."""
-    return [e for e in sorted(report["ledger"], key=lambda e: -e["points"])
-            if abs(e["points"]) >= LEDGER_ROW_MIN_POINTS and e["cause"] != "useful"]
-
-
-def overrides(config: dict) -> list[str]:
-    """A configuration change as profile_run's command line spells it: ['--batch_size=32', ...]."""
-    return [f"--{k}={v}" for k, v in config.items()]
-
-
-def change_in_form(config: dict, form: str | None) -> str:
-    """A bottleneck's fix_config as the program that ran writes it: `--batch_size=32 --dtype=bfloat16`, or
-    `TrainingArguments(per_device_train_batch_size=32, bf16=True)`, or `Trainer(precision='bf16-mixed')`."""
-    if form in (None, "--key=value"):
-        return " ".join(overrides(config))
-    return f"{form}(" + ", ".join(f"{k}={v!r}" for k, v in config.items()) + ")"
-
-
-def what_if(entry: dict) -> str:
-    """'MFU 12.34% without it', or in a time ledger 'step 45.20 ms without it (x1.52)'."""
-    if entry.get("speedup") is not None:
-        return f"step {entry['what_if_step_ms']:.2f} ms without it (x{entry['speedup']:.2f})"
-    return f"MFU {pct(entry['what_if_mfu'])} without it"
 
 
 def ledger_lines(report: dict) -> list[str]:
