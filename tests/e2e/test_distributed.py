@@ -28,6 +28,7 @@ def test_each_rank_writes_its_trace_and_rank_0_reports(slow_rank_run):
     assert result.stdout.count("done: ") == 1 and "128 tokens/iter per rank, 2 ranks" in result.stdout
 
 
+@pytest.mark.timed
 def test_the_slow_rank_is_named_with_its_cause(slow_rank_run):
     report = analyze_path(slow_rank_run[0], Options())
     assert report["source"]["ranks"] == [0, 1] and [r["rank"] for r in report["per_rank"]] == [0, 1]

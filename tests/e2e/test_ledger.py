@@ -106,6 +106,7 @@ FIXES = {"io": {"num_workers": 4}, "small_batch": {"batch_size": 4},
          "non_fused": {"attention": "sdpa", "optimizer_impl": "fused"}}
 
 
+@pytest.mark.timed
 def test_validation_scenarios_small_version():
     """One run per scenario. What the traces show, which holds on a busy machine too: the diagnosis names the
     injected cause and recommends its fix, and after the fix that cause costs fewer points. Whether MFU rose,

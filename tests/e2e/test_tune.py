@@ -58,6 +58,7 @@ def test_a_fix_that_promises_less_than_the_noise_is_not_tried():
     assert [c for c, _, _ in found] == ["b", "a"]  # largest predicted gain first
 
 
+@pytest.mark.timed
 def test_a_real_tune_run_writes_its_table_and_a_config_profile_run_accepts(tmp_path):
     out = tmp_path / "tune"
     args = [a for a in TINY if not a.startswith("--max_iters")] + ["--max_iters=8", "--data_delay=0.004",

@@ -45,6 +45,7 @@ def test_the_profiler_changes_no_loss_with_a_cold_cache_or_a_warm_one(wrapped):
     assert not any("USDT:" in r.stdout + r.stderr for r in (wrapped["with"], wrapped["start"]))
 
 
+@pytest.mark.timed
 def test_fixes_name_only_keys_the_users_config_has(wrapped):
     report = json.loads((wrapped["dir"] / "with" / "report.json").read_text())
     config_keys = {"batch_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "learning_rate",
@@ -67,6 +68,7 @@ def test_the_optimizer_evidence_names_the_for_loop_adamw_not_clip_grad_norms_for
     assert loop and "lerp_" in loop.group(2) and "foreach" not in evidence.replace("no _foreach_", "")
 
 
+@pytest.mark.timed
 def test_precision_follows_the_shapes_timed_here(wrapped):
     """The API's run is recorded here: precision is what its shapes' timing says (0 where float32 is the fastest
     at them), never the 2048-cube peaks' ceiling. Read from the facts of the causes that quote it (precision's,
