@@ -13,19 +13,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from profiler.analysis.per_file import STAGES, TraceAnalysis, analyze_file
-from profiler.analysis.per_rank import RankAnalysis, merge_rank
+from profiler.analysis.per_rank import merge_rank
 from profiler.analysis.timeline import timeline_json
 from profiler.executors import run_here, run_on_cluster
-from profiler.mfu.attribution import Attribution, attribute, counted_rate
-from profiler.mfu.consistency import disturbed_measurement, tf32_peak, violations
-from profiler.mfu.cpupeak import cpu_name, raise_cached
+from profiler.mfu.attribution import Attribution, attribute
+from profiler.mfu.consistency import violations
 from profiler.mfu.diagnosis import diagnose
-from profiler.mfu.inputs import model_flops, shape_timing, trace_bandwidth, trace_peak
+from profiler.mfu.inputs import learn_peak, model_flops, resolve
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.peak import table_peaks
 from profiler.report.schema import saved_report, to_json
 from profiler.settings import TOP_OPS, Options
-from profiler.trace.classify import MATMUL
 from profiler.trace.load import TraceError, trace_files
 from profiler.trace.location import Location, is_url
 
@@ -116,21 +114,12 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         merged.append(one_rank)
         warnings += notes
     first = merged[0]
-    f_models = [model_flops(options, r.metadata, r.signals) for r in merged]  # (F_model, warnings) per rank
-    peak, notes = trace_peak(first, options)
-    warnings += notes
-    rate = counted_rate(first)
-    if peak:
-        peak, note = tf32_peak(peak, rate, peak.device)
-        warnings += [note] if note else []
-    if peak and first.metadata.get("peak"):  # measured on the machine that ran it, before the run
-        peak, note = disturbed_measurement(peak, achieved_rate(first, f_models[0][0].per_step, rate))
-        warnings += [note] if note else []
-        if note and recorded_here(first.metadata):
-            raise_cached(first.metadata["threads"], peak.dtype, peak.peak_flops_run)
-    bandwidth, notes = trace_bandwidth(first, options)
-    warnings += notes
-    timing = shape_timing(first, peak, options)
+    inputs = resolve(first, options)  # the peak, bandwidth and shape timing of the job: its first rank's
+    learn_peak(inputs, first.metadata)
+    warnings += inputs.notes
+    f_models = [(inputs.f_model, inputs.f_model_notes)]  # (F_model, warnings) per rank
+    f_models += [model_flops(options, r.metadata, r.signals) for r in merged[1:]]
+    peak, bandwidth, timing = inputs.peak, inputs.bandwidth, inputs.timing
     results, said = [], defaultdict(list)  # warning → the ranks that gave it
     for r, (f_model, notes) in zip(merged, f_models):
         rank_warnings = list(notes)
@@ -172,21 +161,6 @@ def rank_ranges(ranks: list[int]) -> str:
         else:
             runs.append([r, r])
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
-
-
-def achieved_rate(r: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:
-    """The matmul rate the run achieved, as the ledger credits it: the FLOPs per step (F_model, else F_counted)
-    over the step's matmul time, or the counted ops' own rate where higher. A peak raised to it leaves no
-    negative matmul time in the ledger."""
-    matmul_s = r.table.breakdown_us[MATMUL].mean() / 1e6
-    credited = (f_model or float(r.table.flops.mean())) / matmul_s if matmul_s > 0 else None
-    return max(filter(None, (credited, counted)), default=None)
-
-
-def recorded_here(meta: dict) -> bool:
-    """Whether a trace's measured CPU peak was measured on this machine (its cache may then learn from it)."""
-    peak = meta.get("peak") or {}
-    return peak.get("source") == "measured" and peak.get("device") == cpu_name() and bool(meta.get("threads"))
 
 
 def checked(result: Attribution, warnings: list[str]) -> Attribution:

@@ -14,7 +14,7 @@ from profiler.analysis.per_file import OpStats, StepTable
 from profiler.analysis.per_rank import RankAnalysis
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.consistency import implausible_input
-from profiler.mfu.inputs import ModelFlops
+from profiler.mfu.inputs import ModelFlops, counted_rate
 from profiler.mfu.ledger import (
     CAUSES,
     Cause,
@@ -256,12 +256,6 @@ def warmup_note(t: StepTable) -> list[str]:
     return [f"step {t.ids[0]} took {t.step_us[0] / 1000:.2f} ms, {t.step_us[0] / median:.0f}x the median of the others "
             f"({median / 1000:.2f} ms): most likely warm-up (first allocations, cuDNN / MIOpen algorithm search, "
             "compilation); the figures average over all steps, per_step has each"]
-
-
-def counted_rate(r: RankAnalysis) -> float | None:
-    """FLOP/s of the counted matmul, attention and convolution ops over the time they ran."""
-    flops = float(r.table.flops.sum())
-    return flops / (r.signals.matmul_us / 1e6) if r.signals.matmul_us and flops else None
 
 
 def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None,

@@ -1,7 +1,9 @@
-"""The two inputs the attribution takes besides the trace: the device's peak and the model's FLOPs per step.
+"""What the attribution takes besides the trace: the device's peak and bandwidth, the model's FLOPs per step, and
+where the trace was recorded here, its matmul shapes timed in each precision.
 
 Each comes from the first source that has it, and says which: the user's word, our run's metadata, the device
 table or a measurement on this machine (peak); --flops-per-step, --model or the run's metadata (F_model).
+`resolve` gathers them for a rank, with the peak checked against what the trace did (consistency.py).
 """
 
 from dataclasses import dataclass
@@ -9,10 +11,12 @@ from dataclasses import dataclass
 from profiler.analysis.per_rank import RankAnalysis
 from profiler.analysis.signals import Signals
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
-from profiler.mfu.cpupeak import this_machine
+from profiler.mfu.consistency import disturbed_measurement, tf32_peak
+from profiler.mfu.cpupeak import cpu_name, raise_cached, this_machine
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.mfu.shapetime import ShapeTiming, timed_shapes
 from profiler.settings import Options
+from profiler.trace.classify import MATMUL
 from profiler.trace.flops import gpt_params, model_flops_per_token
 
 
@@ -129,3 +133,66 @@ def shape_timing(r: RankAnalysis, peak: Peak | None, options: Options) -> ShapeT
             return None
     return timed_shapes(dict(r.signals.matmul_calls), dict(r.signals.matmul_call_us), r.signals.steps, peak.dtype,
                         "cpu" if r.kind == "cpu" else "cuda")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inputs:
+    """A rank's inputs besides its analysis, each from the first source that has it, and the warnings they gave
+    (F_model's apart: they are the rank's own). `learned_rate`: where the run's own CPU peak, measured here,
+    proved low, the rate its matmuls reached (what `learn_peak` writes into this machine's cache)."""
+
+    peak: Peak | None
+    bandwidth: Bandwidth | None
+    f_model: ModelFlops
+    f_model_notes: list[str]
+    timing: ShapeTiming | None
+    notes: list[str]
+    learned_rate: float | None = None
+
+
+def resolve(r: RankAnalysis, options: Options) -> Inputs:
+    """The rank's peak (TF32 where float32 matmuls beat the float32 peak; a disturbed CPU measurement raised to
+    what the run achieved), its bandwidth, F_model and, where recorded here, its shapes timed."""
+    f_model, f_model_notes = model_flops(options, r.metadata, r.signals)
+    peak, notes = trace_peak(r, options)
+    rate = counted_rate(r)
+    learned = None
+    if peak:
+        peak, note = tf32_peak(peak, rate, peak.device)
+        notes += [note] if note else []
+    if peak and r.metadata.get("peak"):  # measured on the machine that ran it, before the run
+        peak, note = disturbed_measurement(peak, achieved_rate(r, f_model.per_step, rate))
+        notes += [note] if note else []
+        learned = peak.peak_flops_run if note and recorded_here(r.metadata) else None
+    bandwidth, said = trace_bandwidth(r, options)
+    return Inputs(peak=peak, bandwidth=bandwidth, f_model=f_model, f_model_notes=f_model_notes,
+                  timing=shape_timing(r, peak, options), notes=notes + said, learned_rate=learned)
+
+
+def learn_peak(inputs: Inputs, meta: dict) -> bool:
+    """Write what a run measured here achieved into this machine's CPU-peak cache, where it beat the cached rate:
+    the one place the analysis changes a file of the user's. True when the cache changed."""
+    if inputs.learned_rate is None or inputs.peak is None:
+        return False
+    return raise_cached(meta["threads"], inputs.peak.dtype, inputs.learned_rate)
+
+
+def counted_rate(r: RankAnalysis) -> float | None:
+    """FLOP/s of the counted matmul, attention and convolution ops over the time they ran."""
+    flops = float(r.table.flops.sum())
+    return flops / (r.signals.matmul_us / 1e6) if r.signals.matmul_us and flops else None
+
+
+def achieved_rate(r: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:
+    """The matmul rate the run achieved, as the ledger credits it: the FLOPs per step (F_model, else F_counted)
+    over the step's matmul time, or the counted ops' own rate where higher. A peak raised to it leaves no
+    negative matmul time in the ledger."""
+    matmul_s = r.table.breakdown_us[MATMUL].mean() / 1e6
+    credited = (f_model or float(r.table.flops.mean())) / matmul_s if matmul_s > 0 else None
+    return max(filter(None, (credited, counted)), default=None)
+
+
+def recorded_here(meta: dict) -> bool:
+    """Whether a trace's measured CPU peak was measured on this machine (its cache may then learn from it)."""
+    peak = meta.get("peak") or {}
+    return peak.get("source") == "measured" and peak.get("device") == cpu_name() and bool(meta.get("threads"))
