@@ -45,45 +45,45 @@ from profiler.settings import FLOPS_GAP, MOSTLY_UNCOUNTED, UNCOUNTED_MATMUL_SHAR
 from profiler.trace import classify
 
 
-def attribute(r: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f_model: ModelFlops,
+def attribute(analysis: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f_model: ModelFlops,
               top: int, timing: ShapeTiming | None = None) -> Attribution:
     """The rank's figures and its ledger: in points of MFU where F and P can be formed and are plausible, else
     in points of step time (docs/DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis.
     `timing`: the trace's matmul shapes timed here in each precision, where it was recorded here."""
-    warnings = warmup_note(r.table) + flops_notes(r, f_model)
-    ops = op_rows(r.ops, len(r.table), peak.peak_flops_run if peak else None,
+    warnings = warmup_note(analysis.table) + flops_notes(analysis, f_model)
+    ops = op_rows(analysis.ops, len(analysis.table), peak.peak_flops_run if peak else None,
                   bandwidth.bytes_per_s if bandwidth else None)
     if ops and not any(op.bytes for op in ops):
         warnings.append("no op's bytes are known (the trace records no input shapes with their dtypes): the ops get "
                         "no roofline, and non_fused's what-if is all of its time")
-    figures = rank_figures(r, peak, f_model, ops[:top])
-    why = why_no_mfu(r, peak, f_model)
+    figures = rank_figures(analysis, peak, f_model, ops[:top])
+    why = why_no_mfu(analysis, peak, f_model)
     if why is None and peak:
         flops = f_model.per_step or figures.mfu.flops_counted
-        why = implausible_input(peak, counted_rate(r), flops, f_model.source or "F_counted",
-                                r.table.step_us.mean() / 1e6, figures.breakdown["matmul"].ms / 1000)
+        why = implausible_input(peak, counted_rate(analysis), flops, f_model.source or "F_counted",
+                                analysis.table.step_us.mean() / 1e6, figures.breakdown["matmul"].ms / 1000)
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
     if why or not peak:
-        attribution = time_attribution(r, figures, ops, peak, why or "no peak", warnings)
+        attribution = time_attribution(analysis, figures, ops, peak, why or "no peak", warnings)
     else:
-        attribution = mfu_attribution(r, figures, ops, peak, f_model, warnings, timing)
+        attribution = mfu_attribution(analysis, figures, ops, peak, f_model, warnings, timing)
     if attribution.evidence:
         attribution = replace(attribution, evidence=replace(attribution.evidence, bandwidth=bandwidth))
     return attribution
 
 
-def uncounted_matmul(r: RankAnalysis) -> tuple[float, float]:
+def uncounted_matmul(analysis: RankAnalysis) -> tuple[float, float]:
     """The matmul time (µs, over the steps) in ops whose FLOPs the trace does not let us count, and all of it."""
-    return sum(r.signals.uncounted_matmul_us.values()), float(r.table.breakdown_us[classify.MATMUL].sum())
+    return sum(analysis.signals.uncounted_matmul_us.values()), float(analysis.table.breakdown_us[classify.MATMUL].sum())
 
 
-def why_no_mfu(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> str | None:
+def why_no_mfu(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> str | None:
     """Why the MFU ledger cannot be formed for this rank, or None when it can."""
-    uncounted, matmul_us = uncounted_matmul(r)
+    uncounted, matmul_us = uncounted_matmul(analysis)
     if not peak:
         return "no peak is known for the device"
-    if not (f_model.per_step or r.table.flops.any()):
+    if not (f_model.per_step or analysis.table.flops.any()):
         return "no FLOPs: the model's are unknown and the trace records no shapes to count them by"
     if not f_model.per_step and uncounted > MOSTLY_UNCOUNTED * matmul_us:
         return (f"most of the matmul time ({100 * uncounted / matmul_us:.0f}%) ran in ops whose FLOPs the trace does "
@@ -91,9 +91,9 @@ def why_no_mfu(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> str |
     return None
 
 
-def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_ops: list[OpRow]) -> Figures:
+def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_ops: list[OpRow]) -> Figures:
     """What a report shows of the rank before any ledger: step times, MFU, breakdown, top ops, per step."""
-    t = r.table
+    t = analysis.table
     n = len(t)
     step_s = t.step_us.mean() / 1e6
     f_counted = float(t.flops.mean())
@@ -102,33 +102,33 @@ def rank_figures(r: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_op
     total = t.breakdown_us.sum(axis=1)
     breakdown = {c: Share(float(total[k] / n / 1000), float(total[k] / t.step_us.sum()))
                  for k, c in enumerate(classify.CATEGORIES)}
-    classified = (KernelClassification(*(getattr(r.classified_us, f.name) / n / 1000
-                                         for f in fields(KernelClassification))) if r.classified_us else None)
+    classified = (KernelClassification(*(getattr(analysis.classified_us, f.name) / n / 1000
+                                         for f in fields(KernelClassification))) if analysis.classified_us else None)
     return Figures(
         step_time_ms=StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000),
                                float(t.step_us.max() / 1000), float(t.step_us.std() / t.step_us.mean())),
-        device_utilization=r.utilization,
+        device_utilization=analysis.utilization,
         mfu=Mfu(analytic=model / (step_s * P) if model and P else None,
                 counted=f_counted / (step_s * P) if P and f_counted else None,
                 flops_analytic=float(model) if model else None, flops_counted=f_counted, analytic_from=f_model.source),
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
-        matmul_without_flops_ms=r.signals.per_step(sum(r.signals.uncounted_matmul_us.values())) / 1000,
-        communication=communication_figures(r, breakdown),
+        matmul_without_flops_ms=analysis.signals.per_step(sum(analysis.signals.uncounted_matmul_us.values())) / 1000,
+        communication=communication_figures(analysis, breakdown),
         per_step=[StepRow(int(i), float(us / 1000),
                           {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(classify.CATEGORIES)})
                   for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
 
 
-def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak, f_model: ModelFlops,
+def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak, f_model: ModelFlops,
                     warnings: list[str], timing: ShapeTiming | None) -> Attribution:
     """The MFU ledger: 100 − MFU points over the causes, each with its what-if MFU."""
-    t = r.table
+    t = analysis.table
     step_s = t.step_us.mean() / 1e6
     model, f_counted, P = f_model.per_step, figures.mfu.flops_counted, peak.peak_flops
     flops = model or f_counted
     matmul_s = figures.breakdown["matmul"].ms / 1000
-    overheads = rank_overheads(r, peak.peak_flops_run, peak.fastest, timing)
+    overheads = rank_overheads(analysis, peak.peak_flops_run, peak.fastest, timing)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, flops, P, peak.peak_flops_run,
                             overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
@@ -136,7 +136,8 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: P
         step_s -= recording
         mfu = replace(figures.mfu, analytic=model / (step_s * P) if model else None,
                       counted=f_counted / (step_s * P) if f_counted else None)
-        cost = ProfilerCost(r.metadata["recording_cost_us_per_op"], r.signals.per_step(r.signals.host_ops),
+        cost = ProfilerCost(analysis.metadata["recording_cost_us_per_op"],
+                            analysis.signals.per_step(analysis.signals.host_ops),
                             1000 * recording)
         figures = replace(figures, mfu=mfu, profiler_cost=cost)
         warnings.append(f"the profiler's own cost, {cost.ms_per_step:.2f} ms/step ({cost.ops_per_step:,.0f} ops "
@@ -151,89 +152,95 @@ def mfu_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: P
                         "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
                         "precision than recorded, or F_model counts more than ran)")
     low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
-    removable = {Cause.NON_FUSED: non_fused_removable(r, figures, overheads, seconds)}
+    removable = {Cause.NON_FUSED: non_fused_removable(analysis, figures, overheads, seconds)}
     entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]])
                for e in ledger(step_s, seconds, flops, P, removable)]
     warnings += spread_note(figures.step_time_ms, entries)
-    evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops),
+    evidence = replace(rank_evidence(analysis, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops),
                        shape_timing=timing, precision_ms=1000 * seconds[Cause.PRECISION])
-    return Attribution(rank=r.rank, figures=replace(figures, ledger=entries), steps=t, overheads=overheads,
+    return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries), steps=t, overheads=overheads,
                        seconds={c: seconds[c] for c in CAUSES}, evidence=evidence, warnings=warnings)
 
 
-def time_attribution(r: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak | None, why: str,
+def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak | None, why: str,
                      warnings: list[str]) -> Attribution:
     """The time ledger: 100 points of step time over the causes that need neither F nor P, precision from
     the kernels' names, and the work itself (useful); each what-if a steady-state step time and speed-up."""
-    t = r.table
-    speed = fp32_speed(r)
-    fp32_s = r.signals.per_step(sum(r.signals.fp32_matmul_us.values())) / 1e6
-    overheads = replace(rank_overheads(r, None, None), precision=(1 - speed) * fp32_s if speed else None)
+    t = analysis.table
+    speed = fp32_speed(analysis)
+    fp32_s = analysis.signals.per_step(sum(analysis.signals.fp32_matmul_us.values())) / 1e6
+    overheads = replace(rank_overheads(analysis, None, None), precision=(1 - speed) * fp32_s if speed else None)
     seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, 0.0, 1.0, 1.0, overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
     step_s = t.step_us.mean() / 1e6 - recording
-    removable = {Cause.NON_FUSED: non_fused_removable(r, figures, overheads, seconds)}
+    removable = {Cause.NON_FUSED: non_fused_removable(analysis, figures, overheads, seconds)}
     entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
     warnings.append(f"{why}: the ledger is in points of step time (100 = the {1000 * step_s:.2f} ms step), each "
                     "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out")
-    evidence = replace(rank_evidence(r, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
+    evidence = replace(rank_evidence(analysis, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
                        unit=LedgerUnit.STEP_TIME, fp32_speed=speed, why_time=why)
-    return Attribution(rank=r.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME), steps=t,
+    return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME),
+                       steps=t,
                        overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
                        warnings=warnings)
 
 
-def fp32_speed(r: RankAnalysis) -> float | None:
+def fp32_speed(analysis: RankAnalysis) -> float | None:
     """The device's float32 peak over its fastest, from the device table: what float32 SIMT kernels lose is
     (1 − this) of their time. None on a CPU or a device the table lacks."""
-    rates = table_peaks(r.device_names[0]) if r.kind != "cpu" and r.device_names else None
+    rates = table_peaks(analysis.device_names[0]) if analysis.kind != "cpu" and analysis.device_names else None
     return rates["float32"] / max(rates.values()) if rates and "float32" in rates else None
 
 
-def rank_evidence(r: RankAnalysis, figures: Figures, ops: list[OpRow], o: Overheads, step_ms: float, profiler_ms: float,
+def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], overheads: Overheads, step_ms: float,
+                  profiler_ms: float,
                   peak: Peak | None, flops: float) -> Evidence:
     return Evidence(
-        step_ms=step_ms, kind=r.kind, dtype=r.dtype, meta=r.metadata, peak=peak.peak_flops if peak else 0.0,
+        step_ms=step_ms, kind=analysis.kind, dtype=analysis.dtype, meta=analysis.metadata,
+        peak=peak.peak_flops if peak else 0.0,
         peak_run=peak.peak_flops_run if peak else 0.0, flops=flops, counted_flops=figures.mfu.flops_counted,
-        breakdown=figures.breakdown, signals=r.signals, ops=ops, short_idle_ms=1000 * o.short_idle,
-        optimizer_overhead_ms=1000 * (o.optimizer_host + o.optimizer_idle),
-        fixed_ms=1000 * o.fixed_compute + 1000 * o.fixed_memory,
-        parameter_ms=1000 * (o.parameter_compute + o.parameter_memory),
-        copied_bytes=float(r.table.copied_bytes.mean()), allocator_ms=1000 * o.allocator, sync_ms=1000 * o.sync,
-        python_ms=float(r.table.python_us.mean()) / 1000,
+        breakdown=figures.breakdown, signals=analysis.signals, ops=ops, short_idle_ms=1000 * overheads.short_idle,
+        optimizer_overhead_ms=1000 * (overheads.optimizer_host + overheads.optimizer_idle),
+        fixed_ms=1000 * overheads.fixed_compute + 1000 * overheads.fixed_memory,
+        parameter_ms=1000 * (overheads.parameter_compute + overheads.parameter_memory),
+        copied_bytes=float(analysis.table.copied_bytes.mean()), allocator_ms=1000 * overheads.allocator,
+        sync_ms=1000 * overheads.sync,
+        python_ms=float(analysis.table.python_us.mean()) / 1000,
         other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
-        step_ms_by_dtype=r.metadata.get("step_ms_by_dtype") or {},
-        step_ms_by_batch=r.metadata.get("step_ms_by_batch") or {}, profiler_ms=profiler_ms,
-        fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * o.warmup)
+        step_ms_by_dtype=analysis.metadata.get("step_ms_by_dtype") or {},
+        step_ms_by_batch=analysis.metadata.get("step_ms_by_batch") or {}, profiler_ms=profiler_ms,
+        fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * overheads.warmup)
 
 
-def flops_notes(r: RankAnalysis, f_model: ModelFlops) -> list[str]:
+def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[str]:
     """Warnings on the FLOP counts: counted and analytic apart, matmul time without a FLOP count."""
     out = []
-    model, f_counted = f_model.per_step, float(r.table.flops.mean())
+    model, f_counted = f_model.per_step, float(analysis.table.flops.mean())
     if model and f_counted and abs(f_counted / model - 1) > FLOPS_GAP:
         out.append(flops_gap_note(model, f_counted))
-    uncounted, matmul_us = uncounted_matmul(r)
+    uncounted, matmul_us = uncounted_matmul(analysis)
     if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
-        ms = lambda us: r.signals.per_step(us) / 1000
+        ms = lambda us: analysis.signals.per_step(us) / 1000
         out.append(f"{ms(uncounted):.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "
                    "in ops whose FLOPs the trace does not let us count (no recorded shapes, or custom ops); "
                    "F_counted leaves it out; largest: " + ", ".join(
-                       f"{name} {ms(us):.2f} ms" for name, us in r.signals.uncounted_matmul_us.most_common(3)))
+                       f"{name} {ms(us):.2f} ms" for name, us in analysis.signals.uncounted_matmul_us.most_common(3)))
     return out
 
 
-def step_ranges(t: StepTable, o: Overheads, flops: float, peak: float, peak_run: float) -> tuple[dict, dict]:
+def step_ranges(table: StepTable, overheads: Overheads, flops: float, peak: float,
+                peak_run: float) -> tuple[dict, dict]:
     """Each cause's lowest and highest points over the analysed steps: the ledger of each step on its own, with
     the per-step overheads of that step and the others' per-step averages."""
     points = []
-    for j in range(len(t)):
-        step_o = replace(o, short_idle=t.short_idle_us[j] / 1e6, optimizer_host=t.optimizer_host_us[j] / 1e6,
-                         optimizer_idle=t.optimizer_idle_us[j] / 1e6, allocator=t.allocator_us[j] / 1e6,
-                         sync=t.sync_us[j] / 1e6, warmup=t.warmup_us[j] / 1e6)
-        category_s = {c: t.breakdown_us[k, j] / 1e6 for k, c in enumerate(classify.CATEGORIES)}
-        s, recording = without_profiler(cause_seconds(category_s, flops, peak, peak_run, step_o), o.profiler)
-        points.append({c: 100 * s[c] * 1e6 / (t.step_us[j] - 1e6 * recording) for c in CAUSES})
+    for j in range(len(table)):
+        step_o = replace(overheads, short_idle=table.short_idle_us[j] / 1e6,
+                         optimizer_host=table.optimizer_host_us[j] / 1e6,
+                         optimizer_idle=table.optimizer_idle_us[j] / 1e6, allocator=table.allocator_us[j] / 1e6,
+                         sync=table.sync_us[j] / 1e6, warmup=table.warmup_us[j] / 1e6)
+        category_s = {c: table.breakdown_us[k, j] / 1e6 for k, c in enumerate(classify.CATEGORIES)}
+        s, recording = without_profiler(cause_seconds(category_s, flops, peak, peak_run, step_o), overheads.profiler)
+        points.append({c: 100 * s[c] * 1e6 / (table.step_us[j] - 1e6 * recording) for c in CAUSES})
     return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})
 
 
@@ -248,21 +255,22 @@ def spread_note(times: StepTimes, entries: list[LedgerEntry]) -> list[str]:
             f"{second.cause} {second.low:.1f}-{second.high:.1f}; profile again on a quiet machine or more steps"]
 
 
-def warmup_note(t: StepTable) -> list[str]:
+def warmup_note(table: StepTable) -> list[str]:
     """A first step far slower than the others is warm-up: the averages include it, and the report says so."""
-    if len(t) < 3 or t.step_us[0] <= WARMUP_RATIO * np.median(t.step_us[1:]):
+    if len(table) < 3 or table.step_us[0] <= WARMUP_RATIO * np.median(table.step_us[1:]):
         return []
-    median = np.median(t.step_us[1:])
-    return [f"step {t.ids[0]} took {t.step_us[0] / 1000:.2f} ms, {t.step_us[0] / median:.0f}x the median of the others "
+    median = np.median(table.step_us[1:])
+    first = table.step_us[0]
+    return [f"step {table.ids[0]} took {first / 1000:.2f} ms, {first / median:.0f}x the median of the others "
             f"({median / 1000:.2f} ms): most likely warm-up (first allocations, cuDNN / MIOpen algorithm search, "
             "compilation); the figures average over all steps, per_step has each"]
 
 
-def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None,
+def rank_overheads(analysis: RankAnalysis, peak_run: float | None, fastest: str | None,
                    timing: ShapeTiming | None = None) -> Overheads:
     """The seconds per step that the ledger moves between causes, from the rank's signals. Without P_run (a
     time ledger) small and unfused-attention matmuls have no excess over their FLOPs to move."""
-    sig, t = r.signals, r.table
+    sig, t = analysis.signals, analysis.table
     def per_step(us: float) -> float:  # a µs total over the steps → seconds per step
         return sig.per_step(us) / 1e6
 
@@ -279,11 +287,11 @@ def rank_overheads(r: RankAnalysis, peak_run: float | None, fastest: str | None,
         attention_host=per_step(sig.attention_us["host_overhead"]),
         allocator=float(t.allocator_us.mean()) / 1e6, sync=float(t.sync_us.mean()) / 1e6,
         warmup=float(t.warmup_us.mean()) / 1e6,
-        precision=measured_precision(r, fastest, timing),
-        profiler=per_step(r.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops))
+        precision=measured_precision(analysis, fastest, timing),
+        profiler=per_step(analysis.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops))
 
 
-def measured_precision(r: RankAnalysis, fastest: str | None, timing: ShapeTiming | None = None) -> float | None:
+def measured_precision(analysis: RankAnalysis, fastest: str | None, timing: ShapeTiming | None = None) -> float | None:
     """Seconds per step that a faster precision saves against the run's dtype at the run's own shapes.
 
     Our run measures it before training (forward and backward of one micro-step, times the micro-steps), for
@@ -292,12 +300,12 @@ def measured_precision(r: RankAnalysis, fastest: str | None, timing: ShapeTiming
     where its GEMMs are faster, and that is per-op overhead, not precision. Elsewhere on the recording machine
     the trace's matmul and attention shapes are timed (shapetime.py): the saving of the fastest precision at
     those shapes, 0 where the run's own is fastest. None where nothing was measured."""
-    measured = r.metadata.get("step_ms_by_dtype") or {}
+    measured = analysis.metadata.get("step_ms_by_dtype") or {}
     target = fastest if fastest in measured else "bfloat16"
-    if r.dtype not in measured or target not in measured:
-        return timing.saving_share * r.signals.per_step(r.signals.matmul_us) / 1e6 if timing else None
-    micro_steps = r.metadata.get("gradient_accumulation_steps", 1)
-    return (measured[r.dtype] - measured[target]) * micro_steps / 1000
+    if analysis.dtype not in measured or target not in measured:
+        return timing.saving_share * analysis.signals.per_step(analysis.signals.matmul_us) / 1e6 if timing else None
+    micro_steps = analysis.metadata.get("gradient_accumulation_steps", 1)
+    return (measured[analysis.dtype] - measured[target]) * micro_steps / 1000
 
 
 def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandwidth: float | None) -> list[OpRow]:
@@ -308,20 +316,21 @@ def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandw
                   bytes=s.bytes / n_steps, roofline=op_roofline(s, n_steps, peak_run, bandwidth)) for name, s in rows]
 
 
-def non_fused_removable(r: RankAnalysis, figures: Figures, o: Overheads, seconds: dict[Cause, float]) -> float:
+def non_fused_removable(analysis: RankAnalysis, figures: Figures, overheads: Overheads,
+                        seconds: dict[Cause, float]) -> float:
     """The seconds of non_fused that fusion removes: its elementwise kernels' share of it bounded by their
     intermediate traffic (roofline.fusion_removable), the rest (dispatch, unfused attention) whole."""
-    kernel_s = figures.breakdown["other_compute"].ms / 1000 - o.fixed_compute - o.parameter_compute
-    sig = r.signals
+    kernel_s = figures.breakdown["other_compute"].ms / 1000 - overheads.fixed_compute - overheads.parameter_compute
+    sig = analysis.signals
     return fusion_removable(seconds[Cause.NON_FUSED], kernel_s, sig.fusable_bytes, sig.elementwise_bytes)
 
 
-def communication_figures(r: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:
+def communication_figures(analysis: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:
     """Collective time per step, how much of it no compute hid, and the calls and bytes where recorded."""
-    if not r.signals.collectives and not r.table.collective_us.any():
+    if not analysis.signals.collectives and not analysis.table.collective_us.any():
         return None
-    sig = r.signals
-    total = float(r.table.collective_us.mean() / 1000)
+    sig = analysis.signals
+    total = float(analysis.table.collective_us.mean() / 1000)
     exposed = breakdown["communication"].ms
     return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
                          calls_per_step={k: sig.per_step(v) for k, v in sig.collectives.items()},

@@ -18,14 +18,14 @@ def on_roofline(op: OpRow) -> dict:
     return {"name": op_name(op), "ms": op.ms, "of_roofline_pct": 100 * r.of_roofline, "bound": r.bound}
 
 
-def placed_matmuls(ev: Evidence) -> list[OpRow]:
+def placed_matmuls(evidence: Evidence) -> list[OpRow]:
     """The matmul ops with counted FLOPs and a roofline, largest first."""
-    return [op for op in ev.ops if op.category == "matmul" and op.roofline and op.flops]
+    return [op for op in evidence.ops if op.category == "matmul" and op.roofline and op.flops]
 
 
-def matmul_bounds(ev: Evidence) -> Facts:
+def matmul_bounds(evidence: Evidence) -> Facts:
     """The largest matmuls that are memory-bound, and those compute-bound below P_run (three of each at most)."""
-    ops = placed_matmuls(ev)[:6]
+    ops = placed_matmuls(evidence)[:6]
     out: Facts = {}
     for bound in ("memory", "compute"):
         chosen = [on_roofline(op) for op in ops if op.roofline and op.roofline.bound == bound][:3]
@@ -34,9 +34,9 @@ def matmul_bounds(ev: Evidence) -> Facts:
     return out
 
 
-def small_matmul_bounds(ev: Evidence) -> Facts:
+def small_matmul_bounds(evidence: Evidence) -> Facts:
     """The memory-bound matmuls, evidence that the batch is small: their share of the matmul time."""
-    ops = placed_matmuls(ev)
+    ops = placed_matmuls(evidence)
     memory = [op for op in ops if op.roofline and op.roofline.bound == "memory"]
     if not memory:
         return {}
@@ -46,27 +46,27 @@ def small_matmul_bounds(ev: Evidence) -> Facts:
                                        for op in memory[:3] if op.roofline]}
 
 
-def elementwise_traffic(ev: Evidence, removable_ms: float) -> Facts:
+def elementwise_traffic(evidence: Evidence, removable_ms: float) -> Facts:
     """The elementwise ops' bandwidth against the ceiling, and what fusion removes of their time."""
-    sig = ev.signals
+    sig = evidence.signals
     if not sig.elementwise_bytes:
         return {"elementwise_bytes_known": False}
     rate = sig.elementwise_bytes / (sig.elementwise_byte_us / 1e6) if sig.elementwise_byte_us else 0.0
     out: Facts = {"elementwise_bytes_known": True, "elementwise_mb_per_step": sig.per_step(sig.elementwise_bytes) / 1e6,
                   "elementwise_gb_per_s": rate / 1e9}
-    if ev.bandwidth:
-        out["elementwise_of_bandwidth_pct"] = 100 * rate / ev.bandwidth.bytes_per_s
+    if evidence.bandwidth:
+        out["elementwise_of_bandwidth_pct"] = 100 * rate / evidence.bandwidth.bytes_per_s
     out.update(fusable_pct=100 * sig.fusable_bytes / sig.elementwise_bytes, removable_ms=removable_ms)
-    largest = [on_roofline(op) for op in ev.ops if op.category == "other_compute" and op.roofline][:3]
+    largest = [on_roofline(op) for op in evidence.ops if op.category == "other_compute" and op.roofline][:3]
     if largest:
         out["largest_elementwise"] = largest
     return out
 
 
-def copy_links(ev: Evidence) -> Facts:
+def copy_links(evidence: Evidence) -> Facts:
     """Each kind of copy's achieved bandwidth against the link it crosses: PCIe for host copies, memory for
     device-to-device."""
-    sig = ev.signals
+    sig = evidence.signals
     links = []
     for kind, moved in sig.memcpy_bytes.most_common(3):
         us = sig.memcpy_us.get(kind, 0.0)
@@ -74,7 +74,8 @@ def copy_links(ev: Evidence) -> Facts:
             continue
         rate = moved / (us / 1e6)
         host = any(k in kind for k in HOST_LINK)
-        link = (ev.bandwidth.link_bytes_per_s if host else ev.bandwidth.bytes_per_s) if ev.bandwidth else None
+        ceiling = evidence.bandwidth
+        link = (ceiling.link_bytes_per_s if host else ceiling.bytes_per_s) if ceiling else None
         item = {"kind": kind, "gb_per_s": rate / 1e9}
         if link:
             item.update(of_link_pct=100 * rate / link, link="PCIe" if host else "device memory")

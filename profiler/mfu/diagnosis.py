@@ -48,7 +48,7 @@ class Finding:
     fix_speedup: float | None = None  # what the change in `config` should bring, where it differs from the what-if
 
 
-def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:
+def diagnose(entries: list[LedgerEntry], evidence: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:
     """Bottlenecks sorted by points: each ledger cause of at least min_points, with its facts and fix."""
     out = []
     for entry in entries:
@@ -56,37 +56,38 @@ def diagnose(entries: list[LedgerEntry], ev: Evidence, min_points: float = MIN_P
             continue
         if entry.cause not in RULES:  # the time ledger's useful work is no bottleneck
             continue
-        found = RULES[entry.cause](entry, ev)
-        config = in_their_words(found.config, ev.meta)
+        found = RULES[entry.cause](entry, evidence)
+        config = in_their_words(found.config, evidence.meta)
         out.append(Bottleneck(cause=entry.cause, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
                               facts=found.facts, fix=found.fix, fix_config=config,
                               what_if_step_ms=entry.what_if_step_ms, speedup=entry.speedup,
                               fix_speedup=found.fix_speedup if config else None,
-                              fix_form=form(ev.meta) if config else None))
+                              fix_form=form(evidence.meta) if config else None))
     return sorted(out, key=lambda b: -b.points)
 
 
-def share(ms: float, ev: Evidence, name: str = "") -> Facts:
+def share(ms: float, evidence: Evidence, name: str = "") -> Facts:
     """A time per step and its share of the step: {ms, share_pct}, or {NAME_ms, NAME_pct}."""
-    return {f"{name}_ms" if name else "ms": ms, f"{name}_pct" if name else "share_pct": 100 * ms / ev.step_ms}
+    return {f"{name}_ms" if name else "ms": ms, f"{name}_pct" if name else "share_pct": 100 * ms / evidence.step_ms}
 
 
-def largest_ms(counter, sig: Signals) -> list[dict]:
+def largest_ms(counter, signals: Signals) -> list[dict]:
     """The three largest of µs totals over the steps, each as ms per step."""
-    return [{"name": name, "ms": sig.per_step(us) / 1000} for name, us in counter.most_common(3)]
+    return [{"name": name, "ms": signals.per_step(us) / 1000} for name, us in counter.most_common(3)]
 
 
-def stall_calls(sig: Signals, pattern) -> Facts:
+def stall_calls(signals: Signals, pattern) -> Facts:
     """The runtime calls matching `pattern` while the device idled, per step, and the ops that made them."""
-    return {"stall_calls": [{"name": k, "per_step": sig.per_step(v)} for k, v in sig.stall_calls.most_common()
+    return {"stall_calls": [{"name": k, "per_step": signals.per_step(v)} for k, v in signals.stall_calls.most_common()
                             if pattern.match(k)],
-            "stall_sites": [{"name": k, "per_step": sig.per_step(v)} for k, v in sig.stall_sites.most_common(3)]}
+            "stall_sites": [{"name": k, "per_step": signals.per_step(v)}
+                            for k, v in signals.stall_sites.most_common(3)]}
 
 
-def io(entry: LedgerEntry, ev: Evidence) -> Finding:
-    sig = ev.signals
-    meta = settings(ev.meta)
-    facts: Facts = {"kind": ev.kind, **share(entry.ms, ev), "dataloaders": list(sig.dataloaders)}
+def io(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    sig = evidence.signals
+    meta = settings(evidence.meta)
+    facts: Facts = {"kind": evidence.kind, **share(entry.ms, evidence), "dataloaders": list(sig.dataloaders)}
     if "num_workers" in meta:
         facts.update(num_workers=meta["num_workers"], pin_memory=meta.get("pin_memory", False))
     fix = ("load in parallel: DataLoader(num_workers=4, pin_memory=True, persistent_workers=True, "
@@ -98,14 +99,14 @@ def io(entry: LedgerEntry, ev: Evidence) -> Finding:
     return Finding(cause=Cause.IO, facts=facts, fix=fix, config={"num_workers": max(4, 2 * meta.get("num_workers", 0))})
 
 
-def small_batch(entry: LedgerEntry, ev: Evidence) -> Finding:
-    sig = ev.signals
+def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    sig = evidence.signals
     ops_per_step = sig.per_step(sig.host_ops)
-    facts: Facts = {"host_recorded": ev.kind == "cpu" or bool(sig.host_ops),
-                    "host_overhead_ms": ev.breakdown["host_overhead"].ms, "short_idle_ms": ev.short_idle_ms,
-                    "fixed_ms": ev.fixed_ms, "parameter_ms": ev.parameter_ms, "ops_per_step": ops_per_step}
-    if ev.flops:
-        facts["mflop_per_op"] = ev.flops / max(ops_per_step, 1) / 1e6
+    facts: Facts = {"host_recorded": evidence.kind == "cpu" or bool(sig.host_ops),
+                    "host_overhead_ms": evidence.breakdown["host_overhead"].ms, "short_idle_ms": evidence.short_idle_ms,
+                    "fixed_ms": evidence.fixed_ms, "parameter_ms": evidence.parameter_ms, "ops_per_step": ops_per_step}
+    if evidence.flops:
+        facts["mflop_per_op"] = evidence.flops / max(ops_per_step, 1) / 1e6
     if sig.kernel_us:
         facts.update(kernels_per_step=sig.per_step(len(sig.kernel_us)),
                      median_kernel_us=statistics.median(sig.kernel_us))
@@ -113,13 +114,13 @@ def small_batch(entry: LedgerEntry, ev: Evidence) -> Finding:
         rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
         facts.update(small_dim=SMALL_DIM, small_matmul_ms=sig.per_step(sig.small_matmul_us) / 1000,
                      small_matmul_tflop_per_s=rate)
-        if ev.peak_run:
-            facts["small_matmul_of_peak_run_pct"] = 100 * rate * 1e12 / ev.peak_run
-    if ev.python_ms >= PYTHON_SHARE * entry.ms:
-        facts["python_ms"] = ev.python_ms
-    if ev.profiler_ms:
-        facts["profiler_ms"] = ev.profiler_ms
-    meta = settings(ev.meta)
+        if evidence.peak_run:
+            facts["small_matmul_of_peak_run_pct"] = 100 * rate * 1e12 / evidence.peak_run
+    if evidence.python_ms >= PYTHON_SHARE * entry.ms:
+        facts["python_ms"] = evidence.python_ms
+    if evidence.profiler_ms:
+        facts["profiler_ms"] = evidence.profiler_ms
+    meta = settings(evidence.meta)
     if "batch_size" in meta:  # a run that states its configuration: its keys
         bigger = ("raise the micro-batch (batch_size) or block_size, lowering gradient_accumulation_steps to keep "
                   "the tokens per step")
@@ -130,8 +131,8 @@ def small_batch(entry: LedgerEntry, ev: Evidence) -> Finding:
         bigger = "batch more requests or samples per forward pass"
     fix = bigger + "; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
                             else "torch.compile or CUDA graphs") + " to cut per-op overhead"
-    facts.update(small_matmul_bounds(ev))
-    measured = measured_batch_speedup(ev, BATCH_FACTOR)
+    facts.update(small_matmul_bounds(evidence))
+    measured = measured_batch_speedup(evidence, BATCH_FACTOR)
     if measured:
         facts.update(measured[1])
     config = {"batch_size": BATCH_FACTOR * meta["batch_size"]} if "batch_size" in meta else None
@@ -139,17 +140,17 @@ def small_batch(entry: LedgerEntry, ev: Evidence) -> Finding:
                    fix_speedup=measured[0] if measured else batch_speedup(entry.points, BATCH_FACTOR))
 
 
-def non_fused(entry: LedgerEntry, ev: Evidence) -> Finding:
-    sig = ev.signals
+def non_fused(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    sig = evidence.signals
     counts = sig.op_counts
     fused_attention = sum(v for k, v in counts.items() if "attention" in k)
     softmax = sum(v for k, v in counts.items() if "softmax" in k)
     bmm = counts["aten::bmm"] + counts["aten::baddbmm"]
-    facts: Facts = {**share(entry.ms, ev), "optimizer_dispatch_ms": ev.optimizer_overhead_ms}
-    layers = ev.meta.get("model", {}).get("n_layer")
+    facts: Facts = {**share(entry.ms, evidence), "optimizer_dispatch_ms": evidence.optimizer_overhead_ms}
+    layers = evidence.meta.get("model", {}).get("n_layer")
     if layers:
-        facts["ops_per_layer"] = ev.other_ops_per_step / layers
-    facts.update(elementwise_traffic(ev, entry.removable_ms or 0.0))
+        facts["ops_per_layer"] = evidence.other_ops_per_step / layers
+    facts.update(elementwise_traffic(evidence, entry.removable_ms or 0.0))
     config: dict[str, object] = {}
     fixes: list[str] = []
     if softmax and bmm and not fused_attention:
@@ -157,7 +158,7 @@ def non_fused(entry: LedgerEntry, ev: Evidence) -> Finding:
         fixes.append("F.scaled_dot_product_attention instead of matmul + mask + softmax + matmul")
         config["attention"] = "sdpa"
     optimizer = sig.optimizers.most_common(1)[0][0] if sig.optimizers else "the optimizer"
-    seen = optimizer_implementation(sig, ev.kind, optimizer)
+    seen = optimizer_implementation(sig, evidence.kind, optimizer)
     if seen:
         facts.update(seen)
         fixes.append(f"torch.optim.{optimizer}(..., fused=True), or foreach=True where it has no fused "
@@ -172,19 +173,19 @@ def non_fused(entry: LedgerEntry, ev: Evidence) -> Finding:
     elif not fixes:
         fixes.append("torch.compile(model) to fuse elementwise and normalization kernels")
         config["compile"] = True
-    measured = measured_fix_speedup(ev, config)
+    measured = measured_fix_speedup(evidence, config)
     if measured:
         facts.update(measured[1])
     return Finding(cause=Cause.NON_FUSED, facts=facts, fix="; ".join(fixes), config=config,
                    fix_speedup=measured[0] if measured else None)
 
 
-def memory_ops(entry: LedgerEntry, ev: Evidence) -> Finding:
-    sig = ev.signals
-    facts: Facts = {"kind": ev.kind, **share(entry.ms, ev), "copied_mb": ev.copied_bytes / 1e6}
-    if ev.kind == "cpu":  # nothing crosses a link: in-memory copies, casts and fills, named by their ops
+def memory_ops(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    sig = evidence.signals
+    facts: Facts = {"kind": evidence.kind, **share(entry.ms, evidence), "copied_mb": evidence.copied_bytes / 1e6}
+    if evidence.kind == "cpu":  # nothing crosses a link: in-memory copies, casts and fills, named by their ops
         facts["memory_ops"] = [{"name": op_name(op), "per_step": op.count, "ms": op.ms}
-                               for op in ev.ops if op.category == "memory"][:3]
+                               for op in evidence.ops if op.category == "memory"][:3]
         fix = ("fewer copies in the step: no .to(dtype) / .contiguous() / .clone() that the next op does not need, "
                "tensors made in the dtype and layout they are used in; on a CPU nothing crosses a link, so "
                "pinned memory does not apply")
@@ -192,25 +193,25 @@ def memory_ops(entry: LedgerEntry, ev: Evidence) -> Finding:
         facts["memcpy_kinds"] = [{"kind": k, "mb": sig.per_step(v) / 1e6} for k, v in sig.memcpy_bytes.most_common(3)]
         fix = ("pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in "
                "the step")
-    if ev.allocator_ms >= HEADLINE_SHARE * entry.ms:
-        facts.update(share(ev.allocator_ms, ev, "allocator"), **stall_calls(sig, ALLOCATOR_CALL))
+    if evidence.allocator_ms >= HEADLINE_SHARE * entry.ms:
+        facts.update(share(evidence.allocator_ms, evidence, "allocator"), **stall_calls(sig, ALLOCATOR_CALL))
         fix = ("keep device allocations out of the step: leave PyTorch's caching allocator on (no "
                "PYTORCH_NO_CUDA_MEMORY_CACHING / PYTORCH_NO_HIP_MEMORY_CACHING), tune it with "
                "PYTORCH_CUDA_ALLOC_CONF / PYTORCH_HIP_ALLOC_CONF=expandable_segments:True, and set "
                "torch.backends.cudnn.benchmark = True so cuDNN / MIOpen choose algorithms and workspaces once")
-    facts.update(copy_links(ev))
+    facts.update(copy_links(evidence))
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
-    pinned = settings(ev.meta).get("pin_memory")
+    pinned = settings(evidence.meta).get("pin_memory")
     return Finding(cause=Cause.MEMORY_OPS, facts=facts, fix=fix,
                    config={"pin_memory": True} if pageable and not pinned else None)
 
 
-def communication(entry: LedgerEntry, ev: Evidence) -> Finding:
-    facts: Facts = {**share(entry.ms, ev), "collectives": [{"name": op.name, "ms": op.ms} for op in ev.ops
+def communication(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    facts: Facts = {**share(entry.ms, evidence), "collectives": [{"name": op.name, "ms": op.ms} for op in evidence.ops
                                                             if op.category == "communication"]}
     fix = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients locally "
            "(no_sync) and all-reduce less often, or raise the batch per rank")
-    kernels = sorted(ev.signals.collective_kernel_us)
+    kernels = sorted(evidence.signals.collective_kernel_us)
     if len(kernels) >= 3 and kernels[-1] >= ONE_OFF_COLLECTIVE * statistics.median(kernels[:-1]):
         median = statistics.median(kernels[:-1])
         facts.update(slowest_collective_ms=kernels[-1] / 1000, slowest_over_median=kernels[-1] / median,
@@ -219,33 +220,34 @@ def communication(entry: LedgerEntry, ev: Evidence) -> Finding:
     return Finding(cause=Cause.COMMUNICATION, facts=facts, fix=fix)
 
 
-def precision(entry: LedgerEntry, ev: Evidence) -> Finding:
-    if ev.unit is LedgerUnit.STEP_TIME:
-        return precision_from_kernels(entry, ev)
-    target = faster_dtype(ev)
-    facts: Facts = {"dtype": ev.dtype or "unknown", "peak_run_tflop_per_s": ev.peak_run / 1e12,
-                    "peak_tflop_per_s": ev.peak / 1e12, "fastest_dtype": ev.fastest_dtype,
-                    "ms_at_peak_run": 1000 * ev.flops / ev.peak_run, "ms_at_peak": 1000 * ev.flops / ev.peak,
-                    **precision_measurement(ev)}
+def precision(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    if evidence.unit is LedgerUnit.STEP_TIME:
+        return precision_from_kernels(entry, evidence)
+    target = faster_dtype(evidence)
+    facts: Facts = {"dtype": evidence.dtype or "unknown", "peak_run_tflop_per_s": evidence.peak_run / 1e12,
+                    "peak_tflop_per_s": evidence.peak / 1e12, "fastest_dtype": evidence.fastest_dtype,
+                    "ms_at_peak_run": 1000 * evidence.flops / evidence.peak_run,
+                    "ms_at_peak": 1000 * evidence.flops / evidence.peak,
+                    **precision_measurement(evidence)}
     if target == "float32":  # a CPU that emulates bfloat16 (no AVX-512-BF16 or AMX): float32 is the fast one
         fix = "train in float32 (no bfloat16 autocast): this CPU has no native bfloat16 matmuls"
     else:
         fix = f"{target} autocast (torch.autocast(device_type, dtype=torch.{target}))"
-        if ev.kind != "cpu":
+        if evidence.kind != "cpu":
             fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
     return Finding(cause=Cause.PRECISION, facts=facts, fix=fix,
                    config={"dtype": target} if target in ("float32", "bfloat16") else None)
 
 
-def precision_from_kernels(entry: LedgerEntry, ev: Evidence) -> Finding:
+def precision_from_kernels(entry: LedgerEntry, evidence: Evidence) -> Finding:
     """Precision in a time ledger: the kernels' names say float32 on SIMT cores, the device table what that
     costs against the device's fastest precision."""
-    sig = ev.signals
-    speed = ev.fp32_speed or 0
+    sig = evidence.signals
+    speed = evidence.fp32_speed or 0
     facts: Facts = {"fp32_matmul_ms": sig.per_step(sum(sig.fp32_matmul_us.values())) / 1000,
                     "fp32_kernels": largest_ms(sig.fp32_matmul_us, sig), "fp32_speed_pct": 100 * speed,
                     "fp32_lost_pct": 100 * (1 - speed)}
-    half = "bfloat16" if ev.fastest_dtype == "bfloat16" else "float16"
+    half = "bfloat16" if evidence.fastest_dtype == "bfloat16" else "float16"
     fix = (f"mixed precision: torch.autocast(device_type, dtype=torch.{half})"
            + (" with torch.amp.GradScaler" if half == "float16" else "")
            + ", or TF32 for float32 matmuls where the device has it (torch.backends.cuda.matmul.allow_tf32 = True, "
@@ -254,43 +256,43 @@ def precision_from_kernels(entry: LedgerEntry, ev: Evidence) -> Finding:
                    config={"dtype": "bfloat16"} if half == "bfloat16" else None)
 
 
-def warmup(entry: LedgerEntry, ev: Evidence) -> Finding:
-    facts: Facts = {**share(entry.ms, ev), "one_offs": largest_ms(ev.signals.warmup_us, ev.signals)}
+def warmup(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    facts: Facts = {**share(entry.ms, evidence), "one_offs": largest_ms(evidence.signals.warmup_us, evidence.signals)}
     fix = ("profile after warm-up: torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, warmup=1, "
            "active=3)) or a warm-up step before the profiler starts; in a long run these cost nothing, and the "
            "other causes' what-ifs already leave them out")
     return Finding(cause=Cause.WARMUP, facts=facts, fix=fix)
 
 
-def matmul_efficiency(entry: LedgerEntry, ev: Evidence) -> Finding:
-    sig = ev.signals
-    facts: Facts = {"peak_tflop_per_s": ev.peak / 1e12, "fastest_dtype": ev.fastest_dtype,
-                    "precision_ms": ev.precision_ms, **share(entry.ms, ev)}
-    rate = ev.counted_flops / sig.per_step(sig.matmul_us) / 1e6 if sig.matmul_us else None
+def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    sig = evidence.signals
+    facts: Facts = {"peak_tflop_per_s": evidence.peak / 1e12, "fastest_dtype": evidence.fastest_dtype,
+                    "precision_ms": evidence.precision_ms, **share(entry.ms, evidence)}
+    rate = evidence.counted_flops / sig.per_step(sig.matmul_us) / 1e6 if sig.matmul_us else None
     if rate:
-        facts.update(counted_tflop_per_s=rate, counted_of_peak_run_pct=100 * rate * 1e12 / ev.peak_run,
-                     peak_run_tflop_per_s=ev.peak_run / 1e12, dtype=ev.dtype)
-    timing = ev.shape_timing
-    if timing and ev.precision_ms < 0.005:
-        facts.update(precision_takes_none=True, **precision_measurement(ev))
+        facts.update(counted_tflop_per_s=rate, counted_of_peak_run_pct=100 * rate * 1e12 / evidence.peak_run,
+                     peak_run_tflop_per_s=evidence.peak_run / 1e12, dtype=evidence.dtype)
+    timing = evidence.shape_timing
+    if timing and evidence.precision_ms < 0.005:
+        facts.update(precision_takes_none=True, **precision_measurement(evidence))
     if timing and timing.isolated_us.get(timing.run_dtype):
         alone = timing.flops / timing.isolated_us[timing.run_dtype] / 1e6
         facts.update(alone_tflop_per_s=alone, alone_dtype=timing.run_dtype,
-                     alone_of_peak_run_pct=100 * alone * 1e12 / ev.peak_run)
+                     alone_of_peak_run_pct=100 * alone * 1e12 / evidence.peak_run)
     uncounted = sig.per_step(sum(sig.uncounted_matmul_us.values())) / 1000
     if uncounted:
         facts["uncounted_matmul_ms"] = uncounted
-    facts.update(matmul_bounds(ev))
+    facts.update(matmul_bounds(evidence))
     fix = "matmul dimensions multiples of 64 (128 on tensor cores), larger matmuls, torch.compile(mode='max-autotune')"
     return Finding(cause=Cause.MATMUL_EFFICIENCY, facts=facts, fix=fix)
 
 
-def other(entry: LedgerEntry, ev: Evidence) -> Finding:
-    facts: Facts = {"long_gap_ms": ev.short_gap_us / 1000, **share(entry.ms, ev)}
+def other(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    facts: Facts = {"long_gap_ms": evidence.short_gap_us / 1000, **share(entry.ms, evidence)}
     fix = ("open the trace in TensorBoard (PyTorch profiler → trace view) at the gaps; keep evaluation, logging, "
            "checkpointing and .item() syncs out of the hot loop")
-    if ev.sync_ms >= HEADLINE_SHARE * entry.ms:
-        facts.update(share(ev.sync_ms, ev, "sync"), **stall_calls(ev.signals, SYNC_CALL))
+    if evidence.sync_ms >= HEADLINE_SHARE * entry.ms:
+        facts.update(share(evidence.sync_ms, evidence, "sync"), **stall_calls(evidence.signals, SYNC_CALL))
         fix = ("move synchronizations out of the step: no .item(), .cpu(), .tolist() or print of device tensors and "
                "no torch.cuda.synchronize() in the loop (log every N steps), non_blocking copies from pinned memory")
     return Finding(cause=Cause.OTHER, facts=facts, fix=fix)

@@ -26,15 +26,15 @@ class ModelFlops:
     source: str | None  # --flops-per-step, --model, ..., run metadata
 
 
-def trace_peak(r: RankAnalysis, options: Options) -> tuple[Peak | None, list[str]]:
+def trace_peak(analysis: RankAnalysis, options: Options) -> tuple[Peak | None, list[str]]:
     """The peak from the user, the run's own metadata, the device table, or (CPU) a measurement here; and
     warnings for what it had to assume."""
     warnings: list[str] = []
-    meta = r.metadata
-    dtype = r.dtype
-    device = r.device_names[0] if r.device_names else ""
+    meta = analysis.metadata
+    dtype = analysis.dtype
+    device = analysis.device_names[0] if analysis.device_names else ""
     if options.peak_flops > 0:  # P, and P_run unless the user gave the run's dtype its own
-        return resolve_peak(device, r.kind, dtype or "float32", user_peak=options.peak_flops,
+        return resolve_peak(device, analysis.kind, dtype or "float32", user_peak=options.peak_flops,
                             user_peak_run=options.peak_flops_run), warnings
     if not dtype:
         dtype = "float32"
@@ -44,13 +44,13 @@ def trace_peak(r: RankAnalysis, options: Options) -> tuple[Peak | None, list[str
             return Peak(**meta["peak"]), warnings
         except TypeError:
             warnings.append("the trace's recorded peak is malformed and was ignored")
-    if r.kind == "cpu":
+    if analysis.kind == "cpu":
         import torch
 
         warnings.append("CPU trace without a recorded peak: the peak was measured on this machine; pass "
                         "--peak-flops if the trace was recorded elsewhere")
         return resolve_peak("", "cpu", dtype, threads=torch.get_num_threads()), warnings
-    peak = resolve_peak(device, r.kind, dtype)
+    peak = resolve_peak(device, analysis.kind, dtype)
     if peak is None and device:
         warnings.append(f"no peak known for device {device}: MFU is null (pass --peak-flops)")
     elif peak is None:
@@ -58,30 +58,30 @@ def trace_peak(r: RankAnalysis, options: Options) -> tuple[Peak | None, list[str
     return peak, warnings
 
 
-def trace_bandwidth(r: RankAnalysis, options: Options) -> tuple[Bandwidth | None, list[str]]:
+def trace_bandwidth(analysis: RankAnalysis, options: Options) -> tuple[Bandwidth | None, list[str]]:
     """The memory ceiling from the user, the run's metadata, the device table, or (CPU) a measurement here."""
     if options.peak_bandwidth > 0:
-        return resolve_bandwidth("", r.kind, user=options.peak_bandwidth), []
-    if isinstance(r.metadata.get("bandwidth"), dict):
+        return resolve_bandwidth("", analysis.kind, user=options.peak_bandwidth), []
+    if isinstance(analysis.metadata.get("bandwidth"), dict):
         try:
-            return Bandwidth(**r.metadata["bandwidth"]), []
+            return Bandwidth(**analysis.metadata["bandwidth"]), []
         except TypeError:
             pass
-    device = r.device_names[0] if r.device_names else ""
-    if r.kind == "cpu":
+    device = analysis.device_names[0] if analysis.device_names else ""
+    if analysis.kind == "cpu":
         import torch
 
         return resolve_bandwidth("", "cpu", torch.get_num_threads()), [
             "CPU trace without a recorded memory bandwidth: the roofline's memory ceiling was measured on this "
             "machine; pass --peak-bandwidth if the trace was recorded elsewhere"]
-    found = resolve_bandwidth(device, r.kind)
+    found = resolve_bandwidth(device, analysis.kind)
     if found is None:
         return None, [f"no memory bandwidth known for device {device or '(unnamed)'}: the ops get no roofline "
                       "(pass --peak-bandwidth)"]
     return found, []
 
 
-def model_flops(options: Options, meta: dict, sig: Signals) -> tuple[ModelFlops, list[str]]:
+def model_flops(options: Options, meta: dict, signals: Signals) -> tuple[ModelFlops, list[str]]:
     """F_model and where it came from: --flops-per-step, --model (a nanoGPT GPT's n_layer, n_head, n_embd,
     block_size, vocab_size, bias, and tokens_per_step or else the tokens its token embedding looked up per
     step), or the run's metadata; unknown otherwise."""
@@ -92,7 +92,7 @@ def model_flops(options: Options, meta: dict, sig: Signals) -> tuple[ModelFlops,
     if m:
         tokens, source = m.get("tokens_per_step"), "--model"
         if not tokens:
-            tokens = sig.per_step(sig.embedding_tokens[(m["vocab_size"], m["n_embd"])])
+            tokens = signals.per_step(signals.embedding_tokens[(m["vocab_size"], m["n_embd"])])
             source = "--model, tokens per step counted at the token embedding"
         if not tokens:
             warnings.append("--model: no aten::embedding on a [vocab_size, n_embd] table in the steps to count the "
@@ -109,30 +109,33 @@ def model_flops(options: Options, meta: dict, sig: Signals) -> tuple[ModelFlops,
     return ModelFlops(None, None), warnings
 
 
-def timeable_here(r: RankAnalysis, options: Options) -> bool:
+def timeable_here(analysis: RankAnalysis, options: Options) -> bool:
     """Whether the trace was recorded on this machine, so that its shapes can be timed here: its run metadata
     says so, or it is a CPU trace without a recorded peak (whose peak is measured here already, with a warning);
     never where the user gave the peak (the trace is from elsewhere) or asked for no measurement."""
     if not options.measure or options.peak_flops > 0:
         return False
-    if r.metadata.get("machine"):
-        return r.metadata["machine"] == this_machine()
-    return r.kind == "cpu" and not r.metadata.get("peak")
+    if analysis.metadata.get("machine"):
+        return analysis.metadata["machine"] == this_machine()
+    return analysis.kind == "cpu" and not analysis.metadata.get("peak")
 
 
-def shape_timing(r: RankAnalysis, peak: Peak | None, options: Options) -> ShapeTiming | None:
+def shape_timing(analysis: RankAnalysis, peak: Peak | None, options: Options) -> ShapeTiming | None:
     """The rank's counted matmul and attention shapes timed here in each precision the device offers, where
     the trace was recorded here and its own run did not measure a change of precision (our runs time whole
     micro-steps: step_ms_by_dtype)."""
-    if not (peak and r.signals.matmul_calls and timeable_here(r, options)) or r.metadata.get("step_ms_by_dtype"):
+    if not (peak and analysis.signals.matmul_calls and timeable_here(analysis, options)) \
+            or analysis.metadata.get("step_ms_by_dtype"):
         return None
-    if r.kind != "cpu":
+    if analysis.kind != "cpu":
         import torch
 
-        if not (torch.cuda.is_available() and r.device_names and r.device_names[0] == torch.cuda.get_device_name()):
+        names = analysis.device_names
+        if not (torch.cuda.is_available() and names and names[0] == torch.cuda.get_device_name()):
             return None
-    return timed_shapes(dict(r.signals.matmul_calls), dict(r.signals.matmul_call_us), r.signals.steps, peak.dtype,
-                        "cpu" if r.kind == "cpu" else "cuda")
+    signals = analysis.signals
+    return timed_shapes(dict(signals.matmul_calls), dict(signals.matmul_call_us), signals.steps, peak.dtype,
+                        "cpu" if analysis.kind == "cpu" else "cuda")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,23 +153,23 @@ class Inputs:
     learned_rate: float | None = None
 
 
-def resolve(r: RankAnalysis, options: Options) -> Inputs:
+def resolve(analysis: RankAnalysis, options: Options) -> Inputs:
     """The rank's peak (TF32 where float32 matmuls beat the float32 peak; a disturbed CPU measurement raised to
     what the run achieved), its bandwidth, F_model and, where recorded here, its shapes timed."""
-    f_model, f_model_notes = model_flops(options, r.metadata, r.signals)
-    peak, notes = trace_peak(r, options)
-    rate = counted_rate(r)
+    f_model, f_model_notes = model_flops(options, analysis.metadata, analysis.signals)
+    peak, notes = trace_peak(analysis, options)
+    rate = counted_rate(analysis)
     learned = None
     if peak:
         peak, note = tf32_peak(peak, rate, peak.device)
         notes += [note] if note else []
-    if peak and r.metadata.get("peak"):  # measured on the machine that ran it, before the run
-        peak, note = disturbed_measurement(peak, achieved_rate(r, f_model.per_step, rate))
+    if peak and analysis.metadata.get("peak"):  # measured on the machine that ran it, before the run
+        peak, note = disturbed_measurement(peak, achieved_rate(analysis, f_model.per_step, rate))
         notes += [note] if note else []
-        learned = peak.peak_flops_run if note and recorded_here(r.metadata) else None
-    bandwidth, said = trace_bandwidth(r, options)
+        learned = peak.peak_flops_run if note and recorded_here(analysis.metadata) else None
+    bandwidth, said = trace_bandwidth(analysis, options)
     return Inputs(peak=peak, bandwidth=bandwidth, f_model=f_model, f_model_notes=f_model_notes,
-                  timing=shape_timing(r, peak, options), notes=notes + said, learned_rate=learned)
+                  timing=shape_timing(analysis, peak, options), notes=notes + said, learned_rate=learned)
 
 
 def learn_peak(inputs: Inputs, meta: dict) -> bool:
@@ -177,18 +180,18 @@ def learn_peak(inputs: Inputs, meta: dict) -> bool:
     return raise_cached(meta["threads"], inputs.peak.dtype, inputs.learned_rate)
 
 
-def counted_rate(r: RankAnalysis) -> float | None:
+def counted_rate(analysis: RankAnalysis) -> float | None:
     """FLOP/s of the counted matmul, attention and convolution ops over the time they ran."""
-    flops = float(r.table.flops.sum())
-    return flops / (r.signals.matmul_us / 1e6) if r.signals.matmul_us and flops else None
+    flops = float(analysis.table.flops.sum())
+    return flops / (analysis.signals.matmul_us / 1e6) if analysis.signals.matmul_us and flops else None
 
 
-def achieved_rate(r: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:
+def achieved_rate(analysis: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:
     """The matmul rate the run achieved, as the ledger credits it: the FLOPs per step (F_model, else F_counted)
     over the step's matmul time, or the counted ops' own rate where higher. A peak raised to it leaves no
     negative matmul time in the ledger."""
-    matmul_s = r.table.breakdown_us[MATMUL].mean() / 1e6
-    credited = (f_model or float(r.table.flops.mean())) / matmul_s if matmul_s > 0 else None
+    matmul_s = analysis.table.breakdown_us[MATMUL].mean() / 1e6
+    credited = (f_model or float(analysis.table.flops.mean())) / matmul_s if matmul_s > 0 else None
     return max(filter(None, (credited, counted)), default=None)
 
 

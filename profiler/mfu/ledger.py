@@ -58,7 +58,8 @@ class Overheads:
     warmup: float = 0.0  # one-off costs (compilation, lazy loading, library set-up) while the device idles
 
 
-def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, o: Overheads) -> dict[Cause, float]:
+def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float,
+                  overheads: Overheads) -> dict[Cause, float]:
     """Seconds per step lost to each cause; they sum to the step time minus flops/peak.
 
     - data_loading → io; communication → communication; other_compute → non_fused; memory → memory_ops.
@@ -88,23 +89,23 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float, 
     # the matmul time beyond the FLOPs at P: precision takes what the fastest precision would save (the FLOPs
     # at P_run against P, or the saving measured at the run's shapes), never more than the excess holds
     excess = c["matmul"] - flops / peak
-    precision = flops / peak_run - flops / peak if o.precision is None else o.precision
+    precision = flops / peak_run - flops / peak if overheads.precision is None else overheads.precision
     precision = min(max(precision, 0.0), max(excess, 0.0))
     c["matmul"] = excess - precision
-    move("matmul", o.attention_matmul_excess, Cause.NON_FUSED)
-    move("matmul", o.small_matmul_excess, Cause.SMALL_BATCH)
-    move("host_overhead", o.optimizer_host, Cause.NON_FUSED)
-    move("host_overhead", o.attention_host, Cause.NON_FUSED)
-    move("host_overhead", o.allocator, Cause.MEMORY_OPS)
-    move("host_overhead", o.sync, Cause.OTHER)
-    move("host_overhead", o.warmup, Cause.WARMUP)
-    move("idle", o.optimizer_idle, Cause.NON_FUSED)
-    move("idle", o.short_idle - o.optimizer_idle, Cause.SMALL_BATCH)
-    move("memory", o.attention_memory, Cause.NON_FUSED)
-    move("memory", o.parameter_memory, Cause.SMALL_BATCH)
-    move("memory", o.fixed_memory, Cause.SMALL_BATCH)
-    move("other_compute", o.parameter_compute, Cause.SMALL_BATCH)
-    move("other_compute", o.fixed_compute, Cause.SMALL_BATCH)
+    move("matmul", overheads.attention_matmul_excess, Cause.NON_FUSED)
+    move("matmul", overheads.small_matmul_excess, Cause.SMALL_BATCH)
+    move("host_overhead", overheads.optimizer_host, Cause.NON_FUSED)
+    move("host_overhead", overheads.attention_host, Cause.NON_FUSED)
+    move("host_overhead", overheads.allocator, Cause.MEMORY_OPS)
+    move("host_overhead", overheads.sync, Cause.OTHER)
+    move("host_overhead", overheads.warmup, Cause.WARMUP)
+    move("idle", overheads.optimizer_idle, Cause.NON_FUSED)
+    move("idle", overheads.short_idle - overheads.optimizer_idle, Cause.SMALL_BATCH)
+    move("memory", overheads.attention_memory, Cause.NON_FUSED)
+    move("memory", overheads.parameter_memory, Cause.SMALL_BATCH)
+    move("memory", overheads.fixed_memory, Cause.SMALL_BATCH)
+    move("other_compute", overheads.parameter_compute, Cause.SMALL_BATCH)
+    move("other_compute", overheads.fixed_compute, Cause.SMALL_BATCH)
     own = {Cause.IO: c["data_loading"], Cause.SMALL_BATCH: c["host_overhead"], Cause.NON_FUSED: c["other_compute"],
            Cause.MEMORY_OPS: c["memory"], Cause.COMMUNICATION: c["communication"], Cause.PRECISION: precision,
            Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.WARMUP: 0.0, Cause.OTHER: c["idle"]}

@@ -7,20 +7,20 @@ from profiler.mfu.records import Evidence, Facts
 from profiler.mfu.vocabulary import settings
 
 
-def faster_dtype(ev: Evidence) -> str:
+def faster_dtype(evidence: Evidence) -> str:
     """The precision to switch to: the fastest at the trace's own shapes where they were timed here, else the
     device's fastest (the dtype of P; float32 on a CPU that emulates bfloat16), bfloat16 where neither is known."""
-    if ev.shape_timing and not ev.step_ms_by_dtype:
-        return ev.shape_timing.fastest
-    return ev.fastest_dtype or "bfloat16"
+    if evidence.shape_timing and not evidence.step_ms_by_dtype:
+        return evidence.shape_timing.fastest
+    return evidence.fastest_dtype or "bfloat16"
 
 
-def precision_measurement(ev: Evidence) -> Facts:
+def precision_measurement(evidence: Evidence) -> Facts:
     """What set precision's points: our run's micro-steps, the trace's shapes timed here, or (neither) the
     peaks' ceiling."""
-    measured, timing, target = ev.step_ms_by_dtype, ev.shape_timing, faster_dtype(ev)
-    if ev.dtype in measured and target in measured and target != ev.dtype:
-        return {"measured_by": "micro_step", "run_dtype": ev.dtype, "micro_step_ms": measured[ev.dtype],
+    measured, timing, target = evidence.step_ms_by_dtype, evidence.shape_timing, faster_dtype(evidence)
+    if evidence.dtype in measured and target in measured and target != evidence.dtype:
+        return {"measured_by": "micro_step", "run_dtype": evidence.dtype, "micro_step_ms": measured[evidence.dtype],
                 "target_dtype": target, "target_micro_step_ms": measured[target]}
     if timing:
         return {"measured_by": "shape_timing", "timed_shapes": timing.shapes,
@@ -30,13 +30,13 @@ def precision_measurement(ev: Evidence) -> Facts:
     return {"measured_by": "peaks"}
 
 
-def measured_fix_speedup(ev: Evidence, config: dict) -> tuple[float, Facts] | None:
+def measured_fix_speedup(evidence: Evidence, config: dict) -> tuple[float, Facts] | None:
     """The speed-up of non_fused's fix from what our run timed before training at its shapes (step_ms_by_fix: a
     micro-step's forward and backward with its attention and with SDPA, an optimizer step in its implementation
     and fused), and the facts that say so; None where not measured. It can be below 1: on a CPU, bfloat16
     SDPA's backward can be slower than the matmuls it replaces."""
-    timed = ev.meta.get("step_ms_by_fix") or {}
-    meta = settings(ev.meta)
+    timed = evidence.meta.get("step_ms_by_fix") or {}
+    meta = settings(evidence.meta)
     saved = 0.0
     facts: Facts = {}
     attention, optimizer = timed.get("attention") or {}, timed.get("optimizer") or {}
@@ -51,23 +51,23 @@ def measured_fix_speedup(ev: Evidence, config: dict) -> tuple[float, Facts] | No
         facts.update(optimizer_impl=meta["optimizer_impl"], optimizer_step_ms=before, fused_optimizer_step_ms=after)
     if not facts:
         return None
-    speedup = ev.step_ms / max(ev.step_ms - saved, 1e-6)
-    return speedup, {**facts, "fix_saved_ms": saved, "step_ms": ev.step_ms, "measured_fix_speedup": speedup}
+    speedup = evidence.step_ms / max(evidence.step_ms - saved, 1e-6)
+    return speedup, {**facts, "fix_saved_ms": saved, "step_ms": evidence.step_ms, "measured_fix_speedup": speedup}
 
 
-def measured_batch_speedup(ev: Evidence, factor: int) -> tuple[float, Facts] | None:
+def measured_batch_speedup(evidence: Evidence, factor: int) -> tuple[float, Facts] | None:
     """The speed-up of a batch `factor` times larger from what our run measured before training (a micro-step's
     forward and backward at its batch and at `factor` times it): the step grows by that difference per
     micro-step, the tokens by `factor`; and the facts that say so. None where not measured."""
-    meta = settings(ev.meta)
+    meta = settings(evidence.meta)
     batch = meta.get("batch_size")
     if not batch:
         return None
-    small, large = ev.step_ms_by_batch.get(str(batch)), ev.step_ms_by_batch.get(str(factor * batch))
+    small, large = evidence.step_ms_by_batch.get(str(batch)), evidence.step_ms_by_batch.get(str(factor * batch))
     if small is None or large is None:
         return None
     added = (large - small) * meta.get("gradient_accumulation_steps", 1)
-    speedup = factor * ev.step_ms / (ev.step_ms + max(added, 0.0))
+    speedup = factor * evidence.step_ms / (evidence.step_ms + max(added, 0.0))
     return speedup, {"batch_size": batch, "batch_micro_step_ms": small, "batch_factor": factor,
                      "larger_batch_size": factor * batch, "larger_batch_micro_step_ms": large,
-                     "batch_added_ms": added, "step_ms": ev.step_ms, "measured_batch_speedup": speedup}
+                     "batch_added_ms": added, "step_ms": evidence.step_ms, "measured_batch_speedup": speedup}
