@@ -20,6 +20,7 @@ from profiler.mfu.ledger import (
     Cause,
     LedgerUnit,
     Overheads,
+    at_peaks,
     cause_seconds,
     ledger,
     time_ledger,
@@ -129,8 +130,8 @@ def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], 
     flops = model or f_counted
     matmul_s = figures.breakdown["matmul"].ms / 1000
     overheads = rank_overheads(analysis, peak.peak_flops_run, peak.fastest, timing)
-    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, flops, P, peak.peak_flops_run,
-                            overheads)
+    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, overheads,
+                            **at_peaks(flops, P, peak.peak_flops_run))
     seconds, recording = without_profiler(seconds, overheads.profiler)
     if recording:  # MFU and the ledger of the step as it runs unprofiled
         step_s -= recording
@@ -170,7 +171,7 @@ def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow],
     speed = fp32_speed(analysis)
     fp32_s = analysis.signals.per_step(sum(analysis.signals.fp32_matmul_us.values())) / 1e6
     overheads = replace(rank_overheads(analysis, None, None), precision=(1 - speed) * fp32_s if speed else None)
-    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, 0.0, 1.0, 1.0, overheads)
+    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
     step_s = t.step_us.mean() / 1e6 - recording
     removable = {Cause.NON_FUSED: non_fused_removable(analysis, figures, overheads, seconds)}
@@ -239,7 +240,8 @@ def step_ranges(table: StepTable, overheads: Overheads, flops: float, peak: floa
                          optimizer_idle=table.optimizer_idle_us[j] / 1e6, allocator=table.allocator_us[j] / 1e6,
                          sync=table.sync_us[j] / 1e6, warmup=table.warmup_us[j] / 1e6)
         category_s = {c: table.breakdown_us[k, j] / 1e6 for k, c in enumerate(classify.CATEGORIES)}
-        s, recording = without_profiler(cause_seconds(category_s, flops, peak, peak_run, step_o), overheads.profiler)
+        s, recording = without_profiler(cause_seconds(category_s, step_o, **at_peaks(flops, peak, peak_run)),
+                                        overheads.profiler)
         points.append({c: 100 * s[c] * 1e6 / (table.step_us[j] - 1e6 * recording) for c in CAUSES})
     return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})
 

@@ -58,12 +58,18 @@ class Overheads:
     warmup: float = 0.0  # one-off costs (compilation, lazy loading, library set-up) while the device idles
 
 
-def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float,
-                  overheads: Overheads) -> dict[Cause, float]:
-    """Seconds per step lost to each cause; they sum to the step time minus flops/peak.
+def at_peaks(flops: float, peak: float, peak_run: float) -> dict[str, float]:
+    """What the FLOPs need at P (the ideal step), and what running them at P_run adds (precision's ceiling)."""
+    return {"ideal_s": flops / peak, "precision_ceiling_s": flops / peak_run - flops / peak}
+
+
+def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
+                  precision_ceiling_s: float = 0.0) -> dict[Cause, float]:
+    """Seconds per step lost to each cause; they sum to the step time minus the ideal (F/P: `at_peaks`). Without
+    F or P (a time ledger) there is no ideal: the matmul time is all work, precision only what was measured.
 
     - data_loading → io; communication → communication; other_compute → non_fused; memory → memory_ops.
-    - matmul beyond flops/peak: precision up to flops/peak_run (or up to the saving the faster precision
+    - matmul beyond F/P: precision up to F/P_run (or up to the saving the faster precision
       showed at the run's own shapes, where measured), the rest matmul_efficiency.
     - host_overhead → small_batch, and so are short idle gaps between ops, small matmuls' excess, the fixed
       per-op cost of compute and copy ops, and the work done once per step on parameters (optimizer update,
@@ -88,8 +94,8 @@ def cause_seconds(category_s: dict, flops: float, peak: float, peak_run: float,
 
     # the matmul time beyond the FLOPs at P: precision takes what the fastest precision would save (the FLOPs
     # at P_run against P, or the saving measured at the run's shapes), never more than the excess holds
-    excess = c["matmul"] - flops / peak
-    precision = flops / peak_run - flops / peak if overheads.precision is None else overheads.precision
+    excess = c["matmul"] - ideal_s
+    precision = precision_ceiling_s if overheads.precision is None else overheads.precision
     precision = min(max(precision, 0.0), max(excess, 0.0))
     c["matmul"] = excess - precision
     move("matmul", overheads.attention_matmul_excess, Cause.NON_FUSED)

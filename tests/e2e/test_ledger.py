@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import ROOT, analyze, shared_trace
 
-from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger
+from profiler.mfu.ledger import CAUSES, Overheads, at_peaks, cause_seconds, ledger
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
 
@@ -15,7 +15,7 @@ CATEGORY_S = {"matmul": 0.050, "other_compute": 0.020, "memory": 0.005, "communi
 
 def test_ledger_by_hand():
     flops, peak, peak_run = 2e12, 100e12, 25e12  # 20 ms at peak, 80 ms in the precision that ran
-    s = cause_seconds(CATEGORY_S, flops, peak, peak_run, Overheads())
+    s = cause_seconds(CATEGORY_S, Overheads(), **at_peaks(flops, peak, peak_run))
     # the matmuls took 50 ms: 20 would do at P, 80 at P_run. They beat P_run, so they did not run in it:
     # precision is capped at the 30 ms they lost against P, and nothing is left for matmul_efficiency
     assert s["precision"] == pytest.approx(0.030) and s["matmul_efficiency"] == 0
@@ -31,7 +31,7 @@ def test_moves_between_causes_are_capped_by_what_the_category_holds():
     flops, peak = 2e12, 100e12
     o = Overheads(small_matmul_excess=1.0, short_idle=0.002, fixed_compute=0.005, optimizer_host=0.003,
                   optimizer_idle=0.001, attention_memory=0.010, parameter_memory=0.004)
-    s = cause_seconds(CATEGORY_S, flops, peak, peak, o)
+    s = cause_seconds(CATEGORY_S, o, **at_peaks(flops, peak, peak))
     assert s["matmul_efficiency"] == 0 and s["precision"] == 0  # the whole 30 ms excess went to small_batch
     assert s["memory_ops"] == 0  # 5 ms of memory, all of it claimed by attention
     assert s["non_fused"] == pytest.approx(0.020 - 0.005 + 0.003 + 0.001 + 0.005)
@@ -132,7 +132,8 @@ def test_precision_measured_at_the_runs_shapes_replaces_the_peak_ratio():
     """The matmuls took 50 ms; the peaks say bfloat16 would save 60 (capped at the 30 ms excess over F/P), but
     the run measured its own step 8 ms faster in bfloat16: precision is 8 ms, matmul_efficiency the other 22."""
     flops, peak, peak_run = 2e12, 100e12, 25e12
-    s = cause_seconds(CATEGORY_S, flops, peak, peak_run, Overheads(precision=0.008))
+    s = cause_seconds(CATEGORY_S, Overheads(precision=0.008), **at_peaks(flops, peak, peak_run))
     assert s["precision"] == pytest.approx(0.008) and s["matmul_efficiency"] == pytest.approx(0.022)
-    slower = cause_seconds(CATEGORY_S, flops, peak, peak_run, Overheads(precision=-0.004))  # bf16 measured slower
+    # bfloat16 measured slower
+    slower = cause_seconds(CATEGORY_S, Overheads(precision=-0.004), **at_peaks(flops, peak, peak_run))
     assert slower["precision"] == 0 and slower["matmul_efficiency"] == pytest.approx(0.030)

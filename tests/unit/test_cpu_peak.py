@@ -22,7 +22,7 @@ from profiler.mfu.cpupeak import (
     measure_gemm_flops,
     raise_cached,
 )
-from profiler.mfu.ledger import CAUSES, Overheads, cause_seconds, ledger, time_ledger
+from profiler.mfu.ledger import CAUSES, Overheads, at_peaks, cause_seconds, ledger, time_ledger
 from profiler.mfu.peak import peak_from_rates
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
@@ -187,7 +187,7 @@ def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, p
              "attention_host", "allocator", "sync", "warmup")
     o = Overheads(**dict(zip(names, (ms / 1000 for ms in overhead_ms))),
                   precision=None if precision_ms is None else precision_ms / 1000)
-    seconds = cause_seconds(categories, flops, peak, peak * run_ratio, o)
+    seconds = cause_seconds(categories, o, **at_peaks(flops, peak, peak * run_ratio))
     seconds, taken = without_profiler(seconds, profiler_ms / 1000)
     whole_s, step_s = step_s, step_s - taken
     assert min(seconds.values()) >= -1e-12
@@ -197,7 +197,7 @@ def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, p
     assert all(e["what_if_mfu"] <= 1 + 1e-9 for e in entries)
     assert set(CAUSES) - {"warmup"} <= {e["cause"] for e in entries} <= set(CAUSES)  # warmup only where it cost
     # the same step as a time ledger (no F, no P): 100 points with the useful work, steady-state what-ifs
-    seconds, taken = without_profiler(cause_seconds(categories, 0.0, 1.0, 1.0, o), profiler_ms / 1000)
+    seconds, taken = without_profiler(cause_seconds(categories, o), profiler_ms / 1000)
     step_s = whole_s - taken
     entries = time_ledger(step_s, seconds)
     if step_s <= 1e-9:  # the recording cost took the whole step: no ledger rather than a division by nothing
