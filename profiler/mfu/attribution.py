@@ -315,7 +315,8 @@ def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandw
     rows = sorted(ops.items(), key=lambda kv: -kv[1].us)
     return [OpRow(name=name, category=s.category, count=s.count / n_steps, ms=s.us / n_steps / 1000,
                   flops=s.flops / n_steps, tflops_per_s=s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None,
-                  bytes=s.bytes / n_steps, roofline=op_roofline(s, n_steps, peak_run, bandwidth)) for name, s in rows]
+                  bytes=s.bytes / n_steps, roofline=op_roofline(s, n_steps, peak_run, bandwidth),
+                  flop_ms=s.flop_us / n_steps / 1000 if s.flops else 0.0) for name, s in rows]
 
 
 def non_fused_removable(analysis: RankAnalysis, figures: Figures, overheads: Overheads,

@@ -158,20 +158,20 @@ def job_communication(parts: list[Communication | None]) -> Communication | None
 def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
     """Each op's time, count, FLOPs and bytes per step averaged over the ranks (an op missing on a rank counts 0),
     with the roofline of the rank where it took longest."""
-    merged: dict[str, list] = {}  # name → [category, count, ms, flops, seconds of FLOPs, bytes, slowest row]
+    merged: dict[str, list] = {}  # name → [category, count, ms, flops, ms of FLOPs, bytes, slowest row]
     for ops in parts:
         for op in ops:
             m = merged.setdefault(op.name, [op.category, 0.0, 0.0, 0.0, 0.0, 0.0, op])
             m[1] += op.count / len(parts)
             m[2] += op.ms / len(parts)
             m[3] += op.flops / len(parts)
-            m[4] += op.flops / (op.tflops_per_s * 1e12) if op.tflops_per_s else 0.0
+            m[4] += op.flop_ms
             m[5] += op.bytes / len(parts)
             m[6] = op if op.ms > m[6].ms else m[6]
     rows = [OpRow(name=name, category=c, count=count, ms=ms, flops=flops,
-                  tflops_per_s=flops * len(parts) / flop_s / 1e12 if flop_s else None, bytes=moved,
-                  roofline=slowest.roofline)
-            for name, (c, count, ms, flops, flop_s, moved, slowest) in merged.items()]
+                  tflops_per_s=flops * len(parts) / flop_ms / 1e9 if flop_ms else None, bytes=moved,
+                  roofline=slowest.roofline, flop_ms=flop_ms / len(parts))
+            for name, (c, count, ms, flops, flop_ms, moved, slowest) in merged.items()]
     return sorted(rows, key=lambda o: -o.ms)[:len(parts[0])]
 
 

@@ -66,6 +66,7 @@ class OpRow:
     tflops_per_s: float | None
     bytes: float = 0.0  # per step, of the calls whose shapes say (nbytes.py)
     roofline: Roofline | None = None  # where its bytes and the ceilings are known
+    flop_ms: float = 0.0  # per step, the time its counted FLOPs took (what tflops_per_s divides by; 0 without FLOPs)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -211,7 +211,8 @@ def rank(r: int, step_ms: float, comm_ms: float, loading_ms: float, ops: list[Op
 
 def test_job_figures_are_means_over_ranks_and_the_straggler_is_named_by_busy_time():
     def mm(ms, tflops):
-        return OpRow(name="aten::mm", category="matmul", count=1.0, ms=ms, flops=ms * 1e9 * tflops, tflops_per_s=tflops)
+        return OpRow(name="aten::mm", category="matmul", count=1.0, ms=ms, flops=ms * 1e9 * tflops, tflops_per_s=tflops,
+                     flop_ms=ms)
 
     ranks = [rank(0, 100.0, 30.0, 0.0, [mm(2.0, 1.0)]), rank(1, 100.0, 5.0, 25.0, [mm(4.0, 2.0)]),
              rank(2, 100.0, 28.0, 0.0, [])]
