@@ -12,8 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import profile_run  # noqa: E402
+import profile_run
 
 
 def run(overrides: list[str], profile: bool, out: Path) -> dict:

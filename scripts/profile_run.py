@@ -15,16 +15,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import profiler  # noqa: E402
-from model import data  # noqa: E402
-from model.configurator import ConfigError, apply, describe  # noqa: E402
-from model.gpt import GPT  # noqa: E402
-from model.train import (  # noqa: E402
+import profiler
+from model import data
+from model.configurator import ConfigError, apply, describe
+from model.gpt import GPT
+from model.train import (
     Evaluation,
     IterationClock,
     Stopped,
@@ -39,15 +37,15 @@ from model.train import (  # noqa: E402
     step_ms_by_fix,
     train_step,
 )
-from profiler.capture.api import final_report, live_peak, unwrap  # noqa: E402
-from profiler.capture.session import ProfileConfig  # noqa: E402
-from profiler.capture.tensorboard import RunLog  # noqa: E402
-from profiler.files import write_atomic  # noqa: E402
-from profiler.mfu.cpupeak import cache_dir, this_machine  # noqa: E402
-from profiler.mfu.shapetime import isolated_rng  # noqa: E402
-from profiler.report.terminal import for_terminal  # noqa: E402
-from profiler.settings import BATCH_FACTOR, Options  # noqa: E402
-from profiler.trace.flops import model_flops_per_token  # noqa: E402
+from profiler.capture.api import final_report, live_peak, unwrap
+from profiler.capture.session import ProfileConfig
+from profiler.capture.tensorboard import RunLog
+from profiler.files import write_atomic
+from profiler.mfu.cpupeak import cache_dir, this_machine
+from profiler.mfu.shapetime import isolated_rng
+from profiler.report.terminal import for_terminal
+from profiler.settings import BATCH_FACTOR, Options
+from profiler.trace.flops import model_flops_per_token
 
 
 class UsageError(Exception):

@@ -19,11 +19,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from model.configurator import ConfigError, parse_literal, read_config_file
+from profiler.report.reading import overrides
 
-from model.configurator import ConfigError, parse_literal, read_config_file  # noqa: E402
-from profiler.report.reading import overrides  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MIN_NOISE = 0.03  # below this relative spread, run-to-run differences are not resolved by a few repeats
 QUIET = {"profile": False, "checkpoint": False, "tensorboard": False, "log_interval": 1_000_000}

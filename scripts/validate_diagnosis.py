@@ -16,10 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from profiler.report.reading import overrides
 
-from profiler.report.reading import overrides  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = {"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 128, "batch_size": 8, "max_iters": 24,
         "dtype": "bfloat16", "skip_first": 4, "wait": 0, "warmup": 2, "active": 8, "repeat": 1,
