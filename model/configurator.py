@@ -87,13 +87,9 @@ def literal_choices(config) -> dict[str, tuple]:
     return {f.name: get_args(hints[f.name]) for f in dataclasses.fields(config) if get_origin(hints[f.name]) is Literal}
 
 
-def coerce(key: str, value, default, choices: tuple = ()):
-    """The value with the default's type, and one of `choices` where the field is a Literal; ints are accepted
-    for floats, nothing else is converted."""
-    if choices:
-        if value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
-        return value
+def coerce(key: str, value, default):
+    """The value with the default's type; ints are accepted for floats, nothing else is converted (a switch's
+    choices are the config's own check: TrainConfig.validate)."""
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -120,7 +116,6 @@ def apply(configs: list, argv: list[str]) -> list[str]:
         else:
             values.update(read_config_file(Path(arg)))
     owners = {f.name: cfg for cfg in configs for f in dataclasses.fields(cfg)}
-    choices = {key: c for cfg in configs for key, c in literal_choices(cfg).items()}
     ignored = []
     for key, value in values.items():
         key = ALIASES.get(key, key)
@@ -130,7 +125,7 @@ def apply(configs: list, argv: list[str]) -> list[str]:
         if key not in owners:
             near = difflib.get_close_matches(key, list(owners) + list(ALIASES), n=1, cutoff=0.6)
             raise ConfigError(f"unknown config key: {key}" + (f" (did you mean {near[0]}?)" if near else ""))
-        setattr(owners[key], key, coerce(key, value, getattr(owners[key], key), choices.get(key, ())))
+        setattr(owners[key], key, coerce(key, value, getattr(owners[key], key)))
     return ignored
 
 

@@ -1,4 +1,5 @@
 import ast
+import functools
 import json
 import os
 import re
@@ -46,14 +47,15 @@ NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![A-Za-w
 FORMATS = (".0f", ".1f", ".2f", ".3f", ".3g", "g", ",.0f", ",.1f")
 
 
-def _phrase_constants() -> set[str]:
+@functools.cache
+def _phrase_constants() -> frozenset[str]:
     """Numbers that the wording itself holds ('single-process (num_workers=0)'): in phrases.py's string
     literals, format specifications aside."""
     tree = ast.parse((ROOT / "profiler" / "report" / "phrases.py").read_text())
     specs = {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec}
     inside_specs = {id(c) for n in ast.walk(tree) if id(n) in specs for c in ast.walk(n)}
-    return {m.group() for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-            and id(n) not in inside_specs for m in NUMBER.finditer(n.value)}
+    return frozenset(m.group() for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                     and id(n) not in inside_specs for m in NUMBER.finditer(n.value))
 
 
 def _fact_texts(value) -> set[str]:

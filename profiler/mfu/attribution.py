@@ -181,8 +181,7 @@ def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow],
     evidence = replace(rank_evidence(analysis, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
                        unit=LedgerUnit.STEP_TIME, fp32_speed=speed, why_time=why)
     return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME),
-                       steps=t,
-                       overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
+                       steps=t, overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
                        warnings=warnings)
 
 

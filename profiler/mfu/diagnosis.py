@@ -41,7 +41,6 @@ class Finding:
     change that applies it, in our run's keys (the diagnosis puts it in the recording program's own words,
     where it has them)."""
 
-    cause: Cause
     facts: Facts
     fix: str
     config: dict | None = None
@@ -96,7 +95,7 @@ def io(entry: LedgerEntry, evidence: Evidence) -> Finding:
         facts["data_preparation"] = largest_ms(sig.data_prep_us, sig)
         fix = ("decode and preprocess ahead of the step, in DataLoader worker processes (num_workers > 0) or on "
                "the device (GPU video / image decoding, batched tensor transforms), so the device never waits")
-    return Finding(cause=Cause.IO, facts=facts, fix=fix, config={"num_workers": max(4, 2 * meta.get("num_workers", 0))})
+    return Finding(facts=facts, fix=fix, config={"num_workers": max(4, 2 * meta.get("num_workers", 0))})
 
 
 def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
@@ -136,7 +135,7 @@ def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
     if measured:
         facts.update(measured[1])
     config = {"batch_size": BATCH_FACTOR * meta["batch_size"]} if "batch_size" in meta else None
-    return Finding(cause=Cause.SMALL_BATCH, facts=facts, fix=fix, config=config,
+    return Finding(facts=facts, fix=fix, config=config,
                    fix_speedup=measured[0] if measured else batch_speedup(entry.points, BATCH_FACTOR))
 
 
@@ -176,7 +175,7 @@ def non_fused(entry: LedgerEntry, evidence: Evidence) -> Finding:
     measured = measured_fix_speedup(evidence, config)
     if measured:
         facts.update(measured[1])
-    return Finding(cause=Cause.NON_FUSED, facts=facts, fix="; ".join(fixes), config=config,
+    return Finding(facts=facts, fix="; ".join(fixes), config=config,
                    fix_speedup=measured[0] if measured else None)
 
 
@@ -202,7 +201,7 @@ def memory_ops(entry: LedgerEntry, evidence: Evidence) -> Finding:
     facts.update(copy_links(evidence))
     pageable = any("Pageable" in k for k in sig.memcpy_bytes)
     pinned = settings(evidence.meta).get("pin_memory")
-    return Finding(cause=Cause.MEMORY_OPS, facts=facts, fix=fix,
+    return Finding(facts=facts, fix=fix,
                    config={"pin_memory": True} if pageable and not pinned else None)
 
 
@@ -217,7 +216,7 @@ def communication(entry: LedgerEntry, evidence: Evidence) -> Finding:
         facts.update(slowest_collective_ms=kernels[-1] / 1000, slowest_over_median=kernels[-1] / median,
                      other_collectives=len(kernels) - 1, median_collective_ms=median / 1000)
         fix = "profile after a warm-up step to see the steady state, then: " + fix
-    return Finding(cause=Cause.COMMUNICATION, facts=facts, fix=fix)
+    return Finding(facts=facts, fix=fix)
 
 
 def precision(entry: LedgerEntry, evidence: Evidence) -> Finding:
@@ -235,7 +234,7 @@ def precision(entry: LedgerEntry, evidence: Evidence) -> Finding:
         fix = f"{target} autocast (torch.autocast(device_type, dtype=torch.{target}))"
         if evidence.kind != "cpu":
             fix += ", or TF32 for float32 matmuls (torch.backends.cuda.matmul.allow_tf32 = True)"
-    return Finding(cause=Cause.PRECISION, facts=facts, fix=fix,
+    return Finding(facts=facts, fix=fix,
                    config={"dtype": target} if target in ("float32", "bfloat16") else None)
 
 
@@ -252,7 +251,7 @@ def precision_from_kernels(entry: LedgerEntry, evidence: Evidence) -> Finding:
            + (" with torch.amp.GradScaler" if half == "float16" else "")
            + ", or TF32 for float32 matmuls where the device has it (torch.backends.cuda.matmul.allow_tf32 = True, "
              "torch.backends.cudnn.allow_tf32 = True)")
-    return Finding(cause=Cause.PRECISION, facts=facts, fix=fix,
+    return Finding(facts=facts, fix=fix,
                    config={"dtype": "bfloat16"} if half == "bfloat16" else None)
 
 
@@ -261,7 +260,7 @@ def warmup(entry: LedgerEntry, evidence: Evidence) -> Finding:
     fix = ("profile after warm-up: torch.profiler.profile(schedule=torch.profiler.schedule(wait=1, warmup=1, "
            "active=3)) or a warm-up step before the profiler starts; in a long run these cost nothing, and the "
            "other causes' what-ifs already leave them out")
-    return Finding(cause=Cause.WARMUP, facts=facts, fix=fix)
+    return Finding(facts=facts, fix=fix)
 
 
 def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:
@@ -284,7 +283,7 @@ def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:
         facts["uncounted_matmul_ms"] = uncounted
     facts.update(matmul_bounds(evidence))
     fix = "matmul dimensions multiples of 64 (128 on tensor cores), larger matmuls, torch.compile(mode='max-autotune')"
-    return Finding(cause=Cause.MATMUL_EFFICIENCY, facts=facts, fix=fix)
+    return Finding(facts=facts, fix=fix)
 
 
 def other(entry: LedgerEntry, evidence: Evidence) -> Finding:
@@ -295,7 +294,7 @@ def other(entry: LedgerEntry, evidence: Evidence) -> Finding:
         facts.update(share(evidence.sync_ms, evidence, "sync"), **stall_calls(evidence.signals, SYNC_CALL))
         fix = ("move synchronizations out of the step: no .item(), .cpu(), .tolist() or print of device tensors and "
                "no torch.cuda.synchronize() in the loop (log every N steps), non_blocking copies from pinned memory")
-    return Finding(cause=Cause.OTHER, facts=facts, fix=fix)
+    return Finding(facts=facts, fix=fix)
 
 
 RULES = {Cause.IO: io, Cause.SMALL_BATCH: small_batch, Cause.NON_FUSED: non_fused, Cause.MEMORY_OPS: memory_ops,
