@@ -12,10 +12,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from profiler.analysis.per_file import STAGES, TraceAnalysis, analyze_file
+from profiler.analysis.per_file import STAGES, analyze_file
 from profiler.analysis.per_rank import merge_rank
+from profiler.analysis.records import TraceAnalysis
 from profiler.analysis.timeline import timeline_json
 from profiler.executors import run_here, run_on_cluster
+from profiler.facts import Note
 from profiler.mfu.attribution import Attribution, attribute
 from profiler.mfu.consistency import violations
 from profiler.mfu.diagnosis import diagnose
@@ -62,7 +64,7 @@ def analyze_job(path: Location, options: Options, timeline: bool = False) -> Job
         raise TraceError(f"{path}: the folder mixes traces of {len(runs)} different runs (model, world size or "
                          "device differ): analyze them one by one")
     result = build(analyses, options)
-    return replace(result, warnings=[f"skipped {s}" for s in skipped] + result.warnings,
+    return replace(result, warnings=[Note("skipped_file", {"reason": s}) for s in skipped] + result.warnings,
                    timeline=analyses[0].timeline)
 
 
@@ -120,7 +122,8 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     f_models = [(inputs.f_model, inputs.f_model_notes)]  # (F_model, warnings) per rank
     f_models += [model_flops(options, r.metadata, r.signals) for r in merged[1:]]
     peak, bandwidth, timing = inputs.peak, inputs.bandwidth, inputs.timing
-    results, said = [], defaultdict(list)  # warning → the ranks that gave it
+    results: list[Attribution] = []
+    said: dict[str, tuple[Note, list[int]]] = {}  # a warning's key → it and the ranks that gave it
     for r, (f_model, notes) in zip(merged, f_models):
         rank_warnings = list(notes)
         result = attribute(r, peak, bandwidth, f_model, TOP_OPS, timing)
@@ -131,10 +134,9 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
             result = replace(result, figures=replace(result.figures, bottlenecks=bottlenecks))
         results.append(checked(result, rank_warnings) if len(merged) > 1 else result)
         for w in rank_warnings:
-            said[w].append(r.rank)
-    for w, rs in said.items():
-        who = "all ranks" if len(rs) == len(merged) else "rank " + rank_ranges(rs)
-        warnings.append(w if len(merged) == 1 else f"{who}: {w}")
+            said.setdefault(w.key(), (w, []))[1].append(r.rank)
+    for w, rs in said.values():
+        warnings.append(w if len(merged) == 1 else w.of_ranks("all" if len(rs) == len(merged) else rank_ranges(rs)))
     if len(merged) == 1:
         figures, found = checked(results[0], warnings).figures, []
     else:
@@ -148,7 +150,7 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
                      torch_version=meta.get("torch_version"), device_name=device, kind=first.kind, dtype=first.dtype,
                      peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
                      stragglers=found,
-                     warnings=list(dict.fromkeys(warnings)),
+                     warnings=list({w.key(): w for w in warnings}.values()),
                      conventions=conventions(first.kind, first.dtype, device, any(o.bytes for o in figures.top_ops)))
 
 
@@ -163,14 +165,13 @@ def rank_ranges(ranks: list[int]) -> str:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
-def checked(result: Attribution, warnings: list[str]) -> Attribution:
+def checked(result: Attribution, warnings: list[Note]) -> Attribution:
     """The result with MFU, ledger and diagnosis left empty if its figures break an invariant: numbers that
     cannot be true together are never printed."""
     broken = violations(result.figures)
     if not broken:
         return result
-    warnings.append("the report failed its own consistency checks (" + "; ".join(broken) + "): MFU, the ledger and "
-                    "the diagnosis are left empty; please report it with the trace")
+    warnings.append(Note("inconsistent_report", {"broken": broken}))
     f = result.figures
     return replace(result, figures=replace(f, mfu=replace(f.mfu, analytic=None, counted=None), ledger=[],
                                            bottlenecks=[]))

@@ -41,6 +41,7 @@ def invariants_hold(report: dict, ledger_required: bool = True):
     for part in [report, *report.get("per_rank", [])]:
         for bottleneck in part["bottlenecks"]:
             evidence_is_its_facts(bottleneck)
+    warnings_are_their_numbers(report)
 
 
 NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![A-Za-wyz0-9_])")  # '4x', 'x1.32' count
@@ -48,10 +49,10 @@ FORMATS = (".0f", ".1f", ".2f", ".3f", ".3g", "g", ",.0f", ",.1f")
 
 
 @functools.cache
-def _phrase_constants() -> frozenset[str]:
-    """Numbers that the wording itself holds ('single-process (num_workers=0)'): in phrases.py's string
+def _phrase_constants(module: str = "phrases") -> frozenset[str]:
+    """Numbers that the wording itself holds ('single-process (num_workers=0)'): in the module's string
     literals, format specifications aside."""
-    tree = ast.parse((ROOT / "profiler" / "report" / "phrases.py").read_text())
+    tree = ast.parse((ROOT / "profiler" / "report" / f"{module}.py").read_text())
     specs = {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec}
     inside_specs = {id(c) for n in ast.walk(tree) if id(n) in specs for c in ast.walk(n)}
     return frozenset(m.group() for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
@@ -74,6 +75,20 @@ def evidence_is_its_facts(bottleneck: dict):
     allowed = _fact_texts(bottleneck["facts"]) | _phrase_constants()
     quoted = [m.group() for m in NUMBER.finditer(bottleneck["evidence"])]
     assert [q for q in quoted if q not in allowed] == [], bottleneck["evidence"]
+
+
+def warnings_are_their_numbers(report: dict):
+    """The warnings are their data, one for one, in order, and each quotes only its own numbers (and the ranks
+    it names)."""
+    assert len(report["warnings"]) == len(report["warnings_data"])
+    for text, data in zip(report["warnings"], report["warnings_data"]):
+        allowed = _fact_texts(data["numbers"]) | _fact_texts(data.get("ranks", "")) | _phrase_constants("notes")
+        assert [q for q in (m.group() for m in NUMBER.finditer(text)) if q not in allowed] == [], text
+
+
+def note(report: dict, code: str) -> dict | None:
+    """The numbers of the report's first warning of this code, or None when it has none."""
+    return next((w["numbers"] for w in report["warnings_data"] if w["code"] == code), None)
 
 
 def shared_trace(name: str) -> Path:

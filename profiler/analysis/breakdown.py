@@ -11,6 +11,7 @@ from enum import IntEnum
 
 import numpy as np
 
+from profiler.analysis.records import Utilization
 from profiler.analysis.warmup import OneOffs, one_offs
 from profiler.trace import classify
 from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
@@ -215,21 +216,6 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
                      row_category=category, row_step=step, short_idle_us=np.minimum(gaps, us[classify.IDLE]),
                      optimizer_host_us=optimizer[0], optimizer_idle_us=optimizer[1], collective_us=collective,
                      host=host, one_offs=h.one_offs)
-
-
-@dataclass(frozen=True)
-class Utilization:
-    window_ms: float  # first to last device event
-    busy_fraction: float  # any kernel, memcpy or memset running on any stream
-
-
-@dataclass(frozen=True)
-class KernelClassification:
-    """Device time by how it was classified: by the launching op, by the kernel's name, or not at all."""
-
-    by_op: float
-    by_name: float
-    unclassified: float
 
 
 def device_utilization(trace: Trace, links: Links) -> Utilization | None:

@@ -1,91 +1,20 @@
 """One trace file through the stages: load → links → steps → FLOPs → breakdown, into plain per-step arrays."""
 
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from profiler.analysis import breakdown
-from profiler.analysis.signals import Signals, measure
-from profiler.analysis.timeline import Timeline, step_timeline
+from profiler.analysis.records import KernelClassification, OpStats, StepTable, TraceAnalysis
+from profiler.analysis.signals import measure
+from profiler.analysis.timeline import step_timeline
+from profiler.facts import Note
 from profiler.settings import CLOCK_SKEW_SHARE, SHORT_GAP_US
 from profiler.trace import classify
 from profiler.trace.dtypes import BYTES_OF_INPUT_TYPE, NAME_OF_INPUT_TYPE
 from profiler.trace.links import Links, link
-from profiler.trace.load import MEMCPY, MEMSET, OP, Trace, TraceInfo, load_trace
+from profiler.trace.load import MEMCPY, MEMSET, OP, Trace, load_trace
 from profiler.trace.steps import Steps, find_steps
-
-
-@dataclass(kw_only=True)
-class OpStats:
-    count: int = 0  # calls
-    us: float = 0.0  # time attributed to the op (device time on GPU, exclusive host time on CPU)
-    flops: float = 0.0
-    flop_us: float = 0.0  # the time its FLOPs took: device time of its kernels, or the counted ops' duration
-    bytes: float = 0.0  # bytes moved by its calls whose shapes say (nbytes.py)
-    byte_us: float = 0.0  # the time those calls took, measured as flop_us is
-    category_us: dict = field(default_factory=lambda: defaultdict(float))
-
-    def absorb(self, other: "OpStats"):
-        """Add another file's statistics of the same op (profiler cycles of one rank)."""
-        self.count += other.count
-        self.us += other.us
-        self.flops += other.flops
-        self.flop_us += other.flop_us
-        self.bytes += other.bytes
-        self.byte_us += other.byte_us
-        for category, us in other.category_us.items():
-            self.category_us[category] += us
-
-    @property
-    def category(self) -> str:
-        return max(self.category_us, key=lambda c: self.category_us[c]) if self.category_us else "idle"
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepTable:
-    """The per-step figures of a file or a rank, one named array per figure (the last axis is the step): a new
-    per-step figure is one field here and one line in analyze_file."""
-
-    ids: np.ndarray  # step numbers
-    step_us: np.ndarray  # analysed window of each step
-    breakdown_us: np.ndarray  # (categories, steps)
-    flops: np.ndarray  # counted FLOPs
-    copied_bytes: np.ndarray  # memcpy / memset bytes (GPU), copy_ bytes (CPU)
-    short_idle_us: np.ndarray  # idle made of gaps shorter than Options.short_gap_us
-    optimizer_host_us: np.ndarray  # host overhead inside Optimizer.step spans
-    optimizer_idle_us: np.ndarray  # idle inside them
-    collective_us: np.ndarray  # time collectives ran, exposed or not
-    allocator_us: np.ndarray  # host overhead in allocator calls
-    sync_us: np.ndarray  # ... in synchronizations
-    python_us: np.ndarray  # ... in Python frames
-    warmup_us: np.ndarray  # ... in one-off costs (compilation, lazy loading, library set-up)
-
-    def __len__(self):
-        return len(self.ids)
-
-    def select(self, mask: np.ndarray) -> "StepTable":
-        return StepTable(**{f.name: getattr(self, f.name)[..., mask] for f in fields(self)})
-
-    @staticmethod
-    def concat(tables: list["StepTable"]) -> "StepTable":
-        return StepTable(**{f.name: np.concatenate([getattr(t, f.name) for t in tables], axis=-1)
-                            for f in fields(StepTable)})
-
-
-@dataclass(kw_only=True)
-class TraceAnalysis:
-    trace: TraceInfo
-    kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
-    table: StepTable
-    ops: dict[str, OpStats]  # summed over the analysed steps
-    classified_us: breakdown.KernelClassification | None  # device time (µs) by how it was classified (GPU traces)
-    utilization: breakdown.Utilization | None
-    dtype: str | None  # matmul input dtype weighted by FLOPs
-    signals: Signals
-    warnings: list[str] = field(default_factory=list)
-    timeline: Timeline | None = None  # the median step's spans, when asked for
-
 
 STAGES = ("read", "links", "steps", "breakdown", "ops", "signals")  # each reported to `done` when finished
 
@@ -125,24 +54,20 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
                          timeline=step_timeline(trace, links, steps, bd) if timeline else None)
 
 
-def missing_parts(trace: Trace, links: Links) -> list[str]:
+def missing_parts(trace: Trace, links: Links) -> list[Note]:
     """What the trace does not hold, and what therefore could not be computed."""
     out = []
     ops = trace.kind == OP
     if len(links.device) and not ops.any():
-        out.append("the trace holds device events but no host ops (CPU activity was not recorded): no FLOPs can be "
-                   "counted, kernels are classified by their names only, and the device's idle time cannot be told "
-                   "apart into data loading, host overhead and idle")
+        out.append(Note("no_host_ops"))
     elif not len(links.device) and not ops.any():
-        out.append("the trace holds neither ops nor device events: only annotations and Python frames were analysed")
+        out.append(Note("no_ops_or_device_events"))
     launched = links.launch >= 0
     if launched.any():
         early = trace.start[links.device[launched]] < trace.start[links.launch[launched]] - 1.0
         if early.mean() > CLOCK_SKEW_SHARE:
             lead = float(np.max(trace.start[links.launch[launched]] - trace.start[links.device[launched]]))
-            out.append(f"host and device clocks disagree: {100 * early.mean():.0f}% of device events start before the "
-                       f"call that launched them (by up to {lead / 1000:.2f} ms): step boundaries and the host's share "
-                       "of device idle time are approximate")
+            out.append(Note("clock_skew", {"early_pct": 100 * float(early.mean()), "lead_ms": lead / 1000}))
     return out
 
 
@@ -157,7 +82,7 @@ def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakdown):
     # rows are keyed by the op that owns the FLOPs, else the launching op, else the kernel's own name
     key_row = np.where(owner >= 0, owner, np.where(op >= 0, op, links.device))
     ops = summed_ops(trace, links, key_row[in_step], dur[in_step], dur[in_step], bd.device_category[in_step])
-    classified = breakdown.KernelClassification(*(float(dur[in_step & (bd.classified_by == code)].sum())
+    classified = KernelClassification(*(float(dur[in_step & (bd.classified_by == code)].sum())
                                           for code in (breakdown.BY_OP, breakdown.BY_NAME, breakdown.UNCLASSIFIED)))
     copies = np.isin(trace.kind[links.device], (MEMCPY, MEMSET)) & in_step
     copied = np.bincount(i[copies], weights=trace.nbytes[links.device][copies], minlength=len(steps.ids))

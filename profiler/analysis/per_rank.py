@@ -5,45 +5,37 @@ the per-step table and the signals, the ops and the device time describe the sam
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import numpy as np
 
-from profiler.analysis.breakdown import KernelClassification, Utilization
-from profiler.analysis.per_file import OpStats, StepTable, TraceAnalysis
-from profiler.analysis.signals import Signals
+from profiler.analysis.records import (
+    KernelClassification,
+    OpStats,
+    RankAnalysis,
+    Signals,
+    StepTable,
+    TraceAnalysis,
+    Utilization,
+)
+from profiler.facts import Note
 from profiler.trace.location import file_name
 
 
-@dataclass(frozen=True, kw_only=True)
-class RankAnalysis:
-    rank: int
-    paths: list[str]
-    kind: str  # device backend, or "cpu"
-    device_names: list[str]
-    metadata: dict  # our run's metadata (model, tokens, dtype, peak, ...); {} for a foreign trace
-    dtype: str | None  # the matmuls' dtype: the run's own word, else the one that carried most FLOPs
-    table: StepTable
-    signals: Signals  # totals over the table's steps
-    ops: dict[str, OpStats]  # totals over the table's steps
-    classified_us: KernelClassification | None  # device time by how kernels were classified (GPU traces)
-    utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
-
-
-def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, list[str]]:
+def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, list[Note]]:
     """The rank's files merged, and warnings for the files and steps left out."""
-    warnings: list[str] = []
+    warnings: list[Note] = []
     analyses = sorted(analyses, key=lambda a: a.trace.origin_us)
     kept, tables, seen = [], [], set()
     for a in analyses:
         fresh = np.array([i not in seen for i in a.table.ids])
         if not fresh.any():
-            warnings.append(f"{file_name(a.trace.path)}: its steps {a.table.ids.tolist()} all appear in an earlier "
-                            "file of the same rank: the file is left out")
+            warnings.append(Note("file_repeats_steps", {"file": file_name(a.trace.path),
+                                                        "steps": a.table.ids.tolist()}))
             continue
         if not fresh.all():
-            warnings.append(f"{file_name(a.trace.path)}: steps {a.table.ids[~fresh].tolist()} appear in an earlier "
-                            "file of the same rank: their figures are counted once, the file's op statistics in full")
+            warnings.append(Note("steps_repeated", {"file": file_name(a.trace.path),
+                                                    "steps": a.table.ids[~fresh].tolist()}))
         seen.update(a.table.ids.tolist())
         kept.append(a)
         tables.append(a.table.select(fresh))

@@ -7,16 +7,16 @@ cycles of one rank add up.
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
 
 from profiler.analysis.breakdown import Breakdown
 from profiler.analysis.fusion import fusable_traffic
+from profiler.analysis.records import Signals
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
-from profiler.trace.classify import DATALOADER_SPAN, FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
+from profiler.trace.classify import COMPILED_REGION, DATALOADER_SPAN, FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.trace.dtypes import BYTES_OF_SCALAR_TYPE
 from profiler.trace.links import Links, input_shapes
 from profiler.trace.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
@@ -25,56 +25,6 @@ from profiler.trace.steps import Steps
 TWO_D_MATMUL = re.compile(r"^aten::(mm|addmm)$")
 FUSED_OPTIMIZER = re.compile(r"^aten::_fused_")
 FOREACH_OPTIMIZER = re.compile(r"^aten::_foreach_")
-COMPILED_REGION = re.compile(r"^Torch-Compiled Region")  # one per call of a torch.compile'd frame
-
-
-@dataclass(kw_only=True)
-class Signals:
-    steps: int = 0
-    host_ops: int = 0
-    kernel_us: list = field(default_factory=list)  # durations of the kernels in the steps
-    small_matmul_us: float = 0.0  # time of 2-D matmuls with a dimension < SMALL_DIM
-    small_matmul_flops: float = 0.0
-    matmul_us: float = 0.0  # time of all counted FLOP ops (device time on GPU, duration on CPU)
-    op_counts: Counter = field(default_factory=Counter)  # ops of interest by name, over the steps
-    optimizer_ops: int = 0  # host ops inside Optimizer.step spans
-    optimizer_op_counts: Counter = field(default_factory=Counter)  # ... by name: which implementation ran
-    optimizer_kernels: int = 0  # kernels those ops launched (GPU traces)
-    optimizers: Counter = field(default_factory=Counter)  # Optimizer.step spans by optimizer class
-    dataloaders: Counter = field(default_factory=Counter)
-    memcpy_bytes: Counter = field(default_factory=Counter)  # by memcpy kind (HtoD Pageable, ...)
-    fixed_us: Counter = field(default_factory=Counter)  # per-op fixed cost in other_compute and memory time
-    attention_us: Counter = field(default_factory=Counter)  # time of unfused attention's ops, by category
-    attention_flops: float = 0.0  # FLOPs of its score and value matmuls
-    parameter_us: Counter = field(default_factory=Counter)  # work on parameter-shaped tensors, by category
-    collectives: Counter = field(default_factory=Counter)  # collective calls by name
-    collective_bytes: float = 0.0  # message bytes, where record_param_comms recorded them
-    embedding_tokens: Counter = field(default_factory=Counter)  # indices looked up, by embedding table shape
-    uncounted_matmul_us: Counter = field(default_factory=Counter)  # matmul time without a FLOP count, by op / kernel
-    stall_calls: Counter = field(default_factory=Counter)  # allocator and synchronizing runtime calls, by name
-    stall_sites: Counter = field(default_factory=Counter)  # ... by the op they were made in
-    data_prep_us: Counter = field(default_factory=Counter)  # data-preparation Python frames, by name
-    backward_ops: int = 0  # autograd backward ops in the steps: a training trace, not inference
-    fp32_matmul_us: Counter = field(default_factory=Counter)  # matmul kernels in float32 on SIMT cores, by name
-    warmup_us: Counter = field(default_factory=Counter)  # one-off spans (warmup.py) in the steps, by name
-    collective_kernel_us: list = field(default_factory=list)  # durations of the collective kernels in the steps
-    memcpy_us: Counter = field(default_factory=Counter)  # memcpy time by kind, beside memcpy_bytes
-    fusable_bytes: float = 0.0  # elementwise / norm / softmax / optimizer traffic that fusion removes (fusion.py)
-    elementwise_bytes: float = 0.0  # all of their traffic, where shapes say
-    elementwise_byte_us: float = 0.0  # the time of the ops whose traffic is known
-    # the counted matmul and attention ops by (name, input dims, input types, concrete inputs) as JSON texts:
-    # calls, and their time, over the steps (mfu/shapetime.py replays them to time a change of precision)
-    matmul_calls: Counter = field(default_factory=Counter)
-    matmul_call_us: Counter = field(default_factory=Counter)
-
-    def per_step(self, total: float) -> float:
-        """A total over the analysed steps as a mean per step (a table of no steps gives its total)."""
-        return total / max(self.steps, 1)
-
-    def add(self, other: "Signals"):
-        """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
-        for name, value in vars(other).items():
-            setattr(self, name, getattr(self, name) + value)
 
 
 class CommArgs(msgspec.Struct, rename={"nelems": "In msg nelems", "dtype": "dtype"}):

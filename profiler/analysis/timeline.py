@@ -7,35 +7,17 @@ a kernel's is the one the breakdown gave it, a host op's the category it inherit
 loading, communication) or else host overhead, the host's work of launching and dispatching.
 """
 
-from dataclasses import dataclass
 
 import numpy as np
 
 from profiler.analysis import breakdown
+from profiler.analysis.records import Timeline
 from profiler.trace import classify
 from profiler.trace.links import Links
 from profiler.trace.load import ANNOTATION, OP, PYTHON, RUNTIME, Trace
 from profiler.trace.steps import Steps
 
 HOST_KINDS = (OP, ANNOTATION, PYTHON, RUNTIME)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Timeline:
-    """Spans of one step, as columns (times in µs from the step's start)."""
-
-    step: int
-    duration_us: float
-    lanes: list[str]  # "host thread 7", "stream 7 (device 0)"
-    names: list[str]  # interned span names; `name` indexes it
-    lane: np.ndarray
-    depth: np.ndarray  # nesting depth within the lane (0 outermost)
-    start: np.ndarray
-    dur: np.ndarray
-    name: np.ndarray
-    category: np.ndarray  # index into classify.CATEGORIES
-    flops: np.ndarray
-    shapes: dict[int, str]  # span index → its ops' recorded input shapes, where recorded
 
 
 def median_step(steps: Steps) -> int:

@@ -9,9 +9,8 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from profiler.analysis.breakdown import KernelClassification
-from profiler.analysis.per_file import OpStats, StepTable
-from profiler.analysis.per_rank import RankAnalysis
+from profiler.analysis.records import KernelClassification, OpStats, RankAnalysis, StepTable
+from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.consistency import implausible_input
 from profiler.mfu.inputs import ModelFlops, counted_rate
@@ -55,8 +54,7 @@ def attribute(analysis: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | 
     ops = op_rows(analysis.ops, len(analysis.table), peak.peak_flops_run if peak else None,
                   bandwidth.bytes_per_s if bandwidth else None)
     if ops and not any(op.bytes for op in ops):
-        warnings.append("no op's bytes are known (the trace records no input shapes with their dtypes): the ops get "
-                        "no roofline, and non_fused's what-if is all of its time")
+        warnings.append(Note("no_op_bytes"))
     figures = rank_figures(analysis, peak, f_model, ops[:top])
     why = why_no_mfu(analysis, peak, f_model)
     if why is None and peak:
@@ -66,7 +64,7 @@ def attribute(analysis: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | 
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
     if why or not peak:
-        attribution = time_attribution(analysis, figures, ops, peak, why or "no peak", warnings)
+        attribution = time_attribution(analysis, figures, ops, peak, why or Note("no_peak"), warnings)
     else:
         attribution = mfu_attribution(analysis, figures, ops, peak, f_model, warnings, timing)
     if attribution.evidence:
@@ -79,16 +77,15 @@ def uncounted_matmul(analysis: RankAnalysis) -> tuple[float, float]:
     return sum(analysis.signals.uncounted_matmul_us.values()), float(analysis.table.breakdown_us[classify.MATMUL].sum())
 
 
-def why_no_mfu(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> str | None:
+def why_no_mfu(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> Note | None:
     """Why the MFU ledger cannot be formed for this rank, or None when it can."""
     uncounted, matmul_us = uncounted_matmul(analysis)
     if not peak:
-        return "no peak is known for the device"
+        return Note("no_peak")
     if not (f_model.per_step or analysis.table.flops.any()):
-        return "no FLOPs: the model's are unknown and the trace records no shapes to count them by"
+        return Note("no_flops")
     if not f_model.per_step and uncounted > MOSTLY_UNCOUNTED * matmul_us:
-        return (f"most of the matmul time ({100 * uncounted / matmul_us:.0f}%) ran in ops whose FLOPs the trace does "
-                "not let us count: F_counted would make their time look like matmul_efficiency")
+        return Note("mostly_uncounted", {"uncounted_pct": 100 * uncounted / matmul_us})
     return None
 
 
@@ -122,7 +119,7 @@ def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops,
 
 
 def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak, f_model: ModelFlops,
-                    warnings: list[str], timing: ShapeTiming | None) -> Attribution:
+                    warnings: list[Note], timing: ShapeTiming | None) -> Attribution:
     """The MFU ledger: 100 − MFU points over the causes, each with its what-if MFU."""
     t = analysis.table
     step_s = t.step_us.mean() / 1e6
@@ -141,17 +138,12 @@ def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], 
                             analysis.signals.per_step(analysis.signals.host_ops),
                             1000 * recording)
         figures = replace(figures, mfu=mfu, profiler_cost=cost)
-        warnings.append(f"the profiler's own cost, {cost.ms_per_step:.2f} ms/step ({cost.ops_per_step:,.0f} ops "
-                        f"recorded per step x {cost.us_per_op:.2f} us, measured before the run), is taken out of "
-                        "the step time and small_batch: MFU and the ledger describe the step unprofiled")
+        warnings.append(Note("profiler_cost", {"ms_per_step": cost.ms_per_step, "ops_per_step": cost.ops_per_step,
+                                               "us_per_op": cost.us_per_op}))
     if flops / P > matmul_s + 1e-9:
-        warnings.append(f"the FLOPs per step need {1000 * flops / P:.2f} ms at P, more than the "
-                        f"{1000 * matmul_s:.2f} ms the matmuls took: the other causes give up the difference "
-                        "in proportion (the FLOPs count more than ran, or P is low)")
+        warnings.append(Note("flops_beyond_matmul_time", {"ideal_ms": 1000 * flops / P, "matmul_ms": 1000 * matmul_s}))
     elif flops / peak.peak_flops_run > matmul_s + 1e-9:
-        warnings.append(f"the matmuls took less time than the FLOPs need at P_run ({peak.dtype}): precision is "
-                        "capped at the matmul time beyond the FLOPs at P (the matmuls may have run in a faster "
-                        "precision than recorded, or F_model counts more than ran)")
+        warnings.append(Note("precision_capped", {"dtype": peak.dtype}))
     low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
     removable = {Cause.NON_FUSED: non_fused_removable(analysis, figures, overheads, seconds)}
     entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]])
@@ -163,8 +155,8 @@ def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], 
                        seconds={c: seconds[c] for c in CAUSES}, evidence=evidence, warnings=warnings)
 
 
-def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak | None, why: str,
-                     warnings: list[str]) -> Attribution:
+def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak | None, why: Note,
+                     warnings: list[Note]) -> Attribution:
     """The time ledger: 100 points of step time over the causes that need neither F nor P, precision from
     the kernels' names, and the work itself (useful); each what-if a steady-state step time and speed-up."""
     t = analysis.table
@@ -176,10 +168,9 @@ def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow],
     step_s = t.step_us.mean() / 1e6 - recording
     removable = {Cause.NON_FUSED: non_fused_removable(analysis, figures, overheads, seconds)}
     entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
-    warnings.append(f"{why}: the ledger is in points of step time (100 = the {1000 * step_s:.2f} ms step), each "
-                    "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out")
+    warnings.append(Note("time_ledger", {"why": why.code, **why.numbers, "step_ms": 1000 * step_s}))
     evidence = replace(rank_evidence(analysis, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
-                       unit=LedgerUnit.STEP_TIME, fp32_speed=speed, why_time=why)
+                       unit=LedgerUnit.STEP_TIME, fp32_speed=speed)
     return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME),
                        steps=t, overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
                        warnings=warnings)
@@ -212,19 +203,18 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
         fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * overheads.warmup)
 
 
-def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[str]:
+def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[Note]:
     """Warnings on the FLOP counts: counted and analytic apart, matmul time without a FLOP count."""
     out = []
     model, f_counted = f_model.per_step, float(analysis.table.flops.mean())
     if model and f_counted and abs(f_counted / model - 1) > FLOPS_GAP:
-        out.append(flops_gap_note(model, f_counted))
+        out.append(Note("flops_gap", {"ratio": f_counted / model}))
     uncounted, matmul_us = uncounted_matmul(analysis)
     if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
         ms = lambda us: analysis.signals.per_step(us) / 1000
-        out.append(f"{ms(uncounted):.2f} ms/step of matmul time ({100 * uncounted / matmul_us:.0f}% of it) ran "
-                   "in ops whose FLOPs the trace does not let us count (no recorded shapes, or custom ops); "
-                   "F_counted leaves it out; largest: " + ", ".join(
-                       f"{name} {ms(us):.2f} ms" for name, us in analysis.signals.uncounted_matmul_us.most_common(3)))
+        largest = analysis.signals.uncounted_matmul_us.most_common(3)
+        out.append(Note("uncounted_matmul", {"ms": ms(uncounted), "share_pct": 100 * uncounted / matmul_us,
+                                             "largest": [{"name": name, "ms": ms(us)} for name, us in largest]}))
     return out
 
 
@@ -245,26 +235,24 @@ def step_ranges(table: StepTable, overheads: Overheads, flops: float, peak: floa
     return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})
 
 
-def spread_note(times: StepTimes, entries: list[LedgerEntry]) -> list[str]:
+def spread_note(times: StepTimes, entries: list[LedgerEntry]) -> list[Note]:
     """A warning when the steps vary so much that the two largest causes could trade places."""
     first, second = sorted(entries, key=lambda e: -e.points)[:2]
     if times.cv <= WIDE_STEP_CV or first.low is None or second.high is None or first.low > second.high:
         return []
-    return [f"the analysed steps ranged {times.min:.2f}-{times.max:.2f} ms (coefficient of variation "
-            f"{100 * times.cv:.0f}%: another job on the machine, throttling, or warm-up): the causes' order could "
-            f"change, {first.cause} ranging {first.low:.1f}-{first.high:.1f} points over the steps and "
-            f"{second.cause} {second.low:.1f}-{second.high:.1f}; profile again on a quiet machine or more steps"]
+    return [Note("steps_spread", {"min_ms": times.min, "max_ms": times.max, "cv_pct": 100 * times.cv,
+                                  "first": first.cause, "first_low": first.low, "first_high": first.high,
+                                  "second": second.cause, "second_low": second.low, "second_high": second.high})]
 
 
-def warmup_note(table: StepTable) -> list[str]:
+def warmup_note(table: StepTable) -> list[Note]:
     """A first step far slower than the others is warm-up: the averages include it, and the report says so."""
     if len(table) < 3 or table.step_us[0] <= WARMUP_RATIO * np.median(table.step_us[1:]):
         return []
     median = np.median(table.step_us[1:])
     first = table.step_us[0]
-    return [f"step {table.ids[0]} took {first / 1000:.2f} ms, {first / median:.0f}x the median of the others "
-            f"({median / 1000:.2f} ms): most likely warm-up (first allocations, cuDNN / MIOpen algorithm search, "
-            "compilation); the figures average over all steps, per_step has each"]
+    return [Note("first_step_warmup", {"step": int(table.ids[0]), "ms": float(first) / 1000,
+                                       "ratio": float(first / median), "median_ms": float(median) / 1000})]
 
 
 def rank_overheads(analysis: RankAnalysis, peak_run: float | None, fastest: str | None,
@@ -337,9 +325,3 @@ def communication_figures(analysis: RankAnalysis, breakdown: dict[str, Share]) -
     return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
                          calls_per_step={k: sig.per_step(v) for k, v in sig.collectives.items()},
                          bytes_per_step=sig.per_step(sig.collective_bytes) if sig.collective_bytes else None)
-
-
-def flops_gap_note(f_model: float, f_counted: float) -> str:
-    return (f"counted FLOPs are {f_counted / f_model:.2f}× the analytic model FLOPs: the analytic formula counts "
-            "the full T×T attention and all parameters; the counted ones miss ops without recorded shapes and "
-            "include recomputation and any matmuls outside the model (a foreign model's formula may differ)")

@@ -2,7 +2,8 @@
 ceiling, how far the elementwise ops are from the memory ceiling, how fast the copies crossed their link, and what
 a larger batch can bring when the per-step costs stay (where it was not measured: measured.py)."""
 
-from profiler.mfu.records import Evidence, Facts, OpRow
+from profiler.facts import Facts
+from profiler.mfu.records import Evidence, OpRow
 
 HOST_LINK = ("HtoD", "DtoH", "HtoH")  # memcpy kinds that cross the host link; DtoD stays in device memory
 

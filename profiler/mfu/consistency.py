@@ -8,52 +8,50 @@ which they miss, and what depends on them is left empty rather than printed wron
 
 from dataclasses import replace
 
+from profiler.facts import Note
 from profiler.mfu.ledger import LedgerUnit
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.settings import MATMUL_SLACK, RATE_SLACK
 
 
-def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, str | None]:
+def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, Note | None]:
     """float32 matmuls that ran faster than the float32 peak on a TF32-capable GPU ran in TF32 (a trace does not
     record the setting): P_run becomes the TF32 peak."""
     tf32 = (table_peaks(device) or {}).get("tf32")
     if peak.source != "table" or peak.dtype != "float32" or not tf32:
         return peak, None
     if not rate or rate <= RATE_SLACK * peak.peak_flops_run:
-        return peak, "float32 matmuls are taken to run without TF32: a trace does not record whether TF32 was on"
-    note = (f"float32 matmuls ran at {rate / 1e12:.3g} TFLOP/s, above the {peak.peak_flops_run / 1e12:.3g} TFLOP/s "
-            f"float32 peak: TF32 was on, and P_run is the TF32 peak ({tf32 / 1e12:.3g} TFLOP/s)")
+        return peak, Note("tf32_assumed_off")
+    note = Note("tf32_on", {"rate_tflops_per_s": rate / 1e12, "float32_tflops_per_s": peak.peak_flops_run / 1e12,
+                            "tf32_tflops_per_s": tf32 / 1e12})
     return replace(peak, dtype="tf32", peak_flops_run=tf32), note
 
 
-def disturbed_measurement(peak: Peak, rate: float | None) -> tuple[Peak, str | None]:
+def disturbed_measurement(peak: Peak, rate: float | None) -> tuple[Peak, Note | None]:
     """A run's own CPU peak, measured on the machine it ran on, that its matmuls beat was measured while
     something else ran: P_run becomes the rate the run achieved, and P keeps its ratio to it."""
     if peak.source != "measured" or not rate or rate <= peak.peak_flops_run:
         return peak, None
     scale = rate / peak.peak_flops_run
-    note = (f"the run's matmuls ran at {rate / 1e12:.3g} TFLOP/s, faster than the {peak.peak_flops_run / 1e12:.3g} "
-            f"TFLOP/s measured for {peak.dtype} before it (the machine was busy while it measured): P and P_run are "
-            f"raised {scale:.2f}x, to what the run achieved, and so matmul_efficiency is 0")
+    note = Note("measured_peak_raised", {"rate_tflops_per_s": rate / 1e12, "dtype": peak.dtype, "scale": scale,
+                                         "measured_tflops_per_s": peak.peak_flops_run / 1e12})
     return replace(peak, peak_flops=peak.peak_flops * scale, peak_flops_run=rate), note
 
 
 def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: str, step_s: float,
-                      matmul_s: float) -> str | None:
+                      matmul_s: float) -> Note | None:
     """Why the peak or the FLOPs cannot be right for this trace, or None when they can."""
-    hint = "pass --peak-flops with the peak of the machine that recorded the trace"
     if rate and rate > RATE_SLACK * peak.peak_flops_run:
-        return (f"the peak is implausible for this trace: its counted matmuls ran at {rate / 1e12:.3g} TFLOP/s, "
-                f"{rate / peak.peak_flops_run:.1f}x the {peak.peak_flops_run / 1e12:.3g} TFLOP/s that P_run "
-                f"({peak.dtype}, {peak.source}) allows; MFU, the ledger and the diagnosis are left empty: {hint}")
+        return Note("implausible_peak", {"rate_tflops_per_s": rate / 1e12, "ratio": rate / peak.peak_flops_run,
+                                         "peak_run_tflops_per_s": peak.peak_flops_run / 1e12, "dtype": peak.dtype,
+                                         "peak_source": peak.source})
     ideal = flops / peak.peak_flops
     if ideal > step_s or ideal > MATMUL_SLACK * matmul_s:
         span, what = (step_s, "step") if ideal > step_s else (matmul_s, "matmul time of the step")
-        against = f"{ideal / span:.1f}x the" if span > 0 else "against the"  # a step that ran no matmul at all
-        return (f"the model's FLOPs ({flops_from}) need {1000 * ideal:.2f} ms/step at the peak of "
-                f"{peak.peak_flops / 1e12:.3g} TFLOP/s ({peak.source}), {against} {1000 * span:.2f} ms "
-                f"{what}: the FLOPs per step or the peak is wrong; MFU, the ledger and the diagnosis are left empty: "
-                f"check --flops-per-step / --model, or {hint}")
+        return Note("implausible_flops", {"flops_from": flops_from, "ideal_ms": 1000 * ideal,
+                                          "peak_tflops_per_s": peak.peak_flops / 1e12, "peak_source": peak.source,
+                                          "ratio": ideal / span if span > 0 else None, "span_ms": 1000 * span,
+                                          "span": what})
     return None
 
 

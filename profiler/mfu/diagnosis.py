@@ -17,7 +17,8 @@ Rules and thresholds:
 import statistics
 from dataclasses import dataclass
 
-from profiler.analysis.signals import Signals
+from profiler.analysis.records import Signals
+from profiler.facts import Facts
 from profiler.mfu.ceilings import (
     batch_speedup,
     copy_links,
@@ -29,7 +30,7 @@ from profiler.mfu.ceilings import (
 from profiler.mfu.implementations import compiled_regions, optimizer_implementation
 from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.measured import faster_dtype, measured_batch_speedup, measured_fix_speedup, precision_measurement
-from profiler.mfu.records import Bottleneck, Evidence, Facts, LedgerEntry
+from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
 from profiler.settings import BATCH_FACTOR, HEADLINE_SHARE, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL

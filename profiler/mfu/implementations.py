@@ -4,10 +4,10 @@ it, such as clip_grad_norm_'s _foreach_norm, say nothing of it), and torch.compi
 import re
 from collections import Counter
 
-from profiler.analysis.signals import COMPILED_REGION, Signals
-from profiler.mfu.records import Facts
+from profiler.analysis.records import Signals
+from profiler.facts import Facts
 from profiler.settings import LOOP_OPS
-from profiler.trace.classify import DISPATCH_ONLY_OP, METADATA_OP, OPTIMIZER_STEP
+from profiler.trace.classify import COMPILED_REGION, DISPATCH_ONLY_OP, METADATA_OP, OPTIMIZER_STEP
 
 # ops inside an optimizer step that say nothing of its implementation: views, allocations, dtype conversions
 ALLOCATING_OR_DISPATCH = re.compile(rf"{METADATA_OP.pattern}|{DISPATCH_ONLY_OP.pattern}|^aten::(_to_copy|copy_)$")

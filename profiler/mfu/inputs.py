@@ -8,8 +8,8 @@ table or a measurement on this machine (peak); --flops-per-step, --model or the 
 
 from dataclasses import dataclass
 
-from profiler.analysis.per_rank import RankAnalysis
-from profiler.analysis.signals import Signals
+from profiler.analysis.records import RankAnalysis, Signals
+from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.consistency import disturbed_measurement, tf32_peak
 from profiler.mfu.cpupeak import cpu_name, raise_cached, this_machine
@@ -26,10 +26,10 @@ class ModelFlops:
     source: str | None  # --flops-per-step, --model, ..., run metadata
 
 
-def trace_peak(analysis: RankAnalysis, options: Options) -> tuple[Peak | None, list[str]]:
+def trace_peak(analysis: RankAnalysis, options: Options) -> tuple[Peak | None, list[Note]]:
     """The peak from the user, the run's own metadata, the device table, or (CPU) a measurement here; and
     warnings for what it had to assume."""
-    warnings: list[str] = []
+    warnings: list[Note] = []
     meta = analysis.metadata
     dtype = analysis.dtype
     device = analysis.device_names[0] if analysis.device_names else ""
@@ -38,27 +38,26 @@ def trace_peak(analysis: RankAnalysis, options: Options) -> tuple[Peak | None, l
                             user_peak_run=options.peak_flops_run), warnings
     if not dtype:
         dtype = "float32"
-        warnings.append("the trace records no matmul input types: P_run assumes float32 matmuls")
+        warnings.append(Note("no_matmul_dtype"))
     if isinstance(meta.get("peak"), dict):
         try:
             return Peak(**meta["peak"]), warnings
         except TypeError:
-            warnings.append("the trace's recorded peak is malformed and was ignored")
+            warnings.append(Note("recorded_peak_malformed"))
     if analysis.kind == "cpu":
         import torch
 
-        warnings.append("CPU trace without a recorded peak: the peak was measured on this machine; pass "
-                        "--peak-flops if the trace was recorded elsewhere")
+        warnings.append(Note("cpu_peak_measured_here"))
         return resolve_peak("", "cpu", dtype, threads=torch.get_num_threads()), warnings
     peak = resolve_peak(device, analysis.kind, dtype)
     if peak is None and device:
-        warnings.append(f"no peak known for device {device}: MFU is null (pass --peak-flops)")
+        warnings.append(Note("no_peak_for_device", {"device": device}))
     elif peak is None:
-        warnings.append("the trace names no device (no deviceProperties): MFU is null (pass --peak-flops)")
+        warnings.append(Note("no_device_named"))
     return peak, warnings
 
 
-def trace_bandwidth(analysis: RankAnalysis, options: Options) -> tuple[Bandwidth | None, list[str]]:
+def trace_bandwidth(analysis: RankAnalysis, options: Options) -> tuple[Bandwidth | None, list[Note]]:
     """The memory ceiling from the user, the run's metadata, the device table, or (CPU) a measurement here."""
     if options.peak_bandwidth > 0:
         return resolve_bandwidth("", analysis.kind, user=options.peak_bandwidth), []
@@ -71,21 +70,18 @@ def trace_bandwidth(analysis: RankAnalysis, options: Options) -> tuple[Bandwidth
     if analysis.kind == "cpu":
         import torch
 
-        return resolve_bandwidth("", "cpu", torch.get_num_threads()), [
-            "CPU trace without a recorded memory bandwidth: the roofline's memory ceiling was measured on this "
-            "machine; pass --peak-bandwidth if the trace was recorded elsewhere"]
+        return resolve_bandwidth("", "cpu", torch.get_num_threads()), [Note("cpu_bandwidth_measured_here")]
     found = resolve_bandwidth(device, analysis.kind)
     if found is None:
-        return None, [f"no memory bandwidth known for device {device or '(unnamed)'}: the ops get no roofline "
-                      "(pass --peak-bandwidth)"]
+        return None, [Note("no_bandwidth_for_device", {"device": device})]
     return found, []
 
 
-def model_flops(options: Options, meta: dict, signals: Signals) -> tuple[ModelFlops, list[str]]:
+def model_flops(options: Options, meta: dict, signals: Signals) -> tuple[ModelFlops, list[Note]]:
     """F_model and where it came from: --flops-per-step, --model (a nanoGPT GPT's n_layer, n_head, n_embd,
     block_size, vocab_size, bias, and tokens_per_step or else the tokens its token embedding looked up per
     step), or the run's metadata; unknown otherwise."""
-    warnings: list[str] = []
+    warnings: list[Note] = []
     if options.flops_per_step:
         return ModelFlops(options.flops_per_step, "--flops-per-step"), warnings
     m = options.model
@@ -95,8 +91,7 @@ def model_flops(options: Options, meta: dict, signals: Signals) -> tuple[ModelFl
             tokens = signals.per_step(signals.embedding_tokens[(m["vocab_size"], m["n_embd"])])
             source = "--model, tokens per step counted at the token embedding"
         if not tokens:
-            warnings.append("--model: no aten::embedding on a [vocab_size, n_embd] table in the steps to count the "
-                            "tokens by (pass tokens_per_step): F_counted stands in for F_model")
+            warnings.append(Note("model_no_embedding"))
             return ModelFlops(None, None), warnings
         n_params = gpt_params(m["n_layer"], m["n_embd"], m["vocab_size"], m.get("bias", True))
         per_token = model_flops_per_token(n_params, m["n_layer"], m["n_head"], m["n_embd"], m["block_size"])
@@ -104,8 +99,7 @@ def model_flops(options: Options, meta: dict, signals: Signals) -> tuple[ModelFl
     if meta.get("flops_per_step"):
         how = f" ({meta['flops_from']})" if meta.get("flops_from") else ""
         return ModelFlops(float(meta["flops_per_step"]), "run metadata" + how), warnings
-    warnings.append("model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in "
-                    "for F_model")
+    warnings.append(Note("model_flops_unknown"))
     return ModelFlops(None, None), warnings
 
 
@@ -147,9 +141,9 @@ class Inputs:
     peak: Peak | None
     bandwidth: Bandwidth | None
     f_model: ModelFlops
-    f_model_notes: list[str]
+    f_model_notes: list[Note]
     timing: ShapeTiming | None
-    notes: list[str]
+    notes: list[Note]
     learned_rate: float | None = None
 
 

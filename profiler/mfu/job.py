@@ -9,7 +9,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from profiler.analysis.timeline import Timeline
+from profiler.analysis.records import Timeline
+from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.peak import Peak
@@ -64,7 +65,7 @@ class JobResult:
     figures: Figures  # of the one rank, or of the job
     per_rank: list[Attribution]  # with their own figures, only for several ranks
     stragglers: list[Straggler]
-    warnings: list[str]
+    warnings: list[Note]
     conventions: list[str]
     timeline: Timeline | None = None  # of the first file, when asked for
 

@@ -3,7 +3,8 @@ a micro-step before training (per precision, at 4x the batch, with non_fused's f
 timed here (shapetime.py). Each gives a cause's points or a fix's predicted speed-up in place of a model, with the
 facts that the evidence quotes."""
 
-from profiler.mfu.records import Evidence, Facts
+from profiler.facts import Facts
+from profiler.mfu.records import Evidence
 from profiler.mfu.vocabulary import settings
 
 

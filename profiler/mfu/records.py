@@ -2,11 +2,9 @@
 diagnosis cites (Evidence), and a rank's whole attribution. Frozen: nothing downstream changes a number."""
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from profiler.analysis.breakdown import KernelClassification, Utilization
-from profiler.analysis.per_file import StepTable
-from profiler.analysis.signals import Signals
+from profiler.analysis.records import KernelClassification, Signals, StepTable, Utilization
+from profiler.facts import Facts, Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
 from profiler.mfu.roofline import Roofline
@@ -16,7 +14,6 @@ from profiler.settings import SHORT_GAP_US
 # what a diagnosis rule measured, by name with the unit in it (ms per step, _pct, _gb_per_s, _tflop_per_s): a
 # number, a short string, a flag, or a list of small records ({"name": ..., "ms": ...}) for the largest items;
 # report/phrases.py writes the evidence sentence from these and from nothing else
-Facts = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -163,7 +160,6 @@ class Evidence:
     fastest_dtype: str | None = None  # the dtype of P, where known
     unit: LedgerUnit = LedgerUnit.MFU  # the ledger's (Figures.ledger_unit): a time ledger's evidence cites no F or P
     fp32_speed: float | None = None  # time ledger: float32's peak over the device's fastest (its table)
-    why_time: str = ""  # time ledger: why MFU points could not be formed
     warmup_ms: float = 0.0  # one-off costs inside the window while the device idled
     short_gap_us: float = SHORT_GAP_US  # idle gaps shorter than this were small_batch, longer ones other
     bandwidth: Bandwidth | None = None  # the memory ceiling of the roofline, where known
@@ -179,4 +175,4 @@ class Attribution:
     overheads: Overheads | None  # None when there is no ledger (no peak, no FLOPs, implausible inputs)
     seconds: dict[str, float]  # per cause, per step
     evidence: Evidence | None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Note] = field(default_factory=list)

@@ -10,7 +10,7 @@ construction: their few FLOPs per byte are not counted.
 
 from dataclasses import dataclass
 
-from profiler.analysis.per_file import OpStats
+from profiler.analysis.records import OpStats
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ shown here, so the wording can change without a numeric review, and a script rea
 
 import re
 
-from profiler.mfu.records import Facts
+from profiler.facts import Facts
 
 PYTHON_FRAME = re.compile(r"\.py\(\d+\)")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from profiler.mfu.job import AGGREGATION, JobResult
 from profiler.mfu.ledger import LedgerUnit
 from profiler.mfu.records import Bottleneck, Figures, LedgerEntry, OpRow
+from profiler.report.notes import note_data, note_text
 from profiler.report.phrases import evidence
 
 SCHEMA = "mfu-report/1"
@@ -33,7 +34,8 @@ def to_json(result: JobResult) -> dict:
     if result.per_rank:
         report["job_aggregation"] = AGGREGATION
     report.update(figures_json(result.figures))
-    report["warnings"] = result.warnings
+    report["warnings"] = [note_text(n) for n in result.warnings]
+    report["warnings_data"] = [note_data(n) for n in result.warnings]  # the same warnings as data, in order
     report["conventions"] = result.conventions
     if result.per_rank:
         report["per_rank"] = [{"rank": a.rank, **figures_json(a.figures)} for a in result.per_rank]

@@ -51,6 +51,7 @@ COMMUNICATION_OP = re.compile(
     r"|^(?!aten::)\w+::(\w*_)?(all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|broadcast)\w*$", re.IGNORECASE)
 FUSED_ATTENTION = re.compile(
     r"^aten::_?(scaled_dot_product_(flash|efficient|cudnn)_attention|flash_attention|efficient_attention)")
+COMPILED_REGION = re.compile(r"^Torch-Compiled Region")  # one per call of a torch.compile'd frame
 SOFTMAX = re.compile(r"^aten::_?(softmax|safe_softmax)$")
 OPTIMIZER_STEP = re.compile(r"^Optimizer\.step#")
 # torch.compile: the runtime around a compiled region (guards, wrappers) is framework overhead; the code that

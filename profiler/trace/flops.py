@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from profiler.facts import Note
 from profiler.trace.classify import GEMM_OPS
 
 
@@ -105,7 +106,7 @@ def conv_flops(inp: list, weight: list, out_spatial: list) -> float:
     return 2.0 * inp[0] * weight[0] * _prod(out_spatial) * weight[1] * _prod(weight[2:])
 
 
-def counted_flops(names: list[str], shapes: list, consumers=None) -> tuple[np.ndarray, list[str]]:
+def counted_flops(names: list[str], shapes: list, consumers=None) -> tuple[np.ndarray, list[Note]]:
     """FLOPs of each op (outermost FLOP ops only, chosen by the caller) from its shapes, 0 when unknown; and
     warnings for the ops it could not count.
 
@@ -114,7 +115,7 @@ def counted_flops(names: list[str], shapes: list, consumers=None) -> tuple[np.nd
     from the op that consumed their output (consumers(indices): that op's first input shape for each).
     """
     out = np.zeros(len(names))
-    warnings: list[str] = []
+    warnings: list[Note] = []
     backward_out = {}
     for name, sh in zip(names, shapes):
         if name == "aten::convolution_backward" and len(sh.dims) >= 3:
@@ -150,12 +151,9 @@ def counted_flops(names: list[str], shapes: list, consumers=None) -> tuple[np.nd
         else:
             out[i] = conv_flops(shapes[i].dims[0], shapes[i].dims[1], spatial)
     if no_shapes:
-        warnings.append(f"{no_shapes} matmul/attention/convolution ops recorded no usable input shapes: their FLOPs "
-                        "are not counted (record the trace with record_shapes=True)")
+        warnings.append(Note("no_input_shapes", {"ops": no_shapes}))
     if no_output:
-        warnings.append(f"{no_output} convolutions recorded their input shapes but not stride and padding (torch "
-                        "before 2.0 writes no Concrete Inputs), and neither a backward op nor the op after them "
-                        "gave their output size: their FLOPs are not counted")
+        warnings.append(Note("convolution_output_unknown", {"ops": no_output}))
     return out, warnings
 
 

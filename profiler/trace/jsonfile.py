@@ -8,6 +8,8 @@ import zlib
 
 import msgspec
 
+from profiler.facts import Note
+
 GUNZIP_CHUNK = 1 << 20
 
 
@@ -83,7 +85,7 @@ def _gunzip(raw) -> bytearray:
     return out
 
 
-def decode(raw: bytes | bytearray, path: object) -> tuple[TraceFile, list[str]]:
+def decode(raw: bytes | bytearray, path: object) -> tuple[TraceFile, list[Note]]:
     """The parsed file and warnings; events whose fields have the wrong types are dropped (slow path)."""
     if not raw.strip():
         raise TraceError(f"{path}: empty file")
@@ -106,4 +108,4 @@ def decode(raw: bytes | bytearray, path: object) -> tuple[TraceFile, list[str]]:
         except msgspec.DecodeError:
             dropped += 1
     parsed = TraceFile(traceEvents=events, **{f: getattr(loose, f) for f in Header.__struct_fields__})
-    return parsed, [f"{dropped} events with fields of the wrong type were skipped (first: {reason})"]
+    return parsed, [Note("wrong_types_skipped", {"events": dropped, "first_error": reason})]

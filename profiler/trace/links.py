@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from profiler.facts import Note
 from profiler.trace import attention, classify
 from profiler.trace.flops import FLOP_OPS, counted_flops
 from profiler.trace.intervals import Forest
@@ -36,7 +37,7 @@ class Links:
     enclosing_op: np.ndarray  # per row: for runtime calls, the innermost host span around the call, -1
 
 
-def link(trace: Trace) -> tuple[Links, list[str]]:
+def link(trace: Trace) -> tuple[Links, list[Note]]:
     """The trace's structure, and warnings for the FLOP ops it could not count."""
     n = len(trace)
     # host spans only: newer Kineto mirrors annotations on the GPU timeline (gpu_user_annotation)

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from profiler.facts import Note
 from profiler.files import REPORT, written_here
 from profiler.trace.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
@@ -129,7 +130,7 @@ class Trace:
     threads: list = field(default_factory=list)  # (pid, tid) of each `thread` id
     backend: str = "cuda"  # cuda, rocm, mtia, xpu, hpu, privateuse1 (when there are device events)
     dims_1x: bool = False  # shapes spelled "Input dims" (torch 1.8)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Note] = field(default_factory=list)
 
     def __len__(self):
         return len(self.name)
@@ -209,8 +210,7 @@ def load_trace(path: Location) -> Trace:
     if timed.any():  # a time far from the others' would leave no precision to the rest in one float axis
         timed &= np.abs(ts - np.median(ts[timed])) <= MAX_EVENT_US
     if not timed.all():
-        warnings.append(f"{int((~timed).sum())} complete events without a usable ts or dur (missing, not finite, or "
-                        "more than a day from the others) were skipped")
+        warnings.append(Note("unusable_times", {"events": int((~timed).sum())}))
         events = [e for e, keep in zip(events, timed) if keep]
         ts, dur, name, cat, thread = (column[timed] for column in (ts, dur, name, cat, thread))
     if not events:
@@ -222,10 +222,10 @@ def load_trace(path: Location) -> Trace:
     unknown = sorted(c for c, k in cats.items()
                      if k == OTHER and c.lower() not in IGNORED_CATEGORIES and counts[category[c]])
     if unknown:
-        warnings.append("events of categories the analyzer does not know were not analysed: "
-                        + ", ".join(f"{c} ({counts[category[c]]})" for c in unknown))
+        warnings.append(Note("unknown_categories", {"categories": [{"category": c, "events": int(counts[category[c]])}
+                                                                   for c in unknown]}))
     if (dur < 0).any():
-        warnings.append(f"{int((dur < 0).sum())} events with a negative duration were given duration 0")
+        warnings.append(Note("negative_durations", {"events": int((dur < 0).sum())}))
         dur = np.maximum(dur, 0)
     origin = float(ts.min())
     raw_args = [e.args for e in events]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from profiler.facts import Facts, Note
 from profiler.settings import LAST_STEP_DEVICE_SHARE
 from profiler.trace.classify import DATALOADER_SPAN, OPTIMIZER_STEP
 from profiler.trace.links import Links, optimizer_roots
@@ -43,9 +44,9 @@ def _index(starts: np.ndarray, ends: np.ndarray, times: np.ndarray) -> np.ndarra
     return np.where((i >= 0) & (times < ends[np.maximum(i, 0)]), i, -1)
 
 
-def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[str]]:
+def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[Note]]:
     """The analysed windows, and warnings for what was missing or dropped."""
-    warnings: list[str] = []
+    warnings: list[Note] = []
     rows = np.flatnonzero(links.is_step)
     if len(rows):
         numbers = (name[len("ProfilerStep#"):] for name in trace.names_of(rows))
@@ -55,25 +56,24 @@ def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[str]]:
     else:
         host_start, host_end, marker = iterations(trace, links)
         ids = np.arange(1, len(host_start) + 1)
-        warnings.append(f"{file_name(trace.path)}: no ProfilerStep markers: {marker}")
+        warnings.append(Note("no_step_markers", {"file": file_name(trace.path), **marker}))
     start, end = host_start.copy(), host_end.copy()
     if len(links.device):
         start, end, keep = _extend_to_device(trace, links, host_start, host_end)
         if keep < len(ids):
-            warnings.append(f"last step {ids[-1]} dropped: it launched under {LAST_STEP_DEVICE_SHARE:.0%} of the "
-                            "device work of the step before, so the profiler stopped before its kernels ran (as "
-                            "torch-tb-profiler does)")
+            warnings.append(Note("last_step_dropped", {"step": int(ids[-1]),
+                                                       "device_share_pct": 100 * LAST_STEP_DEVICE_SHARE}))
         ids, host_start, host_end, start, end = (a[:keep] for a in (ids, host_start, host_end, start, end))
     timed = end > start  # a window of no length has no shares to give: never divided by
     if not timed.all():
-        warnings.append(f"{int((~timed).sum())} step(s) of zero length dropped (nothing with a duration in them)")
+        warnings.append(Note("zero_length_steps_dropped", {"steps": int((~timed).sum())}))
         ids, host_start, host_end, start, end = (a[timed] for a in (ids, host_start, host_end, start, end))
     if not len(ids):
         raise TraceError(f"{file_name(trace.path)}: no step with a duration: nothing to analyse")
     return Steps(ids=ids, host_start=host_start, host_end=host_end, start=start, end=end), warnings
 
 
-def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, str]:
+def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, Facts]:
     """Iteration windows of a trace without ProfilerStep: each iteration ends with the optimizer's step, or
     begins with a DataLoader's __next__; else the whole trace is one window. Also says which marker was used."""
     host = links.host
@@ -83,15 +83,13 @@ def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, str]
     if len(optimizer) >= 2:
         ends = np.sort(trace.end[optimizer])
         name = trace.names[trace.name[optimizer[0]]]
-        return np.concatenate(([first], ends[:-1])), ends, \
-            f"{len(ends)} iterations told apart by the optimizer's step ({name}), each ending with one"
+        return np.concatenate(([first], ends[:-1])), ends, {"by": "optimizer_step", "iterations": len(ends),
+                                                            "optimizer": name}
     loader = host[trace.by_name(DATALOADER_SPAN.match)[host]]
     if len(loader) >= 2:
         starts = np.sort(trace.start[loader])
-        return starts, np.append(starts[1:], last), \
-            f"{len(starts)} iterations told apart by the DataLoader's __next__, each beginning with one"
-    return np.array([first]), np.array([last]), "no optimizer step or DataLoader span repeats either: the whole " \
-        "trace is analysed as one step"
+        return starts, np.append(starts[1:], last), {"by": "dataloader", "iterations": len(starts)}
+    return np.array([first]), np.array([last]), {"by": "whole_trace", "iterations": 1}
 
 
 def _unique_steps(trace, rows, ids, warnings):
@@ -100,7 +98,7 @@ def _unique_steps(trace, rows, ids, warnings):
     rows, ids = rows[order], ids[order]
     _, first = np.unique(ids, return_index=True)
     if len(first) < len(ids):
-        warnings.append(f"{len(ids) - len(first)} ProfilerStep markers repeat a step number: only the first is used")
+        warnings.append(Note("repeated_step_numbers", {"markers": len(ids) - len(first)}))
         keep = np.sort(first)
         rows, ids = rows[keep], ids[keep]
     return rows, ids

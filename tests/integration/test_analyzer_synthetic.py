@@ -4,7 +4,7 @@ import gzip
 import json
 
 import pytest
-from conftest import ROOT, analyze
+from conftest import ROOT, analyze, note
 from synth import kernel, launch, op, step, write
 
 from profiler.pipeline import analyze_path
@@ -53,7 +53,7 @@ def test_steps_extend_to_their_device_work_and_a_cut_last_step_is_dropped(tmp_pa
     report = analyze_path(write(tmp_path / "t.json", events), Options())
     assert report["source"]["steps"] == [1, 2]
     assert [s["ms"] for s in report["per_step"]] == [0.4, 0.06]  # [0, 400] and [400, 460]
-    assert any("last step 3 dropped" in w for w in report["warnings"])
+    assert note(report, "last_step_dropped") == {"step": 3, "device_share_pct": 80.0}
 
 
 def test_trace_without_step_markers_is_one_window(tmp_path):
@@ -62,7 +62,7 @@ def test_trace_without_step_markers_is_one_window(tmp_path):
     report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
     assert report["step_time_ms"]["mean"] == 0.1
     assert report["breakdown"]["matmul"]["ms"] == 0.05 and report["breakdown"]["idle"]["ms"] == pytest.approx(0.01)
-    assert any("no ProfilerStep markers" in w for w in report["warnings"])
+    assert note(report, "no_step_markers") == {"file": "t.json", "by": "whole_trace", "iterations": 1}
     assert report["device"]["peak_source"] == "user"
 
 
@@ -71,8 +71,8 @@ def test_events_with_wrong_types_or_negative_durations_give_warnings(tmp_path):
                                   op("aten::neg", 5, -3)]
     report = analyze_path(write(tmp_path / "t.json", events), Options())
     assert report["step_time_ms"]["mean"] == 1.0
-    assert any("1 events with fields of the wrong type were skipped" in w for w in report["warnings"])
-    assert any("negative duration" in w for w in report["warnings"])
+    assert note(report, "wrong_types_skipped")["events"] == 1
+    assert note(report, "negative_durations") == {"events": 1}
 
 
 def bad_inputs(tmp_path):

@@ -7,6 +7,7 @@ coverage, and multi-rank job figures.
 """
 
 import pytest
+from conftest import note
 from synth import TID, kernel, launch, op, python, step, write
 
 from profiler.mfu.consistency import violations
@@ -29,7 +30,7 @@ def test_a_trace_with_device_events_and_no_host_ops_is_analysed(tmp_path):
     # matmul by the kernel's name, the runtime calls are host time, the rest idle
     assert ms(report) == {"matmul": 0.1, "other_compute": 0.05, "memory": 0.0, "communication": 0.0,
                           "data_loading": 0.0, "host_overhead": 0.02, "idle": 0.08}
-    assert any("no host ops" in w and "no FLOPs can be counted" in w for w in report["warnings"])
+    assert note(report, "no_host_ops") == {}
     # no FLOPs: a time ledger; the gaps between the kernels (no host recorded to tell) and the lone elementwise
     # kernel's fixed cost are small_batch, 150 of the 250 us; the matmul kernel is the useful work
     assert report["mfu"]["analytic"] is None and report["ledger_unit"] == "step_time"
@@ -49,15 +50,19 @@ def test_a_peak_too_low_for_what_the_trace_did_is_named_and_mfu_left_empty(tmp_p
     report = analyze_path(cpu_matmul_step(tmp_path), Options(peak_flops=1e12))
     assert report["mfu"]["analytic"] is None and report["mfu"]["counted"] is None  # it would read 200%
     assert report["ledger_unit"] == "step_time"  # no MFU points: the time ledger, with the input named
-    problem = next(w for w in report["warnings"] if "the peak is implausible" in w)
-    assert "4 TFLOP/s, 4.0x the 1 TFLOP/s" in problem and "--peak-flops" in problem
+    problem = note(report, "time_ledger")
+    assert problem["why"] == "implausible_peak" and problem["ratio"] == pytest.approx(4.0)
+    assert problem["rate_tflops_per_s"] == pytest.approx(4) and problem["peak_run_tflops_per_s"] == pytest.approx(1)
+    assert "--peak-flops" in next(w for w in report["warnings"] if "the peak is implausible" in w)
 
 
 def test_model_flops_that_do_not_fit_the_step_are_named(tmp_path):
     report = analyze_path(cpu_matmul_step(tmp_path), Options(peak_flops=10e12, flops_per_step=2e10))
     assert report["mfu"]["analytic"] is None and report["ledger_unit"] == "step_time"
-    problem = next(w for w in report["warnings"] if "need 2.00 ms/step" in w)
-    assert "2.0x the 1.00 ms step" in problem and "--flops-per-step" in problem
+    problem = note(report, "time_ledger")
+    assert problem["why"] == "implausible_flops" and problem["span"] == "step"
+    assert (problem["ideal_ms"], problem["ratio"], problem["span_ms"]) == pytest.approx((2.0, 2.0, 1.0))
+    assert "--flops-per-step" in next(w for w in report["warnings"] if "need 2.00 ms/step" in w)
 
 
 def test_the_invariant_check_names_what_a_report_breaks():
@@ -89,8 +94,8 @@ def test_mtia_device_events_are_device_time_and_unknown_categories_are_reported(
     report = analyze_path(write(tmp_path / "t.json", events, device=None), Options())
     assert report["device"]["kind"] == "mtia"
     assert ms(report)["matmul"] == 0.3  # classified by the op that launched it
-    assert any("fancy_new_events (1)" in w for w in report["warnings"])
-    assert any("names no device" in w and "--peak-flops" in w for w in report["warnings"])
+    assert note(report, "unknown_categories") == {"categories": [{"category": "fancy_new_events", "events": 1}]}
+    assert note(report, "no_device_named") == {}
 
 
 def test_a_2021_kineto_trace_counts_convolution_flops(tmp_path):
@@ -104,7 +109,7 @@ def test_a_2021_kineto_trace_counts_convolution_flops(tmp_path):
     forward = 2 * 2 * 4 * 6 * 6 * 3 * 9  # 2·N·C_out·H_out·W_out·C_in·k²
     assert report["mfu"]["flops_per_step"]["counted"] == 3 * forward
     assert ms(report)["matmul"] == 0.2
-    assert not any("record_shapes" in w for w in report["warnings"])
+    assert note(report, "no_input_shapes") is None and note(report, "convolution_output_unknown") is None
 
 
 def test_symmetric_memory_collectives_moe_and_fp8_gemms(tmp_path):
@@ -119,7 +124,7 @@ def test_symmetric_memory_collectives_moe_and_fp8_gemms(tmp_path):
     assert ms(report)["communication"] == 0.2 and ms(report)["matmul"] == 0.15
     assert report["mfu"]["flops_per_step"]["counted"] == 2 * 128 * 256 * 512
     assert report["matmul_without_flops_ms"] == pytest.approx(0.1)
-    assert any("vllm::moe_forward 0.10 ms" in w for w in report["warnings"])
+    assert note(report, "uncounted_matmul")["largest"] == [{"name": "vllm::moe_forward", "ms": pytest.approx(0.1)}]
 
 
 def test_python_preprocessing_inside_the_step_is_data_loading(tmp_path):
@@ -148,8 +153,8 @@ def test_iterations_without_profiler_step_are_told_apart_by_the_optimizer(tmp_pa
     report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
     assert report["source"]["steps"] == [1, 2, 3]
     assert [s["ms"] for s in report["per_step"]] == [0.8, 1.0, 1.0]  # each iteration ends with its optimizer step
-    assert any("3 iterations told apart by the optimizer's step (Optimizer.step#SGD.step)" in w
-               for w in report["warnings"])
+    assert note(report, "no_step_markers") == {"file": "t.json", "by": "optimizer_step", "iterations": 3,
+                                               "optimizer": "Optimizer.step#SGD.step"}
 
 
 def test_allocator_calls_and_syncs_are_named_and_charged_to_what_removes_them(tmp_path):
@@ -188,7 +193,7 @@ def test_consumer_gpus_since_volta_have_a_peak_and_an_unknown_device_says_what_t
     assert any("full T×T" in c for c in report["conventions"])
     report = analyze_path(write(tmp_path / "b.json", events, device="Acme NPU 9000"), Options())
     assert report["device"]["peak_flops"] is None
-    assert "no peak known for device Acme NPU 9000: MFU is null (pass --peak-flops)" in report["warnings"]
+    assert note(report, "no_peak_for_device") == {"device": "Acme NPU 9000"}
 
 
 def test_job_figures_are_over_the_ranks_and_say_how(tmp_path):
@@ -216,4 +221,4 @@ def test_a_run_whose_matmuls_beat_its_measured_peak_raises_the_peak_to_what_it_a
     device = report["device"]
     assert device["peak_flops_run"] == pytest.approx(4e12) and device["peak_flops"] == pytest.approx(8e12)
     assert report["mfu"]["analytic"] == pytest.approx(2e9 / (1e-3 * 8e12))  # 25%, not 100%
-    assert any("raised 4.00x" in w for w in report["warnings"]) and report["ledger"]
+    assert note(report, "measured_peak_raised")["scale"] == pytest.approx(4.0) and report["ledger"]

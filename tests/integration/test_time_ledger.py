@@ -3,7 +3,7 @@ one-off costs of a window (warmup), syncs in a single window; each rule on a sma
 then the shared traces from the wild against what a careful reader of them names."""
 
 import pytest
-from conftest import invariants_hold
+from conftest import invariants_hold, note
 from synth import kernel, launch, no_shapes_gpu_window, op, python, step, write
 
 from profiler.mfu.peak import table_peaks
@@ -71,7 +71,7 @@ def test_an_unknown_device_gets_a_time_ledger_and_no_precision(tmp_path):
     assert report["device"]["peak_flops"] is None and report["ledger_unit"] == "step_time"
     points = {e["cause"]: e["points"] for e in report["ledger"]}
     assert points["precision"] == 0 and report["bottlenecks"]  # no table: no rate to price float32 by
-    assert any("no peak is known for the device" in w for w in report["warnings"])
+    assert note(report, "time_ledger")["why"] == "no_peak"
 
 
 def test_compilation_inside_the_window_is_warmup_and_left_out_of_the_other_what_ifs(tmp_path):
@@ -162,7 +162,8 @@ def test_convolutions_without_flops_are_not_charged_as_a_low_rate(tmp_path):
     report = analyze_path(write(tmp_path / "t.json", events, device="NVIDIA GeForce RTX 2080 Ti"), Options())
     assert report["mfu"]["counted"] is not None and report["ledger_unit"] == "step_time"
     assert "matmul_efficiency" not in {e["cause"] for e in report["ledger"]}
-    assert any("most of the matmul time (96%) ran in ops whose FLOPs" in w for w in report["warnings"])
+    why = note(report, "time_ledger")
+    assert why["why"] == "mostly_uncounted" and round(why["uncounted_pct"]) == 96
 
 
 @pytest.mark.parametrize("name, fp16, fp32", [

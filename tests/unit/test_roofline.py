@@ -6,7 +6,7 @@ import json
 import pytest
 from synth import kernel, launch, op, step, write
 
-from profiler.analysis.per_file import OpStats
+from profiler.analysis.records import OpStats
 from profiler.mfu import bandwidth
 from profiler.mfu.bandwidth import cpu_bandwidth, measure_triad, table_bandwidth
 from profiler.mfu.ceilings import batch_speedup

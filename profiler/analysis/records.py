@@ -1,0 +1,178 @@
+"""The analysis stage's results, as plain records: what the MFU stage and the reports read. They sit low, with
+no import of the stage's computing modules, so that a reader of a result never pulls in the code that made it."""
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from profiler.facts import Note
+from profiler.trace.load import TraceInfo
+
+
+@dataclass(kw_only=True)
+class OpStats:
+    count: int = 0  # calls
+    us: float = 0.0  # time attributed to the op (device time on GPU, exclusive host time on CPU)
+    flops: float = 0.0
+    flop_us: float = 0.0  # the time its FLOPs took: device time of its kernels, or the counted ops' duration
+    bytes: float = 0.0  # bytes moved by its calls whose shapes say (nbytes.py)
+    byte_us: float = 0.0  # the time those calls took, measured as flop_us is
+    category_us: dict = field(default_factory=lambda: defaultdict(float))
+
+    def absorb(self, other: "OpStats"):
+        """Add another file's statistics of the same op (profiler cycles of one rank)."""
+        self.count += other.count
+        self.us += other.us
+        self.flops += other.flops
+        self.flop_us += other.flop_us
+        self.bytes += other.bytes
+        self.byte_us += other.byte_us
+        for category, us in other.category_us.items():
+            self.category_us[category] += us
+
+    @property
+    def category(self) -> str:
+        return max(self.category_us, key=lambda c: self.category_us[c]) if self.category_us else "idle"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepTable:
+    """The per-step figures of a file or a rank, one named array per figure (the last axis is the step): a new
+    per-step figure is one field here and one line in analyze_file."""
+
+    ids: np.ndarray  # step numbers
+    step_us: np.ndarray  # analysed window of each step
+    breakdown_us: np.ndarray  # (categories, steps)
+    flops: np.ndarray  # counted FLOPs
+    copied_bytes: np.ndarray  # memcpy / memset bytes (GPU), copy_ bytes (CPU)
+    short_idle_us: np.ndarray  # idle made of gaps shorter than Options.short_gap_us
+    optimizer_host_us: np.ndarray  # host overhead inside Optimizer.step spans
+    optimizer_idle_us: np.ndarray  # idle inside them
+    collective_us: np.ndarray  # time collectives ran, exposed or not
+    allocator_us: np.ndarray  # host overhead in allocator calls
+    sync_us: np.ndarray  # ... in synchronizations
+    python_us: np.ndarray  # ... in Python frames
+    warmup_us: np.ndarray  # ... in one-off costs (compilation, lazy loading, library set-up)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def select(self, mask: np.ndarray) -> "StepTable":
+        return StepTable(**{f.name: getattr(self, f.name)[..., mask] for f in fields(self)})
+
+    @staticmethod
+    def concat(tables: list["StepTable"]) -> "StepTable":
+        return StepTable(**{f.name: np.concatenate([getattr(t, f.name) for t in tables], axis=-1)
+                            for f in fields(StepTable)})
+
+
+@dataclass(kw_only=True)
+class Signals:
+    steps: int = 0
+    host_ops: int = 0
+    kernel_us: list = field(default_factory=list)  # durations of the kernels in the steps
+    small_matmul_us: float = 0.0  # time of 2-D matmuls with a dimension < SMALL_DIM
+    small_matmul_flops: float = 0.0
+    matmul_us: float = 0.0  # time of all counted FLOP ops (device time on GPU, duration on CPU)
+    op_counts: Counter = field(default_factory=Counter)  # ops of interest by name, over the steps
+    optimizer_ops: int = 0  # host ops inside Optimizer.step spans
+    optimizer_op_counts: Counter = field(default_factory=Counter)  # ... by name: which implementation ran
+    optimizer_kernels: int = 0  # kernels those ops launched (GPU traces)
+    optimizers: Counter = field(default_factory=Counter)  # Optimizer.step spans by optimizer class
+    dataloaders: Counter = field(default_factory=Counter)
+    memcpy_bytes: Counter = field(default_factory=Counter)  # by memcpy kind (HtoD Pageable, ...)
+    fixed_us: Counter = field(default_factory=Counter)  # per-op fixed cost in other_compute and memory time
+    attention_us: Counter = field(default_factory=Counter)  # time of unfused attention's ops, by category
+    attention_flops: float = 0.0  # FLOPs of its score and value matmuls
+    parameter_us: Counter = field(default_factory=Counter)  # work on parameter-shaped tensors, by category
+    collectives: Counter = field(default_factory=Counter)  # collective calls by name
+    collective_bytes: float = 0.0  # message bytes, where record_param_comms recorded them
+    embedding_tokens: Counter = field(default_factory=Counter)  # indices looked up, by embedding table shape
+    uncounted_matmul_us: Counter = field(default_factory=Counter)  # matmul time without a FLOP count, by op / kernel
+    stall_calls: Counter = field(default_factory=Counter)  # allocator and synchronizing runtime calls, by name
+    stall_sites: Counter = field(default_factory=Counter)  # ... by the op they were made in
+    data_prep_us: Counter = field(default_factory=Counter)  # data-preparation Python frames, by name
+    backward_ops: int = 0  # autograd backward ops in the steps: a training trace, not inference
+    fp32_matmul_us: Counter = field(default_factory=Counter)  # matmul kernels in float32 on SIMT cores, by name
+    warmup_us: Counter = field(default_factory=Counter)  # one-off spans (warmup.py) in the steps, by name
+    collective_kernel_us: list = field(default_factory=list)  # durations of the collective kernels in the steps
+    memcpy_us: Counter = field(default_factory=Counter)  # memcpy time by kind, beside memcpy_bytes
+    fusable_bytes: float = 0.0  # elementwise / norm / softmax / optimizer traffic that fusion removes (fusion.py)
+    elementwise_bytes: float = 0.0  # all of their traffic, where shapes say
+    elementwise_byte_us: float = 0.0  # the time of the ops whose traffic is known
+    # the counted matmul and attention ops by (name, input dims, input types, concrete inputs) as JSON texts:
+    # calls, and their time, over the steps (mfu/shapetime.py replays them to time a change of precision)
+    matmul_calls: Counter = field(default_factory=Counter)
+    matmul_call_us: Counter = field(default_factory=Counter)
+
+    def per_step(self, total: float) -> float:
+        """A total over the analysed steps as a mean per step (a table of no steps gives its total)."""
+        return total / max(self.steps, 1)
+
+    def add(self, other: "Signals"):
+        """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass(frozen=True)
+class Utilization:
+    window_ms: float  # first to last device event
+    busy_fraction: float  # any kernel, memcpy or memset running on any stream
+
+
+@dataclass(frozen=True)
+class KernelClassification:
+    """Device time by how it was classified: by the launching op, by the kernel's name, or not at all."""
+
+    by_op: float
+    by_name: float
+    unclassified: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankAnalysis:
+    rank: int
+    paths: list[str]
+    kind: str  # device backend, or "cpu"
+    device_names: list[str]
+    metadata: dict  # our run's metadata (model, tokens, dtype, peak, ...); {} for a foreign trace
+    dtype: str | None  # the matmuls' dtype: the run's own word, else the one that carried most FLOPs
+    table: StepTable
+    signals: Signals  # totals over the table's steps
+    ops: dict[str, OpStats]  # totals over the table's steps
+    classified_us: KernelClassification | None  # device time by how kernels were classified (GPU traces)
+    utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeline:
+    """Spans of one step, as columns (times in µs from the step's start)."""
+
+    step: int
+    duration_us: float
+    lanes: list[str]  # "host thread 7", "stream 7 (device 0)"
+    names: list[str]  # interned span names; `name` indexes it
+    lane: np.ndarray
+    depth: np.ndarray  # nesting depth within the lane (0 outermost)
+    start: np.ndarray
+    dur: np.ndarray
+    name: np.ndarray
+    category: np.ndarray  # index into classify.CATEGORIES
+    flops: np.ndarray
+    shapes: dict[int, str]  # span index → its ops' recorded input shapes, where recorded
+
+
+@dataclass(kw_only=True)
+class TraceAnalysis:
+    trace: TraceInfo
+    kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
+    table: StepTable
+    ops: dict[str, OpStats]  # summed over the analysed steps
+    classified_us: KernelClassification | None  # device time (µs) by how it was classified (GPU traces)
+    utilization: Utilization | None
+    dtype: str | None  # matmul input dtype weighted by FLOPs
+    signals: Signals
+    warnings: list[Note] = field(default_factory=list)
+    timeline: Timeline | None = None  # the median step's spans, when asked for
