@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 from tqdm import tqdm
 
 from profiler.analysis.per_file import STAGES, analyze_file
@@ -143,11 +144,11 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         job = replace(results[0], figures=job_figures(results, options.min_points))
         found = stragglers(results, options.straggler_threshold)
         figures = with_stragglers(checked(job, warnings).figures, found)
-    meta = analyses[0].trace.metadata or {}
+    meta = analyses[0].trace.metadata
     device = first.device_names[0] if first.device_names else (peak.device if peak else None)
     return JobResult(paths=[str(a.trace.path) for a in analyses], ranks=ranks,
                      steps=sorted({int(i) for r in merged for i in r.table.ids}),
-                     torch_version=meta.get("torch_version"), device_name=device, kind=first.kind, dtype=first.dtype,
+                     torch_version=meta.torch_version, device_name=device, kind=first.kind, dtype=first.dtype,
                      peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
                      stragglers=found,
                      warnings=list({w.key(): w for w in warnings}.values()),
@@ -192,7 +193,8 @@ def conventions(kind: str, dtype: str | None, device: str | None, bytes_counted:
 
 def run_signature(a: TraceAnalysis) -> str:
     """What every trace of one run shares: its model and world size (from our metadata), or device and world."""
-    meta = a.trace.metadata or {}
+    meta = a.trace.metadata
     world = a.trace.distributed.get("world_size", 1)
-    keys = ("model", "tokens_per_step", "flops_per_step", "dtype")
-    return json.dumps([world, [meta.get(k) for k in keys] if meta else a.trace.device_names[:1]], sort_keys=True)
+    ours = [meta.model, meta.tokens_per_step, meta.flops_per_step, meta.dtype]
+    return json.dumps(msgspec.to_builtins([world, ours if meta.recorded() else a.trace.device_names[:1]]),
+                      sort_keys=True)

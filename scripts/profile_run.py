@@ -12,9 +12,11 @@ import signal
 import statistics
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import msgspec
 import torch
 from tqdm import tqdm
 
@@ -42,10 +44,12 @@ from profiler.capture.session import ProfileConfig
 from profiler.capture.tensorboard import RunLog
 from profiler.files import write_atomic
 from profiler.mfu.cpupeak import cache_dir, this_machine
+from profiler.mfu.peak import Peak
 from profiler.mfu.shapetime import isolated_rng
 from profiler.report.terminal import for_terminal
 from profiler.settings import BATCH_FACTOR, Options
 from profiler.trace.flops import model_flops_per_token
+from profiler.trace.metadata import ModelShape, RunMetadata
 
 
 class UsageError(Exception):
@@ -143,19 +147,37 @@ def shared_run_dir(cfg: TrainConfig, rank: int, world: int) -> Path:
     return run_dir
 
 
-def run_metadata(cfg: TrainConfig, n_params: int, flops_per_iter: int, peak, rank: int, world: int) -> dict:
+def run_metadata(cfg: TrainConfig, n_params: int, flops_per_iter: int, peak, rank: int, world: int) -> RunMetadata:
     """What the analyzer needs from this run, written into every trace."""
-    return {
-        "model": {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias",
-                                               "attention")},
-        "n_params": n_params, "tokens_per_step": cfg.tokens_per_iter, "flops_per_step": flops_per_iter,
-        "batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-        "dtype": cfg.dtype, "compile": cfg.compile, "optimizer_impl": cfg.optimizer_impl,
-        "num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory, "device": cfg.device,
-        "threads": torch.get_num_threads(), "peak": peak.as_dict() if peak else None,
-        "torch_version": torch.__version__, "rank": rank, "world_size": world, "machine": this_machine(),
-        "vocabulary": "profile_run",  # a fix's change is in this script's keys (profiler/mfu/vocabulary.py)
-    }
+    return RunMetadata(
+        model=ModelShape(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
+                         vocab_size=cfg.vocab_size, bias=cfg.bias, attention=cfg.attention),
+        n_params=n_params, tokens_per_step=cfg.tokens_per_iter, flops_per_step=flops_per_iter,
+        batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        dtype=cfg.dtype, compile=cfg.compile, optimizer_impl=cfg.optimizer_impl,
+        num_workers=cfg.num_workers, pin_memory=cfg.pin_memory, device=cfg.device,
+        threads=torch.get_num_threads(), peak=peak.as_dict() if peak else None,
+        torch_version=str(torch.__version__), rank=rank, world_size=world, machine=this_machine(),
+        vocabulary="profile_run",  # a fix's change is in this script's keys (profiler/mfu/vocabulary.py)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """What main() set up and the loop trains with: the model and its optimizer, the settings, where the run
+    writes, and what its iterations are measured against."""
+
+    cfg: TrainConfig
+    pcfg: ProfileConfig
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    metadata: RunMetadata  # written into every trace
+    peak: Peak | None
+    flops_per_iter: int
+    log: Callable[..., None]  # print on rank 0, silent on the others
+    worker: str  # the traces' worker name: "rank3", or "" for one process
+    run_log: RunLog | None  # TensorBoard scalars and the cycles' reports (rank 0)
 
 
 def main(argv):
@@ -204,12 +226,12 @@ def main(argv):
         # the module inside DDP: each rank measures alone, and ranks may stop repeating a slow dtype at
         # different times, which DDP's all-reduce in backward would wait on forever
         with isolated_rng(kind):  # dropout and the loader's seed draw from it: training stays as unmeasured
-            metadata["step_ms_by_dtype"] = step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device)
-            # and what a BATCH_FACTOR times larger batch (small_batch's fix) adds to it
-            metadata["step_ms_by_batch"] = step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device,
-                                                             BATCH_FACTOR)
-            # and what non_fused's fix (SDPA, a fused AdamW) changes at these shapes
-            metadata["step_ms_by_fix"] = step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device)
+            metadata = msgspec.structs.replace(
+                metadata, step_ms_by_dtype=step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device),
+                # and what a BATCH_FACTOR times larger batch (small_batch's fix) adds to it
+                step_ms_by_batch=step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device, BATCH_FACTOR),
+                # and what non_fused's fix (SDPA, a fused AdamW) changes at these shapes
+                step_ms_by_fix=step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device))
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped, stall_s = [], None, 0.0
     signal.signal(signal.SIGTERM, STOP)
@@ -221,8 +243,9 @@ def main(argv):
             return run_dir
         evaluation = Evaluation(model, optimizer, folder, cfg, run_dir, rank, log, run_log)
         batches = data.DevicePrefetcher(iter(loader), cfg.device, cfg.pin_memory)
-        stall_s = train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log,
-                        evaluation, f"rank{rank}" if world > 1 else "", run_log, times)
+        run = Run(cfg=cfg, pcfg=pcfg, run_dir=run_dir, model=model, optimizer=optimizer, metadata=metadata, peak=peak,
+                  flops_per_iter=flops_per_iter, log=log, worker=f"rank{rank}" if world > 1 else "", run_log=run_log)
+        stall_s = train(run, batches, evaluation, times)
     except KeyboardInterrupt:  # a second Ctrl-C
         stopped = Stopped(f"interrupted at iter {len(times)}", 130)
     except Stopped as e:
@@ -244,24 +267,25 @@ def main(argv):
     return run_dir
 
 
-def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_per_iter, log, evaluation, worker,
-          run_log, times: list[float]) -> float:
+def train(run: Run, batches, evaluation: Evaluation, times: list[float]) -> float:
     """The training loop under the profiler session, letting the host run ahead of the device: losses and
     iteration times are read at the log interval only. Appends the seconds of each iteration to `times`, leaving
     out the time the cycle-closing steps waited for the profiler (its stop, the export, the analysis) and the
     evaluation; returns that wait; raises Stopped on a non-finite loss."""
+    cfg, model, run_log = run.cfg, run.model, run.run_log
     model.train()
     cuda = cfg.device.startswith("cuda")
-    show = log is print and sys.stderr.isatty()
-    with profiler.profile(run_dir, tokens_per_step=cfg.tokens_per_iter, flops_per_step=flops_per_iter,
-                          peak_flops=pcfg.peak_flops, schedule=pcfg, dtype=cfg.dtype, report=False, metadata=metadata,
-                          worker=worker, say=log, run_log=run_log, tensorboard=run_log is not None) as session, \
+    show = run.log is print and sys.stderr.isatty()
+    with profiler.profile(run.run_dir, tokens_per_step=cfg.tokens_per_iter, flops_per_step=run.flops_per_iter,
+                          peak_flops=run.pcfg.peak_flops, schedule=run.pcfg, dtype=cfg.dtype, report=False,
+                          metadata=run.metadata, worker=run.worker, say=run.log, run_log=run_log,
+                          tensorboard=run_log is not None) as session, \
             tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
         clock, pending = IterationClock(cuda), []  # (iter, loss on the device) not yet read
         for it in range(cfg.max_iters):
             aside = evaluation.seconds + session.stall_s
             evaluation.maybe(it, session.idle)
-            pending.append((it, train_step(model, optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))))
+            pending.append((it, train_step(model, run.optimizer, batches, cfg, cfg.device, learning_rate(it, cfg))))
             session.step()
             clock.lap(evaluation.seconds + session.stall_s - aside)
             if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:  # the only place the host waits for the device
@@ -271,7 +295,7 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
                         raise Stopped(f"loss is {loss} at iter {i}: training diverged; lower learning_rate, raise "
                                       "warmup_iters or use grad_clip", 1, model_ok=False)
                     times.append(dt)
-                    mfu = flops_per_iter / dt / peak.peak_flops if peak else None
+                    mfu = run.flops_per_iter / dt / run.peak.peak_flops if run.peak else None
                     if run_log:
                         run_log.iteration(i, loss, 1000 * dt, cfg.tokens_per_iter / dt, mfu)
                 pending = []
@@ -279,7 +303,7 @@ def train(model, optimizer, batches, cfg, pcfg, run_dir, metadata, peak, flops_p
                     line = (f"iter {it}: loss {loss:.4f}, time {dt * 1000:.2f}ms"
                             + (f", mfu {100 * mfu:.2f}%" if mfu is not None else "")
                             + f", tok/s {cfg.tokens_per_iter / dt:,.0f}")
-                    bar.write(line) if show else log(line)
+                    bar.write(line) if show else run.log(line)
             bar.update()
             STOP.check(len(times))
     return session.stall_s

@@ -45,9 +45,9 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, 
         for name, stats in a.ops.items():
             ops[name].absorb(stats)
     first = kept[0]
-    meta = first.trace.metadata or {}
+    meta = first.trace.metadata
     return RankAnalysis(rank=rank, paths=[str(a.trace.path) for a in kept], kind=first.kind,
-                        device_names=first.trace.device_names, metadata=meta, dtype=meta.get("dtype") or first.dtype,
+                        device_names=first.trace.device_names, metadata=meta, dtype=meta.dtype or first.dtype,
                         table=StepTable.concat(tables), signals=signals, ops=dict(ops),
                         classified_us=classification(kept), utilization=utilization(kept)), warnings
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from profiler.facts import Note
 from profiler.trace.load import TraceInfo
+from profiler.trace.metadata import RunMetadata
 
 
 @dataclass(kw_only=True)
@@ -137,7 +138,7 @@ class RankAnalysis:
     paths: list[str]
     kind: str  # device backend, or "cpu"
     device_names: list[str]
-    metadata: dict  # our run's metadata (model, tokens, dtype, peak, ...); {} for a foreign trace
+    metadata: RunMetadata  # our run's metadata (model, tokens, dtype, peak, ...); empty for a foreign trace
     dtype: str | None  # the matmuls' dtype: the run's own word, else the one that carried most FLOPs
     table: StepTable
     signals: Signals  # totals over the table's steps

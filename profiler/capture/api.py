@@ -19,12 +19,12 @@ GPTConfig or a Hugging Face config) with `tokens_per_step`; a FlopCounterMode co
 """
 
 import atexit
-import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import torch
 
 from profiler.capture.session import ProfileConfig, Session, recording_cost_us
@@ -36,6 +36,7 @@ from profiler.report.terminal import for_terminal
 from profiler.settings import Options
 from profiler.trace.flops import model_flops_per_token
 from profiler.trace.load import TraceError
+from profiler.trace.metadata import NO_METADATA, RunMetadata
 
 if TYPE_CHECKING:
     from torch.utils.flop_counter import FlopCounterMode
@@ -54,8 +55,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
                  peak_flops_run: float | None = None,
                  schedule: ProfileConfig | dict | None = None, dtype: str | None = None,
                  sequence_length: int | None = None, tensorboard: bool = True, report: bool = True,
-                 metadata: dict | None = None, worker: str = "", say=print, run_log=None, config: dict | None = None,
-                 vocabulary: str = "config"):
+                 metadata: RunMetadata | None = None, worker: str = "", say=print, run_log=None,
+                 config: dict | None = None, vocabulary: str = "config"):
         self.out_dir = Path(out_dir)
         self.model, self.tokens_per_step, self.dtype = model, tokens_per_step, dtype
         self.config = schedule if isinstance(schedule, ProfileConfig) else ProfileConfig(**(schedule or {}))
@@ -63,9 +64,9 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         self.peak_flops, self.sequence_length = peak_flops or self.config.peak_flops, sequence_length
         self.peak_flops_run = peak_flops_run or self.config.peak_flops_run
         self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
-        self.extra, self.worker, self.say = dict(metadata or {}), worker, say
+        self.extra, self.worker, self.say = metadata or NO_METADATA, worker, say
         if config is not None:  # the user's own settings: a fix names only the keys they hold (mfu/vocabulary.py)
-            self.extra.update(config=plain_settings(config), vocabulary=vocabulary)
+            self.extra = msgspec.structs.replace(self.extra, config=plain_settings(config), vocabulary=vocabulary)
         self.write_report = report
         self.session: Session  # opened in __enter__
         self.counter: FlopCounterMode | None = None  # counts the first step where nothing else gives F_model
@@ -110,7 +111,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.counter.__exit__(None, None, None)
             self.flops_per_step, self.flops_from = float(self.counter.get_total_flops()), "FlopCounterMode, first step"
             self.counter = None
-            self.session.metadata = json.dumps(self.metadata())
+            self.session.metadata = msgspec.json.encode(self.metadata()).decode()
         self.steps += 1
         started = time.perf_counter()
         if self.run_log:
@@ -165,20 +166,18 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
     def resolve_peak(self) -> Peak | None:
         return live_peak(self.device(), self.dtype or "float32", self.peak_flops or 0.0, self.peak_flops_run or 0.0)
 
-    def metadata(self) -> dict:
-        """What the analyzer needs from this run, written into every trace."""
-        meta = {"tokens_per_step": self.tokens_per_step, "dtype": self.dtype,
-                "peak": self.peak.as_dict() if self.peak else None,
-                "bandwidth": self.bandwidth.as_dict() if self.bandwidth else None, "torch_version": torch.__version__,
-                "machine": this_machine(),
-                "threads": torch.get_num_threads(), **self.extra}
-        if self.flops_per_step:
-            meta["flops_per_step"] = self.flops_per_step
-        if self.flops_from not in (None, "flops_per_step"):
-            meta["flops_from"] = self.flops_from
-        if self.recording_cost_us is not None:
-            meta["recording_cost_us_per_op"] = self.recording_cost_us
-        return meta
+    def metadata(self) -> RunMetadata:
+        """What the analyzer needs from this run, written into every trace: the caller's metadata (a script of
+        ours passes its configuration) over what this session found, and F_model and the profiler's cost as
+        measured here over both."""
+        found = RunMetadata(tokens_per_step=self.tokens_per_step, dtype=self.dtype,
+                            peak=self.peak.as_dict() if self.peak else None,
+                            bandwidth=self.bandwidth.as_dict() if self.bandwidth else None,
+                            torch_version=str(torch.__version__), machine=this_machine(), threads=torch.get_num_threads())
+        measured = RunMetadata(flops_per_step=self.flops_per_step or None,
+                               flops_from=None if self.flops_from == "flops_per_step" else self.flops_from,
+                               recording_cost_us_per_op=self.recording_cost_us)
+        return msgspec.convert({**found.as_json(), **self.extra.as_json(), **measured.as_json()}, RunMetadata)
 
 
 def start(out_dir, **options) -> profile:

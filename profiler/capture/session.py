@@ -5,15 +5,17 @@ the analyzer can work from the trace alone. `add_metadata_json` only reaches a t
 profiler records, so it is added at each recording step of every cycle.
 """
 
-import json
 import os
 import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import torch
 from torch.profiler import ProfilerAction, ProfilerActivity
+
+from profiler.trace.metadata import RunMetadata
 
 # Kineto prints lines of its own at every profiler start and stop ("USDT: ... profiler_start"); above level 5 it
 # keeps them to itself. Read when the profiler is first used in the process; a user's own setting stands
@@ -46,8 +48,8 @@ class Session:
     on_trace(path, step) is called with each trace file as soon as the handler has written it.
     """
 
-    def __init__(self, cfg: ProfileConfig, run_dir: Path, metadata: dict, on_trace=None, worker: str = ""):
-        self.metadata = json.dumps(metadata)
+    def __init__(self, cfg: ProfileConfig, run_dir: Path, metadata: RunMetadata, on_trace=None, worker: str = ""):
+        self.metadata = msgspec.json.encode(metadata).decode()
         self.prof = None
         if not cfg.profile:
             return

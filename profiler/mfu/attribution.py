@@ -134,7 +134,7 @@ def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], 
         step_s -= recording
         mfu = replace(figures.mfu, analytic=model / (step_s * P) if model else None,
                       counted=f_counted / (step_s * P) if f_counted else None)
-        cost = ProfilerCost(analysis.metadata["recording_cost_us_per_op"],
+        cost = ProfilerCost(analysis.metadata.recording_cost_us_per_op or 0.0,
                             analysis.signals.per_step(analysis.signals.host_ops),
                             1000 * recording)
         figures = replace(figures, mfu=mfu, profiler_cost=cost)
@@ -198,8 +198,8 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
         sync_ms=1000 * overheads.sync,
         python_ms=float(analysis.table.python_us.mean()) / 1000,
         other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
-        step_ms_by_dtype=analysis.metadata.get("step_ms_by_dtype") or {},
-        step_ms_by_batch=analysis.metadata.get("step_ms_by_batch") or {}, profiler_ms=profiler_ms,
+        step_ms_by_dtype=analysis.metadata.step_ms_by_dtype or {},
+        step_ms_by_batch=analysis.metadata.step_ms_by_batch or {}, profiler_ms=profiler_ms,
         fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * overheads.warmup)
 
 
@@ -277,7 +277,7 @@ def rank_overheads(analysis: RankAnalysis, peak_run: float | None, fastest: str 
         allocator=float(t.allocator_us.mean()) / 1e6, sync=float(t.sync_us.mean()) / 1e6,
         warmup=float(t.warmup_us.mean()) / 1e6,
         precision=measured_precision(analysis, fastest, timing),
-        profiler=per_step(analysis.metadata.get("recording_cost_us_per_op", 0.0) * sig.host_ops))
+        profiler=per_step((analysis.metadata.recording_cost_us_per_op or 0.0) * sig.host_ops))
 
 
 def measured_precision(analysis: RankAnalysis, fastest: str | None, timing: ShapeTiming | None = None) -> float | None:
@@ -289,11 +289,11 @@ def measured_precision(analysis: RankAnalysis, fastest: str | None, timing: Shap
     where its GEMMs are faster, and that is per-op overhead, not precision. Elsewhere on the recording machine
     the trace's matmul and attention shapes are timed (shapetime.py): the saving of the fastest precision at
     those shapes, 0 where the run's own is fastest. None where nothing was measured."""
-    measured = analysis.metadata.get("step_ms_by_dtype") or {}
+    measured = analysis.metadata.step_ms_by_dtype or {}
     target = fastest if fastest in measured else "bfloat16"
     if analysis.dtype not in measured or target not in measured:
         return timing.saving_share * analysis.signals.per_step(analysis.signals.matmul_us) / 1e6 if timing else None
-    micro_steps = analysis.metadata.get("gradient_accumulation_steps", 1)
+    micro_steps = analysis.metadata.micro_steps()
     return (measured[analysis.dtype] - measured[target]) * micro_steps / 1000
 
 

@@ -147,7 +147,7 @@ def non_fused(entry: LedgerEntry, evidence: Evidence) -> Finding:
     softmax = sum(v for k, v in counts.items() if "softmax" in k)
     bmm = counts["aten::bmm"] + counts["aten::baddbmm"]
     facts: Facts = {**share(entry.ms, evidence), "optimizer_dispatch_ms": evidence.optimizer_overhead_ms}
-    layers = evidence.meta.get("model", {}).get("n_layer")
+    layers = evidence.meta.model.n_layer if evidence.meta.model else None
     if layers:
         facts["ops_per_layer"] = evidence.other_ops_per_step / layers
     facts.update(elementwise_traffic(evidence, entry.removable_ms or 0.0))

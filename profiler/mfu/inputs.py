@@ -18,6 +18,7 @@ from profiler.mfu.shapetime import ShapeTiming, timed_shapes
 from profiler.settings import Options
 from profiler.trace.classify import MATMUL
 from profiler.trace.flops import gpt_params, model_flops_per_token
+from profiler.trace.metadata import RunMetadata
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ def trace_peak(analysis: RankAnalysis, options: Options) -> tuple[Peak | None, l
     if not dtype:
         dtype = "float32"
         warnings.append(Note("no_matmul_dtype"))
-    if isinstance(meta.get("peak"), dict):
+    if meta.peak is not None:
         try:
-            return Peak(**meta["peak"]), warnings
+            return Peak(**meta.peak), warnings
         except TypeError:
             warnings.append(Note("recorded_peak_malformed"))
     if analysis.kind == "cpu":
@@ -61,9 +62,9 @@ def trace_bandwidth(analysis: RankAnalysis, options: Options) -> tuple[Bandwidth
     """The memory ceiling from the user, the run's metadata, the device table, or (CPU) a measurement here."""
     if options.peak_bandwidth > 0:
         return resolve_bandwidth("", analysis.kind, user=options.peak_bandwidth), []
-    if isinstance(analysis.metadata.get("bandwidth"), dict):
+    if analysis.metadata.bandwidth is not None:
         try:
-            return Bandwidth(**analysis.metadata["bandwidth"]), []
+            return Bandwidth(**analysis.metadata.bandwidth), []
         except TypeError:
             pass
     device = analysis.device_names[0] if analysis.device_names else ""
@@ -77,7 +78,7 @@ def trace_bandwidth(analysis: RankAnalysis, options: Options) -> tuple[Bandwidth
     return found, []
 
 
-def model_flops(options: Options, meta: dict, signals: Signals) -> tuple[ModelFlops, list[Note]]:
+def model_flops(options: Options, meta: RunMetadata, signals: Signals) -> tuple[ModelFlops, list[Note]]:
     """F_model and where it came from: --flops-per-step, --model (a nanoGPT GPT's n_layer, n_head, n_embd,
     block_size, vocab_size, bias, and tokens_per_step or else the tokens its token embedding looked up per
     step), or the run's metadata; unknown otherwise."""
@@ -96,9 +97,9 @@ def model_flops(options: Options, meta: dict, signals: Signals) -> tuple[ModelFl
         n_params = gpt_params(m["n_layer"], m["n_embd"], m["vocab_size"], m.get("bias", True))
         per_token = model_flops_per_token(n_params, m["n_layer"], m["n_head"], m["n_embd"], m["block_size"])
         return ModelFlops(float(per_token * tokens), source), warnings
-    if meta.get("flops_per_step"):
-        how = f" ({meta['flops_from']})" if meta.get("flops_from") else ""
-        return ModelFlops(float(meta["flops_per_step"]), "run metadata" + how), warnings
+    if meta.flops_per_step:
+        how = f" ({meta.flops_from})" if meta.flops_from else ""
+        return ModelFlops(float(meta.flops_per_step), "run metadata" + how), warnings
     warnings.append(Note("model_flops_unknown"))
     return ModelFlops(None, None), warnings
 
@@ -109,9 +110,9 @@ def timeable_here(analysis: RankAnalysis, options: Options) -> bool:
     never where the user gave the peak (the trace is from elsewhere) or asked for no measurement."""
     if not options.measure or options.peak_flops > 0:
         return False
-    if analysis.metadata.get("machine"):
-        return analysis.metadata["machine"] == this_machine()
-    return analysis.kind == "cpu" and not analysis.metadata.get("peak")
+    if analysis.metadata.machine:
+        return analysis.metadata.machine == this_machine()
+    return analysis.kind == "cpu" and not analysis.metadata.peak
 
 
 def shape_timing(analysis: RankAnalysis, peak: Peak | None, options: Options) -> ShapeTiming | None:
@@ -119,7 +120,7 @@ def shape_timing(analysis: RankAnalysis, peak: Peak | None, options: Options) ->
     the trace was recorded here and its own run did not measure a change of precision (our runs time whole
     micro-steps: step_ms_by_dtype)."""
     if not (peak and analysis.signals.matmul_calls and timeable_here(analysis, options)) \
-            or analysis.metadata.get("step_ms_by_dtype"):
+            or analysis.metadata.step_ms_by_dtype:
         return None
     if analysis.kind != "cpu":
         import torch
@@ -157,7 +158,7 @@ def resolve(analysis: RankAnalysis, options: Options) -> Inputs:
     if peak:
         peak, note = tf32_peak(peak, rate, peak.device)
         notes += [note] if note else []
-    if peak and analysis.metadata.get("peak"):  # measured on the machine that ran it, before the run
+    if peak and analysis.metadata.peak:  # measured on the machine that ran it, before the run
         peak, note = disturbed_measurement(peak, achieved_rate(analysis, f_model.per_step, rate))
         notes += [note] if note else []
         learned = peak.peak_flops_run if note and recorded_here(analysis.metadata) else None
@@ -166,12 +167,12 @@ def resolve(analysis: RankAnalysis, options: Options) -> Inputs:
                   timing=shape_timing(analysis, peak, options), notes=notes + said, learned_rate=learned)
 
 
-def learn_peak(inputs: Inputs, meta: dict) -> bool:
+def learn_peak(inputs: Inputs, meta: RunMetadata) -> bool:
     """Write what a run measured here achieved into this machine's CPU-peak cache, where it beat the cached rate:
     the one place the analysis changes a file of the user's. True when the cache changed."""
-    if inputs.learned_rate is None or inputs.peak is None:
+    if inputs.learned_rate is None or inputs.peak is None or not meta.threads:
         return False
-    return raise_cached(meta["threads"], inputs.peak.dtype, inputs.learned_rate)
+    return raise_cached(meta.threads, inputs.peak.dtype, inputs.learned_rate)
 
 
 def counted_rate(analysis: RankAnalysis) -> float | None:
@@ -189,7 +190,7 @@ def achieved_rate(analysis: RankAnalysis, f_model: float | None, counted: float 
     return max(filter(None, (credited, counted)), default=None)
 
 
-def recorded_here(meta: dict) -> bool:
+def recorded_here(meta: RunMetadata) -> bool:
     """Whether a trace's measured CPU peak was measured on this machine (its cache may then learn from it)."""
-    peak = meta.get("peak") or {}
-    return peak.get("source") == "measured" and peak.get("device") == cpu_name() and bool(meta.get("threads"))
+    peak = meta.peak or {}
+    return peak.get("source") == "measured" and peak.get("device") == cpu_name() and bool(meta.threads)

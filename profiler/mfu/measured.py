@@ -36,7 +36,7 @@ def measured_fix_speedup(evidence: Evidence, config: dict) -> tuple[float, Facts
     micro-step's forward and backward with its attention and with SDPA, an optimizer step in its implementation
     and fused), and the facts that say so; None where not measured. It can be below 1: on a CPU, bfloat16
     SDPA's backward can be slower than the matmuls it replaces."""
-    timed = evidence.meta.get("step_ms_by_fix") or {}
+    timed = evidence.meta.step_ms_by_fix or {}
     meta = settings(evidence.meta)
     saved = 0.0
     facts: Facts = {}

@@ -10,6 +10,7 @@ from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
 from profiler.mfu.roofline import Roofline
 from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import SHORT_GAP_US
+from profiler.trace.metadata import RunMetadata
 
 # what a diagnosis rule measured, by name with the unit in it (ms per step, _pct, _gb_per_s, _tflop_per_s): a
 # number, a short string, a flag, or a list of small records ({"name": ..., "ms": ...}) for the largest items;
@@ -137,7 +138,7 @@ class Evidence:
     step_ms: float
     kind: str
     dtype: str | None
-    meta: dict  # our run's metadata ({} for a foreign trace): the diagnosis speaks in its keys
+    meta: RunMetadata  # our run's metadata (empty for a foreign trace): the diagnosis speaks in its keys
     peak: float
     peak_run: float
     flops: float  # F_model, or F_counted standing in

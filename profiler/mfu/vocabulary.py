@@ -10,6 +10,8 @@ arguments. Where a program has no such setting, or said nothing of its configura
 
 from collections.abc import Callable
 
+from profiler.trace.metadata import RunMetadata
+
 # the run metadata's "vocabulary": whose keys its "config" holds, and how a change is written there
 OURS, CONFIG, HF, LIGHTNING = "profile_run", "config", "hf", "lightning"
 FORMS = {OURS: "--key=value", CONFIG: "--key=value", HF: "TrainingArguments", LIGHTNING: "Trainer"}
@@ -47,27 +49,25 @@ TRANSLATIONS: dict[str, dict[str, _Translation]] = {
 }
 
 
-def vocabulary(meta: dict) -> str | None:
+def vocabulary(meta: RunMetadata) -> str | None:
     """Whose keys the run's configuration is in: ours (our runs), the user's own, a library's; None when the
     program said nothing of its configuration."""
-    found = meta.get("vocabulary")
-    if found in FORMS:
-        return found
-    return OURS if "batch_size" in meta and "optimizer_impl" in meta else None  # our runs before the field
+    if meta.vocabulary in FORMS:
+        return meta.vocabulary
+    return OURS if meta.batch_size is not None and meta.optimizer_impl is not None else None  # before the field
 
 
-def own_config(meta: dict) -> dict:
+def own_config(meta: RunMetadata) -> dict:
     """The settings the program handed over, in its own keys ({} where none)."""
-    config = meta.get("config")
-    return config if isinstance(config, dict) else {}
+    return meta.config or {}
 
 
-def settings(meta: dict) -> dict:
+def settings(meta: RunMetadata) -> dict:
     """The run's configuration in our keys, as far as it says (batch_size, num_workers, pin_memory, dtype,
     gradient_accumulation_steps, ...): what the rules size a change from."""
     words = vocabulary(meta)
     if words == OURS:
-        return meta
+        return meta.as_json()
     config = own_config(meta)
     if words == CONFIG:
         return config
@@ -78,7 +78,7 @@ def settings(meta: dict) -> dict:
     return out
 
 
-def in_their_words(change: dict | None, meta: dict) -> dict | None:
+def in_their_words(change: dict | None, meta: RunMetadata) -> dict | None:
     """A change in our keys as the program that recorded the trace spells it; only the keys it has (a value
     of another type than the user's own is left out: a config file's `compile = False` takes no string). None
     where none applies."""
@@ -100,6 +100,6 @@ def in_their_words(change: dict | None, meta: dict) -> dict | None:
     return out or None
 
 
-def form(meta: dict) -> str:
+def form(meta: RunMetadata) -> str:
     """How a change is written for this program: `--key=value`, `TrainingArguments(...)`, `Trainer(...)`."""
     return FORMS.get(vocabulary(meta) or OURS, FORMS[OURS])

@@ -91,6 +91,8 @@ NOTES: dict[str, Callable[[Facts], str]] = {
         f"{n['file']}: steps {n['steps']} appear in an earlier file of the same rank: their figures are counted once, "
         "the file's op statistics in full"),
     "skipped_file": lambda n: f"skipped {n['reason']}",
+    "run_metadata_malformed": lambda n: (
+        f"the trace's run metadata (mfu_analyzer) is not what our runs write, and was ignored ({n['error']})"),
     # the peak, the bandwidth and F_model
     "no_matmul_dtype": lambda n: "the trace records no matmul input types: P_run assumes float32 matmuls",
     "recorded_peak_malformed": lambda n: "the trace's recorded peak is malformed and was ignored",

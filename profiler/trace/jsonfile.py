@@ -37,7 +37,7 @@ class Header(msgspec.Struct, kw_only=True):
     deviceProperties: list[DeviceProperties] = []
     computeProperties: list[DeviceProperties] = []  # the name of the field in some torch 1.x traces
     distributedInfo: dict | None = None
-    mfu_analyzer: dict | None = None
+    mfu_analyzer: msgspec.Raw = msgspec.Raw()  # empty where absent; read apart: bad metadata costs only itself
 
 
 class TraceFile(Header, kw_only=True):

@@ -17,6 +17,7 @@ from profiler.facts import Note
 from profiler.files import REPORT, written_here
 from profiler.trace.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
+from profiler.trace.metadata import RunMetadata, read_metadata
 
 
 # event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
@@ -102,7 +103,7 @@ class TraceInfo:
     origin_us: float
     device_names: list[str]
     distributed: dict
-    metadata: dict | None
+    metadata: RunMetadata
 
     def rank(self) -> int:
         rank = self.distributed.get("rank", 0)
@@ -126,7 +127,7 @@ class Trace:
     origin_us: float
     device_names: list[str]
     distributed: dict
-    metadata: dict | None
+    metadata: RunMetadata  # empty for a foreign trace
     threads: list = field(default_factory=list)  # (pid, tid) of each `thread` id
     backend: str = "cuda"  # cuda, rocm, mtia, xpu, hpu, privateuse1 (when there are device events)
     dims_1x: bool = False  # shapes spelled "Input dims" (torch 1.8)
@@ -240,13 +241,15 @@ def load_trace(path: Location) -> Trace:
             continue
         correlation[i], nbytes[i] = args.correlation, args.bytes
 
+    metadata, said = read_metadata(parsed.mfu_analyzer)
+    warnings += said
     devices = parsed.deviceProperties or parsed.computeProperties
     device_names = [d.name for d in devices]
     return Trace(
         path=path, names=list(interned), name=name, kind=kind, start=ts - origin, end=ts - origin + dur,
         thread=thread, correlation=correlation, nbytes=nbytes, raw_args=raw_args, origin_us=origin,
         device_names=device_names, threads=list(threads), distributed=parsed.distributedInfo or {},
-        metadata=parsed.mfu_analyzer,
+        metadata=metadata,
         backend=backend_of(set(cats), interned, device_names), dims_1x=spelled_1x(raw_args, kind), warnings=warnings,
     )
 

@@ -3,10 +3,12 @@ import statistics
 import subprocess
 import sys
 
+import msgspec
 import pytest
 from conftest import ROOT, SCRIPT, TINY, run_script
 
 from profiler.analysis.per_file import analyze_file
+from profiler.trace.metadata import RunMetadata
 
 
 def test_logs_like_nanogpt(tiny_run):
@@ -55,6 +57,8 @@ def test_trace_has_metadata_steps_dataloader_and_shapes(tiny_run):
     assert len(traces) == 1
     trace = json.loads(traces[0].read_text())
     meta = trace["mfu_analyzer"]
+    assert set(meta) <= set(RunMetadata.__struct_fields__)  # every key the script writes is one the analyzer reads
+    assert msgspec.json.decode(json.dumps(meta), type=RunMetadata).as_json() == meta  # and reads back as written
     assert meta["model"] == {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "vocab_size": 256,
                              "bias": False, "attention": "sdpa"}
     assert meta["tokens_per_step"] == 4 * 32

@@ -4,6 +4,7 @@ diagnosis rule, and the job's aggregation over ranks."""
 
 from collections import Counter
 
+import msgspec
 import numpy as np
 import pytest
 from conftest import note
@@ -33,6 +34,7 @@ from profiler.trace.attention import score_ops
 from profiler.trace.intervals import short_gaps
 from profiler.trace.links import link
 from profiler.trace.load import load_trace
+from profiler.trace.metadata import NO_METADATA, RunMetadata
 
 
 def test_fixed_cost_charges_tiny_ops_whole_and_larger_ones_a_near_empty_ops_duration():
@@ -97,9 +99,12 @@ def test_unfused_attention_is_found_by_the_score_matrix_its_ops_touch(tmp_path):
     assert score_ops(load_trace(write(tmp_path / "f.json", fused, device=None))).tolist() == []
 
 
+GPT_SHAPE = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "vocab_size": 256}  # a run's model config
+
+
 def evidence(**changes) -> Evidence:
     """A 100 ms step on a device of 100 TFLOP/s (50 in the dtype that ran), 1 TFLOP per step."""
-    base = dict(step_ms=100.0, kind="cuda", dtype="float32", meta={}, peak=100e12, peak_run=50e12, flops=1e12,
+    base = dict(step_ms=100.0, kind="cuda", dtype="float32", meta=NO_METADATA, peak=100e12, peak_run=50e12, flops=1e12,
                 counted_flops=1e12, breakdown={c: Share(0.0, 0.0) for c in classify.CATEGORIES},
                 signals=Signals(steps=2),
                 ops=[OpRow(name="aten::gelu", category="other_compute", count=2, ms=3.0, flops=0, tflops_per_s=None),
@@ -107,6 +112,8 @@ def evidence(**changes) -> Evidence:
                            tflops_per_s=None)],
                 short_idle_ms=1.0, optimizer_overhead_ms=0.5, fixed_ms=2.0, parameter_ms=0.25, copied_bytes=4e6,
                 allocator_ms=0.0, sync_ms=0.0, python_ms=0.0, other_ops_per_step=24, step_ms_by_dtype={})
+    if isinstance(changes.get("meta"), dict):  # a run's metadata as its trace holds it
+        changes["meta"] = msgspec.convert(changes["meta"], RunMetadata)
     return Evidence(**{**base, **changes})
 
 
@@ -122,7 +129,7 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     sig = Signals(steps=2, dataloaders=Counter({"_SingleProcessDataLoaderIter": 2}), host_ops=400,
                   kernel_us=[5.0, 7.0, 9.0, 11.0], op_counts=Counter({"aten::_softmax": 4, "aten::bmm": 8}),
                   memcpy_bytes=Counter({"Memcpy HtoD (Pageable -> Device)": 8e6}), matmul_us=40_000.0)
-    ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {"n_layer": 4},
+    ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {**GPT_SHAPE, "n_layer": 4},
             "vocabulary": "profile_run"}
     ev = evidence(signals=sig, meta=ours)
     facts, fix, config = said(RULES["io"](entry("io", 20), ev))
@@ -171,7 +178,7 @@ def test_non_fused_fix_is_predicted_from_its_parts_timed_at_the_runs_shapes():
     x100/113, a slow-down that the evidence says; the what-if's upper bound is another figure."""
     sig = Signals(steps=2, op_counts=Counter({"aten::_softmax": 4, "aten::bmm": 8}), optimizers=Counter({"AdamW": 2}),
                   optimizer_ops=400, optimizer_op_counts=Counter({"aten::lerp_": 54, "aten::add_": 108}))
-    meta = {"vocabulary": "profile_run", "model": {"attention": "manual"}, "optimizer_impl": "loop",
+    meta = {"vocabulary": "profile_run", "model": {**GPT_SHAPE, "attention": "manual"}, "optimizer_impl": "loop",
             "gradient_accumulation_steps": 2,
             "step_ms_by_fix": {"attention": {"manual": 30.0, "sdpa": 40.0}, "optimizer": {"loop": 8.0, "fused": 1.0}}}
     found = RULES["non_fused"](entry("non_fused", 20), evidence(signals=sig, meta=meta, kind="cpu"))

@@ -11,6 +11,7 @@ from profiler.mfu.shapetime import ShapeTiming, time_shapes
 from profiler.mfu.vocabulary import in_their_words, settings
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
+from profiler.trace.metadata import RunMetadata
 from tests.unit.test_cpu_peak import cpu_run_trace
 
 MM = ("aten::mm", json.dumps([[256, 512], [512, 1024]]), json.dumps(["float", "float"]), json.dumps(["", ""]))
@@ -78,14 +79,15 @@ def test_a_trace_from_another_machine_is_not_timed_and_says_so(tmp_path, monkeyp
 
 def test_a_change_is_given_in_the_programs_own_keys_and_only_those():
     ours = {"batch_size": 32, "dtype": "bfloat16", "num_workers": 4, "optimizer_impl": "fused", "compile": True}
-    nanogpt = {"vocabulary": "config", "config": {"batch_size": 8, "dtype": "float32", "compile": False}}
+    nanogpt = RunMetadata(vocabulary="config", config={"batch_size": 8, "dtype": "float32", "compile": False})
     assert in_their_words(ours, nanogpt) == {"batch_size": 32, "dtype": "bfloat16", "compile": True}
     assert in_their_words({"compile": "yes"}, nanogpt) is None  # a value of another type than the user's
-    hf = {"vocabulary": "hf", "config": {"per_device_train_batch_size": 8, "bf16": False, "optim": "adamw_torch"}}
+    hf = RunMetadata(vocabulary="hf",
+                     config={"per_device_train_batch_size": 8, "bf16": False, "optim": "adamw_torch"})
     assert in_their_words(ours, hf) == {"per_device_train_batch_size": 32, "bf16": True, "dataloader_num_workers": 4,
                                         "optim": "adamw_torch_fused", "torch_compile": True}
     assert settings(hf) == {"batch_size": 8, "optimizer_impl": "foreach"}
-    lightning = {"vocabulary": "lightning", "config": {"precision": "32-true", "accumulate_grad_batches": 1}}
+    lightning = RunMetadata(vocabulary="lightning", config={"precision": "32-true", "accumulate_grad_batches": 1})
     assert in_their_words(ours, lightning) == {"precision": "bf16-mixed"}
     assert settings(lightning) == {"dtype": "float32", "gradient_accumulation_steps": 1}
-    assert in_their_words(ours, {"tokens_per_step": 512}) is None  # the API without a config: fixes stay code
+    assert in_their_words(ours, RunMetadata(tokens_per_step=512)) is None  # the API without a config: fixes stay code
