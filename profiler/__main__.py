@@ -12,7 +12,7 @@ from profiler.report.runfiles import write_run_report
 from profiler.report.schema import saved_report
 from profiler.report.terminal import for_terminal
 from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, Options
-from profiler.trace.load import TraceError
+from profiler.trace.errors import TraceError
 from profiler.trace.location import as_location, is_url
 
 GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
-from profiler.trace.jsonfile import TraceError
+from profiler.trace.errors import TraceError
 
 CONNECT_TIMEOUT = "10s"  # an unreachable scheduler is an error after this long, not a hang
 # [protocol://]host:port, or a cluster inside this process (inproc://...)

@@ -27,7 +27,8 @@ from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.peak import table_peaks
 from profiler.report.schema import saved_report, to_json
 from profiler.settings import TOP_OPS, Options
-from profiler.trace.load import TraceError, trace_files
+from profiler.trace.errors import TraceError
+from profiler.trace.load import trace_files
 from profiler.trace.location import Location, is_url
 
 

@@ -5,6 +5,16 @@ consecutive_kernel_delay; the rest are constants of the method.
 
 from dataclasses import dataclass
 
+# --- units ---
+# the trace's times are µs; the analysis keeps them so (its records' `_us` fields); the MFU stage computes in
+# seconds, read from those records through analysis/records.py alone; reports show ms per step
+US_PER_S = 1e6
+MS_PER_S = 1e3
+US_PER_MS = 1e3
+TERA = 1e12  # FLOP/s as the reports write them (TFLOP/s)
+GIGA = 1e9  # bytes per second (GB/s)
+MEGA = 1e6  # bytes per step (MB), FLOPs per op (MFLOP)
+
 # --- steps ---
 # a last step that launched under this share of the device events of the step before was cut short by the
 # profiler before its kernels ran (torch-tb-profiler's rule, kept so that step times compare like with like)

@@ -11,7 +11,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from profiler.analysis.records import Utilization
+from profiler.analysis.records import Utilization, milliseconds
 from profiler.analysis.warmup import OneOffs, one_offs
 from profiler.trace import classify
 from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
@@ -226,4 +226,4 @@ def device_utilization(trace: Trace, links: Links) -> Utilization | None:
     if not len(s):  # no device event with a usable span
         return None
     window = float(e.max() - s.min())
-    return Utilization(window / 1000, float((e - s).sum() / window) if window else 0.0)
+    return Utilization(milliseconds(window), float((e - s).sum() / window) if window else 0.0)

@@ -5,7 +5,7 @@ from collections import defaultdict
 import numpy as np
 
 from profiler.analysis import breakdown
-from profiler.analysis.records import KernelClassification, OpStats, StepTable, TraceAnalysis
+from profiler.analysis.records import KernelClassification, OpStats, StepTable, TraceAnalysis, milliseconds
 from profiler.analysis.signals import measure
 from profiler.analysis.timeline import step_timeline
 from profiler.facts import Note
@@ -67,7 +67,8 @@ def missing_parts(trace: Trace, links: Links) -> list[Note]:
         early = trace.start[links.device[launched]] < trace.start[links.launch[launched]] - 1.0
         if early.mean() > CLOCK_SKEW_SHARE:
             lead = float(np.max(trace.start[links.launch[launched]] - trace.start[links.device[launched]]))
-            out.append(Note("clock_skew", {"early_pct": 100 * float(early.mean()), "lead_ms": lead / 1000}))
+            out.append(Note("clock_skew", {"early_pct": 100 * float(early.mean()),
+                                           "lead_ms": milliseconds(lead)}))
     return out
 
 

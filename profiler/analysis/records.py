@@ -7,8 +7,20 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from profiler.facts import Note
+from profiler.settings import US_PER_MS, US_PER_S
+from profiler.trace.classify import CATEGORIES
 from profiler.trace.load import TraceInfo
 from profiler.trace.metadata import RunMetadata
+
+
+def seconds(us: float) -> float:
+    """µs in seconds, the MFU stage's unit: it reads the analysis' µs through this module alone."""
+    return us / US_PER_S
+
+
+def milliseconds(us: float) -> float:
+    """µs in ms, the report's unit, for a figure shown as measured (one division: 60 µs are 0.06 ms exactly)."""
+    return us / US_PER_MS
 
 
 @dataclass(kw_only=True)
@@ -31,6 +43,18 @@ class OpStats:
         self.byte_us += other.byte_us
         for category, us in other.category_us.items():
             self.category_us[category] += us
+
+    def seconds(self) -> float:
+        """Its time over the steps, in seconds."""
+        return self.us / US_PER_S
+
+    def byte_seconds(self) -> float:
+        """The time of its calls whose bytes are known, over the steps, in seconds."""
+        return self.byte_us / US_PER_S
+
+    def flop_seconds(self) -> float:
+        """The time its FLOPs took over the steps, in seconds."""
+        return self.flop_us / US_PER_S
 
     @property
     def category(self) -> str:
@@ -58,6 +82,23 @@ class StepTable:
 
     def __len__(self):
         return len(self.ids)
+
+    def seconds(self, figure: str) -> np.ndarray:
+        """A per-step figure in seconds, step by step: where the MFU stage reads the table's µs."""
+        return getattr(self, figure) / US_PER_S
+
+    def mean_s(self, figure: str) -> float:
+        """A per-step figure's mean over the steps, in seconds."""
+        return float(getattr(self, figure).mean()) / US_PER_S
+
+    def per_step_s(self, total_us: float) -> float:
+        """A µs total over the table's steps as seconds per step."""
+        return total_us / max(len(self), 1) / US_PER_S
+
+    def category_s(self) -> dict[str, float]:
+        """Each breakdown category's mean seconds per step, in classify.CATEGORIES order."""
+        means = self.breakdown_us.mean(axis=1) / US_PER_S
+        return {c: float(means[k]) for k, c in enumerate(CATEGORIES)}
 
     def select(self, mask: np.ndarray) -> "StepTable":
         return StepTable(**{f.name: getattr(self, f.name)[..., mask] for f in fields(self)})
@@ -110,6 +151,10 @@ class Signals:
     def per_step(self, total: float) -> float:
         """A total over the analysed steps as a mean per step (a table of no steps gives its total)."""
         return total / max(self.steps, 1)
+
+    def per_step_s(self, total_us: float) -> float:
+        """A µs total over the analysed steps as seconds per step."""
+        return self.per_step(total_us) / US_PER_S
 
     def add(self, other: "Signals"):
         """Sum another file's signals into these (numbers add, lists concatenate, counters merge)."""

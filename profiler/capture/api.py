@@ -33,9 +33,9 @@ from profiler.mfu.cpupeak import this_machine
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.mfu.shapetime import isolated_rng
 from profiler.report.terminal import for_terminal
-from profiler.settings import Options
+from profiler.settings import MS_PER_S, Options
+from profiler.trace.errors import TraceError
 from profiler.trace.flops import model_flops_per_token
-from profiler.trace.load import TraceError
 from profiler.trace.metadata import NO_METADATA, RunMetadata
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
     def log_iteration(self, step: int, loss: float, ms: float, mfu: float | None = None):
         """Per-iteration scalars in TensorBoard (loss, step time, tokens/s, MFU)."""
         if self.run_log:
-            tokens_s = self.tokens_per_step / ms * 1000 if self.tokens_per_step else 0.0
+            tokens_s = self.tokens_per_step / ms * MS_PER_S if self.tokens_per_step else 0.0
             self.run_log.iteration(step, loss, ms, tokens_s, mfu)
 
     def __exit__(self, *exc):
@@ -173,7 +173,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         found = RunMetadata(tokens_per_step=self.tokens_per_step, dtype=self.dtype,
                             peak=self.peak.as_dict() if self.peak else None,
                             bandwidth=self.bandwidth.as_dict() if self.bandwidth else None,
-                            torch_version=str(torch.__version__), machine=this_machine(), threads=torch.get_num_threads())
+                            torch_version=str(torch.__version__), machine=this_machine(),
+                            threads=torch.get_num_threads())
         measured = RunMetadata(flops_per_step=self.flops_per_step or None,
                                flops_from=None if self.flops_from == "flops_per_step" else self.flops_from,
                                recording_cost_us_per_op=self.recording_cost_us)

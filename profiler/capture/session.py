@@ -15,6 +15,7 @@ import msgspec
 import torch
 from torch.profiler import ProfilerAction, ProfilerActivity
 
+from profiler.settings import US_PER_S
 from profiler.trace.metadata import RunMetadata
 
 # Kineto prints lines of its own at every profiler start and stop ("USDT: ... profiler_start"); above level 5 it
@@ -127,4 +128,4 @@ def recording_cost_us(device: torch.device, steps: int = 150, rounds: int = 4) -
     n_ops = sum(1 for e in prof.profiler.kineto_results.events()  # the raw events: key_averages takes seconds
                 if e.device_type() == torch.autograd.DeviceType.CPU and not e.name().startswith(("cuda", "hip"))
                 ) / rounds
-    return max(min(recorded) - min(plain), 0.0) / max(n_ops, 1) * 1e6
+    return max(min(recorded) - min(plain), 0.0) / max(n_ops, 1) * US_PER_S

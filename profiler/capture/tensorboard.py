@@ -14,7 +14,7 @@ from profiler.pipeline import analyze_view
 from profiler.report import charts
 from profiler.report.document import markdown
 from profiler.report.runfiles import write_cycle_report
-from profiler.trace.load import TraceError
+from profiler.trace.errors import TraceError
 
 
 def log_scalars(writer, report: dict, step: int, prefix: str = ""):

@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from profiler.analysis.records import KernelClassification, OpStats, RankAnalysis, StepTable
+from profiler.analysis.records import KernelClassification, OpStats, RankAnalysis, StepTable, milliseconds, seconds
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.consistency import implausible_input
@@ -41,7 +41,15 @@ from profiler.mfu.records import (
 )
 from profiler.mfu.roofline import fusion_removable, op_roofline
 from profiler.mfu.shapetime import ShapeTiming
-from profiler.settings import FLOPS_GAP, MOSTLY_UNCOUNTED, UNCOUNTED_MATMUL_SHARE, WARMUP_RATIO, WIDE_STEP_CV
+from profiler.settings import (
+    FLOPS_GAP,
+    MOSTLY_UNCOUNTED,
+    MS_PER_S,
+    TERA,
+    UNCOUNTED_MATMUL_SHARE,
+    WARMUP_RATIO,
+    WIDE_STEP_CV,
+)
 from profiler.trace import classify
 
 
@@ -60,7 +68,7 @@ def attribute(analysis: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | 
     if why is None and peak:
         flops = f_model.per_step or figures.mfu.flops_counted
         why = implausible_input(peak, counted_rate(analysis), flops, f_model.source or "F_counted",
-                                analysis.table.step_us.mean() / 1e6, figures.breakdown["matmul"].ms / 1000)
+                                analysis.table.mean_s("step_us"), analysis.table.category_s()["matmul"])
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
     if why or not peak:
@@ -91,30 +99,29 @@ def why_no_mfu(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -
 
 def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops, top_ops: list[OpRow]) -> Figures:
     """What a report shows of the rank before any ledger: step times, MFU, breakdown, top ops, per step."""
-    t = analysis.table
-    n = len(t)
-    step_s = t.step_us.mean() / 1e6
+    t = analysis.table  # the figures are in ms, as the report shows them; the ledger computes in seconds
+    n, step_s = len(t), t.mean_s("step_us")
     f_counted = float(t.flops.mean())
     model = f_model.per_step
     P = peak.peak_flops if peak else None
-    total = t.breakdown_us.sum(axis=1)
-    breakdown = {c: Share(float(total[k] / n / 1000), float(total[k] / t.step_us.sum()))
+    total_us = t.breakdown_us.sum(axis=1)
+    breakdown = {c: Share(milliseconds(float(total_us[k]) / n), float(total_us[k] / t.step_us.sum()))
                  for k, c in enumerate(classify.CATEGORIES)}
-    classified = (KernelClassification(*(getattr(analysis.classified_us, f.name) / n / 1000
+    classified = (KernelClassification(*(milliseconds(getattr(analysis.classified_us, f.name) / n)
                                          for f in fields(KernelClassification))) if analysis.classified_us else None)
     return Figures(
-        step_time_ms=StepTimes(float(t.step_us.mean() / 1000), float(t.step_us.min() / 1000),
-                               float(t.step_us.max() / 1000), float(t.step_us.std() / t.step_us.mean())),
+        step_time_ms=StepTimes(milliseconds(float(t.step_us.mean())), milliseconds(float(t.step_us.min())),
+                               milliseconds(float(t.step_us.max())), float(t.step_us.std() / t.step_us.mean())),
         device_utilization=analysis.utilization,
         mfu=Mfu(analytic=model / (step_s * P) if model and P else None,
                 counted=f_counted / (step_s * P) if P and f_counted else None,
                 flops_analytic=float(model) if model else None, flops_counted=f_counted, analytic_from=f_model.source),
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
-        matmul_without_flops_ms=analysis.signals.per_step(sum(analysis.signals.uncounted_matmul_us.values())) / 1000,
+        matmul_without_flops_ms=milliseconds(analysis.signals.per_step(sum(analysis.signals.uncounted_matmul_us.values()))),
         communication=communication_figures(analysis, breakdown),
-        per_step=[StepRow(int(i), float(us / 1000),
-                          {c: float(t.breakdown_us[k, j] / 1000) for k, c in enumerate(classify.CATEGORIES)})
+        per_step=[StepRow(int(i), milliseconds(float(us)), {c: milliseconds(float(t.breakdown_us[k, j]))
+                                                             for k, c in enumerate(classify.CATEGORIES)})
                   for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
 
 
@@ -122,13 +129,12 @@ def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], 
                     warnings: list[Note], timing: ShapeTiming | None) -> Attribution:
     """The MFU ledger: 100 − MFU points over the causes, each with its what-if MFU."""
     t = analysis.table
-    step_s = t.step_us.mean() / 1e6
+    step_s, category_s = t.mean_s("step_us"), t.category_s()
     model, f_counted, P = f_model.per_step, figures.mfu.flops_counted, peak.peak_flops
     flops = model or f_counted
-    matmul_s = figures.breakdown["matmul"].ms / 1000
+    matmul_s = category_s["matmul"]
     overheads = rank_overheads(analysis, peak.peak_flops_run, peak.fastest, timing)
-    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, overheads,
-                            **at_peaks(flops, P, peak.peak_flops_run))
+    seconds = cause_seconds(category_s, overheads, **at_peaks(flops, P, peak.peak_flops_run))
     seconds, recording = without_profiler(seconds, overheads.profiler)
     if recording:  # MFU and the ledger of the step as it runs unprofiled
         step_s -= recording
@@ -136,21 +142,22 @@ def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], 
                       counted=f_counted / (step_s * P) if f_counted else None)
         cost = ProfilerCost(analysis.metadata.recording_cost_us_per_op or 0.0,
                             analysis.signals.per_step(analysis.signals.host_ops),
-                            1000 * recording)
+                            MS_PER_S * recording)
         figures = replace(figures, mfu=mfu, profiler_cost=cost)
         warnings.append(Note("profiler_cost", {"ms_per_step": cost.ms_per_step, "ops_per_step": cost.ops_per_step,
                                                "us_per_op": cost.us_per_op}))
     if flops / P > matmul_s + 1e-9:
-        warnings.append(Note("flops_beyond_matmul_time", {"ideal_ms": 1000 * flops / P, "matmul_ms": 1000 * matmul_s}))
+        warnings.append(Note("flops_beyond_matmul_time", {"ideal_ms": MS_PER_S * flops / P,
+                                                          "matmul_ms": MS_PER_S * matmul_s}))
     elif flops / peak.peak_flops_run > matmul_s + 1e-9:
         warnings.append(Note("precision_capped", {"dtype": peak.dtype}))
     low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
-    removable = {Cause.NON_FUSED: non_fused_removable(analysis, figures, overheads, seconds)}
+    removable = {Cause.NON_FUSED: non_fused_removable(analysis, category_s, overheads, seconds)}
     entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]])
                for e in ledger(step_s, seconds, flops, P, removable)]
     warnings += spread_note(figures.step_time_ms, entries)
-    evidence = replace(rank_evidence(analysis, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, flops),
-                       shape_timing=timing, precision_ms=1000 * seconds[Cause.PRECISION])
+    evidence = replace(rank_evidence(analysis, figures, ops, overheads, step_s, recording, peak, flops),
+                       shape_timing=timing, precision_ms=MS_PER_S * seconds[Cause.PRECISION])
     return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries), steps=t, overheads=overheads,
                        seconds={c: seconds[c] for c in CAUSES}, evidence=evidence, warnings=warnings)
 
@@ -161,15 +168,16 @@ def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow],
     the kernels' names, and the work itself (useful); each what-if a steady-state step time and speed-up."""
     t = analysis.table
     speed = fp32_speed(analysis)
-    fp32_s = analysis.signals.per_step(sum(analysis.signals.fp32_matmul_us.values())) / 1e6
+    fp32_s = analysis.signals.per_step_s(sum(analysis.signals.fp32_matmul_us.values()))
     overheads = replace(rank_overheads(analysis, None, None), precision=(1 - speed) * fp32_s if speed else None)
-    seconds = cause_seconds({c: b.ms / 1000 for c, b in figures.breakdown.items()}, overheads)
+    category_s = t.category_s()
+    seconds = cause_seconds(category_s, overheads)
     seconds, recording = without_profiler(seconds, overheads.profiler)
-    step_s = t.step_us.mean() / 1e6 - recording
-    removable = {Cause.NON_FUSED: non_fused_removable(analysis, figures, overheads, seconds)}
+    step_s = t.mean_s("step_us") - recording
+    removable = {Cause.NON_FUSED: non_fused_removable(analysis, category_s, overheads, seconds)}
     entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
-    warnings.append(Note("time_ledger", {"why": why.code, **why.numbers, "step_ms": 1000 * step_s}))
-    evidence = replace(rank_evidence(analysis, figures, ops, overheads, 1000 * step_s, 1000 * recording, peak, 0.0),
+    warnings.append(Note("time_ledger", {"why": why.code, **why.numbers, "step_ms": MS_PER_S * step_s}))
+    evidence = replace(rank_evidence(analysis, figures, ops, overheads, step_s, recording, peak, 0.0),
                        unit=LedgerUnit.STEP_TIME, fp32_speed=speed)
     return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME),
                        steps=t, overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
@@ -183,24 +191,26 @@ def fp32_speed(analysis: RankAnalysis) -> float | None:
     return rates["float32"] / max(rates.values()) if rates and "float32" in rates else None
 
 
-def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], overheads: Overheads, step_ms: float,
-                  profiler_ms: float,
-                  peak: Peak | None, flops: float) -> Evidence:
+def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], overheads: Overheads, step_s: float,
+                  profiler_s: float, peak: Peak | None, flops: float) -> Evidence:
+    """What the diagnosis cites, in ms per step as the report shows it: where the rank's seconds become its
+    evidence's milliseconds."""
+    ms = MS_PER_S
+    o = overheads
     return Evidence(
-        step_ms=step_ms, kind=analysis.kind, dtype=analysis.dtype, meta=analysis.metadata,
+        step_ms=ms * step_s, kind=analysis.kind, dtype=analysis.dtype, meta=analysis.metadata,
         peak=peak.peak_flops if peak else 0.0,
         peak_run=peak.peak_flops_run if peak else 0.0, flops=flops, counted_flops=figures.mfu.flops_counted,
-        breakdown=figures.breakdown, signals=analysis.signals, ops=ops, short_idle_ms=1000 * overheads.short_idle,
-        optimizer_overhead_ms=1000 * (overheads.optimizer_host + overheads.optimizer_idle),
-        fixed_ms=1000 * overheads.fixed_compute + 1000 * overheads.fixed_memory,
-        parameter_ms=1000 * (overheads.parameter_compute + overheads.parameter_memory),
-        copied_bytes=float(analysis.table.copied_bytes.mean()), allocator_ms=1000 * overheads.allocator,
-        sync_ms=1000 * overheads.sync,
-        python_ms=float(analysis.table.python_us.mean()) / 1000,
+        breakdown=figures.breakdown, signals=analysis.signals, ops=ops, short_idle_ms=ms * o.short_idle,
+        optimizer_overhead_ms=ms * (o.optimizer_host + o.optimizer_idle),
+        fixed_ms=ms * o.fixed_compute + ms * o.fixed_memory,
+        parameter_ms=ms * (o.parameter_compute + o.parameter_memory),
+        copied_bytes=float(analysis.table.copied_bytes.mean()), allocator_ms=ms * o.allocator, sync_ms=ms * o.sync,
+        python_ms=milliseconds(float(analysis.table.python_us.mean())),
         other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
         step_ms_by_dtype=analysis.metadata.step_ms_by_dtype or {},
-        step_ms_by_batch=analysis.metadata.step_ms_by_batch or {}, profiler_ms=profiler_ms,
-        fastest_dtype=peak.fastest if peak else None, warmup_ms=1000 * overheads.warmup)
+        step_ms_by_batch=analysis.metadata.step_ms_by_batch or {}, profiler_ms=ms * profiler_s,
+        fastest_dtype=peak.fastest if peak else None, warmup_ms=ms * o.warmup)
 
 
 def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[Note]:
@@ -211,7 +221,7 @@ def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[Note]:
         out.append(Note("flops_gap", {"ratio": f_counted / model}))
     uncounted, matmul_us = uncounted_matmul(analysis)
     if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
-        ms = lambda us: analysis.signals.per_step(us) / 1000
+        ms = lambda us: milliseconds(analysis.signals.per_step(us))
         largest = analysis.signals.uncounted_matmul_us.most_common(3)
         out.append(Note("uncounted_matmul", {"ms": ms(uncounted), "share_pct": 100 * uncounted / matmul_us,
                                              "largest": [{"name": name, "ms": ms(us)} for name, us in largest]}))
@@ -223,15 +233,16 @@ def step_ranges(table: StepTable, overheads: Overheads, flops: float, peak: floa
     """Each cause's lowest and highest points over the analysed steps: the ledger of each step on its own, with
     the per-step overheads of that step and the others' per-step averages."""
     points = []
+    per_step = {f: table.seconds(f"{f}_us") for f in ("step", "breakdown", "short_idle", "optimizer_host",
+                                                       "optimizer_idle", "allocator", "sync", "warmup")}
     for j in range(len(table)):
-        step_o = replace(overheads, short_idle=table.short_idle_us[j] / 1e6,
-                         optimizer_host=table.optimizer_host_us[j] / 1e6,
-                         optimizer_idle=table.optimizer_idle_us[j] / 1e6, allocator=table.allocator_us[j] / 1e6,
-                         sync=table.sync_us[j] / 1e6, warmup=table.warmup_us[j] / 1e6)
-        category_s = {c: table.breakdown_us[k, j] / 1e6 for k, c in enumerate(classify.CATEGORIES)}
+        step_o = replace(overheads, **{f: float(per_step[f][j]) for f in ("short_idle", "optimizer_host",
+                                                                          "optimizer_idle", "allocator", "sync",
+                                                                          "warmup")})
+        category_s = {c: float(per_step["breakdown"][k, j]) for k, c in enumerate(classify.CATEGORIES)}
         s, recording = without_profiler(cause_seconds(category_s, step_o, **at_peaks(flops, peak, peak_run)),
                                         overheads.profiler)
-        points.append({c: 100 * s[c] * 1e6 / (table.step_us[j] - 1e6 * recording) for c in CAUSES})
+        points.append({c: 100 * s[c] / (per_step["step"][j] - recording) for c in CAUSES})
     return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})
 
 
@@ -249,10 +260,9 @@ def warmup_note(table: StepTable) -> list[Note]:
     """A first step far slower than the others is warm-up: the averages include it, and the report says so."""
     if len(table) < 3 or table.step_us[0] <= WARMUP_RATIO * np.median(table.step_us[1:]):
         return []
-    median = np.median(table.step_us[1:])
-    first = table.step_us[0]
-    return [Note("first_step_warmup", {"step": int(table.ids[0]), "ms": float(first) / 1000,
-                                       "ratio": float(first / median), "median_ms": float(median) / 1000})]
+    first, median = float(table.step_us[0]), float(np.median(table.step_us[1:]))
+    return [Note("first_step_warmup", {"step": int(table.ids[0]), "ms": milliseconds(first), "ratio": first / median,
+                                       "median_ms": milliseconds(median)})]
 
 
 def rank_overheads(analysis: RankAnalysis, peak_run: float | None, fastest: str | None,
@@ -260,22 +270,20 @@ def rank_overheads(analysis: RankAnalysis, peak_run: float | None, fastest: str 
     """The seconds per step that the ledger moves between causes, from the rank's signals. Without P_run (a
     time ledger) small and unfused-attention matmuls have no excess over their FLOPs to move."""
     sig, t = analysis.signals, analysis.table
-    def per_step(us: float) -> float:  # a µs total over the steps → seconds per step
-        return sig.per_step(us) / 1e6
-
-    excess = (lambda us, flops: per_step(us - 1e6 * flops / peak_run)) if peak_run else (lambda us, flops: 0.0)
+    per_step = sig.per_step_s
+    excess = ((lambda us, flops: per_step(us) - sig.per_step(flops) / peak_run) if peak_run
+              else (lambda us, flops: 0.0))  # the time beyond the FLOPs at P_run
     return Overheads(
         small_matmul_excess=excess(sig.small_matmul_us, sig.small_matmul_flops),
-        short_idle=float(t.short_idle_us.mean()) / 1e6,
+        short_idle=t.mean_s("short_idle_us"),
         fixed_compute=per_step(sig.fixed_us["other_compute"]), fixed_memory=per_step(sig.fixed_us["memory"]),
         parameter_compute=per_step(sig.parameter_us["other_compute"]),
         parameter_memory=per_step(sig.parameter_us["memory"]),
-        optimizer_host=float(t.optimizer_host_us.mean()) / 1e6, optimizer_idle=float(t.optimizer_idle_us.mean()) / 1e6,
+        optimizer_host=t.mean_s("optimizer_host_us"), optimizer_idle=t.mean_s("optimizer_idle_us"),
         attention_matmul_excess=excess(sig.attention_us["matmul"], sig.attention_flops),
         attention_memory=per_step(sig.attention_us["memory"]),
         attention_host=per_step(sig.attention_us["host_overhead"]),
-        allocator=float(t.allocator_us.mean()) / 1e6, sync=float(t.sync_us.mean()) / 1e6,
-        warmup=float(t.warmup_us.mean()) / 1e6,
+        allocator=t.mean_s("allocator_us"), sync=t.mean_s("sync_us"), warmup=t.mean_s("warmup_us"),
         precision=measured_precision(analysis, fastest, timing),
         profiler=per_step((analysis.metadata.recording_cost_us_per_op or 0.0) * sig.host_ops))
 
@@ -292,25 +300,26 @@ def measured_precision(analysis: RankAnalysis, fastest: str | None, timing: Shap
     measured = analysis.metadata.step_ms_by_dtype or {}
     target = fastest if fastest in measured else "bfloat16"
     if analysis.dtype not in measured or target not in measured:
-        return timing.saving_share * analysis.signals.per_step(analysis.signals.matmul_us) / 1e6 if timing else None
+        return timing.saving_share * analysis.signals.per_step_s(analysis.signals.matmul_us) if timing else None
     micro_steps = analysis.metadata.micro_steps()
-    return (measured[analysis.dtype] - measured[target]) * micro_steps / 1000
+    return (measured[analysis.dtype] - measured[target]) * micro_steps / MS_PER_S  # the run measured ms
 
 
 def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandwidth: float | None) -> list[OpRow]:
     """All ops of the rank by time per step, largest first, each with its roofline where it can be formed."""
     rows = sorted(ops.items(), key=lambda kv: -kv[1].us)
-    return [OpRow(name=name, category=s.category, count=s.count / n_steps, ms=s.us / n_steps / 1000,
-                  flops=s.flops / n_steps, tflops_per_s=s.flops / s.flop_us / 1e6 if s.flop_us and s.flops else None,
+    return [OpRow(name=name, category=s.category, count=s.count / n_steps, ms=milliseconds(s.us / n_steps),
+                  flops=s.flops / n_steps,
+                  tflops_per_s=s.flops / seconds(s.flop_us) / TERA if s.flop_us and s.flops else None,
                   bytes=s.bytes / n_steps, roofline=op_roofline(s, n_steps, peak_run, bandwidth),
-                  flop_ms=s.flop_us / n_steps / 1000 if s.flops else 0.0) for name, s in rows]
+                  flop_ms=milliseconds(s.flop_us / n_steps) if s.flops else 0.0) for name, s in rows]
 
 
-def non_fused_removable(analysis: RankAnalysis, figures: Figures, overheads: Overheads,
+def non_fused_removable(analysis: RankAnalysis, category_s: dict[str, float], overheads: Overheads,
                         seconds: dict[Cause, float]) -> float:
     """The seconds of non_fused that fusion removes: its elementwise kernels' share of it bounded by their
     intermediate traffic (roofline.fusion_removable), the rest (dispatch, unfused attention) whole."""
-    kernel_s = figures.breakdown["other_compute"].ms / 1000 - overheads.fixed_compute - overheads.parameter_compute
+    kernel_s = category_s["other_compute"] - overheads.fixed_compute - overheads.parameter_compute
     sig = analysis.signals
     return fusion_removable(seconds[Cause.NON_FUSED], kernel_s, sig.fusable_bytes, sig.elementwise_bytes)
 
@@ -320,7 +329,7 @@ def communication_figures(analysis: RankAnalysis, breakdown: dict[str, Share]) -
     if not analysis.signals.collectives and not analysis.table.collective_us.any():
         return None
     sig = analysis.signals
-    total = float(analysis.table.collective_us.mean() / 1000)
+    total = milliseconds(float(analysis.table.collective_us.mean()))
     exposed = breakdown["communication"].ms
     return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
                          calls_per_step={k: sig.per_step(v) for k, v in sig.collectives.items()},

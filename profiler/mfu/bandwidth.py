@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from profiler.mfu.cpupeak import cache_dir, cached, machine_key, utc_now
+from profiler.settings import GIGA, TERA
 
-TB, GB = 1e12, 1e9
+TB, GB = TERA, GIGA
 PCIE = {3: 15.75 * GB, 4: 31.5 * GB, 5: 63.0 * GB}  # one direction of an x16 link
 # (pattern on the device name, memory bandwidth B/s, PCIe generation of the host link); more specific first,
 # the same devices as peak.DEVICE_TABLE. Data sheets: NVIDIA's (HBM / GDDR bandwidth of the part), AMD's

@@ -2,8 +2,10 @@
 ceiling, how far the elementwise ops are from the memory ceiling, how fast the copies crossed their link, and what
 a larger batch can bring when the per-step costs stay (where it was not measured: measured.py)."""
 
+from profiler.analysis.records import seconds
 from profiler.facts import Facts
 from profiler.mfu.records import Evidence, OpRow
+from profiler.settings import GIGA, MEGA
 
 HOST_LINK = ("HtoD", "DtoH", "HtoH")  # memcpy kinds that cross the host link; DtoD stays in device memory
 
@@ -52,9 +54,10 @@ def elementwise_traffic(evidence: Evidence, removable_ms: float) -> Facts:
     sig = evidence.signals
     if not sig.elementwise_bytes:
         return {"elementwise_bytes_known": False}
-    rate = sig.elementwise_bytes / (sig.elementwise_byte_us / 1e6) if sig.elementwise_byte_us else 0.0
-    out: Facts = {"elementwise_bytes_known": True, "elementwise_mb_per_step": sig.per_step(sig.elementwise_bytes) / 1e6,
-                  "elementwise_gb_per_s": rate / 1e9}
+    rate = sig.elementwise_bytes / seconds(sig.elementwise_byte_us) if sig.elementwise_byte_us else 0.0
+    out: Facts = {"elementwise_bytes_known": True,
+                  "elementwise_mb_per_step": sig.per_step(sig.elementwise_bytes) / MEGA,
+                  "elementwise_gb_per_s": rate / GIGA}
     if evidence.bandwidth:
         out["elementwise_of_bandwidth_pct"] = 100 * rate / evidence.bandwidth.bytes_per_s
     out.update(fusable_pct=100 * sig.fusable_bytes / sig.elementwise_bytes, removable_ms=removable_ms)
@@ -73,11 +76,11 @@ def copy_links(evidence: Evidence) -> Facts:
         us = sig.memcpy_us.get(kind, 0.0)
         if not us:
             continue
-        rate = moved / (us / 1e6)
+        rate = moved / seconds(us)
         host = any(k in kind for k in HOST_LINK)
         ceiling = evidence.bandwidth
         link = (ceiling.link_bytes_per_s if host else ceiling.bytes_per_s) if ceiling else None
-        item = {"kind": kind, "gb_per_s": rate / 1e9}
+        item = {"kind": kind, "gb_per_s": rate / GIGA}
         if link:
             item.update(of_link_pct=100 * rate / link, link="PCIe" if host else "device memory")
         links.append(item)

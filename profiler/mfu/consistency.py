@@ -11,7 +11,7 @@ from dataclasses import replace
 from profiler.facts import Note
 from profiler.mfu.ledger import LedgerUnit
 from profiler.mfu.peak import Peak, table_peaks
-from profiler.settings import MATMUL_SLACK, RATE_SLACK
+from profiler.settings import MATMUL_SLACK, MS_PER_S, RATE_SLACK, TERA
 
 
 def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, Note | None]:
@@ -22,8 +22,8 @@ def tf32_peak(peak: Peak, rate: float | None, device: str) -> tuple[Peak, Note |
         return peak, None
     if not rate or rate <= RATE_SLACK * peak.peak_flops_run:
         return peak, Note("tf32_assumed_off")
-    note = Note("tf32_on", {"rate_tflops_per_s": rate / 1e12, "float32_tflops_per_s": peak.peak_flops_run / 1e12,
-                            "tf32_tflops_per_s": tf32 / 1e12})
+    note = Note("tf32_on", {"rate_tflops_per_s": rate / TERA, "float32_tflops_per_s": peak.peak_flops_run / TERA,
+                            "tf32_tflops_per_s": tf32 / TERA})
     return replace(peak, dtype="tf32", peak_flops_run=tf32), note
 
 
@@ -33,8 +33,8 @@ def disturbed_measurement(peak: Peak, rate: float | None) -> tuple[Peak, Note | 
     if peak.source != "measured" or not rate or rate <= peak.peak_flops_run:
         return peak, None
     scale = rate / peak.peak_flops_run
-    note = Note("measured_peak_raised", {"rate_tflops_per_s": rate / 1e12, "dtype": peak.dtype, "scale": scale,
-                                         "measured_tflops_per_s": peak.peak_flops_run / 1e12})
+    note = Note("measured_peak_raised", {"rate_tflops_per_s": rate / TERA, "dtype": peak.dtype, "scale": scale,
+                                         "measured_tflops_per_s": peak.peak_flops_run / TERA})
     return replace(peak, peak_flops=peak.peak_flops * scale, peak_flops_run=rate), note
 
 
@@ -42,15 +42,15 @@ def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: 
                       matmul_s: float) -> Note | None:
     """Why the peak or the FLOPs cannot be right for this trace, or None when they can."""
     if rate and rate > RATE_SLACK * peak.peak_flops_run:
-        return Note("implausible_peak", {"rate_tflops_per_s": rate / 1e12, "ratio": rate / peak.peak_flops_run,
-                                         "peak_run_tflops_per_s": peak.peak_flops_run / 1e12, "dtype": peak.dtype,
+        return Note("implausible_peak", {"rate_tflops_per_s": rate / TERA, "ratio": rate / peak.peak_flops_run,
+                                         "peak_run_tflops_per_s": peak.peak_flops_run / TERA, "dtype": peak.dtype,
                                          "peak_source": peak.source})
     ideal = flops / peak.peak_flops
     if ideal > step_s or ideal > MATMUL_SLACK * matmul_s:
         span, what = (step_s, "step") if ideal > step_s else (matmul_s, "matmul time of the step")
-        return Note("implausible_flops", {"flops_from": flops_from, "ideal_ms": 1000 * ideal,
-                                          "peak_tflops_per_s": peak.peak_flops / 1e12, "peak_source": peak.source,
-                                          "ratio": ideal / span if span > 0 else None, "span_ms": 1000 * span,
+        return Note("implausible_flops", {"flops_from": flops_from, "ideal_ms": MS_PER_S * ideal,
+                                          "peak_tflops_per_s": peak.peak_flops / TERA, "peak_source": peak.source,
+                                          "ratio": ideal / span if span > 0 else None, "span_ms": MS_PER_S * span,
                                           "span": what})
     return None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeGuard
 
 from profiler.files import write_atomic
+from profiler.settings import MEGA
 
 DTYPES = ("float32", "bfloat16")
 TRIAL_S = 0.15  # one measured GEMM takes about this long: long enough to time, short enough to repeat
@@ -84,7 +85,7 @@ def isa_rates(flags: set[str], threads: int, mhz: float | None) -> dict[str, flo
     for table, dtype in ((FP32_FLOP_PER_CYCLE, "float32"), (BF16_FLOP_PER_CYCLE, "bfloat16")):
         widest = next((per for flag, per in table.items() if flag in flags), None)
         if widest:
-            out[dtype] = threads * mhz * 1e6 * widest
+            out[dtype] = threads * mhz * MEGA * widest
     return out
 
 

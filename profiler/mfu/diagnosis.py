@@ -17,7 +17,7 @@ Rules and thresholds:
 import statistics
 from dataclasses import dataclass
 
-from profiler.analysis.records import Signals
+from profiler.analysis.records import Signals, milliseconds, seconds
 from profiler.facts import Facts
 from profiler.mfu.ceilings import (
     batch_speedup,
@@ -32,7 +32,17 @@ from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.measured import faster_dtype, measured_batch_speedup, measured_fix_speedup, precision_measurement
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
-from profiler.settings import BATCH_FACTOR, HEADLINE_SHARE, MIN_POINTS, ONE_OFF_COLLECTIVE, PYTHON_SHARE, SMALL_DIM
+from profiler.settings import (
+    BATCH_FACTOR,
+    HEADLINE_SHARE,
+    MEGA,
+    MIN_POINTS,
+    MS_PER_S,
+    ONE_OFF_COLLECTIVE,
+    PYTHON_SHARE,
+    SMALL_DIM,
+    TERA,
+)
 from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
 
 
@@ -73,7 +83,7 @@ def share(ms: float, evidence: Evidence, name: str = "") -> Facts:
 
 def largest_ms(counter, signals: Signals) -> list[dict]:
     """The three largest of µs totals over the steps, each as ms per step."""
-    return [{"name": name, "ms": signals.per_step(us) / 1000} for name, us in counter.most_common(3)]
+    return [{"name": name, "ms": milliseconds(signals.per_step(us))} for name, us in counter.most_common(3)]
 
 
 def stall_calls(signals: Signals, pattern) -> Facts:
@@ -106,16 +116,16 @@ def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
                     "host_overhead_ms": evidence.breakdown["host_overhead"].ms, "short_idle_ms": evidence.short_idle_ms,
                     "fixed_ms": evidence.fixed_ms, "parameter_ms": evidence.parameter_ms, "ops_per_step": ops_per_step}
     if evidence.flops:
-        facts["mflop_per_op"] = evidence.flops / max(ops_per_step, 1) / 1e6
+        facts["mflop_per_op"] = evidence.flops / max(ops_per_step, 1) / MEGA
     if sig.kernel_us:
         facts.update(kernels_per_step=sig.per_step(len(sig.kernel_us)),
                      median_kernel_us=statistics.median(sig.kernel_us))
     if sig.small_matmul_us:
-        rate = sig.small_matmul_flops / sig.small_matmul_us / 1e6
-        facts.update(small_dim=SMALL_DIM, small_matmul_ms=sig.per_step(sig.small_matmul_us) / 1000,
+        rate = sig.small_matmul_flops / seconds(sig.small_matmul_us) / TERA
+        facts.update(small_dim=SMALL_DIM, small_matmul_ms=milliseconds(sig.per_step(sig.small_matmul_us)),
                      small_matmul_tflop_per_s=rate)
         if evidence.peak_run:
-            facts["small_matmul_of_peak_run_pct"] = 100 * rate * 1e12 / evidence.peak_run
+            facts["small_matmul_of_peak_run_pct"] = 100 * rate * TERA / evidence.peak_run
     if evidence.python_ms >= PYTHON_SHARE * entry.ms:
         facts["python_ms"] = evidence.python_ms
     if evidence.profiler_ms:
@@ -182,7 +192,7 @@ def non_fused(entry: LedgerEntry, evidence: Evidence) -> Finding:
 
 def memory_ops(entry: LedgerEntry, evidence: Evidence) -> Finding:
     sig = evidence.signals
-    facts: Facts = {"kind": evidence.kind, **share(entry.ms, evidence), "copied_mb": evidence.copied_bytes / 1e6}
+    facts: Facts = {"kind": evidence.kind, **share(entry.ms, evidence), "copied_mb": evidence.copied_bytes / MEGA}
     if evidence.kind == "cpu":  # nothing crosses a link: in-memory copies, casts and fills, named by their ops
         facts["memory_ops"] = [{"name": op_name(op), "per_step": op.count, "ms": op.ms}
                                for op in evidence.ops if op.category == "memory"][:3]
@@ -190,7 +200,7 @@ def memory_ops(entry: LedgerEntry, evidence: Evidence) -> Finding:
                "tensors made in the dtype and layout they are used in; on a CPU nothing crosses a link, so "
                "pinned memory does not apply")
     else:
-        facts["memcpy_kinds"] = [{"kind": k, "mb": sig.per_step(v) / 1e6} for k, v in sig.memcpy_bytes.most_common(3)]
+        facts["memcpy_kinds"] = [{"kind": k, "mb": sig.per_step(v) / MEGA} for k, v in sig.memcpy_bytes.most_common(3)]
         fix = ("pinned host memory with .to(device, non_blocking=True); fewer .to() / .contiguous() / .clone() in "
                "the step")
     if evidence.allocator_ms >= HEADLINE_SHARE * entry.ms:
@@ -214,8 +224,8 @@ def communication(entry: LedgerEntry, evidence: Evidence) -> Finding:
     kernels = sorted(evidence.signals.collective_kernel_us)
     if len(kernels) >= 3 and kernels[-1] >= ONE_OFF_COLLECTIVE * statistics.median(kernels[:-1]):
         median = statistics.median(kernels[:-1])
-        facts.update(slowest_collective_ms=kernels[-1] / 1000, slowest_over_median=kernels[-1] / median,
-                     other_collectives=len(kernels) - 1, median_collective_ms=median / 1000)
+        facts.update(slowest_collective_ms=milliseconds(kernels[-1]), slowest_over_median=kernels[-1] / median,
+                     other_collectives=len(kernels) - 1, median_collective_ms=milliseconds(median))
         fix = "profile after a warm-up step to see the steady state, then: " + fix
     return Finding(facts=facts, fix=fix)
 
@@ -224,10 +234,10 @@ def precision(entry: LedgerEntry, evidence: Evidence) -> Finding:
     if evidence.unit is LedgerUnit.STEP_TIME:
         return precision_from_kernels(entry, evidence)
     target = faster_dtype(evidence)
-    facts: Facts = {"dtype": evidence.dtype or "unknown", "peak_run_tflop_per_s": evidence.peak_run / 1e12,
-                    "peak_tflop_per_s": evidence.peak / 1e12, "fastest_dtype": evidence.fastest_dtype,
-                    "ms_at_peak_run": 1000 * evidence.flops / evidence.peak_run,
-                    "ms_at_peak": 1000 * evidence.flops / evidence.peak,
+    facts: Facts = {"dtype": evidence.dtype or "unknown", "peak_run_tflop_per_s": evidence.peak_run / TERA,
+                    "peak_tflop_per_s": evidence.peak / TERA, "fastest_dtype": evidence.fastest_dtype,
+                    "ms_at_peak_run": MS_PER_S * evidence.flops / evidence.peak_run,
+                    "ms_at_peak": MS_PER_S * evidence.flops / evidence.peak,
                     **precision_measurement(evidence)}
     if target == "float32":  # a CPU that emulates bfloat16 (no AVX-512-BF16 or AMX): float32 is the fast one
         fix = "train in float32 (no bfloat16 autocast): this CPU has no native bfloat16 matmuls"
@@ -244,7 +254,7 @@ def precision_from_kernels(entry: LedgerEntry, evidence: Evidence) -> Finding:
     costs against the device's fastest precision."""
     sig = evidence.signals
     speed = evidence.fp32_speed or 0
-    facts: Facts = {"fp32_matmul_ms": sig.per_step(sum(sig.fp32_matmul_us.values())) / 1000,
+    facts: Facts = {"fp32_matmul_ms": milliseconds(sig.per_step(sum(sig.fp32_matmul_us.values()))),
                     "fp32_kernels": largest_ms(sig.fp32_matmul_us, sig), "fp32_speed_pct": 100 * speed,
                     "fp32_lost_pct": 100 * (1 - speed)}
     half = "bfloat16" if evidence.fastest_dtype == "bfloat16" else "float16"
@@ -266,20 +276,20 @@ def warmup(entry: LedgerEntry, evidence: Evidence) -> Finding:
 
 def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:
     sig = evidence.signals
-    facts: Facts = {"peak_tflop_per_s": evidence.peak / 1e12, "fastest_dtype": evidence.fastest_dtype,
+    facts: Facts = {"peak_tflop_per_s": evidence.peak / TERA, "fastest_dtype": evidence.fastest_dtype,
                     "precision_ms": evidence.precision_ms, **share(entry.ms, evidence)}
-    rate = evidence.counted_flops / sig.per_step(sig.matmul_us) / 1e6 if sig.matmul_us else None
+    rate = evidence.counted_flops / sig.per_step_s(sig.matmul_us) / TERA if sig.matmul_us else None
     if rate:
-        facts.update(counted_tflop_per_s=rate, counted_of_peak_run_pct=100 * rate * 1e12 / evidence.peak_run,
-                     peak_run_tflop_per_s=evidence.peak_run / 1e12, dtype=evidence.dtype)
+        facts.update(counted_tflop_per_s=rate, counted_of_peak_run_pct=100 * rate * TERA / evidence.peak_run,
+                     peak_run_tflop_per_s=evidence.peak_run / TERA, dtype=evidence.dtype)
     timing = evidence.shape_timing
     if timing and evidence.precision_ms < 0.005:
         facts.update(precision_takes_none=True, **precision_measurement(evidence))
     if timing and timing.isolated_us.get(timing.run_dtype):
-        alone = timing.flops / timing.isolated_us[timing.run_dtype] / 1e6
+        alone = timing.flops / seconds(timing.isolated_us[timing.run_dtype]) / TERA
         facts.update(alone_tflop_per_s=alone, alone_dtype=timing.run_dtype,
-                     alone_of_peak_run_pct=100 * alone * 1e12 / evidence.peak_run)
-    uncounted = sig.per_step(sum(sig.uncounted_matmul_us.values())) / 1000
+                     alone_of_peak_run_pct=100 * alone * TERA / evidence.peak_run)
+    uncounted = milliseconds(sig.per_step(sum(sig.uncounted_matmul_us.values())))
     if uncounted:
         facts["uncounted_matmul_ms"] = uncounted
     facts.update(matmul_bounds(evidence))
@@ -288,7 +298,7 @@ def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:
 
 
 def other(entry: LedgerEntry, evidence: Evidence) -> Finding:
-    facts: Facts = {"long_gap_ms": evidence.short_gap_us / 1000, **share(entry.ms, evidence)}
+    facts: Facts = {"long_gap_ms": milliseconds(evidence.short_gap_us), **share(entry.ms, evidence)}
     fix = ("open the trace in TensorBoard (PyTorch profiler → trace view) at the gaps; keep evaluation, logging, "
            "checkpointing and .item() syncs out of the hot loop")
     if evidence.sync_ms >= HEADLINE_SHARE * entry.ms:

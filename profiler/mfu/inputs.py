@@ -8,7 +8,7 @@ table or a measurement on this machine (peak); --flops-per-step, --model or the 
 
 from dataclasses import dataclass
 
-from profiler.analysis.records import RankAnalysis, Signals
+from profiler.analysis.records import RankAnalysis, Signals, seconds
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.consistency import disturbed_measurement, tf32_peak
@@ -16,7 +16,6 @@ from profiler.mfu.cpupeak import cpu_name, raise_cached, this_machine
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.mfu.shapetime import ShapeTiming, timed_shapes
 from profiler.settings import Options
-from profiler.trace.classify import MATMUL
 from profiler.trace.flops import gpt_params, model_flops_per_token
 from profiler.trace.metadata import RunMetadata
 
@@ -178,14 +177,14 @@ def learn_peak(inputs: Inputs, meta: RunMetadata) -> bool:
 def counted_rate(analysis: RankAnalysis) -> float | None:
     """FLOP/s of the counted matmul, attention and convolution ops over the time they ran."""
     flops = float(analysis.table.flops.sum())
-    return flops / (analysis.signals.matmul_us / 1e6) if analysis.signals.matmul_us and flops else None
+    return flops / seconds(analysis.signals.matmul_us) if analysis.signals.matmul_us and flops else None
 
 
 def achieved_rate(analysis: RankAnalysis, f_model: float | None, counted: float | None) -> float | None:
     """The matmul rate the run achieved, as the ledger credits it: the FLOPs per step (F_model, else F_counted)
     over the step's matmul time, or the counted ops' own rate where higher. A peak raised to it leaves no
     negative matmul time in the ledger."""
-    matmul_s = analysis.table.breakdown_us[MATMUL].mean() / 1e6
+    matmul_s = analysis.table.category_s()["matmul"]
     credited = (f_model or float(analysis.table.flops.mean())) / matmul_s if matmul_s > 0 else None
     return max(filter(None, (credited, counted)), default=None)
 

@@ -24,7 +24,7 @@ from profiler.mfu.records import (
     StepRow,
     StepTimes,
 )
-from profiler.settings import MIN_POINTS, STRAGGLER_THRESHOLD
+from profiler.settings import MIN_POINTS, MS_PER_S, STRAGGLER_THRESHOLD, TERA
 from profiler.trace.classify import CATEGORIES
 
 # how each job-level figure is formed from the ranks' figures (the report says so in job_aggregation)
@@ -170,7 +170,7 @@ def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
             m[5] += op.bytes / len(parts)
             m[6] = op if op.ms > m[6].ms else m[6]
     rows = [OpRow(name=name, category=c, count=count, ms=ms, flops=flops,
-                  tflops_per_s=flops * len(parts) / flop_ms / 1e9 if flop_ms else None, bytes=moved,
+                  tflops_per_s=flops * len(parts) / (flop_ms / MS_PER_S) / TERA if flop_ms else None, bytes=moved,
                   roofline=slowest.roofline, flop_ms=flop_ms / len(parts))
             for name, (c, count, ms, flops, flop_ms, moved, slowest) in merged.items()]
     return sorted(rows, key=lambda o: -o.ms)[:len(parts[0])]

@@ -8,6 +8,8 @@ fastest precision), small matmuls (small_batch) and the rest (matmul_efficiency)
 from dataclasses import dataclass
 from enum import StrEnum
 
+from profiler.settings import MS_PER_S
+
 
 class Cause(StrEnum):
     """docs/DESIGN.md's fixed vocabulary of causes, in the ledger's order; the JSON uses these strings."""
@@ -145,8 +147,8 @@ def ledger(step_s: float, seconds: dict[Cause, float], flops: float, peak: float
     ideal = flops / peak
     gone = {**seconds, **(removable or {})}
     cut = {c: max(min(gone[c], seconds[c]), 0.0) for c in CAUSES}
-    return [{"cause": c, "points": 100 * seconds[c] / step_s, "ms": 1000 * seconds[c],
-             "what_if_mfu": ideal / (step_s - cut[c]), "removable_ms": 1000 * cut[c]} for c in CAUSES
+    return [{"cause": c, "points": 100 * seconds[c] / step_s, "ms": MS_PER_S * seconds[c],
+             "what_if_mfu": ideal / (step_s - cut[c]), "removable_ms": MS_PER_S * cut[c]} for c in CAUSES
             if c is not Cause.WARMUP or seconds[c] > 0]
 
 
@@ -168,7 +170,7 @@ def time_ledger(step_s: float, seconds: dict[Cause, float], removable: dict[Caus
         cut = max(min(gone[c], share[c]), 0.0)
         base, without = (step_s, steady) if c is Cause.WARMUP else (steady, steady - cut)
         known = c is not Cause.USEFUL and without > 0
-        out.append({"cause": c, "points": 100 * share[c] / step_s, "ms": 1000 * share[c], "what_if_mfu": None,
-                    "what_if_step_ms": 1000 * without if known else None,
-                    "speedup": base / without if known else None, "removable_ms": 1000 * cut})
+        out.append({"cause": c, "points": 100 * share[c] / step_s, "ms": MS_PER_S * share[c], "what_if_mfu": None,
+                    "what_if_step_ms": MS_PER_S * without if known else None,
+                    "speedup": base / without if known else None, "removable_ms": MS_PER_S * cut})
     return out

@@ -3,6 +3,7 @@ a micro-step before training (per precision, at 4x the batch, with non_fused's f
 timed here (shapetime.py). Each gives a cause's points or a fix's predicted speed-up in place of a model, with the
 facts that the evidence quotes."""
 
+from profiler.analysis.records import milliseconds
 from profiler.facts import Facts
 from profiler.mfu.records import Evidence
 from profiler.mfu.vocabulary import settings
@@ -25,7 +26,8 @@ def precision_measurement(evidence: Evidence) -> Facts:
                 "target_dtype": target, "target_micro_step_ms": measured[target]}
     if timing:
         return {"measured_by": "shape_timing", "timed_shapes": timing.shapes,
-                "timed_ms_by_dtype": [{"dtype": d, "ms": us / 1000} for d, us in timing.us_by_dtype.items()],
+                "timed_ms_by_dtype": [{"dtype": d, "ms": milliseconds(us)}
+                                      for d, us in timing.us_by_dtype.items()],
                 "timed_fastest": timing.fastest, "timed_run_dtype": timing.run_dtype,
                 "timed_saving_pct": 100 * timing.saving_share}
     return {"measured_by": "peaks"}

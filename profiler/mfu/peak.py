@@ -8,8 +8,9 @@ import re
 from dataclasses import asdict, dataclass, replace
 
 from profiler.mfu.cpupeak import cpu_measurement, cpu_name
+from profiler.settings import TERA
 
-T = 1e12
+T = TERA
 
 
 def _gpu(half: float, tf32: float | None, fp32: float, bf16: bool = True) -> dict[str, float]:
@@ -143,7 +144,7 @@ def cpu_peak(dtype: str, threads: int) -> Peak:
         note += "; " + ", ".join(m["emulated"]) + " is emulated on this CPU (no AVX-512-BF16, AMX or BF16 instructions)"
     if m.get("isa"):
         note += ("; instruction-set reference at the clock /proc/cpuinfo reports, two FMA units a core: "
-                 + ", ".join(f"{d} {r / 1e12:.3g} TFLOP/s" for d, r in m["isa"].items()))
+                 + ", ".join(f"{d} {r / T:.3g} TFLOP/s" for d, r in m["isa"].items()))
     return replace(peak, note=note)
 
 

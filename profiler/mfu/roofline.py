@@ -11,6 +11,7 @@ construction: their few FLOPs per byte are not counted.
 from dataclasses import dataclass
 
 from profiler.analysis.records import OpStats
+from profiler.settings import MS_PER_S, TERA
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,15 +30,16 @@ def op_roofline(s: OpStats, n_steps: int, peak_run: float | None, bandwidth: flo
     """The op's roofline, or None where its bytes are unknown, no bandwidth is known, or it has FLOPs and no P_run."""
     if not (bandwidth and s.bytes > 0 and s.byte_us > 0) or (s.flops and not peak_run):
         return None
-    seconds = s.byte_us / 1e6
+    seconds = s.byte_seconds()
     compute_s = s.flops / peak_run if s.flops and peak_run else 0.0
     memory_s = s.bytes / bandwidth
     roofline_s = max(compute_s, memory_s)
     intensity = s.flops / s.bytes
     attainable = min(peak_run, intensity * bandwidth) if peak_run and s.flops else intensity * bandwidth
-    return Roofline(intensity=intensity, attainable_tflops=attainable / 1e12, roofline_ms=1000 * roofline_s / n_steps,
-                    achieved_tflops=s.flops / seconds / 1e12 if s.flops else None,
-                    achieved_tb_s=s.bytes / seconds / 1e12, of_roofline=min(roofline_s / seconds, 1.0),
+    return Roofline(intensity=intensity, attainable_tflops=attainable / TERA,
+                    roofline_ms=MS_PER_S * roofline_s / n_steps,
+                    achieved_tflops=s.flops / seconds / TERA if s.flops else None,
+                    achieved_tb_s=s.bytes / seconds / TERA, of_roofline=min(roofline_s / seconds, 1.0),
                     bound="compute" if compute_s > memory_s else "memory", above_ceiling=roofline_s > seconds)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from profiler.settings import SHAPE_TIMING_BUDGET_S, SHAPE_TIMING_REPEATS, SLOW_DTYPE_RATIO
+from profiler.settings import SHAPE_TIMING_BUDGET_S, SHAPE_TIMING_REPEATS, SLOW_DTYPE_RATIO, US_PER_S
 
 # the precisions autocast trains in, per device kind: float32 is the run without autocast
 CANDIDATES = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "bfloat16", "float16")}
@@ -186,7 +186,7 @@ def best_us(prepare: Callable, dtype, device, repeats: int) -> float:
         start = time.perf_counter()
         run()
         sync()
-        return 1e6 * (time.perf_counter() - start)
+        return US_PER_S * (time.perf_counter() - start)
 
     try:
         once()

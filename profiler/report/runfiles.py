@@ -17,7 +17,7 @@ from pathlib import Path
 
 from profiler.files import CYCLES, REPORT, TIMELINE, write_atomic
 from profiler.report.document import write_reports
-from profiler.trace.jsonfile import TraceError
+from profiler.trace.errors import TraceError
 
 CYCLE_FILE = re.compile(r"^step_(\d+)\.json$")
 SCHEMA_MARK = b'"mfu-report/1"'

@@ -9,12 +9,9 @@ import zlib
 import msgspec
 
 from profiler.facts import Note
+from profiler.trace.errors import TraceError
 
 GUNZIP_CHUNK = 1 << 20
-
-
-class TraceError(Exception):
-    """The file cannot be analyzed: the message is the one line the user sees."""
 
 
 class Event(msgspec.Struct):

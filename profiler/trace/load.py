@@ -15,7 +15,8 @@ import numpy as np
 
 from profiler.facts import Note
 from profiler.files import REPORT, written_here
-from profiler.trace.jsonfile import TraceError, decode, read_bytes  # noqa: F401 (the stages import TraceError here)
+from profiler.trace.errors import TraceError
+from profiler.trace.jsonfile import decode, read_bytes
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
 from profiler.trace.metadata import RunMetadata, read_metadata
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import IO
 
 from profiler.files import written_here
-from profiler.trace.jsonfile import TraceError
+from profiler.trace.errors import TraceError
 
 Location = Path | str  # a local path, or a URL kept as text (a Path would fold its "//")
 URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")

@@ -13,8 +13,9 @@ import numpy as np
 from profiler.facts import Facts, Note
 from profiler.settings import LAST_STEP_DEVICE_SHARE
 from profiler.trace.classify import DATALOADER_SPAN, OPTIMIZER_STEP
+from profiler.trace.errors import TraceError
 from profiler.trace.links import Links, optimizer_roots
-from profiler.trace.load import Trace, TraceError
+from profiler.trace.load import Trace
 from profiler.trace.location import file_name
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
-from profiler.trace.load import TraceError
+from profiler.trace.errors import TraceError
 
 CORPUS = ROOT / "tests" / "bad_traces"
 # file: (exit status, what stderr (status 2) or a warning (status 0) must say)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from synth import op, step, write
 
-from profiler.trace.load import DimsArgs, ShapeArgs, TraceError, load_trace, read_bytes, trace_files
+from profiler.trace.errors import TraceError
+from profiler.trace.load import DimsArgs, ShapeArgs, load_trace, read_bytes, trace_files
 from profiler.trace.location import as_location, open_binary
 
 
