@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from profiler.pipeline import analyze_path, analyze_view, load_report
+from profiler.pipeline import analyze_view, load_report
 from profiler.report.compare import comparison
 from profiler.report.document import write_reports
 from profiler.report.runfiles import write_run_report
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
             report, timeline = (saved, None) if saved else analyze_view(args.path, options)
             write_run_report(args.out, report, timeline)
         else:
-            report = saved or analyze_path(args.path, options)
+            report = saved or load_report(args.path, options)
         write_reports(report, args.json, args.markdown, args.html)
     except TraceError as e:
         print(f"error: {e}", file=sys.stderr)

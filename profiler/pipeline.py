@@ -1,7 +1,7 @@
 """A trace, a folder of traces or a run folder through every stage, to the job's typed result or its JSON.
 
 files → analyze_file (load, links, steps, FLOPs, breakdown, signals) → merge_rank per rank → inputs (peak,
-F_model) → attribute per rank → diagnose → job_figures and stragglers (several ranks) → report.to_json.
+F_model) → attribute per rank → diagnose → job_figures and stragglers (several ranks) → schema.report_of.
 """
 
 import json
@@ -25,7 +25,8 @@ from profiler.mfu.diagnosis import diagnose
 from profiler.mfu.inputs import learn_peak, model_flops, resolve
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.peak import table_peaks
-from profiler.report.schema import saved_report, to_json
+from profiler.report.model import Report, to_json
+from profiler.report.schema import report_of, saved_report
 from profiler.settings import TOP_OPS, Options
 from profiler.trace.errors import TraceError
 from profiler.trace.load import trace_files
@@ -35,18 +36,18 @@ from profiler.trace.location import Location, is_url
 def analyze_path(path: Location, options: Options) -> dict:
     """The mfu-report/1 JSON of a trace file or a folder of traces (a local path or an fsspec URL). Raises
     TraceError when nothing can be analysed."""
-    return to_json(analyze_job(path, options))
+    return to_json(report_of(analyze_job(path, options)))
 
 
-def load_report(path: Location, options: Options) -> dict:
-    """A saved mfu-report/1 JSON as it is, or the report of a trace, a folder of traces or a run folder."""
-    return (not is_url(path) and saved_report(Path(path))) or analyze_path(path, options)
+def load_report(path: Location, options: Options) -> Report:
+    """A saved mfu-report/1 as it is, or the report of a trace, a folder of traces or a run folder."""
+    return (None if is_url(path) else saved_report(Path(path))) or report_of(analyze_job(path, options))
 
 
-def analyze_view(path: Location, options: Options) -> tuple[dict, dict | None]:
-    """The report JSON and the step timeline (of the first file's median step) that the dashboard shows."""
+def analyze_view(path: Location, options: Options) -> tuple[Report, dict | None]:
+    """The report and the step timeline (of the first file's median step) that the dashboard shows."""
     result = analyze_job(path, options, timeline=True)
-    return to_json(result), timeline_json(result.timeline) if result.timeline else None
+    return report_of(result), timeline_json(result.timeline) if result.timeline else None
 
 
 def analyze_job(path: Location, options: Options, timeline: bool = False) -> JobResult:

@@ -46,6 +46,7 @@ from profiler.files import write_atomic
 from profiler.mfu.cpupeak import cache_dir, this_machine
 from profiler.mfu.peak import Peak
 from profiler.mfu.shapetime import isolated_rng
+from profiler.report.model import Report
 from profiler.report.terminal import for_terminal
 from profiler.settings import BATCH_FACTOR, Options
 from profiler.trace.flops import model_flops_per_token
@@ -309,26 +310,26 @@ def train(run: Run, batches, evaluation: Evaluation, times: list[float]) -> floa
     return session.stall_s
 
 
-def recorded_vs_rest(report: dict, times: list[float]) -> dict:
+def recorded_vs_rest(report: Report, times: list[float]) -> dict:
     """The analysed steps' mean time in the trace against the median iteration the profiler did not record
     (ProfilerStep#N is iteration N): are the steps the report describes typical of the run? The difference
     holds what recording costs, and the machine's noise."""
-    recorded = set(report["source"]["steps"])
+    recorded = set(report.source.steps)
     others = [t for i, t in enumerate(times[1:], start=1) if i not in recorded]
     if not others:
         return {}
     unrecorded_ms = 1000 * statistics.median(others)
     low, high = (1000 * q for q in (statistics.quantiles(others, n=10)[::8] if len(others) > 1 else others * 2))
-    steps = report["step_time_ms"]
-    recorded_ms = steps["mean"]
-    print(f"recorded steps: {recorded_ms:.2f} ms in the trace ({steps['min']:.2f}-{steps['max']:.2f}), against "
+    steps = report.step_time_ms
+    recorded_ms = steps.mean
+    print(f"recorded steps: {recorded_ms:.2f} ms in the trace ({steps.min:.2f}-{steps.max:.2f}), against "
           f"{unrecorded_ms:.2f} ms (median; 10-90%: {low:.2f}-{high:.2f}) for the {len(others)} iterations not "
           f"recorded ({100 * (recorded_ms / unrecorded_ms - 1):+.1f}%)")
-    cost = report.get("profiler_cost") or {"ms_per_step": 0.0}
-    corrected_ms = recorded_ms - cost["ms_per_step"]
-    if cost["ms_per_step"]:
-        print(f"without the profiler's own cost ({cost['ms_per_step']:.2f} ms/step: {cost['ops_per_step']:,.0f} ops "
-              f"x {cost['us_per_op']:.2f} us): {corrected_ms:.2f} ms ({100 * (corrected_ms / unrecorded_ms - 1):+.1f}% "
+    cost = report.profiler_cost
+    corrected_ms = recorded_ms - (cost.ms_per_step if cost else 0.0)
+    if cost and cost.ms_per_step:
+        print(f"without the profiler's own cost ({cost.ms_per_step:.2f} ms/step: {cost.ops_per_step:,.0f} ops "
+              f"x {cost.us_per_op:.2f} us): {corrected_ms:.2f} ms ({100 * (corrected_ms / unrecorded_ms - 1):+.1f}% "
               "against the iterations not recorded)")
     return {"recorded_step_ms": recorded_ms, "recorded_step_ms_without_profiler": corrected_ms,
             "unrecorded_step_ms": unrecorded_ms, "unrecorded_step_ms_p10": low, "unrecorded_step_ms_p90": high}

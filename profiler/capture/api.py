@@ -32,6 +32,7 @@ from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.cpupeak import this_machine
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.mfu.shapetime import isolated_rng
+from profiler.report.model import Report
 from profiler.report.terminal import for_terminal
 from profiler.settings import MS_PER_S, Options
 from profiler.trace.errors import TraceError
@@ -254,7 +255,8 @@ def described_flops(model, tokens_per_step: int | None, sequence_length: int | N
     return float(per_token * tokens_per_step), "the model's config: 6N + 12LHQT per token"
 
 
-def final_report(out_dir: Path, run_log, last_step: int, say=print, options: Options | None = None) -> dict | None:
+def final_report(out_dir: Path, run_log, last_step: int, say=print,
+                 options: Options | None = None) -> Report | None:
     """All traces of the run analysed together: report.json / .md / .html, the step timeline and TensorBoard."""
     from profiler.capture.tensorboard import log_run_summary
     from profiler.pipeline import analyze_view

@@ -13,23 +13,24 @@ import matplotlib.pyplot as plt
 from profiler.pipeline import analyze_view
 from profiler.report import charts
 from profiler.report.document import markdown
+from profiler.report.model import Report
 from profiler.report.runfiles import write_cycle_report
 from profiler.trace.errors import TraceError
 
 
-def log_scalars(writer, report: dict, step: int, prefix: str = ""):
+def log_scalars(writer, report: Report, step: int, prefix: str = ""):
     """MFU and shares in percent, ledger entries in points, the mean step time, under `prefix`."""
-    for category, b in report["breakdown"].items():
-        writer.add_scalar(f"{prefix}breakdown_pct/{category}", 100 * b["fraction"], step)
-    for entry in report["ledger"]:
-        writer.add_scalar(f"{prefix}ledger_points/{entry['cause']}", entry["points"], step)
-    for kind in ("analytic", "counted"):
-        if report["mfu"][kind] is not None:
-            writer.add_scalar(f"{prefix}mfu/{kind}_pct", 100 * report["mfu"][kind], step)
-    writer.add_scalar(f"{prefix}mfu/step_time_ms", report["step_time_ms"]["mean"], step)
+    for category, b in report.breakdown.items():
+        writer.add_scalar(f"{prefix}breakdown_pct/{category}", 100 * b.fraction, step)
+    for entry in report.ledger:
+        writer.add_scalar(f"{prefix}ledger_points/{entry.cause}", entry.points, step)
+    for kind, mfu in (("analytic", report.mfu.analytic), ("counted", report.mfu.counted)):
+        if mfu is not None:
+            writer.add_scalar(f"{prefix}mfu/{kind}_pct", 100 * mfu, step)
+    writer.add_scalar(f"{prefix}mfu/step_time_ms", report.step_time_ms.mean, step)
 
 
-def log_run_summary(writer, report: dict, step: int):
+def log_run_summary(writer, report: Report, step: int):
     """The whole run's figures under whole_run/, its Markdown report and its charts."""
     log_scalars(writer, report, step, "whole_run/")
     writer.add_text("report", markdown(report), step)
@@ -80,10 +81,10 @@ class RunLog:
         log_scalars(self.writer, report, step)
         self.writer.flush()
         self.analysis_s = time.perf_counter() - start
-        top = report["bottlenecks"][0] if report["bottlenecks"] else None
-        mfu = report["mfu"]["analytic"]
+        top = report.bottlenecks[0] if report.bottlenecks else None
+        mfu = report.mfu.analytic
         self.cycle_line += (": " + (f"MFU {100 * mfu:.2f}%, " if mfu is not None else "")
-                            + (f"principal bottleneck {top['cause']} ({top['points']:.1f} points)" if top
+                            + (f"principal bottleneck {top.cause} ({top.points:.1f} points)" if top
                                else "no bottleneck"))
 
     def close(self):

@@ -9,11 +9,12 @@ TensorBoard binds to 127.0.0.1 unless started with --bind_all.
 import json
 from importlib import resources
 
+import msgspec
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from profiler.report.reading import ledger_mfu
+from profiler.report.model import Report
 from profiler.report.runfiles import View, list_runs
 
 STATIC = {"index.js": "text/javascript", "charts.js": "text/javascript", "timeline.js": "text/javascript",
@@ -70,10 +71,10 @@ class MfuPlugin(base_plugin.TBPlugin):
             return _not_found(request)
         cycles = []
         for v in (v for v in views if v.step is not None):
-            report = _read(v.report)
+            report = _report(v.report)
             if report:
-                cycles.append({"step": v.step, "mfu": ledger_mfu(report),
-                               "ledger": {e["cause"]: e["points"] for e in report["ledger"]}})
+                cycles.append({"step": v.step, "mfu": report.ledger_mfu,
+                               "ledger": {e.cause: e.points for e in report.ledger}})
         return _json(request, cycles)
 
     def _views(self, run: str) -> list[View] | None:
@@ -82,6 +83,14 @@ class MfuPlugin(base_plugin.TBPlugin):
     def _view(self, request) -> View | None:
         views = self._views(request.args.get("run", "")) or []
         return next((v for v in views if v.id == request.args.get("view")), None)
+
+
+def _report(path) -> Report | None:
+    """A listed report, or None when it cannot be read as one (being rewritten, say)."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Report)
+    except (OSError, msgspec.DecodeError):
+        return None
 
 
 def _read(path):

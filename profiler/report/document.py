@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from profiler.files import write_atomic
-from profiler.mfu.ledger import LedgerUnit
+from profiler.report.model import Report, TopOp, to_json
 from profiler.report.reading import ceilings, change_in_form, pct, roofline_share, what_if
 from profiler.trace.classify import CATEGORIES
 
@@ -24,61 +24,60 @@ class Section:
     chart: str = ""  # name of a chart in charts.figures()
 
 
-def sections(report: dict) -> list[Section]:
-    dev, mfu, step = report["device"], report["mfu"], report["step_time_ms"]
-    flops = mfu["flops_per_step"]
+def sections(report: Report) -> list[Section]:
+    dev, mfu, step, source = report.device, report.mfu, report.step_time_ms, report.source
+    flops = mfu.flops_per_step
     summary = Section(title="Summary", lines=[
-        f"Source: {', '.join(report['source']['paths'])}; steps {report['source']['steps']}"
-        + (f"; ranks {report['source']['ranks']}" if len(report["source"]["ranks"]) > 1 else ""),
-        f"Device: {dev['name'] or dev['kind']} ({dev['kind']}), matmuls in {dev['dtype'] or 'unknown dtype'}",
-        f"Peak: {dev['peak_flops'] / 1e12:.4g} TFLOP/s ({dev['peak_source']}), {dev['peak_flops_run'] / 1e12:.4g} in "
-        f"{dev['dtype'] or 'float32 (assumed)'}" + (f"; {dev['peak_note']}" if dev.get("peak_note") else "")
-        if dev["peak_flops"] else "Peak: unknown",
-        f"Step time: {step['mean']:.2f} ms mean ({step['min']:.2f} - {step['max']:.2f})",
-        f"MFU: {pct(mfu['analytic'])} analytic ({flops['analytic'] or 0:.4g} FLOP/step), {pct(mfu['counted'])} "
-        f"counted ({flops['counted']:.4g} FLOP/step)" + (f"; analytic FLOPs from {mfu['analytic_from']}"
-                                                         if mfu.get("analytic_from") else ""),
+        f"Source: {', '.join(source.paths)}; steps {source.steps}"
+        + (f"; ranks {source.ranks}" if len(source.ranks) > 1 else ""),
+        f"Device: {dev.name or dev.kind} ({dev.kind}), matmuls in {dev.dtype or 'unknown dtype'}",
+        f"Peak: {dev.peak_flops / 1e12:.4g} TFLOP/s ({dev.peak_source}), {(dev.peak_flops_run or 0) / 1e12:.4g} in "
+        f"{dev.dtype or 'float32 (assumed)'}" + (f"; {dev.peak_note}" if dev.peak_note else "")
+        if dev.peak_flops else "Peak: unknown",
+        f"Step time: {step.mean:.2f} ms mean ({step.min:.2f} - {step.max:.2f})",
+        f"MFU: {pct(mfu.analytic)} analytic ({flops.analytic or 0:.4g} FLOP/step), {pct(mfu.counted)} "
+        f"counted ({flops.counted or 0:.4g} FLOP/step)" + (f"; analytic FLOPs from {mfu.analytic_from}"
+                                                           if mfu.analytic_from else ""),
     ])
-    if report["device_utilization"]:
-        u = report["device_utilization"]
-        summary.lines.append(f"Device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms")
-    summary.lines += [f"Convention: {c}" for c in report.get("conventions", [])]
+    if report.device_utilization:
+        u = report.device_utilization
+        summary.lines.append(f"Device busy: {pct(u.busy_fraction)} of {u.window_ms:.1f} ms")
+    summary.lines += [f"Convention: {c}" for c in report.conventions]
     out = [summary]
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
-        [c, f"{report['breakdown'][c]['ms']:.2f}", pct(report["breakdown"][c]["fraction"])] for c in CATEGORIES]))
-    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
+        [c, f"{report.breakdown[c].ms:.2f}", pct(report.breakdown[c].fraction)] for c in CATEGORIES]))
+    ledger = sorted(report.ledger, key=lambda e: -e.points)
+    if report.time_ledger:
         out.append(Section(title="Time ledger", lines=[
             "MFU cannot be formed for this trace (the warnings say why): the ledger is in points of the step time, "
             "100 in all with the useful work; each what-if is the steady-state step without the cause, and its "
             "speed-up."],
                            headers=["cause", "points", "ms/step", "step without it", "speed-up"], chart="ledger", rows=[
-            [e["cause"], f"{e['points']:.2f}", f"{e['ms']:.2f}",
-             f"{e['what_if_step_ms']:.2f}" if e.get("what_if_step_ms") is not None else "",
-             f"x{e['speedup']:.2f}" if e.get("speedup") is not None else ""]
-            for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
-    elif report["ledger"]:
+            [e.cause, f"{e.points:.2f}", f"{e.ms:.2f}",
+             f"{e.what_if_step_ms:.2f}" if isinstance(e.what_if_step_ms, float) else "",
+             f"x{e.speedup:.2f}" if isinstance(e.speedup, float) else ""] for e in ledger]))
+    elif report.ledger:
         out.append(Section(title="MFU ledger", lines=[
             "Points of peak lost per cause; they add up to 100 − MFU. The range is the cause's points in its "
             "cheapest and dearest analysed step."],
                            headers=["cause", "points", "range over steps", "ms/step", "MFU without it"],
                            chart="ledger", rows=[
-            [e["cause"], f"{e['points']:.2f}",
-             "{:.2f} - {:.2f}".format(*e["interval"]) if e.get("interval") else "", f"{e['ms']:.2f}",
-             pct(e["what_if_mfu"])] for e in sorted(report["ledger"], key=lambda e: -e["points"])]))
-    for i, b in enumerate(report["bottlenecks"], 1):
-        lines = [f"Evidence: {b['evidence']}", f"Fix: {b['fix']}"]
-        if b.get("fix_config"):
-            lines.append("Try: " + change_in_form(b["fix_config"], b.get("fix_form")))
-        out.append(Section(title=f"{i}. {b['cause']}: {b['points']:.1f} points, {what_if(b)}", lines=lines))
-    ceiling = f" Ceilings: {ceilings(dev)}." if dev.get("bandwidth") else ""
+            [e.cause, f"{e.points:.2f}", "{:.2f} - {:.2f}".format(*e.interval) if e.interval else "",
+             f"{e.ms:.2f}", pct(e.what_if_mfu)] for e in ledger]))
+    for i, b in enumerate(report.bottlenecks, 1):
+        lines = [f"Evidence: {b.evidence}", f"Fix: {b.fix}"]
+        if b.fix_config:
+            lines.append("Try: " + change_in_form(b.fix_config, b.fix_form or None))
+        out.append(Section(title=f"{i}. {b.cause}: {b.points:.1f} points, {what_if(b)}", lines=lines))
+    ceiling = f" Ceilings: {ceilings(dev)}." if dev.bandwidth else ""
     out.append(Section(title="Top ops", lines=[ROOFLINE_NOTE + ceiling],
                        headers=["op", "category", "calls/step", "ms/step", "TFLOP/s", "MB/step", "TB/s", "FLOP/byte",
-                        "of roofline"], chart="roofline", rows=[op_cells(op) for op in report["top_ops"]]))
-    if report.get("stragglers"):
+                        "of roofline"], chart="roofline", rows=[op_cells(op) for op in report.top_ops]))
+    if report.stragglers:
         out.append(Section(title="Stragglers", headers=["rank", "excess ms", "category"], rows=[
-            [str(s["rank"]), f"{s['excess_ms']:.2f}", s["category"]] for s in report["stragglers"]]))
-    if report["warnings"]:
-        out.append(Section(title="Warnings", lines=list(report["warnings"])))
+            [str(s.rank), f"{s.excess_ms:.2f}", s.category] for s in report.stragglers]))
+    if report.warnings:
+        out.append(Section(title="Warnings", lines=list(report.warnings)))
     return out
 
 
@@ -87,16 +86,16 @@ ROOFLINE_NOTE = ("Each op's roofline time is max(FLOPs / P_run, bytes / memory b
                  "(m: memory-bound, c: compute-bound, >: faster than the memory ceiling, its data in cache).")
 
 
-def op_cells(op: dict) -> list[str]:
-    roof = op.get("roofline")
-    return [op["name"], op["category"], f"{op['count']:.1f}", f"{op['ms']:.3f}",
-            f"{op['tflops_per_s']:.3f}" if op["tflops_per_s"] else "",
-            f"{op['bytes'] / 1e6:.1f}" if op.get("bytes") else "",
-            f"{roof['achieved_tb_s']:.3f}" if roof else "", f"{roof['intensity']:.1f}" if roof else "",
+def op_cells(op: TopOp) -> list[str]:
+    roof = op.roofline
+    return [op.name, op.category, f"{op.count:.1f}", f"{op.ms:.3f}",
+            f"{op.tflops_per_s:.3f}" if op.tflops_per_s else "",
+            f"{op.bytes / 1e6:.1f}" if op.bytes else "",
+            f"{roof.achieved_tb_s:.3f}" if roof else "", f"{roof.intensity:.1f}" if roof else "",
             roofline_share(roof) if roof else ""]
 
 
-def markdown(report: dict) -> str:
+def markdown(report: Report) -> str:
     parts = ["# MFU report", ""]
     for s in sections(report):
         parts += [f"## {s.title}", ""] + [f"- {line}" if s.title in ("Summary", "Warnings") else line + "  "
@@ -115,7 +114,7 @@ def svg(figure) -> str:
     return text[text.index("<svg"):]
 
 
-def html_page(report: dict) -> str:
+def html_page(report: Report) -> str:
     """One self-contained page: no scripts, no external files; the charts are inline SVG."""
     import matplotlib.pyplot as plt
 
@@ -152,9 +151,9 @@ figure.chart svg {{ max-width: 100%; height: auto; }}
 """
 
 
-def write_reports(report: dict, json_path: Path | None, markdown_path: Path | None, html_path: Path | None):
+def write_reports(report: Report, json_path: Path | None, markdown_path: Path | None, html_path: Path | None):
     """The report as JSON, Markdown and HTML, each where a path is given, each written atomically."""
-    for path, render in ((json_path, lambda r: json.dumps(r, indent=1)), (markdown_path, markdown),
+    for path, render in ((json_path, lambda r: json.dumps(to_json(r), indent=1)), (markdown_path, markdown),
                          (html_path, html_page)):
         if path:
             write_atomic(path, render(report))

@@ -1,15 +1,8 @@
 """Reading a saved report: the helpers every writer (terminal, Markdown / HTML, charts, compare, the dashboard's
 listing) shares, so that no writer imports another for them. They format and select; they compute nothing."""
 
-from profiler.mfu.ledger import LedgerUnit
+from profiler.report.model import Bottleneck, Device, Figures, LedgerRow, Roofline
 from profiler.settings import LEDGER_ROW_MIN_POINTS
-
-
-def ledger_mfu(report: dict) -> float | None:
-    """The MFU a saved report's ledger adds up to: analytic, or counted where the model's FLOPs are unknown
-    (records.Mfu.of_ledger, read back from the JSON)."""
-    mfu = report["mfu"]
-    return mfu["analytic"] if mfu["analytic"] is not None else mfu["counted"]
 
 
 def fmt_flops(x: float | None) -> str:
@@ -30,41 +23,41 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
-def roofline_share(roof: dict) -> str:
+def roofline_share(roof: Roofline) -> str:
     """'54%c': the share of its roofline an op reached and what bounds it ('>' where it beat the memory ceiling)."""
-    return f"{'>' if roof.get('above_ceiling') else ''}{100 * roof['of_roofline']:.0f}%{roof['bound'][0]}"
+    return f"{'>' if roof.above_ceiling else ''}{100 * roof.of_roofline:.0f}%{roof.bound[0]}"
 
 
-def ceilings(dev: dict) -> str:
+def ceilings(dev: Device) -> str:
     """'P_run 989 TFLOP/s, 4.8 TB/s (table)': the roofline's two ceilings."""
-    compute = f"P_run {fmt_flops(dev['peak_flops_run'])}FLOP/s, " if dev.get("peak_flops_run") else ""
-    if not dev.get("bandwidth"):
+    compute = f"P_run {fmt_flops(dev.peak_flops_run)}FLOP/s, " if dev.peak_flops_run else ""
+    if not dev.bandwidth:
         return compute
-    rate = dev["bandwidth"]
+    rate = dev.bandwidth
     memory = f"{rate / 1e12:.3g} TB/s" if rate >= 1e11 else f"{rate / 1e9:.3g} GB/s"
-    return f"{compute}{memory} ({dev['bandwidth_source']})"
+    return f"{compute}{memory} ({dev.bandwidth_source})"
 
 
-def ledger_unit(report: dict) -> dict:
+def ledger_unit(report: Figures) -> dict:
     """How a report's ledger is read: its name, unit, top and bottom (MFU points, or points of step time)."""
-    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
+    if report.time_ledger:
         return {"title": "Time ledger", "unit": "points of the step per cause (MFU cannot be formed)",
                 "top": "step", "bottom": "useful", "axis": "% of the step time"}
     return {"title": "MFU ledger", "unit": "points of peak lost per cause", "top": "peak", "bottom": "MFU",
             "axis": "% of peak FLOP/s"}
 
 
-def ledger_bottom(report: dict) -> float:
+def ledger_bottom(report: Figures) -> float:
     """Where the waterfall ends: the MFU in percent, or the useful share of the step."""
-    if report.get("ledger_unit") == LedgerUnit.STEP_TIME:
-        return next((e["points"] for e in report["ledger"] if e["cause"] == "useful"), 0.0)
-    return 100 * (ledger_mfu(report) or 0.0)
+    if report.time_ledger:
+        return next((e.points for e in report.ledger if e.cause == "useful"), 0.0)
+    return 100 * (report.ledger_mfu or 0.0)
 
 
-def losses(report: dict) -> list[dict]:
+def losses(report: Figures) -> list[LedgerRow]:
     """The ledger's causes, largest first, without the rows that round to 0 and the time ledger's useful work."""
-    return [e for e in sorted(report["ledger"], key=lambda e: -e["points"])
-            if abs(e["points"]) >= LEDGER_ROW_MIN_POINTS and e["cause"] != "useful"]
+    return [e for e in sorted(report.ledger, key=lambda e: -e.points)
+            if abs(e.points) >= LEDGER_ROW_MIN_POINTS and e.cause != "useful"]
 
 
 def overrides(config: dict) -> list[str]:
@@ -80,8 +73,8 @@ def change_in_form(config: dict, form: str | None) -> str:
     return f"{form}(" + ", ".join(f"{k}={v!r}" for k, v in config.items()) + ")"
 
 
-def what_if(entry: dict) -> str:
+def what_if(entry: Bottleneck) -> str:
     """'MFU 12.34% without it', or in a time ledger 'step 45.20 ms without it (x1.52)'."""
-    if entry.get("speedup") is not None:
-        return f"step {entry['what_if_step_ms']:.2f} ms without it (x{entry['speedup']:.2f})"
-    return f"MFU {pct(entry['what_if_mfu'])} without it"
+    if isinstance(entry.speedup, float) and isinstance(entry.what_if_step_ms, float):
+        return f"step {entry.what_if_step_ms:.2f} ms without it (x{entry.speedup:.2f})"
+    return f"MFU {pct(entry.what_if_mfu)} without it"

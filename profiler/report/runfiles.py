@@ -17,6 +17,7 @@ from pathlib import Path
 
 from profiler.files import CYCLES, REPORT, TIMELINE, write_atomic
 from profiler.report.document import write_reports
+from profiler.report.model import Report, to_json
 from profiler.trace.errors import TraceError
 
 CYCLE_FILE = re.compile(r"^step_(\d+)\.json$")
@@ -35,7 +36,7 @@ class View:
     timeline: Path | None
 
 
-def write_run_report(folder: Path, report: dict, timeline: dict | None):
+def write_run_report(folder: Path, report: Report, timeline: dict | None):
     """report.json / .md / .html and the step timeline of a whole run (or of an analysed trace). A report.json
     that this tool did not write is left alone: TraceError."""
     path = Path(folder) / REPORT
@@ -46,11 +47,11 @@ def write_run_report(folder: Path, report: dict, timeline: dict | None):
     _write_timeline(timeline_of(path), timeline)
 
 
-def write_cycle_report(folder: Path, step: int, report: dict, timeline: dict | None):
+def write_cycle_report(folder: Path, step: int, report: Report, timeline: dict | None):
     """The report and step timeline of the profiler cycle that ended at `step`."""
     path = folder / CYCLES / f"step_{step}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(report, indent=1))
+    write_atomic(path, json.dumps(to_json(report), indent=1))
     _write_timeline(timeline_of(path), timeline)
 
 

@@ -2,6 +2,7 @@
 
 import textwrap
 
+from profiler.report.model import Report
 from profiler.report.reading import (
     ceilings,
     change_in_form,
@@ -17,60 +18,60 @@ from profiler.report.reading import (
 from profiler.trace.classify import CATEGORIES
 
 
-def summary(report: dict) -> str:
-    dev, mfu, steps = report["device"], report["mfu"], report["step_time_ms"]
-    lines = [source_line(report["source"]["paths"])]
-    ranks = len(report["source"]["ranks"])
-    over = f", mean over {ranks} ranks" if report.get("job_aggregation") else ""
-    lines.append(f"device: {dev['name'] or dev['kind']} ({dev['kind']}), matmul dtype {dev['dtype'] or 'unknown'}")
-    if dev["peak_flops"]:
-        lines.append(f"peak: {fmt_flops(dev['peak_flops'])}FLOP/s ({dev['peak_source']}); "
-                     f"{fmt_flops(dev['peak_flops_run'])}FLOP/s in {dev['dtype'] or 'float32 (assumed)'}")
-    if dev.get("peak_note"):
-        lines += wrap(f"  {dev['peak_note']}", "    ")
-    cv = f", CV {100 * steps['cv']:.0f}%" if steps.get("cv") is not None and len(report["source"]["steps"]) > 1 else ""
-    lines.append(f"steps: {len(report['source']['steps'])} analysed, {steps['mean']:.2f} ms mean "
-                 f"({steps['min']:.2f} - {steps['max']:.2f}{cv}{over})")
-    cost = report.get("profiler_cost")
-    if cost and cost.get("ms_per_step"):
-        lines += wrap(f"  {steps['mean'] - cost['ms_per_step']:.2f} ms without the profiler's own recording cost "
-                      f"({cost['ms_per_step']:.2f} ms/step): the step that MFU and the ledger describe", "    ")
-    flops = mfu["flops_per_step"]
-    analytic = (f"{pct(mfu['analytic'])} analytic ({fmt_flops(flops['analytic'])}FLOP/step)" if flops["analytic"]
+def summary(report: Report) -> str:
+    dev, mfu, steps = report.device, report.mfu, report.step_time_ms
+    lines = [source_line(report.source.paths)]
+    ranks = len(report.source.ranks)
+    over = f", mean over {ranks} ranks" if report.job_aggregation else ""
+    lines.append(f"device: {dev.name or dev.kind} ({dev.kind}), matmul dtype {dev.dtype or 'unknown'}")
+    if dev.peak_flops:
+        lines.append(f"peak: {fmt_flops(dev.peak_flops)}FLOP/s ({dev.peak_source}); "
+                     f"{fmt_flops(dev.peak_flops_run)}FLOP/s in {dev.dtype or 'float32 (assumed)'}")
+    if dev.peak_note:
+        lines += wrap(f"  {dev.peak_note}", "    ")
+    cv = f", CV {100 * steps.cv:.0f}%" if steps.cv is not None and len(report.source.steps) > 1 else ""
+    lines.append(f"steps: {len(report.source.steps)} analysed, {steps.mean:.2f} ms mean "
+                 f"({steps.min:.2f} - {steps.max:.2f}{cv}{over})")
+    cost = report.profiler_cost
+    if cost and cost.ms_per_step:
+        lines += wrap(f"  {steps.mean - cost.ms_per_step:.2f} ms without the profiler's own recording cost "
+                      f"({cost.ms_per_step:.2f} ms/step): the step that MFU and the ledger describe", "    ")
+    flops = mfu.flops_per_step
+    analytic = (f"{pct(mfu.analytic)} analytic ({fmt_flops(flops.analytic)}FLOP/step)" if flops.analytic
                 else "analytic n/a (model unknown)")
-    lines.append(f"MFU: {analytic}, {pct(mfu['counted'])} counted ({fmt_flops(flops['counted'])}FLOP/step)")
-    if mfu.get("analytic_from") not in (None, "run metadata"):
-        lines.append(f"  analytic FLOPs from {mfu['analytic_from']}")
-    for c in report.get("conventions", []):
+    lines.append(f"MFU: {analytic}, {pct(mfu.counted)} counted ({fmt_flops(flops.counted)}FLOP/step)")
+    if mfu.analytic_from not in (None, "run metadata"):
+        lines.append(f"  analytic FLOPs from {mfu.analytic_from}")
+    for c in report.conventions:
         lines += wrap(f"  convention: {c}", "    ")
-    if report["device_utilization"]:
-        u = report["device_utilization"]
-        lines.append(f"device busy: {pct(u['busy_fraction'])} of {u['window_ms']:.1f} ms (first to last device event"
+    if report.device_utilization:
+        u = report.device_utilization
+        lines.append(f"device busy: {pct(u.busy_fraction)} of {u.window_ms:.1f} ms (first to last device event"
                      f"{over})")
     if over:
         lines += wrap(f"job figures are means over the {ranks} ranks (how each is formed: job_aggregation in the "
                       "JSON; each rank's own: per_rank)", "  ")
     lines += ["", f"{'breakdown':<16}{'ms/step':>10}{'share':>9}  "]
     for c in CATEGORIES:
-        b = report["breakdown"][c]
-        lines.append(f"{c:<16}{b['ms']:>10.2f}{100 * b['fraction']:>8.2f}%  {'#' * round(40 * b['fraction'])}")
-    if report.get("classification_ms"):
-        c = report["classification_ms"]
-        lines.append(f"kernel time by launching op {c['by_op']:.2f}, by name {c['by_name']:.2f}, "
-                     f"unclassified {c['unclassified']:.2f} ms/step")
+        b = report.breakdown[c]
+        lines.append(f"{c:<16}{b.ms:>10.2f}{100 * b.fraction:>8.2f}%  {'#' * round(40 * b.fraction)}")
+    if report.classification_ms:
+        k = report.classification_ms
+        lines.append(f"kernel time by launching op {k.by_op:.2f}, by name {k.by_name:.2f}, "
+                     f"unclassified {k.unclassified:.2f} ms/step")
     lines += ["", f"{'top ops':<30}{'category':<14}{'calls':>6}{'ms/step':>8}{'TFLOP/s':>8}{'TB/s':>7}{'roof':>7}"]
-    for op in report["top_ops"][:10]:
-        tf = f"{op['tflops_per_s']:.2f}" if op["tflops_per_s"] else ""
-        roof = op.get("roofline")
-        tb, of = (f"{roof['achieved_tb_s']:.3f}", f"{roofline_share(roof)}") if roof else ("", "")
-        lines.append(f"{shorten(op['name'], 29):<30}{op['category']:<14}{op['count']:>6.0f}{op['ms']:>8.2f}{tf:>8}"
+    for op in report.top_ops[:10]:
+        tf = f"{op.tflops_per_s:.2f}" if op.tflops_per_s else ""
+        roof = op.roofline
+        tb, of = (f"{roof.achieved_tb_s:.3f}", f"{roofline_share(roof)}") if roof else ("", "")
+        lines.append(f"{shorten(op.name, 29):<30}{op.category:<14}{op.count:>6.0f}{op.ms:>8.2f}{tf:>8}"
                      f"{tb:>7}{of:>7}")
-    if any(op.get("roofline") for op in report["top_ops"][:10]):
+    if any(op.roofline for op in report.top_ops[:10]):
         lines += wrap(f"  roof: share of the op's roofline time, m memory-bound, c compute-bound "
-                      f"({ceilings(report['device'])})", "    ")
+                      f"({ceilings(report.device)})", "    ")
     lines += ledger_lines(report) + bottleneck_lines(report)
-    if report["warnings"]:
-        lines += [""] + [line for w in report["warnings"] for line in wrap(f"warning: {w}", "  ")]
+    if report.warnings:
+        lines += [""] + [line for w in report.warnings for line in wrap(f"warning: {w}", "  ")]
     return "\n".join(lines)
 
 
@@ -88,38 +89,40 @@ def wrap(text: str, indent: str) -> list[str]:
     return textwrap.wrap(text, 80, subsequent_indent=indent)
 
 
-def ledger_lines(report: dict) -> list[str]:
+def ledger_lines(report: Report) -> list[str]:
     """The ledger as a waterfall from 100 (peak, or the step) down to the MFU (or the useful work), largest
     loss first."""
-    if not report["ledger"]:
+    if not report.ledger:
         return []
     u = ledger_unit(report)
     lines = ["", f"{u['title']}: {u['unit']}", f"{'':>2}{100:>8.2f}  {u['top']}"]
     level = 100.0
     for e in losses(report):
-        start, level = level, level - e["points"]
+        start, level = level, level - e.points
         lo, hi = sorted((round(level / 2.5), round(start / 2.5)))
-        bar = " " * lo + ("#" if e["points"] >= 0 else "-") * max(hi - lo, 1)
-        lines.append(f"{'-':>2}{e['points']:>8.2f}  {e['cause']:<18}|{bar}")
+        bar = " " * lo + ("#" if e.points >= 0 else "-") * max(hi - lo, 1)
+        lines.append(f"{'-':>2}{e.points:>8.2f}  {e.cause:<18}|{bar}")
     lines.append(f"{'=':>2}{ledger_bottom(report):>8.2f}  {u['bottom']}")
     return lines
 
 
-def interval(report: dict, cause: str) -> str:
+def interval(report: Report, cause: str) -> str:
     """' (37.1-43.0 over the steps)': a cause's points in its cheapest and dearest analysed step."""
-    entry: dict = next((e for e in report["ledger"] if e["cause"] == cause), {})
-    low, high = entry.get("interval") or (None, None)
-    return f" ({low:.1f}-{high:.1f} over the steps)" if low is not None and len(report["source"]["steps"]) > 1 else ""
+    entry = next((e for e in report.ledger if e.cause == cause), None)
+    if entry is None or not entry.interval or len(report.source.steps) <= 1:
+        return ""
+    low, high = entry.interval
+    return f" ({low:.1f}-{high:.1f} over the steps)"
 
 
-def bottleneck_lines(report: dict) -> list[str]:
+def bottleneck_lines(report: Report) -> list[str]:
     lines = []
-    for i, b in enumerate(report["bottlenecks"], 1):
-        lines += [""] + wrap(f"{i}. {b['cause']}: {b['points']:.1f} points{interval(report, b['cause'])}, "
-                             f"{b['ms']:.2f} ms/step; {what_if(b)}", "   ")
-        lines += wrap(f"   evidence: {b['evidence']}", "     ") + wrap(f"   fix: {b['fix']}", "     ")
-        if b.get("fix_config"):
-            lines.append("   try: " + change_in_form(b["fix_config"], b.get("fix_form")))
+    for i, b in enumerate(report.bottlenecks, 1):
+        lines += [""] + wrap(f"{i}. {b.cause}: {b.points:.1f} points{interval(report, b.cause)}, "
+                             f"{b.ms:.2f} ms/step; {what_if(b)}", "   ")
+        lines += wrap(f"   evidence: {b.evidence}", "     ") + wrap(f"   fix: {b.fix}", "     ")
+        if b.fix_config:
+            lines.append("   try: " + change_in_form(b.fix_config, b.fix_form or None))
     return ["", "Diagnosis (causes over 1 point, largest first):"] + lines if lines else lines
 
 
@@ -140,7 +143,7 @@ def colorize(text: str) -> str:
     return "\n".join(out)
 
 
-def for_terminal(report: dict, stream) -> str:
+def for_terminal(report: Report, stream) -> str:
     """The summary, in colour only when `stream` is a terminal."""
     text = summary(report)
     return colorize(text) if stream.isatty() else text

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import analyze, note, shared_trace
 
-from profiler.pipeline import analyze_path
+from profiler.pipeline import analyze_path, load_report
 from profiler.settings import Options
 
 # torch-tb-profiler's Overview: average step (µs) and shares of step time, in percent
@@ -113,7 +113,7 @@ def test_colour_only_on_a_terminal(tiny_run):
         def isatty(self):
             return self.tty
 
-    report = analyze_path(tiny_run[0], Options())
+    report = load_report(tiny_run[0], Options())
     assert "\033[" not in for_terminal(report, Stream(False))
     coloured = for_terminal(report, Stream(True))
     assert "\033[1mMFU: " in coloured and "\033[31m" in coloured

@@ -1,0 +1,69 @@
+"""The typed report: a report made now and the same report read back from disk are one value of one type, and
+every writer renders both alike."""
+
+import json
+
+import msgspec
+import pytest
+from synth import kernel, launch, op, step, write
+
+from profiler.pipeline import analyze_path, load_report
+from profiler.report import model
+from profiler.report.compare import comparison
+from profiler.report.document import markdown, write_reports
+from profiler.report.model import Report, to_json
+from profiler.report.schema import saved_report
+from profiler.report.terminal import summary
+from profiler.settings import Options
+from profiler.trace.classify import CATEGORIES
+from profiler.trace.errors import TraceError
+
+MM = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["c10::BFloat16", "c10::BFloat16"]}
+
+
+def two_rank_job(tmp_path):
+    for rank, kernel_us in ((0, 400), (1, 800)):
+        events = [step(1, 0, 1000), op("aten::mm", 0, 100, **MM), launch(10, 5, 1),
+                  kernel("nvjet_tst", 100, kernel_us, 1)]
+        write(tmp_path / f"rank{rank}.pt.trace.json", events, distributedInfo={"rank": rank, "world_size": 2})
+    return tmp_path
+
+
+def test_a_report_read_back_is_the_report_written(tmp_path):
+    report = load_report(two_rank_job(tmp_path), Options())
+    assert isinstance(report, Report) and len(report.per_rank) == 2 and report.job_aggregation
+    (tmp_path / "out").mkdir()
+    write_reports(report, tmp_path / "out" / "report.json", None, None)
+    back = saved_report(tmp_path / "out" / "report.json")
+    assert back == report
+    assert markdown(back) == markdown(report) and summary(back) == summary(report)
+    assert comparison(report, back).count("+0.00") >= 10  # every shared figure, no change
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert list(data)[:4] == ["schema", "source", "device", "job_aggregation"]  # a reader knows it by its opening
+    assert data == to_json(report) == analyze_path(tmp_path, Options())
+
+
+def test_fields_left_out_where_they_do_not_apply():
+    """A ledger of MFU points has no what-ifs of a step time and no ledger_unit; a single trace no per_rank."""
+    data = to_json(msgspec.convert({
+        "source": {"paths": ["t.json"], "ranks": [0], "steps": [1]},
+        "device": {"name": None, "kind": "cpu", "dtype": None, "peak_flops": None, "peak_flops_run": None,
+                   "peak_source": None},
+        "step_time_ms": {"mean": 1.0, "min": 1.0, "max": 1.0}, "device_utilization": None,
+        "mfu": {"analytic": None, "counted": None, "flops_per_step": {"analytic": None, "counted": 0.0}},
+        "breakdown": {}, "ledger": [{"cause": "io", "points": 1.0, "ms": 0.01, "what_if_mfu": 0.5}],
+        "bottlenecks": [], "top_ops": []}, Report))
+    assert "ledger_unit" not in data and "per_rank" not in data and "stragglers" not in data
+    assert data["ledger"] == [{"cause": "io", "points": 1.0, "ms": 0.01, "what_if_mfu": 0.5, "interval": None}]
+    assert data["schema"] == "mfu-report/1" and data["warnings_data"] == []
+
+
+def test_a_step_row_has_every_category_in_order():
+    assert model.StepRow.__struct_fields__ == ("step", "ms", *CATEGORIES)
+
+
+def test_a_file_that_names_the_schema_and_breaks_it_is_one_clear_error(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text('{"schema": "mfu-report/1", "source": {"paths": 3}}')
+    with pytest.raises(TraceError, match="names mfu-report/1 but does not follow it"):
+        saved_report(path)
