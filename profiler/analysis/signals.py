@@ -136,7 +136,10 @@ def measure_collectives(s: Signals, trace: Trace, links: Links, bd: Breakdown):
     s.collectives = Counter(trace.names_of(calls))
     comms = calls[trace.by_name(lambda n: n == "record_param_comms")[calls]]
     for raw in (trace.raw_args[r] for r in comms):
-        args = msgspec.json.decode(raw, type=CommArgs)
+        try:
+            args = msgspec.json.decode(raw, type=CommArgs)
+        except msgspec.DecodeError:  # args of another shape: no message size to add
+            continue
         s.collective_bytes += args.nelems * BYTES_OF_SCALAR_TYPE.get(args.dtype, 0)
 
 

@@ -222,8 +222,8 @@ def communication(entry: LedgerEntry, evidence: Evidence) -> Finding:
     fix = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients locally "
            "(no_sync) and all-reduce less often, or raise the batch per rank")
     kernels = sorted(evidence.signals.collective_kernel_us)
-    if len(kernels) >= 3 and kernels[-1] >= ONE_OFF_COLLECTIVE * statistics.median(kernels[:-1]):
-        median = statistics.median(kernels[:-1])
+    median = statistics.median(kernels[:-1]) if len(kernels) >= 3 else 0.0
+    if median > 0 and kernels[-1] >= ONE_OFF_COLLECTIVE * median:  # the others took time: one stands out
         facts.update(slowest_collective_ms=milliseconds(kernels[-1]), slowest_over_median=kernels[-1] / median,
                      other_collectives=len(kernels) - 1, median_collective_ms=milliseconds(median))
         fix = "profile after a warm-up step to see the steady state, then: " + fix

@@ -5,12 +5,11 @@ Both are rendered from one list of sections, so they always hold the same conten
 
 import html
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from profiler.files import write_atomic
-from profiler.report.model import Report, TopOp, to_json
+from profiler.report.model import Report, TopOp, json_text
 from profiler.report.reading import ceilings, change_in_form, pct, roofline_share, what_if
 from profiler.trace.classify import CATEGORIES
 
@@ -153,7 +152,7 @@ figure.chart svg {{ max-width: 100%; height: auto; }}
 
 def write_reports(report: Report, json_path: Path | None, markdown_path: Path | None, html_path: Path | None):
     """The report as JSON, Markdown and HTML, each where a path is given, each written atomically."""
-    for path, render in ((json_path, lambda r: json.dumps(to_json(r), indent=1)), (markdown_path, markdown),
+    for path, render in ((json_path, json_text), (markdown_path, markdown),
                          (html_path, html_page)):
         if path:
             write_atomic(path, render(report))

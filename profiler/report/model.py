@@ -5,6 +5,8 @@ The field names are the JSON's keys. A field that the JSON leaves out where it d
 what-ifs, a job's per-rank figures) is UNSET there; a field the JSON writes as null is None.
 """
 
+import json
+import math
 from typing import Any
 
 import msgspec
@@ -213,12 +215,31 @@ HEAD = ("schema", "source", "device", "job_aggregation")  # the keys a report's 
 
 
 def to_json(report: Report) -> dict:
-    """The report as JSON data, opening with its schema, source and device."""
-    data = msgspec.to_builtins(report, enc_hook=_plain)
+    """The report as JSON data, opening with its schema, source and device; a figure that is not finite (NaN,
+    infinite) is null there, never a NaN that a JSON reader refuses (report_of says which, in a warning)."""
+    data, _ = finite(msgspec.to_builtins(report, enc_hook=plain))
     return {**{k: data.pop(k) for k in HEAD if k in data}, **data}
 
 
-def _plain(value: Any) -> Any:
+def json_text(report: Report) -> str:
+    """The report's JSON file: indented, and refusing NaN (to_json has made every non-finite figure null)."""
+    return json.dumps(to_json(report), indent=1, allow_nan=False)
+
+
+def finite(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """The JSON data with every non-finite number made null, and where they were ('ledger[2].points')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [path.lstrip(".")]
+    if isinstance(value, dict):
+        pairs = [(k, finite(v, f"{path}.{k}")) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, [p for _, (_, bad) in pairs for p in bad]
+    if isinstance(value, list):
+        items = [finite(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [v for v, _ in items], [p for _, bad in items for p in bad]
+    return value, []
+
+
+def plain(value: Any) -> Any:
     """A numpy scalar that a stage left in a figure, as the Python number it is."""
     if isinstance(value, (np.floating, np.integer, np.bool_)):
         return value.item()

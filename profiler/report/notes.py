@@ -156,6 +156,9 @@ NOTES: dict[str, Callable[[Facts], str]] = {
     "time_ledger": lambda n: (
         f"{WHY_NO_MFU[n['why']](n)}: the ledger is in points of step time (100 = the {n['step_ms']:.2f} ms step), each "
         "what-if a step time and a speed-up; matmul_efficiency needs FLOPs and a peak and is left out"),
+    "non_finite_figures": lambda n: (
+        f"{n['count']} figure(s) came out not finite (NaN or infinite) and are null in the JSON: "
+        + ", ".join(n["figures"]) + "; please report it with the trace"),
     "inconsistent_report": lambda n: (
         f"the report failed its own consistency checks ({'; '.join(n['broken'])}): MFU, the ledger and the diagnosis "
         "are left empty; please report it with the trace"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from profiler.files import CYCLES, REPORT, TIMELINE, write_atomic
 from profiler.report.document import write_reports
-from profiler.report.model import Report, to_json
+from profiler.report.model import Report, json_text
 from profiler.trace.errors import TraceError
 
 CYCLE_FILE = re.compile(r"^step_(\d+)\.json$")
@@ -51,7 +51,7 @@ def write_cycle_report(folder: Path, step: int, report: Report, timeline: dict |
     """The report and step timeline of the profiler cycle that ended at `step`."""
     path = folder / CYCLES / f"step_{step}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(to_json(report), indent=1))
+    write_atomic(path, json_text(report))
     _write_timeline(timeline_of(path), timeline)
 
 

@@ -10,17 +10,32 @@ from pathlib import Path
 import msgspec
 from msgspec import UNSET
 
+from profiler.facts import Note
 from profiler.mfu.job import AGGREGATION, JobResult
 from profiler.mfu.ledger import LedgerUnit
 from profiler.mfu.records import Figures
 from profiler.report import model
-from profiler.report.model import SCHEMA, Report
+from profiler.report.model import SCHEMA, Report, finite, plain
 from profiler.report.notes import note_data, note_text
 from profiler.report.phrases import evidence
 from profiler.trace.errors import TraceError
 
+MAX_NAMED = 5  # non-finite figures named in their warning; the count says how many there were
+
 
 def report_of(result: JobResult) -> Report:
+    """The job's report, with a warning where a figure is not finite (the JSON writes it as null)."""
+    report = made(result)
+    _, bad = finite(msgspec.to_builtins(report, enc_hook=plain))
+    if not bad:
+        return report
+    note = Note("non_finite_figures", {"figures": bad[:MAX_NAMED], "count": len(bad)})
+    return msgspec.structs.replace(report, warnings=[*report.warnings, note_text(note)],
+                                   warnings_data=[*report.warnings_data,
+                                                  msgspec.convert(note_data(note), model.WarningData)])
+
+
+def made(result: JobResult) -> Report:
     peak, bw = result.peak, result.bandwidth
     device = model.Device(
         name=result.device_name, kind=result.kind, dtype=result.dtype,

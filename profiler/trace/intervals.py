@@ -49,10 +49,11 @@ def exclusive_coverage(levels: list[tuple[np.ndarray, np.ndarray]], w0: np.ndarr
     all_s, all_e = np.empty(0), np.empty(0)
     for k, (s, e) in enumerate(levels):
         all_s, all_e = merge(np.concatenate((all_s, s)), np.concatenate((all_e, e)))
-        covered = coverage(all_s, all_e, w0, w1)
+        # a union with more spans covers no less: the max keeps float rounding from making a level negative
+        covered = np.maximum(coverage(all_s, all_e, w0, w1), covered_so_far)
         out[k] = covered - covered_so_far
         covered_so_far = covered
-    out[-1] = (w1 - w0) - covered_so_far
+    out[-1] = np.maximum((w1 - w0) - covered_so_far, 0.0)
     return out
 
 

@@ -119,10 +119,12 @@ def _extend_to_device(trace: Trace, links: Links, host_start, host_end):
     first_device = np.full(n, np.inf)
     np.minimum.at(first_device, step, trace.start[dev])
 
-    # the first step starts after device work that no step launched and that ended before its own
+    # the first step starts after device work that no step launched and that ended before its own (where it
+    # launched none, as in a trace of device events alone, before the step itself)
     unmatched = np.ones(len(trace), bool)
     unmatched[dev] = False
-    before = links.device[unmatched[links.device] & (trace.end[links.device] < first_device[0])]
+    own = first_device[0] if np.isfinite(first_device[0]) else host_start[0]
+    before = links.device[unmatched[links.device] & (trace.end[links.device] < own)]
     prev_end = max(float(host_start[0]), float(trace.end[before].max()) if len(before) else -np.inf)
     start, end = np.empty(n), np.empty(n)
     for i in range(n):

@@ -4,7 +4,7 @@ import gzip
 import json
 
 import pytest
-from conftest import ROOT, analyze, note
+from conftest import ROOT, analyze, invariants_hold, note
 from synth import kernel, launch, op, step, write
 
 from profiler.pipeline import analyze_path
@@ -157,3 +157,37 @@ def test_run_metadata_that_is_not_ours_is_ignored_with_a_warning(tmp_path, metad
     assert "mfu_analyzer" in next(w for w in report["warnings"] if "run metadata" in w)
     assert note(report, "run_metadata_malformed")["error"].startswith("Expected")
 
+
+
+def test_a_trace_of_device_events_alone_is_analysed_over_their_span(tmp_path):
+    """A filtered export or another tool's conversion: no host events, no launches. The kernels give the window
+    (it came out 0 ms long, and every share NaN)."""
+    events = [kernel("igemm_fwd_gtcx_nhwc_bf16", 100, 300, 1), kernel("SubTensorOpWithScalar1d", 500, 100, 2),
+              {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy HtoD", "pid": 1, "tid": 7, "ts": 700, "dur": 100,
+               "args": {"bytes": 4096}}]
+    report = analyze_path(write(tmp_path / "t.json", events, device="AMD Instinct MI210"), Options())
+    assert report["step_time_ms"]["mean"] == pytest.approx(0.7)  # first kernel's start to the copy's end
+    assert {c: b["ms"] for c, b in report["breakdown"].items() if b["ms"]} == pytest.approx(
+        {"matmul": 0.3, "other_compute": 0.1, "memory": 0.1, "idle": 0.2})
+    assert note(report, "no_host_ops") == {}
+    invariants_hold(report)
+
+
+def test_the_shared_device_only_class_keeps_its_kernels_and_shares(tmp_path):
+    """The MI210 trace with everything but its kernels, copies and fills taken out."""
+    folder = ROOT.parent / "shared" / "traces" / "mi210_gpu_only"
+    if not folder.is_dir():
+        pytest.skip("../shared/traces is absent")
+    source = next(p for p in sorted(folder.iterdir()) if ".json" in p.name)
+    trace = json.loads(gzip.open(source).read() if source.suffix == ".gz" else source.read_bytes())
+    trace["traceEvents"] = [e for e in trace["traceEvents"] if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
+    report = analyze_path(write_json(tmp_path / "t.json", trace), Options())
+    whole = analyze_path(folder, Options())
+    assert report["breakdown"]["matmul"]["ms"] == pytest.approx(whole["breakdown"]["matmul"]["ms"])  # 1.62 ms
+    assert 0 < report["step_time_ms"]["mean"] <= whole["step_time_ms"]["mean"]
+    invariants_hold(report)
+
+
+def write_json(path, data):
+    path.write_text(json.dumps(data))
+    return path

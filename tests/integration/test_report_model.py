@@ -67,3 +67,20 @@ def test_a_file_that_names_the_schema_and_breaks_it_is_one_clear_error(tmp_path)
     path.write_text('{"schema": "mfu-report/1", "source": {"paths": 3}}')
     with pytest.raises(TraceError, match="names mfu-report/1 but does not follow it"):
         saved_report(path)
+
+
+def test_a_figure_that_is_not_finite_is_null_in_the_json_and_named_in_a_warning(tmp_path):
+    from dataclasses import replace
+
+    from profiler.mfu.records import Share
+    from profiler.pipeline import analyze_job
+    from profiler.report.model import json_text
+    from profiler.report.schema import report_of
+
+    result = analyze_job(two_rank_job(tmp_path), Options())
+    broken = {**result.figures.breakdown, "memory": Share(float("nan"), 0.0)}
+    report = report_of(replace(result, figures=replace(result.figures, breakdown=broken)))
+    assert report.warnings_data[-1].code == "non_finite_figures"
+    assert report.warnings_data[-1].numbers == {"figures": ["breakdown.memory.ms"], "count": 1}
+    data = json.loads(json_text(report))  # the writer refuses NaN: this would raise if one were left
+    assert data["breakdown"]["memory"]["ms"] is None and "breakdown.memory.ms" in data["warnings"][-1]
