@@ -283,8 +283,9 @@ def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:
         facts.update(counted_tflop_per_s=rate, counted_of_peak_run_pct=100 * rate * TERA / evidence.peak_run,
                      peak_run_tflop_per_s=evidence.peak_run / TERA, dtype=evidence.dtype)
     timing = evidence.shape_timing
-    if timing and evidence.precision_ms < 0.005:
-        facts.update(precision_takes_none=True, **precision_measurement(evidence))
+    measured = precision_measurement(evidence)
+    if evidence.precision_ms < 0.005 and measured["measured_by"] != "peaks":  # say why precision holds none
+        facts.update(precision_takes_none=True, **measured)
     if timing and timing.isolated_us.get(timing.run_dtype):
         alone = timing.flops / seconds(timing.isolated_us[timing.run_dtype]) / TERA
         facts.update(alone_tflop_per_s=alone, alone_dtype=timing.run_dtype,

@@ -147,6 +147,23 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in phrases.evidence("other", facts)
 
 
+def test_matmul_efficiency_says_why_precision_holds_none_where_bfloat16_measured_slower():
+    """A CPU run in float32 whose bfloat16 micro-step measured slower (53.5 against 46.0 ms): precision is 0, and
+    the evidence says so from the measurement instead of quoting 0.00 ms unexplained; no measurement, no claim."""
+    sig = Signals(steps=2, matmul_us=40_000.0)
+    measured = evidence(signals=sig, kind="cpu", fastest_dtype="bfloat16", precision_ms=0.0,
+                        step_ms_by_dtype={"float32": 46.02, "bfloat16": 53.53})
+    facts = RULES["matmul_efficiency"](entry("matmul_efficiency", 20), measured).facts
+    assert facts["precision_takes_none"] and facts["measured_by"] == "micro_step"
+    assert (facts["micro_step_ms"], facts["target_micro_step_ms"], facts["target_dtype"]) == (46.02, 53.53,
+                                                                                              "bfloat16")
+    assert ("precision takes none of it: measured before the run at its shapes, a micro-step's forward and backward "
+            "took 46.02 ms in float32 and 53.53 ms in bfloat16") in phrases.evidence("matmul_efficiency", facts)
+    unmeasured = RULES["matmul_efficiency"](entry("matmul_efficiency", 20),
+                                            evidence(signals=sig, kind="cpu", precision_ms=0.0)).facts
+    assert "precision_takes_none" not in unmeasured
+
+
 def test_non_fused_fix_is_predicted_from_its_parts_timed_at_the_runs_shapes():
     """Our CPU run timed SDPA slower than its manual attention (40 against 30 ms a micro-step, 2 micro-steps) and a
     fused AdamW faster than its loop (1 against 8 ms): the fix takes 2 x -10 + 7 = -13 ms from the 100 ms step,
