@@ -154,12 +154,22 @@ def fp32_simt_kernel(name: str) -> bool:
 COMPILE_SPAN = re.compile(
     r"\(dynamo_timed\)|^_compile(\.|$)|\bcompile_inner\b|\bcompile_fx\w*|call_user_compiler|create_aot_dispatcher"
     r"|^GraphLowering\.|CachingAutotuner\.benchmark|benchmark_all_configs|async_compile|PyCodeCache\.load"
-    r"|^TorchDynamo Compil")
+    r"|^TorchDynamo Compil|\bload_inline\b|\b_jit_compile\b|_write_ninja_file"  # cpp_extension builds
+    r"|Autotuner\._bench|\bdo_bench\b")
+# Triton's own autotuning, as Python frames: benchmarking configs (its run(), every call, is not one-off)
+AUTOTUNE_FRAME = re.compile(r"autotuner\.py\(\d+\): (_bench|prune_configs)$|testing\.py\(\d+\): do_bench$")
+
+
+# JIT compilation that is not torch.compile's, by what it leaves inside the op that compiles: TorchScript's
+# profiling executor (fusion groups, fallback graphs, prim:: nodes, NNC and nvFuser groups) and NVRTC. They
+# mark an op that compiled only together with its length (warmup.py): a scripted function runs them every call.
+JIT_SIGNATURE = re.compile(r"^fused_|^fallback_function|^prim::|TensorExprGroup|CudaFusionGroup|FusionGroup|^nvrtc")
 
 
 def compile_span(name: str) -> bool:
-    """A span of torch.compile compiling, by its name or, for a Python frame ('file.py(12): f'), its function."""
-    return bool(COMPILE_SPAN.search(name.split("): ", 1)[-1]))
+    """A span of torch.compile compiling, by its name or, for a Python frame ('file.py(12): f'), its function;
+    or Triton benchmarking its configs."""
+    return bool(COMPILE_SPAN.search(name.split("): ", 1)[-1]) or AUTOTUNE_FRAME.search(name))
 
 
 # runtime calls whose first use loads or sets up (kernel launches load a module lazily, attribute and occupancy

@@ -177,3 +177,76 @@ def test_convolutions_without_flops_are_not_charged_as_a_low_rate(tmp_path):
 def test_laptop_and_embedded_gpus_are_in_the_device_table(name, fp16, fp32):
     rates = table_peaks(name)
     assert rates["float16"] == fp16 * 1e12 and rates["float32"] == fp32 * 1e12
+
+
+# --- one-off JIT compilation that is not dynamo's: a test per family, and what must stay what it is ---
+
+
+def scripted_steps(slow_calls: dict, signatures: bool):
+    """Three GPU steps, each calling a scripted `forward` and an elementwise op. `slow_calls` maps a
+    step to its `forward`'s host time; that call holds TorchScript's fusion-group and fallback ops where
+    `signatures`, and the device idles under it (its kernel runs after it)."""
+    events, corr = [], 0
+    for n in (1, 2, 3):
+        t0, us = n * 400_000, slow_calls.get(n, 1_000)
+        events += [step(n, t0, us + 1_200), op("forward", t0, us)]
+        if signatures and n in slow_calls:
+            events += [op("prim::TensorExprGroup", t0 + 1_000, us // 2), op("fallback_function", t0 + 2_000 + us // 2,
+                                                                           us // 4)]
+        corr += 1
+        events += [launch(t0 + us - 20, 10, corr), kernel("void fused_kernel<float>()", t0 + us + 10, 500, corr)]
+        corr += 1
+        events += [op("aten::add", t0 + us + 600, 100), launch(t0 + us + 610, 10, corr),
+                   kernel("void at::native::vectorized_elementwise_kernel<4>()", t0 + us + 700, 200, corr)]
+    return events
+
+
+def test_torchscript_fusing_a_scripted_function_on_its_second_call_is_warmup(tmp_path):
+    """The profiling executor optimises on the second call: 300 ms on the host, fusion groups inside, the device
+    idle; the first and third calls take 1 ms."""
+    report = analyze_path(write(tmp_path / "t.json", scripted_steps({2: 300_000}, True)), Options())
+    invariants_hold(report)
+    first = report["bottlenecks"][0]
+    assert first["cause"] == "warmup" and first["ms"] == pytest.approx(100.0, abs=0.5)  # 300 ms over 3 steps
+    assert "forward (compiling fallback_function, prim::TensorExprGroup) 100.00 ms" in first["evidence"]
+
+
+@pytest.mark.parametrize("signatures", [False, True])
+def test_a_scripted_function_slow_every_call_stays_what_it_is(tmp_path, signatures):
+    """300 ms every call, with or without fusion groups inside: nothing compiled once, nothing is warmup."""
+    report = analyze_path(write(tmp_path / "t.json", scripted_steps({1: 300_000, 2: 300_000, 3: 300_000},
+                                                                     signatures)), Options())
+    invariants_hold(report)
+    assert "warmup" not in {b["cause"] for b in report["bottlenecks"]}
+    assert report["bottlenecks"][0]["cause"] in ("small_batch", "other")
+
+
+def test_nvrtc_lazy_module_loading_and_cpp_extension_builds_are_warmup(tmp_path):
+    """An op that compiles with NVRTC (40 ms), a lazy module load (20 ms) and a load_inline build (a Python
+    frame, 60 ms), in one window while the device idles."""
+    events = [step(1, 0, 200_000),
+              op("my_ext::op", 1_000, 41_000), launch(1_500, 40_000, 1, "nvrtcCompileProgram"),
+              launch(50_000, 20_000, 2, "cuModuleLoadData", cat="cuda_driver"),
+              python("torch/utils/cpp_extension.py(1723): load_inline", 80_000, 60_000),
+              op("aten::add", 150_000, 100), launch(150_010, 10, 3),
+              kernel("void at::native::vectorized_elementwise_kernel<4>()", 150_100, 200, 3)]
+    report = analyze_path(write(tmp_path / "t.json", events), Options())
+    invariants_hold(report)
+    warmup = next(b for b in report["bottlenecks"] if b["cause"] == "warmup")
+    assert warmup["ms"] == pytest.approx(41 + 20 + 60, abs=0.5)
+    for part in ("my_ext::op (compiling nvrtcCompileProgram) 41.00 ms", "cuModuleLoadData 20.00 ms",
+                 "load_inline 60.00 ms"):
+        assert part in warmup["evidence"]
+
+
+def test_triton_autotuning_is_warmup_and_its_cached_run_is_not(tmp_path):
+    """Triton benchmarking its configs (_bench) is one-off; Autotuner.run, called every step, is not."""
+    events = [step(1, 0, 100_000),
+              python("triton/runtime/autotuner.py(120): _bench", 1_000, 30_000),
+              python("triton/runtime/autotuner.py(180): run", 40_000, 2_000),
+              op("aten::add", 50_000, 100), launch(50_010, 10, 1),
+              kernel("void at::native::vectorized_elementwise_kernel<4>()", 50_100, 200, 1)]
+    report = analyze_path(write(tmp_path / "t.json", events), Options())
+    warmup = next(b for b in report["bottlenecks"] if b["cause"] == "warmup")
+    assert warmup["ms"] == pytest.approx(30.0, abs=0.5) and "_bench 30.00 ms" in warmup["evidence"]
+    assert "run" not in [o["name"] for o in warmup["facts"]["one_offs"]]
