@@ -12,6 +12,7 @@ TensorBoard event file into --tune_out (default runs/tune-<date>-<time>).
 """
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -69,11 +70,21 @@ class Budget:
         return self.used + runs <= self.runs
 
 
+RUN_FOLDER = re.compile(r"^run(\d+)-")
+
+
+def last_run(out: Path) -> int:
+    """The highest run number already in `out` (0 for a new folder): each trial gets a folder of its own, never
+    one an earlier tune left there."""
+    found = [int(m.group(1)) for p in out.glob("run*-*") if (m := RUN_FOLDER.match(p.name))] if out.is_dir() else []
+    return max(found, default=0)
+
+
 class Tuner:
     def __init__(self, config_file: str | None, overrides: dict, out: Path, repeats: int, budget: Budget):
         self.config_file, self.out, self.repeats, self.budget = config_file, out, repeats, budget
         self.config = dict(overrides)
-        self.runs = 0
+        self.runs = last_run(out)  # a folder tune used before keeps its runs: this one numbers after them
 
     def train(self, config: dict, extra: dict, label: str) -> dict | str:
         """One training run; its summary.json (and report.json when profiled), or the reason it failed."""

@@ -61,7 +61,8 @@ def measured_fix_speedup(evidence: Evidence, config: dict) -> tuple[float, Facts
 def measured_batch_speedup(evidence: Evidence, factor: int) -> tuple[float, Facts] | None:
     """The speed-up of a batch `factor` times larger from what our run measured before training (a micro-step's
     forward and backward at its batch and at `factor` times it): the step grows by that difference per
-    micro-step, the tokens by `factor`; and the facts that say so. None where not measured."""
+    micro-step and by the data loading the trace shows, `factor` times larger, the tokens by `factor`; and the
+    facts that say so. None where not measured."""
     meta = settings(evidence.meta)
     batch = meta.get("batch_size")
     if not batch:
@@ -69,8 +70,12 @@ def measured_batch_speedup(evidence: Evidence, factor: int) -> tuple[float, Fact
     small, large = evidence.step_ms_by_batch.get(str(batch)), evidence.step_ms_by_batch.get(str(factor * batch))
     if small is None or large is None:
         return None
-    added = (large - small) * meta.get("gradient_accumulation_steps", 1)
+    # the micro-steps time forward and backward alone: the data loading the step waits for grows with the samples
+    # too (in the training process, a batch factor times larger takes factor times as long to load)
+    loading = (factor - 1) * evidence.breakdown["data_loading"].ms
+    added = (large - small) * meta.get("gradient_accumulation_steps", 1) + loading
     speedup = factor * evidence.step_ms / (evidence.step_ms + max(added, 0.0))
     return speedup, {"batch_size": batch, "batch_micro_step_ms": small, "batch_factor": factor,
                      "larger_batch_size": factor * batch, "larger_batch_micro_step_ms": large,
-                     "batch_added_ms": added, "step_ms": evidence.step_ms, "measured_batch_speedup": speedup}
+                     "batch_added_ms": added, "batch_loading_added_ms": loading, "step_ms": evidence.step_ms,
+                     "measured_batch_speedup": speedup}

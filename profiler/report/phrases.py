@@ -108,8 +108,10 @@ def small_batch(f: Facts) -> str:
         parts.append(f"measured before the run, a micro-step's forward and backward took "
                      f"{f['batch_micro_step_ms']:.2f} ms at batch {f['batch_size']} and "
                      f"{f['larger_batch_micro_step_ms']:.2f} ms at {f['larger_batch_size']}: {f['batch_factor']}x the "
-                     f"tokens add {f['batch_added_ms']:.2f} ms to the {f['step_ms']:.2f} ms step, "
-                     f"x{f['measured_batch_speedup']:.2f} tokens/s")
+                     f"tokens add {f['batch_added_ms']:.2f} ms to the {f['step_ms']:.2f} ms step"
+                     + (f" ({f['batch_loading_added_ms']:.2f} ms of it data loading, which grows with the samples)"
+                        if f.get("batch_loading_added_ms") else "")
+                     + f", x{f['measured_batch_speedup']:.2f} tokens/s")
     return "; ".join(parts)
 
 

@@ -85,3 +85,13 @@ def test_on_a_cpu_that_emulates_bfloat16_tune_takes_float32():
     timed = report(0.01, [("small_batch", {"batch_size": 32}, 0.05)])
     timed["bottlenecks"][0]["what_if_mfu"] = None
     assert tune.candidates(timed, {}, set()) == []
+
+
+def test_a_second_tune_into_the_same_folder_numbers_its_runs_after_the_first(tmp_path):
+    """The third trial of a quiet-machine tune failed with 'run folder .../run018-base already holds files': tune
+    had collided with its own earlier runs. Each trial's folder is new."""
+    (tmp_path / "run017-candidate").mkdir()
+    (tmp_path / "run018-base").mkdir()
+    (tmp_path / "notes").mkdir()
+    tuner = tune.Tuner(None, {}, tmp_path, 1, tune.Budget("3"))
+    assert tuner.runs == 18 and tune.last_run(tmp_path / "absent") == 0
