@@ -252,8 +252,9 @@ def measure_kernel_names_and_one_offs(s: Signals, trace: Trace, links: Links, st
     host_in = steps.host_index(trace.start) >= 0
     once = bd.one_offs
     inside = host_in[once.rows]
-    for name, us in zip((n for n, keep in zip(once.names, inside) if keep), once.own_us[inside]):
-        s.warmup_us[name] += float(us)  # by what the evidence calls it (a JIT compilation names what it compiled)
+    for name, us, keep in zip(once.names, once.own_us, inside):  # by what the evidence calls it (a JIT
+        if keep:  # compilation names what it compiled)
+            s.warmup_us[name] += float(us)
     if not len(links.device):
         return
     dur = (trace.end - trace.start)[links.device]

@@ -42,7 +42,8 @@ def one_offs(trace: Trace, links: Links) -> OneOffs:
     spans[jit] = False  # a span already whole (a compile span) is not counted twice
     whole = np.flatnonzero(spans | calls)
     firsts, own_time = first_library_calls(trace, links)
-    firsts, own_time = firsts[~np.isin(firsts, jit)], own_time[~np.isin(firsts, jit)]
+    apart = ~np.isin(firsts, jit)  # a first call that compiled counts once, as the compilation
+    firsts, own_time = firsts[apart], own_time[apart]
     starts, ends = [trace.start[whole], trace.start[jit]], [trace.end[whole], trace.end[jit]]
     if len(firsts):
         seg_s, seg_e, inner = links.forest.segments()
@@ -68,14 +69,14 @@ def jit_compilations(trace: Trace, links: Links) -> tuple[np.ndarray, list[str]]
         return np.empty(0, np.int64), []
     top = outermost(links, holder)
     dur = trace.end - trace.start
-    tops = outermost(links, links.host[~links.is_step[links.host]])
-    plain = np.setdiff1d(tops, top)  # the window's outermost ops that compiled nothing: what an op costs here
+    spans = np.unique(outermost(links, links.host[~links.is_step[links.host]]))  # the window's outermost ops
+    plain = np.setdiff1d(spans, top)  # those that compiled nothing: what an op costs here
     typical = float(np.median(dur[plain])) if len(plain) else 0.0
     out, compiled = [], []
     for row in np.unique(top):
-        same = np.flatnonzero((trace.name[tops] == trace.name[row]) & (tops != row))
-        others = float(np.median(dur[np.unique(tops[same])])) if len(same) else 0.0
-        if dur[row] > max(WARMUP_CALL_US, WARMUP_RATIO * typical, WARMUP_RATIO * others):
+        others = spans[(trace.name[spans] == trace.name[row]) & (spans != row)]  # its other calls
+        if dur[row] > max(WARMUP_CALL_US, WARMUP_RATIO * typical,
+                          WARMUP_RATIO * (float(np.median(dur[others])) if len(others) else 0.0)):
             marks = sorted(set(trace.names_of(signed[top == row])))
             out.append(row)
             compiled.append(f"{trace.names[trace.name[row]]} (compiling {', '.join(marks[:2])})")

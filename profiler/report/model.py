@@ -217,8 +217,13 @@ HEAD = ("schema", "source", "device", "job_aggregation")  # the keys a report's 
 def to_json(report: Report) -> dict:
     """The report as JSON data, opening with its schema, source and device; a figure that is not finite (NaN,
     infinite) is null there, never a NaN that a JSON reader refuses (report_of says which, in a warning)."""
-    data, _ = finite(msgspec.to_builtins(report, enc_hook=plain))
+    data, _ = json_data(report)
     return {**{k: data.pop(k) for k in HEAD if k in data}, **data}
+
+
+def json_data(report: Report) -> tuple[dict, list[str]]:
+    """The report as JSON data with every non-finite figure null, and where those were ('ledger[2].points')."""
+    return finite(msgspec.to_builtins(report, enc_hook=plain))
 
 
 def json_text(report: Report) -> str:

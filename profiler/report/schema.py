@@ -15,7 +15,7 @@ from profiler.mfu.job import AGGREGATION, JobResult
 from profiler.mfu.ledger import LedgerUnit
 from profiler.mfu.records import Figures
 from profiler.report import model
-from profiler.report.model import SCHEMA, Report, finite, plain
+from profiler.report.model import SCHEMA, Report, json_data
 from profiler.report.notes import note_data, note_text
 from profiler.report.phrases import evidence
 from profiler.trace.errors import TraceError
@@ -26,7 +26,7 @@ MAX_NAMED = 5  # non-finite figures named in their warning; the count says how m
 def report_of(result: JobResult) -> Report:
     """The job's report, with a warning where a figure is not finite (the JSON writes it as null)."""
     report = made(result)
-    _, bad = finite(msgspec.to_builtins(report, enc_hook=plain))
+    _, bad = json_data(report)
     if not bad:
         return report
     note = Note("non_finite_figures", {"figures": bad[:MAX_NAMED], "count": len(bad)})

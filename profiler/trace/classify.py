@@ -157,7 +157,8 @@ COMPILE_SPAN = re.compile(
     r"|^TorchDynamo Compil|\bload_inline\b|\b_jit_compile\b|_write_ninja_file"  # cpp_extension builds
     r"|Autotuner\._bench|\bdo_bench\b")
 # Triton's own autotuning, as Python frames: benchmarking configs (its run(), every call, is not one-off)
-AUTOTUNE_FRAME = re.compile(r"autotuner\.py\(\d+\): (_bench|prune_configs)$|testing\.py\(\d+\): do_bench$")
+# (do_bench, by its function alone, is in COMPILE_SPAN; `_bench` is too common a name without its file)
+AUTOTUNE_FRAME = re.compile(r"autotuner\.py\(\d+\): (_bench|prune_configs)$")
 
 
 # JIT compilation that is not torch.compile's, by what it leaves inside the op that compiles: TorchScript's
