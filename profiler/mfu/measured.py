@@ -70,12 +70,23 @@ def measured_batch_speedup(evidence: Evidence, factor: int) -> tuple[float, Fact
     small, large = evidence.step_ms_by_batch.get(str(batch)), evidence.step_ms_by_batch.get(str(factor * batch))
     if small is None or large is None:
         return None
-    # the micro-steps time forward and backward alone: the data loading the step waits for grows with the samples
-    # too (in the training process, a batch factor times larger takes factor times as long to load)
+    # the micro-steps time forward and backward alone, on a batch already on the device: the data loading the step
+    # waits for and the batch's copy to the device grow with the samples too (factor times the samples take
+    # factor times as long to load and to copy)
     loading = (factor - 1) * evidence.breakdown["data_loading"].ms
-    added = (large - small) * meta.get("gradient_accumulation_steps", 1) + loading
+    copies = (factor - 1) * input_copy_ms(evidence)
+    added = (large - small) * meta.get("gradient_accumulation_steps", 1) + loading + copies
     speedup = factor * evidence.step_ms / (evidence.step_ms + max(added, 0.0))
     return speedup, {"batch_size": batch, "batch_micro_step_ms": small, "batch_factor": factor,
                      "larger_batch_size": factor * batch, "larger_batch_micro_step_ms": large,
-                     "batch_added_ms": added, "batch_loading_added_ms": loading, "step_ms": evidence.step_ms,
-                     "measured_batch_speedup": speedup}
+                     "batch_added_ms": added, "batch_loading_added_ms": loading, "batch_copies_added_ms": copies,
+                     "step_ms": evidence.step_ms, "measured_batch_speedup": speedup}
+
+
+def input_copy_ms(evidence: Evidence) -> float:
+    """The host-to-device copies' time per step that the step waits for: the batch's inputs, whose bytes grow
+    with the samples (a copy the other way is a loss or a metric, whatever the batch). Bounded by the memory
+    category, the copy time that no compute hides."""
+    sig = evidence.signals
+    host_to_device = sum(us for kind, us in sig.memcpy_us.items() if "HtoD" in kind)
+    return min(milliseconds(sig.per_step(host_to_device)), evidence.breakdown["memory"].ms)

@@ -109,10 +109,16 @@ def small_batch(f: Facts) -> str:
                      f"{f['batch_micro_step_ms']:.2f} ms at batch {f['batch_size']} and "
                      f"{f['larger_batch_micro_step_ms']:.2f} ms at {f['larger_batch_size']}: {f['batch_factor']}x the "
                      f"tokens add {f['batch_added_ms']:.2f} ms to the {f['step_ms']:.2f} ms step"
-                     + (f" ({f['batch_loading_added_ms']:.2f} ms of it data loading, which grows with the samples)"
-                        if f.get("batch_loading_added_ms") else "")
+                     + grows_with_samples(f)
                      + f", x{f['measured_batch_speedup']:.2f} tokens/s")
     return "; ".join(parts)
+
+
+def grows_with_samples(f: Facts) -> str:
+    """The part of a larger batch's added time that the micro-steps leave out: loading and copying the batch."""
+    grown = (("batch_loading_added_ms", "data loading"), ("batch_copies_added_ms", "copying the batch to the device"))
+    parts = [f"{f[key]:.2f} ms of it {what}" for key, what in grown if f.get(key)]
+    return f" ({' and '.join(parts)}, which grow{'s' if len(parts) == 1 else ''} with the samples)" if parts else ""
 
 
 def elementwise_traffic(f: Facts) -> str:

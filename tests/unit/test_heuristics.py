@@ -136,6 +136,18 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 150))
     assert "(30.00 ms of it data loading, which grows with the samples)" in phrases.evidence("small_batch",
                                                                                              found.facts)
+    # 6 ms of host-to-device copies over 2 steps, 2 ms of them exposed (the memory category): the batch's copy
+    # grows with the samples as well, by 3 x 2 ms; a device-to-host copy (a loss) does not
+    copies = {**loading, "memory": Share(2.0, 0.02)}
+    copied = Signals(steps=2, memcpy_us=Counter({"Memcpy HtoD (Pinned -> Device)": 6000.0,
+                                                "Memcpy DtoH (Device -> Pinned)": 9000.0}))
+    found = RULES["small_batch"](entry("small_batch", 10), evidence(
+        signals=copied, meta={**ours, "gradient_accumulation_steps": 2}, step_ms_by_batch={"8": 40.0, "32": 100.0},
+        breakdown=copies))
+    assert found.facts["batch_copies_added_ms"] == 6.0 and found.facts["batch_added_ms"] == 156.0
+    assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 156))
+    assert ("(30.00 ms of it data loading and 6.00 ms of it copying the batch to the device, which grow with the "
+            "samples)") in phrases.evidence("small_batch", found.facts)
     facts, fix, config = said(RULES["non_fused"](entry("non_fused", 8), ev))
     assert facts["ops_per_layer"] == 6 and (facts["softmax_per_step"], facts["bmm_per_step"]) == (2, 4)
     assert config == {"attention": "sdpa"}
