@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from profiler.mfu.memory import memory_size
 from profiler.pipeline import analyze_view, load_report
 from profiler.report.compare import comparison
 from profiler.report.document import write_reports
@@ -63,6 +64,8 @@ def main(argv=None) -> int:
         p.add_argument("--peak-bandwidth", type=float, default=0.0,
                        help="the device's memory bandwidth in bytes/s (the roofline's memory ceiling)")
         p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
+        p.add_argument("--memory-capacity", type=memory_size, default=0.0, metavar="SIZE",
+                       help="the device's memory (80GB, 24GiB or bytes), over what the trace or the device table says")
         p.add_argument("--model", type=gpt_shape, metavar="n_layer=L,n_head=H,n_embd=C,block_size=T,vocab_size=V",
                        help="a nanoGPT GPT's shape, for the analytic FLOPs of a trace without run metadata "
                             "(optional: bias=False, tokens_per_step=N, else counted at the token embedding)")
@@ -84,7 +87,8 @@ def main(argv=None) -> int:
                       short_gap_us=args.short_gap_us, min_points=args.min_points,
                       straggler_threshold=args.straggler_threshold, jobs=max(args.jobs, 1),
                       progress=not getattr(args, "quiet", False), peak_bandwidth=args.peak_bandwidth,
-                      scheduler=args.scheduler, peak_flops_run=args.peak_flops_run, measure=not args.no_measure)
+                      scheduler=args.scheduler, peak_flops_run=args.peak_flops_run, measure=not args.no_measure,
+                      memory_capacity=args.memory_capacity)
     try:
         if args.command == "compare":
             print(comparison(load_report(args.before, options), load_report(args.after, options)))

@@ -24,10 +24,11 @@ from profiler.mfu.consistency import violations
 from profiler.mfu.diagnosis import diagnose
 from profiler.mfu.inputs import learn_peak, model_flops, resolve
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
+from profiler.mfu.memory import memory_figures, with_memory
 from profiler.mfu.peak import table_peaks
 from profiler.report.model import Report, to_json
 from profiler.report.schema import report_of, saved_report
-from profiler.settings import TOP_OPS, Options
+from profiler.settings import MEMORY_USABLE, TOP_OPS, Options
 from profiler.trace.errors import TraceError
 from profiler.trace.load import trace_files
 from profiler.trace.location import Location, is_url
@@ -130,7 +131,9 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     for r, (f_model, notes) in zip(merged, f_models):
         rank_warnings = list(notes)
         result = attribute(r, peak, bandwidth, f_model, TOP_OPS, timing)
-        rank_warnings += result.warnings
+        memory, notes = memory_figures(r, options)
+        result = with_memory(result, memory)
+        rank_warnings += result.warnings + notes
         if result.evidence:
             evidence = replace(result.evidence, short_gap_us=options.short_gap_us)  # as the breakdown had it
             bottlenecks = diagnose(result.figures.ledger, evidence, options.min_points)
@@ -154,7 +157,8 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
                      peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
                      stragglers=found,
                      warnings=list({w.key(): w for w in warnings}.values()),
-                     conventions=conventions(first.kind, first.dtype, device, any(o.bytes for o in figures.top_ops)))
+                     conventions=conventions(first.kind, first.dtype, device, any(o.bytes for o in figures.top_ops),
+                                             figures.memory is not None))
 
 
 def rank_ranges(ranks: list[int]) -> str:
@@ -180,7 +184,8 @@ def checked(result: Attribution, warnings: list[Note]) -> Attribution:
                                            bottlenecks=[]))
 
 
-def conventions(kind: str, dtype: str | None, device: str | None, bytes_counted: bool = False) -> list[str]:
+def conventions(kind: str, dtype: str | None, device: str | None, bytes_counted: bool = False,
+                memory: bool = False) -> list[str]:
     """The FLOP, byte and peak conventions behind the report's numbers, so that other tools' figures compare."""
     out = ["attention FLOPs count the full T×T score and value products, causal or not, as nanoGPT's 12·L·H·Q·T "
            "does (TraceLens counts half of them for causal SDPA)"]
@@ -190,6 +195,11 @@ def conventions(kind: str, dtype: str | None, device: str | None, bytes_counted:
                    "tensor lists as float32); ops without shapes or a known kind have none")
     if dtype in ("float32", "tf32") and "tf32" in (table_peaks(device or "") or {}):
         out.append("float32 matmuls are charged at the float32 peak unless they ran faster than it (then at TF32's)")
+    if memory:
+        out.append("memory: each figure is the worst analysed step's; the batch headroom assumes that what a step "
+                   "starts with stays and its transient grows linearly with the batch, up to "
+                   f"{100 * MEMORY_USABLE:.0f}% of the capacity (the CUDA context and the allocator's rounding take "
+                   "the rest)")
     return out
 
 

@@ -14,6 +14,7 @@ US_PER_MS = 1e3
 TERA = 1e12  # FLOP/s as the reports write them (TFLOP/s)
 GIGA = 1e9  # bytes per second (GB/s)
 MEGA = 1e6  # bytes per step (MB), FLOPs per op (MFLOP)
+KILO = 1e3  # a memory size's kB
 
 # --- steps ---
 # a last step that launched under this share of the device events of the step before was cut short by the
@@ -100,6 +101,13 @@ TOP_OPS = 15  # ops listed in a report
 LEDGER_ROW_MIN_POINTS = 0.005  # ledger rows below this (they round to 0.00) are not drawn
 
 
+# --- memory ---
+# the share of a device's memory a batch may plan to fill: the CUDA context takes 0.3-0.5 GB before any tensor,
+# and the caching allocator rounds blocks up (to 512 B, and 2 MB segments for large ones) and fragments, so a
+# plan that fills 100% fails before it gets there
+MEMORY_USABLE = 0.9
+
+
 @dataclass(frozen=True, kw_only=True)
 class Options:
     """What the user says about a trace, and the thresholds a user may change."""
@@ -116,3 +124,4 @@ class Options:
     scheduler: str | None = None  # a Dask scheduler's address: the files are analysed on that cluster
     peak_flops_run: float = 0.0  # with peak_flops: the peak in the run's matmul dtype (P_run), else P_run = P
     measure: bool = True  # time the trace's matmul shapes here, where it was recorded here (mfu/shapetime.py)
+    memory_capacity: float = 0.0  # the device's memory in bytes, over what the trace or the device table says

@@ -65,3 +65,13 @@ def gpu_trace(tmp_path):
         kernel("sm90_xmma_gemm_f32f32", 430, 50, 1),
         kernel("Memcpy HtoD (Pageable -> Device)", 500, 20, 2, cat="gpu_memcpy"),
     ])
+
+
+def memory(ts, nbytes, allocated=None, reserved=None, device_type=1, device_id=0):
+    """An allocator event as profile_memory=True records it; without `allocated` as the 2021 traces did (Bytes
+    alone)."""
+    args = {"Device Type": device_type, "Device Id": device_id, "Bytes": nbytes}
+    if allocated is not None:
+        args.update({"Total Allocated": allocated, "Total Reserved": reserved or 0})
+    return {"ph": "i", "s": "t", "cat": "cpu_instant_event", "name": "[memory]", "pid": PID, "tid": TID, "ts": ts,
+            "args": args}

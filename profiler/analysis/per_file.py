@@ -5,6 +5,7 @@ from collections import defaultdict
 import numpy as np
 
 from profiler.analysis import breakdown
+from profiler.analysis.memory import step_memory
 from profiler.analysis.records import KernelClassification, OpStats, StepTable, TraceAnalysis, milliseconds
 from profiler.analysis.signals import measure
 from profiler.analysis.timeline import step_timeline
@@ -36,6 +37,7 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     done("breakdown")
     counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
     flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
+    device, memory = step_memory(trace, steps, gpu)
     if gpu:
         ops, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
@@ -44,14 +46,14 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
                       short_idle_us=bd.short_idle_us, optimizer_host_us=bd.optimizer_host_us,
                       optimizer_idle_us=bd.optimizer_idle_us, collective_us=bd.collective_us,
                       allocator_us=bd.host.allocator_us, sync_us=bd.host.sync_us, python_us=bd.host.python_us,
-                      warmup_us=bd.host.warmup_us)
+                      warmup_us=bd.host.warmup_us, **memory)
     done("ops")
     signals = measure(trace, links, steps, bd)
     done("signals")
     return TraceAnalysis(trace=trace.info(), kind=trace.backend if gpu else "cpu", table=table, ops=ops,
                          classified_us=classified, utilization=breakdown.device_utilization(trace, links),
                          dtype=matmul_dtype(trace, links), signals=signals, warnings=warnings,
-                         timeline=step_timeline(trace, links, steps, bd) if timeline else None)
+                         timeline=step_timeline(trace, links, steps, bd) if timeline else None, memory=device)
 
 
 def missing_parts(trace: Trace, links: Links) -> list[Note]:

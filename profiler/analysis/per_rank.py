@@ -49,7 +49,8 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, 
     return RankAnalysis(rank=rank, paths=[str(a.trace.path) for a in kept], kind=first.kind,
                         device_names=first.trace.device_names, metadata=meta, dtype=meta.dtype or first.dtype,
                         table=StepTable.concat(tables), signals=signals, ops=dict(ops),
-                        classified_us=classification(kept), utilization=utilization(kept)), warnings
+                        classified_us=classification(kept), utilization=utilization(kept),
+                        memory=next((a.memory for a in kept if a.memory), None)), warnings
 
 
 def utilization(analyses: list[TraceAnalysis]) -> Utilization | None:

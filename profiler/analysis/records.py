@@ -79,6 +79,13 @@ class StepTable:
     sync_us: np.ndarray  # ... in synchronizations
     python_us: np.ndarray  # ... in Python frames
     warmup_us: np.ndarray  # ... in one-off costs (compilation, lazy loading, library set-up)
+    # memory of the device the kernels ran on (analysis/memory.py), bytes, NaN where the trace does not tell
+    peak_allocated_bytes: np.ndarray
+    peak_reserved_bytes: np.ndarray  # what the caching allocator holds, allocated or not
+    at_start_bytes: np.ndarray  # allocated when the step starts: what it inherits (model states, caches)
+    transient_bytes: np.ndarray  # the peak above that start: activations and temporaries
+    reserved_free_bytes: np.ndarray  # reserved but not allocated at the peak
+    allocator_calls: np.ndarray  # runtime calls that allocate or free device memory (cudaMalloc, cudaFree, ...)
 
     def __len__(self):
         return len(self.ids)
@@ -163,6 +170,19 @@ class Signals:
 
 
 @dataclass(frozen=True)
+class MemoryDevice:
+    """Whose memory the per-step memory figures describe."""
+
+    label: str  # "cuda:0", "cpu"
+    source: str  # "totals": absolute levels; "bytes only" or "cpu": changes alone (analysis/memory.py)
+    capacity_bytes: int  # the device's memory from deviceProperties, 0 where the trace does not say
+
+    @property
+    def totals(self) -> bool:
+        return self.source == "totals"
+
+
+@dataclass(frozen=True)
 class Utilization:
     window_ms: float  # first to last device event
     busy_fraction: float  # any kernel, memcpy or memset running on any stream
@@ -190,6 +210,7 @@ class RankAnalysis:
     ops: dict[str, OpStats]  # totals over the table's steps
     classified_us: KernelClassification | None  # device time by how kernels were classified (GPU traces)
     utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
+    memory: MemoryDevice | None = None  # whose memory the table's memory figures describe; None: not recorded
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,3 +243,4 @@ class TraceAnalysis:
     signals: Signals
     warnings: list[Note] = field(default_factory=list)
     timeline: Timeline | None = None  # the median step's spans, when asked for
+    memory: MemoryDevice | None = None  # whose memory the table's memory figures describe; None: not recorded

@@ -13,6 +13,7 @@ from profiler.analysis.records import Timeline
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit
+from profiler.mfu.memory import worst_rank
 from profiler.mfu.peak import Peak
 from profiler.mfu.records import (
     Attribution,
@@ -39,6 +40,7 @@ AGGREGATION = {
     "classification_ms": "mean over ranks", "communication": "mean over ranks",
     "copied_bytes_per_step": "mean over ranks", "matmul_without_flops_ms": "mean over ranks",
     "per_step": "mean over ranks per step number",
+    "memory": "the rank with the highest peak (its rank is given); each rank's own in per_rank",
 }
 
 
@@ -102,7 +104,7 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
         matmul_without_flops_ms=mean([f.matmul_without_flops_ms for f in figs]),
         communication=job_communication([f.communication for f in figs]),
         per_step=job_per_step([f.per_step for f in figs]), profiler_cost=mean_fields([f.profiler_cost for f in figs]),
-        ledger_unit=figs[0].ledger_unit)
+        ledger_unit=figs[0].ledger_unit, memory=worst_rank(ranks))
 
 
 def job_ledger(figs: list[Figures]) -> list[LedgerEntry]:

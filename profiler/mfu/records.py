@@ -112,6 +112,27 @@ class Bottleneck:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MemoryFigures:
+    """The memory of the device the kernels ran on, over the analysed steps (each figure the worst step's, in
+    bytes; None where the trace cannot tell), its capacity and how many times the batch can grow
+    (mfu/memory.py)."""
+
+    device: str  # "cuda:0", "cpu"
+    source: str  # "totals": the allocator's levels; "bytes only", "cpu": its changes alone (no absolute level)
+    capacity_bytes: float | None
+    capacity_source: str | None  # --memory-capacity, profile(memory_capacity=), deviceProperties, device table, ...
+    peak_allocated_bytes: float | None
+    peak_reserved_bytes: float | None
+    at_step_start_bytes: float | None  # what a step inherits: parameters, gradients, optimizer state, caches
+    transient_peak_bytes: float | None  # the peak above that: activations and temporaries
+    reserved_free_bytes: float | None  # reserved but not allocated at the peak
+    allocator_calls_per_step: float
+    allocator_ms_per_step: float
+    batch_headroom: float | None  # (capacity x MEMORY_USABLE - at_step_start) / transient_peak
+    rank: int | None = None  # a job's: the rank whose memory this is (the worst)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Figures:
     """What a report shows of a rank or of a job."""
 
@@ -129,6 +150,7 @@ class Figures:
     per_step: list[StepRow]
     profiler_cost: ProfilerCost | None = None  # the recording cost taken out of MFU and the ledger (our runs)
     ledger_unit: LedgerUnit = LedgerUnit.MFU
+    memory: MemoryFigures | None = None  # None where the trace records no memory of the device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +188,7 @@ class Evidence:
     bandwidth: Bandwidth | None = None  # the memory ceiling of the roofline, where known
     shape_timing: ShapeTiming | None = None  # the trace's matmul shapes timed here per precision (recorded here)
     precision_ms: float = 0.0  # what the ledger charged to precision, per step
+    memory: MemoryFigures | None = None  # the device's memory and capacity, where the trace records it
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from profiler.files import write_atomic
 from profiler.report.model import Report, TopOp, json_text
-from profiler.report.reading import ceilings, change_in_form, pct, roofline_share, what_if
+from profiler.report.reading import ceilings, change_in_form, memory_lines, pct, roofline_share, what_if
 from profiler.trace.classify import CATEGORIES
 
 
@@ -45,6 +45,8 @@ def sections(report: Report) -> list[Section]:
     out = [summary]
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report.breakdown[c].ms:.2f}", pct(report.breakdown[c].fraction)] for c in CATEGORIES]))
+    if report.memory:
+        out.append(Section(title="Memory", lines=[line[0].upper() + line[1:] for line in memory_lines(report.memory)]))
     ledger = sorted(report.ledger, key=lambda e: -e.points)
     if report.time_ledger:
         out.append(Section(title="Time ledger", lines=[

@@ -145,6 +145,26 @@ class StepRow(Record, frozen=True, kw_only=True):
     idle: float
 
 
+class Memory(Record, frozen=True, kw_only=True):
+    """The device's memory over the analysed steps (bytes, the worst step's; null where the trace cannot tell),
+    its capacity and the batch headroom (mfu/memory.py)."""
+
+    device: str
+    source: str  # "totals"; "bytes only" or "cpu": changes alone, no absolute level (analysis/memory.py)
+    capacity_bytes: float | None
+    capacity_source: str | None
+    peak_allocated_bytes: float | None
+    peak_reserved_bytes: float | None
+    at_step_start_bytes: float | None
+    transient_peak_bytes: float | None
+    reserved_free_bytes: float | None
+    allocator_calls_per_step: float
+    allocator_ms_per_step: float
+    batch_headroom: float | None
+    parts: dict[str, Any] | None = None  # our runs: the model states and activations per sample, measured
+    rank: int | UnsetType = UNSET  # a job's: the rank whose memory it is
+
+
 class ProfilerCost(Record, frozen=True, kw_only=True):
     us_per_op: float
     ops_per_step: float
@@ -168,6 +188,7 @@ class Figures(Record, frozen=True, kw_only=True):
     communication: Communication | None = None
     per_step: list[StepRow] = []
     profiler_cost: ProfilerCost | None = None
+    memory: Memory | None = None  # absent in reports saved before it; null where the trace records no memory
 
     @property
     def ledger_mfu(self) -> float | None:

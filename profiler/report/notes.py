@@ -133,6 +133,12 @@ NOTES: dict[str, Callable[[Facts], str]] = {
         "attention and all parameters; the counted ones miss ops without recorded shapes and include recomputation "
         "and any matmuls outside the model (a foreign model's formula may differ)"),
     "uncounted_matmul": _uncounted_matmul,
+    "no_memory_events": lambda n: (
+        "the trace records no memory of the device: record with torch.profiler.profile(profile_memory=True) to "
+        "know whether a larger batch fits"),
+    "memory_capacity_of_this_machine": lambda n: (
+        "CPU trace without a recorded memory capacity: this machine's memory was taken; pass --memory-capacity if "
+        "the trace was recorded elsewhere"),
     "no_op_bytes": lambda n: (
         "no op's bytes are known (the trace records no input shapes with their dtypes): the ops get no roofline, and "
         "non_fused's what-if is all of its time"),

@@ -1,8 +1,8 @@
 """Reading a saved report: the helpers every writer (terminal, Markdown / HTML, charts, compare, the dashboard's
 listing) shares, so that no writer imports another for them. They format and select; they compute nothing."""
 
-from profiler.report.model import Bottleneck, Device, Figures, LedgerRow, Roofline
-from profiler.settings import LEDGER_ROW_MIN_POINTS
+from profiler.report.model import Bottleneck, Device, Figures, LedgerRow, Memory, Roofline
+from profiler.settings import LEDGER_ROW_MIN_POINTS, MEMORY_USABLE
 
 
 def fmt_flops(x: float | None) -> str:
@@ -78,3 +78,41 @@ def what_if(entry: Bottleneck) -> str:
     if isinstance(entry.speedup, float) and isinstance(entry.what_if_step_ms, float):
         return f"step {entry.what_if_step_ms:.2f} ms without it (x{entry.speedup:.2f})"
     return f"MFU {pct(entry.what_if_mfu)} without it"
+
+
+def fmt_bytes(x: float) -> str:
+    """'4.49 GB', '312.5 MB': decimal units, as device memory is sold."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{x:.0f} B"
+
+
+def memory_lines(memory: Memory | None) -> list[str]:
+    """The memory section's sentences: the worst step's levels against the capacity, and the headroom."""
+    if memory is None:
+        return []
+    m = memory
+    of = (f" of {fmt_bytes(m.capacity_bytes)} ({m.capacity_source})" if m.capacity_bytes
+          else " (capacity unknown: pass --memory-capacity)")
+    rank = f" on rank {m.rank}" if isinstance(m.rank, int) else ""
+    if m.peak_allocated_bytes is None:
+        alone = ("the allocator's changes alone" if m.source != "cpu"
+                 else "what was allocated since the profiler started (the CPU's count)")
+        lines = [f"memory of {m.device}{rank}, from {alone}, no absolute level: "
+                 f"{fmt_bytes(m.transient_peak_bytes or 0.0)} transient in the worst step{of}; what a step starts "
+                 "with is unknown, and so is how far the batch can grow"]
+    else:
+        reserved = (f", {fmt_bytes(m.peak_reserved_bytes)} reserved" if m.peak_reserved_bytes is not None else "")
+        lines = [f"memory of {m.device}{rank}, the worst step: peak {fmt_bytes(m.peak_allocated_bytes)} allocated"
+                 f"{reserved}{of}",
+                 f"{fmt_bytes(m.at_step_start_bytes or 0.0)} at a step's start (model states, caches) + "
+                 f"{fmt_bytes(m.transient_peak_bytes or 0.0)} transient (activations, temporaries)"
+                 + (f": the batch can grow x{m.batch_headroom:.1f} before {100 * MEMORY_USABLE:.0f}% of the "
+                    "memory is full" if m.batch_headroom is not None else "")]
+    if m.reserved_free_bytes:
+        lines.append(f"{fmt_bytes(m.reserved_free_bytes)} reserved by the caching allocator but free at the peak")
+    if m.allocator_calls_per_step:
+        lines.append(f"{m.allocator_calls_per_step:.1f} allocator calls (cudaMalloc / cudaFree) per step, "
+                     f"{m.allocator_ms_per_step:.2f} ms")
+    return lines

@@ -94,7 +94,10 @@ def figures_fields(f: Figures) -> dict:
             exposed_fraction=f.communication.exposed_fraction, calls_per_step=f.communication.calls_per_step,
             bytes_per_step=f.communication.bytes_per_step),
         per_step=[model.StepRow(step=s.step, ms=s.ms, **s.categories) for s in f.per_step],
-        profiler_cost=None if f.profiler_cost is None else model.ProfilerCost(**asdict(f.profiler_cost)))
+        profiler_cost=None if f.profiler_cost is None else model.ProfilerCost(**asdict(f.profiler_cost)),
+        memory=None if f.memory is None else model.Memory(
+            **{k: v for k, v in asdict(f.memory).items() if k != "rank"},
+            rank=UNSET if f.memory.rank is None else f.memory.rank))
 
 
 def saved_report(path: Path) -> Report | None:

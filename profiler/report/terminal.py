@@ -10,6 +10,7 @@ from profiler.report.reading import (
     ledger_bottom,
     ledger_unit,
     losses,
+    memory_lines,
     pct,
     roofline_share,
     shorten,
@@ -59,6 +60,9 @@ def summary(report: Report) -> str:
         k = report.classification_ms
         lines.append(f"kernel time by launching op {k.by_op:.2f}, by name {k.by_name:.2f}, "
                      f"unclassified {k.unclassified:.2f} ms/step")
+    memory = memory_lines(report.memory)
+    if memory:
+        lines += [""] + [line for text in memory for line in wrap(text, "  ")]
     lines += ["", f"{'top ops':<30}{'category':<14}{'calls':>6}{'ms/step':>8}{'TFLOP/s':>8}{'TB/s':>7}{'roof':>7}"]
     for op in report.top_ops[:10]:
         tf = f"{op.tflops_per_s:.2f}" if op.tflops_per_s else ""

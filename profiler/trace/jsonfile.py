@@ -28,6 +28,7 @@ class Event(msgspec.Struct):
 class DeviceProperties(msgspec.Struct):
     name: str = ""
     id: int = 0
+    totalGlobalMem: float = 0.0  # bytes of device memory (float: any JSON number reads)
 
 
 class Header(msgspec.Struct, kw_only=True):

@@ -6,6 +6,7 @@ the args that a later stage asks for are ever decoded. Old (torch 1.x: "Operator
 `.json` and `.json.gz` are all read the same way.
 """
 
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -18,6 +19,7 @@ from profiler.files import REPORT, written_here
 from profiler.trace.errors import TraceError
 from profiler.trace.jsonfile import decode, read_bytes
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
+from profiler.trace.memory import MEMORY_EVENT, NO_MEMORY_EVENTS, MemoryEvents, memory_events
 from profiler.trace.metadata import RunMetadata, read_metadata
 
 
@@ -64,6 +66,7 @@ BACKEND_OF_CATEGORY = {"mtia_runtime": "mtia", "mtia_ccp_events": "mtia", "xpu_r
 class LaunchArgs(msgspec.Struct):
     correlation: int = -1
     bytes: int = 0
+    device: int = -1
 
 
 class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "types": "Input type", "concrete": "Concrete Inputs"}):
@@ -105,6 +108,7 @@ class TraceInfo:
     device_names: list[str]
     distributed: dict
     metadata: RunMetadata
+    device_memory: list[int] = field(default_factory=list)  # deviceProperties' totalGlobalMem (0: not given)
 
     def rank(self) -> int:
         rank = self.distributed.get("rank", 0)
@@ -130,6 +134,9 @@ class Trace:
     distributed: dict
     metadata: RunMetadata  # empty for a foreign trace
     threads: list = field(default_factory=list)  # (pid, tid) of each `thread` id
+    memory: MemoryEvents = NO_MEMORY_EVENTS  # the allocator's [memory] events (profile_memory=True)
+    device_memory: list[int] = field(default_factory=list)  # deviceProperties' totalGlobalMem (0: not given)
+    kernel_device: int = -1  # the device most device events ran on (their args' `device`), -1 where unknown
     backend: str = "cuda"  # cuda, rocm, mtia, xpu, hpu, privateuse1 (when there are device events)
     dims_1x: bool = False  # shapes spelled "Input dims" (torch 1.8)
     warnings: list[Note] = field(default_factory=list)
@@ -165,7 +172,7 @@ class Trace:
 
     def info(self) -> TraceInfo:
         return TraceInfo(path=self.path, origin_us=self.origin_us, device_names=self.device_names,
-                         distributed=self.distributed, metadata=self.metadata)
+                         distributed=self.distributed, metadata=self.metadata, device_memory=self.device_memory)
 
     def by_name(self, value, dtype=bool) -> np.ndarray:
         """value(name) for each row, computed once per distinct name: a per-row mask or code from the names."""
@@ -234,23 +241,28 @@ def load_trace(path: Location) -> Trace:
 
     correlation = np.full(len(events), -1, dtype=np.int64)
     nbytes = np.zeros(len(events), dtype=np.int64)
+    device = np.full(len(events), -1, dtype=np.int64)
     decode_launch = msgspec.json.Decoder(LaunchArgs).decode
     for i in np.flatnonzero((kind == RUNTIME) | np.isin(kind, DEVICE_KINDS)):
         try:
             args = decode_launch(raw_args[i])
         except msgspec.DecodeError:
             continue
-        correlation[i], nbytes[i] = args.correlation, args.bytes
+        correlation[i], nbytes[i], device[i] = args.correlation, args.bytes, args.device
+    ran_on = device[np.isin(kind, DEVICE_KINDS) & (device >= 0)]
 
     metadata, said = read_metadata(parsed.mfu_analyzer)
     warnings += said
     devices = parsed.deviceProperties or parsed.computeProperties
     device_names = [d.name for d in devices]
+    memory = memory_events([e for e in parsed.traceEvents if e.name == MEMORY_EVENT and e.ph == "i"], origin)
     return Trace(
         path=path, names=list(interned), name=name, kind=kind, start=ts - origin, end=ts - origin + dur,
         thread=thread, correlation=correlation, nbytes=nbytes, raw_args=raw_args, origin_us=origin,
         device_names=device_names, threads=list(threads), distributed=parsed.distributedInfo or {},
-        metadata=metadata,
+        metadata=metadata, memory=memory,
+        device_memory=[int(m) if 0 < (m := d.totalGlobalMem) < math.inf else 0 for d in devices],
+        kernel_device=int(np.bincount(ran_on).argmax()) if len(ran_on) else -1,
         backend=backend_of(set(cats), interned, device_names), dims_1x=spelled_1x(raw_args, kind), warnings=warnings,
     )
 

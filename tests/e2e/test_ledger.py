@@ -129,7 +129,8 @@ def test_validation_scenarios_small_version():
         for name, (expected, _) in v.SCENARIOS.items():
             row = v.validate(name, 1, Path(tmp))
             if not holds(name, expected, row):  # once more: another job may have slowed the matmuls of one run
-                row = v.validate(name, 1, Path(tmp))
+                (Path(tmp) / "again").mkdir(exist_ok=True)
+                row = v.validate(name, 1, Path(tmp) / "again")
             assert holds(name, expected, row), row
 
 
