@@ -16,6 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# with profile_memory, c10 logs "Memory block of unknown size was allocated before the profiling started" once a
+# run (a tensor made before a cycle freed inside it, which its memory events cannot include): torch's C++ log
+# lines stay off the terminal, as Kineto's do, unless the user set TORCH_CPP_LOG_LEVEL (INFO shows them all)
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+
 import msgspec
 import torch
 from tqdm import tqdm
@@ -24,6 +29,7 @@ import profiler
 from model import data
 from model.configurator import ConfigError, apply, describe
 from model.gpt import GPT
+from model.measure import memory_by_batch, step_ms_by_batch, step_ms_by_dtype, step_ms_by_fix
 from model.train import (
     Evaluation,
     IterationClock,
@@ -34,9 +40,6 @@ from model.train import (
     learning_rate,
     make_optimizer,
     save_checkpoint,
-    step_ms_by_batch,
-    step_ms_by_dtype,
-    step_ms_by_fix,
     train_step,
 )
 from profiler.capture.api import final_report, live_peak, unwrap
@@ -232,7 +235,9 @@ def main(argv):
                 # and what a BATCH_FACTOR times larger batch (small_batch's fix) adds to it
                 step_ms_by_batch=step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device, BATCH_FACTOR),
                 # and what non_fused's fix (SDPA, a fused AdamW) changes at these shapes
-                step_ms_by_fix=step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device))
+                step_ms_by_fix=step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device),
+                # and what the model states take and a micro-step adds, at the batch and BATCH_FACTOR times it
+                memory_parts=memory_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device, BATCH_FACTOR))
     run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
     times, stopped, stall_s = [], None, 0.0
     signal.signal(signal.SIGTERM, STOP)

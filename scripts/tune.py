@@ -125,6 +125,7 @@ class Tuner:
             raise SystemExit(f"error: the baseline run failed: {report}")
         noise = MIN_NOISE
         while True:
+            steps += memory_skips(report, self.config, tried)
             options = candidates(report, self.config, tried)
             mfu = report["mfu"]["analytic"] or 0.0
             promising = [o for o in options if o[2] and mfu and o[2] / mfu - 1 > noise]
@@ -196,6 +197,29 @@ def candidates(report: dict, config: dict, tried: set) -> list[tuple[str, dict, 
     return out
 
 
+def memory_skips(report: dict, config: dict, tried: set) -> list[Step]:
+    """A larger batch the diagnosis predicts not to fit in the device's memory is not tried: a step that says so
+    (once per baseline)."""
+    out = []
+    for b in report["bottlenecks"]:
+        f = b.get("facts") or {}
+        batch = config.get("batch_size") or f.get("batch_size")
+        if b["cause"] != "small_batch" or f.get("fit_factor", 2) >= 2 or "double_peak" not in f or not batch:
+            continue
+        change = {"batch_size": 2 * batch}
+        key = json.dumps({**config, **change}, sort_keys=True)
+        if key in tried:
+            continue
+        tried.add(key)
+        unit = f["memory_unit"]
+        step = Step(b["cause"], change, None, reason=(
+            f"skipped: predicted {f['double_peak']:.2f} {unit} of {f['memory_capacity']:.2f} {unit} "
+            f"({f['memory_capacity_source']}): it does not fit; the evidence says what frees memory"))
+        print(f"skip {b['cause']}: --batch_size={2 * batch} {step.reason.split(': ', 1)[1]}")
+        out.append(step)
+    return out
+
+
 def markdown(result: dict) -> str:
     lines = ["# tune", "", f"Baseline {result['baseline_tokens_per_s'] or 0:,.0f} tokens/s, final "
              f"{result['final_tokens_per_s'] or 0:,.0f} tokens/s (x{result['final_to_baseline'] or 1:.2f}) in "
@@ -209,8 +233,8 @@ def markdown(result: dict) -> str:
         measured = f"{pct(s['measured_mfu'])} ({pct(interval[0])}-{pct(interval[1])})" if interval else "-"
         tokens = f"{s['tokens_per_s']:,.0f}" if s["tokens_per_s"] else "-"
         change = " ".join(overrides(s["change"]))
-        gains = (f"x{s['predicted_gain']:.2f} / x{s['measured_gain']:.2f}" if s["measured_gain"] else
-                 f"x{s['predicted_gain']:.2f} / -")
+        predicted = f"x{s['predicted_gain']:.2f}" if s["predicted_gain"] else "-"
+        gains = f"{predicted} / x{s['measured_gain']:.2f}" if s["measured_gain"] else f"{predicted} / -"
         lines.append(f"| {change} ({s['cause']}) | {pct(s['predicted_mfu'])} | {measured} | {tokens} | {gains} | "
                      f"{'yes' if s['kept'] else 'no'} | {s['reason']} |")
     lines += ["", "Final configuration (final_config.py):", "", "```"] + config_lines(result["final_config"]) + ["```"]

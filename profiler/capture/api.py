@@ -30,6 +30,7 @@ import torch
 from profiler.capture.session import ProfileConfig, Session, recording_cost_us
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.cpupeak import this_machine
+from profiler.mfu.memory import machine_memory, memory_size
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.mfu.shapetime import isolated_rng
 from profiler.report.model import Report
@@ -49,6 +50,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
     `config`: your run's settings (nanoGPT's train.py keeps them in its `config` dict), so that a fix is given
     in your own keys, and only in keys your program has; without it, fixes are code. `vocabulary` says whose
     keys they are: "config" (your script's `--key=value`), or "hf" / "lightning" (the callbacks pass theirs).
+    `memory_capacity` ("80GB", "24GiB" or bytes): the device memory a larger batch is planned against, over what
+    the trace says (a GPU's deviceProperties) or, on a CPU, this machine's memory or cgroup limit.
     """
 
     def __init__(self, out_dir, model: torch.nn.Module | None = None, tokens_per_step: int | None = None,
@@ -57,7 +60,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
                  schedule: ProfileConfig | dict | None = None, dtype: str | None = None,
                  sequence_length: int | None = None, tensorboard: bool = True, report: bool = True,
                  metadata: RunMetadata | None = None, worker: str = "", say=print, run_log=None,
-                 config: dict | None = None, vocabulary: str = "config"):
+                 config: dict | None = None, vocabulary: str = "config", memory_capacity: float | str | None = None):
         self.out_dir = Path(out_dir)
         self.model, self.tokens_per_step, self.dtype = model, tokens_per_step, dtype
         self.config = schedule if isinstance(schedule, ProfileConfig) else ProfileConfig(**(schedule or {}))
@@ -69,6 +72,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         if config is not None:  # the user's own settings: a fix names only the keys they hold (mfu/vocabulary.py)
             self.extra = msgspec.structs.replace(self.extra, config=plain_settings(config), vocabulary=vocabulary)
         self.write_report = report
+        capacity = memory_capacity or self.config.memory_capacity  # "80GB", "24GiB" or bytes
+        self.memory_capacity = memory_size(str(capacity)) if capacity else None
         self.session: Session  # opened in __enter__
         self.counter: FlopCounterMode | None = None  # counts the first step where nothing else gives F_model
         self.steps, self.waited_s = 0, 0.0
@@ -88,7 +93,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.peak = self.resolve_peak()
             self.bandwidth = live_bandwidth(self.device())
             if self.config.profile:  # before the session: its own cycles must not record the calibration
-                self.recording_cost_us = recording_cost_us(self.device())
+                self.recording_cost_us = recording_cost_us(self.device(), profile_memory=self.config.profile_memory)
         if not self.flops_per_step:
             self.flops_per_step, self.flops_from = described_flops(self.model, self.tokens_per_step,
                                                                    self.sequence_length)
@@ -167,6 +172,14 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
     def resolve_peak(self) -> Peak | None:
         return live_peak(self.device(), self.dtype or "float32", self.peak_flops or 0.0, self.peak_flops_run or 0.0)
 
+    def capacity(self) -> dict:
+        """The device memory to plan a batch against, where the trace will not say it: the caller's word, else on
+        a CPU this machine's memory or its cgroup's limit (a GPU's is in the trace's deviceProperties)."""
+        if self.memory_capacity:
+            return {"memory_capacity": self.memory_capacity, "memory_capacity_from": "profile(memory_capacity=)"}
+        here = machine_memory() if self.device().type == "cpu" else None
+        return {"memory_capacity": here[0], "memory_capacity_from": here[1]} if here else {}
+
     def metadata(self) -> RunMetadata:
         """What the analyzer needs from this run, written into every trace: the caller's metadata (a script of
         ours passes its configuration) over what this session found, and F_model and the profiler's cost as
@@ -175,7 +188,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
                             peak=self.peak.as_dict() if self.peak else None,
                             bandwidth=self.bandwidth.as_dict() if self.bandwidth else None,
                             torch_version=str(torch.__version__), machine=this_machine(),
-                            threads=torch.get_num_threads())
+                            threads=torch.get_num_threads(), **self.capacity())
         measured = RunMetadata(flops_per_step=self.flops_per_step or None,
                                flops_from=None if self.flops_from == "flops_per_step" else self.flops_from,
                                recording_cost_us_per_op=self.recording_cost_us)

@@ -15,6 +15,7 @@ import msgspec
 import torch
 from torch.profiler import ProfilerAction, ProfilerActivity
 
+from profiler.mfu.memory import memory_size
 from profiler.settings import US_PER_S
 from profiler.trace.metadata import RunMetadata
 
@@ -37,10 +38,14 @@ class ProfileConfig:
     peak_flops: float = 0.0  # the device's peak FLOP/s, overriding the table or the CPU measurement
     peak_flops_run: float = 0.0  # with peak_flops: the peak in the run's matmul dtype (P_run); 0: P_run = P
     tensorboard: bool = True  # scalars, each cycle's analysis and the final report into the run folder
+    profile_memory: bool = True  # the allocator's events, for the report's memory: will a larger batch fit
+    memory_capacity: str = ""  # the device memory to plan a batch against ("80GB", "24GiB", bytes); "": found
 
     def validate(self):
         if min(self.skip_first, self.wait, self.repeat) < 0 or self.active < 1 or self.warmup < 0:
             raise ValueError("profiler schedule: active must be at least 1, the others at least 0")
+        if self.memory_capacity:
+            memory_size(self.memory_capacity)  # says what is wrong with it
 
 
 class Session:
@@ -67,7 +72,7 @@ class Session:
         schedule = torch.profiler.schedule(skip_first=cfg.skip_first, wait=cfg.wait, warmup=cfg.warmup,
                                            active=cfg.active, repeat=cfg.repeat)
         self.prof = torch.profiler.profile(activities=activities(), schedule=schedule, on_trace_ready=trace_ready,
-                                           record_shapes=True)
+                                           record_shapes=True, profile_memory=cfg.profile_memory)
         # each cycle is written and analysed on its own: torch's advice to accumulate events does not apply
         warnings.filterwarnings("ignore", message=".*Profiler clears events at the end of each cycle")
 
@@ -101,7 +106,7 @@ def activities() -> list:
     return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
 
 
-def recording_cost_us(device: torch.device, steps: int = 150, rounds: int = 4) -> float:
+def recording_cost_us(device: torch.device, steps: int = 150, rounds: int = 4, profile_memory: bool = False) -> float:
     """What recording costs per op on this machine with the session's settings. A tiny training step (a linear
     layer, GELU, a sum, backward: ops of several inputs and autograd's nodes, as in a real step) is looped
     without the profiler, under one profiler session, and without it again (`rounds` loops each, the fastest
@@ -122,7 +127,7 @@ def recording_cost_us(device: torch.device, steps: int = 150, rounds: int = 4) -
 
     loop()  # warm up
     plain = [loop() for _ in range(rounds)]
-    with torch.profiler.profile(activities=activities(), record_shapes=True) as prof:
+    with torch.profiler.profile(activities=activities(), record_shapes=True, profile_memory=profile_memory) as prof:
         recorded = [loop() for _ in range(rounds)]
     plain += [loop() for _ in range(rounds)]
     n_ops = sum(1 for e in prof.profiler.kineto_results.events()  # the raw events: key_averages takes seconds

@@ -30,6 +30,7 @@ from profiler.mfu.ceilings import (
 from profiler.mfu.implementations import compiled_regions, optimizer_implementation
 from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.measured import faster_dtype, measured_batch_speedup, measured_fix_speedup, precision_measurement
+from profiler.mfu.memory import batch_plan
 from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
 from profiler.settings import (
@@ -142,12 +143,23 @@ def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
     fix = bigger + "; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
                             else "torch.compile or CUDA graphs") + " to cut per-op overhead"
     facts.update(small_matmul_bounds(evidence))
-    measured = measured_batch_speedup(evidence, BATCH_FACTOR)
+    plan = batch_plan(evidence, BATCH_FACTOR)  # the largest batch the memory holds, up to BATCH_FACTOR times
+    facts.update(plan)
+    factor = plan.get("fit_factor", BATCH_FACTOR)
+    if factor < 2:
+        return Finding(facts=facts, fix=NO_LARGER_BATCH + fix.split("; ", 1)[1], config=None, fix_speedup=None)
+    if "fit_batch_size" in plan:
+        fix = fix.replace("; ", f" (batch {plan['fit_batch_size']}: {plan['fit_peak']:.2f} of "
+                                 f"{plan['memory_capacity']:.2f} {plan['memory_unit']} predicted); ", 1)
+    measured = measured_batch_speedup(evidence, BATCH_FACTOR, factor)
     if measured:
         facts.update(measured[1])
-    config = {"batch_size": BATCH_FACTOR * meta["batch_size"]} if "batch_size" in meta else None
+    config = {"batch_size": factor * meta["batch_size"]} if "batch_size" in meta else None
     return Finding(facts=facts, fix=fix, config=config,
-                   fix_speedup=measured[0] if measured else batch_speedup(entry.points, BATCH_FACTOR))
+                   fix_speedup=measured[0] if measured else batch_speedup(entry.points, factor))
+
+
+NO_LARGER_BATCH = ("free memory first (the evidence gives what each way frees and costs), then raise the batch; ")
 
 
 def non_fused(entry: LedgerEntry, evidence: Evidence) -> Finding:

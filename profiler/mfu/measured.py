@@ -58,27 +58,31 @@ def measured_fix_speedup(evidence: Evidence, config: dict) -> tuple[float, Facts
     return speedup, {**facts, "fix_saved_ms": saved, "step_ms": evidence.step_ms, "measured_fix_speedup": speedup}
 
 
-def measured_batch_speedup(evidence: Evidence, factor: int) -> tuple[float, Facts] | None:
-    """The speed-up of a batch `factor` times larger from what our run measured before training (a micro-step's
-    forward and backward at its batch and at `factor` times it): the step grows by that difference per
-    micro-step and by the data loading the trace shows, `factor` times larger, the tokens by `factor`; and the
-    facts that say so. None where not measured."""
+def measured_batch_speedup(evidence: Evidence, factor: int, proposed: int | None = None
+                           ) -> tuple[float, Facts] | None:
+    """The speed-up of a batch `proposed` (default `factor`) times larger from what our run measured before
+    training (a micro-step's forward and backward at its batch and at `factor` times it, linear between them):
+    the step grows by that difference per micro-step and by the data loading and the copies the trace shows,
+    `proposed` times larger, the tokens by `proposed`; and the facts that say so. None where not measured."""
     meta = settings(evidence.meta)
     batch = meta.get("batch_size")
     if not batch:
         return None
-    small, large = evidence.step_ms_by_batch.get(str(batch)), evidence.step_ms_by_batch.get(str(factor * batch))
-    if small is None or large is None:
+    small, measured = evidence.step_ms_by_batch.get(str(batch)), evidence.step_ms_by_batch.get(str(factor * batch))
+    if small is None or measured is None:
         return None
+    k = proposed or factor
+    large = small + (measured - small) * (k - 1) / (factor - 1)  # the micro-step at k times the batch
+    facts: Facts = {} if k == factor else {"measured_batch_size": factor * batch, "measured_micro_step_ms": measured}
     # the micro-steps time forward and backward alone, on a batch already on the device: the data loading the step
     # waits for and the batch's copy to the device grow with the samples too (factor times the samples take
     # factor times as long to load and to copy)
-    loading = (factor - 1) * evidence.breakdown["data_loading"].ms
-    copies = (factor - 1) * input_copy_ms(evidence)
+    loading = (k - 1) * evidence.breakdown["data_loading"].ms
+    copies = (k - 1) * input_copy_ms(evidence)
     added = (large - small) * meta.get("gradient_accumulation_steps", 1) + loading + copies
-    speedup = factor * evidence.step_ms / (evidence.step_ms + max(added, 0.0))
-    return speedup, {"batch_size": batch, "batch_micro_step_ms": small, "batch_factor": factor,
-                     "larger_batch_size": factor * batch, "larger_batch_micro_step_ms": large,
+    speedup = k * evidence.step_ms / (evidence.step_ms + max(added, 0.0))
+    return speedup, {**facts, "batch_size": batch, "batch_micro_step_ms": small, "batch_factor": k,
+                     "larger_batch_size": k * batch, "larger_batch_micro_step_ms": large,
                      "batch_added_ms": added, "batch_loading_added_ms": loading, "batch_copies_added_ms": copies,
                      "step_ms": evidence.step_ms, "measured_batch_speedup": speedup}
 

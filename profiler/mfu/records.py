@@ -129,6 +129,7 @@ class MemoryFigures:
     allocator_calls_per_step: float
     allocator_ms_per_step: float
     batch_headroom: float | None  # (capacity x MEMORY_USABLE - at_step_start) / transient_peak
+    parts: dict | None = None  # our runs: model states, activations per sample, predicted peaks (memory_parts)
     rank: int | None = None  # a job's: the rank whose memory this is (the worst)
 
 

@@ -105,13 +105,32 @@ def small_batch(f: Facts) -> str:
                      + ", ".join(f"{m['name']} {m['flop_per_byte']:.0f} FLOP/byte"
                                  for m in f["memory_bound_intensity"]))
     if "measured_batch_speedup" in f:
+        at = (f"{f['measured_micro_step_ms']:.2f} ms at {f['measured_batch_size']}, so about "
+              f"{f['larger_batch_micro_step_ms']:.2f} ms at {f['larger_batch_size']}" if "measured_batch_size" in f
+              else f"{f['larger_batch_micro_step_ms']:.2f} ms at {f['larger_batch_size']}")
         parts.append(f"measured before the run, a micro-step's forward and backward took "
-                     f"{f['batch_micro_step_ms']:.2f} ms at batch {f['batch_size']} and "
-                     f"{f['larger_batch_micro_step_ms']:.2f} ms at {f['larger_batch_size']}: {f['batch_factor']}x the "
+                     f"{f['batch_micro_step_ms']:.2f} ms at batch {f['batch_size']} and {at}: {f['batch_factor']}x the "
                      f"tokens add {f['batch_added_ms']:.2f} ms to the {f['step_ms']:.2f} ms step"
                      + grows_with_samples(f)
                      + f", x{f['measured_batch_speedup']:.2f} tokens/s")
+    if "fit_factor" in f:
+        parts.append(memory_plan(f))
     return "; ".join(parts)
+
+
+def memory_plan(f: Facts) -> str:
+    """Which batch the device's memory holds, or what frees memory where not even twice the batch fits."""
+    unit = f["memory_unit"]
+    of = (f"of {f['memory_capacity']:.2f} {unit} ({f['memory_capacity_source']}, {f['memory_usable_pct']:.0f}% of it "
+          "planned)")
+    how = ("from the micro-steps measured before the run" if f["fit_by"] == "micro_steps"
+           else "the trace's transient taken as linear in the batch")
+    if f["fit_factor"] >= 2:
+        batch = f"batch {f['fit_batch_size']}" if "fit_batch_size" in f else f"{f['fit_factor']}x the batch"
+        return f"the memory holds {batch}: {f['fit_peak']:.2f} {unit} predicted {of}, {how}"
+    ways = "; ".join(f"{a['name']} frees {a['frees']:.2f} {unit} and costs {a['costs']}"
+                     + (f" ({a['costs_ms']:.2f} ms/step)" if "costs_ms" in a else "") for a in f["alternatives"])
+    return f"twice the batch does not fit: {f['double_peak']:.2f} {unit} predicted {of}, {how}; {ways}"
 
 
 def grows_with_samples(f: Facts) -> str:

@@ -57,6 +57,9 @@ class RunMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     step_ms_by_dtype: dict[str, float] | None = None
     step_ms_by_batch: dict[str, float] | None = None
     step_ms_by_fix: dict[str, dict[str, float]] | None = None
+    # our runs' model states (bytes: parameters, gradients, optimizer_state) and a micro-step's transient
+    # measured before training (transient_bytes_by_batch, by batch size): model/measure.py
+    memory_parts: dict[str, Any] | None = None
     # the device's memory where the trace cannot say it (a CPU's machine or cgroup limit), or the user's word
     memory_capacity: float | None = None  # bytes
     memory_capacity_from: str | None = None  # "profile(memory_capacity=)", "cgroup limit", "machine memory"

@@ -95,3 +95,38 @@ def test_a_second_tune_into_the_same_folder_numbers_its_runs_after_the_first(tmp
     (tmp_path / "notes").mkdir()
     tuner = tune.Tuner(None, {}, tmp_path, 1, tune.Budget("3"))
     assert tuner.runs == 18 and tune.last_run(tmp_path / "absent") == 0
+
+
+class TightMemoryTuner(FakeTuner):
+    """At batch 8 twice the batch does not fit (the diagnosis says so); num_workers=4 runs out of memory in its
+    trial; compile would help."""
+
+    def __init__(self, tmp_path):
+        super().__init__(tmp_path)
+        self.config = {"batch_size": 8}
+
+    def train(self, config, extra, label):
+        if config.get("num_workers") == 4 and label == "candidate":
+            self.runs += 1
+            return "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+        return super().train({k: v for k, v in config.items() if k != "compile"}, extra, label)
+
+    def diagnose(self, config):
+        small = {"cause": "small_batch", "fix_config": None, "what_if_mfu": 0.05,
+                 "facts": {"fit_factor": 1, "double_peak": 91.5, "memory_capacity": 80.0, "memory_unit": "GB",
+                           "memory_capacity_source": "deviceProperties"}}
+        found = report(0.01, [("io", {"num_workers": 4}, 0.04), ("non_fused", {"compile": True}, 0.02)])
+        return {**found, "bottlenecks": [small, *found["bottlenecks"]]}
+
+
+def test_tune_skips_a_batch_that_does_not_fit_and_rejects_a_trial_out_of_memory(tmp_path, capsys):
+    result = TightMemoryTuner(tmp_path).run()
+    steps = [(s["cause"], s["change"], s["kept"], s["reason"].split(":")[0]) for s in result["steps"]]
+    assert steps[:2] == [("small_batch", {"batch_size": 16}, False, "skipped"),
+                         ("io", {"num_workers": 4}, False, "failed")]
+    assert result["steps"][0]["reason"].startswith("skipped: predicted 91.50 GB of 80.00 GB (deviceProperties)")
+    assert result["steps"][1]["reason"] == ("failed: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate "
+                                            "2.00 GiB")
+    assert steps[2][0] == "non_fused"  # and tune went on to the next fix
+    assert "skip small_batch: --batch_size=16 predicted 91.50 GB of 80.00 GB" in capsys.readouterr().out
+    assert "| --batch_size=16 (small_batch) | - | - | - | - / - | no | skipped:" in tune.markdown(result)

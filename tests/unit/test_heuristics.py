@@ -3,6 +3,7 @@ the fixed per-op cost, an op's size and role, short gaps, op categories, the unf
 diagnosis rule, and the job's aggregation over ranks."""
 
 from collections import Counter
+from dataclasses import replace
 
 import msgspec
 import numpy as np
@@ -13,12 +14,14 @@ from profiler.analysis.records import Signals, Utilization
 from profiler.analysis.signals import fixed_cost, size_and_role
 from profiler.mfu.diagnosis import RULES, diagnose
 from profiler.mfu.job import job_figures, medians_of_the_others, stragglers
+from profiler.mfu.memory import memory_parts
 from profiler.mfu.records import (
     Attribution,
     Communication,
     Evidence,
     Figures,
     LedgerEntry,
+    MemoryFigures,
     Mfu,
     OpRow,
     Share,
@@ -278,3 +281,43 @@ def test_a_warning_from_many_ranks_names_them_as_runs():
 
     assert rank_ranges([5, 0, 1, 2, 3, 7, 8, 9]) == "0-3, 5, 7-9"
     assert rank_ranges(list(range(16383))) == "0-16382" and rank_ranges([4]) == "4"
+
+
+def test_small_batch_proposes_the_largest_batch_the_memory_holds():
+    """Our run at batch 8: 10 GB live across steps (parameters, AdamW's states), micro-step transients of 12 GB
+    at 8 and 36 GB at 32: 1 GB a sample over a 4 GB base that holds the gradients."""
+    parts = memory_parts(msgspec.convert({"batch_size": 8, "memory_parts": {
+        "parameters": 2e9, "gradients": 2e9, "optimizer_state": 8e9,
+        "transient_bytes_by_batch": {"8": 12e9, "32": 36e9}}}, RunMetadata), 4)
+    assert parts["activations_per_sample"] == 1e9 and parts["predicted_peak_bytes_by_batch"] == {
+        "8": 22e9, "16": 30e9, "24": 38e9, "32": 46e9}
+    memory = MemoryFigures(device="cuda:0", source="totals", capacity_bytes=36e9, capacity_source="deviceProperties",
+                           peak_allocated_bytes=26e9, peak_reserved_bytes=28e9, at_step_start_bytes=10e9,
+                           transient_peak_bytes=16e9, reserved_free_bytes=2e9, allocator_calls_per_step=0.0,
+                           allocator_ms_per_step=0.0, batch_headroom=None, parts=parts)
+    ours = {"batch_size": 8, "vocabulary": "profile_run"}
+    measured = evidence(meta=ours, memory=memory, step_ms_by_batch={"8": 40.0, "32": 100.0})
+    found = RULES["small_batch"](entry("small_batch", 10), measured)
+    # 36 GB x 0.9 = 32.4 GB: batch 16 (30 GB) fits, 24 (38 GB) does not
+    assert found.config == {"batch_size": 16} and found.facts["fit_peak"] == 30.0
+    assert "(batch 16: 30.00 of 36.00 GB predicted)" in found.fix
+    # its speed-up is for batch 16: the micro-step at 16, linear between 8 and 32, is 60 ms
+    assert found.facts["larger_batch_micro_step_ms"] == 60.0 and found.fix_speedup == pytest.approx(2 * 100 / 120)
+    text = phrases.evidence("small_batch", found.facts)
+    assert "the memory holds batch 16: 30.00 GB predicted of 36.00 GB (deviceProperties" in text
+    assert "100.00 ms at 32, so about 60.00 ms at 16" in text
+    # 28 GB: not even batch 16 fits; what frees memory, and no change to try
+    tight = replace(memory, capacity_bytes=28e9)
+    found = RULES["small_batch"](entry("small_batch", 10), evidence(meta=ours, memory=tight,
+                                                                     step_ms_by_batch={"8": 40.0, "32": 100.0}))
+    assert found.config is None and found.fix_speedup is None and found.fix.startswith("free memory first")
+    ways = {a["name"].split(" (")[0]: a["frees"] for a in found.facts["alternatives"]}
+    assert ways == {"activation checkpointing": 8.0, "optimizer-state sharding over 8 ranks": 7.0,
+                    "bfloat16 activations under autocast": 4.0, "gradient accumulation": 0.0}
+    assert "twice the batch does not fit: 30.00 GB predicted of 28.00 GB" in phrases.evidence("small_batch",
+                                                                                              found.facts)
+    # another program's trace: its level and transient, linear in the batch (10 + 16k GB: x2 fits 50 GB)
+    foreign = RULES["small_batch"](entry("small_batch", 10), evidence(
+        memory=replace(memory, parts=None, capacity_bytes=50e9)))
+    assert foreign.facts["fit_factor"] == 2 and foreign.facts["fit_by"] == "linear" and foreign.config is None
+    assert "the memory holds 2x the batch: 42.00 GB predicted" in phrases.evidence("small_batch", foreign.facts)
