@@ -98,6 +98,7 @@ CLOCK_SKEW_SHARE = 0.05
 
 # --- presentation ---
 TOP_OPS = 15  # ops listed in a report
+MEMORY_CURVE_POINTS = 300  # the median step's memory over time, each point the highest level in its slice
 LEDGER_ROW_MIN_POINTS = 0.005  # ledger rows below this (they round to 0.00) are not drawn
 
 

@@ -9,9 +9,13 @@ same kind: the profiler counts only what was allocated since it started (a tenso
 CPU trace has transients and no level.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
-from profiler.analysis.records import MemoryDevice
+from profiler.analysis.records import MemoryCurve, MemoryDevice, milliseconds
+from profiler.analysis.timeline import median_step
+from profiler.settings import MEMORY_CURVE_POINTS
 from profiler.trace import classify
 from profiler.trace.load import RUNTIME, Trace
 from profiler.trace.memory import CPU_DEVICE_TYPE, MemoryEvents, device_label
@@ -56,7 +60,37 @@ def step_memory(trace: Trace, steps: Steps, gpu: bool) -> tuple[MemoryDevice | N
         _from_totals(events, lo, hi, out)
     else:
         _from_changes(events, lo, hi, out)
-    return device, out
+    k = median_step(steps)
+    return replace(device, curve=_curve(events, steps, k, slice(lo[k], hi[k]), out, device.totals)), out
+
+
+def _curve(events: MemoryEvents, steps: Steps, k: int, inside: slice, out: dict, totals: bool) -> MemoryCurve | None:
+    """Step k's memory in MEMORY_CURVE_POINTS slices: each the highest level in it, or the level it enters
+    with where no event falls in it. None where the step's level is unknown."""
+    start, length = float(steps.start[k]), float(steps.end[k] - steps.start[k])
+    entering = float(out["at_start_bytes"][k]) if totals else 0.0
+    if not np.isfinite(entering):
+        return None
+    t = events.ts[inside] - start
+    edges = np.linspace(0.0, length, MEMORY_CURVE_POINTS + 1)[:-1]
+    slot = np.minimum((t / max(length, 1e-9) * MEMORY_CURVE_POINTS).astype(int), MEMORY_CURVE_POINTS - 1)
+    last = np.searchsorted(t, edges, side="right") - 1  # the event whose level each slice enters with
+
+    def highest(values: np.ndarray, before: float) -> list[float]:
+        levels = np.full(len(edges), before)
+        if len(values):
+            levels = np.where(last >= 0, values[np.maximum(last, 0)], before)
+            np.maximum.at(levels, slot, values)
+        return levels.tolist()
+
+    level = events.allocated[inside].astype(float) if totals else np.cumsum(events.nbytes[inside], dtype=float)
+    reserved = None
+    if totals:
+        held = events.reserved
+        before = float(held[inside.start - 1] if inside.start else held[0]) if len(held) else 0.0  # the first's
+        reserved = highest(events.reserved[inside].astype(float), before)
+    return MemoryCurve(step=int(steps.ids[k]), t_ms=[milliseconds(float(e)) for e in edges],
+                       allocated_bytes=highest(level, entering), reserved_bytes=reserved, relative=not totals)
 
 
 def _from_totals(events: MemoryEvents, lo: np.ndarray, hi: np.ndarray, out: dict):

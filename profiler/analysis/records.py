@@ -169,6 +169,18 @@ class Signals:
             setattr(self, name, getattr(self, name) + value)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MemoryCurve:
+    """The median step's memory over time, in slices of equal length, each the highest level in it: allocated
+    and reserved (bytes), or where the trace has no level (`relative`), what was allocated since the step began."""
+
+    step: int
+    t_ms: list[float]  # each slice's start, from the step's
+    allocated_bytes: list[float]
+    reserved_bytes: list[float] | None
+    relative: bool
+
+
 @dataclass(frozen=True)
 class MemoryDevice:
     """Whose memory the per-step memory figures describe."""
@@ -176,6 +188,7 @@ class MemoryDevice:
     label: str  # "cuda:0", "cpu"
     source: str  # "totals": absolute levels; "bytes only" or "cpu": changes alone (analysis/memory.py)
     capacity_bytes: int  # the device's memory from deviceProperties, 0 where the trace does not say
+    curve: MemoryCurve | None = None  # the median step's memory over time
 
     @property
     def totals(self) -> bool:

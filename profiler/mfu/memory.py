@@ -150,7 +150,7 @@ def memory_figures(analysis: RankAnalysis, options: Options) -> tuple[MemoryFigu
         transient_peak_bytes=transient, reserved_free_bytes=worst("reserved_free_bytes"),
         allocator_calls_per_step=float(table.allocator_calls.mean()) if len(table) else 0.0,
         allocator_ms_per_step=milliseconds(float(table.allocator_us.mean())) if len(table) else 0.0,
-        batch_headroom=headroom, parts=parts), notes
+        batch_headroom=headroom, parts=parts, median_step=device.curve), notes
 
 
 def memory_parts(meta: RunMetadata, factor: int) -> dict | None:

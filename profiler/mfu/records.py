@@ -3,7 +3,7 @@ diagnosis cites (Evidence), and a rank's whole attribution. Frozen: nothing down
 
 from dataclasses import dataclass, field
 
-from profiler.analysis.records import KernelClassification, Signals, StepTable, Utilization
+from profiler.analysis.records import KernelClassification, MemoryCurve, Signals, StepTable, Utilization
 from profiler.facts import Facts, Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
@@ -130,6 +130,7 @@ class MemoryFigures:
     allocator_ms_per_step: float
     batch_headroom: float | None  # (capacity x MEMORY_USABLE - at_step_start) / transient_peak
     parts: dict | None = None  # our runs: model states, activations per sample, predicted peaks (memory_parts)
+    median_step: MemoryCurve | None = None  # the median step's memory over time (the first file's)
     rank: int | None = None  # a job's: the rank whose memory this is (the worst)
 
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from profiler.report.model import Report  # noqa: E402
 from profiler.report.reading import ledger_bottom, ledger_unit, losses, shorten  # noqa: E402
+from profiler.settings import GIGA, MEGA  # noqa: E402
 from profiler.trace.classify import CATEGORIES  # noqa: E402
 
 COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",
@@ -113,6 +114,38 @@ def roofline(report: Report):
     return fig
 
 
+def memory_over_step(report: Report):
+    """The median step's allocated and reserved memory over time, against the level a step starts with and the
+    capacity (a line where it is within reach of the curve, else its size in the title). Where the trace has no
+    level, what was allocated since the step began, on top of our run's model states where it counted them."""
+    m = report.memory
+    curve = m.median_step if m else None
+    assert m is not None and curve is not None
+    base = m.parts["model_states"] if curve.relative and m.parts else 0.0
+    highest = max([base + v for v in curve.allocated_bytes] + list(curve.reserved_bytes or []))
+    unit, scale = ("GB", GIGA) if highest >= GIGA else ("MB", MEGA)
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    ax.step(curve.t_ms, [(base + v) / scale for v in curve.allocated_bytes], where="post", color="#2b6cb0",
+            label="allocated")
+    if curve.reserved_bytes:
+        ax.step(curve.t_ms, [v / scale for v in curve.reserved_bytes], where="post", color="#ed8936", label="reserved")
+    lives = m.at_step_start_bytes if m.at_step_start_bytes is not None else base or None
+    if lives:
+        ax.axhline(lives / scale, color="#718096", linestyle=":", label="at the step's start" if not curve.relative
+                   else "model states")
+    capacity = f"; capacity {m.capacity_bytes / GIGA:.2f} GB ({m.capacity_source})" if m.capacity_bytes else ""
+    if m.capacity_bytes and m.capacity_bytes <= 3 * highest:
+        ax.axhline(m.capacity_bytes / scale, color="#e53e3e", linestyle="--", label="capacity")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(f"ms into step {curve.step} (the median step)")
+    ax.set_ylabel(unit + (" (model states + allocated in the step)" if base else
+                          " allocated in the step" if curve.relative else ""))
+    ax.set_title(f"Memory of {m.device} over the step{capacity}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def figures(report: Report) -> dict:
     """The charts this report has data for, by name; the caller closes them."""
     out = {}
@@ -124,4 +157,6 @@ def figures(report: Report) -> dict:
         out["roofline"] = roofline(report)
     elif any(op.tflops_per_s for op in report.top_ops):
         out["roofline"] = matmul_rates(report)
+    if report.memory and report.memory.median_step:
+        out["memory"] = memory_over_step(report)
     return out

@@ -46,7 +46,8 @@ def sections(report: Report) -> list[Section]:
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report.breakdown[c].ms:.2f}", pct(report.breakdown[c].fraction)] for c in CATEGORIES]))
     if report.memory:
-        out.append(Section(title="Memory", lines=[line[0].upper() + line[1:] for line in memory_lines(report.memory)]))
+        out.append(Section(title="Memory", lines=[line[0].upper() + line[1:] for line in memory_lines(report.memory)],
+                           chart="memory"))
     ledger = sorted(report.ledger, key=lambda e: -e.points)
     if report.time_ledger:
         out.append(Section(title="Time ledger", lines=[

@@ -145,6 +145,16 @@ class StepRow(Record, frozen=True, kw_only=True):
     idle: float
 
 
+class MemoryCurve(Record, frozen=True, kw_only=True):
+    """The median step's memory over time: each slice's highest level (analysis/memory.py)."""
+
+    step: int
+    t_ms: list[float]
+    allocated_bytes: list[float]  # relative: allocated since the step began
+    reserved_bytes: list[float] | None
+    relative: bool
+
+
 class Memory(Record, frozen=True, kw_only=True):
     """The device's memory over the analysed steps (bytes, the worst step's; null where the trace cannot tell),
     its capacity and the batch headroom (mfu/memory.py)."""
@@ -162,6 +172,7 @@ class Memory(Record, frozen=True, kw_only=True):
     allocator_ms_per_step: float
     batch_headroom: float | None
     parts: dict[str, Any] | None = None  # our runs: the model states and activations per sample, measured
+    median_step: MemoryCurve | None = None
     rank: int | UnsetType = UNSET  # a job's: the rank whose memory it is
 
 

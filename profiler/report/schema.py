@@ -96,8 +96,9 @@ def figures_fields(f: Figures) -> dict:
         per_step=[model.StepRow(step=s.step, ms=s.ms, **s.categories) for s in f.per_step],
         profiler_cost=None if f.profiler_cost is None else model.ProfilerCost(**asdict(f.profiler_cost)),
         memory=None if f.memory is None else model.Memory(
-            **{k: v for k, v in asdict(f.memory).items() if k != "rank"},
-            rank=UNSET if f.memory.rank is None else f.memory.rank))
+            **{k: v for k, v in asdict(f.memory).items() if k not in ("rank", "median_step")},
+            rank=UNSET if f.memory.rank is None else f.memory.rank,
+            median_step=None if f.memory.median_step is None else model.MemoryCurve(**asdict(f.memory.median_step))))
 
 
 def saved_report(path: Path) -> Report | None:

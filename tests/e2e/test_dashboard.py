@@ -244,6 +244,12 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
         bars = [op for op in ops if not op["roofline"]["achieved_tflops"]][:10]
         assert roof.count('class="roofline-bar"') == len(bars)
         assert f"<title>{html_escape(points[0]['name'])}: " in roof
+        # the median step's memory: our CPU run's on top of its model states; the GPU trace recorded none
+        if report["memory"]:
+            memory = re.search(r'<svg[^>]*class="memory".*?</svg>', pane, re.S).group(0)
+            assert memory.count('class="series"') == 1 and "states + allocated" in memory
+        else:
+            assert "The trace records no memory: record with profile_memory=True." in pane
         canvas = re.search(r'<canvas class="timeline" data-spans="(\d+)" [^>]*data-drawn="(\d+)"', pane)
         assert canvas and int(canvas.group(1)) > 1000 and int(canvas.group(2)) > 100
     import matplotlib.image

@@ -63,7 +63,7 @@ def test_html_report_renders_its_charts_in_a_browser(tiny_run, tmp_path):
     html = (out / "report.html").read_text()
     # self-contained, opens offline: no scripts, no stylesheets or images from elsewhere
     assert "<script" not in html and "<link" not in html and 'src="' not in html and 'href="http' not in html
-    assert html.count("<svg") == 3
+    assert html.count("<svg") == 4 and 'id="chart-memory"' in html  # ledger, steps, roofline, memory
     shot = tmp_path / "page.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
@@ -82,7 +82,7 @@ def test_markdown_and_html_from_the_cli(tiny_run, tmp_path):
                                      "--quiet")
     assert status == 0 and stdout == "", stderr
     md = (tmp_path / "r.md").read_text()
-    for heading in ("## Summary", "## Breakdown of the step", "## MFU ledger", "## Top ops"):
+    for heading in ("## Summary", "## Breakdown of the step", "## Memory", "## MFU ledger", "## Top ops"):
         assert heading in md
     assert "| aten::mm | matmul |" in md
     html = (tmp_path / "r.html").read_text()

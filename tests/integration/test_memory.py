@@ -96,3 +96,18 @@ def test_bytes_only_resnet_traces_give_a_transient_and_no_level():
         m = analyze_path(shared_trace(name), Options())["memory"]
         assert m["source"] == "bytes only" and m["at_step_start_bytes"] is None and m["batch_headroom"] is None
         assert 2.7e9 < m["transient_peak_bytes"] < 2.9e9 and m["capacity_bytes"] == 34_084_028_416
+
+
+def test_the_median_steps_memory_over_time_is_in_the_report_and_its_charts(tmp_path):
+    from profiler.pipeline import load_report
+    from profiler.report.document import html_page
+
+    report = analyze_path(write(tmp_path / "t.json", events()), Options())
+    curve = report["memory"]["median_step"]
+    assert curve["step"] == 1 and len(curve["t_ms"]) == 300 and curve["relative"] is False  # 1,000 and 1,000 µs
+    # the slices' highest levels: the start, the peak, and the level the step ends with
+    assert (curve["allocated_bytes"][0], max(curve["allocated_bytes"]), curve["allocated_bytes"][-1]) == (
+        1000, 2300, 1000)
+    assert max(curve["reserved_bytes"]) == 4096 and curve["t_ms"][:2] == [0.0, pytest.approx(1 / 300)]
+    page = html_page(load_report(write(tmp_path / "t.json", events()), Options()))
+    assert 'id="chart-memory"' in page and "Memory of cuda:0 over the step" in page

@@ -33,6 +33,11 @@ function rect(x, y, w, h, fill, title, cls = "bar") {
 
 const num = (v) => String(Number(v.toPrecision(3)));  // 3 significant digits, for log axes
 export const fmt = (v, digits = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(digits));
+// bytes in decimal units, as device memory is sold (report/reading.fmt_bytes)
+export const fmtBytes = (v) => {
+  const [unit, scale] = [["TB", 1e12], ["GB", 1e9], ["MB", 1e6], ["kB", 1e3]].find(([, s]) => Math.abs(v) >= s) || ["B", 1];
+  return `${fmt(v / scale, scale === 1 ? 0 : 2)} ${unit}`;
+};
 // the MFU the ledger adds up to: analytic, or counted where the model's FLOPs are unknown (the report says so)
 export const ledgerMfu = (report) => report.mfu.analytic ?? report.mfu.counted;
 
@@ -193,5 +198,37 @@ export function cycleTrend(cycles) {
     chart.append(el("svg:polyline", { points: points.join(" "), fill: "none", stroke: SERIES[i], "stroke-width": 2, class: "series" }),
       text(left + plot + 10, top + 12 + 16 * i, `${label} (${fmt(values[values.length - 1], 1)})`, { fill: SERIES[i] }));
   });
+  return chart;
+}
+
+// the median step's allocated and reserved memory over time, against the level a step starts with and the capacity
+// (a line where it is within reach of the curve, else its size in the caption); where the trace has no level, what
+// was allocated since the step began, on top of our run's model states where it counted them
+export function memoryChart(report) {
+  const m = report.memory, curve = m && m.median_step;
+  if (!curve) return el("p", { class: "note", text: m ? "The median step's memory is unknown." : "The trace records no memory: record with profile_memory=True." });
+  const base = curve.relative && m.parts ? m.parts.model_states : 0;
+  const allocated = curve.allocated_bytes.map((v) => base + v), reserved = curve.reserved_bytes || [];
+  const lives = m.at_step_start_bytes ?? (base || null), cap = m.capacity_bytes || null;
+  const curveTop = Math.max(...allocated, ...reserved), showCap = cap !== null && cap <= 3 * curveTop;
+  const top = 1.05 * Math.max(curveTop, showCap ? cap : 0);
+  const left = 50, plot = 520, height = 160, up = 10, end = curve.t_ms[curve.t_ms.length - 1] || 1;
+  const x = (t) => left + (plot * t) / end, y = (v) => up + height * (1 - v / top);
+  const steps = (values) => values.map((v, i) => `${x(curve.t_ms[i])},${y(v)} ${x(curve.t_ms[i + 1] ?? end)},${y(v)}`).join(" ");
+  const chart = svg(left + plot + 130, up + height + 34, "memory");
+  chart.append(el("svg:line", { x1: left, x2: left + plot, y1: up + height, y2: up + height, stroke: "#a0aec0" }),
+    text(2, up + 8, fmtBytes(top)), text(2, up + height, "0"),
+    text(left, up + height + 16, `ms into step ${curve.step} (the median step), ${fmt(end, 1)} ms` + (cap !== null && !showCap ? `; capacity ${fmtBytes(cap)} (${m.capacity_source})` : ""), { fill: "#555" }),
+    el("svg:polyline", { points: steps(allocated), fill: "none", stroke: "#2b6cb0", "stroke-width": 2, class: "series" }),
+    text(left + plot + 10, up + 12, base ? "states + allocated" : "allocated", { fill: "#2b6cb0" }));
+  if (reserved.length) {
+    chart.append(el("svg:polyline", { points: steps(reserved), fill: "none", stroke: "#ed8936", "stroke-width": 2, class: "series" }),
+      text(left + plot + 10, up + 28, "reserved", { fill: "#ed8936" }));
+  }
+  const line = (v, color, label, row) => chart.append(
+    el("svg:line", { x1: left, x2: left + plot, y1: y(v), y2: y(v), stroke: color, "stroke-dasharray": "4 3" }),
+    text(left + plot + 10, up + 12 + 16 * row, label, { fill: color }));
+  if (lives) line(lives, "#718096", curve.relative ? "model states" : "at the step's start", 2);
+  if (showCap) line(cap, "#e53e3e", `capacity (${m.capacity_source})`, 3);
   return chart;
 }

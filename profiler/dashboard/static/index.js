@@ -2,7 +2,7 @@
 // this plugin's own routes (runs, report, timeline, trend), relative to the frame's base: nothing leaves the
 // machine. A run and one of its reports (a profiler cycle, or the whole run) per pane; a second pane compares.
 
-import { cycleTrend, el, fmt, ledgerTitle, ledgerWaterfall, roofline, stepBreakdown } from "./charts.js";
+import { cycleTrend, el, fmt, fmtBytes, ledgerTitle, ledgerWaterfall, memoryChart, roofline, stepBreakdown } from "./charts.js";
 import { stepTimeline } from "./timeline.js";
 
 const getJson = async (route, params = {}) => {
@@ -80,6 +80,7 @@ function pane({ run, view }) {
         section("Diagnosis", diagnosis(report)),
         section("Per-step breakdown", stepBreakdown(report)),
         section("Top ops against the roofline: P_run and the memory bandwidth", roofline(report)),
+        section("Memory over the median step", memoryChart(report)),
         section("From cycle to cycle", cycleTrend(trend)),
         section("Step timeline", timelinePanel(run, info)));
     })
@@ -97,6 +98,7 @@ function summary(r) {
     ["MFU", `${r.mfu.analytic === null ? "n/a (model FLOPs unknown)" : fmt(100 * r.mfu.analytic) + "%"}; counted FLOPs: ${r.mfu.counted === null ? "n/a" : fmt(100 * r.mfu.counted) + "%"}`],
     ["step time", `${fmt(r.step_time_ms.mean)} ms (${fmt(r.step_time_ms.min)}-${fmt(r.step_time_ms.max)}) over ${r.source.steps.length} steps`],
     ["peak", r.device.peak_flops ? `P ${fmt(r.device.peak_flops / 1e12, 3)} TFLOP/s, P_run ${fmt(r.device.peak_flops_run / 1e12, 3)} (${r.device.peak_source})` : "unknown"],
+    ["memory", memoryLine(r.memory)],
   ];
   const table = el("table", { class: "summary" }, ...rows.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: v }))));
   if (!r.warnings.length) return table;
@@ -132,4 +134,13 @@ function timelinePanel(run, info) {
     .then((data) => holder.replaceChildren(stepTimeline(data)))
     .catch((error) => holder.replaceChildren(el("p", { class: "note", text: error.message })));
   return holder;
+}
+
+// the report's memory in a line (report/reading.memory_lines says it at length)
+function memoryLine(m) {
+  if (!m) return "not recorded (profile_memory=True records it)";
+  const level = m.peak_allocated_bytes !== null ? `peak ${fmtBytes(m.peak_allocated_bytes)} allocated, ${fmtBytes(m.transient_peak_bytes)} of it transient`
+    : `${fmtBytes(m.transient_peak_bytes)} transient (no absolute level in the trace)`;
+  const of = m.capacity_bytes ? ` of ${fmtBytes(m.capacity_bytes)} (${m.capacity_source})` : "";
+  return `${m.device}: ${level}${of}` + (m.batch_headroom !== null ? `; the batch can grow x${fmt(m.batch_headroom, 1)}` : "");
 }
