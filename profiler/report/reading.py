@@ -100,8 +100,11 @@ def memory_lines(memory: Memory | None) -> list[str]:
         alone = ("the allocator's changes alone" if m.source != "cpu"
                  else "what was allocated since the profiler started (the CPU's count)")
         lines = [f"memory of {m.device}{rank}, from {alone}, no absolute level: "
-                 f"{fmt_bytes(m.transient_peak_bytes or 0.0)} transient in the worst step{of}; what a step starts "
-                 "with is unknown, and so is how far the batch can grow"]
+                 f"{fmt_bytes(m.transient_peak_bytes or 0.0)} transient in the worst step{of}; "
+                 + (f"the run's model states, {fmt_bytes(m.parts['model_states'])}, stand for what a step starts "
+                    f"with: the batch can grow x{m.batch_headroom:.1f} before {100 * MEMORY_USABLE:.0f}% of the "
+                    "memory is full" if m.parts and m.batch_headroom is not None
+                    else "what a step starts with is unknown, and so is how far the batch can grow")]
     else:
         reserved = (f", {fmt_bytes(m.peak_reserved_bytes)} reserved" if m.peak_reserved_bytes is not None else "")
         lines = [f"memory of {m.device}{rank}, the worst step: peak {fmt_bytes(m.peak_allocated_bytes)} allocated"
