@@ -14,6 +14,13 @@ import torch
 from model.train import DTYPES, TrainConfig, autocast, device_type_of, make_optimizer_over
 
 
+def fwd_bwd(model, x, y, device_type: str, dtype: str):
+    """One micro-step's forward (under the run's autocast) and backward."""
+    with autocast(device_type, dtype):
+        _, loss = model(x, y)
+    loss.backward()
+
+
 def fwd_bwd_ms(model, x, y, device_type: str, dtype: str, repeats: int, give_up: float = float("inf")) -> list[float]:
     """Milliseconds of each of a warm-up and `repeats` forward and backward passes; after the warm-up alone
     when it took over `give_up` ms."""
@@ -22,9 +29,7 @@ def fwd_bwd_ms(model, x, y, device_type: str, dtype: str, repeats: int, give_up:
         if device_type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with autocast(device_type, dtype):
-            _, loss = model(x, y)
-        loss.backward()
+        fwd_bwd(model, x, y, device_type, dtype)
         if device_type == "cuda":
             torch.cuda.synchronize()
         times.append(1000 * (time.perf_counter() - start))
@@ -120,15 +125,11 @@ def transient_bytes(model, x, y, device_type: str, dtype: str) -> float:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
-        with autocast(device_type, dtype):
-            _, loss = model(x, y)
-        loss.backward()
+        fwd_bwd(model, x, y, device_type, dtype)
         torch.cuda.synchronize()
         return float(torch.cuda.max_memory_allocated() - start)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        with autocast(device_type, dtype):
-            _, loss = model(x, y)
-        loss.backward()
+        fwd_bwd(model, x, y, device_type, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "micro_step.json"
         prof.export_chrome_trace(str(path))

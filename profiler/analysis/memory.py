@@ -25,8 +25,8 @@ FIGURES = ("peak_allocated_bytes", "peak_reserved_bytes", "at_start_bytes", "tra
            "reserved_free_bytes")
 
 
-def memory_device(trace: Trace, gpu: bool) -> tuple[int, MemoryDevice] | None:
-    """The device to describe, as its code in trace.memory, or None where the trace records none of its memory:
+def memory_device(trace: Trace, gpu: bool) -> tuple[MemoryEvents, MemoryDevice] | None:
+    """The device to describe, with its events, or None where the trace records none of its memory:
     the device most kernels ran on (else the device with most events), or the CPU on a CPU trace. On a GPU trace
     the CPU's events are host tensors, not the device's memory."""
     memory = trace.memory
@@ -40,7 +40,7 @@ def memory_device(trace: Trace, gpu: bool) -> tuple[int, MemoryDevice] | None:
     events = memory.of_device(code)
     capacity = trace.device_memory[index] if gpu and 0 <= index < len(trace.device_memory) else 0
     source = "cpu" if kind == CPU_DEVICE_TYPE else "totals" if (events.allocated >= 0).all() else "bytes only"
-    return code, MemoryDevice(label=device_label((kind, index)), source=source, capacity_bytes=capacity)
+    return events, MemoryDevice(label=device_label((kind, index)), source=source, capacity_bytes=capacity)
 
 
 def step_memory(trace: Trace, steps: Steps, gpu: bool) -> tuple[MemoryDevice | None, dict[str, np.ndarray]]:
@@ -52,8 +52,7 @@ def step_memory(trace: Trace, steps: Steps, gpu: bool) -> tuple[MemoryDevice | N
     found = memory_device(trace, gpu)
     if found is None or not n:
         return None, out
-    code, device = found
-    events = trace.memory.of_device(code)
+    events, device = found
     lo = np.searchsorted(events.ts, steps.start, side="left")
     hi = np.searchsorted(events.ts, steps.end, side="left")
     if device.totals:
@@ -86,9 +85,9 @@ def _curve(events: MemoryEvents, steps: Steps, k: int, inside: slice, out: dict,
     level = events.allocated[inside].astype(float) if totals else np.cumsum(events.nbytes[inside], dtype=float)
     reserved = None
     if totals:
-        held = events.reserved
-        before = float(held[inside.start - 1] if inside.start else held[0]) if len(held) else 0.0  # the first's
-        reserved = highest(events.reserved[inside].astype(float), before)
+        held = events.reserved  # before the step, the last event's; before any event, the first's
+        before = float(held[inside.start - 1] if inside.start else held[0]) if len(held) else 0.0
+        reserved = highest(held[inside].astype(float), before)
     return MemoryCurve(step=int(steps.ids[k]), t_ms=[milliseconds(float(e)) for e in edges],
                        allocated_bytes=highest(level, entering), reserved_bytes=reserved, relative=not totals)
 

@@ -140,17 +140,18 @@ def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
                   "fewer gradient-accumulation steps to keep the global batch")
     else:  # inference: no backward pass in the steps
         bigger = "batch more requests or samples per forward pass"
-    fix = bigger + "; " + ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
-                            else "torch.compile or CUDA graphs") + " to cut per-op overhead"
+    overhead = ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
+                else "torch.compile or CUDA graphs") + " to cut per-op overhead"
     facts.update(small_matmul_bounds(evidence))
     plan = batch_plan(evidence, BATCH_FACTOR)  # the largest batch the memory holds, up to BATCH_FACTOR times
     facts.update(plan)
     factor = plan.get("fit_factor", BATCH_FACTOR)
     if factor < 2:
-        return Finding(facts=facts, fix=NO_LARGER_BATCH + fix.split("; ", 1)[1], config=None, fix_speedup=None)
+        return Finding(facts=facts, fix=f"{NO_LARGER_BATCH}; {overhead}", config=None, fix_speedup=None)
     if "fit_batch_size" in plan:
-        fix = fix.replace("; ", f" (batch {plan['fit_batch_size']}: {plan['fit_peak']:.2f} of "
-                                 f"{plan['memory_capacity']:.2f} {plan['memory_unit']} predicted); ", 1)
+        bigger += (f" (batch {plan['fit_batch_size']}: {plan['fit_peak']:.2f} of {plan['memory_capacity']:.2f} "
+                   f"{plan['memory_unit']} predicted)")
+    fix = f"{bigger}; {overhead}"
     measured = measured_batch_speedup(evidence, BATCH_FACTOR, factor)
     if measured:
         facts.update(measured[1])
@@ -159,7 +160,7 @@ def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
                    fix_speedup=measured[0] if measured else batch_speedup(entry.points, factor))
 
 
-NO_LARGER_BATCH = ("free memory first (the evidence gives what each way frees and costs), then raise the batch; ")
+NO_LARGER_BATCH = "free memory first (the evidence gives what each way frees and costs), then raise the batch"
 
 
 def non_fused(entry: LedgerEntry, evidence: Evidence) -> Finding:
