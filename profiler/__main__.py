@@ -1,13 +1,15 @@
-"""Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] [--out DIR] | compare A B."""
+"""Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] [--out DIR] | diff A B."""
 
 import argparse
 import os
 import sys
 from pathlib import Path
 
+from profiler.diff.compare import diff_json, diff_reports, regressed
+from profiler.diff.render import diff_markdown, diff_text
+from profiler.files import write_atomic
 from profiler.mfu.memory import memory_size
 from profiler.pipeline import analyze_view, load_report
-from profiler.report.compare import comparison
 from profiler.report.document import write_reports
 from profiler.report.runfiles import write_run_report
 from profiler.report.schema import saved_report
@@ -52,10 +54,21 @@ def main(argv=None) -> int:
                          help="write report.json / .md / .html and the step timeline into DIR, a run folder that "
                               "the MFU tab of `tensorboard --logdir` (DIR or a folder above it) shows")
     analyze.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    compare = sub.add_parser("compare", help="two runs or traces side by side, with deltas")
-    compare.add_argument("before", type=Path)
-    compare.add_argument("after", type=Path)
-    for p in (analyze, compare):
+    diff = sub.add_parser("diff", aliases=["compare"], help="what changed from run A to run B, and whether it is "
+                          "beyond the noise of the steps")
+    for side in ("a", "b"):
+        diff.add_argument(side, type=as_location, metavar=side.upper(),
+                          help="a trace, a folder of traces, a run folder or a saved report.json")
+    diff.add_argument("--json", type=Path, help="write the mfu-diff/1 JSON here")
+    diff.add_argument("--markdown", type=Path, help="write the diff as Markdown for a pull-request comment here")
+    diff.add_argument("--fail-if-slower", type=float, metavar="PCT",
+                      help="exit with status 1 when B's step is slower than A's by more than PCT percent and the "
+                           "change is beyond the noise")
+    diff.add_argument("--run-noise", type=float, metavar="PCT",
+                      help="run-to-run noise of a run's mean step in percent (relative standard deviation), added to "
+                           "the step time's interval; default: 9 on a CPU (this machine class, measured), 0 on a GPU")
+    diff.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    for p in (analyze, diff):
         p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s (P)")
         p.add_argument("--peak-flops-run", type=float, default=0.0,
                        help="with --peak-flops: the peak in the run's matmul dtype (P_run); default P")
@@ -90,9 +103,8 @@ def main(argv=None) -> int:
                       scheduler=args.scheduler, peak_flops_run=args.peak_flops_run, measure=not args.no_measure,
                       memory_capacity=args.memory_capacity)
     try:
-        if args.command == "compare":
-            print(comparison(load_report(args.before, options), load_report(args.after, options)))
-            return 0
+        if args.command in ("diff", "compare"):
+            return run_diff(args, options)
         saved = None if is_url(args.path) else saved_report(Path(args.path))  # a report.json is shown as it is
         if args.out:
             report, timeline = (saved, None) if saved else analyze_view(args.path, options)
@@ -114,6 +126,23 @@ def main(argv=None) -> int:
         print(for_terminal(report, sys.stdout))
         if args.out:
             print(f"report and step timeline in {args.out}: tensorboard --logdir={args.out}, tab MFU")
+    return 0
+
+
+def run_diff(args, options: Options) -> int:
+    """B against A: printed, written where asked; 1 where --fail-if-slower finds a regression beyond the noise."""
+    run_noise = None if args.run_noise is None else args.run_noise / 100
+    found = diff_reports(load_report(args.a, options), load_report(args.b, options), run_noise)
+    if args.json:
+        write_atomic(args.json, diff_json(found))
+    if args.markdown:
+        write_atomic(args.markdown, diff_markdown(found) + "\n")
+    if not args.quiet:
+        print(diff_text(found))
+    if args.fail_if_slower is not None and regressed(found, args.fail_if_slower):
+        print(f"regression: B's step is {found.step_time.change_pct:.1f}% slower (more than "
+              f"{args.fail_if_slower:g}%, beyond the noise)", file=sys.stderr)
+        return 1
     return 0
 
 

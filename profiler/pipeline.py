@@ -26,6 +26,7 @@ from profiler.mfu.inputs import learn_peak, model_flops, resolve
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.memory import memory_figures, with_memory
 from profiler.mfu.peak import table_peaks
+from profiler.mfu.vocabulary import run_config
 from profiler.report.model import Report, to_json
 from profiler.report.schema import report_of, saved_report
 from profiler.settings import MEMORY_USABLE, TOP_OPS, Options
@@ -155,10 +156,17 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
                      steps=sorted({int(i) for r in merged for i in r.table.ids}),
                      torch_version=meta.torch_version, device_name=device, kind=first.kind, dtype=first.dtype,
                      peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
-                     stragglers=found,
+                     stragglers=found, config=run_config(meta),
+                     world_size=world_size(analyses[0], len(ranks)),
                      warnings=list({w.key(): w for w in warnings}.values()),
                      conventions=conventions(first.kind, first.dtype, device, any(o.bytes for o in figures.top_ops),
                                              figures.memory is not None))
+
+
+def world_size(first: TraceAnalysis, ranks: int) -> int:
+    """The job's processes: as the trace's distributedInfo or our metadata says, else the ranks given."""
+    said = first.trace.distributed.get("world_size") or first.trace.metadata.world_size
+    return said if isinstance(said, int) and said > 0 else ranks
 
 
 def rank_ranges(ranks: list[int]) -> str:

@@ -100,6 +100,22 @@ CLOCK_SKEW_SHARE = 0.05
 TOP_OPS = 15  # ops listed in a report
 MEMORY_CURVE_POINTS = 300  # the median step's memory over time, each point the highest level in its slice
 LEDGER_ROW_MIN_POINTS = 0.005  # ledger rows below this (they round to 0.00) are not drawn
+# the report's table of ops by name and input shapes, and of kernels by name, that a diff matches: the longest
+# this many (a diff lists a row missing from a cut table as new or removed only when it would have been kept)
+OPS_IN_REPORT = 200
+SHAPE_TEXT_CHARS = 120  # an op's input shapes as the diff names them, cut at this length
+
+
+# --- diff (profiler/diff) ---
+DIFF_LEVEL = 0.95  # the confidence level of every interval and verdict
+# a run's mean step is off from the next same-config run's by more than its own steps' spread says: the load on a
+# shared machine comes and goes over seconds, and one run sits in it whole. The diff adds this relative standard
+# deviation per run to the step time's interval (--run-noise sets it). A CPU's: scripts/bench_diff.py's pairs of
+# default-config runs on this 2-core machine class (2026-12-03) differed by a robust standard deviation of 15% and
+# 12% (log B/A, 20 pairs each): 9% per run. A GPU's is left at 0 (its steps alone), as no GPU was measured: two
+# runs of one commit there give it
+RUN_NOISE = {"cpu": 0.09}
+DIFF_RESAMPLES = 2000  # bootstrap resamples of each side's steps (seeded: the same inputs give the same intervals)
 
 
 # --- memory ---

@@ -159,7 +159,8 @@ def run_metadata(cfg: TrainConfig, n_params: int, flops_per_iter: int, peak, ran
         n_params=n_params, tokens_per_step=cfg.tokens_per_iter, flops_per_step=flops_per_iter,
         batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         dtype=cfg.dtype, compile=cfg.compile, optimizer_impl=cfg.optimizer_impl,
-        num_workers=cfg.num_workers, pin_memory=cfg.pin_memory, device=cfg.device,
+        num_workers=cfg.num_workers, pin_memory=cfg.pin_memory, data_delay=cfg.data_delay or None,
+        device=cfg.device,
         threads=torch.get_num_threads(), peak=peak.as_dict() if peak else None,
         torch_version=str(torch.__version__), rank=rank, world_size=world, machine=this_machine(),
         vocabulary="profile_run",  # a fix's change is in this script's keys (profiler/mfu/vocabulary.py)

@@ -75,3 +75,36 @@ def memory(ts, nbytes, allocated=None, reserved=None, device_type=1, device_id=0
         args.update({"Total Allocated": allocated, "Total Reserved": reserved or 0})
     return {"ph": "i", "s": "t", "cat": "cpu_instant_event", "name": "[memory]", "pid": PID, "tid": TID, "ts": ts,
             "args": args}
+
+
+STEP_US = 10_000
+MM = "sm90_xmma_gemm_f32f32_tn"
+ADD = "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float> >(int)"
+MUL = "void at::native::vectorized_elementwise_kernel<4, at::native::BinaryFunctor<float, MulFunctor> >(int)"
+GELU = "void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl(float)>(int)"
+
+
+def gpu_steps(path, steps=10, add_extra_us=0, gelu=False, m=8, device="NVIDIA H100 80GB HBM3"):
+    """`steps` steps of 10 ms (longer by add_extra_us, and 0.6 ms with gelu): an aten::mm [m,1024]x[1024,4096]
+    of 4 ms, an aten::add_ of 1 ms (+ add_extra_us), optionally an aten::gelu of 0.5 ms; the mm and add kernels
+    jittered by a few µs, deterministically, so that the steps differ as real ones do."""
+    events, t0 = [], 0
+    for i in range(steps):
+        jitter = (i * 37) % 7 * 10
+        length = STEP_US + add_extra_us + 600 * gelu
+        mm = {"Input Dims": [[m, 1024], [1024, 4096]], "Input type": ["float", "float"]}
+        add = {"Input Dims": [[m, 4096], [m, 4096], []], "Input type": ["float", "float", "Scalar"]}
+        events += [step(i + 1, t0, length - 100),
+                   op("aten::mm", t0 + 10, 30, **mm), launch(t0 + 20, 5, 3 * i + 1),
+                   kernel(MM, t0 + 50, 4000 + jitter, 3 * i + 1),
+                   op("aten::add_", t0 + 60, 30, **add), launch(t0 + 70, 5, 3 * i + 2),
+                   kernel(ADD, t0 + 4100, 1000 + add_extra_us - jitter, 3 * i + 2)]
+        if gelu:
+            events += [op("aten::gelu", t0 + 100, 30, **{"Input Dims": [[m, 4096]], "Input type": ["float"]}),
+                       launch(t0 + 110, 5, 3 * i + 3), kernel(GELU, t0 + 5200 + add_extra_us, 500, 3 * i + 3)]
+        for k in range(5):  # tiny ops: what a near-empty op costs (signals.fixed_cost), so the add's time is work
+            c = 1000 + 10 * i + k
+            events += [op("aten::mul", t0 + 200 + 40 * k, 30, **{"Input Dims": [[16], [16]]}),
+                       launch(t0 + 210 + 40 * k, 5, c), kernel(MUL, t0 + 9000 + add_extra_us + 20 * k, 5, c)]
+        t0 += length
+    return write(path, events, device=device)

@@ -6,11 +6,20 @@ import numpy as np
 
 from profiler.analysis import breakdown
 from profiler.analysis.memory import step_memory
-from profiler.analysis.records import KernelClassification, OpStats, StepTable, TraceAnalysis, milliseconds
+from profiler.analysis.records import (
+    KernelClassification,
+    OpKey,
+    OpStats,
+    StepTable,
+    TraceAnalysis,
+    by_name,
+    merged,
+    milliseconds,
+)
 from profiler.analysis.signals import measure
 from profiler.analysis.timeline import step_timeline
 from profiler.facts import Note
-from profiler.settings import CLOCK_SKEW_SHARE, SHORT_GAP_US
+from profiler.settings import CLOCK_SKEW_SHARE, SHAPE_TEXT_CHARS, SHORT_GAP_US
 from profiler.trace import classify
 from profiler.trace.dtypes import BYTES_OF_INPUT_TYPE, NAME_OF_INPUT_TYPE
 from profiler.trace.links import Links, link
@@ -39,9 +48,9 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
     device, memory = step_memory(trace, steps, gpu)
     if gpu:
-        ops, classified, copied = gpu_ops(trace, links, steps, bd)
+        ops, kernels, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
-        ops, classified, copied = cpu_ops(trace, links, bd), None, cpu_copied_bytes(trace, steps, bd)
+        ops, kernels, classified, copied = cpu_ops(trace, links, bd), {}, None, cpu_copied_bytes(trace, steps, bd)
     table = StepTable(ids=steps.ids, step_us=steps.duration, breakdown_us=bd.us, flops=flops, copied_bytes=copied,
                       short_idle_us=bd.short_idle_us, optimizer_host_us=bd.optimizer_host_us,
                       optimizer_idle_us=bd.optimizer_idle_us, collective_us=bd.collective_us,
@@ -51,8 +60,9 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     signals = measure(trace, links, steps, bd)
     done("signals")
     return TraceAnalysis(trace=trace.info(), kind=trace.backend if gpu else "cpu", table=table, ops=ops,
-                         classified_us=classified, utilization=breakdown.device_utilization(trace, links),
-                         dtype=matmul_dtype(trace, links), signals=signals, warnings=warnings,
+                         kernels=kernels, classified_us=classified,
+                         utilization=breakdown.device_utilization(trace, links), dtype=matmul_dtype(trace, links),
+                         signals=signals, warnings=warnings,
                          timeline=step_timeline(trace, links, steps, bd) if timeline else None, memory=device)
 
 
@@ -85,14 +95,17 @@ def gpu_ops(trace: Trace, links: Links, steps: Steps, bd: breakdown.Breakdown):
     # rows are keyed by the op that owns the FLOPs, else the launching op, else the kernel's own name
     key_row = np.where(owner >= 0, owner, np.where(op >= 0, op, links.device))
     ops = summed_ops(trace, links, key_row[in_step], dur[in_step], dur[in_step], bd.device_category[in_step])
+    kernel_rows = links.device[in_step]
+    kernels = merged([summed_ops(trace, links, kernel_rows, dur[in_step], dur[in_step], bd.device_category[in_step])],
+                     by_name)
     classified = KernelClassification(*(float(dur[in_step & (bd.classified_by == code)].sum())
                                           for code in (breakdown.BY_OP, breakdown.BY_NAME, breakdown.UNCLASSIFIED)))
     copies = np.isin(trace.kind[links.device], (MEMCPY, MEMSET)) & in_step
     copied = np.bincount(i[copies], weights=trace.nbytes[links.device][copies], minlength=len(steps.ids))
-    return ops, classified, copied
+    return ops, kernels, classified, copied
 
 
-def cpu_ops(trace: Trace, links: Links, bd: breakdown.Breakdown) -> dict[str, OpStats]:
+def cpu_ops(trace: Trace, links: Links, bd: breakdown.Breakdown) -> dict[OpKey, OpStats]:
     """The ops' own time on the training thread. An annotation's own time between its ops (Optimizer.step's
     Python loop, a user's record_function) is the breakdown's, no op's: it is not listed as one."""
     rows = np.flatnonzero((bd.row_step >= 0) & (bd.row_category >= 0) & (bd.row_category != classify.IDLE)
@@ -101,13 +114,17 @@ def cpu_ops(trace: Trace, links: Links, bd: breakdown.Breakdown) -> dict[str, Op
 
 
 def summed_ops(trace: Trace, links: Links, call: np.ndarray, us: np.ndarray, span_us: np.ndarray,
-               category: np.ndarray) -> dict[str, OpStats]:
-    """Per op name: calls, time by category, and the FLOPs and bytes of its calls with the time they took.
+               category: np.ndarray) -> dict[OpKey, OpStats]:
+    """Per op name and input shapes: calls, time by category, and the FLOPs and bytes of its calls with the time
+    they took (the shapes are those links decoded for the ops whose bytes count; "" for the others).
 
     Each entry is one piece of time (a kernel, or an op's own time on a CPU) and `call` the row of the op it
     counts for: an op's calls are its distinct rows, and its FLOPs and bytes count once per call. `span_us` is
     the time the FLOPs and bytes took (device time, or the op's whole duration on a CPU)."""
-    codes, inv = np.unique(trace.name[call], return_inverse=True)
+    shape_of, shapes = links.byte_shapes
+    texts = ["", *(shape_text(v.dims) for v in shapes)]  # each distinct shape worded once
+    width = len(texts)
+    codes, inv = np.unique(trace.name[call].astype(np.int64) * width + shape_of[call] + 1, return_inverse=True)
     k, n_categories = len(codes), len(classify.CATEGORIES)
     by_category = np.bincount(inv * n_categories + category, weights=us, minlength=k * n_categories)
     by_category = by_category.reshape(k, n_categories)
@@ -123,13 +140,22 @@ def summed_ops(trace: Trace, links: Links, call: np.ndarray, us: np.ndarray, spa
         "bytes": np.bincount(inv[first][known[first]], weights=moved[first][known[first]], minlength=k),
         "byte_us": np.bincount(inv[known], weights=span_us[known], minlength=k),
     }
-    out: dict[str, OpStats] = {}
+    out: dict[OpKey, OpStats] = defaultdict(OpStats)
     for j, code in enumerate(codes.tolist()):
         stats = OpStats(**{name: column[j].item() for name, column in columns.items()})
         for c in np.flatnonzero(by_category[j]):
             stats.category_us[classify.CATEGORIES[c]] = float(by_category[j, c])
-        out[trace.names[code]] = stats
-    return out
+        out[trace.names[code // width], texts[code % width]].absorb(stats)  # two dtypes may word alike
+    return dict(out)
+
+
+def shape_text(dims: list) -> str:
+    """An op's input shapes as the diff names them: its tensors' dims joined by x ("[8,1024]x[1024,4096]"),
+    scalars left out, a tensor list as a list of dims; cut at SHAPE_TEXT_CHARS."""
+    def one(d) -> str:
+        return "[" + ",".join(one(x) if isinstance(x, list) else str(x) for x in d) + "]"
+    text = "x".join(one(d) for d in dims if isinstance(d, list) and d)
+    return text if len(text) <= SHAPE_TEXT_CHARS else text[:SHAPE_TEXT_CHARS - 1] + "…"
 
 
 def cpu_copied_bytes(trace: Trace, steps: Steps, bd: breakdown.Breakdown) -> np.ndarray:

@@ -4,19 +4,18 @@ A file whose steps all appeared in an earlier file (the same cycle written twice
 the per-step table and the signals, the ops and the device time describe the same steps.
 """
 
-from collections import defaultdict
 from dataclasses import fields
 
 import numpy as np
 
 from profiler.analysis.records import (
     KernelClassification,
-    OpStats,
     RankAnalysis,
     Signals,
     StepTable,
     TraceAnalysis,
     Utilization,
+    merged,
 )
 from profiler.facts import Note
 from profiler.trace.location import file_name
@@ -39,16 +38,15 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, 
         seen.update(a.table.ids.tolist())
         kept.append(a)
         tables.append(a.table.select(fresh))
-    signals, ops = Signals(), defaultdict[str, OpStats](OpStats)
+    signals = Signals()
     for a in kept:
         signals.add(a.signals)
-        for name, stats in a.ops.items():
-            ops[name].absorb(stats)
     first = kept[0]
     meta = first.trace.metadata
     return RankAnalysis(rank=rank, paths=[str(a.trace.path) for a in kept], kind=first.kind,
                         device_names=first.trace.device_names, metadata=meta, dtype=meta.dtype or first.dtype,
-                        table=StepTable.concat(tables), signals=signals, ops=dict(ops),
+                        table=StepTable.concat(tables), signals=signals, ops=merged(a.ops for a in kept),
+                        kernels=merged(a.kernels for a in kept),
                         classified_us=classification(kept), utilization=utilization(kept),
                         memory=next((a.memory for a in kept if a.memory), None)), warnings
 

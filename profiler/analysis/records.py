@@ -61,6 +61,22 @@ class OpStats:
         return max(self.category_us, key=lambda c: self.category_us[c]) if self.category_us else "idle"
 
 
+OpKey = tuple[str, str]  # an op's name and its recorded input shapes ("[8,1024]x[1024,4096]"; "" where none)
+
+
+def merged(parts, key=lambda k: k) -> dict:
+    """OpStats summed by key: the files of one rank, or an op's shapes into the op (key=by_name)."""
+    out: defaultdict = defaultdict(OpStats)
+    for part in parts:
+        for k, stats in part.items():
+            out[key(k)].absorb(stats)
+    return dict(out)
+
+
+def by_name(key: OpKey) -> str:
+    return key[0]
+
+
 @dataclass(frozen=True, kw_only=True)
 class StepTable:
     """The per-step figures of a file or a rank, one named array per figure (the last axis is the step): a new
@@ -220,7 +236,8 @@ class RankAnalysis:
     dtype: str | None  # the matmuls' dtype: the run's own word, else the one that carried most FLOPs
     table: StepTable
     signals: Signals  # totals over the table's steps
-    ops: dict[str, OpStats]  # totals over the table's steps
+    ops: dict[OpKey, OpStats]  # totals over the table's steps, by name and input shapes
+    kernels: dict[str, OpStats]  # device time by kernel name (GPU traces; empty on a CPU)
     classified_us: KernelClassification | None  # device time by how kernels were classified (GPU traces)
     utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
     memory: MemoryDevice | None = None  # whose memory the table's memory figures describe; None: not recorded
@@ -249,7 +266,8 @@ class TraceAnalysis:
     trace: TraceInfo
     kind: str  # the device backend (cuda, rocm, mtia, ...) when there are device events, else "cpu"
     table: StepTable
-    ops: dict[str, OpStats]  # summed over the analysed steps
+    ops: dict[OpKey, OpStats]  # summed over the analysed steps, by name and input shapes
+    kernels: dict[str, OpStats]  # device time by kernel name (GPU traces; empty on a CPU)
     classified_us: KernelClassification | None  # device time (µs) by how it was classified (GPU traces)
     utilization: Utilization | None
     dtype: str | None  # matmul input dtype weighted by FLOPs

@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from profiler.analysis.records import KernelClassification, OpStats, RankAnalysis, StepTable, milliseconds, seconds
+from profiler.analysis.records import KernelClassification, RankAnalysis, StepTable, by_name, merged, milliseconds
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.consistency import implausible_input
@@ -25,6 +25,7 @@ from profiler.mfu.ledger import (
     time_ledger,
     without_profiler,
 )
+from profiler.mfu.ops import kernel_rows, op_rows, shaped_rows
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.mfu.records import (
     Attribution,
@@ -39,13 +40,12 @@ from profiler.mfu.records import (
     StepRow,
     StepTimes,
 )
-from profiler.mfu.roofline import fusion_removable, op_roofline
+from profiler.mfu.roofline import fusion_removable
 from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import (
     FLOPS_GAP,
     MOSTLY_UNCOUNTED,
     MS_PER_S,
-    TERA,
     UNCOUNTED_MATMUL_SHARE,
     WARMUP_RATIO,
     WIDE_STEP_CV,
@@ -59,7 +59,7 @@ def attribute(analysis: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | 
     in points of step time (docs/DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis.
     `timing`: the trace's matmul shapes timed here in each precision, where it was recorded here."""
     warnings = warmup_note(analysis.table) + flops_notes(analysis, f_model)
-    ops = op_rows(analysis.ops, len(analysis.table), peak.peak_flops_run if peak else None,
+    ops = op_rows(merged([analysis.ops], by_name), len(analysis.table), peak.peak_flops_run if peak else None,
                   bandwidth.bytes_per_s if bandwidth else None)
     if ops and not any(op.bytes for op in ops):
         warnings.append(Note("no_op_bytes"))
@@ -119,7 +119,8 @@ def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops,
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
         matmul_without_flops_ms=milliseconds(analysis.signals.per_step(sum(analysis.signals.uncounted_matmul_us.values()))),
-        communication=communication_figures(analysis, breakdown),
+        communication=communication_figures(analysis, breakdown), ops=shaped_rows(analysis.ops, n),
+        kernels=kernel_rows(analysis.kernels, n),
         per_step=[StepRow(int(i), milliseconds(float(us)), {c: milliseconds(float(t.breakdown_us[k, j]))
                                                              for k, c in enumerate(classify.CATEGORIES)})
                   for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
@@ -151,9 +152,10 @@ def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], 
                                                           "matmul_ms": MS_PER_S * matmul_s}))
     elif flops / peak.peak_flops_run > matmul_s + 1e-9:
         warnings.append(Note("precision_capped", {"dtype": peak.dtype}))
-    low, high = step_ranges(t, overheads, flops, P, peak.peak_flops_run)
+    points = step_points(t, overheads, at_peaks(flops, P, peak.peak_flops_run))
+    figures = with_step_points(figures, points)
     removable = {Cause.NON_FUSED: non_fused_removable(analysis, category_s, overheads, seconds)}
-    entries = [LedgerEntry(**e, low=low[e["cause"]], high=high[e["cause"]])
+    entries = [LedgerEntry(**e, low=min(p[e["cause"]] for p in points), high=max(p[e["cause"]] for p in points))
                for e in ledger(step_s, seconds, flops, P, removable)]
     warnings += spread_note(figures.step_time_ms, entries)
     evidence = replace(rank_evidence(analysis, figures, ops, overheads, step_s, recording, peak, flops),
@@ -177,6 +179,7 @@ def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow],
     removable = {Cause.NON_FUSED: non_fused_removable(analysis, category_s, overheads, seconds)}
     entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
     warnings.append(Note("time_ledger", {"why": why.code, **why.numbers, "step_ms": MS_PER_S * step_s}))
+    figures = with_step_points(figures, step_points(t, overheads, None))
     evidence = replace(rank_evidence(analysis, figures, ops, overheads, step_s, recording, peak, 0.0),
                        unit=LedgerUnit.STEP_TIME, fp32_speed=speed)
     return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME),
@@ -228,10 +231,10 @@ def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[Note]:
     return out
 
 
-def step_ranges(table: StepTable, overheads: Overheads, flops: float, peak: float,
-                peak_run: float) -> tuple[dict, dict]:
-    """Each cause's lowest and highest points over the analysed steps: the ledger of each step on its own, with
-    the per-step overheads of that step and the others' per-step averages."""
+def step_points(table: StepTable, overheads: Overheads, peaks: dict | None) -> list[dict[str, float]]:
+    """Each analysed step's own ledger, with that step's overheads and the others' per-step averages: points of
+    MFU where `peaks` (at_peaks: the FLOPs at P and P_run) are given, else of the step time (matmul_efficiency's
+    share is then the work itself, useful). The ledger's intervals and the diff's samples."""
     points = []
     per_step = {f: table.seconds(f"{f}_us") for f in ("step", "breakdown", "short_idle", "optimizer_host",
                                                        "optimizer_idle", "allocator", "sync", "warmup")}
@@ -240,10 +243,15 @@ def step_ranges(table: StepTable, overheads: Overheads, flops: float, peak: floa
                                                                           "optimizer_idle", "allocator", "sync",
                                                                           "warmup")})
         category_s = {c: float(per_step["breakdown"][k, j]) for k, c in enumerate(classify.CATEGORIES)}
-        s, recording = without_profiler(cause_seconds(category_s, step_o, **at_peaks(flops, peak, peak_run)),
-                                        overheads.profiler)
-        points.append({c: 100 * s[c] / (per_step["step"][j] - recording) for c in CAUSES})
-    return ({c: min(p[c] for p in points) for c in CAUSES}, {c: max(p[c] for p in points) for c in CAUSES})
+        s, recording = without_profiler(cause_seconds(category_s, step_o, **(peaks or {})), overheads.profiler)
+        step = max(per_step["step"][j] - recording, 1e-12)
+        name = (lambda c: c) if peaks else (lambda c: Cause.USEFUL if c is Cause.MATMUL_EFFICIENCY else c)
+        points.append({str(name(c)): 100 * s[c] / step for c in CAUSES})
+    return points
+
+
+def with_step_points(figures: Figures, points: list[dict[str, float]]) -> Figures:
+    return replace(figures, per_step=[replace(row, points=p) for row, p in zip(figures.per_step, points)])
 
 
 def spread_note(times: StepTimes, entries: list[LedgerEntry]) -> list[Note]:
@@ -303,16 +311,6 @@ def measured_precision(analysis: RankAnalysis, fastest: str | None, timing: Shap
         return timing.saving_share * analysis.signals.per_step_s(analysis.signals.matmul_us) if timing else None
     micro_steps = analysis.metadata.micro_steps()
     return (measured[analysis.dtype] - measured[target]) * micro_steps / MS_PER_S  # the run measured ms
-
-
-def op_rows(ops: dict[str, OpStats], n_steps: int, peak_run: float | None, bandwidth: float | None) -> list[OpRow]:
-    """All ops of the rank by time per step, largest first, each with its roofline where it can be formed."""
-    rows = sorted(ops.items(), key=lambda kv: -kv[1].us)
-    return [OpRow(name=name, category=s.category, count=s.count / n_steps, ms=milliseconds(s.us / n_steps),
-                  flops=s.flops / n_steps,
-                  tflops_per_s=s.flops / seconds(s.flop_us) / TERA if s.flop_us and s.flops else None,
-                  bytes=s.bytes / n_steps, roofline=op_roofline(s, n_steps, peak_run, bandwidth),
-                  flop_ms=milliseconds(s.flop_us / n_steps) if s.flops else 0.0) for name, s in rows]
 
 
 def non_fused_removable(analysis: RankAnalysis, category_s: dict[str, float], overheads: Overheads,

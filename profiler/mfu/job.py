@@ -5,7 +5,7 @@ shows as the others' exposed communication. Stragglers are therefore found by bu
 the exposed communication.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -70,6 +70,8 @@ class JobResult:
     warnings: list[Note]
     conventions: list[str]
     timeline: Timeline | None = None  # of the first file, when asked for
+    config: dict = field(default_factory=dict)  # the run's configuration in its program's keys (vocabulary.py)
+    world_size: int = 1
 
 
 def mean(values: list):
@@ -99,6 +101,7 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
         breakdown={c: Share(mean([f.breakdown[c].ms for f in figs]), mean([f.breakdown[c].fraction for f in figs]))
                    for c in CATEGORIES},
         ledger=ledger, bottlenecks=bottlenecks, top_ops=job_top_ops([f.top_ops for f in figs]),
+        ops=job_top_ops([f.ops for f in figs]), kernels=job_top_ops([f.kernels for f in figs]),
         classification_ms=mean_fields([f.classification_ms for f in figs]),
         copied_bytes_per_step=mean([f.copied_bytes_per_step for f in figs]),
         matmul_without_flops_ms=mean([f.matmul_without_flops_ms for f in figs]),
@@ -161,10 +164,10 @@ def job_communication(parts: list[Communication | None]) -> Communication | None
 def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
     """Each op's time, count, FLOPs and bytes per step averaged over the ranks (an op missing on a rank counts 0),
     with the roofline of the rank where it took longest."""
-    merged: dict[str, list] = {}  # name → [category, count, ms, flops, ms of FLOPs, bytes, slowest row]
+    merged: dict[tuple, list] = {}  # (name, shapes) → [category, count, ms, flops, ms of FLOPs, bytes, slowest row]
     for ops in parts:
         for op in ops:
-            m = merged.setdefault(op.name, [op.category, 0.0, 0.0, 0.0, 0.0, 0.0, op])
+            m = merged.setdefault((op.name, op.shapes), [op.category, 0.0, 0.0, 0.0, 0.0, 0.0, op])
             m[1] += op.count / len(parts)
             m[2] += op.ms / len(parts)
             m[3] += op.flops / len(parts)
@@ -173,17 +176,20 @@ def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:
             m[6] = op if op.ms > m[6].ms else m[6]
     rows = [OpRow(name=name, category=c, count=count, ms=ms, flops=flops,
                   tflops_per_s=flops * len(parts) / (flop_ms / MS_PER_S) / TERA if flop_ms else None, bytes=moved,
-                  roofline=slowest.roofline, flop_ms=flop_ms / len(parts))
-            for name, (c, count, ms, flops, flop_ms, moved, slowest) in merged.items()]
-    return sorted(rows, key=lambda o: -o.ms)[:len(parts[0])]
+                  roofline=slowest.roofline, flop_ms=flop_ms / len(parts), shapes=shapes)
+            for (name, shapes), (c, count, ms, flops, flop_ms, moved, slowest) in merged.items()]
+    return sorted(rows, key=lambda o: -o.ms)[:max(len(p) for p in parts)]
 
 
 def job_per_step(parts: list[list[StepRow]]) -> list[StepRow]:
-    """Per step number present on every rank: each figure's mean over the ranks."""
+    """Per step number present on every rank: each figure's mean over the ranks (the ranks' same step is one
+    sample of the job: they wait for each other in it)."""
     by_step = [{s.step: s for s in steps} for steps in parts]
     common = sorted(set.intersection(*(set(d) for d in by_step)))
     return [StepRow(i, mean([d[i].ms for d in by_step]),
-                    {c: mean([d[i].categories[c] for d in by_step]) for c in by_step[0][i].categories})
+                    {c: mean([d[i].categories[c] for d in by_step]) for c in by_step[0][i].categories},
+                    {c: mean([d[i].points.get(c, 0.0) for d in by_step]) for c in by_step[0][i].points}
+                    if all(d[i].points for d in by_step) else {})
             for i in common]
 
 

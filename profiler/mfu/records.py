@@ -65,6 +65,7 @@ class OpRow:
     bytes: float = 0.0  # per step, of the calls whose shapes say (nbytes.py)
     roofline: Roofline | None = None  # where its bytes and the ceilings are known
     flop_ms: float = 0.0  # per step, the time its counted FLOPs took (what tflops_per_s divides by; 0 without FLOPs)
+    shapes: str = ""  # its input shapes, in the table of ops by name and shapes ("" in top_ops and for kernels)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +82,7 @@ class StepRow:
     step: int
     ms: float
     categories: dict[str, float]  # ms of each breakdown category
+    points: dict[str, float] = field(default_factory=dict)  # the step's own ledger, in the ledger's unit ({}: none)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +155,8 @@ class Figures:
     profiler_cost: ProfilerCost | None = None  # the recording cost taken out of MFU and the ledger (our runs)
     ledger_unit: LedgerUnit = LedgerUnit.MFU
     memory: MemoryFigures | None = None  # None where the trace records no memory of the device
+    ops: list[OpRow] = field(default_factory=list)  # by name and input shapes, longest OPS_IN_REPORT
+    kernels: list[OpRow] = field(default_factory=list)  # by kernel name, longest OPS_IN_REPORT (GPU traces)
 
 
 @dataclass(frozen=True, kw_only=True)

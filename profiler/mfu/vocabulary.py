@@ -10,6 +10,8 @@ arguments. Where a program has no such setting, or said nothing of its configura
 
 from collections.abc import Callable
 
+import msgspec
+
 from profiler.trace.metadata import RunMetadata
 
 # the run metadata's "vocabulary": whose keys its "config" holds, and how a change is written there
@@ -103,3 +105,18 @@ def in_their_words(change: dict | None, meta: RunMetadata) -> dict | None:
 def form(meta: RunMetadata) -> str:
     """How a change is written for this program: `--key=value`, `TrainingArguments(...)`, `Trainer(...)`."""
     return FORMS.get(vocabulary(meta) or OURS, FORMS[OURS])
+
+
+# the run metadata's fields that are our runs' configuration (the others are measurements: peak, micro-steps, ...)
+OUR_KEYS = ("tokens_per_step", "batch_size", "gradient_accumulation_steps", "dtype", "compile", "optimizer_impl",
+            "num_workers", "pin_memory", "data_delay", "device", "threads")
+
+
+def run_config(meta: RunMetadata) -> dict:
+    """The run's configuration as its program states it, for a diff of two runs' set-up: our runs' keys with the
+    model's shape, a user's own settings (their plain values: a number, a string, a flag), {} for a foreign trace."""
+    if vocabulary(meta) == OURS:
+        shape = msgspec.to_builtins(meta.model) if meta.model else {}
+        found = meta.as_json()
+        return {**shape, **{k: found[k] for k in OUR_KEYS if k in found}}
+    return {k: v for k, v in own_config(meta).items() if isinstance(v, (str, int, float, bool)) or v is None}

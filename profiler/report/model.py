@@ -25,6 +25,8 @@ class Source(Record, frozen=True, kw_only=True):
     ranks: list[int]
     steps: list[int]
     torch_version: str | None = None
+    world_size: int | None = None  # absent in reports saved before it
+    config: dict[str, Any] = {}  # the run's configuration in its program's keys (our runs, a user's config)
 
 
 class Device(Record, frozen=True, kw_only=True):
@@ -117,6 +119,18 @@ class TopOp(Record, frozen=True, kw_only=True):
     roofline: Roofline | None = None
 
 
+class OpShape(Record, frozen=True, kw_only=True):
+    """An op by name and input shapes, or a kernel by name (shapes ""): what a diff matches."""
+
+    name: str
+    shapes: str = ""
+    category: str
+    count: float  # calls per step
+    ms: float
+    flops: float = 0.0
+    tflops_per_s: float | None = None
+
+
 class Classification(Record, frozen=True, kw_only=True):
     by_op: float
     by_name: float
@@ -143,6 +157,7 @@ class StepRow(Record, frozen=True, kw_only=True):
     data_loading: float
     host_overhead: float
     idle: float
+    ledger: dict[str, float] = {}  # the step's own ledger, in the report's ledger unit (absent: none, or older)
 
 
 class MemoryCurve(Record, frozen=True, kw_only=True):
@@ -200,6 +215,8 @@ class Figures(Record, frozen=True, kw_only=True):
     per_step: list[StepRow] = []
     profiler_cost: ProfilerCost | None = None
     memory: Memory | None = None  # absent in reports saved before it; null where the trace records no memory
+    ops: list[OpShape] = []  # by name and input shapes, the longest OPS_IN_REPORT (absent in older reports)
+    kernels: list[OpShape] = []  # by kernel name, the longest OPS_IN_REPORT (GPU traces)
 
     @property
     def ledger_mfu(self) -> float | None:

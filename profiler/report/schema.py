@@ -13,7 +13,7 @@ from msgspec import UNSET
 from profiler.facts import Note
 from profiler.mfu.job import AGGREGATION, JobResult
 from profiler.mfu.ledger import LedgerUnit
-from profiler.mfu.records import Figures
+from profiler.mfu.records import Figures, OpRow
 from profiler.report import model
 from profiler.report.model import SCHEMA, Report, json_data
 from profiler.report.notes import note_data, note_text
@@ -46,7 +46,8 @@ def made(result: JobResult) -> Report:
     several = bool(result.per_rank)
     return Report(
         source=model.Source(paths=result.paths, ranks=result.ranks, steps=result.steps,
-                            torch_version=result.torch_version),
+                            torch_version=result.torch_version, world_size=result.world_size,
+                            config=result.config),
         device=device, job_aggregation=AGGREGATION if several else UNSET,
         **figures_fields(result.figures),
         warnings=[note_text(n) for n in result.warnings],
@@ -93,7 +94,8 @@ def figures_fields(f: Figures) -> dict:
             total_ms=f.communication.total_ms, exposed_ms=f.communication.exposed_ms,
             exposed_fraction=f.communication.exposed_fraction, calls_per_step=f.communication.calls_per_step,
             bytes_per_step=f.communication.bytes_per_step),
-        per_step=[model.StepRow(step=s.step, ms=s.ms, **s.categories) for s in f.per_step],
+        per_step=[model.StepRow(step=s.step, ms=s.ms, **s.categories, ledger=s.points) for s in f.per_step],
+        ops=[shaped(o) for o in f.ops], kernels=[shaped(o) for o in f.kernels],
         profiler_cost=None if f.profiler_cost is None else model.ProfilerCost(**asdict(f.profiler_cost)),
         memory=None if f.memory is None else model.Memory(
             **{k: v for k, v in asdict(f.memory).items() if k not in ("rank", "median_step")},
@@ -119,3 +121,8 @@ def saved_report(path: Path) -> Report | None:
     except msgspec.DecodeError as e:
         raise TraceError(f"{path}: names {SCHEMA} but does not follow it ({e})") from None
     return report if report.schema == SCHEMA else None
+
+
+def shaped(o: OpRow) -> model.OpShape:
+    return model.OpShape(name=o.name, shapes=o.shapes, category=o.category, count=o.count, ms=o.ms, flops=o.flops,
+                         tflops_per_s=o.tflops_per_s)

@@ -50,6 +50,7 @@ class RunMetadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     optimizer_impl: str | None = None
     num_workers: int | None = None
     pin_memory: bool | None = None
+    data_delay: float | None = None  # seconds of sleep per sample (an injected data-loading bottleneck)
     # a user's loop: its settings in its own keys, and whose keys they are
     config: dict[str, Any] | None = None
     vocabulary: str | None = None  # "profile_run", "config", "hf", "lightning"

@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT, SCRIPT, TINY, run_script
 
 from profiler.analysis.per_file import analyze_file
+from profiler.analysis.records import by_name, merged
 from profiler.trace.metadata import RunMetadata
 
 
@@ -148,7 +149,7 @@ def test_compiled_model(tmp_path):
     result = run_script(*TINY, "--compile=True", f"--out={tmp_path}")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    ops = analyze_file(next(tmp_path.glob("*.pt.trace.json"))).ops
+    ops = merged([analyze_file(next(tmp_path.glob("*.pt.trace.json"))).ops], by_name)
     kernels = [s for name, s in ops.items() if "cpp_fused" in name]
     assert kernels and all(s.category == "other_compute" for s in kernels), ops.keys()
     wrappers = [s for name, s in ops.items() if name.startswith("## Call CompiledFxGraph")]
