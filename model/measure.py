@@ -21,9 +21,8 @@ def fwd_bwd(model, x, y, device_type: str, dtype: str):
     loss.backward()
 
 
-def fwd_bwd_ms(model, x, y, device_type: str, dtype: str, repeats: int, give_up: float = float("inf")) -> list[float]:
-    """Milliseconds of each of a warm-up and `repeats` forward and backward passes; after the warm-up alone
-    when it took over `give_up` ms."""
+def fwd_bwd_ms(model, x, y, device_type: str, dtype: str, repeats: int) -> list[float]:
+    """Milliseconds of each of a warm-up and `repeats` forward and backward passes."""
     times: list[float] = []
     for _ in range(repeats + 1):
         if device_type == "cuda":
@@ -33,8 +32,6 @@ def fwd_bwd_ms(model, x, y, device_type: str, dtype: str, repeats: int, give_up:
         if device_type == "cuda":
             torch.cuda.synchronize()
         times.append(1000 * (time.perf_counter() - start))
-        if times[0] > give_up:
-            break
     return times
 
 
@@ -42,18 +39,23 @@ def step_ms_by_dtype(model, batches, cfg: TrainConfig, device: str, repeats: int
                      slow: float = 10.0) -> dict[str, float]:
     """Milliseconds of one micro-step's forward and backward at the run's shapes in each training dtype (best
     of `repeats` after a warm-up): what switching precision really saves here, where a GEMM peak overstates it
-    (bfloat16 attention's backward can even be slower on a CPU). A dtype whose warm-up is `slow` times the
-    fastest so far (bfloat16 emulated on a CPU without AVX-512-BF16 or AMX) is not repeated: its warm-up time
-    stands, an upper bound, so the measurement costs seconds. Pass the bare model, never a DDP wrapper: ranks
-    may repeat a dtype a different number of times. Gradients are cleared afterwards."""
+    (bfloat16 attention's backward can even be slower on a CPU). The dtypes take turns, round by round, so that
+    a load that comes and goes on a shared machine falls on both alike, not on whichever ran second. A dtype
+    whose warm-up is `slow` times the fastest warm-up (bfloat16 emulated on a CPU without AVX-512-BF16 or AMX)
+    is not repeated: its warm-up time stands, an upper bound, so the measurement costs seconds. Pass the bare
+    model, never a DDP wrapper: ranks may repeat a dtype a different number of times. Gradients are cleared
+    afterwards."""
     x, y = (t.to(device) for t in next(batches))
-    out: dict[str, float] = {}
-    for dtype in DTYPES:
-        give_up = slow * min(out.values()) if out else float("inf")
-        times = fwd_bwd_ms(model, x, y, device_type_of(device), dtype, repeats, give_up)
-        out[dtype] = min(times[1:] or times)  # the first is a warm-up, unless it was all there was
+    times: dict[str, list[float]] = {}
+    for dtype in DTYPES:  # the warm-ups, one each
+        times[dtype] = fwd_bwd_ms(model, x, y, device_type_of(device), dtype, 0)
+    fastest = min(t[0] for t in times.values())
+    repeated = [d for d in DTYPES if times[d][0] <= slow * fastest]
+    for _ in range(repeats):
+        for dtype in repeated:
+            times[dtype] += fwd_bwd_ms(model, x, y, device_type_of(device), dtype, 0)
     model.zero_grad(set_to_none=True)
-    return out
+    return {d: min(t[1:] or t) for d, t in times.items()}  # the first is a warm-up, unless it was all there was
 
 
 def step_ms_by_batch(model, batches, cfg: TrainConfig, device: str, factor: int, repeats: int = 3

@@ -20,7 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from model.configurator import ConfigError, parse_literal, read_config_file
+from profiler.diff.compare import diff_reports
+from profiler.diff.render import diff_summary
+from profiler.report.model import Report
 from profiler.report.reading import overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +61,7 @@ class Step:
     baseline_tokens_per_s: float | None = None
     kept: bool = False
     reason: str = ""
+    explanation: str | None = None  # the diff of the baseline's profiled run and the candidate's, in a line
 
 
 class Budget:
@@ -162,14 +168,19 @@ class Tuner:
                            + ("kept" if step.kept else "not beyond the noise" if gain > 0 else "slower"))
             print(f"  {'kept' if step.kept else 'rejected'}: {step.reason}")
             steps.append(step)
+            after = self.diagnose(candidate) if self.budget.left(1) else None  # profiled: what the step changed
+            if isinstance(after, dict):
+                step.explanation = explanation(report, after)
+            if step.explanation:
+                print(f"  diff: {step.explanation}")
             if step.kept:
                 self.config = candidate
-                if not self.budget.left(1):
+                if after is None:
                     break
-                report = self.diagnose(self.config)
-                if isinstance(report, str):
-                    print(f"stop: the kept configuration could not be profiled: {report}")
+                if isinstance(after, str):
+                    print(f"stop: the kept configuration could not be profiled: {after}")
                     break
+                report = after
         final = next((s.tokens_per_s for s in reversed(steps) if s.kept), baseline_tokens)
         return {"baseline_tokens_per_s": baseline_tokens, "final_tokens_per_s": final,
                 "final_to_baseline": final / baseline_tokens if final and baseline_tokens else None,
@@ -178,6 +189,17 @@ class Tuner:
     def full_config(self) -> dict:
         values = read_config_file(Path(self.config_file)) if self.config_file else {}
         return {**values, **self.config}
+
+
+def explanation(before: dict, after: dict) -> str | None:
+    """What a kept or rejected step changed, from `python -m profiler diff` of the two profiled runs: the step
+    time with its interval, and the cause that moved most with what is behind it. None where a report is not a
+    whole mfu-report/1."""
+    try:
+        a, b = (msgspec.convert(r, Report) for r in (before, after))
+    except msgspec.ValidationError:
+        return None
+    return diff_summary(diff_reports(a, b))
 
 
 def candidates(report: dict, config: dict, tried: set) -> list[tuple[str, dict, float]]:
@@ -236,7 +258,8 @@ def markdown(result: dict) -> str:
         predicted = f"x{s['predicted_gain']:.2f}" if s["predicted_gain"] else "-"
         gains = f"{predicted} / x{s['measured_gain']:.2f}" if s["measured_gain"] else f"{predicted} / -"
         lines.append(f"| {change} ({s['cause']}) | {pct(s['predicted_mfu'])} | {measured} | {tokens} | {gains} | "
-                     f"{'yes' if s['kept'] else 'no'} | {s['reason']} |")
+                     f"{'yes' if s['kept'] else 'no'} | {s['reason']}"
+                     + (f"; diff of the profiled runs: {s['explanation']}" if s.get("explanation") else "") + " |")
     lines += ["", "Final configuration (final_config.py):", "", "```"] + config_lines(result["final_config"]) + ["```"]
     return "\n".join(lines) + "\n"
 

@@ -1,8 +1,9 @@
 """The MFU tab of TensorBoard: a plugin registered through the `tensorboard_plugins` entry point.
 
-It serves the reports and step timelines that runs wrote into their folders (profiler.report.runfiles) and its own
-script and style sheet, nothing from the network. A request names a run and a view; both are looked up in
-the listing of the log directory, never joined into a path, so `../` or an absolute path finds nothing.
+It serves the reports and step timelines that runs wrote into their folders (profiler.report.runfiles), the diff
+of two of them, and its own script and style sheet, nothing from the network. A request names a run and a view;
+both are looked up in the listing of the log directory, never joined into a path, so `../` or an absolute path
+finds nothing.
 TensorBoard binds to 127.0.0.1 unless started with --bind_all.
 """
 
@@ -14,6 +15,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+from profiler.diff.compare import diff_json, diff_reports
 from profiler.report.model import Report
 from profiler.report.runfiles import View, list_runs
 
@@ -35,7 +37,8 @@ class MfuPlugin(base_plugin.TBPlugin):
 
     def get_plugin_apps(self):
         apps = {f"/{name}": self.static_file for name in STATIC}
-        apps.update({"/runs": self.runs, "/report": self.report, "/timeline": self.timeline, "/trend": self.trend})
+        apps.update({"/runs": self.runs, "/report": self.report, "/timeline": self.timeline, "/trend": self.trend,
+                     "/diff": self.diff})
         return apps
 
     @wrappers.Request.application
@@ -77,12 +80,22 @@ class MfuPlugin(base_plugin.TBPlugin):
                                "ledger": {e.cause: e.points for e in report.ledger}})
         return _json(request, cycles)
 
+    @wrappers.Request.application
+    def diff(self, request):
+        """The second pane's report (compare, compare_view) against the first's (run, view): profiler.diff's
+        mfu-diff/1, as `python -m profiler diff` computes it."""
+        a, b = self._view(request), self._view(request, "compare", "compare_view")
+        reports = [_report(v.report) if v else None for v in (a, b)]
+        if reports[0] is None or reports[1] is None:
+            return _not_found(request)
+        return http_util.Respond(request, diff_json(diff_reports(reports[0], reports[1])), "application/json")
+
     def _views(self, run: str) -> list[View] | None:
         return list_runs(self.logdir).get(run) if self.logdir else None
 
-    def _view(self, request) -> View | None:
-        views = self._views(request.args.get("run", "")) or []
-        return next((v for v in views if v.id == request.args.get("view")), None)
+    def _view(self, request, run: str = "run", view: str = "view") -> View | None:
+        views = self._views(request.args.get(run, "")) or []
+        return next((v for v in views if v.id == request.args.get(view)), None)
 
 
 def _report(path) -> Report | None:

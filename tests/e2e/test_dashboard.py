@@ -111,6 +111,19 @@ def test_runs_reports_timelines_and_the_trend(client, logdir):
 def test_names_from_a_request_are_looked_up_never_joined(client, run, view):
     assert get(client, "report", run=run, view=view)[0] == 404
     assert get(client, "timeline", run=run, view=view)[0] == 404
+    assert get(client, "diff", run=run, view=view, compare="tiny", compare_view="run")[0] == 404
+    assert get(client, "diff", run="tiny", view="run", compare=run, compare_view=view)[0] == 404
+
+
+def test_the_diff_of_two_panes(client):
+    status, d = get(client, "diff", run="tiny", view="run", compare="trace_h200", compare_view="run")
+    assert status == 200 and d["schema"] == "mfu-diff/1" and d["unit"] == "step_time" and d["mfu"] is None
+    assert d["notes"][0].startswith("the devices differ (")  # a CPU run against an H200: step time, not MFU
+    assert d["step_time"]["interval"] and d["verdict"] in ("faster", "slower", "no change")
+    assert d["setup"][0]["key"] == "device" and "cpu" in d["setup"][0]["a"]
+    assert d["setup"][0]["b"] == "cuda"  # the trace names no device, its kind says it
+    status, same = get(client, "diff", run="tiny", view="run", compare="tiny", compare_view="run")
+    assert status == 200 and same["verdict"] == "no change" and same["ops"] == [] and same["setup"] == []
 
 
 def test_absolute_paths_and_other_files_are_refused(client, logdir):
@@ -187,7 +200,7 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
             # the tab's own page, comparing the run with the GPU trace: what it drew
             page = browser.open(f"{origin}/data/plugin_entry.html?name=mfu&run=tiny&view=run&compare=trace_h200"
                                 "&compare_view=run")
-            browser.wait_for(page, f"document.{drawn} == 2")
+            browser.wait_for(page, f"document.{drawn} == 2 && !!document.querySelector('div.diff table.causes')")
             html = browser.evaluate(page, "document.documentElement.outerHTML")
             browser.screenshot(page, shots / "dashboard_compare.png")
             # a trace whose model FLOPs are unknown: the ledger adds up to the counted MFU, and says so
@@ -225,6 +238,10 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
     assert tip.splitlines() == ["aten::mm", "matmul, 50.0 µs, at 0.010 ms", "shapes [[64, 128], [128, 256]]",
                                 "0.004 GFLOP, 0.084 TFLOP/s"]  # 2·64·128·256 FLOP in 50 µs
     assert (view_before, view_after) == ("0.0-200.0", "20.0-180.0")  # one wheel step in at the middle: 1/1.25
+    changes = re.search(r'<div class="diff">(.*?)</section>', html, re.S).group(1)  # B (the H200) against A
+    assert "<h2>What changed, B against A: B is slower</h2>" in changes and "the devices differ (" in changes
+    assert re.search(r"step \d\.\d\d → 35\.94 ms \(\+\d+\.\d%, \[\+\d+\.\d, \+\d+\.\d\]%\) at 95%", changes)
+    assert changes.count("<tr>") == 1 + 6 and "points of the step time" in changes
     panes = html.split('<div class="pane">')[1:]
     assert [re.search(r"<h2>(.*?)</h2>", p).group(1) for p in panes] == ["tiny: whole run", "trace_h200: report"]
     for pane, folder in zip(panes, ("tiny", "trace_h200")):

@@ -1,5 +1,5 @@
 // The MFU tab. TensorBoard loads this module into the tab's frame and calls render(). Every request goes to
-// this plugin's own routes (runs, report, timeline, trend), relative to the frame's base: nothing leaves the
+// this plugin's own routes (runs, report, timeline, trend, diff), relative to the frame's base: nothing leaves the
 // machine. A run and one of its reports (a profiler cycle, or the whole run) per pane; a second pane compares.
 
 import { cycleTrend, el, fmt, fmtBytes, ledgerTitle, ledgerWaterfall, memoryChart, roofline, stepBreakdown } from "./charts.js";
@@ -32,11 +32,14 @@ export async function render() {
   const asked = new URLSearchParams(location.search);
   const left = picker(runs, false, asked.get("run"), asked.get("view"));
   const right = picker(runs, true, asked.get("compare"), asked.get("compare_view"));
-  root.append(el("div", { class: "pickers" }, left.node, right.node), panes);
+  root.append(el("div", { class: "pickers" }, left.node, right.node));
+  const changes = el("div", { class: "diff" });
+  root.append(changes, panes);
   const show = () => {
     const chosen = [left.value(), right.value()].filter(Boolean);
     panes.className = chosen.length > 1 ? "panes two" : "panes";
     panes.replaceChildren(...chosen.map(pane));
+    changes.replaceChildren(...(chosen.length > 1 ? [diffPanel(...chosen)] : []));
   };
   left.onchange(show);
   right.onchange(show);
@@ -143,4 +146,38 @@ function memoryLine(m) {
     : `${fmtBytes(m.transient_peak_bytes)} transient (no absolute level in the trace)`;
   const of = m.capacity_bytes ? ` of ${fmtBytes(m.capacity_bytes)} (${m.capacity_source})` : "";
   return `${m.device}: ${level}${of}` + (m.batch_headroom !== null ? `; the batch can grow x${fmt(m.batch_headroom, 1)}` : "");
+}
+
+// what changed from the first pane's report (A) to the second's (B): profiler.diff's verdict on the step time,
+// the causes that moved with their intervals, and the ops that moved (python -m profiler diff says the same)
+function diffPanel(a, b) {
+  const node = el("section", {}, el("p", { class: "note", text: "comparing…" }));
+  getJson("diff", { run: a.run.run, view: a.view, compare: b.run.run, compare_view: b.view })
+    .then((d) => node.replaceChildren(...diffParts(d)))
+    .catch((error) => node.replaceChildren(el("p", { class: "note", text: error.message })));
+  return node;
+}
+
+const signed = (v, digits = 2) => `${v > 0 ? "+" : ""}${fmt(v, digits)}`;
+const interval = (pair, digits = 2) => (pair ? `[${signed(pair[0], digits)}, ${signed(pair[1], digits)}]` : "no interval");
+
+function diffParts(d) {
+  const s = d.step_time;
+  const words = { slower: "B is slower", faster: "B is faster", "no change": "no change beyond the noise", "no interval": "no verdict (no interval)" }[d.verdict];
+  const pct = s.change_pct === null ? "" : ` (${signed(s.change_pct, 1)}%, ${s.interval_pct ? interval(s.interval_pct, 1) + "%" : "no interval"})`;
+  const unit = d.unit === "mfu" ? "points of MFU" : "points of the step time";
+  const causes = d.causes.slice(0, 6).map((c) => el("tr", {}, el("td", { text: c.cause }), el("td", { text: fmt(c.points.a) }),
+    el("td", { text: fmt(c.points.b) }), el("td", { text: signed(c.points.change) }), el("td", { text: interval(c.points.interval) }),
+    el("td", { text: c.points.verdict })));
+  const opName = (o) => (o.status === "reshaped" ? `${o.name} ${o.shapes_a} → ${o.shapes}` : `${o.name} ${o.shapes}`);
+  const ops = d.ops.slice(0, 8).map((o) => el("li", { text: `${opName(o)}${o.status === "changed" ? "" : ` (${o.status})`}: ${fmt(o.ms_a)} → ${fmt(o.ms_b)} ms` }));
+  return [
+    el("h2", { text: `What changed, B against A: ${words}` }),
+    el("p", { text: `step ${fmt(s.a)} → ${fmt(s.b)} ms${pct} at ${fmt(100 * d.level, 0)}%` }),
+    ...d.notes.map((n) => el("p", { class: "note", text: n })),
+    ...(d.setup.length ? [el("p", { text: "set-up: " + d.setup.map((x) => `${x.key} ${x.a} → ${x.b}`).join("; ") })] : []),
+    el("table", { class: "causes" }, el("tr", {}, ...[`cause (${unit})`, "A", "B", "change", "interval", ""].map((h) => el("th", { text: h }))), ...causes),
+    ...(ops.length ? [el("h3", { text: "Ops that moved (ms per step)" }), el("ul", { class: "ops" }, ...ops)] : []),
+    ...d.conventions.map((c) => el("p", { class: "note", text: c })),
+  ];
 }
