@@ -43,8 +43,11 @@ def diff_reports(a: Report, b: Report, run_noise: float | None = None) -> Diff:
                      "and no verdict")
     step = change(0, sa, sb, ("slower", "faster"))
     breakdown = {c: change(k, sa, sb) for k, c in enumerate(columns) if c in CATEGORIES}
-    ops, cut = op_changes(a.ops, b.ops)
-    kernels, kernels_cut = op_changes(a.kernels, b.kernels)
+    ops, cut = op_changes(a.ops, b.ops) if a.ops and b.ops else ([], 0)
+    kernels, kernels_cut = op_changes(a.kernels, b.kernels) if a.kernels and b.kernels else ([], 0)
+    if bool(a.ops) != bool(b.ops):
+        notes.append(f"{'A' if not a.ops else 'B'}'s report has no table of ops by name and shapes (saved before "
+                     "it had one): no ops are compared")
     if cut or kernels_cut:
         notes.append(f"{cut + kernels_cut} ops are in one side's table only because the other's keeps its longest "
                      "ones: left out")

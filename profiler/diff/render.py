@@ -9,6 +9,7 @@ from profiler.report.reading import shorten
 
 TOP_CAUSES, TOP_OPS, FULL_OPS = 5, 8, 16
 NAME_CHARS = 90  # a kernel's template arguments cut
+MARKDOWN_LINES = 59  # a pull-request comment stays under 60 lines
 UNIT = {"mfu": "points of MFU", "step_time": "points of the step time"}
 
 
@@ -129,6 +130,7 @@ def diff_markdown(d: Diff) -> str:
     lines += [row("figure", "A", "B", "change", "interval"), "|---|--:|--:|--:|---|"]
     lines += [row(c.cause, *figures(c.points)) for c in d.causes[TOP_CAUSES:]]
     lines += [row(f"{k} (ms)", *figures(c)) for k, c in d.breakdown.items()]
-    lines += [""] + [f"- `{op_line(o)}`" for o in d.ops[TOP_OPS:FULL_OPS]]
-    lines += ["", *(f"{c}." for c in d.conventions), "</details>"]
+    tail = ["", *(f"{c}." for c in d.conventions), "</details>"]
+    room = MARKDOWN_LINES - len(lines) - len(tail) - 1  # the more ops, as many as fit
+    lines += [""] + [f"- `{op_line(o)}`" for o in d.ops[TOP_OPS:FULL_OPS]][:max(room, 0)] + tail
     return "\n".join(lines)

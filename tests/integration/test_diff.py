@@ -3,6 +3,7 @@ op, a changed shape, a trace against itself, one step per side, other devices; a
 
 import json
 
+import msgspec
 import pytest
 from conftest import shared_trace
 from synth import ADD, gpu_steps
@@ -121,3 +122,14 @@ def test_resnet50_num_workers_0_against_4_moves_data_loading():
     assert loading.interval[1] < 0 and loading.change == pytest.approx(-58.08, abs=0.01)
     assert d.verdict == "faster" and d.step_time.interval[1] < 0
     assert (d.a.samples, d.b.samples) == (6, 6)
+
+
+def test_a_report_saved_before_the_op_table_compares_no_ops(tmp_path):
+    options = Options(measure=False)
+    a = load_report(gpu_steps(tmp_path / "a.json"), options)
+    old = msgspec.structs.replace(a, ops=[], kernels=[],
+                                  per_step=[msgspec.structs.replace(s, ledger={}) for s in a.per_step])
+    d = diff_reports(old, a)
+    assert d.ops == [] and d.kernels == [] and any("saved before it had one" in n for n in d.notes)
+    assert d.step_time.interval and all(c.points.interval is None for c in d.causes)  # no per-step ledger in A
+    assert d.verdict == "no change"
