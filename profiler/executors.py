@@ -9,9 +9,11 @@ place, as a bad file's does on this machine.
 """
 
 import multiprocessing
+import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -20,6 +22,50 @@ from profiler.trace.errors import TraceError
 CONNECT_TIMEOUT = "10s"  # an unreachable scheduler is an error after this long, not a hang
 # [protocol://]host:port, or a cluster inside this process (inproc://...)
 ADDRESS = re.compile(r"^([a-z+]+://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d+$|^inproc://\S+$")
+
+
+# a worker's peak memory, by the reader's model (README, "Memory"): the interpreter with the stages' code, and per
+# byte of a trace's JSON the columns the reader keeps (56 bytes a complete event) and the stages' arrays over them
+WORKER_BASE_BYTES = 60e6
+WORKER_BYTES_PER_JSON_BYTE = 0.4
+GZIP_RATIO = 12  # a Kineto trace's JSON is some 8 to 15 times its gzip
+
+
+def local_workers(files: Sequence, jobs: int) -> int:
+    """As many worker processes as `jobs` allows and the files need, but no more than the memory free now holds
+    with each at the peak of one of the largest files (a file's peak grows with its size)."""
+    peaks = sorted((worker_peak(f) for f in files), reverse=True)
+    free = available_memory()
+    workers = max(1, min(jobs, len(files)))
+    while workers > 1 and free is not None and sum(peaks[:workers]) > free:
+        workers -= 1
+    return workers
+
+
+def worker_peak(location) -> float:
+    """The memory a worker reaches on this file, by its size on disk (a URL's is not looked up: the base)."""
+    try:
+        size = os.path.getsize(location) if isinstance(location, Path) else 0
+    except OSError:
+        size = 0
+    return WORKER_BASE_BYTES + WORKER_BYTES_PER_JSON_BYTE * size * (GZIP_RATIO if str(location).endswith(".gz") else 1)
+
+
+def available_memory(root: Path = Path("/")) -> float | None:
+    """Bytes this process may still take: the kernel's MemAvailable, or less where a cgroup's limit is nearer."""
+    found = []
+    try:
+        meminfo = (root / "proc/meminfo").read_text()
+        found.append(int(re.search(r"MemAvailable:\s+(\d+) kB", meminfo)[1]) * 1024)  # type: ignore[index]
+    except (OSError, TypeError):
+        pass
+    try:
+        limit = (root / "sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int((root / "sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return float(min(found)) if found else None
 
 
 def run_here(function: Callable, items: Sequence, jobs: int, bar: tqdm) -> list:

@@ -17,7 +17,7 @@ from profiler.analysis.per_file import STAGES, analyze_file
 from profiler.analysis.per_rank import merge_rank
 from profiler.analysis.records import TraceAnalysis
 from profiler.analysis.timeline import timeline_json
-from profiler.executors import run_here, run_on_cluster
+from profiler.executors import local_workers, run_here, run_on_cluster
 from profiler.facts import Note
 from profiler.mfu.attribution import Attribution, attribute
 from profiler.mfu.consistency import violations
@@ -57,7 +57,8 @@ def analyze_job(path: Location, options: Options, timeline: bool = False) -> Job
     if len(files) == 1 and not options.scheduler:  # on a cluster, even one file is read where it is
         with progress_bar(options, len(STAGES), "stage") as bar:
             done = lambda stage: bar.set_postfix_str(stage, refresh=False) or bar.update()  # noqa: E731
-            analyses, skipped = [analyze_file(files[0], options.short_gap_us, timeline, done)], []
+            analyses = [analyze_file(files[0], options.short_gap_us, timeline, done, readers=options.jobs)]
+            skipped = []
     else:
         results = analyze_files(files, options, timeline)
         analyses = [r for r in results if isinstance(r, TraceAnalysis)]
@@ -82,7 +83,7 @@ def analyze_files(files: list[Location], options: Options, timeline: bool = Fals
     try:
         if options.scheduler:
             return run_on_cluster(analyze_one, items, options.scheduler, bar)
-        return run_here(analyze_one, items, min(options.jobs, len(files)), bar)
+        return run_here(analyze_one, items, local_workers(files, options.jobs), bar)
     finally:
         bar.close()
 

@@ -1,19 +1,23 @@
 """Benchmark: `python -m profiler analyze` on a large trace made by repeating a real one, on a job of such
 traces, and on up to 64 ranks of a small one.
 
-    python scripts/bench_analyzer.py [--source=TRACE] [--copies=10] [--rounds=3] [--ranks=8] [--scaling=1,8,64]
-                                     [--scheduler=ADDRESS|local:WORKERS] [--combine=1024,16384]
+    python scripts/bench_analyzer.py [--source=TRACE] [--copies=10 | --size=3GB] [--rounds=3] [--baseline=DIR]
+                                     [--ranks=8] [--scaling=1,8,64] [--scheduler=ADDRESS|local:WORKERS]
+                                     [--combine=1024,16384]
 
-The default repeats tbplugin_resnet50_nw0 (../shared/traces) 10 times: 757k events, 324 MB. Each copy is
-shifted in time past the previous one, with its correlation ids and step numbers renumbered, so the result
-is one long, consistent trace. Prints, each in a fresh process: the analyzer against the decoding floor
-(reading the file and decoding it with msgspec alone), alternated, with the ratio and peak memory; the same
-trace gzipped; `--ranks` copies of it as the ranks of one job, analysed by as many workers as there are cores
-(wall time against 1.2 x ranks / cores x one file, and the peak memory of all processes together); and the
-wall time for 1 to 64 ranks of the source trace, with the size of the per-rank result the combining step
-holds. `--scheduler` also analyses the job on a Dask cluster (an address, or `local:N` for a LocalCluster of N
-workers started here); `--combine` times the combining step alone for thousands of ranks, from copies of the
-source file's compact result (no decoding), and what the client holds.
+The default repeats tbplugin_resnet50_nw0 (../shared/traces) 10 times: 757k events, 324 MB (`--size=3GB`: 100
+times, and only the large trace is measured). Each copy is shifted in time past the previous one, with its
+correlation ids and step numbers renumbered, so the result is one long, consistent trace, written a copy at a
+time. Prints, each in a fresh process and alternated: the analyzer against two floors, the old reader's (the
+whole file read, then decoded by msgspec in one call into events with raw args) and today's (the file read and
+decoded a chunk at a time into the fields the analysis reads, nothing kept), with the ratios and peak memory,
+and against the analyzer of another checkout where `--baseline` names one (an older commit: `git worktree add
+/tmp/base <commit>`); the same trace gzipped; `--ranks` copies of it as the ranks of one job, analysed by as
+many workers as there are cores (wall time against 1.2 x ranks / cores x one file, and the peak memory of all
+processes together); and the wall time for 1 to 64 ranks of the source trace, with the size of the per-rank
+result the combining step holds. `--scheduler` also analyses the job on a Dask cluster (an address, or
+`local:N` for a LocalCluster of N workers started here); `--combine` times the combining step alone for
+thousands of ranks, from copies of the source file's compact result (no decoding), and what the client holds.
 """
 
 import argparse
@@ -36,7 +40,8 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "traces" / "tbplugin_resnet50_nw0" / "
 
 
 def repeat_trace(source: Path, copies: int, out: Path) -> int:
-    """Write `copies` back-to-back repetitions of the source trace's events; returns the event count."""
+    """Write `copies` back-to-back repetitions of the source trace's events, one copy at a time (a 3 GB trace
+    is never held); returns the event count."""
     opener = gzip.open if source.suffix == ".gz" else open
     with opener(source, "rt") as f:
         trace = json.load(f)
@@ -49,40 +54,73 @@ def repeat_trace(source: Path, copies: int, out: Path) -> int:
     ids = [int(e.get("args", {}).get("correlation", 0)) for e in events] + [int(e.get("id", 0)) for e in events
                                                                            if isinstance(e.get("id"), int)]
     id_stride = max(ids) + 1
-    repeated = []
-    for k in range(copies):
-        for e in events:
-            if k and e.get("ph") == "M":
-                continue
-            e = dict(e)
-            if "ts" in e:
-                e["ts"] = e["ts"] + k * (span + 1000)
-            if k and isinstance(e.get("id"), int):
-                e["id"] += k * id_stride
-            if k and "correlation" in e.get("args", {}):
-                e["args"] = dict(e["args"], correlation=e["args"]["correlation"] + k * id_stride)
-            if k and str(e.get("name", "")).startswith("ProfilerStep#"):
-                e["name"] = f"ProfilerStep#{int(e['name'].split('#')[1]) + k * n_steps}"
-            repeated.append(e)
-    trace["traceEvents"] = repeated
-    out.write_text(json.dumps(trace))
-    return len(repeated)
+    trace["traceEvents"] = ["EVENTS"]
+    head, tail = json.dumps(trace).split('"EVENTS"')
+    written = 0
+    with open(out, "w") as f:
+        f.write(head)
+        for k in range(copies):
+            copy = [shifted(e, k, span, id_stride, n_steps) for e in events if not (k and e.get("ph") == "M")]
+            f.write((", " if k else "") + json.dumps(copy)[1:-1])
+            written += len(copy)
+        f.write(tail)
+    return written
 
 
-FLOOR = ("import sys, msgspec; from pathlib import Path; from profiler.trace.jsonfile import TraceFile, read_bytes; "
-         "from profiler.trace.location import open_binary; "
-         "msgspec.json.decode(read_bytes(Path(sys.argv[1]), open_binary), type=TraceFile)")
+def shifted(e: dict, k: int, span: float, id_stride: int, n_steps: int) -> dict:
+    """The k-th copy of an event: later by k spans (the first copy's times become floats too), its ids and step
+    number past the earlier copies'."""
+    e = dict(e)
+    if "ts" in e:
+        e["ts"] = e["ts"] + k * (span + 1000)
+    if k and isinstance(e.get("id"), int):
+        e["id"] += k * id_stride
+    if k and "correlation" in e.get("args", {}):
+        e["args"] = dict(e["args"], correlation=e["args"]["correlation"] + k * id_stride)
+    if k and str(e.get("name", "")).startswith("ProfilerStep#"):
+        e["name"] = f"ProfilerStep#{int(e['name'].split('#')[1]) + k * n_steps}"
+    return e
+
+
+# the floor of the reader before issue 35: the whole file read into memory, then decoded with msgspec in one call
+# into events with their args kept as raw JSON
+OLD_FLOOR = """
+import math, sys, msgspec
+class Event(msgspec.Struct):
+    ph: str = ""
+    cat: str = ""
+    name: str = ""
+    pid: int | str = 0
+    tid: int | str = 0
+    ts: float = math.nan
+    dur: float = math.nan
+    args: msgspec.Raw = msgspec.Raw(b"{}")
+class TraceFile(msgspec.Struct):
+    traceEvents: list[Event]
+import gzip
+with (gzip.open if sys.argv[1].endswith(".gz") else open)(sys.argv[1], "rb") as f:
+    data = f.read()
+msgspec.json.decode(data, type=TraceFile)
+"""
+# the floor of today's reader: the file read block by block, cut into chunks of events and each decoded with
+# msgspec into the fields the analysis reads, then dropped (no columns, no analysis)
+NEW_FLOOR = ("import sys; from pathlib import Path; from profiler.trace.jsonfile import decode_chunk; "
+             "from profiler.trace.location import open_binary; from profiler.trace.scan import Walk; "
+             "from profiler.trace.stream import Blocks; "
+             "Walk(Blocks(Path(sys.argv[1]), open_binary), set(), lambda text, exact: decode_chunk(text, 0) "
+             "is not None, sys.argv[1]).run()")
 
 
 HELD = ("import pickle, sys; from profiler.analysis.per_file import analyze_file; a = analyze_file(sys.argv[1]); "
         "print(f'{len(pickle.dumps(a)) / 1e3:.0f} kB pickled ({len(a.table)} steps, {len(a.ops)} op names)')")
 
 
-def run(args: list[str], sample_tree: bool = False) -> tuple[float, float]:
-    """Wall seconds and peak memory (MB) of one process: its own peak resident set, or with sample_tree the
-    largest sum of it and its worker processes seen every 20 ms."""
+def run(args: list[str], sample_tree: bool = False, root: Path = ROOT) -> tuple[float, float]:
+    """Wall seconds and peak memory (MB) of one process (run in `root`, whose package it imports): its own peak
+    resident set, or with sample_tree the largest sum of it and its worker processes seen every 20 ms."""
     start = time.perf_counter()
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(os.environ, PYTHONPATH=str(root))
+    process = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     tree_peak = 0
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG if sample_tree else 0)
@@ -113,11 +151,12 @@ def tree_rss_kb(pid: int) -> int:
     return total
 
 
-def analyze(path: Path, jobs: int = 1, sample_tree: bool = False, scheduler: str | None = None
-            ) -> tuple[float, float]:
+def analyze(path: Path, jobs: int = 1, sample_tree: bool = False, scheduler: str | None = None,
+            root: Path = ROOT) -> tuple[float, float]:
+    """`python -m profiler analyze` of this checkout, or of another one at `root` (an older commit's)."""
     where = [f"--scheduler={scheduler}"] if scheduler else [f"--jobs={jobs}"]
     return run([sys.executable, "-m", "profiler", "analyze", str(path), "--quiet", *where, "--json", os.devnull],
-               sample_tree)
+               sample_tree, root)
 
 
 def combine(source: Path, counts: list[int]):
@@ -175,19 +214,33 @@ def as_ranks(source: Path, folder: Path, ranks: int) -> list[Path]:
     return paths
 
 
-def one_file(big: Path, rounds: int) -> float:
-    """The analyzer against the floor (read + msgspec decode into typed events with raw args, nothing else),
-    alternated, each in a fresh process; returns the analyzer's median wall time."""
-    walls, ratios = [], []
-    print("round | floor s | analyze s | ratio | floor MB | analyze MB")
+def one_file(big: Path, rounds: int, baseline: Path | None = None) -> float:
+    """The analyzer against the old floor (the whole file read, then decoded in one call) and the new one (the
+    chunked decode alone), and against the analyzer of another checkout where given, alternated, each in a
+    fresh process; returns the analyzer's median wall time."""
+    walls, old_ratios, new_ratios, base_ratios = [], [], [], []
+    print("round | old floor s | new floor s | analyze s | / old floor | / new floor | old floor MB | new floor MB "
+          "| analyze MB" + (" | baseline s | baseline MB" if baseline else ""))
     for k in range(rounds):
-        floor, floor_mb = run([sys.executable, "-c", FLOOR, str(big)])
+        old, old_mb = run([sys.executable, "-c", OLD_FLOOR, str(big)])
+        new, new_mb = run([sys.executable, "-c", NEW_FLOOR, str(big)])
         wall, peak_mb = analyze(big)
         walls.append(wall)
-        ratios.append(wall / floor)
-        print(f"{k + 1:5d} | {floor:7.2f} | {wall:9.2f} | {wall / floor:5.2f} | {floor_mb:8.0f} | {peak_mb:10.0f}")
-    print(f"ratio to the floor: median {statistics.median(ratios):.2f} over {rounds} rounds "
-          f"({min(ratios):.2f}-{max(ratios):.2f})")
+        old_ratios.append(wall / old)
+        new_ratios.append(wall / new)
+        line = (f"{k + 1:5d} | {old:11.2f} | {new:11.2f} | {wall:9.2f} | {wall / old:11.2f} | {wall / new:11.2f} | "
+                f"{old_mb:12.0f} | {new_mb:12.0f} | {peak_mb:10.0f}")
+        if baseline:
+            base, base_mb = analyze(big, root=baseline)
+            base_ratios.append(base / wall)
+            line += f" | {base:10.2f} | {base_mb:11.0f}"
+        print(line, flush=True)
+    for what, ratios in (("the old floor", old_ratios), ("the new floor", new_ratios),
+                         ("baseline / analyze", base_ratios)):
+        if ratios:
+            print(f"analyze / {what}: median {statistics.median(ratios):.2f} over {rounds} rounds "
+                  f"({min(ratios):.2f}-{max(ratios):.2f})" if what[0] == "t" else
+                  f"{what}: median {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     return statistics.median(walls)
 
 
@@ -195,7 +248,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--size", help="instead of --copies, as many copies as make about this size (3GB); "
+                                       "then the large trace alone is measured, plain and gzipped")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="also time the analyzer of this checkout (an older commit)")
     parser.add_argument("--ranks", type=int, default=8, help="ranks of the job, each a copy of the large trace")
     parser.add_argument("--scaling", default="1,8,16,32,64", help="ranks of the small trace, for the scaling table")
     parser.add_argument("--keep", type=Path, help="write the large trace here and keep it")
@@ -207,56 +263,84 @@ def main():
     if args.combine:
         combine(args.source, [int(n) for n in args.combine.split(",")])
         return
-    cluster = local_cluster(int(args.scheduler.split(":")[1])) if (args.scheduler or "").startswith("local:") else None
-    scheduler = cluster.scheduler_address if cluster else args.scheduler
-    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        copies = args.copies if not args.size else copies_for(args.source, memory_size(args.size), tmp)
         big = args.keep or tmp / "large.pt.trace.json"
         # built in a child process: a child's peak memory starts from its parent's, so the parent stays small
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            n_events = pool.submit(repeat_trace, args.source, args.copies, big).result()
-        print(f"trace: {big.stat().st_size / 1e6:.0f} MB, {n_events:,} events; {cores} cores\n")
-        one = one_file(big, args.rounds)
+            n_events = pool.submit(repeat_trace, args.source, copies, big).result()
+        print(f"trace: {big.stat().st_size / 1e6:.0f} MB, {n_events:,} events ({copies} copies of "
+              f"{args.source.name}); {os.cpu_count() or 1} cores\n")
+        one = one_file(big, args.rounds, args.baseline)
+        print(f"{one / n_events * 1e6:.2f} µs per event")
 
         gz = tmp / "large.pt.trace.json.gz"
         with open(big, "rb") as f, gzip.open(gz, "wb", compresslevel=1) as out:
             shutil.copyfileobj(f, out)
         wall, peak_mb = analyze(gz)
-        print(f"\ngzipped ({gz.stat().st_size / 1e6:.0f} MB): analyze {wall:.2f} s, {peak_mb:.0f} MB peak")
+        old, old_mb = run([sys.executable, "-c", OLD_FLOOR, str(gz)])
+        print(f"\ngzipped ({gz.stat().st_size / 1e6:.0f} MB): analyze {wall:.2f} s, {peak_mb:.0f} MB peak; the old "
+              f"floor {old:.2f} s, {old_mb:.0f} MB peak")
+        gz.unlink()
+        if not args.size:
+            job(args, big, one, tmp)
 
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            ranks = pool.submit(as_ranks, big, tmp / "job", args.ranks).result()
-        for r in ranks:  # from the page cache, as the one file was: this machine's disk is not what is measured
-            with open(r, "rb") as f:
-                while f.read(1 << 24):
-                    pass
-        wall, peak_mb = analyze(ranks[0].parent, cores, sample_tree=True)
-        goal = 1.2 * args.ranks / cores * one
-        print(f"\n{args.ranks} ranks of {big.stat().st_size / 1e6:.0f} MB, {cores} workers: {wall:.2f} s, "
-              f"{wall / (args.ranks / cores * one):.2f} x ({args.ranks}/{cores} x {one:.2f} s; "
-              f"goal 1.2 x = {goal:.2f} s); "
-              f"{peak_mb:.0f} MB peak over all processes")
-        if scheduler:
-            wall, peak_mb = analyze(ranks[0].parent, scheduler=scheduler)
-            print(f"the same on the Dask cluster at {scheduler} ({args.scheduler}): {wall:.2f} s, the client's peak "
-                  f"{peak_mb:.0f} MB")
-        for r in ranks:
-            r.unlink()
 
-        print(f"\nscaling, ranks of the source trace ({args.source.name}), {cores} workers")
-        print("ranks | wall s | s per rank | peak MB over all processes")
-        for n in map(int, args.scaling.split(",")):
-            folder = tmp / f"scale{n}"
-            as_ranks(args.source, folder, n)
-            wall, peak_mb = analyze(folder, cores, sample_tree=True)
-            print(f"{n:5d} | {wall:6.2f} | {wall / n:10.3f} | {peak_mb:6.0f}")
-            shutil.rmtree(folder)
-        held = subprocess.run([sys.executable, "-c", HELD, str(args.source)], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        print(f"per rank, the combining step holds its TraceAnalysis: {held}")
+def copies_for(source: Path, size: float, tmp: Path) -> int:
+    """How many copies of the source's events make a trace of about `size` bytes."""
+    repeat_trace(source, 1, tmp / "one.json")
+    per_copy = (tmp / "one.json").stat().st_size
+    (tmp / "one.json").unlink()
+    return max(1, round(size / per_copy))
+
+
+def memory_size(text: str) -> float:
+    """'3GB', '500MB' → bytes."""
+    units = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+    text = text.strip().upper()
+    unit = next((u for u in units if text.endswith(u)), "")
+    return float(text[:-len(unit)] if unit else text) * units.get(unit, 1)
+
+
+def job(args, big: Path, one: float, tmp: Path):
+    """The large trace as the ranks of a job, on this machine's workers (and on a Dask cluster), and the
+    scaling from 1 to 64 ranks of the source trace."""
+    cluster = local_cluster(int(args.scheduler.split(":")[1])) if (args.scheduler or "").startswith("local:") else None
+    scheduler = cluster.scheduler_address if cluster else args.scheduler
+    cores = os.cpu_count() or 1
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        ranks = pool.submit(as_ranks, big, tmp / "job", args.ranks).result()
+    for r in ranks:  # from the page cache, as the one file was: this machine's disk is not what is measured
+        with open(r, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    wall, peak_mb = analyze(ranks[0].parent, cores, sample_tree=True)
+    goal = 1.2 * args.ranks / cores * one
+    print(f"\n{args.ranks} ranks of {big.stat().st_size / 1e6:.0f} MB, {cores} workers: {wall:.2f} s, "
+          f"{wall / (args.ranks / cores * one):.2f} x ({args.ranks}/{cores} x {one:.2f} s; "
+          f"goal 1.2 x = {goal:.2f} s); "
+          f"{peak_mb:.0f} MB peak over all processes")
+    if scheduler:
+        wall, peak_mb = analyze(ranks[0].parent, scheduler=scheduler)
+        print(f"the same on the Dask cluster at {scheduler} ({args.scheduler}): {wall:.2f} s, the client's peak "
+              f"{peak_mb:.0f} MB")
+    for r in ranks:
+        r.unlink()
     if cluster:
         cluster.close()
+
+    print(f"\nscaling, ranks of the source trace ({args.source.name}), {cores} workers")
+    print("ranks | wall s | s per rank | peak MB over all processes")
+    for n in map(int, args.scaling.split(",")):
+        folder = tmp / f"scale{n}"
+        as_ranks(args.source, folder, n)
+        wall, peak_mb = analyze(folder, cores, sample_tree=True)
+        print(f"{n:5d} | {wall:6.2f} | {wall / n:10.3f} | {peak_mb:6.0f}")
+        shutil.rmtree(folder)
+    held = subprocess.run([sys.executable, "-c", HELD, str(args.source)], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    print(f"per rank, the combining step holds its TraceAnalysis: {held}")
 
 
 if __name__ == "__main__":

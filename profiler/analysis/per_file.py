@@ -24,14 +24,16 @@ from profiler.trace import classify
 from profiler.trace.dtypes import BYTES_OF_INPUT_TYPE, NAME_OF_INPUT_TYPE
 from profiler.trace.links import Links, link
 from profiler.trace.load import MEMCPY, MEMSET, OP, Trace, load_trace
+from profiler.trace.split import ranges_for
 from profiler.trace.steps import Steps, find_steps
 
 STAGES = ("read", "links", "steps", "breakdown", "ops", "signals")  # each reported to `done` when finished
 
 
-def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = False, done=lambda stage: None
-                 ) -> TraceAnalysis:
-    trace = load_trace(path)
+def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = False, done=lambda stage: None,
+                 readers: int = 1) -> TraceAnalysis:
+    """The per-file stages; the file read by `readers` processes at once where it is large (trace/split.py)."""
+    trace = load_trace(path, ranges_for(path, readers))
     done("read")
     warnings = list(trace.warnings)
     links, found = link(trace)

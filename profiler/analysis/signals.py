@@ -27,13 +27,6 @@ FUSED_OPTIMIZER = re.compile(r"^aten::_fused_")
 FOREACH_OPTIMIZER = re.compile(r"^aten::_foreach_")
 
 
-class CommArgs(msgspec.Struct, rename={"nelems": "In msg nelems", "dtype": "dtype"}):
-    nelems: int = 0
-    dtype: str = ""
-
-
-
-
 def fixed_cost(durations: np.ndarray, numels: np.ndarray) -> float:
     """The part of these ops' time that would not grow with their size. An op on at most TINY_NUMEL elements
     does next to no work: all of its time is fixed cost. A larger op is charged the cost of a near-empty op:
@@ -134,13 +127,10 @@ def measure_collectives(s: Signals, trace: Trace, links: Links, bd: Breakdown):
     calls = np.flatnonzero((bd.row_step >= 0) & (links.category == classify.COMMUNICATION) & (trace.kind == OP)
                            & outermost)
     s.collectives = Counter(trace.names_of(calls))
-    comms = calls[trace.by_name(lambda n: n == "record_param_comms")[calls]]
-    for raw in (trace.raw_args[r] for r in comms):
-        try:
-            args = msgspec.json.decode(raw, type=CommArgs)
-        except msgspec.DecodeError:  # args of another shape: no message size to add
-            continue
-        s.collective_bytes += args.nelems * BYTES_OF_SCALAR_TYPE.get(args.dtype, 0)
+    for r in calls.tolist():  # the reader kept the message sizes of record_param_comms, where its args give them
+        if r in trace.collectives:
+            nelems, dtype = trace.collectives[r]
+            s.collective_bytes += nelems * BYTES_OF_SCALAR_TYPE.get(dtype, 0)
 
 
 def measure_device_work(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):

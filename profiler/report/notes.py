@@ -47,10 +47,17 @@ WHY_NO_MFU: dict[str, Callable[[Facts], str]] = {  # why a rank's ledger is in p
     "implausible_flops": _implausible_flops,
 }
 
+def _read(n: Facts) -> str:
+    return f"{n['mb_read']} MB" if n["mb_read"] else f"{n['bytes_read']} bytes"
+
+
 NOTES: dict[str, Callable[[Facts], str]] = {
     # reading the file
     "wrong_types_skipped": lambda n: (
         f"{n['events']} events with fields of the wrong type were skipped (first: {n['first_error']})"),
+    "file_cut_short": lambda n: (
+        f"{n['why']}, after {n['events']} events ({_read(n)} read): the report covers what was "
+        "read, and the events written after the cut (often the device's, and the last step's) are missing"),
     "unusable_times": lambda n: (
         f"{n['events']} complete events without a usable ts or dur (missing, not finite, or more than a day from the "
         "others) were skipped"),

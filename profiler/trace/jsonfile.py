@@ -1,17 +1,56 @@
-"""A trace file as msgspec decodes it: the fields read (each event's args kept as raw JSON, decoded later only
-where a stage needs them), gzip, and the slow path that drops events whose fields have the wrong type."""
+"""A trace's events as msgspec decodes them, one chunk of whole events at a time: the fields read, and of each
+event's args only those some stage uses (the rest are skipped by the decoder, never built), so that nothing of a
+chunk outlives it. Events whose own fields have the wrong type are dropped (the slow path), as are args of the
+wrong shape, one part at a time, as a stage reading them alone would."""
 
-import gzip
 import math
-import os
-import zlib
+from dataclasses import dataclass
 
 import msgspec
 
-from profiler.facts import Note
-from profiler.trace.errors import TraceError
+EMPTY = msgspec.Raw()  # a field the args do not hold
 
-GUNZIP_CHUNK = 1 << 20
+
+class Args(msgspec.Struct, frozen=True, rename={
+        "dims": "Input Dims", "dims_1x": "Input dims", "types": "Input type", "concrete": "Concrete Inputs",
+        "nelems": "In msg nelems", "mem_bytes": "Bytes", "allocated": "Total Allocated",
+        "reserved": "Total Reserved", "device_type": "Device Type", "device_id": "Device Id"}):
+    """Every args field any stage reads, decoded with the event."""
+
+    # a runtime call's or a device event's: which launch it is, the bytes a memcpy/memset moved, the device
+    correlation: int = -1
+    bytes: int = 0
+    device: int = -1
+    # kept as raw JSON (texts that repeat, or few): an op's recorded inputs (torch 1.8 spells the dims
+    # "Input dims") and a collective's message size (record_param_comms)
+    dims: msgspec.Raw = EMPTY
+    dims_1x: msgspec.Raw = EMPTY
+    types: msgspec.Raw = EMPTY
+    concrete: msgspec.Raw = EMPTY
+    nelems: msgspec.Raw = EMPTY
+    dtype: msgspec.Raw = EMPTY
+    # a [memory] event's (trace/memory.py)
+    mem_bytes: int = 0
+    allocated: int = -1  # -1: not recorded (Bytes-only traces)
+    reserved: int = -1
+    device_type: int = 0  # c10's: 0 the CPU
+    device_id: int = -1
+
+
+NO_ARGS = Args()
+
+
+def _part(name: str, fields: tuple[str, ...]):
+    """A struct of some of Args' fields: where one field has the wrong type, the others of its part are lost,
+    as a stage decoding that part alone would lose them."""
+    kept = [f for f in msgspec.structs.fields(Args) if f.name in fields]
+    return msgspec.defstruct(name, [(f.name, f.type, f.default) for f in kept],
+                             rename={f.name: f.encode_name for f in kept})
+
+
+ARGS_PARTS = (_part("LaunchArgs", ("correlation", "bytes", "device")),
+              _part("RecordedArgs", ("dims", "dims_1x", "types", "concrete", "nelems", "dtype")),
+              MEMORY_ARGS := _part("MemoryArgs", ("mem_bytes", "allocated", "reserved", "device_type", "device_id")))
 
 
 class Event(msgspec.Struct):
@@ -22,7 +61,13 @@ class Event(msgspec.Struct):
     tid: int | str = 0
     ts: float = math.nan  # NaN marks a missing field
     dur: float = math.nan
-    args: msgspec.Raw = msgspec.Raw(b"{}")
+    args: Args = NO_ARGS
+
+
+# an event whose args did not fit Args: its own fields decide whether it is kept
+LooseArgsEvent = msgspec.defstruct("LooseArgsEvent", [(f.name, f.type if f.name != "args" else msgspec.Raw,
+                                                       f.default if f.name != "args" else EMPTY)
+                                                      for f in msgspec.structs.fields(Event)])
 
 
 class DeviceProperties(msgspec.Struct):
@@ -32,78 +77,77 @@ class DeviceProperties(msgspec.Struct):
 
 
 class Header(msgspec.Struct, kw_only=True):
+    """The top-level keys read besides traceEvents, wherever they sit in the file."""
+
     deviceProperties: list[DeviceProperties] = []
     computeProperties: list[DeviceProperties] = []  # the name of the field in some torch 1.x traces
     distributedInfo: dict | None = None
-    mfu_analyzer: msgspec.Raw = msgspec.Raw()  # empty where absent; read apart: bad metadata costs only itself
+    mfu_analyzer: msgspec.Raw = EMPTY  # read apart: bad metadata costs only itself
 
 
-class TraceFile(Header, kw_only=True):
-    traceEvents: list[Event]
+HEADER_KEYS = set(Header.__struct_fields__)
+EVENTS = msgspec.json.Decoder(list[Event])
+ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+ONE_EVENT = msgspec.json.Decoder(Event)
+ONE_LOOSE_EVENT = msgspec.json.Decoder(LooseArgsEvent)
+MEMORY_EVENT = "[memory]"
 
 
-class LooseTraceFile(Header, kw_only=True):
-    traceEvents: list[msgspec.Raw]
+@dataclass
+class Chunk:
+    events: list[Event]
+    elements: int  # the array's elements it held, the dropped ones included
+    dropped: int = 0  # with fields of the wrong type
+    first_error: str = ""  # the first of those, as msgspec says it, with its place in the file
 
 
-def read_bytes(path, opener) -> bytes | bytearray:
-    """The file's bytes, decompressed when gzip; `opener(path)` opens it for reading bytes (a local file or an
-    fsspec URL). A gzip file is decompressed in chunks into one buffer sized from its trailer, so the compressed
-    file is never held whole beside the decompressed text."""
-    with opener(path) as f:
-        if f.read(2) == b"\x1f\x8b":
-            try:
-                return _gunzip(f)
-            except (OSError, EOFError, zlib.error) as e:
-                raise TraceError(f"{path}: truncated or corrupt gzip data ({e})") from None
-    if str(path).endswith(".gz"):
-        raise TraceError(f"{path}: named .gz but is not gzip data")
-    with opener(path) as f:  # opened afresh: a whole read from the start is sized at once, never regrown
-        return f.read()
-
-
-def _gunzip(raw) -> bytearray:
-    raw.seek(-4, os.SEEK_END)
-    size_hint = int.from_bytes(raw.read(4), "little")  # the size modulo 2^32 (of the last member)
-    raw.seek(0)
-    out = bytearray(size_hint)
-    filled = 0
-    with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-        view = memoryview(out)
-        while filled < len(out):
-            n = f.readinto(view[filled:filled + GUNZIP_CHUNK])
-            if not n:
-                break
-            filled += n
-        view.release()
-        while chunk := f.read(GUNZIP_CHUNK):  # larger than the trailer said (over 4 GB, several members)
-            out += chunk
-            filled += len(chunk)
-    del out[filled:]
-    return out
-
-
-def decode(raw: bytes | bytearray, path: object) -> tuple[TraceFile, list[Note]]:
-    """The parsed file and warnings; events whose fields have the wrong types are dropped (slow path)."""
-    if not raw.strip():
-        raise TraceError(f"{path}: empty file")
+def decode_chunk(text: bytes, first_index: int) -> Chunk | None:
+    """The events of a JSON array of them (its first element the file's `first_index`-th), or None where the
+    text is not one array."""
     try:
-        return msgspec.json.decode(raw, type=TraceFile), []
-    except msgspec.DecodeError as e:
-        if not isinstance(e, msgspec.ValidationError):
-            raise TraceError(f"{path}: not valid JSON, truncated or corrupt ({e})") from None
-        if "missing required field `traceEvents`" in str(e) or " - at " not in str(e):
-            raise TraceError(f"{path}: not a Kineto trace (no object with traceEvents)") from None
-        reason = str(e)
+        events = EVENTS.decode(text)
+        return Chunk(events, len(events))
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError:
+        return None
     try:
-        loose = msgspec.json.decode(raw, type=LooseTraceFile)
-    except msgspec.DecodeError as e:
-        raise TraceError(f"{path}: not a Kineto trace ({e})") from None
-    events, dropped = [], 0
-    for item in loose.traceEvents:
+        elements = ELEMENTS.decode(text)
+    except msgspec.DecodeError:
+        return None
+    chunk = Chunk([], len(elements))
+    for i, element in enumerate(elements):
         try:
-            events.append(msgspec.json.decode(item, type=Event))
+            chunk.events.append(ONE_EVENT.decode(element))
+            continue
         except msgspec.DecodeError:
-            dropped += 1
-    parsed = TraceFile(traceEvents=events, **{f: getattr(loose, f) for f in Header.__struct_fields__})
-    return parsed, [Note("wrong_types_skipped", {"events": dropped, "first_error": reason})]
+            pass
+        try:
+            loose = ONE_LOOSE_EVENT.decode(element)
+        except msgspec.DecodeError as e:
+            chunk.dropped += 1
+            chunk.first_error = chunk.first_error or _placed(str(e), first_index + i)
+            continue
+        if (event := _with_usable_args(loose)) is not None:
+            chunk.events.append(event)
+    return chunk
+
+
+def _placed(error: str, index: int) -> str:
+    """msgspec's message for one element, with the element's place in the file: `$.traceEvents[12].ts`."""
+    place = f"$.traceEvents[{index}]"
+    return error.replace("`$", f"`{place}", 1) if " - at `$" in error else f"{error} - at `{place}`"
+
+
+def _with_usable_args(loose) -> Event | None:
+    """The event with each part of its args that has the right types (the others left empty); None for a
+    memory event whose memory fields do not fit."""
+    parts = {}
+    for kind in ARGS_PARTS:
+        try:
+            parts.update(msgspec.structs.asdict(msgspec.json.decode(loose.args, type=kind)))
+        except msgspec.DecodeError:
+            if kind is MEMORY_ARGS and loose.name == MEMORY_EVENT:
+                return None
+    fields = msgspec.structs.asdict(loose)
+    return Event(**dict(fields, args=Args(**parts)))

@@ -16,11 +16,15 @@ import numpy as np
 
 from profiler.facts import Note
 from profiler.files import REPORT, written_here
+from profiler.settings import MEGA
+from profiler.trace.columns import SEPARATOR, Reading, collective_sizes, merged
 from profiler.trace.errors import TraceError
-from profiler.trace.jsonfile import decode, read_bytes
+from profiler.trace.jsonfile import HEADER_KEYS, Header
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
-from profiler.trace.memory import MEMORY_EVENT, NO_MEMORY_EVENTS, MemoryEvents, memory_events
+from profiler.trace.memory import NO_MEMORY_EVENTS, MemoryEvents, memory_events
 from profiler.trace.metadata import RunMetadata, read_metadata
+from profiler.trace.scan import TopLevel, Walk
+from profiler.trace.stream import Blocks
 
 
 # event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
@@ -63,12 +67,6 @@ BACKEND_OF_CATEGORY = {"mtia_runtime": "mtia", "mtia_ccp_events": "mtia", "xpu_r
                        "hip_runtime": "rocm", "mlu_runtime": "mlu"}
 
 
-class LaunchArgs(msgspec.Struct):
-    correlation: int = -1
-    bytes: int = 0
-    device: int = -1
-
-
 class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "types": "Input type", "concrete": "Concrete Inputs"}):
     dims: list = []
     types: list = []
@@ -83,19 +81,6 @@ class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims"}):
 # window lasts seconds to hours, and a float64 axis that reached it would keep no sub-µs precision elsewhere
 MAX_EVENT_US = 86_400e6
 EVENT_COLUMNS = np.dtype([("ts", "f8"), ("dur", "f8"), ("name", "i4"), ("cat", "i4"), ("thread", "i4")])
-
-
-def _finder(kind, spelled_1x: bool):
-    """The same fields as `kind`, each kept as raw JSON under the name the trace spells it (the 2021 Kineto
-    samples, torch 1.8, write "Input dims"; every later torch "Input Dims"): finding them is cheap, building
-    their lists is not."""
-    names = ["Input dims" if spelled_1x and n == "Input Dims" else n for n in kind.__struct_encode_fields__]
-    fields = [(f, msgspec.Raw, msgspec.Raw(b"[]")) for f in kind.__struct_fields__]
-    return msgspec.defstruct(f"{kind.__name__}Raw", fields, rename=dict(zip(kind.__struct_fields__, names)))
-
-
-FINDERS = {(kind, spelled_1x): _finder(kind, spelled_1x) for kind in (ShapeArgs, DimsArgs)
-           for spelled_1x in (False, True)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,7 +113,8 @@ class Trace:
     thread: np.ndarray  # int32 id of (pid, tid): a host thread or a device stream
     correlation: np.ndarray  # int64, -1 where absent (runtime calls and device events only)
     nbytes: np.ndarray  # int64 bytes of memcpy / memset events
-    raw_args: list  # msgspec.Raw per row
+    shape: np.ndarray  # int32 code of the row's recorded inputs into shape_keys (0: none recorded)
+    shape_keys: list[list[bytes]]  # Input Dims, Input dims, Input type, Concrete Inputs: JSON texts, b"" if absent
     origin_us: float
     device_names: list[str]
     distributed: dict
@@ -139,7 +125,9 @@ class Trace:
     kernel_device: int = -1  # the device most device events ran on (their args' `device`), -1 where unknown
     backend: str = "cuda"  # cuda, rocm, mtia, xpu, hpu, privateuse1 (when there are device events)
     dims_1x: bool = False  # shapes spelled "Input dims" (torch 1.8)
+    collectives: dict[int, tuple[int, str]] = field(default_factory=dict)  # row → message (elements, dtype)
     warnings: list[Note] = field(default_factory=list)
+    _decoded: dict = field(default_factory=dict, repr=False)  # (kind, shape code) → its decoded value
 
     def __len__(self):
         return len(self.name)
@@ -152,18 +140,20 @@ class Trace:
     def distinct_shapes(self, rows: np.ndarray, kind=ShapeArgs) -> tuple[np.ndarray, list]:
         """The rows' recorded shapes as a code per row into a list of distinct decoded values.
 
-        The same shapes recur step after step, so each row's fields are found as raw JSON and each distinct
-        text is decoded once; later stages work per distinct value and index back with the codes."""
-        find = msgspec.json.Decoder(FINDERS[kind, self.dims_1x]).decode
-        code_of: dict[tuple, int] = {}
-        codes = np.empty(len(rows), dtype=np.int64)
-        for j, i in enumerate(rows):
-            try:
-                key = tuple(map(bytes, msgspec.structs.astuple(find(self.raw_args[i]))))
-            except msgspec.DecodeError:
-                key = ()
-            codes[j] = code_of.setdefault(key, len(code_of))
-        return codes, [_from_fields(kind, key) for key in code_of]
+        The same shapes recur step after step, so the reader kept each distinct text once; it is decoded once,
+        and later stages work per distinct value and index back with the codes."""
+        distinct, first, codes = np.unique(self.shape[rows], return_index=True, return_inverse=True)
+        order = np.argsort(first)  # the values in the order the rows first show them
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return rank[codes.reshape(-1)], [self._shape_value(kind, code) for code in distinct[order].tolist()]
+
+    def _shape_value(self, kind, code: int):
+        if (kind, code) not in self._decoded:
+            dims, dims_1x, types, concrete = self.shape_keys[code]
+            texts = (dims_1x if self.dims_1x else dims, types, concrete)[:len(kind.__struct_fields__)]
+            self._decoded[kind, code] = _from_fields(kind, tuple(t or b"[]" for t in texts))
+        return self._decoded[kind, code]
 
     def on_one_axis(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Times of these rows with each thread's timeline laid after the previous one's, so that one sorted
@@ -184,8 +174,6 @@ class Trace:
 
 def _from_fields(kind, texts: tuple):
     """A `kind` from its fields' JSON texts, validated as a whole; empty when they do not fit it."""
-    if not texts:
-        return kind()
     names = kind.__struct_encode_fields__
     fields = b",".join(msgspec.json.encode(name) + b":" + text for name, text in zip(names, texts))
     try:
@@ -194,86 +182,112 @@ def _from_fields(kind, texts: tuple):
         return kind()
 
 
-def load_trace(path: Location) -> Trace:
-    """Read one trace file (a local path or an fsspec URL) into columns. Raises TraceError with a one-line
-    reason."""
+def load_trace(path: Location, ranges=None) -> Trace:
+    """Read one trace file (a local path or an fsspec URL) into columns, a block at a time; where `ranges`
+    (split.py's Ranges) is given, a large plain file by several processes at once. Raises TraceError with a
+    one-line reason."""
     path = path if is_url(path) else Path(path)
     try:
-        parsed, warnings = decode(read_bytes(path, open_binary), path)
-    except OSError as e:
-        raise TraceError(f"{path}: cannot read ({e.strerror or e})") from None
-    except RecursionError:
-        raise TraceError(f"{path}: not a Kineto trace (JSON nested too deeply)") from None
-    events = [e for e in parsed.traceEvents if e.ph == "X"]
-    interned: dict[str, int] = {}
-    category: dict[str, int] = {}
-    threads: dict[tuple, int] = {}
-    # one pass over the events for every column (a structured array, split below): Python's per-event work
-    # is the cost here, not numpy's
-    columns = np.fromiter(((e.ts, e.dur, interned.setdefault(e.name, len(interned)),
-                            category.setdefault(e.cat, len(category)), threads.setdefault((e.pid, e.tid), len(threads)))
-                           for e in events), EVENT_COLUMNS, len(events))
-    ts, dur, name, cat, thread = (np.ascontiguousarray(columns[f]) for f in ("ts", "dur", "name", "cat", "thread"))
-    del columns
+        reading, top, header, blocks = _read(path, ranges)
+        parts = ranges.readings() if ranges else []
+    except TraceError:
+        if not (ranges and ranges.futures):
+            raise
+        parts = None  # the last range started at a wrong cut (the range before it failed too): read in one pass
+    finally:
+        if ranges:
+            ranges.close()
+    if parts is None or (ranges and ranges.futures and reading.dropped):  # proven wrong, or wrong types to place
+        reading, top, header, blocks = _read(path, None)
+    elif parts:
+        reading.columns = merged([part.columns for part in parts] + [reading.columns])
+        reading.elements += sum(part.elements for part in parts)
+        del parts  # their columns are in the whole's now
+    columns, warnings = reading.columns, reading.notes()
+    if blocks.cut_short or top.cut_short:
+        warnings.append(Note("file_cut_short", {"why": blocks.cut_short or top.cut_short, "events": reading.elements,
+                                                "bytes_read": blocks.size,
+                                                "mb_read": round(blocks.size / MEGA, 1)}))
+    rows = columns.events.done()
+    ts, dur = rows["ts"], rows["dur"]
     timed = np.isfinite(ts) & np.isfinite(dur) & (np.abs(dur) <= MAX_EVENT_US)
     if timed.any():  # a time far from the others' would leave no precision to the rest in one float axis
         timed &= np.abs(ts - np.median(ts[timed])) <= MAX_EVENT_US
+    collectives = collective_sizes(columns.collectives)
     if not timed.all():
         warnings.append(Note("unusable_times", {"events": int((~timed).sum())}))
-        events = [e for e, keep in zip(events, timed) if keep]
-        ts, dur, name, cat, thread = (column[timed] for column in (ts, dur, name, cat, thread))
-    if not events:
+        new_row = np.cumsum(timed) - 1
+        collectives = {int(new_row[r]): size for r, size in collectives.items() if timed[r]}
+        for name in rows:  # one column at a time: memory holds the columns about once
+            rows[name] = rows[name][timed]
+    if not len(rows["ts"]):
         raise TraceError(f"{path}: the trace holds no complete ('X') events with a time")
+    ts, dur, cat = rows["ts"], rows["dur"], rows["cat"]
 
-    cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in category}
+    cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in columns.categories}
     kind = np.array(list(cats.values()), np.int8)[cat]
-    counts = np.bincount(cat, minlength=len(category))
+    counts = np.bincount(cat, minlength=len(cats))
     unknown = sorted(c for c, k in cats.items()
-                     if k == OTHER and c.lower() not in IGNORED_CATEGORIES and counts[category[c]])
+                     if k == OTHER and c.lower() not in IGNORED_CATEGORIES and counts[columns.categories[c]])
     if unknown:
-        warnings.append(Note("unknown_categories", {"categories": [{"category": c, "events": int(counts[category[c]])}
-                                                                   for c in unknown]}))
+        warnings.append(Note("unknown_categories", {"categories": [
+            {"category": c, "events": int(counts[columns.categories[c]])} for c in unknown]}))
     if (dur < 0).any():
         warnings.append(Note("negative_durations", {"events": int((dur < 0).sum())}))
         dur = np.maximum(dur, 0)
     origin = float(ts.min())
-    raw_args = [e.args for e in events]
-
-    correlation = np.full(len(events), -1, dtype=np.int64)
-    nbytes = np.zeros(len(events), dtype=np.int64)
-    device = np.full(len(events), -1, dtype=np.int64)
-    decode_launch = msgspec.json.Decoder(LaunchArgs).decode
-    for i in np.flatnonzero((kind == RUNTIME) | np.isin(kind, DEVICE_KINDS)):
-        try:
-            args = decode_launch(raw_args[i])
-        except msgspec.DecodeError:
-            continue
-        correlation[i], nbytes[i], device[i] = args.correlation, args.bytes, args.device
+    start = np.subtract(ts, origin, out=ts)  # in place, as below: the columns are not copied
+    device = rows["device"]
     ran_on = device[np.isin(kind, DEVICE_KINDS) & (device >= 0)]
-
-    metadata, said = read_metadata(parsed.mfu_analyzer)
+    others = (kind != RUNTIME) & ~np.isin(kind, DEVICE_KINDS)  # the launch args of these rows are not read
+    rows["correlation"][others], rows["nbytes"][others] = -1, 0
+    metadata, said = read_metadata(header.mfu_analyzer)
     warnings += said
-    devices = parsed.deviceProperties or parsed.computeProperties
+    devices = header.deviceProperties or header.computeProperties
     device_names = [d.name for d in devices]
-    memory = memory_events([e for e in parsed.traceEvents if e.name == MEMORY_EVENT and e.ph == "i"], origin)
+    shape_keys = [key.split(SEPARATOR) for key in columns.shapes]
     return Trace(
-        path=path, names=list(interned), name=name, kind=kind, start=ts - origin, end=ts - origin + dur,
-        thread=thread, correlation=correlation, nbytes=nbytes, raw_args=raw_args, origin_us=origin,
-        device_names=device_names, threads=list(threads), distributed=parsed.distributedInfo or {},
-        metadata=metadata, memory=memory,
+        path=path, names=list(columns.names), name=rows["name"], kind=kind, start=start, end=start + dur,
+        thread=rows["thread"], correlation=rows["correlation"], nbytes=rows["nbytes"], shape=rows["shape"],
+        shape_keys=shape_keys, collectives=collectives,
+        origin_us=origin, device_names=device_names, threads=list(columns.threads),
+        distributed=header.distributedInfo or {}, metadata=metadata,
+        memory=memory_events(columns.memory.done(), origin),
         device_memory=[int(m) if 0 < (m := d.totalGlobalMem) < math.inf else 0 for d in devices],
         kernel_device=int(np.bincount(ran_on).argmax()) if len(ran_on) else -1,
-        backend=backend_of(set(cats), interned, device_names), dims_1x=spelled_1x(raw_args, kind), warnings=warnings,
+        backend=backend_of(set(cats), columns.names, device_names),
+        dims_1x=spelled_1x(rows["shape"][kind == OP][:200], shape_keys), warnings=warnings,
     )
 
 
-def spelled_1x(raw_args: list, kind: np.ndarray) -> bool:
+def _read(path: Location, ranges) -> tuple[Reading, TopLevel, Header, Blocks]:
+    """One walk over the file, its first ranges handed to other processes where `ranges` splits it."""
+    reading, blocks = Reading(path=path), Blocks(path, open_binary)
+    try:
+        top = Walk(blocks, HEADER_KEYS, reading.take, path, ranges.split if ranges else None).run()
+        return reading, top, _header(top.values, path), blocks
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read ({e.strerror or e})") from None
+    except RecursionError:
+        raise TraceError(f"{path}: not a Kineto trace (JSON nested too deeply)") from None
+
+
+def _header(values: dict[str, bytes], path: Location) -> Header:
+    """The top-level keys read besides the events, checked together as one object."""
+    text = b"{" + b",".join(msgspec.json.encode(k) + b":" + v for k, v in values.items()) + b"}"
+    try:
+        return msgspec.json.decode(text, type=Header)
+    except msgspec.DecodeError as e:
+        raise TraceError(f"{path}: not a Kineto trace ({e})") from None
+
+
+def spelled_1x(codes: np.ndarray, shape_keys: list[list[bytes]]) -> bool:
     """Whether the ops' args spell the shapes "Input dims", judged on the first ops that record any."""
-    for i in np.flatnonzero(kind == OP)[:200]:
-        raw = bytes(raw_args[i])
-        if b'"Input Dims"' in raw:
+    for code in codes.tolist():
+        dims, dims_1x = shape_keys[code][:2]
+        if dims:
             return False
-        if b'"Input dims"' in raw:
+        if dims_1x:
             return True
     return False
 

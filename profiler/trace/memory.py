@@ -7,22 +7,10 @@ ROCm builds use too) and `Device Id`. The 2021 traces carry `Bytes` alone: only 
 
 from dataclasses import dataclass
 
-import msgspec
 import numpy as np
 
-MEMORY_EVENT = "[memory]"
 CPU_DEVICE_TYPE = 0
 DEVICE_TYPES = {0: "cpu", 1: "cuda", 12: "xpu", 13: "mps", 15: "hpu", 19: "mtia", 20: "privateuse1"}
-
-
-class MemoryArgs(msgspec.Struct, rename={"nbytes": "Bytes", "allocated": "Total Allocated",
-                                         "reserved": "Total Reserved", "device_type": "Device Type",
-                                         "device_id": "Device Id"}):
-    nbytes: int = 0
-    allocated: int = -1  # -1: not recorded (Bytes-only traces)
-    reserved: int = -1
-    device_type: int = CPU_DEVICE_TYPE
-    device_id: int = -1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,32 +44,19 @@ def device_label(device: tuple[int, int]) -> str:
     return name if kind == CPU_DEVICE_TYPE or index < 0 else f"{name}:{index}"
 
 
-def memory_events(events: list, origin_us: float) -> MemoryEvents:
-    """The `[memory]` instant events among a trace's decoded events, their args decoded in one call (a list of
-    their raw texts); events without a finite time or with args of another shape are left out."""
-    ts = np.fromiter((e.ts for e in events), float, len(events))
-    decoded: list[MemoryArgs | None]
-    try:
-        decoded = msgspec.json.decode(b"[" + b",".join(bytes(e.args) for e in events) + b"]", type=list[MemoryArgs])
-    except msgspec.DecodeError:  # one of another shape: each on its own, that one left out
-        decoded = [_args(e.args) for e in events]
-        ts[[a is None for a in decoded]] = np.nan
-    keep = np.isfinite(ts)
-    if not keep.any():
+def memory_events(columns: dict[str, np.ndarray], origin_us: float) -> MemoryEvents:
+    """The `[memory]` events in time order, from the reader's columns (trace/columns.py); those without a finite
+    time are left out."""
+    finite = np.isfinite(columns["ts"])
+    recorded = {name: column[finite] for name, column in columns.items()}
+    if not finite.any():
         return NO_MEMORY_EVENTS
-    devices: dict[tuple[int, int], int] = {}
-    columns = np.array([(a.nbytes, a.allocated, a.reserved, devices.setdefault((a.device_type, a.device_id),
-                                                                               len(devices)))
-                        for a, k in zip(decoded, keep) if k and a is not None],
-                       dtype=[("nbytes", "i8"), ("allocated", "i8"), ("reserved", "i8"), ("device", "i4")])
-    ts = ts[keep] - origin_us
+    pairs = recorded["device_type"] * (1 << 32) + recorded["device_id"]  # a device's (type, id), in one number
+    _, first, code = np.unique(pairs, return_index=True, return_inverse=True)
+    by_first = np.argsort(first)  # devices numbered in the order they first appear
+    device = np.argsort(by_first)[code.reshape(-1)].astype(np.int32)
+    devices = [(int(recorded["device_type"][first[k]]), int(recorded["device_id"][first[k]])) for k in by_first]
+    ts = recorded["ts"] - origin_us
     order = np.argsort(ts, kind="stable")
-    return MemoryEvents(ts=ts[order], nbytes=columns["nbytes"][order], allocated=columns["allocated"][order],
-                        reserved=columns["reserved"][order], device=columns["device"][order], devices=list(devices))
-
-
-def _args(raw) -> MemoryArgs | None:
-    try:
-        return msgspec.json.decode(raw, type=MemoryArgs)
-    except msgspec.DecodeError:
-        return None
+    return MemoryEvents(ts=ts[order], nbytes=recorded["nbytes"][order], allocated=recorded["allocated"][order],
+                        reserved=recorded["reserved"][order], device=device[order], devices=devices)

@@ -81,7 +81,7 @@ def bad_inputs(tmp_path):
     cases = {
         "empty.json": b"",
         "notjson.json": b"this is not json",
-        "truncated.json": real[: len(real) // 2],
+        "cut_in_header.json": real[:300],
         "fake.json.gz": b"{\"traceEvents\": []}",
         "array.json": b"[1, 2, 3]",
         "noevents.json": b"{\"schemaVersion\": 1}",
@@ -99,6 +99,25 @@ def test_bad_input_gets_one_line_and_status_2(tmp_path):
         assert status == 2, (name, stdout, stderr)
         assert stderr.startswith("error: ") and stderr.count("\n") == 1, (name, stderr)
         assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_trace_cut_short_is_reported_on_what_was_read(tmp_path, gzipped):
+    """A profiler killed while writing leaves half a file: its whole events are analysed, with a warning that
+    says where it ends; the counted FLOPs are those of the ops read, fewer than the whole file's."""
+    source = ROOT / "tests" / "fixtures" / "h200_gpt_bf16_eager.pt.trace.json.gz"
+    data = gzip.compress(gzip.decompress(source.read_bytes())) if gzipped else gzip.decompress(source.read_bytes())
+    cut = tmp_path / ("half.json.gz" if gzipped else "half.json")
+    cut.write_bytes(data[: len(data) // 2])
+    status, _, stderr = analyze("analyze", cut, "--json", tmp_path / "r.json")
+    assert status == 0 and "Traceback" not in stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    (said,) = [w["numbers"] for w in report["warnings_data"] if w["code"] == "file_cut_short"]
+    assert said["why"] == ("the gzip stream ends early" if gzipped else "the file ends inside traceEvents")
+    assert 9000 < said["events"] < 11000 and 3.0e6 < said["bytes_read"] < 4.0e6
+    whole = analyze_path(source, Options())
+    assert 0 < report["mfu"]["flops_per_step"]["counted"] < whole["mfu"]["flops_per_step"]["counted"]
+    invariants_hold(report)
 
 
 def test_collectives_with_recorded_message_sizes(tmp_path):

@@ -1,4 +1,4 @@
-"""Reading a trace: gzip in chunks (whatever its trailer says), and shapes decoded once per distinct text."""
+"""Reading a trace: gzip in blocks (every member of it), and shapes decoded once per distinct text."""
 
 import gzip
 
@@ -7,18 +7,19 @@ import pytest
 from synth import op, step, write
 
 from profiler.trace.errors import TraceError
-from profiler.trace.load import DimsArgs, ShapeArgs, load_trace, read_bytes, trace_files
+from profiler.trace.load import DimsArgs, ShapeArgs, load_trace, trace_files
 from profiler.trace.location import as_location, open_binary
+from profiler.trace.stream import Blocks
 
 
 def test_a_gzip_of_several_members_is_read_whole(tmp_path):
-    """The trailer gives the last member's size only: the buffer sized from it grows to hold the rest."""
+    """Two gzip members, one after the other, decompress as one stream."""
     plain = write(tmp_path / "t.json", [step(1, 0, 100)] + [op(f"aten::op{i}", i, 1) for i in range(2000)])
     text = plain.read_bytes()
     half = len(text) // 2
     gz = tmp_path / "t.json.gz"
     gz.write_bytes(gzip.compress(text[:half]) + gzip.compress(text[half:]))
-    assert read_bytes(gz, open_binary) == text
+    assert b"".join(Blocks(gz, open_binary, block=1000)) == text
     assert len(load_trace(gz)) == len(load_trace(plain)) == 2001
 
 

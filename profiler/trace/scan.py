@@ -1,0 +1,242 @@
+"""The top level of a trace's JSON, walked block by block: each key's value, and traceEvents' elements cut into
+chunks of whole events for the decoder, so that no more than a block or two is ever held.
+
+A cut is first guessed where the block's last event seems to end (`}` `,` `{`, the way every Kineto writer and
+json.dumps separate events) and the decoder confirms it: a cut inside an event or a string leaves brackets
+unbalanced, which no decoder accepts. Where the guess fails, and at the array's end, an exact scanner finds the
+elements' boundaries by tracking strings and nesting, vectorized over the block."""
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from profiler.trace.errors import TraceError
+
+WHITESPACE = b" \t\r\n"
+STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+STRUCTURAL = np.zeros(256, bool)
+STRUCTURAL[list(b",[]{}")] = True
+NESTING = np.zeros(256, np.int8)
+NESTING[list(b"[{")], NESTING[list(b"]}")] = 1, -1
+VALUE_START = b'"-0123456789['  # the first byte of a JSON value other than an object or a literal
+
+
+@dataclass
+class TopLevel:
+    """What the walk found besides the events: the wanted keys' values as raw JSON, and how it ended."""
+
+    values: dict[str, bytes] = field(default_factory=dict)
+    has_events: bool = False
+    cut_short: str = ""  # why the file ended before its top-level object closed, or empty
+
+
+def outline(buf: bytes, lo: int, hi: int) -> tuple[np.ndarray, int]:
+    """Inside an array's or object's content, from `lo` (outside any string, at the content's depth) to `hi`:
+    the positions of the commas at that depth, and of the bracket that closes the content (-1 if not before hi).
+    A string may run past hi: its commas and brackets are not counted."""
+    data = np.frombuffer(buf, np.uint8, hi - lo, lo)
+    quotes = np.flatnonzero(data == 0x22)
+    after_backslash = quotes[(quotes > 0) & (data[np.maximum(quotes - 1, 0)] == 0x5C)]
+    if len(after_backslash):  # a quote after an odd run of backslashes is part of its string
+        escaped = [q for q in after_backslash.tolist() if _backslashes_before(data, q) % 2]
+        quotes = np.setdiff1d(quotes, escaped, assume_unique=True)
+    marks = np.flatnonzero(STRUCTURAL[data])
+    marks = marks[np.searchsorted(quotes, marks) % 2 == 0]  # an even number of quotes before: outside strings
+    depth = np.cumsum(NESTING[data[marks]], dtype=np.int64)
+    closed = np.flatnonzero(depth < 0)
+    end = int(closed[0]) if len(closed) else len(marks)
+    commas = marks[:end][(depth[:end] == 0) & (data[marks[:end]] == 0x2C)]
+    return commas + lo, int(marks[end]) + lo if len(closed) else -1
+
+
+def _backslashes_before(data: np.ndarray, at: int) -> int:
+    n = 0
+    while at - n - 1 >= 0 and data[at - n - 1] == 0x5C:
+        n += 1
+    return n
+
+
+class Walk:
+    """One pass over the blocks. `decode(text, exact)` gets each chunk of whole elements of traceEvents as a JSON
+    array; it returns False where the text is not one (a guessed cut that was wrong), and with exact=True raises
+    instead, for then the bytes themselves are at fault.
+
+    `split(offset)`, where given, is called where the events begin (that byte of the file): it may have other
+    processes read the first events and return the offset of an event where this walk goes on."""
+
+    def __init__(self, blocks, wanted: set[str], decode: Callable[[bytes, bool], bool], path,
+                 split: Callable[[int], int | None] | None = None):
+        self.source = blocks
+        self.blocks: Iterator[bytes] = iter(blocks)
+        self.wanted, self.decode, self.path, self.split = wanted, decode, path, split
+        self.buf, self.pos, self.ended = b"", 0, False
+        self.offset = 0  # the file's byte at buf[0]
+        self.tail_whole = True
+        self.found = TopLevel()
+
+    def run(self) -> TopLevel:
+        if self._next_byte() != b"{":
+            if not self.buf.strip():
+                raise TraceError(f"{self.path}: empty file")
+            rest = self.buf[self.pos:self.pos + 5]
+            if rest[0] not in VALUE_START and not rest.startswith((b"null", b"true", b"false")):
+                raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt (it does not start with a "
+                                 f"JSON value)")
+            raise TraceError(f"{self.path}: not a Kineto trace (no object with traceEvents)")
+        self.pos += 1
+        while not self.found.cut_short:
+            if self._next_byte() == b"}":
+                self.pos += 1
+                if self._next_byte():
+                    raise TraceError(f"{self.path}: not valid JSON (more data after the top-level object)")
+                break
+            key = self._key()
+            if key is None:
+                break
+            if key == "traceEvents":
+                self._events()
+            else:
+                self._value(key)
+            if self.found.cut_short:
+                break
+            follows = self._next_byte()
+            if follows == b",":
+                self.pos += 1
+            elif follows != b"}":
+                self._cut_or_fail(follows, "after a top-level value")
+        if not self.found.has_events:
+            detail = f" ({self.found.cut_short})" if self.found.cut_short else ""
+            raise TraceError(f"{self.path}: not a Kineto trace (no object with traceEvents){detail}")
+        return self.found
+
+    def _more(self) -> bool:
+        """Append the next block to what is left unread; False at the end of the file."""
+        if self.ended:
+            return False
+        block = next(self.blocks, None)
+        if block is None:
+            self.ended = True
+            return False
+        self.offset += self.pos
+        self.buf = self.buf[self.pos:] + block
+        self.pos = 0
+        return True
+
+    def _next_byte(self) -> bytes:
+        """The next byte that is not whitespace (left unread), or b"" at the end of the file."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in WHITESPACE:
+                self.pos += 1
+            if self.pos < len(self.buf) or not self._more():
+                return self.buf[self.pos:self.pos + 1]
+
+    def _cut_or_fail(self, found: bytes, where: str):
+        if not found:
+            self.found.cut_short = f"the file ends {where}"
+            return
+        raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt (unexpected {found!r} {where})")
+
+    def _key(self) -> str | None:
+        if self._next_byte() != b'"':
+            self._cut_or_fail(self.buf[self.pos:self.pos + 1], "where a key should be")
+            return None
+        while (match := STRING.match(self.buf, self.pos)) is None:
+            if not self._more():
+                self._cut_or_fail(b"", "inside a key")
+                return None
+        self.pos = match.end()
+        if self._next_byte() != b":":
+            self._cut_or_fail(self.buf[self.pos:self.pos + 1], "after a key")
+            return None
+        self.pos += 1
+        self._next_byte()
+        return msgspec.json.decode(match.group())
+
+    def _value(self, key: str):
+        """Skip a top-level value, keeping its text if it is wanted; more blocks are read while it goes on."""
+        while True:
+            commas, close = outline(self.buf, self.pos, len(self.buf))
+            end = int(commas[0]) if len(commas) else close
+            if end >= 0:
+                break
+            if not self._more():
+                self._cut_or_fail(b"", f"inside the value of {key}")
+                return
+        if key in self.wanted:
+            self.found.values[key] = self.buf[self.pos:end].strip()
+        self.pos = end
+
+    def _events(self):
+        if self._next_byte() != b"[":
+            raise TraceError(f"{self.path}: not a Kineto trace (traceEvents is not a list)")
+        self.found.has_events = True
+        self.pos += 1
+        if self.split and (resume := self.split(self.offset + self.pos)) is not None:
+            self.source.seek(resume)
+            self.buf, self.pos, self.offset = b"", 0, resume
+        if not self.elements():  # the file ends inside the array: its whole events are what was read
+            self.found.cut_short = "the file ends inside traceEvents"
+
+    def elements(self) -> bool:
+        """Decode the array's elements from here on, chunk by chunk; True once its end is read. False where the
+        bytes end first: then the whole elements are decoded, the last one too where it is whole (`tail_whole`)."""
+        while self._more():
+            cut = self._guess_cut()
+            if cut >= 0 and self.decode(b"[" + self.buf[self.pos:cut] + b"]", False):
+                self.pos = cut + 1
+            elif self._exact_cut():
+                return True
+        if self._exact_cut():
+            return True
+        tail = self.buf[self.pos:].strip()  # the last event may be whole, its comma or the array's end not written
+        self.tail_whole = not tail or self.decode(b"[" + tail + b"]", False)
+        return False
+
+    def _guess_cut(self) -> int:
+        """The position of the comma after the last event that seems to end in the buffer, or -1."""
+        hi = len(self.buf)
+        for _ in range(64):
+            end = self.buf.rfind(b"}", self.pos, hi)
+            if end < 0:
+                return -1
+            if (comma := _comma_between_objects(self.buf, end)) >= 0:
+                return comma
+            hi = end
+        return -1
+
+    def _exact_cut(self) -> bool:
+        """Decode the whole elements in the buffer, found exactly; True when the array's end was among them."""
+        commas, close = outline(self.buf, self.pos, len(self.buf))
+        end = close if close >= 0 else int(commas[-1]) if len(commas) else -1
+        if end >= 0:
+            if self.buf[self.pos:end].strip():
+                self.decode(b"[" + self.buf[self.pos:end] + b"]", True)
+            self.pos = end + 1
+        return close >= 0
+
+
+def first_cut(buf: bytes) -> int:
+    """The position of the comma after the first event that seems to end in buf, or -1."""
+    end = buf.find(b"}")
+    while end >= 0:
+        if (comma := _comma_between_objects(buf, end)) >= 0:
+            return comma
+        end = buf.find(b"}", end + 1)
+    return -1
+
+
+def _comma_between_objects(buf: bytes, end: int) -> int:
+    """Where the `}` at `end` is followed by a comma and a `{` (whitespace aside), the comma's position; else -1."""
+    comma = _skip_whitespace(buf, end + 1)
+    if buf[comma:comma + 1] == b"," and buf[_skip_whitespace(buf, comma + 1):][:1] == b"{":
+        return comma
+    return -1
+
+
+def _skip_whitespace(buf: bytes, at: int) -> int:
+    while at < len(buf) and buf[at] in WHITESPACE:
+        at += 1
+    return at
