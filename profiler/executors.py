@@ -24,10 +24,11 @@ CONNECT_TIMEOUT = "10s"  # an unreachable scheduler is an error after this long,
 ADDRESS = re.compile(r"^([a-z+]+://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d+$|^inproc://\S+$")
 
 
-# a worker's peak memory, by the reader's model (README, "Memory"): the interpreter with the stages' code, and per
-# byte of a trace's JSON the columns the reader keeps (56 bytes a complete event) and the stages' arrays over them
+# a worker's peak memory, by the reader's model (README, "The memory model"): the interpreter with the stages'
+# code, and about 230 bytes per complete event (the reader's columns and the stages' arrays over them), which
+# takes 310 to 790 bytes of JSON
 WORKER_BASE_BYTES = 60e6
-WORKER_BYTES_PER_JSON_BYTE = 0.4
+WORKER_BYTES_PER_JSON_BYTE = 0.8
 GZIP_RATIO = 12  # a Kineto trace's JSON is some 8 to 15 times its gzip
 
 

@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "traces" / "tbplugin_resnet50_nw0" / "worker0.1623143089861.pt.trace.json.gz"
 
 
-def repeat_trace(source: Path, copies: int, out: Path) -> int:
+def repeat_trace(source: Path, copies: int, out: Path) -> tuple[int, int, int]:
     """Write `copies` back-to-back repetitions of the source trace's events, one copy at a time (a 3 GB trace
-    is never held); returns the event count."""
+    is never held); returns the count of events, of complete ones and of memory ones."""
     opener = gzip.open if source.suffix == ".gz" else open
     with opener(source, "rt") as f:
         trace = json.load(f)
@@ -56,15 +56,17 @@ def repeat_trace(source: Path, copies: int, out: Path) -> int:
     id_stride = max(ids) + 1
     trace["traceEvents"] = ["EVENTS"]
     head, tail = json.dumps(trace).split('"EVENTS"')
-    written = 0
+    written = complete = memory = 0
     with open(out, "w") as f:
         f.write(head)
         for k in range(copies):
             copy = [shifted(e, k, span, id_stride, n_steps) for e in events if not (k and e.get("ph") == "M")]
             f.write((", " if k else "") + json.dumps(copy)[1:-1])
             written += len(copy)
+            complete += sum(e.get("ph") == "X" for e in copy)
+            memory += sum(e.get("ph") == "i" and e.get("name") == "[memory]" for e in copy)
         f.write(tail)
-    return written
+    return written, complete, memory
 
 
 def shifted(e: dict, k: int, span: float, id_stride: int, n_steps: int) -> dict:
@@ -82,22 +84,15 @@ def shifted(e: dict, k: int, span: float, id_stride: int, n_steps: int) -> dict:
     return e
 
 
+# the memory model of the README: a process's base, and bytes per complete event (the reader's columns and the
+# stages' arrays over them) and per memory event
+MODEL_BASE, MODEL_PER_COMPLETE, MODEL_PER_MEMORY = 50e6, 230, 48
 # the floor of the reader before issue 35: the whole file read into memory, then decoded with msgspec in one call
 # into events with their args kept as raw JSON
 OLD_FLOOR = """
-import math, sys, msgspec
-class Event(msgspec.Struct):
-    ph: str = ""
-    cat: str = ""
-    name: str = ""
-    pid: int | str = 0
-    tid: int | str = 0
-    ts: float = math.nan
-    dur: float = math.nan
-    args: msgspec.Raw = msgspec.Raw(b"{}")
-class TraceFile(msgspec.Struct):
-    traceEvents: list[Event]
-import gzip
+import gzip, sys, msgspec
+from profiler.trace.jsonfile import LooseArgsEvent  # the old reader's event: its fields, args as raw JSON
+TraceFile = msgspec.defstruct("TraceFile", [("traceEvents", list[LooseArgsEvent])])
 with (gzip.open if sys.argv[1].endswith(".gz") else open)(sys.argv[1], "rb") as f:
     data = f.read()
 msgspec.json.decode(data, type=TraceFile)
@@ -215,33 +210,34 @@ def as_ranks(source: Path, folder: Path, ranks: int) -> list[Path]:
 
 
 def one_file(big: Path, rounds: int, baseline: Path | None = None) -> float:
-    """The analyzer against the old floor (the whole file read, then decoded in one call) and the new one (the
-    chunked decode alone), and against the analyzer of another checkout where given, alternated, each in a
-    fresh process; returns the analyzer's median wall time."""
-    walls, old_ratios, new_ratios, base_ratios = [], [], [], []
-    print("round | old floor s | new floor s | analyze s | / old floor | / new floor | old floor MB | new floor MB "
-          "| analyze MB" + (" | baseline s | baseline MB" if baseline else ""))
+    """The analyzer (every core: a large file is read by as many processes; and --jobs=1) against the old floor
+    (the whole file read, then decoded in one call) and the new one (the chunked decode alone), and against the
+    analyzer of another checkout where given, alternated, each in a fresh process; returns the analyzer's
+    median wall time."""
+    cores = os.cpu_count() or 1
+    times: dict[str, list[float]] = {}
+    print("round | old floor s | new floor s | analyze s | --jobs=1 s | old floor MB | new floor MB | analyze MB "
+          "(all processes) | --jobs=1 MB" + (" | baseline s | baseline MB" if baseline else ""))
     for k in range(rounds):
         old, old_mb = run([sys.executable, "-c", OLD_FLOOR, str(big)])
         new, new_mb = run([sys.executable, "-c", NEW_FLOOR, str(big)])
-        wall, peak_mb = analyze(big)
-        walls.append(wall)
-        old_ratios.append(wall / old)
-        new_ratios.append(wall / new)
-        line = (f"{k + 1:5d} | {old:11.2f} | {new:11.2f} | {wall:9.2f} | {wall / old:11.2f} | {wall / new:11.2f} | "
-                f"{old_mb:12.0f} | {new_mb:12.0f} | {peak_mb:10.0f}")
+        wall, peak_mb = analyze(big, cores, sample_tree=True)
+        one, one_mb = analyze(big, 1)
+        line = (f"{k + 1:5d} | {old:11.2f} | {new:11.2f} | {wall:9.2f} | {one:10.2f} | {old_mb:12.0f} | "
+                f"{new_mb:12.0f} | {peak_mb:26.0f} | {one_mb:11.0f}")
+        row = {"analyze": wall, "--jobs=1": one, "old floor": old, "new floor": new}
         if baseline:
-            base, base_mb = analyze(big, root=baseline)
-            base_ratios.append(base / wall)
-            line += f" | {base:10.2f} | {base_mb:11.0f}"
+            row["baseline"], base_mb = analyze(big, cores, root=baseline)
+            line += f" | {row['baseline']:10.2f} | {base_mb:11.0f}"
+        for name, value in row.items():
+            times.setdefault(name, []).append(value)
         print(line, flush=True)
-    for what, ratios in (("the old floor", old_ratios), ("the new floor", new_ratios),
-                         ("baseline / analyze", base_ratios)):
-        if ratios:
-            print(f"analyze / {what}: median {statistics.median(ratios):.2f} over {rounds} rounds "
-                  f"({min(ratios):.2f}-{max(ratios):.2f})" if what[0] == "t" else
-                  f"{what}: median {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
-    return statistics.median(walls)
+    ratios = [("analyze", "old floor"), ("--jobs=1", "old floor"), ("analyze", "new floor"),
+              ("--jobs=1", "new floor")] + ([("baseline", "analyze")] if baseline else [])
+    for a, b in ratios:
+        r = [x / y for x, y in zip(times[a], times[b])]
+        print(f"{a} / {b}: median {statistics.median(r):.2f} over {rounds} rounds ({min(r):.2f}-{max(r):.2f})")
+    return statistics.median(times["analyze"])
 
 
 def main():
@@ -265,15 +261,19 @@ def main():
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        copies = args.copies if not args.size else copies_for(args.source, memory_size(args.size), tmp)
         big = args.keep or tmp / "large.pt.trace.json"
-        # built in a child process: a child's peak memory starts from its parent's, so the parent stays small
+        # built in a child process: a child's peak memory starts from its parent's (Linux keeps the high-water
+        # mark of the memory it forked from), so the parent stays small
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            n_events = pool.submit(repeat_trace, args.source, copies, big).result()
+            copies = args.copies if not args.size else pool.submit(
+                copies_for, args.source, memory_size(args.size), tmp).result()
+            n_events, complete, memory = pool.submit(repeat_trace, args.source, copies, big).result()
         print(f"trace: {big.stat().st_size / 1e6:.0f} MB, {n_events:,} events ({copies} copies of "
               f"{args.source.name}); {os.cpu_count() or 1} cores\n")
         one = one_file(big, args.rounds, args.baseline)
-        print(f"{one / n_events * 1e6:.2f} µs per event")
+        print(f"{one / n_events * 1e6:.2f} µs per event; the memory model (README) predicts "
+              f"{(MODEL_BASE + MODEL_PER_COMPLETE * complete + MODEL_PER_MEMORY * memory) / 1e6:.0f} MB for "
+              f"{complete:,} complete and {memory:,} memory events")
 
         gz = tmp / "large.pt.trace.json.gz"
         with open(big, "rb") as f, gzip.open(gz, "wb", compresslevel=1) as out:

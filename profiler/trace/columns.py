@@ -45,8 +45,10 @@ class Table:
     def append(self, values: dict):
         n = len(next(iter(values.values())))
         for name, column in self.columns.items():
-            if self.rows + n > len(column):
-                column = self.columns[name] = np.resize(column, max(self.rows + n, 2 * len(column)))
+            if self.rows + n > len(column):  # the rows copied over; the rest is untouched, so takes no memory yet
+                grown = np.empty(max(self.rows + n, 2 * len(column)), column.dtype)
+                grown[:self.rows] = column[:self.rows]
+                column = self.columns[name] = grown
             column[self.rows:self.rows + n] = values[name]
         self.rows += n
 
@@ -91,12 +93,11 @@ class Columns:
             for i, name in enumerate(names):
                 if name == COLLECTIVE_CALL:
                     self.collectives[first_row + i] = (bytes(args[i].nelems), bytes(args[i].dtype))
-        if memory := [e.args for e in events if e.ph == "i" and e.name == MEMORY_EVENT]:
-            self.memory.append({"ts": [e.ts for e in events if e.ph == "i" and e.name == MEMORY_EVENT],
-                                "nbytes": [a.mem_bytes for a in memory], "allocated": [a.allocated for a in memory],
-                                "reserved": [a.reserved for a in memory],
-                                "device_type": [a.device_type for a in memory],
-                                "device_id": [a.device_id for a in memory]})
+        if memory := [e for e in events if e.ph == "i" and e.name == MEMORY_EVENT]:
+            args = [e.args for e in memory]
+            self.memory.append({"ts": [e.ts for e in memory], "nbytes": [a.mem_bytes for a in args],
+                                "allocated": [a.allocated for a in args], "reserved": [a.reserved for a in args],
+                                "device_type": [a.device_type for a in args], "device_id": [a.device_id for a in args]})
 
 
 INTERNED = ("names", "categories", "threads", "shapes")

@@ -11,7 +11,7 @@ import msgspec
 EMPTY = msgspec.Raw()  # a field the args do not hold
 
 
-class Args(msgspec.Struct, frozen=True, rename={
+class Args(msgspec.Struct, frozen=True, gc=False, rename={
         "dims": "Input Dims", "dims_1x": "Input dims", "types": "Input type", "concrete": "Concrete Inputs",
         "nelems": "In msg nelems", "mem_bytes": "Bytes", "allocated": "Total Allocated",
         "reserved": "Total Reserved", "device_type": "Device Type", "device_id": "Device Id"}):
@@ -53,7 +53,7 @@ ARGS_PARTS = (_part("LaunchArgs", ("correlation", "bytes", "device")),
               MEMORY_ARGS := _part("MemoryArgs", ("mem_bytes", "allocated", "reserved", "device_type", "device_id")))
 
 
-class Event(msgspec.Struct):
+class Event(msgspec.Struct, gc=False):  # no cycles: the collector need not track a chunk's events
     ph: str = ""
     cat: str = ""
     name: str = ""

@@ -121,7 +121,7 @@ class Walk:
             self.ended = True
             return False
         self.offset += self.pos
-        self.buf = self.buf[self.pos:] + block
+        self.buf = b"".join((memoryview(self.buf)[self.pos:], block))  # one copy: the rest and the block
         self.pos = 0
         return True
 
@@ -185,7 +185,7 @@ class Walk:
         bytes end first: then the whole elements are decoded, the last one too where it is whole (`tail_whole`)."""
         while self._more():
             cut = self._guess_cut()
-            if cut >= 0 and self.decode(b"[" + self.buf[self.pos:cut] + b"]", False):
+            if cut >= 0 and self.decode(self._array(self.pos, cut), False):
                 self.pos = cut + 1
             elif self._exact_cut():
                 return True
@@ -194,6 +194,10 @@ class Walk:
         tail = self.buf[self.pos:].strip()  # the last event may be whole, its comma or the array's end not written
         self.tail_whole = not tail or self.decode(b"[" + tail + b"]", False)
         return False
+
+    def _array(self, start: int, end: int) -> bytes:
+        """buf[start:end] as a JSON array, in one copy."""
+        return b"".join((b"[", memoryview(self.buf)[start:end], b"]"))
 
     def _guess_cut(self) -> int:
         """The position of the comma after the last event that seems to end in the buffer, or -1."""
@@ -213,7 +217,7 @@ class Walk:
         end = close if close >= 0 else int(commas[-1]) if len(commas) else -1
         if end >= 0:
             if self.buf[self.pos:end].strip():
-                self.decode(b"[" + self.buf[self.pos:end] + b"]", True)
+                self.decode(self._array(self.pos, end), True)
             self.pos = end + 1
         return close >= 0
 
