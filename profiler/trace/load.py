@@ -1,9 +1,9 @@
-"""Kineto trace files → columnar numpy arrays, in one decoding pass.
+"""Kineto trace files → a Trace of columnar numpy arrays, read a block at a time.
 
-msgspec decodes the JSON straight into typed structs and keeps each event's `args` as raw bytes, so only
-the args that a later stage asks for are ever decoded. Old (torch 1.x: "Operator", "Kernel") and new
-("cpu_op", "kernel") category names, microsecond and fractional (nanosecond-resolution) timestamps,
-`.json` and `.json.gz` are all read the same way.
+scan.py cuts the file into chunks of events, jsonfile.py decodes each with msgspec into the fields and args a
+stage reads, columns.py writes them into columns and drops them; here the columns become a Trace. Old (torch
+1.x: "Operator", "Kernel") and new ("cpu_op", "kernel") category names, microsecond and fractional
+(nanosecond-resolution) timestamps, `.json` and `.json.gz` are all read the same way.
 """
 
 import math
