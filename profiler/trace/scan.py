@@ -178,7 +178,7 @@ class Walk:
             self.source.seek(resume)
             self.buf, self.pos, self.offset = b"", 0, resume
         if not self.elements():  # the file ends inside the array: its whole events are what was read
-            self.found.cut_short = "the file ends inside traceEvents"
+            self._cut_short_or_damaged()
 
     def elements(self) -> bool:
         """Decode the array's elements from here on, chunk by chunk; True once its end is read. False where the
@@ -198,6 +198,17 @@ class Walk:
     def _array(self, start: int, end: int) -> bytes:
         """buf[start:end] as a JSON array, in one copy."""
         return b"".join((b"[", memoryview(self.buf)[start:end], b"]"))
+
+    def _cut_short_or_damaged(self):
+        """A file cut short ends inside its last event. One that ends as a whole trace does (`}`) with events
+        still in what is left had a string or bracket left open in the middle: it is damaged, not cut."""
+        at = self.offset + self.pos
+        tail = self.buf[self.pos:].strip()
+        if not (self.tail_whole or getattr(self.source, "cut_short", "")) and tail.endswith(b"}") \
+                and first_cut(tail) >= 0:
+            raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt (a string or bracket opened after "
+                             f"byte {at} is never closed)")
+        self.found.cut_short = f"the file ends inside traceEvents (cut short, or damaged after byte {at})"
 
     def _guess_cut(self) -> int:
         """The position of the comma after the last event that seems to end in the buffer, or -1."""

@@ -63,11 +63,14 @@ class Ranges:
             self.pool.shutdown(cancel_futures=True)
 
     def readings(self) -> list[Reading] | None:
-        """The other processes' readings, in the file's order; None where one failed or found wrong types."""
+        """The other processes' readings, in the file's order; None where one failed (its bytes, or the process
+        itself: out of memory, killed) or found wrong types."""
         if self.pool is None:
             return []
         try:
             readings = [future.result() for future in self.futures]
+        except Exception:  # noqa: BLE001 - whatever stopped a reader, the file is read again in one pass
+            return None
         finally:
             self.pool.shutdown()
         return None if any(r is None or r.dropped for r in readings) else readings

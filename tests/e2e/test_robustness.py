@@ -25,7 +25,8 @@ CORPUS = ROOT / "tests" / "bad_traces"
 EXPECTED = {
     "empty.json": (2, "empty file"),
     "not_json.json": (2, "not valid JSON"),
-    "truncated.json": (0, "the file ends inside traceEvents, after 2 events (352 bytes read)"),
+    "truncated.json": (0, "the file ends inside traceEvents (cut short, or damaged after byte 301), after 2 "
+                          "events (352 bytes read)"),
     "not_gzip.json.gz": (2, "is not gzip data"),
     "array.json": (2, "not a Kineto trace"),
     "no_trace_events.json": (2, "not a Kineto trace"),

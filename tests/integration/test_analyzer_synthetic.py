@@ -113,7 +113,8 @@ def test_a_trace_cut_short_is_reported_on_what_was_read(tmp_path, gzipped):
     assert status == 0 and "Traceback" not in stderr
     report = json.loads((tmp_path / "r.json").read_text())
     (said,) = [w["numbers"] for w in report["warnings_data"] if w["code"] == "file_cut_short"]
-    assert said["why"] == ("the gzip stream ends early" if gzipped else "the file ends inside traceEvents")
+    assert said["why"].startswith("the gzip stream ends early" if gzipped else "the file ends inside traceEvents "
+                                  "(cut short, or damaged after byte ")
     assert 9000 < said["events"] < 11000 and 3.0e6 < said["bytes_read"] < 4.0e6
     whole = analyze_path(source, Options())
     assert 0 < report["mfu"]["flops_per_step"]["counted"] < whole["mfu"]["flops_per_step"]["counted"]

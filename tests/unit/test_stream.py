@@ -4,6 +4,7 @@ its whole events before the cut, or gives one clear error."""
 
 import gzip
 import json
+import os
 
 import numpy as np
 import pytest
@@ -72,8 +73,8 @@ def test_a_file_cut_anywhere_reads_its_events_before_the_cut(tmp_path):
         cut.write_bytes(text[:at])
         try:
             trace = load_trace(cut)
-        except TraceError as e:
-            assert "\n" not in str(e) and ("traceEvents" in str(e) or "complete" in str(e)), str(e)
+        except TraceError as e:  # before the events, or a cut that looks like damage (an event's args cut)
+            assert "\n" not in str(e) and any(why in str(e) for why in ("traceEvents", "complete", "never closed"))
             errors += 1
             continue
         read = trace.names_of(np.arange(len(trace)))
@@ -175,6 +176,26 @@ def test_several_readers_give_the_columns_of_one(tmp_path, monkeypatch, readers)
     resume = ranges.split(plain.read_bytes().index(b'"traceEvents": [') + 16)
     readings = ranges.readings()
     assert resume and len(readings) == readers - 1 and all(r.elements > 50 and not r.dropped for r in readings)
+
+
+def _reader_that_dies(path, start, stop):
+    """A range reader whose process is killed (the OOM killer, a signal): its pool breaks."""
+    os._exit(1)
+
+
+def _reader_out_of_memory(path, start, stop):
+    raise MemoryError
+
+
+@pytest.mark.parametrize("failure", [_reader_that_dies, _reader_out_of_memory])
+def test_a_reader_that_fails_costs_a_second_pass_only(tmp_path, monkeypatch, failure):
+    from profiler.trace import split
+
+    monkeypatch.setattr(split, "MIN_RANGE_BYTES", 2000)
+    plain = write(tmp_path / "plain.json", [step(1, 0, 10_000)] + [op(f"aten::op{i % 9}", i, 1) for i in range(900)])
+    one = load_trace(plain)
+    monkeypatch.setattr(split, "read_range", failure)  # the forked readers inherit it
+    assert columns(load_trace(plain, split.ranges_for(plain, 3))) == columns(one)
 
 
 MEASURE_LOAD = """
