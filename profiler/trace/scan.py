@@ -204,8 +204,8 @@ class Walk:
         still in what is left had a string or bracket left open in the middle: it is damaged, not cut."""
         at = self.offset + self.pos
         tail = self.buf[self.pos:].strip()
-        if not (self.tail_whole or getattr(self.source, "cut_short", "")) and tail.endswith(b"}") \
-                and first_cut(tail) >= 0:
+        stream_cut = bool(getattr(self.source, "cut_short", ""))  # a gzip stream without its end: cut, surely
+        if not (self.tail_whole or stream_cut) and tail.endswith(b"}") and first_cut(tail) >= 0:
             raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt (a string or bracket opened after "
                              f"byte {at} is never closed)")
         self.found.cut_short = f"the file ends inside traceEvents (cut short, or damaged after byte {at})"
