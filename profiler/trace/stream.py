@@ -1,4 +1,4 @@
-"""A trace file's bytes in blocks of a few MB, gzip decompressed on the way: the reader never holds the whole
+"""A trace file's bytes in blocks of a megabyte, gzip decompressed on the way: the reader never holds the whole
 file, only the block it is cutting into events."""
 
 import gzip
@@ -20,15 +20,14 @@ class Blocks:
         self.start, self.stop = start, stop
         self.cut_short = ""
         self.size = start
-        self.gzipped = False
         self._file = None
 
     def __iter__(self) -> Iterator[bytes]:
         with self.opener(self.path) as f:
-            self.gzipped = f.read(2) == b"\x1f\x8b"
-            if not self.gzipped and str(self.path).endswith(".gz"):
+            gzipped = f.read(2) == b"\x1f\x8b"
+            if not gzipped and str(self.path).endswith(".gz"):
                 raise TraceError(f"{self.path}: named .gz but is not gzip data")
-            if self.gzipped:
+            if gzipped:
                 f.seek(0)
                 yield from self._gunzipped(gzip.GzipFile(fileobj=f, mode="rb"))
                 return
