@@ -5,7 +5,7 @@ traces, and on up to 64 ranks of a small one.
                                      [--ranks=8] [--scaling=1,8,64] [--scheduler=ADDRESS|local:WORKERS]
                                      [--combine=1024,16384]
 
-The default repeats tbplugin_resnet50_nw0 (../shared/traces) 10 times: 757k events, 324 MB (`--size=3GB`: 100
+The default repeats tbplugin_resnet50_nw0 (../shared/traces) 10 times: 757k events, 324 MB (`--size=3GB`: 93
 times, and only the large trace is measured). Each copy is shifted in time past the previous one, with its
 correlation ids and step numbers renumbered, so the result is one long, consistent trace, written a copy at a
 time. Prints, each in a fresh process and alternated: the analyzer against two floors, the old reader's (the
@@ -34,6 +34,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+
+from profiler.mfu.memory import memory_size
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "traces" / "tbplugin_resnet50_nw0" / "worker0.1623143089861.pt.trace.json.gz"
@@ -293,14 +295,6 @@ def copies_for(source: Path, size: float, tmp: Path) -> int:
     per_copy = (tmp / "one.json").stat().st_size
     (tmp / "one.json").unlink()
     return max(1, round(size / per_copy))
-
-
-def memory_size(text: str) -> float:
-    """'3GB', '500MB' → bytes."""
-    units = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
-    text = text.strip().upper()
-    unit = next((u for u in units if text.endswith(u)), "")
-    return float(text[:-len(unit)] if unit else text) * units.get(unit, 1)
 
 
 def job(args, big: Path, one: float, tmp: Path):

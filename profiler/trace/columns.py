@@ -53,9 +53,11 @@ class Table:
         self.rows += n
 
     def done(self) -> dict[str, np.ndarray]:
-        """The columns cut to their rows, one at a time (each copy then frees its larger array)."""
-        for name in self.columns:
-            self.columns[name] = self.columns[name][:self.rows].copy()
+        """The columns cut to their rows, one at a time (each copy then frees its larger array); a second call
+        copies nothing."""
+        for name, column in self.columns.items():
+            if len(column) != self.rows:
+                self.columns[name] = column[:self.rows].copy()
         return self.columns
 
 

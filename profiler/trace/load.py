@@ -80,7 +80,6 @@ class DimsArgs(msgspec.Struct, rename={"dims": "Input Dims"}):
 # a time more than this far (µs: a day) from the trace's median, or a duration this long, is damage: a profiled
 # window lasts seconds to hours, and a float64 axis that reached it would keep no sub-µs precision elsewhere
 MAX_EVENT_US = 86_400e6
-EVENT_COLUMNS = np.dtype([("ts", "f8"), ("dur", "f8"), ("name", "i4"), ("cat", "i4"), ("thread", "i4")])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -192,7 +192,7 @@ class Walk:
         if self._exact_cut():
             return True
         tail = self.buf[self.pos:].strip()  # the last event may be whole, its comma or the array's end not written
-        self.tail_whole = not tail or self.decode(b"[" + tail + b"]", False)
+        self.tail_whole = not tail or self.decode(self._array(self.pos, len(self.buf)), False)
         return False
 
     def _array(self, start: int, end: int) -> bytes:
@@ -246,9 +246,10 @@ def first_cut(buf: bytes) -> int:
 def _comma_between_objects(buf: bytes, end: int) -> int:
     """Where the `}` at `end` is followed by a comma and a `{` (whitespace aside), the comma's position; else -1."""
     comma = _skip_whitespace(buf, end + 1)
-    if buf[comma:comma + 1] == b"," and buf[_skip_whitespace(buf, comma + 1):][:1] == b"{":
-        return comma
-    return -1
+    if buf[comma:comma + 1] != b",":
+        return -1
+    after = _skip_whitespace(buf, comma + 1)
+    return comma if buf[after:after + 1] == b"{" else -1
 
 
 def _skip_whitespace(buf: bytes, at: int) -> int:
