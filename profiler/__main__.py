@@ -1,6 +1,7 @@
 """Command line: python -m profiler analyze PATH [--json F] [--markdown F] [--html F] [--out DIR] | diff A B."""
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -8,21 +9,38 @@ from pathlib import Path
 from profiler.diff.compare import diff_json, diff_reports, regressed
 from profiler.diff.render import diff_markdown, diff_text
 from profiler.files import write_atomic
+from profiler.mfu.cpupeak import cache_entries, reset_cache
 from profiler.mfu.memory import memory_size
 from profiler.pipeline import analyze_view, load_report
 from profiler.report.document import write_reports
 from profiler.report.runfiles import write_run_report
 from profiler.report.schema import saved_report
 from profiler.report.terminal import for_terminal
-from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, Options
+from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, TERA, Options
 from profiler.trace.errors import TraceError
 from profiler.trace.location import as_location, is_url
 
 GPT_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")  # required; bias, tokens_per_step optional
 
 
+def model_argument(text: str) -> dict:
+    """--model: a Hugging Face config.json (its sequence length from --sequence-length), or a nanoGPT GPT's
+    n_layer=12,n_head=12,n_embd=768,block_size=1024,vocab_size=50304[,bias=False][,tokens_per_step=N]"""
+    if text.endswith(".json") or Path(text).is_file():
+        try:
+            config = json.loads(Path(text).read_text())
+        except (OSError, ValueError) as e:
+            raise argparse.ArgumentTypeError(f"{text}: not a readable config.json ({e})") from None
+        missing = [k for k in ("vocab_size", "num_attention_heads", "hidden_size") if k not in config] \
+            if isinstance(config, dict) else ["an object"]
+        if missing and not (isinstance(config, dict) and {"n_head", "n_embd", "vocab_size"} <= config.keys()):
+            raise argparse.ArgumentTypeError(f"{text}: a Hugging Face config.json needs {', '.join(missing)}")
+        return {"config": config}
+    return gpt_shape(text)
+
+
 def gpt_shape(text: str) -> dict:
-    """--model n_layer=12,n_head=12,n_embd=768,block_size=1024,vocab_size=50304[,bias=False][,tokens_per_step=N]"""
+    """n_layer=12,n_head=12,n_embd=768,block_size=1024,vocab_size=50304[,bias=False][,tokens_per_step=N]"""
     shape: dict[str, int | bool] = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
@@ -79,9 +97,15 @@ def main(argv=None) -> int:
         p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
         p.add_argument("--memory-capacity", type=memory_size, default=0.0, metavar="SIZE",
                        help="the device's memory (80GB, 24GiB or bytes), over what the trace or the device table says")
-        p.add_argument("--model", type=gpt_shape, metavar="n_layer=L,n_head=H,n_embd=C,block_size=T,vocab_size=V",
-                       help="a nanoGPT GPT's shape, for the analytic FLOPs of a trace without run metadata "
-                            "(optional: bias=False, tokens_per_step=N, else counted at the token embedding)")
+        p.add_argument("--model", type=model_argument, metavar="CONFIG.json | n_layer=L,n_head=H,n_embd=C,...",
+                       help="for the analytic FLOPs of a trace without run metadata: a Hugging Face config.json "
+                            "(with --sequence-length), or a nanoGPT GPT's shape n_layer=L,n_head=H,n_embd=C,"
+                            "block_size=T,vocab_size=V (optional: bias=False, tokens_per_step=N); the tokens per "
+                            "step are counted at the token embedding unless given")
+        p.add_argument("--sequence-length", type=int, default=0, metavar="T",
+                       help="with --model CONFIG.json: the sequence length trained on (not max_position_embeddings)")
+        p.add_argument("--tokens-per-step", type=int, default=0, metavar="N",
+                       help="with --model: the tokens per step (else counted at the token embedding)")
         p.add_argument("--short-gap-us", type=float, default=SHORT_GAP_US,
                        help="device idle gaps shorter than this are per-op overhead (small_batch), longer ones "
                             f"stalls (other); default {SHORT_GAP_US:g}")
@@ -95,8 +119,18 @@ def main(argv=None) -> int:
         p.add_argument("--scheduler", metavar="ADDRESS",
                        help="analyse the files on the Dask cluster whose scheduler is at ADDRESS "
                             "(tcp://host:8786); its workers read the files where they are")
+    peak = sub.add_parser("peak", help="this machine's measured CPU peaks, with their history")
+    peak.add_argument("--reset", action="store_true", help="clear the cache: the next run measures again")
     args = parser.parse_args(argv)
-    options = Options(peak_flops=args.peak_flops, flops_per_step=args.flops_per_step, model=args.model,
+    if args.command == "peak":
+        return show_peak_cache(args.reset)
+    model = args.model and {**args.model, **({"tokens_per_step": args.tokens_per_step} if args.tokens_per_step
+                                             else {}), **({"sequence_length": args.sequence_length}
+                                                          if args.sequence_length else {})}
+    if model and "config" in model and not args.sequence_length:
+        print("error: --model CONFIG.json needs --sequence-length (the length trained on)", file=sys.stderr)
+        return 2
+    options = Options(peak_flops=args.peak_flops, flops_per_step=args.flops_per_step, model=model,
                       short_gap_us=args.short_gap_us, min_points=args.min_points,
                       straggler_threshold=args.straggler_threshold, jobs=max(args.jobs, 1),
                       progress=not getattr(args, "quiet", False), peak_bandwidth=args.peak_bandwidth,
@@ -126,6 +160,23 @@ def main(argv=None) -> int:
         print(for_terminal(report, sys.stdout))
         if args.out:
             print(f"report and step timeline in {args.out}: tensorboard --logdir={args.out}, tab MFU")
+    return 0
+
+
+def show_peak_cache(reset: bool) -> int:
+    """The CPU-peak cache: each entry's rates beside its instruction-set reference, and how each came to be."""
+    path, entries = cache_entries()
+    print(f"peak cache: {path}" + ("" if entries else " (empty: the next run measures this machine)"))
+    for key, entry in entries.items():
+        print(f"\n{key}\n  {entry['how']}")
+        for dtype, rate in entry["rates"].items():
+            isa = (entry.get("isa") or {}).get(dtype)
+            ref = f" (instruction-set reference {isa / TERA:.3g})" if isa else ""
+            print(f"  {dtype}: {rate / TERA:.3g} TFLOP/s{ref}")
+        for h in entry.get("history", []):
+            print(f"    {h['at']}: {h['dtype']} {h['rate'] / TERA:.3g} TFLOP/s, {h['what']}")
+    if reset:
+        print("cleared" if reset_cache() else "nothing to clear")
     return 0
 
 

@@ -22,10 +22,10 @@ from profiler.facts import Note
 from profiler.mfu.attribution import Attribution, attribute
 from profiler.mfu.consistency import violations
 from profiler.mfu.diagnosis import diagnose
-from profiler.mfu.inputs import learn_peak, model_flops, resolve
+from profiler.mfu.inputs import learn_peak, rank_model_flops, resolve
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.memory import memory_figures, with_memory
-from profiler.mfu.peak import table_peaks
+from profiler.mfu.peak import NARROW_FORMATS, table_peaks
 from profiler.mfu.vocabulary import run_config
 from profiler.report.model import Report, to_json
 from profiler.report.schema import report_of, saved_report
@@ -126,7 +126,7 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     learn_peak(inputs, first.metadata)
     warnings += inputs.notes
     f_models = [(inputs.f_model, inputs.f_model_notes)]  # (F_model, warnings) per rank
-    f_models += [model_flops(options, r.metadata, r.signals) for r in merged[1:]]
+    f_models += [rank_model_flops(r, options) for r in merged[1:]]
     peak, bandwidth, timing = inputs.peak, inputs.bandwidth, inputs.timing
     results: list[Attribution] = []
     said: dict[str, tuple[Note, list[int]]] = {}  # a warning's key → it and the ranks that gave it
@@ -202,6 +202,10 @@ def conventions(kind: str, dtype: str | None, device: str | None, bytes_counted:
         out.append("bytes per op: each input read once and each output written once, from the recorded shapes "
                    "(a reduction's output, a norm's statistics and attention's log-sum-exp left out; an optimizer's "
                    "tensor lists as float32); ops without shapes or a known kind have none")
+    if dtype in NARROW_FORMATS:
+        out.append(f"MFU is against the device's 16-bit peak (P), as Megatron-LM and PaLM count it; the GEMMs ran in "
+                   f"{dtype}, whose rate is P_run, above P: MFU can pass what 16-bit matmuls allow, and precision "
+                   "takes no time")
     if dtype in ("float32", "tf32") and "tf32" in (table_peaks(device or "") or {}):
         out.append("float32 matmuls are charged at the float32 peak unless they ran faster than it (then at TF32's)")
     if memory:

@@ -80,14 +80,23 @@ PYTHON_SHARE = 0.1
 # is a straggler: below it, ranks differ by noise
 STRAGGLER_THRESHOLD = 0.10
 
+# --- a CPU's peak (mfu/cpupeak.py) ---
+# no measured or learned rate may exceed the instruction-set reference (cores x the highest clock the kernel states,
+# turbo included, x FLOP per cycle with two FMA units) by more than this: the clock read can be a VM's nominal one,
+# which all-core turbo passes by 5-15%; a rate past it was formed with wrong FLOPs, not run
+ISA_SLACK = 1.15
+
 # --- plausibility of the inputs (consistency) ---
 # counted matmuls may beat P_run by this much before the peak is implausible (timing noise, causal attention
 # counted in full)
 RATE_SLACK = 1.25
 # the model's FLOPs at P may need this much more than the matmul time before F_model or P is wrong
 MATMUL_SLACK = 1.05
-# counted and analytic FLOPs differing by more than this get the note that explains the difference
-FLOPS_GAP = 0.10
+# the model's counted forward and backward and F_model differing by more than this get the note that gives the
+# account; and a given F_model more than this above every FLOP that ran (its matmuls counted) is contradicted by
+# the counts, which then stand in. Norm and bias parameters sit in N with no matmul (well under 1% of a model's
+# FLOPs), and the counts are exact where shapes are recorded: 5% leaves room for neither to matter
+FLOPS_GAP = 0.05
 # matmul time without a FLOP count is worth a warning from this share of the matmul time
 UNCOUNTED_MATMUL_SHARE = 0.05
 # and from this share, with F_model unknown, the MFU ledger would charge the uncounted time to

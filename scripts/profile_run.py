@@ -42,17 +42,18 @@ from model.train import (
     save_checkpoint,
     train_step,
 )
-from profiler.capture.api import final_report, live_peak, unwrap
+from profiler.capture.api import final_report, live_peak
+from profiler.capture.modeltree import unwrap
 from profiler.capture.session import ProfileConfig
 from profiler.capture.tensorboard import RunLog
 from profiler.files import write_atomic
 from profiler.mfu.cpupeak import cache_dir, this_machine
+from profiler.mfu.modelflops import nanogpt
 from profiler.mfu.peak import Peak
 from profiler.mfu.shapetime import isolated_rng
 from profiler.report.model import Report
 from profiler.report.terminal import for_terminal
 from profiler.settings import BATCH_FACTOR, Options
-from profiler.trace.flops import model_flops_per_token
 from profiler.trace.metadata import ModelShape, RunMetadata
 
 
@@ -211,8 +212,8 @@ def main(argv):
 
     kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
     peak = live_peak(torch.device(cfg.device), cfg.dtype, pcfg.peak_flops, pcfg.peak_flops_run)
-    per_token = model_flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size)
-    flops_per_iter = per_token * cfg.tokens_per_iter
+    flops_per_iter = int(nanogpt(cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, n_params)
+                         .flops_per_step(cfg.tokens_per_iter))
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "profile": asdict(pcfg)}, indent=1))
     log(f"run folder {run_dir}; model {n_params / 1e6:.2f}M parameters (non-embedding), "

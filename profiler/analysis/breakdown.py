@@ -15,7 +15,7 @@ from profiler.analysis.records import Utilization, milliseconds
 from profiler.analysis.warmup import OneOffs, one_offs
 from profiler.trace import classify
 from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
-from profiler.trace.links import Links, optimizer_roots
+from profiler.trace.links import Links, outermost
 from profiler.trace.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
 from profiler.trace.steps import Steps
 
@@ -142,7 +142,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     levels += [h.loading, h.allocator, h.sync, (h.one_offs.starts, h.one_offs.ends), h.busy, h.python]
     us, host, busy = _split(levels, steps)
     # host overhead and idle inside optimizer steps: the price of an optimizer that runs many small ops
-    spans = np.flatnonzero(optimizer_roots(links))
+    spans = np.flatnonzero(outermost(links, links.in_optimizer))
     windows = (trace.start[spans], trace.end[spans])
     in_spans = _split(levels, Steps(ids=np.arange(len(spans)), host_start=windows[0], host_end=windows[1],
                                     start=windows[0], end=windows[1]))[0]

@@ -47,13 +47,18 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     bd = (breakdown.gpu_breakdown if gpu else breakdown.cpu_breakdown)(trace, links, steps, short_gap_us)
     done("breakdown")
     counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
-    flops = np.bincount(bd.row_step[counted], weights=links.flops[counted], minlength=len(steps.ids))
+    in_phase = lambda mask: np.bincount(bd.row_step[counted], weights=links.flops[counted] * mask[counted],
+                                        minlength=len(steps.ids))
+    flops = in_phase(np.ones(len(links.flops), bool))
+    recomputed, outside = in_phase(links.recomputed), in_phase(links.in_optimizer)
+    backward = in_phase(links.in_backward & ~links.recomputed & ~links.in_optimizer)
     device, memory = step_memory(trace, steps, gpu)
     if gpu:
         ops, kernels, classified, copied = gpu_ops(trace, links, steps, bd)
     else:
         ops, kernels, classified, copied = cpu_ops(trace, links, bd), {}, None, cpu_copied_bytes(trace, steps, bd)
-    table = StepTable(ids=steps.ids, step_us=steps.duration, breakdown_us=bd.us, flops=flops, copied_bytes=copied,
+    table = StepTable(ids=steps.ids, step_us=steps.duration, breakdown_us=bd.us, flops=flops, backward_flops=backward,
+                      recomputed_flops=recomputed, outside_flops=outside, copied_bytes=copied,
                       short_idle_us=bd.short_idle_us, optimizer_host_us=bd.optimizer_host_us,
                       optimizer_idle_us=bd.optimizer_idle_us, collective_us=bd.collective_us,
                       allocator_us=bd.host.allocator_us, sync_us=bd.host.sync_us, python_us=bd.host.python_us,
@@ -171,10 +176,45 @@ def cpu_copied_bytes(trace: Trace, steps: Steps, bd: breakdown.Breakdown) -> np.
 
 
 def matmul_dtype(trace: Trace, links: Links) -> str | None:
-    """The dtype that carried most of the counted FLOPs, from the ops' recorded input types."""
+    """The dtype that carried most of the counted FLOPs, from the ops' recorded input types; a narrow format
+    (float8, float4: scaled GEMMs) where that is what most of the matmul time ran in, by the names of its ops and
+    kernels, or where the types say nothing."""
     counted = np.flatnonzero(links.flops > 0)
     weight: defaultdict[str, float] = defaultdict(float)
     for r, shape in zip(counted, (links.flop_shapes[r] for r in counted.tolist())):
         first = next((t for t in shape.types if t), "")
-        weight[NAME_OF_INPUT_TYPE.get(first, first)] += links.flops[r]
-    return max(weight, key=lambda d: weight[d]) if weight else None
+        name = NAME_OF_INPUT_TYPE.get(first, first)
+        weight["float8" if name.startswith("float8") else name] += links.flops[r]
+    typed = max(weight, key=lambda d: weight[d]) if weight else None
+    narrow = narrow_matmul_time(trace, links)
+    if narrow and (typed is None or max(narrow.values()) > matmul_time(trace, links) / 2):
+        return max(narrow, key=lambda d: narrow[d])
+    return typed
+
+
+def matmul_time(trace: Trace, links: Links) -> float:
+    """µs of the matmul kernels (GPU) or of the counted FLOP ops (CPU)."""
+    if len(links.device):
+        kernels = links.device[trace.by_name(lambda n: bool(classify.MATMUL_KERNEL.search(n)))[links.device]]
+        return float((trace.end[kernels] - trace.start[kernels]).sum())
+    rows = np.flatnonzero(links.flops > 0)
+    return float((trace.end[rows] - trace.start[rows]).sum())
+
+
+NARROW = ("", "float8", "float4")  # codes of narrow_matmul_time
+
+
+def narrow_matmul_time(trace: Trace, links: Links) -> dict[str, float]:
+    """µs of matmul work in fp8 and fp4, by format: kernels whose names say so (or whose launching op's does),
+    and on a CPU the ops."""
+    code = trace.by_name(lambda n: NARROW.index(classify.narrow_precision(n) or ""), np.int64)
+    if len(links.device):
+        matmul = trace.by_name(lambda n: bool(classify.MATMUL_KERNEL.search(n)))[links.device]
+        op = links.launching_op
+        named = np.where(code[links.device] > 0, code[links.device], np.where(op >= 0, code[np.maximum(op, 0)], 0))
+        rows, formats = links.device[matmul], named[matmul]
+    else:
+        rows = np.flatnonzero((links.flop_owner >= 0) & (code > 0))
+        formats = code[rows]
+    us = np.bincount(formats, weights=trace.end[rows] - trace.start[rows], minlength=len(NARROW))
+    return {fmt: float(us[k]) for k, fmt in enumerate(NARROW) if k and us[k] > 0}

@@ -85,7 +85,10 @@ class StepTable:
     ids: np.ndarray  # step numbers
     step_us: np.ndarray  # analysed window of each step
     breakdown_us: np.ndarray  # (categories, steps)
-    flops: np.ndarray  # counted FLOPs
+    flops: np.ndarray  # counted FLOPs, every op that ran (HFU's numerator)
+    backward_flops: np.ndarray  # ... of them in the backward's own work
+    recomputed_flops: np.ndarray  # ... in forward ops run again inside the backward (activation checkpointing)
+    outside_flops: np.ndarray  # ... in the optimizer step (the forward's are the rest)
     copied_bytes: np.ndarray  # memcpy / memset bytes (GPU), copy_ bytes (CPU)
     short_idle_us: np.ndarray  # idle made of gaps shorter than Options.short_gap_us
     optimizer_host_us: np.ndarray  # host overhead inside Optimizer.step spans
@@ -150,6 +153,10 @@ class Signals:
     fixed_us: Counter = field(default_factory=Counter)  # per-op fixed cost in other_compute and memory time
     attention_us: Counter = field(default_factory=Counter)  # time of unfused attention's ops, by category
     attention_flops: float = 0.0  # FLOPs of its score and value matmuls
+    recompute_us: Counter = field(default_factory=Counter)  # time of forward ops run again in the backward, by category
+    recompute_ops: Counter = field(default_factory=Counter)  # ... the outermost of them by name: what was re-run
+    recompute_calls: Counter = field(default_factory=Counter)  # ... and their calls
+    recompute_written_bytes: float = 0.0  # what those ops wrote: about what checkpointing kept out of memory
     parameter_us: Counter = field(default_factory=Counter)  # work on parameter-shaped tensors, by category
     collectives: Counter = field(default_factory=Counter)  # collective calls by name
     collective_bytes: float = 0.0  # message bytes, where record_param_comms recorded them

@@ -18,7 +18,7 @@ from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NU
 from profiler.trace import classify
 from profiler.trace.classify import COMPILED_REGION, DATALOADER_SPAN, FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.trace.dtypes import BYTES_OF_SCALAR_TYPE
-from profiler.trace.links import Links, input_shapes
+from profiler.trace.links import Links, input_shapes, outermost
 from profiler.trace.load import KERNEL, MEMCPY, OP, PYTHON, DimsArgs, Trace
 from profiler.trace.steps import Steps
 
@@ -133,6 +133,23 @@ def measure_collectives(s: Signals, trace: Trace, links: Links, bd: Breakdown):
             s.collective_bytes += nelems * BYTES_OF_SCALAR_TYPE.get(dtype, 0)
 
 
+def time_by_category(trace: Trace, links: Links, bd: Breakdown, rows: np.ndarray, dev_in: np.ndarray) -> Counter:
+    """The time of the ops flagged in `rows` (and of what runs inside them), by breakdown category: the device
+    time of the kernels they launched, or on a CPU their exclusive time."""
+    out: Counter = Counter()
+    if len(links.device):
+        launcher = links.launching_op
+        launched = dev_in & (launcher >= 0) & rows[np.maximum(launcher, 0)]
+        dur = trace.end[links.device[launched]] - trace.start[links.device[launched]]
+        for category in np.unique(bd.device_category[launched]):
+            out[classify.CATEGORIES[category]] = float(dur[bd.device_category[launched] == category].sum())
+        return out
+    flagged = np.flatnonzero(rows & (bd.row_step >= 0) & (bd.row_category >= 0))
+    for category in np.unique(bd.row_category[flagged]):
+        out[classify.CATEGORIES[category]] = float(bd.self_us[flagged[bd.row_category[flagged] == category]].sum())
+    return out
+
+
 def measure_device_work(s: Signals, trace: Trace, links: Links, steps: Steps, bd: Breakdown):
     """Kernel lengths, the kernels the optimizer launched, unfused attention's time by category, and the bytes
     each kind of copy moved."""
@@ -143,16 +160,12 @@ def measure_device_work(s: Signals, trace: Trace, links: Links, steps: Steps, bd
     launcher = links.launching_op
     s.optimizer_kernels = int((is_kernel & (launcher >= 0) & links.in_optimizer[np.maximum(launcher, 0)]).sum())
     in_steps = bd.row_step >= 0
-    if len(links.device):  # device time of the kernels that unfused attention's ops launched
-        by_attention = dev_in & (launcher >= 0) & links.in_attention[np.maximum(launcher, 0)]
-        for category in np.unique(bd.device_category[by_attention]):
-            rows = links.device[by_attention & (bd.device_category == category)]
-            s.attention_us[classify.CATEGORIES[category]] = float(dur[rows].sum())
-    else:
-        rows = np.flatnonzero(links.in_attention & in_steps & (bd.row_category >= 0))
-        for category in np.unique(bd.row_category[rows]):
-            in_category = rows[bd.row_category[rows] == category]
-            s.attention_us[classify.CATEGORIES[category]] = float(bd.self_us[in_category].sum())
+    s.attention_us = time_by_category(trace, links, bd, links.in_attention, dev_in)
+    s.recompute_us = time_by_category(trace, links, bd, links.recomputed, dev_in)
+    rerun = np.flatnonzero(outermost(links, links.recomputed) & in_steps)
+    _add_by_name(s.recompute_ops, trace, rerun, dur[rerun])
+    s.recompute_calls.update(trace.names_of(rerun))
+    s.recompute_written_bytes = float(np.nansum(links.bytes_written[links.recomputed & in_steps & links.byte_op]))
     s.attention_flops = float(links.flops[links.in_attention & in_steps].sum())
     copies = links.device[dev_in & (trace.kind[links.device] == MEMCPY)]
     _add_by_name(s.memcpy_bytes, trace, copies, trace.nbytes[copies].astype(float))

@@ -14,19 +14,21 @@ report.json / .md / .html at the end. scripts/profile_run.py and the Hugging Fac
 (profiler.capture.integrations) go through it.
 
 F_model, the model FLOPs per step, comes from the first of: `flops_per_step`; the model's own description
-(6N per token plus attention, when its config states layers, heads, width and sequence length: a nanoGPT
-GPTConfig or a Hugging Face config) with `tokens_per_step`; a FlopCounterMode count of the first step.
+(mfu/modelflops.py: 6N per token over its active, non-embedding parameters plus attention at the sequence length
+it trains on, when its config states layers and heads: a nanoGPT GPTConfig or a Hugging Face config); three
+times the first step's forward FLOPs, counted with FlopCounterMode. The sequence length is `sequence_length`, else
+the first forward's input; the tokens per step `tokens_per_step`, else those the first step's forwards took.
 """
 
 import atexit
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import msgspec
 import torch
 
+from profiler.capture.modeltree import FirstStep, describe, layered_config
 from profiler.capture.session import ProfileConfig, Session, recording_cost_us
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.cpupeak import this_machine
@@ -37,11 +39,7 @@ from profiler.report.model import Report
 from profiler.report.terminal import for_terminal
 from profiler.settings import MS_PER_S, Options
 from profiler.trace.errors import TraceError
-from profiler.trace.flops import model_flops_per_token
 from profiler.trace.metadata import NO_METADATA, RunMetadata
-
-if TYPE_CHECKING:
-    from torch.utils.flop_counter import FlopCounterMode
 
 
 class profile:  # noqa: N801 (a context manager named like torch.profiler.profile)
@@ -75,7 +73,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         capacity = memory_capacity or self.config.memory_capacity  # "80GB", "24GiB" or bytes
         self.memory_capacity = memory_size(str(capacity)) if capacity else None
         self.session: Session  # opened in __enter__
-        self.counter: FlopCounterMode | None = None  # counts the first step where nothing else gives F_model
+        self.first_step: FirstStep | None = None  # watches the first step's forwards where F_model is not given
         self.steps, self.waited_s = 0, 0.0
         self.recording_cost_us: float | None = None
         self.stopped = False
@@ -94,14 +92,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
             self.bandwidth = live_bandwidth(self.device())
             if self.config.profile:  # before the session: its own cycles must not record the calibration
                 self.recording_cost_us = recording_cost_us(self.device(), profile_memory=self.config.profile_memory)
-        if not self.flops_per_step:
-            self.flops_per_step, self.flops_from = described_flops(self.model, self.tokens_per_step,
-                                                                   self.sequence_length)
-        if not self.flops_per_step and self.model is not None:
-            from torch.utils.flop_counter import FlopCounterMode
-
-            self.counter = FlopCounterMode(display=False)  # counts the first step, before the profiler records
-            self.counter.__enter__()
+        if not self.flops_per_step and self.model is not None:  # before the profiler records
+            self.first_step = FirstStep(self.model, count_flops=layered_config(self.model) is None)
         if self.own_log:
             from profiler.capture.tensorboard import RunLog
 
@@ -113,10 +105,9 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
 
     def step(self):
         """Call once per training step (optimizer step), after it."""
-        if self.counter:
-            self.counter.__exit__(None, None, None)
-            self.flops_per_step, self.flops_from = float(self.counter.get_total_flops()), "FlopCounterMode, first step"
-            self.counter = None
+        if self.first_step:
+            self.settle_model_flops(self.first_step)
+            self.first_step = None
             self.session.metadata = msgspec.json.encode(self.metadata()).decode()
         self.steps += 1
         started = time.perf_counter()
@@ -143,8 +134,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
 
     def __exit__(self, *exc):
         self.stopped = True
-        if self.counter:
-            self.counter.__exit__(None, None, None)
+        if self.first_step:
+            self.first_step.close()
         self.session.__exit__(*exc)
         if self.config.profile and self.steps == 0 and exc[0] is None:
             self.say(f"no report: p.step() was never called, so the profiler saw no training step (call it once per "
@@ -162,6 +153,22 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         if not self.stopped:
             atexit.unregister(self.stop)
             self.__exit__(None, None, None)
+
+    def settle_model_flops(self, seen: FirstStep):
+        """F_model from what the first step showed: the model's description at the sequence length it trained on,
+        times the tokens per step; else three times its forward FLOPs as counted."""
+        seen.close()
+        length = self.sequence_length or seen.sequence_length
+        self.tokens_per_step = self.tokens_per_step or seen.tokens or None
+        described = describe(self.model, length) if self.model is not None and length else None
+        if described and self.tokens_per_step:
+            origin = "sequence_length=" if self.sequence_length else "the first forward's input"
+            self.flops_per_step = described.flops_per_step(self.tokens_per_step)
+            self.flops_from = f"{described.formula()} ({origin}), {self.tokens_per_step:,} tokens per step"
+        elif seen.forward_flops:
+            self.flops_per_step = 3 * seen.forward_flops
+            self.flops_from = (f"3 × the first step's forward FLOPs, counted with FlopCounterMode "
+                               f"({seen.forwards} forward pass{'es' if seen.forwards > 1 else ''})")
 
     def device(self) -> torch.device:
         """The model's device, else the GPU if there is one."""
@@ -224,48 +231,6 @@ def live_bandwidth(device: torch.device) -> Bandwidth | None:
     cuda = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if cuda else ""
     return resolve_bandwidth(name, "cuda" if cuda else "cpu", torch.get_num_threads())
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside DistributedDataParallel and torch.compile wrappers."""
-    inner: Any = model  # DDP's .module and torch.compile's ._orig_mod are typed as tensors
-    while hasattr(inner, "module") or hasattr(inner, "_orig_mod"):
-        inner = getattr(inner, "module", None) or inner._orig_mod
-    return inner
-
-
-def model_shape(model: torch.nn.Module, sequence_length: int | None = None) -> dict | None:
-    """Layers, heads, width and sequence length from a nanoGPT GPTConfig or a Hugging Face config, and N: the
-    parameters less the position embeddings (nanoGPT's get_num_params convention)."""
-    config = getattr(unwrap(model), "config", None)
-
-    def pick(*names):
-        return next((getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)), None)
-
-    shape = {"n_layer": pick("n_layer", "num_hidden_layers"), "n_head": pick("n_head", "num_attention_heads"),
-             "n_embd": pick("n_embd", "hidden_size"),
-             "block_size": sequence_length or pick("block_size", "max_position_embeddings", "n_positions")}
-    if config is None or None in shape.values():
-        return None
-    inner = unwrap(model)
-    count = getattr(inner, "get_num_params", None)  # nanoGPT's GPT
-    if callable(count):
-        n_params = count()
-    else:
-        position = sum(p.numel() for name, p in inner.named_parameters()
-                       if "wpe" in name or "position_embedding" in name)
-        n_params = sum(p.numel() for p in inner.parameters()) - position
-    return {**shape, "n_params": int(n_params)}
-
-
-def described_flops(model, tokens_per_step: int | None, sequence_length: int | None) -> tuple[float | None, str | None]:
-    """6N + 12·L·H·Q·T per token times the tokens per step, when the model's config describes it."""
-    shape = model_shape(model, sequence_length) if model is not None else None
-    if not shape or not tokens_per_step:
-        return None, None
-    per_token = model_flops_per_token(shape["n_params"], shape["n_layer"], shape["n_head"], shape["n_embd"],
-                                      shape["block_size"])
-    return float(per_token * tokens_per_step), "the model's config: 6N + 12LHQT per token"
 
 
 def final_report(out_dir: Path, run_log, last_step: int, say=print,

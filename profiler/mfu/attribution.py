@@ -13,7 +13,7 @@ from profiler.analysis.records import KernelClassification, RankAnalysis, StepTa
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.consistency import implausible_input
-from profiler.mfu.inputs import ModelFlops, counted_rate
+from profiler.mfu.inputs import counted_rate
 from profiler.mfu.ledger import (
     CAUSES,
     Cause,
@@ -34,6 +34,7 @@ from profiler.mfu.records import (
     Figures,
     LedgerEntry,
     Mfu,
+    ModelFlops,
     OpRow,
     ProfilerCost,
     Share,
@@ -44,6 +45,7 @@ from profiler.mfu.roofline import fusion_removable
 from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import (
     FLOPS_GAP,
+    GIGA,
     MOSTLY_UNCOUNTED,
     MS_PER_S,
     UNCOUNTED_MATMUL_SHARE,
@@ -92,7 +94,7 @@ def why_no_mfu(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -
         return Note("no_peak")
     if not (f_model.per_step or analysis.table.flops.any()):
         return Note("no_flops")
-    if not f_model.per_step and uncounted > MOSTLY_UNCOUNTED * matmul_us:
+    if (not f_model.per_step or f_model.from_counts) and uncounted > MOSTLY_UNCOUNTED * matmul_us:
         return Note("mostly_uncounted", {"uncounted_pct": 100 * uncounted / matmul_us})
     return None
 
@@ -115,7 +117,8 @@ def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops,
         device_utilization=analysis.utilization,
         mfu=Mfu(analytic=model / (step_s * P) if model and P else None,
                 counted=f_counted / (step_s * P) if P and f_counted else None,
-                flops_analytic=float(model) if model else None, flops_counted=f_counted, analytic_from=f_model.source),
+                flops_analytic=float(model) if model else None, flops_counted=f_counted, analytic_from=f_model.source,
+                account=f_model.account),
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
         matmul_without_flops_ms=milliseconds(analysis.signals.per_step(sum(analysis.signals.uncounted_matmul_us.values()))),
@@ -204,6 +207,7 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
         step_ms=ms * step_s, kind=analysis.kind, dtype=analysis.dtype, meta=analysis.metadata,
         peak=peak.peak_flops if peak else 0.0,
         peak_run=peak.peak_flops_run if peak else 0.0, flops=flops, counted_flops=figures.mfu.flops_counted,
+        account=figures.mfu.account,
         breakdown=figures.breakdown, signals=analysis.signals, ops=ops, short_idle_ms=ms * o.short_idle,
         optimizer_overhead_ms=ms * (o.optimizer_host + o.optimizer_idle),
         fixed_ms=ms * o.fixed_compute + ms * o.fixed_memory,
@@ -219,9 +223,11 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
 def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[Note]:
     """Warnings on the FLOP counts: counted and analytic apart, matmul time without a FLOP count."""
     out = []
-    model, f_counted = f_model.per_step, float(analysis.table.flops.mean())
-    if model and f_counted and abs(f_counted / model - 1) > FLOPS_GAP:
-        out.append(Note("flops_gap", {"ratio": f_counted / model}))
+    model, account = f_model.per_step, f_model.account
+    if model and account and not f_model.from_counts and account.model and abs(account.model / model - 1) > FLOPS_GAP:
+        out.append(Note("flops_gap", {"ratio": account.model / model, "executed_ratio": account.executed / model,
+                                      "recomputed_gflops": account.recomputed / GIGA,
+                                      "outside_gflops": account.outside / GIGA}))
     uncounted, matmul_us = uncounted_matmul(analysis)
     if uncounted > UNCOUNTED_MATMUL_SHARE * matmul_us:
         ms = lambda us: milliseconds(analysis.signals.per_step(us))
@@ -291,6 +297,10 @@ def rank_overheads(analysis: RankAnalysis, peak_run: float | None, fastest: str 
         attention_matmul_excess=excess(sig.attention_us["matmul"], sig.attention_flops),
         attention_memory=per_step(sig.attention_us["memory"]),
         attention_host=per_step(sig.attention_us["host_overhead"]),
+        recompute_matmul=per_step(sig.recompute_us["matmul"]),
+        recompute_compute=per_step(sig.recompute_us["other_compute"]),
+        recompute_memory=per_step(sig.recompute_us["memory"]),
+        recompute_host=per_step(sig.recompute_us["host_overhead"]),
         allocator=t.mean_s("allocator_us"), sync=t.mean_s("sync_us"), warmup=t.mean_s("warmup_us"),
         precision=measured_precision(analysis, fastest, timing),
         profiler=per_step((analysis.metadata.recording_cost_us_per_op or 0.0) * sig.host_ops))

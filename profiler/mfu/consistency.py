@@ -32,6 +32,9 @@ def disturbed_measurement(peak: Peak, rate: float | None) -> tuple[Peak, Note | 
     something else ran: P_run becomes the rate the run achieved, and P keeps its ratio to it."""
     if peak.source != "measured" or not rate or rate <= peak.peak_flops_run:
         return peak, None
+    if peak.ceiling and rate > peak.ceiling:  # past the silicon: the FLOPs it was formed with are wrong
+        return peak, Note("raise_refused", {"rate_tflops_per_s": rate / TERA, "dtype": peak.dtype,
+                                            "ceiling_tflops_per_s": peak.ceiling / TERA})
     scale = rate / peak.peak_flops_run
     note = Note("measured_peak_raised", {"rate_tflops_per_s": rate / TERA, "dtype": peak.dtype, "scale": scale,
                                          "measured_tflops_per_s": peak.peak_flops_run / TERA})

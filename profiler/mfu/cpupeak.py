@@ -15,10 +15,10 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from profiler.files import write_atomic
-from profiler.settings import MEGA
+from profiler.settings import ISA_SLACK, KILO, MEGA
 
 DTYPES = ("float32", "bfloat16")
 TRIAL_S = 0.15  # one measured GEMM takes about this long: long enough to time, short enough to repeat
@@ -87,6 +87,22 @@ def isa_rates(flags: set[str], threads: int, mhz: float | None) -> dict[str, flo
         if widest:
             out[dtype] = threads * mhz * MEGA * widest
     return out
+
+
+def clock_mhz() -> float | None:
+    """The highest clock the cores run at: the kernel's cpufreq maximum (turbo included) where it says, else the
+    clock /proc/cpuinfo reports (a VM's nominal one)."""
+    reported = _cpuinfo().get("cpu MHz")
+    try:
+        highest = int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / KILO  # kHz
+    except (OSError, ValueError):
+        highest = None
+    return max(filter(None, (float(reported) if reported else None, highest)), default=None)
+
+
+def ceilings(entry: dict) -> dict[str, float]:
+    """The most a rate of this entry may be: its instruction-set reference times ISA_SLACK, per dtype."""
+    return {d: r * ISA_SLACK for d, r in (entry.get("isa") or {}).items()}
 
 
 def gemm_seconds(dtype: str, n: int, threads: int, repeats: int) -> list[float]:
@@ -188,17 +204,42 @@ def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds)
         started = time.perf_counter()
         measured = {dtype: measure_gemm_flops(dtype, threads, timer) for dtype in DTYPES}
         flags = cpu_flags()
-        mhz = _cpuinfo().get("cpu MHz")
         sizes = ", ".join(f"{d} {n}-cube" for d, (_, n) in measured.items())
-        return {
+        entry: dict[str, Any] = {
             "rates": {d: rate for d, (rate, _) in measured.items()},
             "how": f"best of up to {TRIALS} GEMMs ({sizes}) in {threads} thread(s), {utc_now()}, "
                    f"{time.perf_counter() - started:.1f} s",
             "emulated": emulated_dtypes(flags),
-            "isa": isa_rates(flags, threads, float(mhz) if mhz else None),
+            "isa": isa_rates(flags, threads, clock_mhz()),
         }
+        entry["history"] = [{"at": utc_now(), "dtype": d, "rate": r, "what": "measured"}
+                            for d, r in entry["rates"].items()]
+        for dtype, cap in ceilings(entry).items():  # a timer that lies cannot put a rate past the silicon
+            if entry["rates"].get(dtype, 0) > cap:
+                entry["rates"][dtype] = cap
+                entry["history"].append({"at": utc_now(), "dtype": dtype, "rate": cap,
+                                         "what": "held to the instruction-set reference"})
+        return entry
 
-    return cached((cache or cache_dir()) / "cpu_peak.json", machine_key(threads), _valid, measure)
+    entry = cached((cache or cache_dir()) / "cpu_peak.json", machine_key(threads), _valid, measure)
+    caps = ceilings(entry)  # an entry written before the reference held its rates is held to it when read
+    return {**entry, "rates": {d: min(r, caps.get(d, r)) for d, r in entry["rates"].items()}}
+
+
+def cache_entries(cache: Path | None = None) -> tuple[Path, dict]:
+    """The peak cache's file and its entries (by machine, processor count, threads and torch version)."""
+    path = (cache or cache_dir()) / "cpu_peak.json"
+    return path, {k: v for k, v in read_cache(path).items() if _valid(v)}
+
+
+def reset_cache(cache: Path | None = None) -> bool:
+    """Remove the peak cache, under its lock: the next run measures again. True when there was one."""
+    path = (cache or cache_dir()) / "cpu_peak.json"
+    with locked(path):
+        if not path.exists():
+            return False
+        path.unlink()
+        return True
 
 
 def utc_now() -> str:
@@ -207,7 +248,8 @@ def utc_now() -> str:
 
 def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = None) -> bool:
     """Replace the cached rate of `dtype` with a rate that this machine's own run achieved, when it is higher:
-    the measurement was taken while something else ran. True when the cache changed."""
+    the measurement was taken while something else ran. Never past the instruction-set reference (times
+    ISA_SLACK): a rate beyond it was formed with wrong FLOPs, and teaches nothing. True when the cache changed."""
     path = (cache or cache_dir()) / "cpu_peak.json"
     key = machine_key(threads)
     with locked(path):
@@ -215,7 +257,11 @@ def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = Non
         entry = known.get(key)
         if not _valid(entry) or dtype not in entry["rates"] or rate <= entry["rates"][dtype]:
             return False
+        if rate > ceilings(entry).get(dtype, float("inf")):
+            return False
         entry["rates"][dtype] = rate
         entry["how"] += f"; {dtype} raised to a run's own matmul rate, {utc_now()}"
+        entry.setdefault("history", []).append({"at": utc_now(), "dtype": dtype, "rate": rate,
+                                                "what": "raised to a run's own matmul rate"})
         write_atomic(path, json.dumps(known, indent=1))
         return True

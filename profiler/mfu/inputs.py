@@ -6,24 +6,21 @@ table or a measurement on this machine (peak); --flops-per-step, --model or the 
 `resolve` gathers them for a rank, with the peak checked against what the trace did (consistency.py).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from profiler.analysis.records import RankAnalysis, Signals, seconds
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.consistency import disturbed_measurement, tf32_peak
 from profiler.mfu.cpupeak import cpu_name, raise_cached, this_machine
+from profiler.mfu.implementations import compiled_regions
+from profiler.mfu.modelflops import ModelDescription, from_hf_config, gpt_params, nanogpt
 from profiler.mfu.peak import Peak, resolve_peak
+from profiler.mfu.records import FlopAccount, ModelFlops
 from profiler.mfu.shapetime import ShapeTiming, timed_shapes
-from profiler.settings import Options
-from profiler.trace.flops import gpt_params, model_flops_per_token
+from profiler.settings import FLOPS_GAP, GIGA, UNCOUNTED_MATMUL_SHARE, Options
+from profiler.trace.classify import MATMUL
 from profiler.trace.metadata import RunMetadata
-
-
-@dataclass(frozen=True)
-class ModelFlops:
-    per_step: float | None  # F_model; None when unknown (F_counted stands in)
-    source: str | None  # --flops-per-step, --model, ..., run metadata
 
 
 def trace_peak(analysis: RankAnalysis, options: Options) -> tuple[Peak | None, list[Note]]:
@@ -77,30 +74,72 @@ def trace_bandwidth(analysis: RankAnalysis, options: Options) -> tuple[Bandwidth
     return found, []
 
 
+def described_model(model: dict) -> tuple[ModelDescription, tuple[int, int]]:
+    """--model as a description, and the shape of its token embedding (where the tokens can be counted): a
+    Hugging Face config.json at its sequence length, or a nanoGPT GPT's n_layer, n_head, n_embd, block_size,
+    vocab_size and bias."""
+    if "config" in model:
+        config = model["config"]
+        width = config.get("hidden_size") or config.get("n_embd") or config.get("d_model")
+        return from_hf_config(config, model["sequence_length"], "--model config.json"), (config["vocab_size"], width)
+    n_params = gpt_params(model["n_layer"], model["n_embd"], model["vocab_size"], model.get("bias", True))
+    described = nanogpt(model["n_layer"], model["n_head"], model["n_embd"], model["block_size"], n_params, "--model")
+    return described, (model["vocab_size"], model["n_embd"])
+
+
 def model_flops(options: Options, meta: RunMetadata, signals: Signals) -> tuple[ModelFlops, list[Note]]:
-    """F_model and where it came from: --flops-per-step, --model (a nanoGPT GPT's n_layer, n_head, n_embd,
-    block_size, vocab_size, bias, and tokens_per_step or else the tokens its token embedding looked up per
-    step), or the run's metadata; unknown otherwise."""
+    """F_model and where it came from: --flops-per-step, --model (a nanoGPT shape or a Hugging Face config.json,
+    with tokens_per_step or else the tokens its token embedding looked up per step), or the run's metadata;
+    unknown otherwise (the MFU stage then stands in three times the forward's counted FLOPs)."""
     warnings: list[Note] = []
     if options.flops_per_step:
         return ModelFlops(options.flops_per_step, "--flops-per-step"), warnings
-    m = options.model
-    if m:
-        tokens, source = m.get("tokens_per_step"), "--model"
+    if options.model:
+        described, embedding = described_model(options.model)
+        tokens, how = options.model.get("tokens_per_step"), ""
         if not tokens:
-            tokens = signals.per_step(signals.embedding_tokens[(m["vocab_size"], m["n_embd"])])
-            source = "--model, tokens per step counted at the token embedding"
+            tokens = signals.per_step(signals.embedding_tokens[embedding])
+            how = ", tokens per step counted at the token embedding"
         if not tokens:
             warnings.append(Note("model_no_embedding"))
             return ModelFlops(None, None), warnings
-        n_params = gpt_params(m["n_layer"], m["n_embd"], m["vocab_size"], m.get("bias", True))
-        per_token = model_flops_per_token(n_params, m["n_layer"], m["n_head"], m["n_embd"], m["block_size"])
-        return ModelFlops(float(per_token * tokens), source), warnings
+        return ModelFlops(described.flops_per_step(int(tokens)), described.formula() + how), warnings
     if meta.flops_per_step:
         how = f" ({meta.flops_from})" if meta.flops_from else ""
         return ModelFlops(float(meta.flops_per_step), "run metadata" + how), warnings
-    warnings.append(Note("model_flops_unknown"))
     return ModelFlops(None, None), warnings
+
+
+def rank_model_flops(analysis: RankAnalysis, options: Options) -> tuple[ModelFlops, list[Note]]:
+    """The rank's F_model as the report stands behind it, with its FLOP account; and the warnings they gave."""
+    given, notes = model_flops(options, analysis.metadata, analysis.signals)
+    account = FlopAccount.of(analysis.table, compiled=compiled_regions(analysis.signals) > 0)
+    trusted, said = trusted_model_flops(given, account, analysis.signals,
+                                        float(analysis.table.breakdown_us[MATMUL].sum()))
+    return replace(trusted, account=account), notes + said
+
+
+def trusted_model_flops(given: ModelFlops, account: FlopAccount, signals: Signals,
+                        matmul_us: float) -> tuple[ModelFlops, list[Note]]:
+    """F_model as the report can stand behind it. Where none was given, the counts stand in (FlopAccount.stand_in).
+    Where the trace counts its matmuls (under UNCOUNTED_MATMUL_SHARE of their time without shapes) and the F
+    given is more than FLOPS_GAP above every FLOP that ran (and above three times the forward), the counts
+    contradict it (a sequence length taken
+    from a cap, all experts of a sparse MoE, embeddings counted as matmuls): they stand in, and a note says why.
+    MFU then never exceeds HFU."""
+    counted_well = sum(signals.uncounted_matmul_us.values()) <= UNCOUNTED_MATMUL_SHARE * matmul_us
+    stand_in = account.stand_in()
+    if not given.per_step:
+        if not stand_in.per_step:
+            return given, [Note("model_flops_unknown")]
+        return stand_in, [Note("model_flops_counted", {"gflops": stand_in.per_step / GIGA, "how": stand_in.source})]
+    most = max(account.executed, stand_in.per_step or 0.0)  # a first layer's skipped input gradient runs no FLOP
+    if counted_well and stand_in.per_step and given.per_step > (1 + FLOPS_GAP) * most:
+        return stand_in, [Note("model_flops_contradicted", {
+            "given_gflops": given.per_step / GIGA, "given_from": given.source or "", "ratio": given.per_step /
+            account.executed, "executed_gflops": account.executed / GIGA, "used_gflops": stand_in.per_step / GIGA,
+            "used_from": stand_in.source})]
+    return given, []
 
 
 def timeable_here(analysis: RankAnalysis, options: Options) -> bool:
@@ -150,7 +189,7 @@ class Inputs:
 def resolve(analysis: RankAnalysis, options: Options) -> Inputs:
     """The rank's peak (TF32 where float32 matmuls beat the float32 peak; a disturbed CPU measurement raised to
     what the run achieved), its bandwidth, F_model and, where recorded here, its shapes timed."""
-    f_model, f_model_notes = model_flops(options, analysis.metadata, analysis.signals)
+    f_model, f_model_notes = rank_model_flops(analysis, options)
     peak, notes = trace_peak(analysis, options)
     rate = counted_rate(analysis)
     learned = None
@@ -160,7 +199,9 @@ def resolve(analysis: RankAnalysis, options: Options) -> Inputs:
     if peak and analysis.metadata.peak:  # measured on the machine that ran it, before the run
         peak, note = disturbed_measurement(peak, achieved_rate(analysis, f_model.per_step, rate))
         notes += [note] if note else []
-        learned = peak.peak_flops_run if note and recorded_here(analysis.metadata) else None
+        trusted = not any(n.code == "model_flops_contradicted" for n in f_model_notes)
+        raised = note is not None and note.code == "measured_peak_raised"
+        learned = peak.peak_flops_run if raised and trusted and recorded_here(analysis.metadata) else None
     bandwidth, said = trace_bandwidth(analysis, options)
     return Inputs(peak=peak, bandwidth=bandwidth, f_model=f_model, f_model_notes=f_model_notes,
                   timing=shape_timing(analysis, peak, options), notes=notes + said, learned_rate=learned)

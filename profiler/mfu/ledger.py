@@ -19,6 +19,7 @@ class Cause(StrEnum):
     NON_FUSED = "non_fused"
     MEMORY_OPS = "memory_ops"
     COMMUNICATION = "communication"
+    RECOMPUTATION = "recomputation"  # the forward run again in the backward (activation checkpointing)
     PRECISION = "precision"
     MATMUL_EFFICIENCY = "matmul_efficiency"
     WARMUP = "warmup"
@@ -34,6 +35,7 @@ class LedgerUnit(StrEnum):
 
 
 CAUSES: tuple[Cause, ...] = tuple(c for c in Cause if c is not Cause.USEFUL)
+OCCASIONAL = (Cause.RECOMPUTATION, Cause.WARMUP)  # a ledger row only where the trace holds any
 # the time ledger (no F or no P): matmul_efficiency needs both, and what no cause claims is the work itself
 TIME_CAUSES: tuple[Cause, ...] = tuple(c for c in CAUSES if c is not Cause.MATMUL_EFFICIENCY) + (Cause.USEFUL,)
 
@@ -53,6 +55,10 @@ class Overheads:
     attention_matmul_excess: float = 0.0  # unfused attention's bmm time beyond its FLOPs at P_run
     attention_memory: float = 0.0  # copies inside unfused attention
     attention_host: float = 0.0  # dispatch inside unfused attention
+    recompute_matmul: float = 0.0  # forward matmuls run again in the backward (activation checkpointing)
+    recompute_compute: float = 0.0  # ... its other compute (norms, activations)
+    recompute_memory: float = 0.0  # ... its copies
+    recompute_host: float = 0.0  # ... its dispatch
     precision: float | None = None  # what the fastest precision saves, measured at the run's shapes (our runs)
     allocator: float = 0.0  # allocator calls (cudaFree, hipMalloc, ...) while the device idles
     sync: float = 0.0  # synchronizing calls (stream / device syncs, blocking copies) while the device idles
@@ -71,6 +77,8 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
     F or P (a time ledger) there is no ideal: the matmul time is all work, precision only what was measured.
 
     - data_loading → io; communication → communication; other_compute → non_fused; memory → memory_ops.
+    - the forward run again inside the backward (activation checkpointing) → recomputation, from each category
+      it ran in: its matmuls first, as they are no model FLOPs.
     - matmul beyond F/P: precision up to F/P_run (or up to the saving the faster precision
       showed at the run's own shapes, where measured), the rest matmul_efficiency.
     - host_overhead → small_batch, and so are short idle gaps between ops, small matmuls' excess, the fixed
@@ -97,9 +105,15 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
     # the matmul time beyond the FLOPs at P: precision takes what the fastest precision would save (the FLOPs
     # at P_run against P, or the saving measured at the run's shapes), never more than the excess holds
     excess = c["matmul"] - ideal_s
+    rerun = min(max(overheads.recompute_matmul, 0.0), max(excess, 0.0))
+    excess -= rerun
+    moved[Cause.RECOMPUTATION] += rerun
     precision = precision_ceiling_s if overheads.precision is None else overheads.precision
     precision = min(max(precision, 0.0), max(excess, 0.0))
     c["matmul"] = excess - precision
+    move("other_compute", overheads.recompute_compute, Cause.RECOMPUTATION)
+    move("memory", overheads.recompute_memory, Cause.RECOMPUTATION)
+    move("host_overhead", overheads.recompute_host, Cause.RECOMPUTATION)
     move("matmul", overheads.attention_matmul_excess, Cause.NON_FUSED)
     move("matmul", overheads.small_matmul_excess, Cause.SMALL_BATCH)
     move("host_overhead", overheads.optimizer_host, Cause.NON_FUSED)
@@ -116,7 +130,8 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
     move("other_compute", overheads.fixed_compute, Cause.SMALL_BATCH)
     own = {Cause.IO: c["data_loading"], Cause.SMALL_BATCH: c["host_overhead"], Cause.NON_FUSED: c["other_compute"],
            Cause.MEMORY_OPS: c["memory"], Cause.COMMUNICATION: c["communication"], Cause.PRECISION: precision,
-           Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.WARMUP: 0.0, Cause.OTHER: c["idle"]}
+           Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.WARMUP: 0.0, Cause.OTHER: c["idle"],
+           Cause.RECOMPUTATION: 0.0}
     out = {cause: own[cause] + moved[cause] for cause in CAUSES}
     if excess < 0:  # the FLOPs at P need more than the matmul time (within MATMUL_SLACK): the other causes
         rest = sum(out.values())  # give up the difference in proportion, so that none goes below 0
@@ -145,11 +160,12 @@ def ledger(step_s: float, seconds: dict[Cause, float], flops: float, peak: float
     The what-if is the MFU with the cause's removable seconds gone (`removable`, by default all of them: an
     upper bound; non_fused's is bounded by what fusion removes, roofline.fusion_removable)."""
     ideal = flops / peak
+    seconds = {**dict.fromkeys(CAUSES, 0.0), **seconds}  # an occasional cause may be absent
     gone = {**seconds, **(removable or {})}
     cut = {c: max(min(gone[c], seconds[c]), 0.0) for c in CAUSES}
     return [{"cause": c, "points": 100 * seconds[c] / step_s, "ms": MS_PER_S * seconds[c],
              "what_if_mfu": ideal / (step_s - cut[c]), "removable_ms": MS_PER_S * cut[c]} for c in CAUSES
-            if c is not Cause.WARMUP or seconds[c] > 0]
+            if c not in OCCASIONAL or seconds[c] > 0]
 
 
 def time_ledger(step_s: float, seconds: dict[Cause, float], removable: dict[Cause, float] | None = None) -> list[dict]:
@@ -159,13 +175,14 @@ def time_ledger(step_s: float, seconds: dict[Cause, float], removable: dict[Caus
     but its own."""
     if step_s <= 1e-9:  # the profiler's own cost was the whole step: nothing left to divide
         return []
+    seconds = {**dict.fromkeys(CAUSES, 0.0), **seconds}  # an occasional cause may be absent
     share: dict[Cause, float] = {**{c: seconds[c] for c in CAUSES if c is not Cause.MATMUL_EFFICIENCY},
                                  Cause.USEFUL: seconds[Cause.MATMUL_EFFICIENCY]}
     gone = {**share, **(removable or {})}
     steady = step_s - max(share[Cause.WARMUP], 0.0)
     out = []
     for c in TIME_CAUSES:
-        if c is Cause.WARMUP and share[c] <= 0:
+        if c in OCCASIONAL and share[c] <= 0:
             continue
         cut = max(min(gone[c], share[c]), 0.0)
         base, without = (step_s, steady) if c is Cause.WARMUP else (steady, steady - cut)

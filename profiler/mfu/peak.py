@@ -7,19 +7,25 @@ tensor-core figures from the vendors' data sheets; a CPU is measured in the run'
 import re
 from dataclasses import asdict, dataclass, replace
 
-from profiler.mfu.cpupeak import cpu_measurement, cpu_name
+from profiler.mfu.cpupeak import ceilings, cpu_measurement, cpu_name
 from profiler.settings import TERA
 
 T = TERA
 
 
-def _gpu(half: float, tf32: float | None, fp32: float, bf16: bool = True) -> dict[str, float]:
-    """Dense tensor-core TFLOP/s with fp32 accumulation (half: fp16 and, where supported, bf16), and fp32."""
+NARROW_FORMATS = ("float8", "float4")  # P_run where the GEMMs ran in them; never P (MFU's convention below)
+
+
+def _gpu(half: float, tf32: float | None, fp32: float, bf16: bool = True, fp8: float | None = None,
+         fp4: float | None = None) -> dict[str, float]:
+    """Dense tensor-core TFLOP/s with fp32 accumulation (half: fp16 and, where supported, bf16), and fp32; fp8
+    and fp4 where the vendor states them."""
     rates = {"float16": half * T, "float32": fp32 * T}
     if bf16:
         rates["bfloat16"] = half * T
     if tf32:
         rates["tf32"] = tf32 * T
+    rates.update({d: r * T for d, r in (("float8", fp8), ("float4", fp4)) if r})
     return rates
 
 
@@ -28,14 +34,14 @@ def _gpu(half: float, tf32: float | None, fp32: float, bf16: bool = True) -> dic
 # their fp16-accumulate rate, which is the figure training sees.
 DEVICE_TABLE = [
     # NVIDIA data center: Blackwell, Hopper, Ampere, Ada, Turing, Volta
-    (r"GB200", _gpu(2500, 1250, 80)),
-    (r"B200", _gpu(2250, 1100, 80)),
-    (r"B100", _gpu(1750, 875, 60)),
-    (r"GH200", _gpu(989, 494, 67)),
-    (r"H200", _gpu(989, 494, 67)),
-    (r"H100.*(PCIe|PCI)", _gpu(756, 378, 51)),
-    (r"H100|H800", _gpu(989, 494, 67)),
-    (r"H20\b", _gpu(148, 74, 44)),
+    (r"GB200", _gpu(2500, 1250, 80, fp8=5000, fp4=10000)),
+    (r"B200", _gpu(2250, 1100, 80, fp8=4500, fp4=9000)),
+    (r"B100", _gpu(1750, 875, 60, fp8=3500, fp4=7000)),
+    (r"GH200", _gpu(989, 494, 67, fp8=1979)),
+    (r"H200", _gpu(989, 494, 67, fp8=1979)),
+    (r"H100.*(PCIe|PCI)", _gpu(756, 378, 51, fp8=1513)),
+    (r"H100|H800", _gpu(989, 494, 67, fp8=1979)),
+    (r"H20\b", _gpu(148, 74, 44, fp8=296)),
     (r"A100|A800", _gpu(312, 156, 19.5)),
     (r"A30\b", _gpu(165, 82, 10.3)),
     (r"A40\b", _gpu(149.7, 74.8, 37.4)),
@@ -43,10 +49,10 @@ DEVICE_TABLE = [
     (r"A10\b", _gpu(125, 62.5, 31.2)),
     (r"A16\b", _gpu(72, 36, 18)),
     (r"A2\b", _gpu(18, 9, 4.5)),
-    (r"L40S", _gpu(362, 183, 91.6)),
+    (r"L40S", _gpu(362, 183, 91.6, fp8=733)),
     (r"L40\b", _gpu(181, 90.5, 90.5)),
     (r"L20\b", _gpu(119.5, 59.8, 59.8)),
-    (r"L4\b", _gpu(121, 60, 30.3)),
+    (r"L4\b", _gpu(121, 60, 30.3, fp8=242)),
     (r"V100", _gpu(125, None, 15.7, bf16=False)),
     (r"T4\b", _gpu(65, None, 8.1, bf16=False)),
     # NVIDIA laptop GPUs, before their desktop namesakes. A laptop's clock follows its power limit (TGP), so these
@@ -93,7 +99,7 @@ DEVICE_TABLE = [
     (r"RTX 2060", _gpu(25.8, None, 6.5, bf16=False)),
     # AMD Instinct (per device as torch sees it: one GCD of an MI250 / MI250X)
     (r"MI355", _gpu(2300, 1150, 157.3)),
-    (r"MI325|MI300X", _gpu(1307, 654, 163)),
+    (r"MI325|MI300X", _gpu(1307, 654, 163, fp8=2615)),
     (r"MI300A", _gpu(980.6, 490.3, 122.6)),
     (r"MI250X", _gpu(191.5, None, 47.9)),
     (r"MI250", _gpu(181, None, 45.3)),
@@ -109,6 +115,7 @@ class Peak:
     source: str  # table | measured | user
     fastest: str | None = None  # the dtype of P (None where the user gave it)
     note: str | None = None  # how and when a measured peak was measured, what the CPU emulates, its ISA bound
+    ceiling: float | None = None  # a measured P_run may be raised to a run's own rate up to this (cpupeak.ceilings)
 
     def as_dict(self):
         return asdict(self)
@@ -127,9 +134,15 @@ def precision_of(dtype: str, tf32: bool) -> str:
 
 
 def peak_from_rates(device: str, rates: dict[str, float], dtype: str, source: str) -> Peak:
-    """P is the best rate in a training precision; P_run the rate of `dtype` (its nearest slower kin if absent)."""
-    fastest = max(rates, key=lambda d: (rates[d], d == "bfloat16"))  # bfloat16 where float16 ties
-    run = rates.get(dtype) or rates.get("float16" if dtype == "bfloat16" else "float32") or rates[fastest]
+    """P is the best rate in a training precision; P_run the rate of `dtype` (its nearest slower kin if absent).
+
+    fp8 and fp4 are never P: MFU stays against the 16-bit peak, as Megatron-LM and PaLM count it, so that it
+    compares across precisions; a run whose GEMMs ran in them gets their rate as P_run (above P), and the
+    report says so."""
+    trained = {d: r for d, r in rates.items() if d not in NARROW_FORMATS} or rates
+    fastest = max(trained, key=lambda d: (trained[d], d == "bfloat16"))  # bfloat16 where float16 ties
+    kin = fastest if dtype in NARROW_FORMATS else "float16" if dtype == "bfloat16" else "float32"
+    run = rates.get(dtype) or rates.get(kin) or rates[fastest]
     return Peak(device=device, dtype=dtype, peak_flops=rates[fastest], peak_flops_run=run, source=source,
                 fastest=fastest)
 
@@ -145,7 +158,7 @@ def cpu_peak(dtype: str, threads: int) -> Peak:
     if m.get("isa"):
         note += ("; instruction-set reference at the clock /proc/cpuinfo reports, two FMA units a core: "
                  + ", ".join(f"{d} {r / T:.3g} TFLOP/s" for d, r in m["isa"].items()))
-    return replace(peak, note=note)
+    return replace(peak, note=note, ceiling=ceilings(m).get(peak.dtype))
 
 
 def resolve_peak(device_name: str, kind: str, dtype: str, tf32: bool = False, user_peak: float = 0.0,

@@ -9,12 +9,56 @@ from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
 from profiler.mfu.roofline import Roofline
 from profiler.mfu.shapetime import ShapeTiming
-from profiler.settings import SHORT_GAP_US
+from profiler.settings import FLOPS_GAP, SHORT_GAP_US
 from profiler.trace.metadata import RunMetadata
 
 # what a diagnosis rule measured, by name with the unit in it (ms per step, _pct, _gb_per_s, _tflop_per_s): a
 # number, a short string, a flag, or a list of small records ({"name": ..., "ms": ...}) for the largest items;
 # report/phrases.py writes the evidence sentence from these and from nothing else
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlopAccount:
+    """The counted FLOPs per step by where they ran: what tells model FLOPs from the rest."""
+
+    executed: float  # every counted FLOP (HFU's numerator)
+    forward: float
+    backward: float
+    recomputed: float  # forward ops run again in the backward
+    outside: float  # the optimizer step
+
+    @staticmethod
+    def of(table: StepTable, compiled: bool = False) -> "FlopAccount":
+        """The mean step's account. A compiled backward hides what it re-ran: there the backward's FLOPs beyond
+        twice the forward's (by more than FLOPS_GAP) are taken as recomputed."""
+        mean = lambda a: float(a.mean()) if len(a) else 0.0
+        executed, backward = mean(table.flops), mean(table.backward_flops)
+        recomputed, outside = mean(table.recomputed_flops), mean(table.outside_flops)
+        forward = executed - backward - recomputed - outside
+        if compiled and not recomputed and backward > 2 * forward * (1 + FLOPS_GAP):
+            backward, recomputed = 2 * forward, backward - 2 * forward
+        return FlopAccount(executed=executed, forward=forward, backward=backward, recomputed=recomputed,
+                           outside=outside)
+
+    @property
+    def model(self) -> float:
+        """The model's forward and backward as they ran once: no recomputation, nothing outside the model."""
+        return self.forward + self.backward
+
+    def stand_in(self) -> "ModelFlops":
+        """F_model from the counts: three times the forward (its backward does twice its work), or the forward
+        where no backward ran."""
+        if self.backward > 0:
+            return ModelFlops(3 * self.forward, "3 × the forward's counted FLOPs", from_counts=True)
+        return ModelFlops(self.forward or None, "the forward's counted FLOPs (no backward ran)", from_counts=True)
+
+
+@dataclass(frozen=True)
+class ModelFlops:
+    per_step: float | None  # F_model; None when unknown (F_counted stands in)
+    source: str | None  # --flops-per-step, --model, ..., run metadata
+    from_counts: bool = False  # the trace's own counts stand in (no F given, or the F given contradicts them)
+    account: FlopAccount | None = None  # the rank's counted FLOPs by where they ran, made once beside F_model
 
 
 @dataclass(frozen=True)
@@ -47,6 +91,7 @@ class Mfu:
     flops_analytic: float | None
     flops_counted: float
     analytic_from: str | None
+    account: FlopAccount | None = None  # the counted FLOPs by where they ran
 
     @property
     def of_ledger(self) -> float | None:
@@ -171,6 +216,7 @@ class Evidence:
     peak_run: float
     flops: float  # F_model, or F_counted standing in
     counted_flops: float
+    account: FlopAccount | None = None  # the counted FLOPs by where they ran (recomputation's evidence)
     breakdown: dict[str, Share]
     signals: Signals
     ops: list[OpRow]  # every op, largest first

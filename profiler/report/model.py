@@ -57,14 +57,19 @@ class DeviceUtilization(Record, frozen=True, kw_only=True):
 
 class FlopsPerStep(Record, frozen=True, kw_only=True):
     analytic: float | None
-    counted: float | None
+    counted: float | None  # every FLOP that ran and had shapes: the account below adds up to it
+    forward: float | None = None
+    backward: float | None = None
+    recomputed: float | None = None  # forward ops run again in the backward (activation checkpointing)
+    outside: float | None = None  # the optimizer step
 
 
 class MfuFigures(Record, frozen=True, kw_only=True):
     analytic: float | None
-    counted: float | None
+    counted: float | None  # PaLM's hardware FLOPs utilization (HFU): every counted FLOP over T · P
     flops_per_step: FlopsPerStep
     analytic_from: str | None = None
+    hfu: float | None = None  # the same figure as `counted`, under the name the literature gives it
 
 
 class CategoryShare(Record, frozen=True, kw_only=True):

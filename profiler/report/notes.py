@@ -119,6 +119,10 @@ NOTES: dict[str, Callable[[Facts], str]] = {
         f"{n['measured_tflops_per_s']:.3g} TFLOP/s measured for {n['dtype']} before it (the machine was busy while it "
         f"measured): P and P_run are raised {n['scale']:.2f}x, to what the run achieved, and so matmul_efficiency "
         "is 0"),
+    "raise_refused": lambda n: (
+        f"the run's matmuls would have run at {n['rate_tflops_per_s']:.3g} TFLOP/s in {n['dtype']}, past this "
+        f"CPU's instruction-set reference ({n['ceiling_tflops_per_s']:.3g} TFLOP/s with its slack): the FLOPs per "
+        "step are too high, so the measured peak is kept and this machine's cache learns nothing"),
     "cpu_bandwidth_measured_here": lambda n: (
         "CPU trace without a recorded memory bandwidth: the roofline's memory ceiling was measured on this machine; "
         "pass --peak-bandwidth if the trace was recorded elsewhere"),
@@ -129,16 +133,29 @@ NOTES: dict[str, Callable[[Facts], str]] = {
         "--model: no aten::embedding on a [vocab_size, n_embd] table in the steps to count the tokens by (pass "
         "tokens_per_step): F_counted stands in for F_model"),
     "model_flops_unknown": lambda n: (
-        "model FLOPs unknown (no run metadata, no --flops-per-step or --model): F_counted stands in for F_model"),
+        "model FLOPs unknown (no run metadata, no --flops-per-step or --model, no counted forward): F_counted "
+        "stands in for F_model"),
+    "model_flops_counted": lambda n: (
+        f"model FLOPs not given (no run metadata, --flops-per-step or --model): {n['how']} stand in, "
+        f"{n['gflops']:.3g} GFLOP/step, so that recomputation and the optimizer's matmuls do not pass for the "
+        "model's; pass --model (a config.json) or --flops-per-step to use the model's own count"),
+    "model_flops_contradicted": lambda n: (
+        f"the model FLOPs given ({n['given_from']}: {n['given_gflops']:.3g} GFLOP/step) are {n['ratio']:.2f}× every "
+        f"FLOP the trace ran ({n['executed_gflops']:.3g} GFLOP/step, its matmuls all counted), which no model can "
+        f"do: trusting the counts, {n['used_from']} ({n['used_gflops']:.3g} GFLOP/step) stand in. A count this "
+        "far above usually takes the sequence length from a cap (max_position_embeddings) instead of the one "
+        "trained, counts every expert of a sparse MoE, or counts embedding lookups as matmuls"),
     # the ledger
     "first_step_warmup": lambda n: (
         f"step {n['step']} took {n['ms']:.2f} ms, {n['ratio']:.0f}x the median of the others ({n['median_ms']:.2f} "
         "ms): most likely warm-up (first allocations, cuDNN / MIOpen algorithm search, compilation); the figures "
         "average over all steps, per_step has each"),
     "flops_gap": lambda n: (
-        f"counted FLOPs are {n['ratio']:.2f}× the analytic model FLOPs: the analytic formula counts the full T×T "
-        "attention and all parameters; the counted ones miss ops without recorded shapes and include recomputation "
-        "and any matmuls outside the model (a foreign model's formula may differ)"),
+        f"the model's forward and backward as counted are {n['ratio']:.2f}× the analytic model FLOPs (every counted "
+        f"FLOP: {n['executed_ratio']:.2f}×, with {n['recomputed_gflops']:.3g} GFLOP/step recomputed and "
+        f"{n['outside_gflops']:.3g} in the optimizer): the analytic formula counts the full T×T attention and all "
+        "non-embedding parameters, the counted ones miss ops without recorded shapes; the headline keeps the "
+        "analytic figure, which no count contradicts (a foreign model's formula may differ)"),
     "uncounted_matmul": _uncounted_matmul,
     "no_memory_events": lambda n: (
         "the trace records no memory of the device: record with torch.profiler.profile(profile_memory=True) to "

@@ -256,6 +256,20 @@ def warmup(f: Facts) -> str:
             "first call)")
 
 
+def recomputation(f: Facts) -> str:
+    ops = ", ".join(f"{o['name']} {o['ms']:.2f} ms" for o in f["recomputed_ops"])
+    text = (f"forward ops run again inside the backward (activation checkpointing) {_share(f)}: "
+            f"{f['recomputed_gflops']:.3g} GFLOP/step recomputed, {f['recomputed_of_model_pct']:.0f}% of the model's "
+            f"FLOPs, in {ops}")
+    if "predicted_gb" in f:
+        verdict = "fits" if f["fits"] else "does not fit"
+        text += (f"; without it the peak would hold {f['spared_gb']:.3g} GB more, {f['predicted_gb']:.2f} GB of "
+                 f"{f['capacity_gb']:.2f}: it {verdict}")
+    elif "spared_gb" in f:
+        text += f"; without it about {f['spared_gb']:.3g} GB more activations would be kept"
+    return text
+
+
 def matmul_efficiency(f: Facts) -> str:
     text = (f"matmul time beyond what the FLOPs need at P ({f['peak_tflop_per_s']:.3g} TFLOP/s, "
             f"{f['fastest_dtype'] or 'the fastest precision'}) that precision ({f['precision_ms']:.2f} ms) and the "
@@ -287,5 +301,5 @@ def other(f: Facts) -> str:
 
 
 EVIDENCE = {"io": io, "small_batch": small_batch, "non_fused": non_fused, "memory_ops": memory_ops,
-            "communication": communication, "precision": precision, "matmul_efficiency": matmul_efficiency,
-            "warmup": warmup, "other": other}
+            "communication": communication, "recomputation": recomputation, "precision": precision,
+            "matmul_efficiency": matmul_efficiency, "warmup": warmup, "other": other}

@@ -13,7 +13,7 @@ from msgspec import UNSET
 from profiler.facts import Note
 from profiler.mfu.job import AGGREGATION, JobResult
 from profiler.mfu.ledger import LedgerUnit
-from profiler.mfu.records import Figures, OpRow
+from profiler.mfu.records import Figures, Mfu, OpRow
 from profiler.report import model
 from profiler.report.model import SCHEMA, Report, json_data
 from profiler.report.notes import note_data, note_text
@@ -21,6 +21,13 @@ from profiler.report.phrases import evidence
 from profiler.trace.errors import TraceError
 
 MAX_NAMED = 5  # non-finite figures named in their warning; the count says how many there were
+
+
+def flops_per_step(m: Mfu) -> model.FlopsPerStep:
+    """The FLOPs per step, analytic and counted, with the counted ones' account where it was made."""
+    a = m.account
+    parts = dict(forward=a.forward, backward=a.backward, recomputed=a.recomputed, outside=a.outside) if a else {}
+    return model.FlopsPerStep(analytic=m.flops_analytic, counted=m.flops_counted, **parts)
 
 
 def report_of(result: JobResult) -> Report:
@@ -69,8 +76,8 @@ def figures_fields(f: Figures) -> dict:
                                     cv=f.step_time_ms.cv),
         device_utilization=None if f.device_utilization is None else model.DeviceUtilization(
             **asdict(f.device_utilization)),
-        mfu=model.MfuFigures(analytic=m.analytic, counted=m.counted, analytic_from=m.analytic_from,
-                             flops_per_step=model.FlopsPerStep(analytic=m.flops_analytic, counted=m.flops_counted)),
+        mfu=model.MfuFigures(analytic=m.analytic, counted=m.counted, analytic_from=m.analytic_from, hfu=m.counted,
+                             flops_per_step=flops_per_step(m)),
         breakdown={c: model.CategoryShare(ms=s.ms, fraction=s.fraction) for c, s in f.breakdown.items()},
         ledger=[model.LedgerRow(cause=e.cause, points=e.points, ms=e.ms, what_if_mfu=e.what_if_mfu,
                                 interval=None if e.low is None or e.high is None else [e.low, e.high],

@@ -2,7 +2,7 @@
 
 import textwrap
 
-from profiler.report.model import Report
+from profiler.report.model import FlopsPerStep, Report
 from profiler.report.reading import (
     ceilings,
     change_in_form,
@@ -17,6 +17,13 @@ from profiler.report.reading import (
     what_if,
 )
 from profiler.trace.classify import CATEGORIES
+
+
+def flop_account(flops: FlopsPerStep) -> str:
+    """The counted FLOPs by where they ran, in one line."""
+    parts = [("forward", flops.forward), ("backward", flops.backward), ("recomputed in the backward", flops.recomputed),
+             ("optimizer", flops.outside)]
+    return ", ".join(f"{name} {fmt_flops(value)}FLOP" for name, value in parts if value)
 
 
 def summary(report: Report) -> str:
@@ -40,9 +47,12 @@ def summary(report: Report) -> str:
     flops = mfu.flops_per_step
     analytic = (f"{pct(mfu.analytic)} analytic ({fmt_flops(flops.analytic)}FLOP/step)" if flops.analytic
                 else "analytic n/a (model unknown)")
-    lines.append(f"MFU: {analytic}, {pct(mfu.counted)} counted ({fmt_flops(flops.counted)}FLOP/step)")
+    lines += wrap(f"MFU: {analytic}; HFU {pct(mfu.counted)} (every counted FLOP, {fmt_flops(flops.counted)}FLOP/step)",
+                  "  ")
+    if flops.forward is not None and flops.counted:
+        lines += wrap(f"  counted: {flop_account(flops)}", "    ")
     if mfu.analytic_from not in (None, "run metadata"):
-        lines.append(f"  analytic FLOPs from {mfu.analytic_from}")
+        lines += wrap(f"  analytic FLOPs from {mfu.analytic_from}", "    ")
     for c in report.conventions:
         lines += wrap(f"  convention: {c}", "    ")
     if report.device_utilization:

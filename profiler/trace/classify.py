@@ -54,6 +54,14 @@ FUSED_ATTENTION = re.compile(
 COMPILED_REGION = re.compile(r"^Torch-Compiled Region")  # one per call of a torch.compile'd frame
 SOFTMAX = re.compile(r"^aten::_?(softmax|safe_softmax)$")
 OPTIMIZER_STEP = re.compile(r"^Optimizer\.step#")
+# one autograd node run by the backward: the engine's span (torch >= 1.10) or the node itself (MmBackward0,
+# CudnnConvolutionBackward, CheckpointFunctionBackward)
+BACKWARD_NODE = re.compile(r"^autograd::engine::evaluate_function: |^\w+Backward\d*$")
+BACKWARD_OP = re.compile(r"^aten::\w*_backward")  # a gradient kernel, wherever it was called from
+# ops only a forward pass calls: inside a backward node they are the forward run again (activation checkpointing;
+# a backward formula calls mm, bmm and the *_backward kernels, never these)
+FORWARD_OP = re.compile(r"^aten::(linear|matmul|einsum|conv[123]d|conv_transpose[123]d|scaled_dot_product_attention"
+                        r"|_scaled_dot_product_\w+_attention(_for_cpu)?|layer_norm|rms_norm|group_norm|embedding)$")
 # torch.compile: the runtime around a compiled region (guards, wrappers) is framework overhead; the code that
 # inductor generated for one graph runs inside the graph's annotation, and on a CPU its C++ kernels are
 # recorded as ops only under torch._inductor.config.cpp.enable_kernel_profile, so the annotation's own time
@@ -141,6 +149,19 @@ FP32_MATMUL_KERNEL = re.compile(
 TENSOR_CORE_KERNEL = re.compile(
     r"hmma|tensorop|wgmma|mfma|xdlops|nvjet|tf32|bf16|f16|fp16|s1688|s16816|h884|h1688|h16816|i8816|_mma_",
     re.IGNORECASE)
+
+
+# narrow formats by the names of the ops and kernels that run them: fp8 (e4m3 / e5m2, MX or block-scaled; a GEMM of
+# fp8 by fp4 runs at fp8's rate) and fp4 (e2m1: NVFP4, MXFP4)
+FP8_NAME = re.compile(r"fp8|float8|e4m3|e5m2|mxf8|qmma|_scaled_(grouped_)?mm", re.IGNORECASE)
+FP4_NAME = re.compile(r"fp4|float4|e2m1|mxf4", re.IGNORECASE)
+
+
+def narrow_precision(name: str) -> str | None:
+    """"float8" or "float4" where an op's or a matmul kernel's name says it runs in that format, else None."""
+    if FP8_NAME.search(name):
+        return "float8"
+    return "float4" if FP4_NAME.search(name) else None
 
 
 def fp32_simt_kernel(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""FLOPs: the analytic model count (nanoGPT's estimate_mfu, PaLM appendix B) and the FLOPs that ran."""
+"""FLOPs that ran, from the ops' recorded shapes (the analytic model count is mfu/modelflops.py)."""
 
 import ast
 import math
@@ -8,25 +8,6 @@ import numpy as np
 
 from profiler.facts import Note
 from profiler.trace.classify import GEMM_OPS
-
-
-def model_flops_per_token(n_params: int, n_layer: int, n_head: int, n_embd: int, block_size: int) -> int:
-    """6N for the weight matmuls (forward 2N, backward 4N) plus 12·L·H·Q·T for attention scores and values.
-
-    N is the non-embedding parameter count in nanoGPT's convention (token embeddings included, since they
-    are the tied lm_head). The attention term counts the full T×T score matrix, not its causal half.
-    """
-    head_dim = n_embd // n_head
-    return 6 * n_params + 12 * n_layer * n_head * head_dim * block_size
-
-
-def gpt_params(n_layer: int, n_embd: int, vocab_size: int, bias: bool = True) -> int:
-    """N of a nanoGPT GPT from its shape, as its get_num_params() counts it (no position embeddings): per
-    block 12·n² weights, two LayerNorms and, with bias, 11·n biases; the tied token embedding; the final
-    LayerNorm. For a foreign trace of a GPT whose run wrote no metadata."""
-    block = 12 * n_embd**2 + 2 * n_embd + (11 * n_embd if bias else 0)
-    return n_layer * block + vocab_size * n_embd + n_embd * (2 if bias else 1)
-
 
 # --- FLOPs of the ops that ran, from their recorded input shapes (record_shapes=True) ---
 #

@@ -32,6 +32,9 @@ class Links:
     is_step: np.ndarray  # per row: a ProfilerStep#N span
     in_optimizer: np.ndarray  # per row: inside (or being) an Optimizer.step#... span
     in_attention: np.ndarray  # per row: an op of unfused attention (see attention.py) or inside one
+    in_backward: np.ndarray  # per row: inside (or being) an autograd node that the backward ran
+    recomputed: np.ndarray  # per row: a forward op run again inside the backward (activation checkpointing), or
+    # inside one
     runs_code: np.ndarray  # per row: an op, or a compiled graph's annotation (inductor's generated code runs in it)
     forest: Forest  # the nesting of the host spans (indices into `host`)
     enclosing_op: np.ndarray  # per row: for runtime calls, the innermost host span around the call, -1
@@ -57,6 +60,10 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
     in_optimizer = trace.by_name(classify.OPTIMIZER_STEP.match) & is_host
     in_attention = np.zeros(n, bool)
     in_attention[attention.score_ops(trace)] = True
+    is_node = trace.by_name(classify.BACKWARD_NODE.match) & is_host
+    in_backward = is_node | (trace.by_name(classify.BACKWARD_OP.match) & (trace.kind == OP))
+    forward_op = trace.by_name(classify.FORWARD_OP.match) & (trace.kind == OP)
+    recomputed = np.zeros(n, bool)
     runs_code = (trace.kind == OP) | (trace.by_name(classify.COMPILED_GRAPH.match) & (trace.kind == ANNOTATION))
     inherits = np.isin(category, classify.INHERITED)
     for rows in forest.levels():
@@ -71,6 +78,8 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
         flop_owner[rows[owned]] = flop_owner[p[owned]]
         in_optimizer[rows] |= in_optimizer[p]
         in_attention[rows] |= in_attention[p]
+        recomputed[rows] = ~is_node[rows] & (recomputed[p] | (in_backward[p] & forward_op[rows]))
+        in_backward[rows] |= in_backward[p]
 
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
@@ -94,16 +103,17 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
                  flop_shapes=flop_shapes, byte_op=byte_op, bytes_read=bytes_read, bytes_written=bytes_written,
                  byte_shapes=byte_shapes,
                  device=device, launch=launch, launching_op=launching_op, is_step=is_step,
-                 in_optimizer=in_optimizer, in_attention=in_attention, runs_code=runs_code, forest=forest,
+                 in_optimizer=in_optimizer, in_attention=in_attention, in_backward=in_backward,
+                 recomputed=recomputed, runs_code=runs_code, forest=forest,
                  enclosing_op=enclosing_op), warnings
 
 
-def optimizer_roots(links: Links) -> np.ndarray:
-    """Per row: an outermost Optimizer.step span (in an optimizer, its parent not)."""
-    parent_in = np.zeros(len(links.in_optimizer), bool)
+def outermost(links: Links, flags: np.ndarray) -> np.ndarray:
+    """Per row: flagged, and its parent not (an outermost Optimizer.step span, an outermost re-run forward op)."""
+    parent_in = np.zeros(len(flags), bool)
     has_parent = links.parent >= 0
-    parent_in[has_parent] = links.in_optimizer[links.parent[has_parent]]
-    return links.in_optimizer & ~parent_in
+    parent_in[has_parent] = flags[links.parent[has_parent]]
+    return flags & ~parent_in
 
 
 def _byte_ops(trace: Trace, parent: np.ndarray, flop_owner: np.ndarray) -> np.ndarray:

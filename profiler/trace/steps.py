@@ -14,7 +14,7 @@ from profiler.facts import Facts, Note
 from profiler.settings import LAST_STEP_DEVICE_SHARE
 from profiler.trace.classify import DATALOADER_SPAN, OPTIMIZER_STEP
 from profiler.trace.errors import TraceError
-from profiler.trace.links import Links, optimizer_roots
+from profiler.trace.links import Links, outermost
 from profiler.trace.load import Trace
 from profiler.trace.location import file_name
 
@@ -80,7 +80,7 @@ def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, Fact
     host = links.host
     first = float(trace.start[host].min() if len(host) else trace.start.min())
     last = float(trace.end.max())
-    optimizer = np.flatnonzero(optimizer_roots(links) & trace.by_name(OPTIMIZER_STEP.match))
+    optimizer = np.flatnonzero(outermost(links, links.in_optimizer) & trace.by_name(OPTIMIZER_STEP.match))
     if len(optimizer) >= 2:
         ends = np.sort(trace.end[optimizer])
         name = trace.names[trace.name[optimizer[0]]]

@@ -4,9 +4,9 @@ batch 16, bfloat16, torch.compile, sdpa. F_model and F_counted by hand; the diag
 
 from conftest import ROOT
 
+from profiler.mfu.modelflops import gpt_params
 from profiler.pipeline import analyze_path
 from profiler.settings import Options
-from profiler.trace.flops import gpt_params
 
 TRACE = ROOT / "tests" / "fixtures" / "h200_gpt2_small_compiled.pt.trace.json.gz"
 L, H, C, T, V, B = 12, 12, 768, 1024, 50304, 16

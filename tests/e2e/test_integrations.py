@@ -15,7 +15,7 @@ from conftest import ROOT
 
 import profiler
 from model.gpt import GPT, GPTConfig
-from profiler.capture.api import described_flops, model_shape
+from profiler.capture.modeltree import describe
 
 EXAMPLE_FLOPS = 458_489_856
 
@@ -27,7 +27,8 @@ def test_framework_callbacks_write_the_report_with_f_model_from_the_models_confi
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["mfu"]["flops_per_step"]["analytic"] == EXAMPLE_FLOPS
-    assert report["mfu"]["analytic_from"] == "run metadata (the model's config: 6N + 12LHQT per token)"
+    source = report["mfu"]["analytic_from"]  # the sequence length the first forward saw, not the config's cap
+    assert source.startswith("run metadata (the model's ") and "T = 64 (the first forward's input)" in source
     assert report["source"]["steps"] == [4, 5, 6] and report["ledger"]  # skip 0-1, wait 2, warm up 3
     assert list((tmp_path / "run").glob("events.out.tfevents.*"))  # TensorBoard in the same folder
 
@@ -36,13 +37,15 @@ def test_hugging_face_config_describes_the_model():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = GPT2LMHeadModel(GPT2Config(vocab_size=512, n_positions=64, n_embd=64, n_layer=2, n_head=2))
-    assert model_shape(model) == {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 64, "n_params": 132_864}
-    assert described_flops(model, 8 * 64, None) == (EXAMPLE_FLOPS, "the model's config: 6N + 12LHQT per token")
-    assert described_flops(torch.nn.Linear(4, 4), 8, None) == (None, None)  # no config: nothing to describe
+    described = describe(model, 64)
+    assert described.params == 132_864 and described.contexts == (64, 64) and described.n_head == 2
+    assert described.flops_per_step(8 * 64) == EXAMPLE_FLOPS
+    assert describe(torch.nn.Linear(4, 4), 64) is None  # no config: nothing to describe
 
 
 def test_own_loop_without_a_description_counts_the_first_step(tmp_path):
-    """A model whose config says nothing: F_model is FlopCounterMode's count of the first step, and says so."""
+    """A model whose config says nothing: F_model is three times FlopCounterMode's count of the first step's
+    forward, and says so."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -54,13 +57,14 @@ def test_own_loop_without_a_description_counts_the_first_step(tmp_path):
             opt.zero_grad()
             p.step()
     report = json.loads((tmp_path / "report.json").read_text())
-    # forward 2 · 32 · (64·256 + 256·64), backward twice that (input and weight gradients; the first layer's
-    # input needs none, but FlopCounterMode counts what autograd ran: its weight gradient only)
+    # forward 2 · 32 · (64·256 + 256·64); the model's FLOPs are three times that (a backward does twice the
+    # forward's work), whatever autograd skipped (the first layer's input gradient)
     forward = 2 * 32 * (64 * 256 + 256 * 64)
-    assert report["mfu"]["flops_per_step"]["analytic"] == forward + 2 * forward - 2 * 32 * 64 * 256
-    assert report["mfu"]["analytic_from"] == "run metadata (FlopCounterMode, first step)"
+    assert report["mfu"]["flops_per_step"]["analytic"] == 3 * forward
+    assert report["mfu"]["analytic_from"] == ("run metadata (3 × the first step's forward FLOPs, counted with "
+                                              "FlopCounterMode (1 forward pass))")
 
 
 def test_own_gpt_is_described_by_its_nanogpt_config():
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=512, dropout=0.0))
-    assert described_flops(model, 8 * 64, None)[0] == EXAMPLE_FLOPS
+    assert describe(model, 64).flops_per_step(8 * 64) == EXAMPLE_FLOPS

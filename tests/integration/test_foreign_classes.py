@@ -40,9 +40,9 @@ def test_a_trace_with_device_events_and_no_host_ops_is_analysed(tmp_path):
     assert "the host was not recorded" in report["bottlenecks"][0]["evidence"]
 
 
-def cpu_matmul_step(tmp_path):
+def cpu_matmul_step(tmp_path, shapes=True):
     """A 1 ms CPU step whose 2 GFLOP matmul takes 0.5 ms: 4 TFLOP/s."""
-    mm = {"Input Dims": [[1000, 1000], [1000, 1000]], "Input type": ["float", "float"]}
+    mm = {"Input Dims": [[1000, 1000], [1000, 1000]], "Input type": ["float", "float"]} if shapes else {}
     return write(tmp_path / "t.json", [step(1, 0, 1000), op("aten::mm", 0, 500, **mm)], device=None)
 
 
@@ -57,7 +57,12 @@ def test_a_peak_too_low_for_what_the_trace_did_is_named_and_mfu_left_empty(tmp_p
 
 
 def test_model_flops_that_do_not_fit_the_step_are_named(tmp_path):
-    report = analyze_path(cpu_matmul_step(tmp_path), Options(peak_flops=10e12, flops_per_step=2e10))
+    """Where the trace counts its matmuls, an F 10x what ran is contradicted and the counts stand in; where it
+    cannot count them (no shapes), the F that cannot fit the step is named and no MFU is printed."""
+    counted = analyze_path(cpu_matmul_step(tmp_path), Options(peak_flops=10e12, flops_per_step=2e10))
+    assert counted["mfu"]["analytic"] == pytest.approx(0.2)  # 2 GFLOP in 1 ms at 10 TFLOP/s
+    assert note(counted, "model_flops_contradicted")["ratio"] == pytest.approx(10)
+    report = analyze_path(cpu_matmul_step(tmp_path, shapes=False), Options(peak_flops=10e12, flops_per_step=2e10))
     assert report["mfu"]["analytic"] is None and report["ledger_unit"] == "step_time"
     problem = note(report, "time_ledger")
     assert problem["why"] == "implausible_flops" and problem["span"] == "step"

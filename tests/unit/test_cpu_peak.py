@@ -9,19 +9,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from profiler.mfu import cpupeak
 from profiler.mfu.cpupeak import (
     BUDGET_S,
     DTYPES,
     TRIAL_S,
+    cache_entries,
     cpu_measurement,
     emulated_dtypes,
     isa_rates,
     machine_key,
     measure_gemm_flops,
     raise_cached,
+    reset_cache,
 )
-from profiler.mfu.ledger import CAUSES, Overheads, at_peaks, cause_seconds, ledger, time_ledger
+from profiler.mfu.ledger import CAUSES, OCCASIONAL, Overheads, at_peaks, cause_seconds, ledger, time_ledger
 from profiler.mfu.peak import peak_from_rates
+from profiler.settings import ISA_SLACK
+
+
+@pytest.fixture(autouse=True)
+def no_reference(monkeypatch):
+    """The fake GEMMs' rates are made up: no instruction-set reference of this machine holds them (a test that
+    wants one sets it)."""
+    monkeypatch.setattr(cpupeak, "clock_mhz", lambda: None)
 
 
 class FakeGemm:
@@ -128,10 +139,40 @@ def test_a_measurement_taken_under_load_is_raised_by_a_faster_run(tmp_path):
     assert entry["rates"]["float32"] == 1.5e11 and "raised to a run's own matmul rate" in entry["how"]
 
 
+def avx2_at(monkeypatch, mhz: float):
+    """This machine as a 3-thread AVX2 CPU at `mhz`: float32's reference is 3 × mhz × 32 FLOP per cycle."""
+    monkeypatch.setattr(cpupeak, "clock_mhz", lambda: mhz)
+    monkeypatch.setattr(cpupeak, "cpu_flags", lambda: {"avx2"})
+    return 3 * mhz * 1e6 * 32
+
+
+def test_no_rate_goes_past_the_instruction_set_reference(tmp_path, monkeypatch):
+    """A timer that lies (or a run's rate formed with wrong FLOPs) cannot put a rate past the silicon: the
+    measurement is held to the reference times ISA_SLACK, and a raise beyond it teaches nothing."""
+    reference = avx2_at(monkeypatch, 2000.0)  # 0.192 TFLOP/s
+    entry = cpu_measurement(3, tmp_path, FakeGemm({"float32": 10 * reference, "bfloat16": 1e11}))
+    assert entry["rates"]["float32"] == pytest.approx(ISA_SLACK * reference)
+    assert [h["what"] for h in entry["history"]] == ["measured", "measured", "held to the instruction-set reference"]
+    assert not raise_cached(3, "float32", 2 * reference, tmp_path)  # 3.7x a reference, as in the issue: refused
+    assert raise_cached(3, "bfloat16", 1.2e11, tmp_path)  # bfloat16 has no reference on AVX2: a raise is kept
+    path, entries = cache_entries(tmp_path)
+    assert [h["what"] for h in entries[machine_key(3)]["history"]][-1] == "raised to a run's own matmul rate"
+    assert all(e["rates"]["float32"] <= ISA_SLACK * reference for e in entries.values())
+    assert reset_cache(tmp_path) and not path.exists() and not reset_cache(tmp_path)
+
+
+def test_an_entry_cached_before_the_reference_held_is_held_when_read(tmp_path, monkeypatch):
+    reference = avx2_at(monkeypatch, 2000.0)
+    old = {"rates": {"float32": 1.231e12, "bfloat16": 0.528e12}, "how": "an earlier version", "emulated": [],
+           "isa": {"float32": reference}}
+    (tmp_path / "cpu_peak.json").write_text(json.dumps({machine_key(3): old}))
+    assert cpu_measurement(3, tmp_path, FakeGemm({}))["rates"]["float32"] == pytest.approx(ISA_SLACK * reference)
+
+
 @settings(max_examples=400, deadline=None)
 @given(category_ms=st.lists(st.floats(0, 100), min_size=7, max_size=7),
        ideal_share=st.floats(0.001, 1), peak_ratio=st.floats(1, 20), run_ratio=st.floats(0.01, 1),
-       overhead_ms=st.lists(st.floats(0, 200), min_size=14, max_size=14),
+       overhead_ms=st.lists(st.floats(0, 200), min_size=18, max_size=18),
        precision_ms=st.one_of(st.none(), st.floats(-50, 50)), profiler_ms=st.floats(0, 50))
 def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, peak_ratio, run_ratio, overhead_ms,
                                                       precision_ms, profiler_ms):
@@ -147,7 +188,8 @@ def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, p
     flops = ideal_share * step_s * peak  # F/P fits in the step, maybe not in the matmul time
     names = ("small_matmul_excess", "short_idle", "fixed_compute", "fixed_memory", "parameter_compute",
              "parameter_memory", "optimizer_host", "optimizer_idle", "attention_matmul_excess", "attention_memory",
-             "attention_host", "allocator", "sync", "warmup")
+             "attention_host", "allocator", "sync", "warmup", "recompute_matmul", "recompute_compute",
+             "recompute_memory", "recompute_host")
     o = Overheads(**dict(zip(names, (ms / 1000 for ms in overhead_ms))),
                   precision=None if precision_ms is None else precision_ms / 1000)
     seconds = cause_seconds(categories, o, **at_peaks(flops, peak, peak * run_ratio))
@@ -158,7 +200,8 @@ def test_no_cause_is_negative_and_the_ledger_adds_up(category_ms, ideal_share, p
     mfu = flops / peak / step_s
     assert sum(e["points"] for e in entries) == pytest.approx(100 - 100 * mfu, abs=1e-6)
     assert all(e["what_if_mfu"] <= 1 + 1e-9 for e in entries)
-    assert set(CAUSES) - {"warmup"} <= {e["cause"] for e in entries} <= set(CAUSES)  # warmup only where it cost
+    # warmup and recomputation only where they cost
+    assert set(CAUSES) - set(OCCASIONAL) <= {e["cause"] for e in entries} <= set(CAUSES)
     # the same step as a time ledger (no F, no P): 100 points with the useful work, steady-state what-ifs
     seconds, taken = without_profiler(cause_seconds(categories, o), profiler_ms / 1000)
     step_s = whole_s - taken

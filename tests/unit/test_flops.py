@@ -2,12 +2,12 @@ import pytest
 
 from model.gpt import GPT, GPTConfig
 from profiler.facts import Note
+from profiler.mfu.modelflops import gpt_params
 from profiler.trace.flops import (
     attention_flops,
     conv_flops,
     conv_output_spatial,
     counted_flops,
-    gpt_params,
     matmul_flops,
 )
 from profiler.trace.load import ShapeArgs

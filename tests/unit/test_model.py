@@ -2,7 +2,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from model.gpt import GPT, GPTConfig
-from profiler.trace.flops import model_flops_per_token
+from profiler.mfu.modelflops import nanogpt
+
+
+def model_flops_per_token(n_params, n_layer, n_head, n_embd, sequence_length):
+    return nanogpt(n_layer, n_head, n_embd, sequence_length, n_params).flops_per_token()
 
 SMALL = dict(n_layer=2, n_head=4, n_embd=64, block_size=32, vocab_size=96, bias=True, dropout=0.0)
 
