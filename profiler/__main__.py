@@ -9,14 +9,14 @@ from pathlib import Path
 from profiler.diff.compare import diff_json, diff_reports, regressed
 from profiler.diff.render import diff_markdown, diff_text
 from profiler.files import write_atomic
-from profiler.mfu.cpupeak import cache_entries, reset_cache
+from profiler.mfu.cpupeak import cache_entries, ceilings, current_entry, reset_cache
 from profiler.mfu.memory import memory_size
 from profiler.pipeline import analyze_view, load_report
 from profiler.report.document import write_reports
 from profiler.report.runfiles import write_run_report
 from profiler.report.schema import saved_report
 from profiler.report.terminal import for_terminal
-from profiler.settings import MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, TERA, Options
+from profiler.settings import ISA_SLACK, MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, TERA, Options
 from profiler.trace.errors import TraceError
 from profiler.trace.location import as_location, is_url
 
@@ -168,11 +168,17 @@ def show_peak_cache(reset: bool) -> int:
     path, entries = cache_entries()
     print(f"peak cache: {path}" + ("" if entries else " (empty: the next run measures this machine)"))
     for key, entry in entries.items():
+        if not current_entry(entry):
+            print(f"\n{key}\n  an earlier version's entry, without its history: measured again at the next run")
+            continue
         print(f"\n{key}\n  {entry['how']}")
+        caps = ceilings(entry)
         for dtype, rate in entry["rates"].items():
             isa = (entry.get("isa") or {}).get(dtype)
             ref = f" (instruction-set reference {isa / TERA:.3g})" if isa else ""
-            print(f"  {dtype}: {rate / TERA:.3g} TFLOP/s{ref}")
+            held = (f"; past the reference × {ISA_SLACK:g}, written by an earlier version: read as "
+                    f"{caps[dtype] / TERA:.3g}") if rate > caps.get(dtype, rate) else ""
+            print(f"  {dtype}: {rate / TERA:.3g} TFLOP/s{ref}{held}")
         for h in entry.get("history", []):
             print(f"    {h['at']}: {h['dtype']} {h['rate'] / TERA:.3g} TFLOP/s, {h['what']}")
     if reset:

@@ -67,6 +67,8 @@ def attribute(analysis: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | 
         warnings.append(Note("no_op_bytes"))
     figures = rank_figures(analysis, peak, f_model, ops[:top])
     why = why_no_mfu(analysis, peak, f_model)
+    if why is not None and f_model.from_counts:  # the counts that stood in for F_model are not the model's
+        figures = replace(figures, mfu=replace(figures.mfu, analytic=None))
     if why is None and peak:
         flops = f_model.per_step or figures.mfu.flops_counted
         why = implausible_input(peak, counted_rate(analysis), flops, f_model.source or "F_counted",

@@ -174,10 +174,11 @@ def read_cache(path: Path) -> dict:
     return known if isinstance(known, dict) else {}
 
 
-def _valid(entry) -> TypeGuard[dict]:
-    """An entry of this format (earlier ones held bare rates from an unbounded measurement, and are measured
-    again)."""
-    return isinstance(entry, dict) and isinstance(entry.get("rates"), dict) and all(
+def current_entry(entry) -> TypeGuard[dict]:
+    """An entry of this format, with its history (earlier ones held bare rates from an unbounded measurement,
+    or rates a run raised past the instruction set: they are measured again)."""
+    return isinstance(entry, dict) and isinstance(entry.get("rates"), dict) and isinstance(
+        entry.get("history"), list) and all(
         isinstance(entry["rates"].get(d), (int, float)) and entry["rates"][d] > 0 for d in DTYPES)
 
 
@@ -221,15 +222,16 @@ def cpu_measurement(threads: int, cache: Path | None = None, timer=gemm_seconds)
                                          "what": "held to the instruction-set reference"})
         return entry
 
-    entry = cached((cache or cache_dir()) / "cpu_peak.json", machine_key(threads), _valid, measure)
+    entry = cached((cache or cache_dir()) / "cpu_peak.json", machine_key(threads), current_entry, measure)
     caps = ceilings(entry)  # an entry written before the reference held its rates is held to it when read
     return {**entry, "rates": {d: min(r, caps.get(d, r)) for d, r in entry["rates"].items()}}
 
 
 def cache_entries(cache: Path | None = None) -> tuple[Path, dict]:
-    """The peak cache's file and its entries (by machine, processor count, threads and torch version)."""
+    """The peak cache's file and its entries (by machine, processor count, threads and torch version), those of
+    an earlier format too (current_entry tells them apart)."""
     path = (cache or cache_dir()) / "cpu_peak.json"
-    return path, {k: v for k, v in read_cache(path).items() if _valid(v)}
+    return path, {k: v for k, v in read_cache(path).items() if isinstance(v, dict)}
 
 
 def reset_cache(cache: Path | None = None) -> bool:
@@ -255,7 +257,7 @@ def raise_cached(threads: int, dtype: str, rate: float, cache: Path | None = Non
     with locked(path):
         known = read_cache(path)
         entry = known.get(key)
-        if not _valid(entry) or dtype not in entry["rates"] or rate <= entry["rates"][dtype]:
+        if not current_entry(entry) or dtype not in entry["rates"] or rate <= entry["rates"][dtype]:
             return False
         if rate > ceilings(entry).get(dtype, float("inf")):
             return False

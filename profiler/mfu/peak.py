@@ -156,7 +156,7 @@ def cpu_peak(dtype: str, threads: int) -> Peak:
     if m.get("emulated"):
         note += "; " + ", ".join(m["emulated"]) + " is emulated on this CPU (no AVX-512-BF16, AMX or BF16 instructions)"
     if m.get("isa"):
-        note += ("; instruction-set reference at the clock /proc/cpuinfo reports, two FMA units a core: "
+        note += ("; instruction-set reference at the highest clock the kernel states, two FMA units a core: "
                  + ", ".join(f"{d} {r / T:.3g} TFLOP/s" for d, r in m["isa"].items()))
     return replace(peak, note=note, ceiling=ceilings(m).get(peak.dtype))
 
