@@ -48,7 +48,9 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, 
                         table=StepTable.concat(tables), signals=signals, ops=merged(a.ops for a in kept),
                         kernels=merged(a.kernels for a in kept),
                         classified_us=classification(kept), utilization=utilization(kept),
-                        memory=next((a.memory for a in kept if a.memory), None)), warnings
+                        memory=next((a.memory for a in kept if a.memory), None),
+                        group_size=int(first.trace.distributed.get("world_size") or 1),
+                        comm_backend=str(first.trace.distributed.get("backend") or "")), warnings
 
 
 def utilization(analyses: list[TraceAnalysis]) -> Utilization | None:

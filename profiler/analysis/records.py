@@ -175,6 +175,14 @@ class Signals:
     elementwise_byte_us: float = 0.0  # the time of the ops whose traffic is known
     # the counted matmul and attention ops by (name, input dims, input types, concrete inputs) as JSON texts:
     # calls, and their time, over the steps (mfu/shapetime.py replays them to time a change of precision)
+    # the communication account (analysis/collectives.py), keyed "phase/kind": calls, input bytes, time, exposed time
+    collective_calls: Counter = field(default_factory=Counter)
+    collective_in_bytes: Counter = field(default_factory=Counter)
+    collective_us: Counter = field(default_factory=Counter)
+    collective_exposed_us: Counter = field(default_factory=Counter)
+    parallel_marks: Counter = field(default_factory=Counter)  # events bearing each parallelism library's marks
+    fsdp_unit_us: Counter = field(default_factory=Counter)  # FSDP2's all-gathers by the module they gather
+    pipeline_forwards: int = 0  # a pipeline schedule's micro-batch forwards (its `Forward N` spans) in the steps
     matmul_calls: Counter = field(default_factory=Counter)
     matmul_call_us: Counter = field(default_factory=Counter)
 
@@ -248,6 +256,8 @@ class RankAnalysis:
     classified_us: KernelClassification | None  # device time by how kernels were classified (GPU traces)
     utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
     memory: MemoryDevice | None = None  # whose memory the table's memory figures describe; None: not recorded
+    group_size: int = 1  # ranks in the job (the trace's distributedInfo): the collectives' n
+    comm_backend: str = ""  # the process group's backend (nccl, gloo, ...), where the trace records it
 
 
 @dataclass(frozen=True, kw_only=True)

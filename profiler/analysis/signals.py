@@ -11,6 +11,7 @@ from collections import Counter
 import msgspec
 import numpy as np
 
+from profiler.analysis import collectives
 from profiler.analysis.breakdown import Breakdown
 from profiler.analysis.fusion import fusable_traffic
 from profiler.analysis.records import Signals
@@ -85,6 +86,11 @@ def measure(trace: Trace, links: Links, steps: Steps, bd: Breakdown) -> Signals:
     s = Signals(steps=len(steps.ids))
     count_ops(s, trace, links, bd)
     measure_collectives(s, trace, links, bd)
+    totals = collectives.account(trace, links, steps, bd)
+    s.collective_calls, s.collective_in_bytes = totals["calls"], totals["bytes"]
+    s.collective_us, s.collective_exposed_us = totals["us"], totals["exposed_us"]
+    s.parallel_marks, s.fsdp_unit_us = collectives.marks(trace), collectives.fsdp_units(trace, bd)
+    s.pipeline_forwards = collectives.micro_batches(trace, bd)
     measure_device_work(s, trace, links, steps, bd)
     measure_fixed_costs(s, trace, links, steps, bd)
     measure_matmuls(s, trace, links, steps, bd)

@@ -28,7 +28,7 @@ from pathlib import Path
 import msgspec
 import torch
 
-from profiler.capture.modeltree import FirstStep, describe, layered_config
+from profiler.capture.modeltree import FirstStep, describe, layered_config, sharded_degree
 from profiler.capture.session import ProfileConfig, Session, recording_cost_us
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.cpupeak import this_machine
@@ -161,14 +161,16 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         length = self.sequence_length or seen.sequence_length
         self.tokens_per_step = self.tokens_per_step or seen.tokens or None
         described = describe(self.model, length) if self.model is not None and length else None
+        degree = sharded_degree(self.model) if self.model is not None else 1
+        shared = f", / {degree} (the tensor / context-parallel degree of its DTensor mesh)" if degree > 1 else ""
         if described and self.tokens_per_step:
             origin = "sequence_length=" if self.sequence_length else "the first forward's input"
-            self.flops_per_step = described.flops_per_step(self.tokens_per_step)
-            self.flops_from = f"{described.formula()} ({origin}), {self.tokens_per_step:,} tokens per step"
+            self.flops_per_step = described.flops_per_step(self.tokens_per_step) / degree
+            self.flops_from = f"{described.formula()} ({origin}), {self.tokens_per_step:,} tokens per step{shared}"
         elif seen.forward_flops:
-            self.flops_per_step = 3 * seen.forward_flops
+            self.flops_per_step = 3 * seen.forward_flops / degree
             self.flops_from = (f"3 × the first step's forward FLOPs, counted with FlopCounterMode "
-                               f"({seen.forwards} forward pass{'es' if seen.forwards > 1 else ''})")
+                               f"({seen.forwards} forward pass{'es' if seen.forwards > 1 else ''}){shared}")
 
     def device(self) -> torch.device:
         """The model's device, else the GPU if there is one."""

@@ -10,6 +10,7 @@ the config's names (Mixtral's num_local_experts, Qwen's num_experts, DeepSeek's 
 num_experts_per_tok) stand in where the modules do not say.
 """
 
+import math
 from typing import Any
 
 import torch
@@ -100,6 +101,24 @@ def describe(model: torch.nn.Module, sequence_length: int) -> ModelDescription |
     return ModelDescription(params=active_params(inner, config), n_head=heads, head_dim=head_dim,
                             contexts=config_contexts(config, sequence_length),
                             source="the model's config and parameters")
+
+
+def sharded_degree(model: torch.nn.Module) -> int:
+    """How many ranks share each token's work (tensor and context parallel), from the device mesh of the model's
+    DTensor parameters: its dims named tp / cp, or a mesh without names where no FSDP2 module holds the parameters
+    (FSDP shards parameters but each rank runs whole tokens). 1 where nothing is sharded."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return 1
+    mesh = next((p.device_mesh for p in model.parameters() if isinstance(p, DTensor)), None)
+    if mesh is None:
+        return 1
+    names = mesh.mesh_dim_names
+    if names:
+        return int(math.prod(mesh.size(i) for i, name in enumerate(names) if name in ("tp", "cp")))
+    return 1 if any(isinstance(m, FSDPModule) for m in model.modules()) else int(mesh.size())
 
 
 class FirstStep:

@@ -26,6 +26,7 @@ from profiler.mfu.ledger import (
     without_profiler,
 )
 from profiler.mfu.ops import kernel_rows, op_rows, shaped_rows
+from profiler.mfu.parallelism import collective_rows, named
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.mfu.records import (
     Attribution,
@@ -209,7 +210,7 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
         step_ms=ms * step_s, kind=analysis.kind, dtype=analysis.dtype, meta=analysis.metadata,
         peak=peak.peak_flops if peak else 0.0,
         peak_run=peak.peak_flops_run if peak else 0.0, flops=flops, counted_flops=figures.mfu.flops_counted,
-        account=figures.mfu.account,
+        account=figures.mfu.account, communication=figures.communication,
         breakdown=figures.breakdown, signals=analysis.signals, ops=ops, short_idle_ms=ms * o.short_idle,
         optimizer_overhead_ms=ms * (o.optimizer_host + o.optimizer_idle),
         fixed_ms=ms * o.fixed_compute + ms * o.fixed_memory,
@@ -343,4 +344,8 @@ def communication_figures(analysis: RankAnalysis, breakdown: dict[str, Share]) -
     exposed = breakdown["communication"].ms
     return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
                          calls_per_step={k: sig.per_step(v) for k, v in sig.collectives.items()},
-                         bytes_per_step=sig.per_step(sig.collective_bytes) if sig.collective_bytes else None)
+                         bytes_per_step=sig.per_step(sig.collective_bytes) if sig.collective_bytes else None,
+                         parallelism=named(sig), collectives=collective_rows(sig, analysis.group_size),
+                         group_size=analysis.group_size, backend=analysis.comm_backend,
+                         micro_batches=sig.per_step(sig.pipeline_forwards),
+                         fsdp_all_gather_ms={k: milliseconds(sig.per_step(v)) for k, v in sig.fsdp_unit_us.items()})

@@ -31,7 +31,8 @@ from profiler.mfu.implementations import compiled_regions, optimizer_implementat
 from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.measured import faster_dtype, measured_batch_speedup, measured_fix_speedup, precision_measurement
 from profiler.mfu.memory import batch_plan
-from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
+from profiler.mfu.parallelism import display_names, fix_for, pipeline_bubble
+from profiler.mfu.records import Bottleneck, Communication, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
 from profiler.settings import (
     BATCH_FACTOR,
@@ -46,7 +47,7 @@ from profiler.settings import (
     SMALL_DIM,
     TERA,
 )
-from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
+from profiler.trace.classify import ALLOCATOR_CALL, COMMUNICATION_OP, SYNC_CALL
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,10 +233,16 @@ def memory_ops(entry: LedgerEntry, evidence: Evidence) -> Finding:
 
 
 def communication(entry: LedgerEntry, evidence: Evidence) -> Finding:
-    facts: Facts = {**share(entry.ms, evidence), "collectives": [{"name": op.name, "ms": op.ms} for op in evidence.ops
-                                                            if op.category == "communication"]}
-    fix = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients locally "
-           "(no_sync) and all-reduce less often, or raise the batch per rank")
+    # the collectives by their own names: the copies, views and chunking a library does around them, and ops that
+    # merely ran while another thread communicated, are not collectives
+    named = [{"name": op.name, "ms": op.ms} for op in evidence.ops
+             if op.category == "communication" and COMMUNICATION_OP.search(op.name)]
+    facts: Facts = {**share(entry.ms, evidence), "collectives": named}
+    comm = evidence.communication
+    marks = comm.parallelism if comm else []
+    if comm:
+        facts.update(communication_facts(comm))
+    fix = fix_for(marks)
     kernels = sorted(evidence.signals.collective_kernel_us)
     median = statistics.median(kernels[:-1]) if len(kernels) >= 3 else 0.0
     if median > 0 and kernels[-1] >= ONE_OFF_COLLECTIVE * median:  # the others took time: one stands out
@@ -243,6 +250,24 @@ def communication(entry: LedgerEntry, evidence: Evidence) -> Finding:
                      other_collectives=len(kernels) - 1, median_collective_ms=milliseconds(median))
         fix = "profile after a warm-up step to see the steady state, then: " + fix
     return Finding(facts=facts, fix=fix)
+
+
+def communication_facts(comm: Communication) -> Facts:
+    """The parallelism named, the collectives by phase and kind with the most exposed time, and FSDP2's first
+    all-gather (the one nothing can prefetch)."""
+    facts: Facts = {"parallelism": display_names(comm.parallelism), "group_size": comm.group_size,
+                    "backend": comm.backend,
+                    "exposed_collectives": [
+                        {"name": f"{r.kind} in the {r.phase}", "ms": r.exposed_ms, "calls": r.calls, "mb": r.mb,
+                         "bus_gb_per_s": r.bus_gb_per_s} for r in comm.collectives[:3] if r.exposed_ms > 0]}
+    if "pipeline" in comm.parallelism and comm.micro_batches and comm.group_size > 1:
+        stages, micro = comm.group_size, comm.micro_batches  # one stage a rank
+        facts.update(stages=stages, micro_batches=micro, bubble_pct=100 * pipeline_bubble(stages, round(micro)),
+                     bubble_at_twice_pct=100 * pipeline_bubble(stages, 2 * round(micro)))
+    if comm.fsdp_all_gather_ms:
+        first = next(iter(comm.fsdp_all_gather_ms))
+        facts.update(first_all_gather=first, first_all_gather_ms=comm.fsdp_all_gather_ms[first])
+    return facts
 
 
 def precision(entry: LedgerEntry, evidence: Evidence) -> Finding:

@@ -14,6 +14,7 @@ from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.memory import worst_rank
+from profiler.mfu.parallelism import NAMES, CollectiveRow
 from profiler.mfu.peak import Peak
 from profiler.mfu.records import (
     Attribution,
@@ -157,8 +158,29 @@ def job_communication(parts: list[Communication | None]) -> Communication | None
         for k, v in p.calls_per_step.items():
             calls[k] = calls.get(k, 0.0) + v / n
     sent = [p.bytes_per_step for p in present if p.bytes_per_step]
+    marks = [m for m, _ in NAMES if any(m in p.parallelism for p in present)]
     return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
-                         calls_per_step=calls, bytes_per_step=sum(sent) / n if sent else None)
+                         calls_per_step=calls, bytes_per_step=sum(sent) / n if sent else None, parallelism=marks,
+                         collectives=job_collectives([p.collectives for p in present], n),
+                         group_size=max(p.group_size for p in present), backend=present[0].backend,
+                         fsdp_all_gather_ms=present[0].fsdp_all_gather_ms, micro_batches=present[0].micro_batches)
+
+
+def job_collectives(parts: list[list[CollectiveRow]], ranks: int) -> list[CollectiveRow]:
+    """Each phase and kind averaged over the ranks (a rank without it counts 0), its bus bandwidth the mean of the
+    ranks that have one."""
+    rows: dict[tuple[str, str], list[CollectiveRow]] = {}
+    for part in parts:
+        for r in part:
+            rows.setdefault((r.phase, r.kind), []).append(r)
+    out = []
+    for (phase, kind), found in rows.items():
+        bus = [r.bus_gb_per_s for r in found if r.bus_gb_per_s]
+        out.append(CollectiveRow(phase=phase, kind=kind, calls=sum(r.calls for r in found) / ranks,
+                                 mb=sum(r.mb for r in found) / ranks, ms=sum(r.ms for r in found) / ranks,
+                                 exposed_ms=sum(r.exposed_ms for r in found) / ranks,
+                                 bus_gb_per_s=sum(bus) / len(bus) if bus else None))
+    return sorted(out, key=lambda r: -r.exposed_ms)
 
 
 def job_top_ops(parts: list[list[OpRow]]) -> list[OpRow]:

@@ -7,6 +7,7 @@ from profiler.analysis.records import KernelClassification, MemoryCurve, Signals
 from profiler.facts import Facts, Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
+from profiler.mfu.parallelism import CollectiveRow
 from profiler.mfu.roofline import Roofline
 from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import FLOPS_GAP, SHORT_GAP_US
@@ -120,6 +121,12 @@ class Communication:
     exposed_fraction: float | None
     calls_per_step: dict[str, float]
     bytes_per_step: float | None
+    parallelism: list[str] = field(default_factory=list)  # the marks found (mfu/parallelism.NAMES), in that order
+    collectives: list[CollectiveRow] = field(default_factory=list)  # by phase and kind, largest exposed first
+    group_size: int = 1  # the n of the bus bandwidths
+    backend: str = ""  # nccl, gloo, ...: what the bus bandwidths ran over
+    fsdp_all_gather_ms: dict[str, float] = field(default_factory=dict)  # FSDP2's all-gathers by module, per step
+    micro_batches: float = 0.0  # a pipeline schedule's micro-batch forwards per step
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,7 @@ class Evidence:
     flops: float  # F_model, or F_counted standing in
     counted_flops: float
     account: FlopAccount | None = None  # the counted FLOPs by where they ran (recomputation's evidence)
+    communication: Communication | None = None  # the rank's communication figures (communication's evidence)
     breakdown: dict[str, Share]
     signals: Signals
     ops: list[OpRow]  # every op, largest first

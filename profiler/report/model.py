@@ -142,12 +142,30 @@ class Classification(Record, frozen=True, kw_only=True):
     unclassified: float
 
 
+class CollectiveRow(Record, frozen=True, kw_only=True):
+    """One phase and kind of collective, per step (mfu/parallelism.py)."""
+
+    phase: str
+    kind: str
+    calls: float
+    mb: float
+    ms: float
+    exposed_ms: float
+    bus_gb_per_s: float | None
+
+
 class Communication(Record, frozen=True, kw_only=True):
     total_ms: float
     exposed_ms: float
     exposed_fraction: float | None
     calls_per_step: dict[str, float]
     bytes_per_step: float | None
+    parallelism: list[str] = []  # as the report names them: "FSDP2 (fully_shard)", "tensor parallel (DTensor)", ...
+    collectives: list[CollectiveRow] = []
+    group_size: int = 1
+    backend: str = ""
+    fsdp_all_gather_ms: dict[str, float] = {}
+    micro_batches: float = 0.0
 
 
 class StepRow(Record, frozen=True, kw_only=True):

@@ -215,6 +215,22 @@ def memory_ops(f: Facts) -> str:
 def communication(f: Facts) -> str:
     comm = ", ".join(f"{short_name(c['name'])} {c['ms']:.2f} ms" for c in f["collectives"])
     text = f"collectives not overlapped by compute {_share(f)}" + (f"; {comm}" if comm else "")
+    if f.get("parallelism"):
+        text += "; parallelism: " + ", ".join(f["parallelism"])
+    if f.get("exposed_collectives"):
+        text += f"; most exposed, over {f['group_size']} ranks: " + ", ".join(
+            f"{c['name']} {c['ms']:.2f} ms ({c['calls']:.0f} calls, {c['mb']:.2f} MB"
+            + (f", bus {c['bus_gb_per_s']:.2f} GB/s" if c["bus_gb_per_s"] else "") + ")"
+            for c in f["exposed_collectives"])
+        if f.get("backend") == "gloo":
+            text += " (gloo: the ranks exchange through host memory, no link to compare with)"
+    if "bubble_pct" in f:
+        text += (f"; pipeline of {f['stages']} stages over {f['micro_batches']:.0f} micro-batches a step: the "
+                 f"schedule's bubble, (p − 1) / (m + p − 1), is {f['bubble_pct']:.0f}% of the step, "
+                 f"{f['bubble_at_twice_pct']:.0f}% at twice the micro-batches")
+    if "first_all_gather" in f:
+        text += (f"; FSDP's first all-gather ({f['first_all_gather']}, {f['first_all_gather_ms']:.2f} ms) has nothing "
+                 "before it to hide behind")
     if "slowest_collective_ms" in f:
         text += (f"; one collective kernel took {f['slowest_collective_ms']:.2f} ms, {f['slowest_over_median']:.0f}x "
                  f"the median of the other {f['other_collectives']} ({f['median_collective_ms']:.2f} ms): most likely "

@@ -13,6 +13,7 @@ from msgspec import UNSET
 from profiler.facts import Note
 from profiler.mfu.job import AGGREGATION, JobResult
 from profiler.mfu.ledger import LedgerUnit
+from profiler.mfu.parallelism import display_names
 from profiler.mfu.records import Figures, Mfu, OpRow
 from profiler.report import model
 from profiler.report.model import SCHEMA, Report, json_data
@@ -100,7 +101,11 @@ def figures_fields(f: Figures) -> dict:
         communication=None if f.communication is None else model.Communication(
             total_ms=f.communication.total_ms, exposed_ms=f.communication.exposed_ms,
             exposed_fraction=f.communication.exposed_fraction, calls_per_step=f.communication.calls_per_step,
-            bytes_per_step=f.communication.bytes_per_step),
+            bytes_per_step=f.communication.bytes_per_step,
+            parallelism=display_names(f.communication.parallelism),
+            collectives=[model.CollectiveRow(**asdict(r)) for r in f.communication.collectives],
+            group_size=f.communication.group_size, backend=f.communication.backend,
+            fsdp_all_gather_ms=f.communication.fsdp_all_gather_ms, micro_batches=f.communication.micro_batches),
         per_step=[model.StepRow(step=s.step, ms=s.ms, **s.categories, ledger=s.points) for s in f.per_step],
         ops=[shaped(o) for o in f.ops], kernels=[shaped(o) for o in f.kernels],
         profiler_cost=None if f.profiler_cost is None else model.ProfilerCost(**asdict(f.profiler_cost)),

@@ -2,7 +2,7 @@
 
 import textwrap
 
-from profiler.report.model import FlopsPerStep, Report
+from profiler.report.model import Communication, FlopsPerStep, Report
 from profiler.report.reading import (
     ceilings,
     change_in_form,
@@ -70,6 +70,7 @@ def summary(report: Report) -> str:
         k = report.classification_ms
         lines.append(f"kernel time by launching op {k.by_op:.2f}, by name {k.by_name:.2f}, "
                      f"unclassified {k.unclassified:.2f} ms/step")
+    lines += communication_lines(report.communication)
     memory = memory_lines(report.memory)
     if memory:
         lines += [""] + [line for text in memory for line in wrap(text, "  ")]
@@ -87,6 +88,20 @@ def summary(report: Report) -> str:
     if report.warnings:
         lines += [""] + [line for w in report.warnings for line in wrap(f"warning: {w}", "  ")]
     return "\n".join(lines)
+
+
+def communication_lines(comm: Communication | None) -> list[str]:
+    """The parallelism named and the collectives by phase and kind, where the trace communicated."""
+    if comm is None or not comm.collectives:
+        return []
+    over = f"{comm.group_size} ranks" + (f", {comm.backend}" if comm.backend else "")
+    lines = ["", *wrap(f"communication ({', '.join(comm.parallelism) or 'no parallelism library named'}; {over}):",
+                       "  "),
+             f"  {'phase':<10}{'collective':<16}{'calls':>6}{'MB':>8}{'ms':>8}{'exposed':>9}{'bus GB/s':>10}"]
+    for r in comm.collectives[:6]:
+        bus = f"{r.bus_gb_per_s:.2f}" if r.bus_gb_per_s else ""
+        lines.append(f"  {r.phase:<10}{r.kind:<16}{r.calls:>6.0f}{r.mb:>8.2f}{r.ms:>8.2f}{r.exposed_ms:>9.2f}{bus:>10}")
+    return lines
 
 
 def source_line(paths: list[str]) -> str:

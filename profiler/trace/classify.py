@@ -47,8 +47,11 @@ MEMORY_OP = re.compile(
 # collectives by library prefix (NCCL, RCCL, gloo, MPI, UCC, c10d and its functional form, symmetric memory,
 # vLLM's and TensorRT-LLM's custom all-reduce) or by the collective's own name in any namespace
 COMMUNICATION_OP = re.compile(
-    r"^(nccl|rccl|gloo|mpi|ucc|hccl):|^_?c10d(_functional)?::|^symm_mem::|^record_param_comms$|^ProcessGroup"
-    r"|^(?!aten::)\w+::(\w*_)?(all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|broadcast)\w*$", re.IGNORECASE)
+    r"^(nccl|rccl|gloo|mpi|ucc|hccl|xccl):|^_?c10d(_functional)?::|^symm_mem::|^record_param_comms$|^ProcessGroup"
+    r"|^(?!aten::|fsdp::)\w+::(\w*_)?(all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|broadcast)\w*$",
+    re.IGNORECASE)  # FSDP's spans hold its copies and views as well as the collective: they are not one
+# FSDP2's own copies around its collectives (the flat buffer's copy-in, the split copy-out, the gradients' chunk-cat)
+FSDP_COPY_OP = re.compile(r"^fsdp::(all_gather_copy_in|split_with_sizes_copy|chunk_cat|\w*copy\w*)$")
 FUSED_ATTENTION = re.compile(
     r"^aten::_?(scaled_dot_product_(flash|efficient|cudnn)_attention|flash_attention|efficient_attention)")
 COMPILED_REGION = re.compile(r"^Torch-Compiled Region")  # one per call of a torch.compile'd frame
@@ -101,8 +104,13 @@ def stall_call(name: str) -> bool:
     """A runtime call that stalls the host on the device (a sync) or may (an allocator call)."""
     return bool(SYNC_CALL.match(name) or ALLOCATOR_CALL.match(name))
 
+# collective kernels: NCCL / RCCL, symmetric-memory and custom all-reduces, and expert-parallel all-to-all kernels
+# by their libraries' names (DeepEP and its forks: internode:: / intranode:: dispatch, combine, notify_dispatch,
+# cached_notify, in any namespace), NVSHMEM, point-to-point
 COMMUNICATION_KERNEL = re.compile(
-    r"nccl|rccl|multimem_|all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|cross_device_reduce", re.IGNORECASE)
+    r"nccl|rccl|multimem_|all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|cross_device_reduce"
+    r"|(internode|intranode)\w*::\w*(dispatch|combine|notify)|deep_?ep|\bnotify_dispatch|\bcached_notify|nvshmem"
+    r"|send_?recv|\bxccl|\bhccl", re.IGNORECASE)
 MATMUL_KERNEL = re.compile(
     r"(?<!fb)gemm|cutlass|nvjet|xmma|cublas|wgmma|hmma|s884|s1688|h884|h1688|h16816|s16816|i8816|sm\d+_xmma|_mm_"
     r"|triton_tem"
@@ -120,7 +128,7 @@ def op_category(name: str) -> int | None:
         return COMMUNICATION
     if DATA_LOADING_OP.search(name):
         return DATA_LOADING
-    if MEMORY_OP.match(name):
+    if MEMORY_OP.match(name) or FSDP_COPY_OP.match(name):
         return MEMORY
     if METADATA_OP.match(name) or COMPILE_RUNTIME_OP.match(name):
         return HOST_OVERHEAD

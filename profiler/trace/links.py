@@ -57,6 +57,9 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
     category = np.where(is_host, own, -1)
     is_flop_op = trace.by_name(FLOP_OPS.match) & (trace.kind == OP)
     flop_owner = np.where(is_flop_op, np.arange(n), -1)
+    # a tensor subclass (DTensor under tensor parallelism) dispatches an op at its logical shape to the same op at
+    # the local shard that runs: the inner one counts, and the logical one above it does not
+    subclass = trace.by_name(lambda name: name == "PythonSubclass") & is_host
     in_optimizer = trace.by_name(classify.OPTIMIZER_STEP.match) & is_host
     in_attention = np.zeros(n, bool)
     in_attention[attention.score_ops(trace)] = True
@@ -74,13 +77,17 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
         take = inherits[p]
         category[rows[take]] = category[p[take]]
         inherits[rows[take]] = True
-        owned = flop_owner[p] >= 0
+        owned = (flop_owner[p] >= 0) & ~subclass[rows]
         flop_owner[rows[owned]] = flop_owner[p[owned]]
         in_optimizer[rows] |= in_optimizer[p]
         in_attention[rows] |= in_attention[p]
         recomputed[rows] = ~is_node[rows] & (recomputed[p] | (in_backward[p] & forward_op[rows]))
         in_backward[rows] |= in_backward[p]
 
+    logical = np.zeros(n, bool)
+    dispatched = np.flatnonzero(subclass & (parent >= 0))
+    logical[parent[dispatched]] = is_flop_op[parent[dispatched]]
+    flop_owner[logical] = -1  # its shard's op owns the FLOPs and the kernels
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
     flop_shapes = dict(zip(counted.tolist(), trace.shapes(counted)))
