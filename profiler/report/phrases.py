@@ -218,7 +218,7 @@ def communication(f: Facts) -> str:
     if f.get("parallelism"):
         text += "; parallelism: " + ", ".join(f["parallelism"])
     if f.get("exposed_collectives"):
-        text += f"; most exposed, over {f['group_size']} ranks: " + ", ".join(
+        text += f"; most exposed, in a group of {f['group_size']} ranks: " + ", ".join(
             f"{c['name']} {c['ms']:.2f} ms ({c['calls']:.0f} calls, {c['mb']:.2f} MB"
             + (f", bus {c['bus_gb_per_s']:.2f} GB/s" if c["bus_gb_per_s"] else "") + ")"
             for c in f["exposed_collectives"])
