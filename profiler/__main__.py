@@ -15,7 +15,7 @@ from profiler.pipeline import analyze_view, load_report
 from profiler.report.document import write_reports
 from profiler.report.runfiles import write_run_report
 from profiler.report.schema import saved_report
-from profiler.report.terminal import for_terminal
+from profiler.report.terminal import explain, for_terminal
 from profiler.settings import ISA_SLACK, MIN_POINTS, SHORT_GAP_US, STRAGGLER_THRESHOLD, TERA, Options
 from profiler.trace.errors import TraceError
 from profiler.trace.location import as_location, is_url
@@ -72,6 +72,10 @@ def main(argv=None) -> int:
                          help="write report.json / .md / .html and the step timeline into DIR, a run folder that "
                               "the MFU tab of `tensorboard --logdir` (DIR or a folder above it) shows")
     analyze.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    analyze.add_argument("-v", "--verbose", action="store_true",
+                         help="print every figure, the evidence of each cause and every warning in full (by default "
+                              "the report fits one screen; the Markdown, HTML and JSON reports hold everything)")
+    analyze.add_argument("--explain", metavar="CAUSE", help="print one cause in full: its evidence, facts, fix and ops")
     diff = sub.add_parser("diff", aliases=["compare"], help="what changed from run A to run B, and whether it is "
                           "beyond the noise of the steps")
     for side in ("a", "b"):
@@ -156,8 +160,14 @@ def main(argv=None) -> int:
         print(f"error: internal error while analysing ({type(e).__name__}: {e}); please report it with the trace",
               file=sys.stderr)
         return 2
-    if not args.quiet:
-        print(for_terminal(report, sys.stdout))
+    if args.explain:
+        if args.explain not in [b.cause for b in report.bottlenecks]:
+            known = ", ".join(b.cause for b in report.bottlenecks) or "none"
+            print(f"error: --explain {args.explain}: not among this report's causes ({known})", file=sys.stderr)
+            return 2
+        print(explain(report, args.explain))
+    elif not args.quiet:
+        print(for_terminal(report, sys.stdout, args.verbose))
         if args.out:
             print(f"report and step timeline in {args.out}: tensorboard --logdir={args.out}, tab MFU")
     return 0

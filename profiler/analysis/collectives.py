@@ -21,7 +21,7 @@ from profiler.trace import classify
 from profiler.trace.dtypes import BYTES_OF_INPUT_TYPE, BYTES_OF_SCALAR_TYPE
 from profiler.trace.intervals import coverage, merge
 from profiler.trace.links import Links, outermost
-from profiler.trace.load import OP, ShapeArgs, Trace
+from profiler.trace.load import OP, PYTHON, ShapeArgs, Trace
 from profiler.trace.steps import Steps
 
 KINDS = (("all_reduce", r"all_?reduce|allreduce"), ("all_gather", r"all_?gather|allgather"),
@@ -36,7 +36,7 @@ MARKS = (("ddp", r"^DistributedDataParallel\.forward|Reducer::|^DDP::"),
          ("tensor_parallel", r"^(Nested)?Redistribute$"),
          ("pipeline", r"^PipelineStage|^Schedule\w*\.|^\w*pipelining|send_recv|^(c10d::)?(send|recv_?)$"
                       r"|:(send|recv)$"),
-         ("expert_parallel", r"(internode|intranode)::\w*(dispatch|combine|notify)|deep_?ep|nvshmem|moe_?a2a"),
+         ("expert_parallel", r"(internode|intranode)\w*::\w*(dispatch|combine|notify)|deep_ep::|nvshmem"),
          ("all_to_all", r"all_?to_?all|alltoall"),
          ("context_parallel", r"ring_(flash|efficient|cudnn)?_?attention|context_parallel"))
 
@@ -100,8 +100,14 @@ def account(trace: Trace, links: Links, steps: Steps, bd: Breakdown) -> dict[str
     library = trace.by_name(lambda n: bool(LIBRARY_SPAN.match(n))) & in_steps
     recorded = trace.by_name(lambda n: n == "record_param_comms") & in_steps
     root = call_roots(trace, links)
-    calls = np.flatnonzero(library if library.any() else recorded if recorded.any()
-                           else (root == np.arange(len(trace))) & in_steps)
+    roots = (root == np.arange(len(trace))) & in_steps
+    if len(links.device):  # the spans nest in their ops: a library's span, else the op itself, is the call
+        spanned = np.zeros(len(trace), bool)
+        above = root[library | recorded]
+        spanned[above[above >= 0]] = True
+        calls = np.flatnonzero((library if library.any() else recorded) | (roots & ~spanned))
+    else:  # gloo's spans run on its own threads, apart from the ops that started them
+        calls = np.flatnonzero(library if library.any() else recorded if recorded.any() else roots)
     keys = keys_of(trace, phase_codes(trace, links, steps, trace.start[calls]), calls)
     totals = {"calls": summed(keys, np.ones(len(calls))), "bytes": summed(keys, input_bytes(trace, links, calls))}
     if not len(links.device):  # on a CPU: the call's span, less what compute ops on other threads ran meanwhile
@@ -147,10 +153,12 @@ def summed(keys: np.ndarray, values: np.ndarray) -> Counter:
 
 
 def marks(trace: Trace) -> Counter:
-    """How many events carry each parallelism's marks."""
+    """How many ops, spans and kernels carry each parallelism's marks (Python frames do not: a function that
+    checks for a library names it without running it)."""
     found: Counter = Counter()
+    recorded = trace.kind != PYTHON
     for mark, pattern in MARKS:
-        hits = trace.by_name(lambda n, p=re.compile(pattern, re.IGNORECASE): bool(p.search(n)))
+        hits = recorded & trace.by_name(lambda n, p=re.compile(pattern, re.IGNORECASE): bool(p.search(n)))
         if hits.any():
             found[mark] = int(hits.sum())
     return found

@@ -3,17 +3,9 @@ ops behind each cause."""
 
 from profiler.diff.records import Change, OpChange
 from profiler.report.model import OpShape, Report
+from profiler.report.reading import CATEGORIES_OF
 from profiler.settings import OPS_IN_REPORT
 
-# the breakdown categories whose time each cause is charged from (mfu/ledger.py's cause_seconds: a cause's own
-# category first, then those it takes overheads from)
-CATEGORIES_OF = {
-    "io": ("data_loading",), "small_batch": ("host_overhead", "idle", "matmul", "memory", "other_compute"),
-    "non_fused": ("other_compute", "matmul", "host_overhead", "idle", "memory"),
-    "memory_ops": ("memory", "host_overhead"), "communication": ("communication",), "precision": ("matmul",),
-    "matmul_efficiency": ("matmul",), "useful": ("matmul",), "warmup": ("host_overhead",),
-    "other": ("idle", "host_overhead"),
-}
 OPS_PER_CAUSE = 3
 MOVED_MS = 0.005  # an op whose time per step moved less than this (it rounds to 0.00 ms) did not move
 

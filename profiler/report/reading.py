@@ -119,3 +119,15 @@ def memory_lines(memory: Memory | None) -> list[str]:
         lines.append(f"{m.allocator_calls_per_step:.1f} allocator calls (cudaMalloc / cudaFree) per step, "
                      f"{m.allocator_ms_per_step:.2f} ms")
     return lines
+
+
+# the breakdown categories whose time each cause is charged from (mfu/ledger.py's cause_seconds: a cause's own
+# category first, then those it takes overheads from)
+CATEGORIES_OF = {
+    "io": ("data_loading",), "small_batch": ("host_overhead", "idle", "matmul", "memory", "other_compute"),
+    "non_fused": ("other_compute", "matmul", "host_overhead", "idle", "memory"),
+    "memory_ops": ("memory", "host_overhead"), "communication": ("communication",), "precision": ("matmul",),
+    "matmul_efficiency": ("matmul",), "useful": ("matmul",), "warmup": ("host_overhead",),
+    "recomputation": ("matmul", "other_compute", "memory", "host_overhead"),
+    "other": ("idle", "host_overhead"),
+}

@@ -4,6 +4,7 @@ import textwrap
 
 from profiler.report.model import Communication, FlopsPerStep, Report
 from profiler.report.reading import (
+    CATEGORIES_OF,
     ceilings,
     change_in_form,
     fmt_flops,
@@ -26,22 +27,43 @@ def flop_account(flops: FlopsPerStep) -> str:
     return ", ".join(f"{name} {fmt_flops(value)}FLOP" for name, value in parts if value)
 
 
-def summary(report: Report) -> str:
+def summary(report: Report, verbose: bool = True) -> str:
+    """Everything the report holds (-v), or what fits one screen: the headline, the breakdown, the communication,
+    the ledger, each cause in a line, each warning in a line."""
+    if not verbose:
+        return "\n".join(one_screen(report))
+    lines = header_lines(report) + breakdown_lines(report) + communication_lines(report.communication)
+    memory = memory_lines(report.memory)
+    if memory:
+        lines += [""] + [line for text in memory for line in wrap(text, "  ")]
+    lines += top_ops_lines(report) + ledger_lines(report) + bottleneck_lines(report)
+    if report.warnings:
+        lines += [""] + [line for w in report.warnings for line in wrap(f"warning: {w}", "  ")]
+    return "\n".join(lines)
+
+
+def header_lines(report: Report, verbose: bool = True) -> list[str]:
+    """Where the figures come from, the device and its peak, the steps, MFU and HFU."""
     dev, mfu, steps = report.device, report.mfu, report.step_time_ms
     lines = [source_line(report.source.paths)]
     ranks = len(report.source.ranks)
     over = f", mean over {ranks} ranks" if report.job_aggregation else ""
-    lines.append(f"device: {dev.name or dev.kind} ({dev.kind}), matmul dtype {dev.dtype or 'unknown'}")
-    if dev.peak_flops:
-        lines.append(f"peak: {fmt_flops(dev.peak_flops)}FLOP/s ({dev.peak_source}); "
-                     f"{fmt_flops(dev.peak_flops_run)}FLOP/s in {dev.dtype or 'float32 (assumed)'}")
-    if dev.peak_note:
-        lines += wrap(f"  {dev.peak_note}", "    ")
+    peak = (f"; peak {fmt_flops(dev.peak_flops)}FLOP/s ({dev.peak_source}), {fmt_flops(dev.peak_flops_run)}FLOP/s "
+            f"in {dev.dtype or 'float32 (assumed)'}" if dev.peak_flops else "")
+    if verbose:
+        lines.append(f"device: {dev.name or dev.kind} ({dev.kind}), matmul dtype {dev.dtype or 'unknown'}")
+        if dev.peak_flops:
+            lines.append(f"peak: {fmt_flops(dev.peak_flops)}FLOP/s ({dev.peak_source}); "
+                         f"{fmt_flops(dev.peak_flops_run)}FLOP/s in {dev.dtype or 'float32 (assumed)'}")
+        if dev.peak_note:
+            lines += wrap(f"  {dev.peak_note}", "    ")
+    else:
+        lines += wrap(f"device: {dev.name or dev.kind} ({dev.kind}){peak}", "  ")
     cv = f", CV {100 * steps.cv:.0f}%" if steps.cv is not None and len(report.source.steps) > 1 else ""
     lines.append(f"steps: {len(report.source.steps)} analysed, {steps.mean:.2f} ms mean "
                  f"({steps.min:.2f} - {steps.max:.2f}{cv}{over})")
     cost = report.profiler_cost
-    if cost and cost.ms_per_step:
+    if cost and cost.ms_per_step and verbose:
         lines += wrap(f"  {steps.mean - cost.ms_per_step:.2f} ms without the profiler's own recording cost "
                       f"({cost.ms_per_step:.2f} ms/step): the step that MFU and the ledger describe", "    ")
     flops = mfu.flops_per_step
@@ -49,10 +71,14 @@ def summary(report: Report) -> str:
                 else "analytic n/a (model unknown)")
     lines += wrap(f"MFU: {analytic}; HFU {pct(mfu.counted)} (every counted FLOP, {fmt_flops(flops.counted)}FLOP/step)",
                   "  ")
-    if flops.forward is not None and flops.counted:
+    if flops.forward is not None and flops.counted and (verbose or flops.recomputed):
         lines += wrap(f"  counted: {flop_account(flops)}", "    ")
-    if mfu.analytic_from not in (None, "run metadata"):
+    if mfu.analytic_from not in (None, "run metadata") and verbose:
         lines += wrap(f"  analytic FLOPs from {mfu.analytic_from}", "    ")
+    elif mfu.analytic_from not in (None, "run metadata"):
+        lines.append(shorten(f"  F from {mfu.analytic_from}", 80))
+    if not verbose:
+        return lines
     for c in report.conventions:
         lines += wrap(f"  convention: {c}", "    ")
     if report.device_utilization:
@@ -62,7 +88,11 @@ def summary(report: Report) -> str:
     if over:
         lines += wrap(f"job figures are means over the {ranks} ranks (how each is formed: job_aggregation in the "
                       "JSON; each rank's own: per_rank)", "  ")
-    lines += ["", f"{'breakdown':<16}{'ms/step':>10}{'share':>9}  "]
+    return lines
+
+
+def breakdown_lines(report: Report) -> list[str]:
+    lines = ["", f"{'breakdown':<16}{'ms/step':>10}{'share':>9}  "]
     for c in CATEGORIES:
         b = report.breakdown[c]
         lines.append(f"{c:<16}{b.ms:>10.2f}{100 * b.fraction:>8.2f}%  {'#' * round(40 * b.fraction)}")
@@ -70,24 +100,63 @@ def summary(report: Report) -> str:
         k = report.classification_ms
         lines.append(f"kernel time by launching op {k.by_op:.2f}, by name {k.by_name:.2f}, "
                      f"unclassified {k.unclassified:.2f} ms/step")
-    lines += communication_lines(report.communication)
-    memory = memory_lines(report.memory)
-    if memory:
-        lines += [""] + [line for text in memory for line in wrap(text, "  ")]
-    lines += ["", f"{'top ops':<30}{'category':<14}{'calls':>6}{'ms/step':>8}{'TFLOP/s':>8}{'TB/s':>7}{'roof':>7}"]
-    for op in report.top_ops[:10]:
+    return lines
+
+
+def top_ops_lines(report: Report, ops=None, title: str = "top ops") -> list[str]:
+    ops = report.top_ops[:10] if ops is None else ops
+    lines = ["", f"{title:<30}{'category':<14}{'calls':>6}{'ms/step':>8}{'TFLOP/s':>8}{'TB/s':>7}{'roof':>7}"]
+    for op in ops:
         tf = f"{op.tflops_per_s:.2f}" if op.tflops_per_s else ""
         roof = op.roofline
         tb, of = (f"{roof.achieved_tb_s:.3f}", f"{roofline_share(roof)}") if roof else ("", "")
         lines.append(f"{shorten(op.name, 29):<30}{op.category:<14}{op.count:>6.0f}{op.ms:>8.2f}{tf:>8}"
                      f"{tb:>7}{of:>7}")
-    if any(op.roofline for op in report.top_ops[:10]):
+    if any(op.roofline for op in ops):
         lines += wrap(f"  roof: share of the op's roofline time, m memory-bound, c compute-bound "
                       f"({ceilings(report.device)})", "    ")
-    lines += ledger_lines(report) + bottleneck_lines(report)
+    return lines
+
+
+ONE_SCREEN = 60  # lines: what `analyze`, `diff` and our runs print by default
+# what each cause is, in a few words (docs/DESIGN.md's table)
+WHAT = {"io": "the device waits on data loading", "small_batch": "per-op overhead, short kernels, small matmuls",
+        "non_fused": "unfused elementwise, norm, optimizer work", "memory_ops": "copies, memsets, allocator calls",
+        "communication": "collectives no compute hides", "recomputation": "the forward re-run in the backward",
+        "precision": "matmuls in a slower precision", "matmul_efficiency": "matmuls below the peak",
+        "warmup": "one-off costs in the window", "other": "idle the rest does not explain"}
+
+
+def one_screen(report: Report) -> list[str]:
+    """At most ONE_SCREEN lines: the warnings that do not fit are counted, and -v shows them."""
+    lines = header_lines(report, verbose=False) + breakdown_lines(report) + communication_lines(report.communication)
+    lines += ledger_lines(report)
+    if report.bottlenecks:
+        lines += ["", "Diagnosis (-v for the evidence, --explain CAUSE for one cause):"]
+        for i, b in enumerate(report.bottlenecks, 1):  # the cause, and its fix (the change to try where known)
+            fix = "try: " + change_in_form(b.fix_config, b.fix_form or None) if b.fix_config else b.fix.split("; ")[0]
+            lines += [shorten(f"{i}. {b.cause}: {b.points:.1f} points, {b.ms:.2f} ms/step: "
+                              f"{WHAT.get(b.cause, b.cause)}", 80), shorten(f"   {fix}", 80)]
+    room = ONE_SCREEN - len(lines) - 2
     if report.warnings:
-        lines += [""] + [line for w in report.warnings for line in wrap(f"warning: {w}", "  ")]
-    return "\n".join(lines)
+        shown = report.warnings[:room] if len(report.warnings) <= room else report.warnings[:room - 1]
+        lines += [""] + [shorten(f"warning: {w}", 80) for w in shown]
+        if len(shown) < len(report.warnings):
+            lines.append(f"... {len(report.warnings) - len(shown)} more warnings: -v")
+    return lines
+
+
+def explain(report: Report, cause: str) -> str:
+    """One cause in full: its figures, evidence, fix, facts and the longest ops of its categories."""
+    b = next(b for b in report.bottlenecks if b.cause == cause)  # the CLI checks that it is there
+    lines = wrap(f"{b.cause}: {b.points:.1f} points{interval(report, b.cause)}, {b.ms:.2f} ms/step; {what_if(b)}", "  ")
+    lines += wrap(f"what: {WHAT.get(b.cause, b.cause)}", "  ") + wrap(f"evidence: {b.evidence}", "  ")
+    lines += wrap(f"fix: {b.fix}", "  ")
+    if b.fix_config:
+        lines.append("try: " + change_in_form(b.fix_config, b.fix_form or None))
+    lines += ["facts:"] + [line for k, v in b.facts.items() for line in wrap(f"  {k} = {v}", "      ")]
+    ops = [op for op in report.top_ops if op.category in CATEGORIES_OF.get(cause, ())[:1]]
+    return "\n".join(lines + (top_ops_lines(report, ops[:10], "its ops") if ops else []))
 
 
 def communication_lines(comm: Communication | None) -> list[str]:
@@ -115,7 +184,7 @@ def source_line(paths: list[str]) -> str:
 
 
 def wrap(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(text, 80, subsequent_indent=indent)
+    return textwrap.wrap(text, 80, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
 
 
 def ledger_lines(report: Report) -> list[str]:
@@ -172,7 +241,7 @@ def colorize(text: str) -> str:
     return "\n".join(out)
 
 
-def for_terminal(report: Report, stream) -> str:
-    """The summary, in colour only when `stream` is a terminal."""
-    text = summary(report)
+def for_terminal(report: Report, stream, verbose: bool = False) -> str:
+    """The summary (one screen, or everything with `verbose`), in colour only when `stream` is a terminal."""
+    text = summary(report, verbose)
     return colorize(text) if stream.isatty() else text

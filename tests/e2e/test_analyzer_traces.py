@@ -99,8 +99,10 @@ def test_cli_writes_the_json_report(tiny_run, tmp_path):
     assert report["schema"] == "mfu-report/1"
     assert set(report) >= {"source", "device", "step_time_ms", "device_utilization", "mfu", "breakdown", "ledger",
                            "bottlenecks", "top_ops", "warnings"}
-    assert "MFU: " in stdout and "matmul" in stdout and "aten::mm" in stdout
+    assert "MFU: " in stdout and "matmul" in stdout and "aten::mm" not in stdout  # one screen: no op table
     assert max(len(line) for line in stdout.splitlines()[1:]) <= 80
+    status, verbose, _ = analyze("analyze", out, "-v")
+    assert status == 0 and "aten::mm" in verbose and len(verbose.splitlines()) > len(stdout.splitlines())
 
 
 def test_colour_only_on_a_terminal(tiny_run):
