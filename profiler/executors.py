@@ -24,7 +24,7 @@ CONNECT_TIMEOUT = "10s"  # an unreachable scheduler is an error after this long,
 ADDRESS = re.compile(r"^([a-z+]+://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d+$|^inproc://\S+$")
 
 
-# a worker's peak memory, by the reader's model (README, "The memory model"): the interpreter with the stages'
+# a worker's peak memory, by the reader's model (docs/benchmarks/speed-and-scale.md): the interpreter with the stages'
 # code, and about 230 bytes per complete event (the reader's columns and the stages' arrays over them), which
 # takes 310 to 790 bytes of JSON
 WORKER_BASE_BYTES = 60e6

@@ -86,8 +86,8 @@ def shifted(e: dict, k: int, span: float, id_stride: int, n_steps: int) -> dict:
     return e
 
 
-# the memory model of the README: a process's base, and bytes per complete event (the reader's columns and the
-# stages' arrays over them) and per memory event
+# the memory model (docs/benchmarks/speed-and-scale.md): a process's base, and bytes per complete event (the
+# reader's columns and the stages' arrays over them) and per memory event
 MODEL_BASE, MODEL_PER_COMPLETE, MODEL_PER_MEMORY = 50e6, 230, 48
 # the floor of the reader before issue 35: the whole file read into memory, then decoded with msgspec in one call
 # into events with their args kept as raw JSON
@@ -273,7 +273,7 @@ def main():
         print(f"trace: {big.stat().st_size / 1e6:.0f} MB, {n_events:,} events ({copies} copies of "
               f"{args.source.name}); {os.cpu_count() or 1} cores\n")
         one = one_file(big, args.rounds, args.baseline)
-        print(f"{one / n_events * 1e6:.2f} µs per event; the memory model (README) predicts "
+        print(f"{one / n_events * 1e6:.2f} µs per event; the memory model (docs/benchmarks) predicts "
               f"{(MODEL_BASE + MODEL_PER_COMPLETE * complete + MODEL_PER_MEMORY * memory) / 1e6:.0f} MB for "
               f"{complete:,} complete and {memory:,} memory events")
 

@@ -34,10 +34,14 @@ def sections(report: Report) -> list[Section]:
         f"{dev.dtype or 'float32 (assumed)'}" + (f"; {dev.peak_note}" if dev.peak_note else "")
         if dev.peak_flops else "Peak: unknown",
         f"Step time: {step.mean:.2f} ms mean ({step.min:.2f} - {step.max:.2f})",
-        f"MFU: {pct(mfu.analytic)} analytic ({flops.analytic or 0:.4g} FLOP/step), {pct(mfu.counted)} "
-        f"counted ({flops.counted or 0:.4g} FLOP/step)" + (f"; analytic FLOPs from {mfu.analytic_from}"
-                                                           if mfu.analytic_from else ""),
+        f"MFU: {pct(mfu.analytic)} analytic ({flops.analytic or 0:.4g} FLOP/step); HFU {pct(mfu.counted)}, every "
+        f"counted FLOP ({flops.counted or 0:.4g} FLOP/step)" + (f"; analytic FLOPs from {mfu.analytic_from}"
+                                                                if mfu.analytic_from else ""),
     ])
+    if flops.forward is not None and flops.counted:
+        summary.lines.append(f"Counted FLOPs per step: forward {flops.forward:.4g}, backward "
+                             f"{flops.backward or 0:.4g}, recomputed in the backward {flops.recomputed or 0:.4g}, "
+                             f"optimizer {flops.outside or 0:.4g}")
     if report.device_utilization:
         u = report.device_utilization
         summary.lines.append(f"Device busy: {pct(u.busy_fraction)} of {u.window_ms:.1f} ms")
@@ -45,6 +49,15 @@ def sections(report: Report) -> list[Section]:
     out = [summary]
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report.breakdown[c].ms:.2f}", pct(report.breakdown[c].fraction)] for c in CATEGORIES]))
+    comm = report.communication
+    if comm and comm.collectives:
+        out.append(Section(title="Communication", lines=[
+            f"Parallelism: {', '.join(comm.parallelism) or 'no library named'}; {comm.group_size} ranks"
+            + (f", {comm.backend}" if comm.backend else "") + ". Bus bandwidth as nccl-tests defines it."],
+                           headers=["phase", "collective", "calls/step", "MB/step", "ms/step", "exposed ms/step",
+                                    "bus GB/s"], rows=[
+            [r.phase, r.kind, f"{r.calls:.0f}", f"{r.mb:.2f}", f"{r.ms:.2f}", f"{r.exposed_ms:.2f}",
+             f"{r.bus_gb_per_s:.2f}" if r.bus_gb_per_s else ""] for r in comm.collectives]))
     if report.memory:
         out.append(Section(title="Memory", lines=[line[0].upper() + line[1:] for line in memory_lines(report.memory)],
                            chart="memory"))
