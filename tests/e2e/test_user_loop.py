@@ -45,6 +45,19 @@ def test_the_profiler_changes_no_loss_with_a_cold_cache_or_a_warm_one(wrapped):
     assert not any("USDT:" in r.stdout + r.stderr for r in (wrapped["with"], wrapped["start"]))
 
 
+def test_f_model_is_nanogpts_estimate_mfu_count_to_the_flop(wrapped):
+    """The loop hands over its GPT: F is nanoGPT's estimate_mfu count, 6N + 12·L·H·Q·T per token (T the
+    block_size it trains at), times the tokens per iteration."""
+    from model.gpt import GPT, GPTConfig
+
+    # the loop's defaults: batch_size 4, block_size 32, vocab 256, 2 layers, 2 heads, n_embd 32, no biases
+    n = GPT(GPTConfig(block_size=32, vocab_size=256, n_layer=2, n_head=2, n_embd=32, bias=False)).get_num_params()
+    per_token = 6 * n + 12 * 2 * 2 * 16 * 32
+    for wrap in ("with", "start"):
+        report = json.loads((wrapped["dir"] / wrap / "report.json").read_text())
+        assert report["mfu"]["flops_per_step"]["analytic"] == per_token * 4 * 32
+
+
 @pytest.mark.timed
 def test_fixes_name_only_keys_the_users_config_has(wrapped):
     report = json.loads((wrapped["dir"] / "with" / "report.json").read_text())
