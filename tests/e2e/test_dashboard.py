@@ -203,7 +203,7 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
             browser.wait_for(page, f"document.{drawn} == 2 && !!document.querySelector('div.diff table.causes')")
             html = browser.evaluate(page, "document.documentElement.outerHTML")
             browser.screenshot(page, shots / "dashboard_compare.png")
-            # a trace whose model FLOPs are unknown: the ledger adds up to the counted MFU, and says so
+            # a trace whose model FLOPs are unknown: the counts stand in, and the ledger adds up to that MFU
             page = browser.open(f"{origin}/data/plugin_entry.html?name=mfu&run=trace_unknown_model&view=run")
             browser.wait_for(page, f"document.{drawn} == 1")
             counted = browser.evaluate(page, "[document.querySelectorAll('svg.ledger rect.bar').length, "
@@ -225,8 +225,10 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
     assert f"{origin}/data/plugin/mfu/timeline?run=tiny&view=run" in requests
     assert [u for u in requests if not u.startswith(origin + "/")] == []
     unknown = json.loads((logdir / "trace_unknown_model" / "report.json").read_text())
-    assert unknown["mfu"]["analytic"] is None and unknown["mfu"]["counted"] > 0
-    assert counted[0] == len(unknown["ledger"]) == 8 and "MFU (counted)" in counted[1]
+    # no model FLOPs given: the counted forward stands in (no backward ran), named, and the chart ends at MFU
+    assert unknown["mfu"]["analytic"] == unknown["mfu"]["counted"] > 0
+    assert unknown["mfu"]["analytic_from"] == "the forward's counted FLOPs (no backward ran)"
+    assert counted[0] == len(unknown["ledger"]) == 8 and "MFU" in counted[1]
     no_shapes = json.loads((logdir / "trace_no_shapes" / "report.json").read_text())
     bars, chart_text, title, principal = time_ledger
     assert bars == len(no_shapes["ledger"]) - 1 and title.startswith("Time ledger")  # useful ends it, not a bar
