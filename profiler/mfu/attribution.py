@@ -26,7 +26,7 @@ from profiler.mfu.ledger import (
     without_profiler,
 )
 from profiler.mfu.ops import kernel_rows, op_rows, shaped_rows
-from profiler.mfu.parallelism import collective_rows, named
+from profiler.mfu.parallelism import collective_rows, named, peer_link
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.mfu.records import (
     Attribution,
@@ -335,6 +335,11 @@ def non_fused_removable(analysis: RankAnalysis, category_s: dict[str, float], ov
     return fusion_removable(seconds[Cause.NON_FUSED], kernel_s, sig.fusable_bytes, sig.elementwise_bytes)
 
 
+def link_fields(analysis: RankAnalysis) -> dict:
+    found = peer_link(analysis.device_names[0] if analysis.device_names else "", analysis.comm_backend)
+    return {"link": found[0], "link_gb_per_s": found[1]} if found else {}
+
+
 def communication_figures(analysis: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:
     """Collective time per step, how much of it no compute hid, and the calls and bytes where recorded."""
     if not analysis.signals.collectives and not analysis.table.collective_us.any():
@@ -348,4 +353,5 @@ def communication_figures(analysis: RankAnalysis, breakdown: dict[str, Share]) -
                          parallelism=named(sig), collectives=collective_rows(sig, analysis.group_size),
                          group_size=analysis.group_size, backend=analysis.comm_backend,
                          micro_batches=sig.per_step(sig.pipeline_forwards),
+                         **link_fields(analysis),
                          fsdp_all_gather_ms={k: milliseconds(sig.per_step(v)) for k, v in sig.fsdp_unit_us.items()})

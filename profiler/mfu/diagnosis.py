@@ -260,6 +260,9 @@ def communication_facts(comm: Communication) -> Facts:
                     "exposed_collectives": [
                         {"name": f"{r.kind} in the {r.phase}", "ms": r.exposed_ms, "calls": r.calls, "mb": r.mb,
                          "bus_gb_per_s": r.bus_gb_per_s} for r in comm.collectives[:3] if r.exposed_ms > 0]}
+    best = max((r.bus_gb_per_s for r in comm.collectives if r.bus_gb_per_s), default=None)
+    if comm.link_gb_per_s and best:
+        facts.update(link=comm.link, best_bus_of_link_pct=100 * best / comm.link_gb_per_s)
     if "pipeline" in comm.parallelism and comm.micro_batches and comm.group_size > 1:
         stages, micro = comm.group_size, comm.micro_batches  # one stage a rank
         facts.update(stages=stages, micro_batches=micro, bubble_pct=100 * pipeline_bubble(stages, round(micro)),

@@ -163,7 +163,8 @@ def job_communication(parts: list[Communication | None]) -> Communication | None
                          calls_per_step=calls, bytes_per_step=sum(sent) / n if sent else None, parallelism=marks,
                          collectives=job_collectives([p.collectives for p in present], n),
                          group_size=max(p.group_size for p in present), backend=present[0].backend,
-                         fsdp_all_gather_ms=present[0].fsdp_all_gather_ms, micro_batches=present[0].micro_batches)
+                         fsdp_all_gather_ms=present[0].fsdp_all_gather_ms, micro_batches=present[0].micro_batches,
+                         link=present[0].link, link_gb_per_s=present[0].link_gb_per_s)
 
 
 def job_collectives(parts: list[list[CollectiveRow]], ranks: int) -> list[CollectiveRow]:

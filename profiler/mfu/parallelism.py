@@ -6,9 +6,11 @@ over its time: all-reduce 2(n−1)/n · S/t, all-gather, reduce-scatter and all-
 broadcast S/t, for a group of n ranks.
 """
 
+import re
 from dataclasses import dataclass
 
 from profiler.analysis.records import Signals, milliseconds
+from profiler.mfu.bandwidth import BANDWIDTH_TABLE, PCIE
 from profiler.settings import GIGA, MEGA, US_PER_S
 
 # (mark in analysis/collectives.MARKS, the name a report gives it), in the order a report lists them
@@ -43,6 +45,11 @@ FIXES = {
 }
 DATA_PARALLEL_DEFAULT = ("overlap communication with the backward pass (DDP bucket_cap_mb), accumulate gradients "
                          "locally (no_sync) and all-reduce less often, or raise the batch per rank")
+# the link between a node's devices, one direction (the figure nccl-tests' bus bandwidth approaches within a node), from
+# the vendors' data sheets: NVLink's total over 2; parts sold on PCIe cards use the host link's generation below
+PEER_LINKS = ((r"GB200|B200|B100", 900.0, "NVLink 5"), (r"H800|A800", 200.0, "NVLink (export part)"),
+              (r"(H100|A100|V100).*(PCIe|PCI)", None, None), (r"GH200|H200|H100|H20\b", 450.0, "NVLink 4"),
+              (r"A100", 300.0, "NVLink 3"), (r"V100", 150.0, "NVLink 2"), (r"MI300X|MI325", 448.0, "Infinity Fabric"))
 BUS_FACTOR = {"all_reduce": lambda n: 2 * (n - 1) / n, "all_gather": lambda n: (n - 1) / n,
               "reduce_scatter": lambda n: (n - 1) / n, "all_to_all": lambda n: (n - 1) / n}
 
@@ -94,6 +101,22 @@ def collective_rows(signals: Signals, group: int) -> list["CollectiveRow"]:
                                   exposed_ms=milliseconds(signals.per_step(signals.collective_exposed_us.get(key, 0))),
                                   bus_gb_per_s=bus))
     return sorted(rows, key=lambda r: -r.exposed_ms)
+
+
+def peer_link(device: str, backend: str) -> tuple[str, float] | None:
+    """The link the bus bandwidth compares with: the device's NVLink (or Infinity Fabric), else its PCIe host link;
+    none for gloo (the ranks exchange through host memory) or a device no table has."""
+    if backend == "gloo" or not device:
+        return None
+    for pattern, gb_per_s, name in PEER_LINKS:
+        if re.search(pattern, device, re.IGNORECASE):
+            if gb_per_s:
+                return f"{name}, {gb_per_s:g} GB/s a direction", gb_per_s
+            break
+    for pattern, _, generation in BANDWIDTH_TABLE:
+        if re.search(pattern, device, re.IGNORECASE):
+            return f"PCIe {generation}.0 x16, {PCIE[generation] / GIGA:g} GB/s a direction", PCIE[generation] / GIGA
+    return None
 
 
 def pipeline_bubble(stages: int, micro_batches: int) -> float:

@@ -127,6 +127,8 @@ class Communication:
     backend: str = ""  # nccl, gloo, ...: what the bus bandwidths ran over
     fsdp_all_gather_ms: dict[str, float] = field(default_factory=dict)  # FSDP2's all-gathers by module, per step
     micro_batches: float = 0.0  # a pipeline schedule's micro-batch forwards per step
+    link: str = ""  # the link the bus bandwidths compare with (mfu/parallelism.peer_link), "" where none is known
+    link_gb_per_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,8 @@ class Communication(Record, frozen=True, kw_only=True):
     backend: str = ""
     fsdp_all_gather_ms: dict[str, float] = {}
     micro_batches: float = 0.0
+    link: str = ""  # the link the bus bandwidths compare with, where known
+    link_gb_per_s: float | None = None
 
 
 class StepRow(Record, frozen=True, kw_only=True):

@@ -222,6 +222,8 @@ def communication(f: Facts) -> str:
             f"{c['name']} {c['ms']:.2f} ms ({c['calls']:.0f} calls, {c['mb']:.2f} MB"
             + (f", bus {c['bus_gb_per_s']:.2f} GB/s" if c["bus_gb_per_s"] else "") + ")"
             for c in f["exposed_collectives"])
+        if "link" in f:
+            text += f"; the best reaches {f['best_bus_of_link_pct']:.0f}% of the link ({f['link']})"
         if f.get("backend") == "gloo":
             text += " (gloo: the ranks exchange through host memory, no link to compare with)"
     if "bubble_pct" in f:

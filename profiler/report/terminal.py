@@ -163,7 +163,8 @@ def communication_lines(comm: Communication | None) -> list[str]:
     """The parallelism named and the collectives by phase and kind, where the trace communicated."""
     if comm is None or not comm.collectives:
         return []
-    over = f"{comm.group_size} ranks" + (f", {comm.backend}" if comm.backend else "")
+    over = f"{comm.group_size} ranks" + (f", {comm.backend}" if comm.backend else "") + (
+        f"; link {comm.link}" if comm.link else "")
     lines = ["", *wrap(f"communication ({', '.join(comm.parallelism) or 'no parallelism library named'}; {over}):",
                        "  "),
              f"  {'phase':<10}{'collective':<16}{'calls':>6}{'MB':>8}{'ms':>8}{'exposed':>9}{'bus GB/s':>10}"]

@@ -44,6 +44,10 @@ def test_collectives_by_phase_with_their_bus_bandwidth(tmp_path):
     assert reduce["bus_gb_per_s"] == pytest.approx(1048576 * 4 / 1e-3 * 2 * 7 / 8 / 1e9)
     assert (reduce["ms"], reduce["exposed_ms"]) == pytest.approx((1.0, 0.75))
     assert comm["collectives"][0]["kind"] == "all_gather"  # the most exposed first
+    # against the H100's NVLink 4 (900 GB/s both ways): the all-reduce's bus bandwidth is the best
+    assert comm["link"] == "NVLink 4, 450 GB/s a direction" and comm["link_gb_per_s"] == 450
+    facts = next(b for b in report["bottlenecks"] if b["cause"] == "communication")["facts"]
+    assert facts["best_bus_of_link_pct"] == pytest.approx(100 * reduce["bus_gb_per_s"] / 450)
     invariants_hold(report)
 
 
