@@ -269,7 +269,9 @@ def communication_facts(comm: Communication) -> Facts:
                      bubble_at_twice_pct=100 * pipeline_bubble(stages, 2 * round(micro)))
     if comm.fsdp_all_gather_ms:
         first = next(iter(comm.fsdp_all_gather_ms))
-        facts.update(first_all_gather=first, first_all_gather_ms=comm.fsdp_all_gather_ms[first])
+        longest = sorted(comm.fsdp_all_gather_ms.items(), key=lambda kv: -kv[1])[:3]
+        facts.update(first_all_gather=first, first_all_gather_ms=comm.fsdp_all_gather_ms[first],
+                     all_gathers_by_module=[{"name": name, "ms": ms} for name, ms in longest])
     return facts
 
 

@@ -89,9 +89,11 @@ def job_figures(ranks: list[Attribution], min_points: float = MIN_POINTS) -> Fig
         if entry.points < min_points or not found:
             continue
         worst, rank = max(found, key=lambda br: br[0].points)
+        facts = {**worst.facts, "rank": rank}
+        if entry.cause is Cause.COMMUNICATION:
+            facts["exposed_by_rank"] = rank_exposure(ranks)
         bottlenecks.append(replace(worst, points=entry.points, ms=entry.ms, what_if_mfu=entry.what_if_mfu,
-                                   what_if_step_ms=entry.what_if_step_ms, speedup=entry.speedup,
-                                   facts={**worst.facts, "rank": rank}))
+                                   what_if_step_ms=entry.what_if_step_ms, speedup=entry.speedup, facts=facts))
     bottlenecks.sort(key=lambda b: -b.points)
     return Figures(
         step_time_ms=StepTimes(*(mean([getattr(f.step_time_ms, k) for f in figs])
@@ -228,6 +230,14 @@ def stragglers(ranks: list[Attribution], threshold: float = STRAGGLER_THRESHOLD)
                     np.array([f.breakdown[c].ms for f in figs]))[i]) for c in CATEGORIES if c != "communication"}
         out.append(Straggler(ranks[i].rank, float(busy[i] - baseline[i]), max(diff, key=lambda c: diff[c])))
     return out
+
+
+def rank_exposure(ranks: list[Attribution], shown: int = 8) -> list[dict]:
+    """Each rank's communication that no compute hid, per step and as a share of its step, most first: the time
+    each rank waits on the others (under pipeline parallelism, each stage's measured bubble and transfers)."""
+    rows = [{"rank": a.rank, "ms": a.figures.breakdown["communication"].ms,
+             "pct": 100 * a.figures.breakdown["communication"].fraction} for a in ranks]
+    return sorted(rows, key=lambda r: -r["ms"])[:shown]
 
 
 def medians_of_the_others(values: np.ndarray) -> np.ndarray:

@@ -226,10 +226,18 @@ def communication(f: Facts) -> str:
             text += f"; the best reaches {f['best_bus_of_link_pct']:.0f}% of the link ({f['link']})"
         if f.get("backend") == "gloo":
             text += " (gloo: the ranks exchange through host memory, no link to compare with)"
+    if f.get("exposed_by_rank"):
+        text += "; exposed per rank: " + ", ".join(f"rank {r['rank']} {r['ms']:.2f} ms ({r['pct']:.0f}%)"
+                                                   for r in f["exposed_by_rank"])
     if "bubble_pct" in f:
         text += (f"; pipeline of {f['stages']} stages over {f['micro_batches']:.0f} micro-batches a step: the "
                  f"schedule's bubble, (p − 1) / (m + p − 1), is {f['bubble_pct']:.0f}% of the step, "
-                 f"{f['bubble_at_twice_pct']:.0f}% at twice the micro-batches")
+                 f"{f['bubble_at_twice_pct']:.0f}% at twice the micro-batches"
+                 + ("; each stage's exposed send / recv above is its measured bubble and transfers"
+                    if f.get("exposed_by_rank") else ""))
+    if f.get("all_gathers_by_module"):
+        text += "; FSDP's longest all-gathers, by module: " + ", ".join(
+            f"{m['name']} {m['ms']:.2f} ms" for m in f["all_gathers_by_module"])
     if "first_all_gather" in f:
         text += (f"; FSDP's first all-gather ({f['first_all_gather']}, {f['first_all_gather_ms']:.2f} ms) has nothing "
                  "before it to hide behind")

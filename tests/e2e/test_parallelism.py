@@ -83,5 +83,10 @@ def test_pipeline_gets_its_bubble(tmp_path_factory):
     assert {r["kind"] for r in comm["collectives"]} == {"send_recv"}
     facts = communication(report)["facts"]
     assert facts["bubble_pct"] == pytest.approx(100 * 1 / 5)  # (p − 1) / (m + p − 1), p = 2, m = 4
+    # each stage's measured wait: its exposed send / recv, the job's per-rank breakdown
+    assert sorted(r["rank"] for r in facts["exposed_by_rank"]) == [0, 1]
+    for r in facts["exposed_by_rank"]:
+        rank = next(x for x in report["per_rank"] if x["rank"] == r["rank"])
+        assert r["ms"] == pytest.approx(rank["breakdown"]["communication"]["ms"]) and r["ms"] > 0
     assert "n_microbatches" in communication(report)["fix"]
     invariants_hold(report)
