@@ -13,6 +13,7 @@ from profiler.mfu.cpupeak import cache_entries, ceilings, current_entry, reset_c
 from profiler.mfu.memory import memory_size
 from profiler.pipeline import analyze_view, load_report
 from profiler.report.document import write_reports
+from profiler.report.model import Report
 from profiler.report.runfiles import write_run_report
 from profiler.report.schema import saved_report
 from profiler.report.terminal import explain, for_terminal
@@ -58,7 +59,44 @@ def gpt_shape(text: str) -> dict:
     return shape
 
 
-def main(argv=None) -> int:
+def add_analysis_flags(p: argparse.ArgumentParser):
+    """The flags `analyze` and `diff` share: the peak, the model's FLOPs, the thresholds, where the files are read."""
+    p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s (P)")
+    p.add_argument("--peak-flops-run", type=float, default=0.0,
+                   help="with --peak-flops: the peak in the run's matmul dtype (P_run); default P")
+    p.add_argument("--no-measure", action="store_true",
+                   help="never time the trace's matmul shapes on this machine (done where it was recorded here)")
+    p.add_argument("--peak-bandwidth", type=float, default=0.0,
+                   help="the device's memory bandwidth in bytes/s (the roofline's memory ceiling)")
+    p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
+    p.add_argument("--memory-capacity", type=memory_size, default=0.0, metavar="SIZE",
+                   help="the device's memory (80GB, 24GiB or bytes), over what the trace or the device table says")
+    p.add_argument("--model", type=model_argument, metavar="CONFIG.json | n_layer=L,n_head=H,n_embd=C,...",
+                   help="for the analytic FLOPs of a trace without run metadata: a Hugging Face config.json "
+                        "(with --sequence-length), or a nanoGPT GPT's shape n_layer=L,n_head=H,n_embd=C,"
+                        "block_size=T,vocab_size=V (optional: bias=False, tokens_per_step=N); the tokens per "
+                        "step are counted at the token embedding unless given")
+    p.add_argument("--sequence-length", type=int, default=0, metavar="T",
+                   help="with --model CONFIG.json: the sequence length trained on (not max_position_embeddings)")
+    p.add_argument("--tokens-per-step", type=int, default=0, metavar="N",
+                   help="with --model: the tokens per step (else counted at the token embedding)")
+    p.add_argument("--short-gap-us", type=float, default=SHORT_GAP_US,
+                   help="device idle gaps shorter than this are per-op overhead (small_batch), longer ones "
+                        f"stalls (other); default {SHORT_GAP_US:g}")
+    p.add_argument("--min-points", type=float, default=MIN_POINTS,
+                   help=f"a cause is a bottleneck from this many points of MFU; default {MIN_POINTS:g}")
+    p.add_argument("--straggler-threshold", type=float, default=STRAGGLER_THRESHOLD,
+                   help="a rank busier than the others' median by this fraction is a straggler; default "
+                        f"{STRAGGLER_THRESHOLD:g}")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes for the files of a folder (ranks, cycles); default: every core")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="analyse the files on the Dask cluster whose scheduler is at ADDRESS "
+                        "(tcp://host:8786); its workers read the files where they are")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The commands and their flags."""
     parser = argparse.ArgumentParser(prog="python -m profiler", description="MFU bottleneck analyzer")
     sub = parser.add_subparsers(dest="command", required=True)
     analyze = sub.add_parser("analyze", help="analyze a Kineto trace file or a folder of traces (a saved "
@@ -91,41 +129,14 @@ def main(argv=None) -> int:
                            "the step time's interval; default: 9 on a CPU (this machine class, measured), 0 on a GPU")
     diff.add_argument("--quiet", action="store_true", help="print nothing but errors")
     for p in (analyze, diff):
-        p.add_argument("--peak-flops", type=float, default=0.0, help="the device's peak FLOP/s (P)")
-        p.add_argument("--peak-flops-run", type=float, default=0.0,
-                       help="with --peak-flops: the peak in the run's matmul dtype (P_run); default P")
-        p.add_argument("--no-measure", action="store_true",
-                       help="never time the trace's matmul shapes on this machine (done where it was recorded here)")
-        p.add_argument("--peak-bandwidth", type=float, default=0.0,
-                       help="the device's memory bandwidth in bytes/s (the roofline's memory ceiling)")
-        p.add_argument("--flops-per-step", type=float, default=0.0, help="analytic model FLOPs per step")
-        p.add_argument("--memory-capacity", type=memory_size, default=0.0, metavar="SIZE",
-                       help="the device's memory (80GB, 24GiB or bytes), over what the trace or the device table says")
-        p.add_argument("--model", type=model_argument, metavar="CONFIG.json | n_layer=L,n_head=H,n_embd=C,...",
-                       help="for the analytic FLOPs of a trace without run metadata: a Hugging Face config.json "
-                            "(with --sequence-length), or a nanoGPT GPT's shape n_layer=L,n_head=H,n_embd=C,"
-                            "block_size=T,vocab_size=V (optional: bias=False, tokens_per_step=N); the tokens per "
-                            "step are counted at the token embedding unless given")
-        p.add_argument("--sequence-length", type=int, default=0, metavar="T",
-                       help="with --model CONFIG.json: the sequence length trained on (not max_position_embeddings)")
-        p.add_argument("--tokens-per-step", type=int, default=0, metavar="N",
-                       help="with --model: the tokens per step (else counted at the token embedding)")
-        p.add_argument("--short-gap-us", type=float, default=SHORT_GAP_US,
-                       help="device idle gaps shorter than this are per-op overhead (small_batch), longer ones "
-                            f"stalls (other); default {SHORT_GAP_US:g}")
-        p.add_argument("--min-points", type=float, default=MIN_POINTS,
-                       help=f"a cause is a bottleneck from this many points of MFU; default {MIN_POINTS:g}")
-        p.add_argument("--straggler-threshold", type=float, default=STRAGGLER_THRESHOLD,
-                       help="a rank busier than the others' median by this fraction is a straggler; default "
-                            f"{STRAGGLER_THRESHOLD:g}")
-        p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                       help="worker processes for the files of a folder (ranks, cycles); default: every core")
-        p.add_argument("--scheduler", metavar="ADDRESS",
-                       help="analyse the files on the Dask cluster whose scheduler is at ADDRESS "
-                            "(tcp://host:8786); its workers read the files where they are")
+        add_analysis_flags(p)
     peak = sub.add_parser("peak", help="this machine's measured CPU peaks, with their history")
     peak.add_argument("--reset", action="store_true", help="clear the cache: the next run measures again")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "peak":
         return show_peak_cache(args.reset)
     model = args.model and {**args.model, **({"tokens_per_step": args.tokens_per_step} if args.tokens_per_step
@@ -143,13 +154,7 @@ def main(argv=None) -> int:
     try:
         if args.command in ("diff", "compare"):
             return run_diff(args, options)
-        saved = None if is_url(args.path) else saved_report(Path(args.path))  # a report.json is shown as it is
-        if args.out:
-            report, timeline = (saved, None) if saved else analyze_view(args.path, options)
-            write_run_report(args.out, report, timeline)
-        else:
-            report = saved or load_report(args.path, options)
-        write_reports(report, args.json, args.markdown, args.html)
+        report = analyzed(args, options)
     except TraceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -160,6 +165,23 @@ def main(argv=None) -> int:
         print(f"error: internal error while analysing ({type(e).__name__}: {e}); please report it with the trace",
               file=sys.stderr)
         return 2
+    return printed(report, args)
+
+
+def analyzed(args, options: Options) -> Report:
+    """The report of `analyze`, written where asked (a saved report.json is shown as it is)."""
+    saved = None if is_url(args.path) else saved_report(Path(args.path))
+    if args.out:
+        report, timeline = (saved, None) if saved else analyze_view(args.path, options)
+        write_run_report(args.out, report, timeline)
+    else:
+        report = saved or load_report(args.path, options)
+    write_reports(report, args.json, args.markdown, args.html)
+    return report
+
+
+def printed(report: Report, args) -> int:
+    """The report on the terminal: one screen, everything (-v), or one cause (--explain)."""
     if args.explain:
         if args.explain not in [b.cause for b in report.bottlenecks]:
             known = ", ".join(b.cause for b in report.bottlenecks) or "none"

@@ -12,6 +12,7 @@ import numpy as np
 from profiler.analysis.records import KernelClassification, RankAnalysis, StepTable, by_name, merged, milliseconds
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
+from profiler.mfu.communication import communication_figures
 from profiler.mfu.consistency import implausible_input
 from profiler.mfu.inputs import counted_rate
 from profiler.mfu.ledger import (
@@ -26,11 +27,9 @@ from profiler.mfu.ledger import (
     without_profiler,
 )
 from profiler.mfu.ops import kernel_rows, op_rows, shaped_rows
-from profiler.mfu.parallelism import collective_rows, named, peer_link
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.mfu.records import (
     Attribution,
-    Communication,
     Evidence,
     Figures,
     LedgerEntry,
@@ -333,25 +332,3 @@ def non_fused_removable(analysis: RankAnalysis, category_s: dict[str, float], ov
     kernel_s = category_s["other_compute"] - overheads.fixed_compute - overheads.parameter_compute
     sig = analysis.signals
     return fusion_removable(seconds[Cause.NON_FUSED], kernel_s, sig.fusable_bytes, sig.elementwise_bytes)
-
-
-def link_fields(analysis: RankAnalysis) -> dict:
-    found = peer_link(analysis.device_names[0] if analysis.device_names else "", analysis.comm_backend)
-    return {"link": found[0], "link_gb_per_s": found[1]} if found else {}
-
-
-def communication_figures(analysis: RankAnalysis, breakdown: dict[str, Share]) -> Communication | None:
-    """Collective time per step, how much of it no compute hid, and the calls and bytes where recorded."""
-    if not analysis.signals.collectives and not analysis.table.collective_us.any():
-        return None
-    sig = analysis.signals
-    total = milliseconds(float(analysis.table.collective_us.mean()))
-    exposed = breakdown["communication"].ms
-    return Communication(total_ms=total, exposed_ms=exposed, exposed_fraction=exposed / total if total else None,
-                         calls_per_step={k: sig.per_step(v) for k, v in sig.collectives.items()},
-                         bytes_per_step=sig.per_step(sig.collective_bytes) if sig.collective_bytes else None,
-                         parallelism=named(sig), collectives=collective_rows(sig, analysis.group_size),
-                         group_size=analysis.group_size, backend=analysis.comm_backend,
-                         micro_batches=sig.per_step(sig.pipeline_forwards),
-                         **link_fields(analysis),
-                         fsdp_all_gather_ms={k: milliseconds(sig.per_step(v)) for k, v in sig.fsdp_unit_us.items()})

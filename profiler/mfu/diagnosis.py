@@ -11,13 +11,14 @@ Rules and thresholds:
   ran and no scaled-dot-product / flash op did; the optimizer is a per-parameter loop when Optimizer.step
   ran over LOOP_OPS ops (on a GPU: kernels) per step with neither _foreach_ nor _fused_ ops; torch.compile is the fix
   unless torch.compile'd regions ran already;
-- memory_ops, communication, precision, matmul_efficiency, other: their ledger time, with the evidence below.
+- memory_ops, communication, precision, matmul_efficiency, other: their ledger time, with the evidence below;
+  communication's rule is mfu/communication.py, recomputation's mfu/recomputation.py; the helpers they share
+  (Finding, share, ...) mfu/findings.py.
 """
 
 import statistics
-from dataclasses import dataclass
 
-from profiler.analysis.records import Signals, milliseconds, seconds
+from profiler.analysis.records import milliseconds, seconds
 from profiler.facts import Facts
 from profiler.mfu.ceilings import (
     batch_speedup,
@@ -27,39 +28,26 @@ from profiler.mfu.ceilings import (
     op_name,
     small_matmul_bounds,
 )
+from profiler.mfu.communication import communication
+from profiler.mfu.findings import Finding, largest_ms, share, stall_calls
 from profiler.mfu.implementations import compiled_regions, optimizer_implementation
 from profiler.mfu.ledger import Cause, LedgerUnit
 from profiler.mfu.measured import faster_dtype, measured_batch_speedup, measured_fix_speedup, precision_measurement
 from profiler.mfu.memory import batch_plan
-from profiler.mfu.parallelism import display_names, fix_for, pipeline_bubble
-from profiler.mfu.records import Bottleneck, Communication, Evidence, LedgerEntry
+from profiler.mfu.recomputation import recomputation
+from profiler.mfu.records import Bottleneck, Evidence, LedgerEntry
 from profiler.mfu.vocabulary import form, in_their_words, settings
 from profiler.settings import (
     BATCH_FACTOR,
-    GIGA,
     HEADLINE_SHARE,
     MEGA,
-    MEMORY_USABLE,
     MIN_POINTS,
     MS_PER_S,
-    ONE_OFF_COLLECTIVE,
     PYTHON_SHARE,
     SMALL_DIM,
     TERA,
 )
-from profiler.trace.classify import ALLOCATOR_CALL, COMMUNICATION_OP, SYNC_CALL
-
-
-@dataclass(frozen=True, kw_only=True)
-class Finding:
-    """What a rule says of its cause: the measurements (facts, which report/phrases.py words), the fix, and the
-    change that applies it, in our run's keys (the diagnosis puts it in the recording program's own words,
-    where it has them)."""
-
-    facts: Facts
-    fix: str
-    config: dict | None = None
-    fix_speedup: float | None = None  # what the change in `config` should bring, where it differs from the what-if
+from profiler.trace.classify import ALLOCATOR_CALL, SYNC_CALL
 
 
 def diagnose(entries: list[LedgerEntry], evidence: Evidence, min_points: float = MIN_POINTS) -> list[Bottleneck]:
@@ -78,24 +66,6 @@ def diagnose(entries: list[LedgerEntry], evidence: Evidence, min_points: float =
                               fix_speedup=found.fix_speedup if config else None,
                               fix_form=form(evidence.meta) if config else None))
     return sorted(out, key=lambda b: -b.points)
-
-
-def share(ms: float, evidence: Evidence, name: str = "") -> Facts:
-    """A time per step and its share of the step: {ms, share_pct}, or {NAME_ms, NAME_pct}."""
-    return {f"{name}_ms" if name else "ms": ms, f"{name}_pct" if name else "share_pct": 100 * ms / evidence.step_ms}
-
-
-def largest_ms(counter, signals: Signals) -> list[dict]:
-    """The three largest of µs totals over the steps, each as ms per step."""
-    return [{"name": name, "ms": milliseconds(signals.per_step(us))} for name, us in counter.most_common(3)]
-
-
-def stall_calls(signals: Signals, pattern) -> Facts:
-    """The runtime calls matching `pattern` while the device idled, per step, and the ops that made them."""
-    return {"stall_calls": [{"name": k, "per_step": signals.per_step(v)} for k, v in signals.stall_calls.most_common()
-                            if pattern.match(k)],
-            "stall_sites": [{"name": k, "per_step": signals.per_step(v)}
-                            for k, v in signals.stall_sites.most_common(3)]}
 
 
 def io(entry: LedgerEntry, evidence: Evidence) -> Finding:
@@ -232,49 +202,6 @@ def memory_ops(entry: LedgerEntry, evidence: Evidence) -> Finding:
                    config={"pin_memory": True} if pageable and not pinned else None)
 
 
-def communication(entry: LedgerEntry, evidence: Evidence) -> Finding:
-    # the collectives by their own names: the copies, views and chunking a library does around them, and ops that
-    # merely ran while another thread communicated, are not collectives
-    named = [{"name": op.name, "ms": op.ms} for op in evidence.ops
-             if op.category == "communication" and COMMUNICATION_OP.search(op.name)]
-    facts: Facts = {**share(entry.ms, evidence), "collectives": named}
-    comm = evidence.communication
-    marks = comm.parallelism if comm else []
-    if comm:
-        facts.update(communication_facts(comm))
-    fix = fix_for(marks)
-    kernels = sorted(evidence.signals.collective_kernel_us)
-    median = statistics.median(kernels[:-1]) if len(kernels) >= 3 else 0.0
-    if median > 0 and kernels[-1] >= ONE_OFF_COLLECTIVE * median:  # the others took time: one stands out
-        facts.update(slowest_collective_ms=milliseconds(kernels[-1]), slowest_over_median=kernels[-1] / median,
-                     other_collectives=len(kernels) - 1, median_collective_ms=milliseconds(median))
-        fix = "profile after a warm-up step to see the steady state, then: " + fix
-    return Finding(facts=facts, fix=fix)
-
-
-def communication_facts(comm: Communication) -> Facts:
-    """The parallelism named, the collectives by phase and kind with the most exposed time, and FSDP2's first
-    all-gather (the one nothing can prefetch)."""
-    facts: Facts = {"parallelism": display_names(comm.parallelism), "group_size": comm.group_size,
-                    "backend": comm.backend,
-                    "exposed_collectives": [
-                        {"name": f"{r.kind} in the {r.phase}", "ms": r.exposed_ms, "calls": r.calls, "mb": r.mb,
-                         "bus_gb_per_s": r.bus_gb_per_s} for r in comm.collectives[:3] if r.exposed_ms > 0]}
-    best = max((r.bus_gb_per_s for r in comm.collectives if r.bus_gb_per_s), default=None)
-    if comm.link_gb_per_s and best:
-        facts.update(link=comm.link, best_bus_of_link_pct=100 * best / comm.link_gb_per_s)
-    if "pipeline" in comm.parallelism and comm.micro_batches and comm.group_size > 1:
-        stages, micro = comm.group_size, comm.micro_batches  # one stage a rank
-        facts.update(stages=stages, micro_batches=micro, bubble_pct=100 * pipeline_bubble(stages, round(micro)),
-                     bubble_at_twice_pct=100 * pipeline_bubble(stages, 2 * round(micro)))
-    if comm.fsdp_all_gather_ms:
-        first = next(iter(comm.fsdp_all_gather_ms))
-        longest = sorted(comm.fsdp_all_gather_ms.items(), key=lambda kv: -kv[1])[:3]
-        facts.update(first_all_gather=first, first_all_gather_ms=comm.fsdp_all_gather_ms[first],
-                     all_gathers_by_module=[{"name": name, "ms": ms} for name, ms in longest])
-    return facts
-
-
 def precision(entry: LedgerEntry, evidence: Evidence) -> Finding:
     if evidence.unit is LedgerUnit.STEP_TIME:
         return precision_from_kernels(entry, evidence)
@@ -317,46 +244,6 @@ def warmup(entry: LedgerEntry, evidence: Evidence) -> Finding:
            "active=3)) or a warm-up step before the profiler starts; in a long run these cost nothing, and the "
            "other causes' what-ifs already leave them out")
     return Finding(facts=facts, fix=fix)
-
-
-def recomputation(entry: LedgerEntry, evidence: Evidence) -> Finding:
-    """The forward run again inside the backward: what re-ran, and whether the activations it spared would fit."""
-    sig = evidence.signals
-    facts: Facts = {**share(entry.ms, evidence), "recomputed_ops": largest_ms(sig.recompute_ops, sig),
-                    "recomputed_gflops": evidence.account.recomputed / GIGA if evidence.account else 0.0,
-                    "recomputed_of_model_pct": 100 * evidence.account.recomputed / evidence.flops
-                    if evidence.account and evidence.flops else 0.0}
-    config = evidence.meta.config or {}
-    key = "activation_checkpointing" if "activation_checkpointing" in config else "gradient_checkpointing"
-    off = f"TrainingArguments({key}=False)" if evidence.meta.vocabulary == "hf" else "no activation checkpointing"
-    selective = ("checkpoint selectively: every other layer, or torch.utils.checkpoint with "
-                 "create_selective_checkpoint_contexts saving the matmul outputs (torchtitan: "
-                 "activation_checkpoint.mode='selective')")
-    fit = spared_memory(evidence, sig.per_step(sig.recompute_written_bytes))
-    facts.update(fit)
-    if fit.get("fits"):
-        fix = f"the activations fit without it: {off} (predicted peak {fit['predicted_gb']:.2f} GB of " \
-              f"{fit['capacity_gb']:.2f}); or {selective}"
-    elif "fits" in fit:
-        fix = f"{selective} (all of them would not fit: {fit['predicted_gb']:.2f} GB of {fit['capacity_gb']:.2f})"
-    else:
-        fix = f"{selective}; or {off} where the memory holds the activations it spares"
-    return Finding(facts=facts, fix=fix)
-
-
-def spared_memory(evidence: Evidence, spared_bytes: float) -> Facts:
-    """The peak without checkpointing: today's, plus what the re-run ops wrote (the activations checkpointing did
-    not keep), against MEMORY_USABLE of the capacity; {} where the trace does not give the peak and capacity."""
-    memory = evidence.memory
-    if not (memory and memory.capacity_bytes and spared_bytes):
-        return {}
-    peak = memory.peak_allocated_bytes if memory.peak_allocated_bytes is not None else None
-    if peak is None or memory.source != "totals":
-        return {"spared_gb": spared_bytes / GIGA}
-    predicted = peak + spared_bytes
-    return {"spared_gb": spared_bytes / GIGA, "predicted_gb": predicted / GIGA,
-            "capacity_gb": memory.capacity_bytes / GIGA,
-            "fits": predicted <= MEMORY_USABLE * memory.capacity_bytes}
 
 
 def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:

@@ -5,6 +5,7 @@ the time beyond what the model's FLOPs need at peak, split into precision (runni
 fastest precision), small matmuls (small_batch) and the rest (matmul_efficiency).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -66,6 +67,30 @@ class Overheads:
     warmup: float = 0.0  # one-off costs (compilation, lazy loading, library set-up) while the device idles
 
 
+# the moves between causes after the matmul split, in order (each capped by what its category still holds): the
+# forward re-run in the backward first, then unfused attention's and the optimizer's costs, the stalls, the per-op
+# and per-step costs a larger batch spreads
+MOVES: tuple[tuple[str, Callable[[Overheads], float], Cause], ...] = (
+    ("other_compute", lambda o: o.recompute_compute, Cause.RECOMPUTATION),
+    ("memory", lambda o: o.recompute_memory, Cause.RECOMPUTATION),
+    ("host_overhead", lambda o: o.recompute_host, Cause.RECOMPUTATION),
+    ("matmul", lambda o: o.attention_matmul_excess, Cause.NON_FUSED),
+    ("matmul", lambda o: o.small_matmul_excess, Cause.SMALL_BATCH),
+    ("host_overhead", lambda o: o.optimizer_host, Cause.NON_FUSED),
+    ("host_overhead", lambda o: o.attention_host, Cause.NON_FUSED),
+    ("host_overhead", lambda o: o.allocator, Cause.MEMORY_OPS),
+    ("host_overhead", lambda o: o.sync, Cause.OTHER),
+    ("host_overhead", lambda o: o.warmup, Cause.WARMUP),
+    ("idle", lambda o: o.optimizer_idle, Cause.NON_FUSED),
+    ("idle", lambda o: o.short_idle - o.optimizer_idle, Cause.SMALL_BATCH),
+    ("memory", lambda o: o.attention_memory, Cause.NON_FUSED),
+    ("memory", lambda o: o.parameter_memory, Cause.SMALL_BATCH),
+    ("memory", lambda o: o.fixed_memory, Cause.SMALL_BATCH),
+    ("other_compute", lambda o: o.parameter_compute, Cause.SMALL_BATCH),
+    ("other_compute", lambda o: o.fixed_compute, Cause.SMALL_BATCH),
+)
+
+
 def at_peaks(flops: float, peak: float, peak_run: float) -> dict[str, float]:
     """What the FLOPs need at P (the ideal step), and what running them at P_run adds (precision's ceiling)."""
     return {"ideal_s": flops / peak, "precision_ceiling_s": flops / peak_run - flops / peak}
@@ -111,23 +136,8 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
     precision = precision_ceiling_s if overheads.precision is None else overheads.precision
     precision = min(max(precision, 0.0), max(excess, 0.0))
     c["matmul"] = excess - precision
-    move("other_compute", overheads.recompute_compute, Cause.RECOMPUTATION)
-    move("memory", overheads.recompute_memory, Cause.RECOMPUTATION)
-    move("host_overhead", overheads.recompute_host, Cause.RECOMPUTATION)
-    move("matmul", overheads.attention_matmul_excess, Cause.NON_FUSED)
-    move("matmul", overheads.small_matmul_excess, Cause.SMALL_BATCH)
-    move("host_overhead", overheads.optimizer_host, Cause.NON_FUSED)
-    move("host_overhead", overheads.attention_host, Cause.NON_FUSED)
-    move("host_overhead", overheads.allocator, Cause.MEMORY_OPS)
-    move("host_overhead", overheads.sync, Cause.OTHER)
-    move("host_overhead", overheads.warmup, Cause.WARMUP)
-    move("idle", overheads.optimizer_idle, Cause.NON_FUSED)
-    move("idle", overheads.short_idle - overheads.optimizer_idle, Cause.SMALL_BATCH)
-    move("memory", overheads.attention_memory, Cause.NON_FUSED)
-    move("memory", overheads.parameter_memory, Cause.SMALL_BATCH)
-    move("memory", overheads.fixed_memory, Cause.SMALL_BATCH)
-    move("other_compute", overheads.parameter_compute, Cause.SMALL_BATCH)
-    move("other_compute", overheads.fixed_compute, Cause.SMALL_BATCH)
+    for category, amount, cause in MOVES:
+        move(category, amount(overheads), cause)
     own = {Cause.IO: c["data_loading"], Cause.SMALL_BATCH: c["host_overhead"], Cause.NON_FUSED: c["other_compute"],
            Cause.MEMORY_OPS: c["memory"], Cause.COMMUNICATION: c["communication"], Cause.PRECISION: precision,
            Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.WARMUP: 0.0, Cause.OTHER: c["idle"],

@@ -23,7 +23,8 @@ class Section:
     chart: str = ""  # name of a chart in charts.figures()
 
 
-def sections(report: Report) -> list[Section]:
+def summary_section(report: Report) -> Section:
+    """Where the figures come from, the device and its peak, the step, MFU and HFU with the FLOP account."""
     dev, mfu, step, source = report.device, report.mfu, report.step_time_ms, report.source
     flops = mfu.flops_per_step
     summary = Section(title="Summary", lines=[
@@ -46,6 +47,12 @@ def sections(report: Report) -> list[Section]:
         u = report.device_utilization
         summary.lines.append(f"Device busy: {pct(u.busy_fraction)} of {u.window_ms:.1f} ms")
     summary.lines += [f"Convention: {c}" for c in report.conventions]
+    return summary
+
+
+def sections(report: Report) -> list[Section]:
+    dev = report.device
+    summary = summary_section(report)
     out = [summary]
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{report.breakdown[c].ms:.2f}", pct(report.breakdown[c].fraction)] for c in CATEGORIES]))

@@ -57,23 +57,16 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
     category = np.where(is_host, own, -1)
     is_flop_op = trace.by_name(FLOP_OPS.match) & (trace.kind == OP)
     flop_owner = np.where(is_flop_op, np.arange(n), -1)
-    # a tensor subclass (DTensor under tensor parallelism) dispatches an op at its logical shape to the same op at
-    # the local shard that runs: the inner one counts, and the logical one above it does not
-    subclass = trace.by_name(lambda name: name == "PythonSubclass") & is_host
+    subclass = trace.by_name(lambda name: name == "PythonSubclass") & is_host  # a DTensor's dispatch: _logical_ops
     in_optimizer = trace.by_name(classify.OPTIMIZER_STEP.match) & is_host
     in_attention = np.zeros(n, bool)
     in_attention[attention.score_ops(trace)] = True
-    is_node = trace.by_name(classify.BACKWARD_NODE.match) & is_host
-    in_backward = is_node | (trace.by_name(classify.BACKWARD_OP.match) & (trace.kind == OP))
-    forward_op = trace.by_name(classify.FORWARD_OP.match) & (trace.kind == OP)
-    recomputed = np.zeros(n, bool)
     runs_code = (trace.kind == OP) | (trace.by_name(classify.COMPILED_GRAPH.match) & (trace.kind == ANNOTATION))
     inherits = np.isin(category, classify.INHERITED)
     for rows in forest.levels():
         rows = host[rows]
         p = parent[rows]
-        has_p = p >= 0
-        rows, p = rows[has_p], p[has_p]
+        rows, p = rows[p >= 0], p[p >= 0]
         take = inherits[p]
         category[rows[take]] = category[p[take]]
         inherits[rows[take]] = True
@@ -81,13 +74,9 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
         flop_owner[rows[owned]] = flop_owner[p[owned]]
         in_optimizer[rows] |= in_optimizer[p]
         in_attention[rows] |= in_attention[p]
-        recomputed[rows] = ~is_node[rows] & (recomputed[p] | (in_backward[p] & forward_op[rows]))
-        in_backward[rows] |= in_backward[p]
 
-    logical = np.zeros(n, bool)
-    dispatched = np.flatnonzero(subclass & (parent >= 0))
-    logical[parent[dispatched]] = is_flop_op[parent[dispatched]]
-    flop_owner[logical] = -1  # its shard's op owns the FLOPs and the kernels
+    flop_owner[_logical_ops(parent, is_flop_op, subclass)] = -1  # its shard's op owns the FLOPs and the kernels
+    in_backward, recomputed = _backward(trace, host, parent, forest, is_host)
     counted = np.flatnonzero(is_flop_op & (flop_owner == np.arange(n)))
     flops = np.zeros(n)
     flop_shapes = dict(zip(counted.tolist(), trace.shapes(counted)))
@@ -108,11 +97,37 @@ def link(trace: Trace) -> tuple[Links, list[Note]]:
     launching_op = np.where(launch >= 0, enclosing_op[np.maximum(launch, 0)], -1)
     return Links(host=host, parent=parent, category=category, flop_owner=flop_owner, flops=flops,
                  flop_shapes=flop_shapes, byte_op=byte_op, bytes_read=bytes_read, bytes_written=bytes_written,
-                 byte_shapes=byte_shapes,
-                 device=device, launch=launch, launching_op=launching_op, is_step=is_step,
-                 in_optimizer=in_optimizer, in_attention=in_attention, in_backward=in_backward,
-                 recomputed=recomputed, runs_code=runs_code, forest=forest,
-                 enclosing_op=enclosing_op), warnings
+                 byte_shapes=byte_shapes, device=device, launch=launch, launching_op=launching_op, is_step=is_step,
+                 in_optimizer=in_optimizer, in_attention=in_attention, in_backward=in_backward, recomputed=recomputed,
+                 runs_code=runs_code, forest=forest, enclosing_op=enclosing_op), warnings
+
+
+def _logical_ops(parent: np.ndarray, is_flop_op: np.ndarray, subclass: np.ndarray) -> np.ndarray:
+    """Per row: a FLOP op that a tensor subclass dispatched to the op at its local shard (its child): a DTensor
+    under tensor parallelism runs an op at its logical shape as the same op at the shard that runs, which counts,
+    and the logical one above it does not."""
+    logical = np.zeros(len(parent), bool)
+    dispatched = np.flatnonzero(subclass & (parent >= 0))
+    logical[parent[dispatched]] = is_flop_op[parent[dispatched]]
+    return logical
+
+
+def _backward(trace: Trace, host: np.ndarray, parent: np.ndarray, forest: Forest,
+              is_host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: inside (or being) an autograd node the backward ran, or a `*_backward` op; and a forward op run
+    again inside a node (or inside one such), a nested node starting afresh (reentrant checkpointing runs its
+    own backward inside CheckpointFunctionBackward)."""
+    is_node = trace.by_name(classify.BACKWARD_NODE.match) & is_host
+    in_backward = is_node | (trace.by_name(classify.BACKWARD_OP.match) & (trace.kind == OP))
+    forward_op = trace.by_name(classify.FORWARD_OP.match) & (trace.kind == OP)
+    recomputed = np.zeros(len(trace), bool)
+    for rows in forest.levels():
+        rows = host[rows]
+        p = parent[rows]
+        rows, p = rows[p >= 0], p[p >= 0]
+        recomputed[rows] = ~is_node[rows] & (recomputed[p] | (in_backward[p] & forward_op[rows]))
+        in_backward[rows] |= in_backward[p]
+    return in_backward, recomputed
 
 
 def outermost(links: Links, flags: np.ndarray) -> np.ndarray:
