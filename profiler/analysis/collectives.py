@@ -108,10 +108,11 @@ def account(trace: Trace, links: Links, steps: Steps, bd: Breakdown) -> dict[str
         calls = np.flatnonzero((library if library.any() else recorded) | (roots & ~spanned))
     else:  # gloo's spans run on its own threads, apart from the ops that started them
         calls = np.flatnonzero(library if library.any() else recorded if recorded.any() else roots)
-    keys = keys_of(trace, phase_codes(trace, links, steps, trace.start[calls]), calls)
+    kind = trace.by_name(kind_of, object)  # once per distinct name
+    keys = keys_of(kind, phase_codes(trace, links, steps, trace.start[calls]), calls)
     totals = {"calls": summed(keys, np.ones(len(calls))), "bytes": summed(keys, input_bytes(trace, links, calls))}
     if not len(links.device):  # on a CPU: the call's span, less what compute ops on other threads ran meanwhile
-        compute = np.flatnonzero((trace.kind == OP) & np.isin(links.category, COMPUTE) & (bd.row_step >= 0))
+        compute = np.flatnonzero((trace.kind == OP) & np.isin(links.category, COMPUTE) & in_steps)
         start, end = trace.start[calls], trace.end[calls]
         hidden = coverage(*merge(trace.start[compute], trace.end[compute]), start, end)
         totals["us"], totals["exposed_us"] = summed(keys, end - start), summed(keys, end - start - hidden)
@@ -125,21 +126,19 @@ def account(trace: Trace, links: Links, steps: Steps, bd: Breakdown) -> dict[str
     launch = links.launch[comm]
     # a kernel's kind by the span that launched it (nccl:all_to_all runs SendRecv kernels), else by its
     # collective op, else by its own name (ncclDevKernel_AllGather, DeepEP's dispatch / combine)
-    kind = trace.by_name(kind_of, object)
     launcher = np.maximum(links.launching_op[comm], 0)
     by_launcher = (links.launching_op[comm] >= 0) & (kind[launcher] != "other")
     by_root = ~by_launcher & (links.launching_op[comm] >= 0) & (root[launcher] >= 0) & \
         (kind[np.maximum(root[launcher], 0)] != "other")
     named_by = np.where(by_launcher, launcher, np.where(by_root, root[launcher], kernels))
-    kernel_keys = keys_of(trace, phase_codes(trace, links, steps, np.where(launch >= 0, trace.start[launch], start)),
+    kernel_keys = keys_of(kind, phase_codes(trace, links, steps, np.where(launch >= 0, trace.start[launch], start)),
                           named_by)
     totals["us"], totals["exposed_us"] = summed(kernel_keys, end - start), summed(kernel_keys, end - start - hidden)
     return totals
 
 
-def keys_of(trace: Trace, phases: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """"phase/kind" per row, the kind worked out once per distinct name."""
-    kind = trace.by_name(kind_of, object)
+def keys_of(kind: np.ndarray, phases: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """"phase/kind" per row, from the kind of each row (kind_of over the trace's names)."""
     return np.array([f"{PHASES[p]}/{k}" for p, k in zip(phases.tolist(), kind[rows])], object)
 
 

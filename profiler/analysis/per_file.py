@@ -68,7 +68,7 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     done("signals")
     return TraceAnalysis(trace=trace.info(), kind=trace.backend if gpu else "cpu", table=table, ops=ops,
                          kernels=kernels, classified_us=classified,
-                         utilization=breakdown.device_utilization(trace, links), dtype=matmul_dtype(trace, links),
+                         utilization=breakdown.device_utilization(trace, links), dtype=matmul_dtype(trace, links, bd),
                          signals=signals, warnings=warnings,
                          timeline=step_timeline(trace, links, steps, bd) if timeline else None, memory=device)
 
@@ -175,7 +175,7 @@ def cpu_copied_bytes(trace: Trace, steps: Steps, bd: breakdown.Breakdown) -> np.
     return out
 
 
-def matmul_dtype(trace: Trace, links: Links) -> str | None:
+def matmul_dtype(trace: Trace, links: Links, bd: breakdown.Breakdown) -> str | None:
     """The dtype that carried most of the counted FLOPs, from the ops' recorded input types; a narrow format
     (float8, float4: scaled GEMMs) where that is what most of the matmul time ran in, by the names of its ops and
     kernels, or where the types say nothing."""
@@ -186,35 +186,26 @@ def matmul_dtype(trace: Trace, links: Links) -> str | None:
         name = NAME_OF_INPUT_TYPE.get(first, first)
         weight["float8" if name.startswith("float8") else name] += links.flops[r]
     typed = max(weight, key=lambda d: weight[d]) if weight else None
-    narrow = narrow_matmul_time(trace, links)
-    if narrow and (typed is None or max(narrow.values()) > matmul_time(trace, links) / 2):
+    narrow, matmul_us = narrow_matmul_time(trace, links, bd)
+    if narrow and (typed is None or max(narrow.values()) > matmul_us / 2):
         return max(narrow, key=lambda d: narrow[d])
     return typed
-
-
-def matmul_time(trace: Trace, links: Links) -> float:
-    """µs of the matmul kernels (GPU) or of the counted FLOP ops (CPU)."""
-    if len(links.device):
-        kernels = links.device[trace.by_name(lambda n: bool(classify.MATMUL_KERNEL.search(n)))[links.device]]
-        return float((trace.end[kernels] - trace.start[kernels]).sum())
-    rows = np.flatnonzero(links.flops > 0)
-    return float((trace.end[rows] - trace.start[rows]).sum())
 
 
 NARROW = ("", "float8", "float4")  # codes of narrow_matmul_time
 
 
-def narrow_matmul_time(trace: Trace, links: Links) -> dict[str, float]:
-    """µs of matmul work in fp8 and fp4, by format: kernels whose names say so (or whose launching op's does),
-    and on a CPU the ops."""
+def narrow_matmul_time(trace: Trace, links: Links, bd: breakdown.Breakdown) -> tuple[dict[str, float], float]:
+    """µs of the matmul work in fp8 and fp4, by format, and of all of it: the device events the breakdown put in
+    matmul, each by its own name or else its launching op's (GPU), or the counted FLOP ops (CPU)."""
     code = trace.by_name(lambda n: NARROW.index(classify.narrow_precision(n) or ""), np.int64)
     if len(links.device):
-        matmul = trace.by_name(lambda n: bool(classify.MATMUL_KERNEL.search(n)))[links.device]
+        matmul = bd.device_category == classify.MATMUL
         op = links.launching_op
         named = np.where(code[links.device] > 0, code[links.device], np.where(op >= 0, code[np.maximum(op, 0)], 0))
         rows, formats = links.device[matmul], named[matmul]
     else:
-        rows = np.flatnonzero((links.flop_owner >= 0) & (code > 0))
+        rows = np.flatnonzero(links.flops > 0)
         formats = code[rows]
     us = np.bincount(formats, weights=trace.end[rows] - trace.start[rows], minlength=len(NARROW))
-    return {fmt: float(us[k]) for k, fmt in enumerate(NARROW) if k and us[k] > 0}
+    return {fmt: float(us[k]) for k, fmt in enumerate(NARROW) if k and us[k] > 0}, float(us.sum())

@@ -124,9 +124,8 @@ def trusted_model_flops(given: ModelFlops, account: FlopAccount, signals: Signal
     """F_model as the report can stand behind it. Where none was given, the counts stand in (FlopAccount.stand_in).
     Where the trace counts its matmuls (under UNCOUNTED_MATMUL_SHARE of their time without shapes) and the F
     given is more than FLOPS_GAP above every FLOP that ran (and above three times the forward), the counts
-    contradict it (a sequence length taken
-    from a cap, all experts of a sparse MoE, embeddings counted as matmuls): they stand in, and a note says why.
-    MFU then never exceeds HFU."""
+    contradict it (a sequence length taken from a cap, all experts of a sparse MoE, embeddings counted as
+    matmuls): they stand in, and a note says why. MFU then never exceeds HFU."""
     counted_well = sum(signals.uncounted_matmul_us.values()) <= UNCOUNTED_MATMUL_SHARE * matmul_us
     stand_in = account.stand_in()
     if not given.per_step:

@@ -2,7 +2,7 @@
 
 import textwrap
 
-from profiler.report.model import Communication, FlopsPerStep, Report
+from profiler.report.model import Bottleneck, Communication, FlopsPerStep, Report
 from profiler.report.reading import (
     CATEGORIES_OF,
     ceilings,
@@ -149,7 +149,7 @@ def one_screen(report: Report) -> list[str]:
 def explain(report: Report, cause: str) -> str:
     """One cause in full: its figures, evidence, fix, facts and the longest ops of its categories."""
     b = next(b for b in report.bottlenecks if b.cause == cause)  # the CLI checks that it is there
-    lines = wrap(f"{b.cause}: {b.points:.1f} points{interval(report, b.cause)}, {b.ms:.2f} ms/step; {what_if(b)}", "  ")
+    lines = wrap(headline(report, b), "  ")
     lines += wrap(f"what: {WHAT.get(b.cause, b.cause)}", "  ") + wrap(f"evidence: {b.evidence}", "  ")
     lines += wrap(f"fix: {b.fix}", "  ")
     if b.fix_config:
@@ -214,11 +214,15 @@ def interval(report: Report, cause: str) -> str:
     return f" ({low:.1f}-{high:.1f} over the steps)"
 
 
+def headline(report: Report, b: Bottleneck) -> str:
+    """'io: 33.4 points (29.0-36.9 over the steps), 59.26 ms/step; MFU 5.31% without it'."""
+    return f"{b.cause}: {b.points:.1f} points{interval(report, b.cause)}, {b.ms:.2f} ms/step; {what_if(b)}"
+
+
 def bottleneck_lines(report: Report) -> list[str]:
     lines = []
     for i, b in enumerate(report.bottlenecks, 1):
-        lines += [""] + wrap(f"{i}. {b.cause}: {b.points:.1f} points{interval(report, b.cause)}, "
-                             f"{b.ms:.2f} ms/step; {what_if(b)}", "   ")
+        lines += [""] + wrap(f"{i}. {headline(report, b)}", "   ")
         lines += wrap(f"   evidence: {b.evidence}", "     ") + wrap(f"   fix: {b.fix}", "     ")
         if b.fix_config:
             lines.append("   try: " + change_in_form(b.fix_config, b.fix_form or None))
