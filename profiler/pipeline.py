@@ -159,6 +159,7 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
                      peak=peak, bandwidth=bandwidth, figures=figures, per_rank=results if len(merged) > 1 else [],
                      stragglers=found, config=run_config(meta),
                      world_size=world_size(analyses[0], len(ranks)),
+                     recorded=first.recorded.of_all([r.recorded for r in merged[1:]]),
                      warnings=list({w.key(): w for w in warnings}.values()),
                      conventions=conventions(first.kind, first.dtype, device, any(o.bytes for o in figures.top_ops),
                                              figures.memory is not None))

@@ -108,3 +108,43 @@ def gpu_steps(path, steps=10, add_extra_us=0, gelu=False, m=8, device="NVIDIA H1
                        launch(t0 + 210 + 40 * k, 5, c), kernel(MUL, t0 + 9000 + add_extra_us + 20 * k, 5, c)]
         t0 += length
     return write(path, events, device=device)
+
+
+NPU_BASE_US = 1_700_000_000_000.0  # torch_npu's timestamps: µs since the epoch, written as strings
+
+
+def npu_event(pid, tid, name, ts, dur, cat=None, **args):
+    """An event as msprof writes it: the time a string, the category left out where it has none."""
+    return {"ph": "X", "name": name, "pid": pid, "tid": tid, "ts": f"{NPU_BASE_US + ts:.3f}", "dur": dur,
+            "args": args, **({"cat": cat} if cat else {})}
+
+
+def npu_steps(path: Path, steps: int = 4) -> Path:
+    """torch_npu's layout (msprof's trace_view.json): a JSON array, timestamps as strings, processes named by
+    metadata; each step of 1,000 µs runs a 64×64×64 matmul (its task 300 µs), an add (100 µs) and an all-reduce
+    on the communication process (200 µs, its notify-wait lane repeating it), which "Overlap Analysis" slices
+    again."""
+    host, cann, hardware, comm, overlap = 3104, 3178720, 3178944, 3179008, 3179488
+    names = {host: "Python", cann: "CANN", hardware: "Ascend Hardware", comm: "Communication",
+             overlap: "Overlap Analysis"}
+    events = [{"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": name}}
+              for pid, name in names.items()]
+    mm = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["c10::BFloat16", "c10::BFloat16"]}
+    for i in range(steps):
+        t, c = i * 1000.0, 10 * i
+        events += [
+            npu_event(host, host, f"ProfilerStep#{i + 1}", t, 1000, "user_annotation"),
+            npu_event(host, host, "aten::mm", t + 10, 40, "cpu_op", **mm),
+            npu_event(cann, host, "AscendCL@aclnnMm", t + 20, 12, connection_id=c + 1),
+            npu_event(hardware, 2, "MatMulV2", t + 100, 300, connection_id=c + 1, **{"Task Type": "AI_CORE"}),
+            npu_event(host, host, "aten::add", t + 60, 20, "cpu_op"),
+            npu_event(cann, host, "AscendCL@aclnnAdd", t + 65, 10, connection_id=c + 2),
+            npu_event(hardware, 2, "Add", t + 400, 100, connection_id=c + 2, **{"Task Type": "AI_VECTOR_CORE"}),
+            npu_event(host, host, "hccl:allreduce", t + 90, 30, "cpu_op"),
+            npu_event(comm, 1, "hcom_allReduce__123_0_1", t + 500, 200, connection_id=c + 3),
+            npu_event(comm, 2, "Notify_Wait", t + 500, 150),
+            npu_event(overlap, 0, "Computing", t + 100, 400), npu_event(overlap, 1, "Communication", t + 500, 200),
+            npu_event(overlap, 3, "Free", t + 700, 300),
+        ]
+    path.write_text(json.dumps(events))
+    return path

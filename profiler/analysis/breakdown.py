@@ -15,8 +15,9 @@ from profiler.analysis.records import Utilization, milliseconds
 from profiler.analysis.warmup import OneOffs, one_offs
 from profiler.trace import classify
 from profiler.trace.intervals import Forest, coverage, exclusive_coverage, merge, short_gaps
+from profiler.trace.kinds import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME
 from profiler.trace.links import Links, outermost
-from profiler.trace.load import KERNEL, MEMCPY, MEMSET, OP, PYTHON, RUNTIME, Trace
+from profiler.trace.load import Trace
 from profiler.trace.steps import Steps
 
 
@@ -123,20 +124,24 @@ def host_levels(trace: Trace, links: Links, busy_rows: np.ndarray) -> HostLevels
 
 
 def _split(levels: list, steps: Steps) -> tuple[np.ndarray, HostParts, tuple[np.ndarray, np.ndarray]]:
-    """Exclusive time per step of [matmul, other_compute, memory, communication, data_loading, allocator,
-    sync, warmup, busy host, Python] levels: the seven categories (the last five levels are host_overhead),
-    the host_overhead's parts, and the union of all levels."""
+    """Exclusive time per step of [matmul, other_compute, memory, communication, unrecorded, data_loading,
+    allocator, sync, warmup, busy host, Python] levels: the categories (the last five levels are host_overhead;
+    what none covers is idle), the host_overhead's parts, and the union of all levels."""
     us = exclusive_coverage(levels, steps.start, steps.end)
-    categories = np.vstack((us[:5], us[5:10].sum(axis=0), us[10]))
+    categories = np.vstack((us[:4], us[5], us[6:11].sum(axis=0), us[11], us[4]))
     busy = merge(np.concatenate([s for s, _ in levels]), np.concatenate([e for _, e in levels]))
-    return categories, HostParts(allocator_us=us[5], sync_us=us[6], warmup_us=us[7], python_us=us[9]), busy
+    return categories, HostParts(allocator_us=us[6], sync_us=us[7], warmup_us=us[8], python_us=us[10]), busy
 
 
-def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float) -> Breakdown:
+def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float,
+                  unrecorded: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))) -> Breakdown:
+    """The device's categories first, then where device work ran unrecorded (health.lost_device_work), then the
+    host's levels."""
     category, source = device_categories(trace, links)
     dev_start, dev_end = trace.start[links.device], trace.end[links.device]
     levels = [(dev_start[category == c], dev_end[category == c])
               for c in (classify.MATMUL, classify.OTHER_COMPUTE, classify.MEMORY, classify.COMMUNICATION)]
+    levels.append(unrecorded)
     host_rows = links.host[~links.is_step[links.host]]
     h = host_levels(trace, links, host_rows[links.runs_code[host_rows]])
     levels += [h.loading, h.allocator, h.sync, (h.one_offs.starts, h.one_offs.ends), h.busy, h.python]
@@ -152,7 +157,7 @@ def gpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     for k, c in enumerate((classify.HOST_OVERHEAD, classify.IDLE)):
         np.add.at(optimizer[k], step_of_span[ok], in_spans[c, ok])
     empty = np.full(len(trace), -1)
-    collective = coverage(*merge(*levels[3]), steps.start, steps.end)
+    collective = coverage(*merge(*levels[classify.COMMUNICATION]), steps.start, steps.end)
     return Breakdown(us=us, device_category=category, classified_by=source, self_us=np.zeros(len(trace)),
                      row_category=empty, row_step=steps.host_index(trace.start),
                      short_idle_us=short_gaps(*busy, steps.start, steps.end, short_gap_us),
@@ -196,6 +201,7 @@ def cpu_breakdown(trace: Trace, links: Links, steps: Steps, short_gap_us: float)
     h = host_levels(trace, links, np.empty(0, dtype=np.int64))
     levels = [(seg_s[seg_category == c], seg_e[seg_category == c])
               for c in (classify.MATMUL, classify.OTHER_COMPUTE, classify.MEMORY, classify.COMMUNICATION)]
+    levels.append((np.zeros(0), np.zeros(0)))  # a CPU trace has no device work to lose
     loading = seg_category == classify.DATA_LOADING
     levels.append((np.concatenate((seg_s[loading], h.loading[0])), np.concatenate((seg_e[loading], h.loading[1]))))
     dispatch = seg_category == classify.HOST_OVERHEAD

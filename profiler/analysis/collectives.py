@@ -20,8 +20,9 @@ from profiler.analysis.breakdown import Breakdown
 from profiler.trace import classify
 from profiler.trace.dtypes import BYTES_OF_INPUT_TYPE, BYTES_OF_SCALAR_TYPE
 from profiler.trace.intervals import coverage, merge
+from profiler.trace.kinds import OP, PYTHON
 from profiler.trace.links import Links, outermost
-from profiler.trace.load import OP, PYTHON, ShapeArgs, Trace
+from profiler.trace.load import ShapeArgs, Trace
 from profiler.trace.steps import Steps
 
 KINDS = (("all_reduce", r"all_?reduce|allreduce"), ("all_gather", r"all_?gather|allgather"),

@@ -17,7 +17,8 @@ from profiler.analysis.records import MemoryCurve, MemoryDevice, milliseconds
 from profiler.analysis.timeline import median_step
 from profiler.settings import MEMORY_CURVE_POINTS
 from profiler.trace import classify
-from profiler.trace.load import RUNTIME, Trace
+from profiler.trace.kinds import RUNTIME
+from profiler.trace.load import Trace
 from profiler.trace.memory import CPU_DEVICE_TYPE, MemoryEvents, device_label
 from profiler.trace.steps import Steps
 

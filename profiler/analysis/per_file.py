@@ -4,7 +4,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from profiler.analysis import breakdown
+from profiler.analysis import breakdown, health
 from profiler.analysis.memory import step_memory
 from profiler.analysis.records import (
     KernelClassification,
@@ -22,8 +22,9 @@ from profiler.facts import Note
 from profiler.settings import CLOCK_SKEW_SHARE, SHAPE_TEXT_CHARS, SHORT_GAP_US
 from profiler.trace import classify
 from profiler.trace.dtypes import BYTES_OF_INPUT_TYPE, NAME_OF_INPUT_TYPE
+from profiler.trace.kinds import MEMCPY, MEMSET, OP
 from profiler.trace.links import Links, link
-from profiler.trace.load import MEMCPY, MEMSET, OP, Trace, load_trace
+from profiler.trace.load import Trace, load_trace
 from profiler.trace.split import ranges_for
 from profiler.trace.steps import Steps, find_steps
 
@@ -44,7 +45,10 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
     done("steps")
     gpu = len(links.device) > 0
     warnings += missing_parts(trace, links)
-    bd = (breakdown.gpu_breakdown if gpu else breakdown.cpu_breakdown)(trace, links, steps, short_gap_us)
+    lost, found = health.lost_device_work(trace, links)
+    warnings += found
+    bd = (breakdown.gpu_breakdown(trace, links, steps, short_gap_us, lost.spans) if gpu else
+          breakdown.cpu_breakdown(trace, links, steps, short_gap_us))
     done("breakdown")
     counted = np.flatnonzero((links.flops > 0) & (bd.row_step >= 0))
     in_phase = lambda mask: np.bincount(bd.row_step[counted], weights=links.flops[counted] * mask[counted],
@@ -64,13 +68,14 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
                       allocator_us=bd.host.allocator_us, sync_us=bd.host.sync_us, python_us=bd.host.python_us,
                       warmup_us=bd.host.warmup_us, **memory)
     done("ops")
-    signals = measure(trace, links, steps, bd)
+    signals = measure(trace, links, steps, bd, lost.launches)
     done("signals")
     return TraceAnalysis(trace=trace.info(), kind=trace.backend if gpu else "cpu", table=table, ops=ops,
                          kernels=kernels, classified_us=classified,
                          utilization=breakdown.device_utilization(trace, links), dtype=matmul_dtype(trace, links, bd),
                          signals=signals, warnings=warnings,
-                         timeline=step_timeline(trace, links, steps, bd) if timeline else None, memory=device)
+                         timeline=step_timeline(trace, links, steps, bd) if timeline else None, memory=device,
+                         recorded=health.recorded(trace, links))
 
 
 def missing_parts(trace: Trace, links: Links) -> list[Note]:

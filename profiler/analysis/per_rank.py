@@ -49,6 +49,7 @@ def merge_rank(rank: int, analyses: list[TraceAnalysis]) -> tuple[RankAnalysis, 
                         kernels=merged(a.kernels for a in kept),
                         classified_us=classification(kept), utilization=utilization(kept),
                         memory=next((a.memory for a in kept if a.memory), None),
+                        recorded=first.recorded.of_all([a.recorded for a in kept[1:]]),
                         group_size=int(first.trace.distributed.get("world_size") or 1),
                         comm_backend=str(first.trace.distributed.get("backend") or "")), warnings
 

@@ -183,6 +183,8 @@ class Signals:
     parallel_marks: Counter = field(default_factory=Counter)  # events bearing each parallelism library's marks
     fsdp_unit_us: Counter = field(default_factory=Counter)  # FSDP2's all-gathers by the module they gather
     pipeline_forwards: int = 0  # a pipeline schedule's micro-batch forwards (its `Forward N` spans) in the steps
+    graph_launches: int = 0  # CUDA / HIP graph launches in the steps: their ops ran with no host op to count
+    lost_launches: Counter = field(default_factory=Counter)  # launches whose device work the trace lost: kernel, graph
     matmul_calls: Counter = field(default_factory=Counter)
     matmul_call_us: Counter = field(default_factory=Counter)
 
@@ -226,6 +228,25 @@ class MemoryDevice:
         return self.source == "totals"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    """Which of torch.profiler's optional parts a trace holds (analysis/health.py); of several files, what all hold."""
+
+    shapes: bool  # record_shapes=True: the ops' input shapes
+    dtypes: bool  # ... with their dtypes (torch >= 1.10)
+    memory: bool  # profile_memory=True
+    stacks: bool  # with_stack=True: Python frames
+    device_events: bool  # activities with the device's (CUDA, XPU, ...); a CPU run has none to record
+    step_markers: bool  # ProfilerStep#N: a schedule and prof.step() each iteration
+
+    def of_all(self, others: "list[Recorded]") -> "Recorded":
+        """What this and every other one record."""
+        return Recorded(**{k: v and all(getattr(o, k) for o in others) for k, v in vars(self).items()})
+
+
+ALL_RECORDED = Recorded(shapes=True, dtypes=True, memory=True, stacks=True, device_events=True, step_markers=True)
+
+
 @dataclass(frozen=True)
 class Utilization:
     window_ms: float  # first to last device event
@@ -256,6 +277,7 @@ class RankAnalysis:
     classified_us: KernelClassification | None  # device time by how kernels were classified (GPU traces)
     utilization: Utilization | None  # device busy share of the files' device windows (HTA's definition)
     memory: MemoryDevice | None = None  # whose memory the table's memory figures describe; None: not recorded
+    recorded: Recorded = ALL_RECORDED  # what all its files record
     group_size: int = 1  # ranks in the job (the trace's distributedInfo): the collectives' n
     comm_backend: str = ""  # the process group's backend (nccl, gloo, ...), where the trace records it
 
@@ -292,3 +314,4 @@ class TraceAnalysis:
     warnings: list[Note] = field(default_factory=list)
     timeline: Timeline | None = None  # the median step's spans, when asked for
     memory: MemoryDevice | None = None  # whose memory the table's memory figures describe; None: not recorded
+    recorded: Recorded = ALL_RECORDED

@@ -13,8 +13,9 @@ import numpy as np
 from profiler.analysis import breakdown
 from profiler.analysis.records import Timeline
 from profiler.trace import classify
+from profiler.trace.kinds import ANNOTATION, OP, PYTHON, RUNTIME
 from profiler.trace.links import Links
-from profiler.trace.load import ANNOTATION, OP, PYTHON, RUNTIME, Trace
+from profiler.trace.load import Trace
 from profiler.trace.steps import Steps
 
 HOST_KINDS = (OP, ANNOTATION, PYTHON, RUNTIME)

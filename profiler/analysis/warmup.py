@@ -15,8 +15,9 @@ import numpy as np
 
 from profiler.settings import WARMUP_CALL_US, WARMUP_RATIO
 from profiler.trace import classify
+from profiler.trace.kinds import ANNOTATION, OP, PYTHON, RUNTIME
 from profiler.trace.links import Links
-from profiler.trace.load import ANNOTATION, OP, PYTHON, RUNTIME, Trace
+from profiler.trace.load import Trace
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,6 +47,10 @@ BANDWIDTH_TABLE = [
     # AMD Instinct
     (r"MI355", 8.0 * TB, 5), (r"MI325", 6.0 * TB, 5), (r"MI300X", 5.3 * TB, 5), (r"MI300A", 5.3 * TB, 5),
     (r"MI250X", 1.6 * TB, 4), (r"MI250", 1.6 * TB, 4), (r"MI210", 1.6 * TB, 4), (r"MI100", 1.228 * TB, 4),
+    # Intel (Max: HBM2e, 128 and 48 GB; Gaudi: HBM2e, 128 and 96 GB), Huawei (the 910C's 3.2 TB/s over two dies)
+    (r"GPU Max 1550", 3.2768 * TB, 5), (r"GPU Max 1100", 1.2288 * TB, 5),
+    (r"GAUDI ?3|HL-32\d", 3.67 * TB, 5), (r"GAUDI ?2|HL-22\d", 2.46 * TB, 4),
+    (r"Ascend910_93|Ascend ?910C", 1.6 * TB, 5),
 ]
 
 BUDGET_S = 1.0  # the triads' time after the first (which touches the arrays' pages)

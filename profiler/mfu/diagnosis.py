@@ -115,6 +115,9 @@ def small_batch(entry: LedgerEntry, evidence: Evidence) -> Finding:
         bigger = "batch more requests or samples per forward pass"
     overhead = ("CUDA graphs (torch.compile(mode='reduce-overhead'))" if compiled_regions(sig)
                 else "torch.compile or CUDA graphs") + " to cut per-op overhead"
+    if sig.graph_launches:  # the run replays graphs already: what remains is launched outside them
+        facts["graph_launches_per_step"] = sig.per_step(sig.graph_launches)
+        overhead = "capture more of the step in the CUDA graphs it already replays"
     facts.update(small_matmul_bounds(evidence))
     plan = batch_plan(evidence, BATCH_FACTOR)  # the largest batch the memory holds, up to BATCH_FACTOR times
     facts.update(plan)
@@ -281,6 +284,20 @@ def other(entry: LedgerEntry, evidence: Evidence) -> Finding:
     return Finding(facts=facts, fix=fix)
 
 
+def unrecorded(entry: LedgerEntry, evidence: Evidence) -> Finding:
+    lost = evidence.signals.lost_launches
+    facts: Facts = {**share(entry.ms, evidence), "lost_kernels_per_step": evidence.signals.per_step(lost["kernel"]),
+                    "lost_graphs_per_step": evidence.signals.per_step(lost["graph"])}
+    fix = ("profile a shorter window (torch.profiler.schedule(wait=1, warmup=1, active=2)) so that the profiler's "
+           "device buffers keep every record")
+    if lost["graph"]:
+        fix = ("record the kernels the CUDA graphs replay (CUDA 12 or newer with a recent torch: they carry the "
+               "graph's id), or profile once with the graphs off (torch.compile(mode='max-autotune-no-cudagraphs')) "
+               "to see what this time is")
+    return Finding(facts=facts, fix=fix)
+
+
 RULES = {Cause.IO: io, Cause.SMALL_BATCH: small_batch, Cause.NON_FUSED: non_fused, Cause.MEMORY_OPS: memory_ops,
          Cause.COMMUNICATION: communication, Cause.RECOMPUTATION: recomputation, Cause.PRECISION: precision,
-         Cause.MATMUL_EFFICIENCY: matmul_efficiency, Cause.WARMUP: warmup, Cause.OTHER: other}
+         Cause.MATMUL_EFFICIENCY: matmul_efficiency, Cause.WARMUP: warmup, Cause.UNRECORDED: unrecorded,
+         Cause.OTHER: other}

@@ -122,11 +122,14 @@ def rank_model_flops(analysis: RankAnalysis, options: Options) -> tuple[ModelFlo
 def trusted_model_flops(given: ModelFlops, account: FlopAccount, signals: Signals,
                         matmul_us: float) -> tuple[ModelFlops, list[Note]]:
     """F_model as the report can stand behind it. Where none was given, the counts stand in (FlopAccount.stand_in).
-    Where the trace counts its matmuls (under UNCOUNTED_MATMUL_SHARE of their time without shapes) and the F
-    given is more than FLOPS_GAP above every FLOP that ran (and above three times the forward), the counts
-    contradict it (a sequence length taken from a cap, all experts of a sparse MoE, embeddings counted as
-    matmuls): they stand in, and a note says why. MFU then never exceeds HFU."""
-    counted_well = sum(signals.uncounted_matmul_us.values()) <= UNCOUNTED_MATMUL_SHARE * matmul_us
+    Where the trace counts its matmuls (under UNCOUNTED_MATMUL_SHARE of their time without shapes, and no CUDA
+    graph replayed ops its host did not record) and the F given is more than FLOPS_GAP above every FLOP that ran
+    (and above three times the forward), the counts contradict it (a sequence length taken from a cap, all
+    experts of a sparse MoE, embeddings counted as matmuls): they stand in, and a note says why. MFU then never
+    exceeds HFU."""
+    # a CUDA graph's ops ran with no host op to count them: its counts cannot contradict F
+    counted_well = (sum(signals.uncounted_matmul_us.values()) <= UNCOUNTED_MATMUL_SHARE * matmul_us
+                    and not signals.graph_launches)
     stand_in = account.stand_in()
     if not given.per_step:
         if not stand_in.per_step:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from profiler.analysis.records import Timeline
+from profiler.analysis.records import ALL_RECORDED, Recorded, Timeline
 from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit
@@ -73,6 +73,7 @@ class JobResult:
     timeline: Timeline | None = None  # of the first file, when asked for
     config: dict = field(default_factory=dict)  # the run's configuration in its program's keys (vocabulary.py)
     world_size: int = 1
+    recorded: Recorded = ALL_RECORDED  # what every file of the job records
 
 
 def mean(values: list):

@@ -24,6 +24,7 @@ class Cause(StrEnum):
     PRECISION = "precision"
     MATMUL_EFFICIENCY = "matmul_efficiency"
     WARMUP = "warmup"
+    UNRECORDED = "unrecorded"  # device work the trace lost: time no cause can be given
     OTHER = "other"
     USEFUL = "useful"  # the time ledger's entry for the work itself: no loss, and no bottleneck
 
@@ -36,7 +37,7 @@ class LedgerUnit(StrEnum):
 
 
 CAUSES: tuple[Cause, ...] = tuple(c for c in Cause if c is not Cause.USEFUL)
-OCCASIONAL = (Cause.RECOMPUTATION, Cause.WARMUP)  # a ledger row only where the trace holds any
+OCCASIONAL = (Cause.RECOMPUTATION, Cause.WARMUP, Cause.UNRECORDED)  # a ledger row only where the trace holds any
 # the time ledger (no F or no P): matmul_efficiency needs both, and what no cause claims is the work itself
 TIME_CAUSES: tuple[Cause, ...] = tuple(c for c in CAUSES if c is not Cause.MATMUL_EFFICIENCY) + (Cause.USEFUL,)
 
@@ -110,6 +111,8 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
       per-op cost of compute and copy ops, and the work done once per step on parameters (optimizer update,
       gradient clipping, weight casts): the costs that a larger batch would spread over more tokens.
     - one-off costs inside the window (compilation, lazy loading, library set-up) → warmup.
+    - device work the trace lost → unrecorded, less what the FLOPs at P need beyond the matmul time it shows
+      (the lost kernels of a graph replay are the model's matmuls as much as anything).
     - longer idle stretches → other, and so are the host's synchronizations while the device idles (the fix
       moves them out of the step); allocator calls while the device idles → memory_ops (the caching
       allocator's settings, cudnn / miopen benchmark mode remove them).
@@ -119,7 +122,7 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
     FLOPs at P need more than the matmul time, no cause is negative: the others give up the difference in
     proportion to their size.
     """
-    c = dict(category_s)
+    c = {"unrecorded": 0.0, **category_s}  # a trace that lost nothing may leave it out
     moved = dict.fromkeys(CAUSES, 0.0)
 
     def move(category: str, seconds: float, cause: Cause):
@@ -130,6 +133,10 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
     # the matmul time beyond the FLOPs at P: precision takes what the fastest precision would save (the FLOPs
     # at P_run against P, or the saving measured at the run's shapes), never more than the excess holds
     excess = c["matmul"] - ideal_s
+    if excess < 0:  # the FLOPs at P need more matmul time than the trace shows: the work it lost holds it first
+        found = min(-excess, max(c["unrecorded"], 0.0))
+        c["unrecorded"] = c["unrecorded"] - found
+        excess += found
     rerun = min(max(overheads.recompute_matmul, 0.0), max(excess, 0.0))
     excess -= rerun
     moved[Cause.RECOMPUTATION] += rerun
@@ -141,7 +148,7 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
     own = {Cause.IO: c["data_loading"], Cause.SMALL_BATCH: c["host_overhead"], Cause.NON_FUSED: c["other_compute"],
            Cause.MEMORY_OPS: c["memory"], Cause.COMMUNICATION: c["communication"], Cause.PRECISION: precision,
            Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.WARMUP: 0.0, Cause.OTHER: c["idle"],
-           Cause.RECOMPUTATION: 0.0}
+           Cause.RECOMPUTATION: 0.0, Cause.UNRECORDED: c["unrecorded"]}
     out = {cause: own[cause] + moved[cause] for cause in CAUSES}
     if excess < 0:  # the FLOPs at P need more than the matmul time (within MATMUL_SLACK): the other causes
         rest = sum(out.values())  # give up the difference in proportion, so that none goes below 0

@@ -37,7 +37,8 @@ DEVICE_MEMORY_GB = [
     (r"RTX 4090", 24), (r"RTX 4080", 16), (r"RTX 3090", 24), (r"RTX 3080", 10), (r"RTX 3070", 8), (r"RTX 3060", 8),
     (r"RTX 2080 Ti", 11), (r"RTX 2080", 8), (r"RTX 2070", 8), (r"RTX 2060", 6),
     (r"MI355", 288), (r"MI325|MI300X", 192), (r"MI300A", 128), (r"MI250X", 64), (r"MI250", 64), (r"MI210", 64),
-    (r"MI100", 32),
+    (r"MI100", 32), (r"GPU Max 1550", 128), (r"GPU Max 1100", 48), (r"GAUDI ?3|HL-32\d", 128),
+    (r"GAUDI ?2|HL-22\d", 96), (r"Ascend910_93|Ascend ?910C", 64),
 ]
 STATED_SIZE = re.compile(r"(\d+)\s*GB", re.IGNORECASE)
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)

@@ -16,11 +16,12 @@ T = TERA
 NARROW_FORMATS = ("float8", "float4")  # P_run where the GEMMs ran in them; never P (MFU's convention below)
 
 
-def _gpu(half: float, tf32: float | None, fp32: float, bf16: bool = True, fp8: float | None = None,
+def _gpu(half: float, tf32: float | None, fp32: float | None, bf16: bool = True, fp8: float | None = None,
          fp4: float | None = None) -> dict[str, float]:
     """Dense tensor-core TFLOP/s with fp32 accumulation (half: fp16 and, where supported, bf16), and fp32; fp8
-    and fp4 where the vendor states them."""
-    rates = {"float16": half * T, "float32": fp32 * T}
+    and fp4 where the vendor states them (fp32 too, on accelerators whose vendor states only the matrix engines'
+    16-bit rate: a float32 run's P_run is then P, an upper bound)."""
+    rates = {"float16": half * T, **({"float32": fp32 * T} if fp32 else {})}
     if bf16:
         rates["bfloat16"] = half * T
     if tf32:
@@ -105,6 +106,17 @@ DEVICE_TABLE = [
     (r"MI250", _gpu(181, None, 45.3)),
     (r"MI210", _gpu(181, None, 45.3)),
     (r"MI100", _gpu(184.6, None, 46.1)),
+    # Intel Data Center GPU Max (Ponte Vecchio), as torch.xpu names it: XMX engines x 512 FLOP a clock at the
+    # part's peak clock (1550: 1,024 at 1.6 GHz; 1100: 448 at 1.55 GHz), and the vector engines' fp32
+    (r"GPU Max 1550", _gpu(832, 416, 52)),
+    (r"GPU Max 1100", _gpu(352, 176, 22.2)),
+    # Intel Gaudi (torch.hpu names them GAUDI2, GAUDI3): the matrix engines' dense bf16 and fp8, Intel's Hot Chips
+    # 2024 and Vision 2024 figures; Intel states no fp32 matrix rate beside them
+    (r"GAUDI ?3|HL-32\d", _gpu(1835, None, None, fp8=1835)),
+    (r"GAUDI ?2|HL-22\d", _gpu(432, None, None, fp8=865)),
+    # Huawei Ascend 910C (torch_npu names its dies Ascend910_93xx, one device each): the CloudMatrix384 paper's
+    # 376 TFLOP/s dense bf16 a die. Huawei states no per-chip figure for the 910B: pass --peak-flops
+    (r"Ascend910_93|Ascend ?910C", _gpu(376, None, None)),
 ]
 @dataclass(frozen=True, kw_only=True)
 class Peak:

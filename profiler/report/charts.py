@@ -7,12 +7,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from profiler.report.model import Report  # noqa: E402
-from profiler.report.reading import ledger_bottom, ledger_unit, losses, shorten  # noqa: E402
+from profiler.report.reading import ledger_bottom, ledger_unit, losses, shorten, shown_categories  # noqa: E402
 from profiler.settings import GIGA, MEGA  # noqa: E402
-from profiler.trace.classify import CATEGORIES  # noqa: E402
 
 COLORS = {"matmul": "#2b6cb0", "other_compute": "#63b3ed", "memory": "#d69e2e", "communication": "#805ad5",
-          "data_loading": "#e53e3e", "host_overhead": "#ed8936", "idle": "#a0aec0"}
+          "data_loading": "#e53e3e", "host_overhead": "#ed8936", "idle": "#a0aec0", "unrecorded": "#805ad5"}
 
 
 def ledger_waterfall(report: Report):
@@ -45,7 +44,7 @@ def step_breakdown(report: Report):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     x = [str(s.step) for s in steps]
     bottom = [0.0] * len(steps)
-    for c in CATEGORIES:
+    for c in shown_categories(report.breakdown):
         values = [getattr(s, c) for s in steps]
         ax.bar(x, values, bottom=bottom, label=c, color=COLORS[c])
         bottom = [b + v for b, v in zip(bottom, values)]

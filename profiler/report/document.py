@@ -10,8 +10,15 @@ from pathlib import Path
 
 from profiler.files import write_atomic
 from profiler.report.model import Report, TopOp, json_text
-from profiler.report.reading import ceilings, change_in_form, memory_lines, pct, roofline_share, what_if
-from profiler.trace.classify import CATEGORIES
+from profiler.report.reading import (
+    ceilings,
+    change_in_form,
+    memory_lines,
+    pct,
+    roofline_share,
+    shown_categories,
+    what_if,
+)
 
 
 @dataclass(kw_only=True)
@@ -54,8 +61,9 @@ def sections(report: Report) -> list[Section]:
     dev = report.device
     summary = summary_section(report)
     out = [summary]
+    shares = report.breakdown
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
-        [c, f"{report.breakdown[c].ms:.2f}", pct(report.breakdown[c].fraction)] for c in CATEGORIES]))
+        [c, f"{shares[c].ms:.2f}", pct(shares[c].fraction)] for c in shown_categories(shares)]))
     comm = report.communication
     if comm and comm.collectives:
         out.append(Section(title="Communication", lines=[

@@ -182,6 +182,7 @@ class StepRow(Record, frozen=True, kw_only=True):
     data_loading: float
     host_overhead: float
     idle: float
+    unrecorded: float = 0.0  # device work the trace lost (absent in reports saved before it)
     ledger: dict[str, float] = {}  # the step's own ledger, in the report's ledger unit (absent: none, or older)
 
 
@@ -270,6 +271,20 @@ class Straggler(Record, frozen=True, kw_only=True):
     category: str
 
 
+class Lack(Record, frozen=True, kw_only=True):
+    what: str  # "memory"
+    costs: str  # what the analysis goes without
+    record_with: str  # the torch.profiler.profile(...) argument that records it
+
+
+class Health(Record, frozen=True, kw_only=True):
+    """What the trace records and what it lost (analysis/health.py), said before any number."""
+
+    recorded: dict[str, bool]  # shapes, dtypes, memory, stacks, device_events, step_markers
+    lacks: list[Lack] = []
+    lost: list[str] = []  # the warnings that say what the trace lost (their numbers are in warnings_data)
+
+
 class Report(Figures, frozen=True, kw_only=True):
     """A whole report. Its JSON opens with the schema, the source and the device (schema.to_json orders it so:
     a reader tells a report from a trace by its first bytes)."""
@@ -278,6 +293,7 @@ class Report(Figures, frozen=True, kw_only=True):
     source: Source
     device: Device
     job_aggregation: dict[str, str] | UnsetType = UNSET  # several ranks: how each job figure is formed
+    health: Health | None = None  # absent in reports saved before it
     warnings: list[str] = []
     warnings_data: list[WarningData] = []  # absent in reports saved before it
     conventions: list[str] = []
@@ -285,7 +301,7 @@ class Report(Figures, frozen=True, kw_only=True):
     stragglers: list[Straggler] | UnsetType = UNSET
 
 
-HEAD = ("schema", "source", "device", "job_aggregation")  # the keys a report's JSON opens with
+HEAD = ("schema", "source", "device", "health", "job_aggregation")  # the keys a report's JSON opens with
 
 
 def to_json(report: Report) -> dict:

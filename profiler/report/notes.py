@@ -55,6 +55,19 @@ NOTES: dict[str, Callable[[Facts], str]] = {
     # reading the file
     "wrong_types_skipped": lambda n: (
         f"{n['events']} events with fields of the wrong type were skipped (first: {n['first_error']})"),
+    "buffer_full": lambda n: (
+        f"the trace's own log says the profiler's device buffers filled (\"{n['first']}\", {n['messages']} such "
+        "line(s)): the device events after that point are missing; profile a shorter window"),
+    "kernels_not_recorded": lambda n: (
+        f"{n['file']}: {n['launches']:,} of {n['of_launches']:,} kernel launches have no kernel in the trace (the "
+        "profiler dropped them): the time they ran is counted as unrecorded, not idle"),
+    "graph_replays": lambda n: (
+        f"{n['file']}: {n['launches']:,} CUDA graph launches replayed {n['kernels']:,} recorded kernels"
+        + (f"; {n['without_kernels']:,} recorded none: their replay is counted as unrecorded device work, not idle"
+           if n["without_kernels"] else "")),
+    "device_events_outside_host": lambda n: (
+        f"{n['file']}: {n['events']:,} device events ran before the first or after the last host event, with no "
+        "launch recorded: the host's side of them was lost"),
     "file_cut_short": lambda n: (
         f"{n['why']}, after {n['events']} events ({_read(n)} read): the report covers what was "
         "read, and the events written after the cut (often the device's, and the last step's) are missing"),
@@ -193,6 +206,29 @@ NOTES: dict[str, Callable[[Facts], str]] = {
         f"the report failed its own consistency checks ({'; '.join(n['broken'])}): MFU, the ledger and the diagnosis "
         "are left empty; please report it with the trace"),
 }
+
+
+# what a trace records besides the ops' times: what its absence costs the analysis, and the argument of
+# torch.profiler.profile(...) that records it (analysis/health.py's Recorded, field by field)
+LACKS = {
+    "shapes": ("input shapes", "no FLOPs counted, no op bytes or rooflines", "record_shapes=True"),
+    "dtypes": ("the inputs' dtypes", "the matmuls' precision is assumed", "record_shapes=True on torch 1.10 or later"),
+    "memory": ("memory", "no memory plan or batch headroom", "profile_memory=True"),
+    "stacks": ("Python stacks", "Python between ops and data preparation not told apart", "with_stack=True"),
+    "device_events": ("device events", "no device time: the breakdown is the host's",
+                      "activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]"),
+    "step_markers": ("step markers", "steps are guessed from the optimizer or the DataLoader",
+                     "schedule=torch.profiler.schedule(...) with prof.step() each iteration"),
+}
+# the warnings that say what a trace lost: the health section states them first
+LOST = ("file_cut_short", "buffer_full", "kernels_not_recorded", "graph_replays", "device_events_outside_host")
+
+
+def lacks(recorded: dict[str, bool]) -> list[dict[str, str]]:
+    """What each part the trace lacks costs, and what records it (dtypes only where shapes are there to have
+    them)."""
+    missing = [k for k, held in recorded.items() if not held and not (k == "dtypes" and not recorded["shapes"])]
+    return [dict(zip(("what", "costs", "record_with"), LACKS[k])) for k in missing]
 
 
 def note_text(note: Note) -> str:

@@ -90,6 +90,8 @@ def small_batch(f: Facts) -> str:
                         "are most likely launch overhead, though a trace of the host would have to show it")
     if "kernels_per_step" in f:
         parts.append(f"{f['kernels_per_step']:,.0f} kernels per step, median {f['median_kernel_us']:.1f} µs")
+    if "graph_launches_per_step" in f:
+        parts.append(f"{f['graph_launches_per_step']:,.1f} CUDA graph launches per step: the rest is launched op by op")
     if "small_matmul_ms" in f:
         of_peak = (f" ({f['small_matmul_of_peak_run_pct']:.0f}% of P_run)"
                    if "small_matmul_of_peak_run_pct" in f else "")
@@ -319,6 +321,13 @@ def matmul_efficiency(f: Facts) -> str:
     return text + ("; " + "; ".join(bounds) if bounds else "")
 
 
+def unrecorded(f: Facts) -> str:
+    lost = [f"{f[key]:.1f} {what}" for key, what in (("lost_kernels_per_step", "kernel launches"),
+                                                    ("lost_graphs_per_step", "CUDA graph launches")) if f[key]]
+    return (f"device work the trace did not record {_share(f)}: {' and '.join(lost) or 'launches'} per step have no "
+            "device event; the stretches where that work ran are counted here, not as idle")
+
+
 def other(f: Facts) -> str:
     if "sync_ms" in f:
         return f"the host synchronizes with the device while it idles {_share(f, 'sync')}: {_stalls(f)}"
@@ -328,4 +337,4 @@ def other(f: Facts) -> str:
 
 EVIDENCE = {"io": io, "small_batch": small_batch, "non_fused": non_fused, "memory_ops": memory_ops,
             "communication": communication, "recomputation": recomputation, "precision": precision,
-            "matmul_efficiency": matmul_efficiency, "warmup": warmup, "other": other}
+            "matmul_efficiency": matmul_efficiency, "warmup": warmup, "unrecorded": unrecorded, "other": other}

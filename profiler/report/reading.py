@@ -3,6 +3,7 @@ listing) shares, so that no writer imports another for them. They format and sel
 
 from profiler.report.model import Bottleneck, Device, Figures, LedgerRow, Memory, Roofline
 from profiler.settings import LEDGER_ROW_MIN_POINTS, MEMORY_USABLE
+from profiler.trace.classify import CATEGORIES
 
 
 def fmt_flops(x: float | None) -> str:
@@ -123,11 +124,17 @@ def memory_lines(memory: Memory | None) -> list[str]:
 
 # the breakdown categories whose time each cause is charged from (mfu/ledger.py's cause_seconds: a cause's own
 # category first, then those it takes overheads from)
+def shown_categories(breakdown: dict) -> list[str]:
+    """The breakdown's categories a writer shows: unrecorded only where the trace lost device work (reports saved
+    before it have none)."""
+    return [c for c in CATEGORIES if c in breakdown and (c != "unrecorded" or breakdown[c].ms > 0)]
+
+
 CATEGORIES_OF = {
     "io": ("data_loading",), "small_batch": ("host_overhead", "idle", "matmul", "memory", "other_compute"),
     "non_fused": ("other_compute", "matmul", "host_overhead", "idle", "memory"),
     "memory_ops": ("memory", "host_overhead"), "communication": ("communication",), "precision": ("matmul",),
     "matmul_efficiency": ("matmul",), "useful": ("matmul",), "warmup": ("host_overhead",),
     "recomputation": ("matmul", "other_compute", "memory", "host_overhead"),
-    "other": ("idle", "host_overhead"),
+    "other": ("idle", "host_overhead"), "unrecorded": ("unrecorded",),
 }

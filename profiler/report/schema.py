@@ -17,7 +17,7 @@ from profiler.mfu.parallelism import display_names
 from profiler.mfu.records import Figures, Mfu, OpRow
 from profiler.report import model
 from profiler.report.model import SCHEMA, Report, json_data
-from profiler.report.notes import note_data, note_text
+from profiler.report.notes import LOST, lacks, note_data, note_text
 from profiler.report.phrases import evidence
 from profiler.trace.errors import TraceError
 
@@ -57,6 +57,9 @@ def made(result: JobResult) -> Report:
                             torch_version=result.torch_version, world_size=result.world_size,
                             config=result.config),
         device=device, job_aggregation=AGGREGATION if several else UNSET,
+        health=model.Health(recorded=vars(result.recorded),
+                            lacks=[model.Lack(**lack) for lack in lacks(vars(result.recorded))],
+                            lost=[note_text(n) for n in result.warnings if n.code in LOST]),
         **figures_fields(result.figures),
         warnings=[note_text(n) for n in result.warnings],
         warnings_data=[msgspec.convert(note_data(n), model.WarningData) for n in result.warnings],

@@ -15,9 +15,9 @@ from profiler.report.reading import (
     pct,
     roofline_share,
     shorten,
+    shown_categories,
     what_if,
 )
-from profiler.trace.classify import CATEGORIES
 
 
 def flop_account(flops: FlopsPerStep) -> str:
@@ -37,15 +37,15 @@ def summary(report: Report, verbose: bool = True) -> str:
     if memory:
         lines += [""] + [line for text in memory for line in wrap(text, "  ")]
     lines += top_ops_lines(report) + ledger_lines(report) + bottleneck_lines(report)
-    if report.warnings:
-        lines += [""] + [line for w in report.warnings for line in wrap(f"warning: {w}", "  ")]
+    if warnings := unsaid_warnings(report):
+        lines += [""] + [line for w in warnings for line in wrap(f"warning: {w}", "  ")]
     return "\n".join(lines)
 
 
 def header_lines(report: Report, verbose: bool = True) -> list[str]:
     """Where the figures come from, the device and its peak, the steps, MFU and HFU."""
     dev, mfu, steps = report.device, report.mfu, report.step_time_ms
-    lines = [source_line(report.source.paths)]
+    lines = [source_line(report.source.paths)] + health_lines(report, verbose)
     ranks = len(report.source.ranks)
     over = f", mean over {ranks} ranks" if report.job_aggregation else ""
     peak = (f"; peak {fmt_flops(dev.peak_flops)}FLOP/s ({dev.peak_source}), {fmt_flops(dev.peak_flops_run)}FLOP/s "
@@ -91,9 +91,29 @@ def header_lines(report: Report, verbose: bool = True) -> list[str]:
     return lines
 
 
+def health_lines(report: Report, verbose: bool) -> list[str]:
+    """What the trace lacks and lost, before any number: one screen names each lack with the argument that
+    records it and gives each loss a line; -v says what each costs and each loss in full."""
+    h = report.health
+    if h is None:
+        return []
+    if verbose:
+        said = [f"no {lack.what}: {lack.costs} (record with {lack.record_with})" for lack in h.lacks]
+        return [line for text in said + h.lost for line in wrap(f"trace health: {text}", "  ")]
+    lines = wrap("trace lacks: " + ", ".join(f"{lack.what} ({lack.record_with})" for lack in h.lacks), "  ") \
+        if h.lacks else []
+    return lines + [shorten(f"trace lost: {text}", 80) for text in h.lost]
+
+
+def unsaid_warnings(report: Report) -> list[str]:
+    """The warnings the health section has not said already."""
+    said = set(report.health.lost) if report.health else set()
+    return [w for w in report.warnings if w not in said]
+
+
 def breakdown_lines(report: Report) -> list[str]:
     lines = ["", f"{'breakdown':<16}{'ms/step':>10}{'share':>9}  "]
-    for c in CATEGORIES:
+    for c in shown_categories(report.breakdown):
         b = report.breakdown[c]
         lines.append(f"{c:<16}{b.ms:>10.2f}{100 * b.fraction:>8.2f}%  {'#' * round(40 * b.fraction)}")
     if report.classification_ms:
@@ -124,7 +144,8 @@ WHAT = {"io": "the device waits on data loading", "small_batch": "per-op overhea
         "non_fused": "unfused elementwise, norm, optimizer work", "memory_ops": "copies, memsets, allocator calls",
         "communication": "collectives no compute hides", "recomputation": "the forward re-run in the backward",
         "precision": "matmuls in a slower precision", "matmul_efficiency": "matmuls below the peak",
-        "warmup": "one-off costs in the window", "other": "idle the rest does not explain"}
+        "warmup": "one-off costs in the window", "unrecorded": "device work the trace lost",
+        "other": "idle the rest does not explain"}
 
 
 def one_screen(report: Report) -> list[str]:
@@ -138,11 +159,11 @@ def one_screen(report: Report) -> list[str]:
             lines += [shorten(f"{i}. {b.cause}: {b.points:.1f} points, {b.ms:.2f} ms/step: "
                               f"{WHAT.get(b.cause, b.cause)}", 80), shorten(f"   {fix}", 80)]
     room = ONE_SCREEN - len(lines) - 2
-    if report.warnings:
-        shown = report.warnings[:room] if len(report.warnings) <= room else report.warnings[:room - 1]
+    if warnings := unsaid_warnings(report):
+        shown = warnings[:room] if len(warnings) <= room else warnings[:room - 1]
         lines += [""] + [shorten(f"warning: {w}", 80) for w in shown]
-        if len(shown) < len(report.warnings):
-            lines.append(f"... {len(report.warnings) - len(shown)} more warnings: -v")
+        if len(shown) < len(warnings):
+            lines.append(f"... {len(warnings) - len(shown)} more warnings: -v")
     return lines
 
 

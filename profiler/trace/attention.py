@@ -10,7 +10,8 @@ import re
 import numpy as np
 
 from profiler.trace.classify import FUSED_ATTENTION, SOFTMAX
-from profiler.trace.load import OP, Trace
+from profiler.trace.kinds import OP
+from profiler.trace.load import Trace
 
 BMM = re.compile(r"^aten::(bmm|baddbmm)$")
 SCORE_OPS = re.compile(

@@ -21,6 +21,7 @@ class Category(IntEnum):
     DATA_LOADING = 4
     HOST_OVERHEAD = 5
     IDLE = 6
+    UNRECORDED = 7  # device work the trace lost (dropped kernels, a CUDA graph replayed without its kernels)
 
     @property
     def key(self) -> str:
@@ -28,7 +29,7 @@ class Category(IntEnum):
 
 
 CATEGORIES = tuple(c.key for c in Category)
-MATMUL, OTHER_COMPUTE, MEMORY, COMMUNICATION, DATA_LOADING, HOST_OVERHEAD, IDLE = Category
+MATMUL, OTHER_COMPUTE, MEMORY, COMMUNICATION, DATA_LOADING, HOST_OVERHEAD, IDLE, UNRECORDED = Category
 # categories that an op passes down to everything inside it (a copy inside a matmul op is the matmul's)
 INHERITED = (MATMUL, MEMORY, COMMUNICATION, DATA_LOADING)
 
@@ -100,6 +101,17 @@ SYNC_CALL = re.compile(r"^(cuda|hip|cu|hsa|mtia|xpu)\w*Synchroni[sz]e|^(cuda|hip
 ALLOCATOR_CALL = re.compile(r"^(cuda|hip|cu)(Mem)?(Free|Malloc|Alloc)\w*$|^hipExtMallocWithFlags$")
 
 
+# runtime calls that put work on the device, one device event each (a graph launch: the graph's kernels) where the
+# trace recorded it: CUDA's and HIP's kernel launches, graph launches, XPU's (Unified Runtime, Level Zero, PI)
+KERNEL_LAUNCH_CALL = re.compile(
+    r"^(cuda|cu|hip|hipExt|hipModule|hipExtModule)Launch(Cooperative)?Kernel\w*$|^(cuda|hip)GraphLaunch\w*$"
+    r"|^(urEnqueueKernelLaunch|zeCommandListAppendLaunchKernel|piEnqueueKernelLaunch)\w*$")
+GRAPH_LAUNCH_CALL = re.compile(r"^(cuda|hip)GraphLaunch\w*$")
+# a stream capture's bounds: what is launched between them is recorded into a graph, not run
+CAPTURE_BEGIN_CALL = re.compile(r"^(cuda|hip)StreamBeginCapture\w*$")
+CAPTURE_END_CALL = re.compile(r"^(cuda|hip)StreamEndCapture\w*$")
+
+
 def stall_call(name: str) -> bool:
     """A runtime call that stalls the host on the device (a sync) or may (an allocator call)."""
     return bool(SYNC_CALL.match(name) or ALLOCATOR_CALL.match(name))
@@ -110,10 +122,10 @@ def stall_call(name: str) -> bool:
 COMMUNICATION_KERNEL = re.compile(
     r"nccl|rccl|multimem_|all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|cross_device_reduce"
     r"|(internode|intranode)\w*::\w*(dispatch|combine|notify)|deep_?ep|\bnotify_dispatch|\bcached_notify|nvshmem"
-    r"|send_?recv|\bxccl|\bhccl", re.IGNORECASE)
+    r"|send_?recv|\bxccl|\bhccl|\bhcom_|oneccl", re.IGNORECASE)
 MATMUL_KERNEL = re.compile(
     r"(?<!fb)gemm|cutlass|nvjet|xmma|cublas|wgmma|hmma|s884|s1688|h884|h1688|h16816|s16816|i8816|sm\d+_xmma|_mm_"
-    r"|triton_tem"
+    r"|triton_tem|(^|_)(Quant)?(Batch|Grouped)?MatMul"  # Ascend's AI-core tasks: MatMulV2, BatchMatMulV3
     r"|^bmm_|_bmm_|grouped_?mm|moe_?mm"
     r"|conv(olution|olve|_|2d|3d)|implicit_gemm|wgrad|dgrad|fprop|flash_?(fwd|bwd|attn)|flash::|fmha|attention|sdpa",
     re.IGNORECASE,

@@ -74,6 +74,7 @@ class Columns:
     memory: Table = field(default_factory=lambda: Table(MEMORY_FIELDS))
     # a collective call's row → its args' (In msg nelems, dtype) as JSON texts
     collectives: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    processes: dict = field(default_factory=dict)  # pid → the name its process_name metadata event gives
 
     def add(self, events: list):
         """Columns for a chunk's events, a list comprehension per field: no Python call per event."""
@@ -89,12 +90,16 @@ class Columns:
             "thread": list(map(self.threads.__getitem__, [(e.pid, e.tid) for e in complete])),
             "shape": [0 if a.dims is no and a.types is no and a.dims_1x is no and a.concrete is no
                       else shapes[joined((a.dims, a.dims_1x, a.types, a.concrete))] for a in args],
-            "correlation": [a.correlation for a in args], "nbytes": [a.bytes for a in args],
+            "correlation": [a.correlation if a.correlation >= 0 else a.connection_id for a in args],
+            "nbytes": [a.bytes for a in args],
             "device": [a.device for a in args]})
         if COLLECTIVE_CALL in self.names:
             for i, name in enumerate(names):
                 if name == COLLECTIVE_CALL:
                     self.collectives[first_row + i] = (bytes(args[i].nelems), bytes(args[i].dtype))
+        if len(complete) == len(events):  # nothing but complete events: no metadata or memory events to read
+            return
+        self.processes.update({e.pid: e.args.label for e in events if e.ph == "M" and e.name == "process_name"})
         if memory := [e for e in events if e.ph == "i" and e.name == MEMORY_EVENT]:
             args = [e.args for e in memory]
             self.memory.append({"ts": [e.ts for e in memory], "nbytes": [a.mem_bytes for a in args],
@@ -121,6 +126,7 @@ def merged(parts: list[Columns]) -> Columns:
         if part.memory.rows:
             whole.memory.append(part.memory.done())
         whole.collectives.update({first_row + row: texts for row, texts in part.collectives.items()})
+        whole.processes.update(part.processes)
     return whole
 
 

@@ -14,11 +14,12 @@ EMPTY = msgspec.Raw()  # a field the args do not hold
 class Args(msgspec.Struct, frozen=True, gc=False, rename={
         "dims": "Input Dims", "dims_1x": "Input dims", "types": "Input type", "concrete": "Concrete Inputs",
         "nelems": "In msg nelems", "mem_bytes": "Bytes", "allocated": "Total Allocated",
-        "reserved": "Total Reserved", "device_type": "Device Type", "device_id": "Device Id"}):
+        "reserved": "Total Reserved", "device_type": "Device Type", "device_id": "Device Id", "label": "name"}):
     """Every args field any stage reads, decoded with the event."""
 
     # a runtime call's or a device event's: which launch it is, the bytes a memcpy/memset moved, the device
     correlation: int = -1
+    connection_id: int = -1  # torch_npu's (msprof's) correlation: a CANN call's and the task it launched
     bytes: int = 0
     device: int = -1
     # kept as raw JSON (texts that repeat, or few): an op's recorded inputs (torch 1.8 spells the dims
@@ -35,6 +36,8 @@ class Args(msgspec.Struct, frozen=True, gc=False, rename={
     reserved: int = -1
     device_type: int = 0  # c10's: 0 the CPU
     device_id: int = -1
+    # a process_name metadata event's: the process's name ("Ascend Hardware" holds torch_npu's device events)
+    label: str = ""
 
 
 NO_ARGS = Args()
@@ -48,7 +51,7 @@ def _part(name: str, fields: tuple[str, ...]):
                              rename={f.name: f.encode_name for f in kept})
 
 
-ARGS_PARTS = (_part("LaunchArgs", ("correlation", "bytes", "device")),
+ARGS_PARTS = (_part("LaunchArgs", ("correlation", "connection_id", "bytes", "device")), _part("LabelArgs", ("label",)),
               _part("RecordedArgs", ("dims", "dims_1x", "types", "concrete", "nelems", "dtype")),
               MEMORY_ARGS := _part("MemoryArgs", ("mem_bytes", "allocated", "reserved", "device_type", "device_id")))
 
@@ -83,13 +86,16 @@ class Header(msgspec.Struct, kw_only=True):
     computeProperties: list[DeviceProperties] = []  # the name of the field in some torch 1.x traces
     distributedInfo: dict | None = None
     mfu_analyzer: msgspec.Raw = EMPTY  # read apart: bad metadata costs only itself
+    WARNING: msgspec.Raw = EMPTY  # Kineto's own log lines (builds without glog, 2024-2026): read apart too
+    ERROR: msgspec.Raw = EMPTY
 
 
 HEADER_KEYS = set(Header.__struct_fields__)
-EVENTS = msgspec.json.Decoder(list[Event])
+# strict=False reads a number written as a string ("ts": "1700000000123.456", as torch_npu writes them) at no cost
+EVENTS = msgspec.json.Decoder(list[Event], strict=False)
 ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
-ONE_EVENT = msgspec.json.Decoder(Event)
-ONE_LOOSE_EVENT = msgspec.json.Decoder(LooseArgsEvent)
+ONE_EVENT = msgspec.json.Decoder(Event, strict=False)
+ONE_LOOSE_EVENT = msgspec.json.Decoder(LooseArgsEvent, strict=False)
 MEMORY_EVENT = "[memory]"
 
 
@@ -145,9 +151,10 @@ def _with_usable_args(loose) -> Event | None:
     parts = {}
     for kind in ARGS_PARTS:
         try:
-            parts.update(msgspec.structs.asdict(msgspec.json.decode(loose.args, type=kind)))
+            parts.update(msgspec.structs.asdict(msgspec.json.decode(loose.args, type=kind, strict=False)))
         except msgspec.DecodeError:
             if kind is MEMORY_ARGS and loose.name == MEMORY_EVENT:
                 return None
     fields = msgspec.structs.asdict(loose)
     return Event(**dict(fields, args=Args(**parts)))
+

@@ -10,7 +10,8 @@ from profiler.facts import Note
 from profiler.trace import attention, classify
 from profiler.trace.flops import FLOP_OPS, counted_flops
 from profiler.trace.intervals import Forest
-from profiler.trace.load import ANNOTATION, DEVICE_KINDS, OP, RUNTIME, DimsArgs, Trace
+from profiler.trace.kinds import ANNOTATION, DEVICE_KINDS, OP, RUNTIME
+from profiler.trace.load import DimsArgs, Trace
 from profiler.trace.nbytes import op_bytes
 
 

@@ -7,8 +7,8 @@ stage reads, columns.py writes them into columns and drops them; here the column
 """
 
 import math
+import re
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
 
 import msgspec
@@ -19,52 +19,23 @@ from profiler.files import REPORT, written_here
 from profiler.settings import MEGA
 from profiler.trace.columns import SEPARATOR, Reading, collective_sizes, merged
 from profiler.trace.errors import TraceError
-from profiler.trace.jsonfile import HEADER_KEYS, Header
+from profiler.trace.jsonfile import EMPTY, HEADER_KEYS, Header
+from profiler.trace.kinds import (
+    DEVICE_KINDS,
+    DEVICE_PROCESS,
+    IGNORED_CATEGORIES,
+    KIND_OF_CATEGORY,
+    OP,
+    OTHER,
+    RUNTIME,
+    backend_of,
+    by_process,
+)
 from profiler.trace.location import Location, is_url, open_binary, url_trace_files
 from profiler.trace.memory import NO_MEMORY_EVENTS, MemoryEvents, memory_events
 from profiler.trace.metadata import RunMetadata, read_metadata
 from profiler.trace.scan import TopLevel, Walk
 from profiler.trace.stream import Blocks
-
-
-# event kinds, by the trace's category names across Kineto versions and backends (CUDA, ROCm/HIP, MTIA, XPU,
-# Gaudi, PrivateUse1); torch 1.x wrote "Operator", "Kernel", "Runtime"
-class Kind(IntEnum):
-    """What an event is, whatever its trace called it: the values fill Trace.kind."""
-
-    OP = 0  # an operator on the host (ATen, a custom op, a collective's host side)
-    ANNOTATION = 1  # a user's record_function, ProfilerStep#N, DataLoader and optimizer spans
-    PYTHON = 2  # a Python frame (with_stack / the Python tracer)
-    RUNTIME = 3  # a runtime or driver call (cudaLaunchKernel, hipMemcpy, ...)
-    KERNEL = 4
-    MEMCPY = 5
-    MEMSET = 6
-    OTHER = 7
-
-
-OP, ANNOTATION, PYTHON, RUNTIME, KERNEL, MEMCPY, MEMSET, OTHER = Kind
-DEVICE_KINDS = (KERNEL, MEMCPY, MEMSET)
-KIND_OF_CATEGORY = {
-    "cpu_op": OP, "operator": OP,
-    "user_annotation": ANNOTATION,
-    "python_function": PYTHON, "python": PYTHON,
-    "cuda_runtime": RUNTIME, "runtime": RUNTIME, "cuda_driver": RUNTIME, "hip_runtime": RUNTIME,
-    "mtia_runtime": RUNTIME, "xpu_runtime": RUNTIME, "xpu_driver": RUNTIME, "privateuse1_runtime": RUNTIME,
-    "privateuse1_driver": RUNTIME, "glow_runtime": RUNTIME, "mlu_runtime": RUNTIME,
-    "kernel": KERNEL, "mtia_ccp_events": KERNEL, "hpu_op": KERNEL,
-    "gpu_memcpy": MEMCPY, "memcpy": MEMCPY, "mlu_memcpy": MEMCPY,
-    "gpu_memset": MEMSET, "memset": MEMSET, "mlu_memset": MEMSET,
-}
-# categories Kineto writes that hold no time of their own for the analysis (mirrors, markers, counters)
-IGNORED_CATEGORIES = {
-    "gpu_user_annotation", "mlu_user_annotation", "external_correlation", "cpu_instant_event", "overhead",
-    "mtia_insight", "mtia_counters", "cuda_sync", "cuda_event", "xpu_sync", "cuda_profiler_range",
-    "mlu_profiler_range", "collective_comm", "xpu_scope_profiler", "trace", "",
-}
-# the accelerator behind the device events, from the runtime's category or call names
-BACKEND_OF_CATEGORY = {"mtia_runtime": "mtia", "mtia_ccp_events": "mtia", "xpu_runtime": "xpu", "xpu_driver": "xpu",
-                       "privateuse1_runtime": "privateuse1", "privateuse1_driver": "privateuse1", "hpu_op": "hpu",
-                       "hip_runtime": "rocm", "mlu_runtime": "mlu"}
 
 
 class ShapeArgs(msgspec.Struct, rename={"dims": "Input Dims", "types": "Input type", "concrete": "Concrete Inputs"}):
@@ -219,12 +190,17 @@ def load_trace(path: Location, ranges=None) -> Trace:
         collectives = {int(new_row[r]): size for r, size in collectives.items() if timed[r]}
         for name in rows:  # one column at a time: memory holds the columns about once
             rows[name] = rows[name][timed]
+    if reading.elements and reading.dropped == reading.elements:
+        raise TraceError(f"{path}: not a Kineto trace (none of its {reading.elements} events is an object with a "
+                         f"trace event's fields)")
     if not len(rows["ts"]):
         raise TraceError(f"{path}: the trace holds no complete ('X') events with a time")
     ts, dur, cat = rows["ts"], rows["dur"], rows["cat"]
 
     cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in columns.categories}
     kind = np.array(list(cats.values()), np.int8)[cat]
+    if columns.processes:
+        kind, rows["thread"] = by_process(kind, rows["thread"], rows["name"], columns)
     counts = np.bincount(cat, minlength=len(cats))
     unknown = sorted(c for c, k in cats.items()
                      if k == OTHER and c.lower() not in IGNORED_CATEGORIES and counts[columns.categories[c]])
@@ -241,7 +217,7 @@ def load_trace(path: Location, ranges=None) -> Trace:
     others = (kind != RUNTIME) & ~np.isin(kind, DEVICE_KINDS)  # the launch args of these rows are not read
     rows["correlation"][others], rows["nbytes"][others] = -1, 0
     metadata, said = read_metadata(header.mfu_analyzer)
-    warnings += said
+    warnings += said + buffer_notes(header)
     devices = header.deviceProperties or header.computeProperties
     device_names = [d.name for d in devices]
     shape_keys = [key.split(SEPARATOR) for key in columns.shapes]
@@ -254,9 +230,28 @@ def load_trace(path: Location, ranges=None) -> Trace:
         memory=memory_events(columns.memory.done(), origin),
         device_memory=[int(m) if 0 < (m := d.totalGlobalMem) < math.inf else 0 for d in devices],
         kernel_device=int(np.bincount(ran_on).argmax()) if len(ran_on) else -1,
-        backend=backend_of(set(cats), columns.names, device_names),
+        backend="npu" if DEVICE_PROCESS in columns.processes.values() else backend_of(set(cats), columns.names,
+                                                                                    device_names),
         dims_1x=spelled_1x(rows["shape"][kind == OP][:200], shape_keys), warnings=warnings,
     )
+
+
+# what Kineto logs (and, built without glog, writes into the trace's WARNING / ERROR lists) when its device buffers
+# fill: the records after that point are dropped
+BUFFER_FULL = re.compile(r"Exceeded max GPU buffer|stopped by (GPU profiler|CUPTI)|[Dd]ropped \d+ activity record")
+
+
+def buffer_notes(header: Header) -> list[Note]:
+    """A note where the trace's own log says the profiler's buffers filled."""
+    lines = []
+    for raw in (header.WARNING, header.ERROR):
+        try:
+            logged = msgspec.json.decode(raw) if raw is not EMPTY else []
+        except msgspec.DecodeError:
+            continue
+        lines += [str(line) for line in (logged if isinstance(logged, list) else [logged])]
+    full = [line for line in lines if BUFFER_FULL.search(line)]
+    return [Note("buffer_full", {"messages": len(full), "first": full[0][:200]})] if full else []
 
 
 def _read(path: Location, ranges) -> tuple[Reading, TopLevel, Header, Blocks]:
@@ -291,19 +286,9 @@ def spelled_1x(codes: np.ndarray, shape_keys: list[list[bytes]]) -> bool:
     return False
 
 
-def backend_of(categories: set[str], names, device_names: list[str]) -> str:
-    """The accelerator the device events ran on: by the runtime's category, HIP call names or an AMD device."""
-    for category in categories:
-        if category.lower() in BACKEND_OF_CATEGORY:
-            return BACKEND_OF_CATEGORY[category.lower()]
-    if any(name.startswith("hip") for name in names) or any("AMD" in d or "Instinct" in d for d in device_names):
-        return "rocm"
-    return "cuda"
-
-
 def trace_files(path: Location) -> list[Location]:
-    """A trace file, or a folder's profiler traces (*.pt.trace.json[.gz], else any *.json[.gz]), sorted; a URL's
-    through fsspec."""
+    """A trace file, or a folder's profiler traces (*.pt.trace.json[.gz], else torch_npu's trace_view.json, else
+    any *.json[.gz]), sorted; a URL's through fsspec."""
     if is_url(path):
         return list(url_trace_files(str(path)))
     path = Path(path)
@@ -311,7 +296,7 @@ def trace_files(path: Location) -> list[Location]:
         return [path]
     if not path.is_dir():
         raise TraceError(f"{path}: no such file or folder")
-    for pattern in ("*.pt.trace.json", "*.pt.trace.json.gz"), ("*.json", "*.json.gz"):
+    for pattern in ("*.pt.trace.json", "*.pt.trace.json.gz"), ("trace_view.json",), ("*.json", "*.json.gz"):
         files: list[Location] = sorted(p for glob in pattern for p in path.rglob(glob)
                                        if p.is_file() and not written_here(p))
         if files:

@@ -78,6 +78,11 @@ class Walk:
         self.found = TopLevel()
 
     def run(self) -> TopLevel:
+        if self._next_byte() == b"[":  # the JSON Array Format (torch_npu, Chrome's own): the file is the events
+            self._events()
+            if not self.found.cut_short and self._next_byte():
+                raise TraceError(f"{self.path}: not valid JSON (more data after the array of events)")
+            return self.found
         if self._next_byte() != b"{":
             if not self.buf.strip():
                 raise TraceError(f"{self.path}: empty file")
@@ -85,7 +90,8 @@ class Walk:
             if rest[0] not in VALUE_START and not rest.startswith((b"null", b"true", b"false")):
                 raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt (it does not start with a "
                                  f"JSON value)")
-            raise TraceError(f"{self.path}: not a Kineto trace (no object with traceEvents)")
+            raise TraceError(f"{self.path}: not a Kineto trace (neither an array of events nor an object with "
+                             f"traceEvents)")
         self.pos += 1
         while not self.found.cut_short:
             if self._next_byte() == b"}":

@@ -215,8 +215,9 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
             browser.wait_for(page, f"document.{drawn} == 1")
             time_ledger = browser.evaluate(page, "[document.querySelectorAll('svg.ledger rect.bar').length, "
                                                  "document.querySelector('svg.ledger').textContent, "
-                                                 "document.querySelector('h3').textContent, "
-                                                 "document.querySelector('ol.diagnosis li').textContent]")
+                                                 "document.querySelector('section h3').textContent, "
+                                                 "document.querySelector('ol.diagnosis li').textContent, "
+                                                 "document.querySelector('div.health').textContent]")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -230,7 +231,10 @@ def test_the_tab_in_a_browser_draws_the_run_and_asks_nothing_of_the_network(logd
     assert unknown["mfu"]["analytic_from"] == "the forward's counted FLOPs (no backward ran)"
     assert counted[0] == len(unknown["ledger"]) == 8 and "MFU" in counted[1]
     no_shapes = json.loads((logdir / "trace_no_shapes" / "report.json").read_text())
-    bars, chart_text, title, principal = time_ledger
+    bars, chart_text, title, principal, health = time_ledger
+    # the trace's health above the figures: what it lacks, with the argument that records it
+    assert health.startswith("Trace health") and "no input shapes: no FLOPs counted" in health
+    assert "(record with record_shapes=True)" in health
     assert bars == len(no_shapes["ledger"]) - 1 and title.startswith("Time ledger")  # useful ends it, not a bar
     assert "step" in chart_text and "useful" in chart_text and "points of the step time" in chart_text
     first = no_shapes["bottlenecks"][0]

@@ -28,7 +28,7 @@ EXPECTED = {
     "truncated.json": (0, "the file ends inside traceEvents (cut short, or damaged after byte 301), after 2 "
                           "events (352 bytes read)"),
     "not_gzip.json.gz": (2, "is not gzip data"),
-    "array.json": (2, "not a Kineto trace"),
+    "array.json": (2, "not a Kineto trace (none of its 3 events"),
     "no_trace_events.json": (2, "not a Kineto trace"),
     "events_not_a_list.json": (2, "not a Kineto trace"),
     "no_complete_events.json": (2, "no complete ('X') events"),

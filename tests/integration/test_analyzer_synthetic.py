@@ -33,7 +33,7 @@ def test_every_microsecond_of_a_gpu_step_is_placed(tmp_path):
     report = analyze_path(write(tmp_path / "t.json", gpu_step_events()), Options())
     ms = {c: round(b["ms"], 6) for c, b in report["breakdown"].items()}
     assert ms == {"matmul": 0.3, "other_compute": 0.1, "memory": 0.05, "communication": 0.15,
-                  "data_loading": 0.2, "host_overhead": 0.06, "idle": 0.14}
+                  "data_loading": 0.2, "host_overhead": 0.06, "idle": 0.14, "unrecorded": 0.0}
     assert report["step_time_ms"]["mean"] == 1.0
     assert report["classification_ms"] == pytest.approx({"by_op": 0.3, "by_name": 0.25, "unclassified": 0.05})
     assert report["copied_bytes_per_step"] == 1000
@@ -155,7 +155,7 @@ def test_torch_compile_runtime_and_generated_code(tmp_path, kernels_recorded):
     compute, wrapper = (0.1, 0.1) if kernels_recorded else (0.2, 0.0)
     # host overhead: cache lookup 20 µs, the compiled region's own 20 µs, CompiledFunction's own 80 µs
     assert ms == {"matmul": 0.2, "other_compute": compute, "memory": 0.0, "communication": 0.0,
-                  "data_loading": 0.0, "host_overhead": round(0.12 + wrapper, 6), "idle": 0.48}
+                  "data_loading": 0.0, "host_overhead": round(0.12 + wrapper, 6), "idle": 0.48, "unrecorded": 0.0}
 
 
 def test_cpu_op_is_dispatch_only_when_its_children_do_the_work(tmp_path):
@@ -167,7 +167,7 @@ def test_cpu_op_is_dispatch_only_when_its_children_do_the_work(tmp_path):
     report = analyze_path(write(tmp_path / "t.json", events, device=None), Options(peak_flops=1e12))
     ms = {c: round(b["ms"], 6) for c, b in report["breakdown"].items()}
     assert ms == {"matmul": 0.09, "other_compute": 0.099, "memory": 0.001, "communication": 0.0,
-                  "data_loading": 0.0, "host_overhead": 0.01, "idle": 0.8}
+                  "data_loading": 0.0, "host_overhead": 0.01, "idle": 0.8, "unrecorded": 0.0}
 
 
 @pytest.mark.parametrize("metadata", [{"batch_size": "eight"}, [1, 2], "ours"])

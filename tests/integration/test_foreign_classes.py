@@ -29,7 +29,7 @@ def test_a_trace_with_device_events_and_no_host_ops_is_analysed(tmp_path):
     assert report["device"]["kind"] == "rocm" and report["device"]["peak_flops"] == 181e12
     # matmul by the kernel's name, the runtime calls are host time, the rest idle
     assert ms(report) == {"matmul": 0.1, "other_compute": 0.05, "memory": 0.0, "communication": 0.0,
-                          "data_loading": 0.0, "host_overhead": 0.02, "idle": 0.08}
+                          "data_loading": 0.0, "host_overhead": 0.02, "idle": 0.08, "unrecorded": 0.0}
     assert note(report, "no_host_ops") == {}
     # no FLOPs: a time ledger; the gaps between the kernels (no host recorded to tell) and the lone elementwise
     # kernel's fixed cost are small_batch, 150 of the 250 us; the matmul kernel is the useful work
@@ -142,7 +142,7 @@ def test_python_preprocessing_inside_the_step_is_data_loading(tmp_path):
     report = analyze_path(write(tmp_path / "t.json", events), Options())
     # device idle 0-500 and 900-1000: preprocessing 0-400, the model's Python and its op 400-500, 900-1000
     assert ms(report) == {"matmul": 0.4, "other_compute": 0.0, "memory": 0.0, "communication": 0.0,
-                          "data_loading": 0.4, "host_overhead": 0.2, "idle": 0.0}
+                          "data_loading": 0.4, "host_overhead": 0.2, "idle": 0.0, "unrecorded": 0.0}
     io = next(b for b in report["bottlenecks"] if b["cause"] == "io")
     assert "video_classification.py(129): preprocess 0.40 ms" in io["evidence"]
     assert "decode and preprocess ahead of the step" in io["fix"]

@@ -41,7 +41,8 @@ def test_a_report_read_back_is_the_report_written(tmp_path):
     assert same.step_time.change == 0 and all(c.points.change == 0 for c in same.causes) and same.causes
     assert (same.ops, same.setup, same.verdict) == ([], [], "no interval")
     data = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert list(data)[:4] == ["schema", "source", "device", "job_aggregation"]  # a reader knows it by its opening
+    # a reader knows it by its opening
+    assert list(data)[:5] == ["schema", "source", "device", "health", "job_aggregation"]
     assert data == to_json(report) == analyze_path(tmp_path, Options())
 
 

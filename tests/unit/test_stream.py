@@ -100,7 +100,7 @@ def test_wrong_types_far_into_the_file_are_placed_in_it(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text, message", [
     (b"", "empty file"), (b"  \n ", "empty file"), (b"nonsense", "not valid JSON"),
-    (b"[1, 2]", "not a Kineto trace (no object with traceEvents)"),
+    (b"[1, 2]", "not a Kineto trace (none of its 2 events is an object"),
     (b'{"traceEvents": {"ph": "X"}}', "traceEvents is not a list"),
     (b'{"schemaVersion": 1, "devicePro', "not a Kineto trace (no object with traceEvents) (the file ends inside"),
     (b'{"traceEvents": [{"ph": "X", "ts": 1, "dur": 1},, {}]}', "not valid JSON"),

@@ -3,7 +3,7 @@
 
 export const COLORS = {
   matmul: "#2b6cb0", other_compute: "#63b3ed", memory: "#d69e2e", communication: "#805ad5",
-  data_loading: "#e53e3e", host_overhead: "#ed8936", idle: "#a0aec0",
+  data_loading: "#e53e3e", host_overhead: "#ed8936", idle: "#a0aec0", unrecorded: "#805ad5",
 };
 const SERIES = ["#2b6cb0", "#e53e3e", "#38a169", "#d69e2e", "#805ad5"];
 const NS = "http://www.w3.org/2000/svg";

@@ -78,7 +78,7 @@ function pane({ run, view }) {
   Promise.all([getJson("report", { run: run.run, view }), getJson("trend", { run: run.run })])
     .then(([report, trend]) => {
       node.replaceChildren(
-        el("h2", { text: `${run.run}: ${info.label}` }), summary(report),
+        el("h2", { text: `${run.run}: ${info.label}` }), health(report), summary(report),
         section(ledgerTitle(report), ledgerWaterfall(report)),
         section("Diagnosis", diagnosis(report)),
         section("Per-step breakdown", stepBreakdown(report)),
@@ -93,6 +93,17 @@ function pane({ run, view }) {
 
 function section(title, body) {
   return el("section", {}, el("h3", { text: title }), body);
+}
+
+// what the trace lacks and lost, before any number (report.health; absent in reports saved before it)
+function health(r) {
+  const h = r.health;
+  if (!h) return el("div");
+  const lines = [...h.lost.map((text) => ({ text, cls: "lost" })),
+    ...h.lacks.map((l) => ({ text: `no ${l.what}: ${l.costs} (record with ${l.record_with})`, cls: "lacks" }))];
+  if (!lines.length) return el("p", { class: "health note", text: "trace health: every optional part recorded, nothing lost" });
+  return el("div", { class: "health" }, el("h3", { text: "Trace health" }),
+    ...lines.map(({ text, cls }) => el("p", { class: cls, text })));
 }
 
 function summary(r) {

@@ -1,0 +1,153 @@
+"""What a trace holds and what it lost, read before any number: every number rests on it.
+
+- What it records: input shapes and their dtypes, memory, Python stacks, device events, step markers
+  (`Recorded`; what each one's absence costs, and the torch.profiler argument that records it, report/notes.py).
+- What it lost: kernel launches whose correlation id no device event carries (a profiler that dropped its
+  records; a CUDA graph replayed without its kernels), and device events outside the host's recorded range with
+  no launch. Launches made during a stream capture are recorded into a graph, not run: they lose nothing.
+
+A lost kernel ran after the device work launched before it and before the work launched after it (a stream runs
+in launch order), for about as long as the same op's recorded launches ran (their median; a graph launch without
+any recorded kernel: the whole stretch). That time, where no recorded device work covers it, is the breakdown's
+`unrecorded` time: time the trace cannot name, never called idle.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from profiler.analysis.records import Recorded
+from profiler.facts import Note
+from profiler.trace import classify
+from profiler.trace.kinds import DEVICE_KINDS, OP, PYTHON, RUNTIME
+from profiler.trace.links import Links
+from profiler.trace.load import Trace
+from profiler.trace.location import file_name
+
+NO_SPANS = (np.zeros(0), np.zeros(0))
+
+
+def recorded(trace: Trace, links: Links) -> Recorded:
+    """Which of torch.profiler's optional parts the trace holds (device events: also where nothing was launched
+    to record, a CPU run's)."""
+    codes = np.unique(trace.shape[trace.kind == OP]).tolist()
+    keys = [trace.shape_keys[c] for c in codes if c > 0]
+    return Recorded(shapes=any(k[0] or k[1] for k in keys), dtypes=any(k[2] for k in keys),
+                    memory=len(trace.memory) > 0, stacks=bool((trace.kind == PYTHON).any()),
+                    device_events=len(links.device) > 0 or not len(_launches(trace)),
+                    step_markers=bool(links.is_step.any()))
+
+
+@dataclass(frozen=True)
+class LostWork:
+    """Launches whose device work the trace lost, and the stretches (starts, ends) where it ran."""
+
+    launches: np.ndarray
+    spans: tuple[np.ndarray, np.ndarray] = NO_SPANS
+
+
+def lost_device_work(trace: Trace, links: Links) -> tuple[LostWork, list[Note]]:
+    """What device work the trace lost and where it ran, and notes that count it."""
+    if not len(links.device):
+        return LostWork(np.zeros(0, np.int64)), []
+    launches = _launches(trace)
+    ran = np.zeros(len(trace), bool)
+    ran[links.launch[links.launch >= 0]] = True
+    graph = trace.by_name(classify.GRAPH_LAUNCH_CALL.match)
+    lost = launches[~ran[launches] & ~_captured(trace, launches)]
+    notes = []
+    name = file_name(trace.path)
+    if (replays := int(graph[launches].sum())):
+        replayed = int(graph[links.launch[links.launch >= 0]].sum())  # graphs' kernels carry their launch's id
+        notes.append(Note("graph_replays", {"file": name, "launches": replays, "kernels": replayed,
+                                            "without_kernels": int(graph[lost].sum())}))
+    if (kernels := int((~graph[lost]).sum())):
+        notes.append(Note("kernels_not_recorded", {"file": name, "launches": kernels,
+                                                   "of_launches": int((~graph[launches]).sum())}))
+    if (outside := _outside_host(trace, links)):
+        notes.append(Note("device_events_outside_host", {"file": name, "events": outside}))
+    return LostWork(lost, _stretches(trace, links, lost)), notes
+
+
+def _launches(trace: Trace) -> np.ndarray:
+    return np.flatnonzero(trace.by_name(classify.KERNEL_LAUNCH_CALL.match) & (trace.kind == RUNTIME)
+                          & (trace.correlation >= 0))
+
+
+def _captured(trace: Trace, rows: np.ndarray) -> np.ndarray:
+    """Per row: made on its thread between a stream capture's begin and end (captures do not nest)."""
+    calls = trace.kind == RUNTIME
+    begin = np.flatnonzero(trace.by_name(classify.CAPTURE_BEGIN_CALL.match) & calls)
+    if not len(begin):
+        return np.zeros(len(rows), bool)
+    end = np.flatnonzero(trace.by_name(classify.CAPTURE_END_CALL.match) & calls)
+    at = trace.on_one_axis(rows, trace.start[rows])
+    begun = np.searchsorted(np.sort(trace.on_one_axis(begin, trace.start[begin])), at, side="right")
+    ended = np.searchsorted(np.sort(trace.on_one_axis(end, trace.end[end])), at, side="right")
+    return begun > ended
+
+
+def _outside_host(trace: Trace, links: Links) -> int:
+    """Device events with no launch recorded that ran before the first or after the last host event (none are
+    counted in a trace that records no runtime calls: there every device event lacks its launch)."""
+    host = ~np.isin(trace.kind, DEVICE_KINDS)
+    if not (trace.kind == RUNTIME).any():
+        return 0
+    first, last = trace.start[host].min(), trace.end[host].max()
+    orphans = links.device[links.launch < 0]
+    return int(((trace.end[orphans] <= first) | (trace.start[orphans] >= last)).sum())
+
+
+def _typical_us(trace: Trace, links: Links, rows: np.ndarray) -> np.ndarray:
+    """Per launch row: the median device time of the recorded launches alike (the same op by name and input
+    shapes, the same launch of its several; outside any op, the same call), infinite where none was recorded."""
+    launched = links.launch >= 0
+    made = np.unique(links.launch[launched])
+    device_us = np.bincount(links.launch[launched], (trace.end - trace.start)[links.device[launched]],
+                            minlength=len(trace))[made]
+    both = np.concatenate((made, rows))  # an op's launches counted in order, recorded or lost
+    keys = np.unique(_alike(trace, links, both), axis=0, return_inverse=True)[1].reshape(-1)
+    made_key, wanted = keys[:len(made)], keys[len(made):]
+    order = np.lexsort((device_us, made_key))
+    made_key, device_us = made_key[order], device_us[order]
+    first, last = np.searchsorted(made_key, made_key), np.searchsorted(made_key, made_key, side="right")
+    median = device_us[(first + last - 1) // 2]  # the middle of each kind's sorted times
+    at = np.clip(np.searchsorted(made_key, wanted), 0, max(len(made_key) - 1, 0))
+    if not len(made_key):
+        return np.full(len(rows), np.inf)
+    return np.where(made_key[at] == wanted, median[at], np.inf)
+
+
+def _alike(trace: Trace, links: Links, rows: np.ndarray) -> np.ndarray:
+    """Per launch row: (its op's name, the op's shapes, which of the op's launches it is); outside any op, the
+    call's own name."""
+    op = links.enclosing_op[rows]
+    in_op = op >= 0
+    order = np.lexsort((trace.start[rows], op))
+    nth = np.empty(len(rows), np.int64)
+    first = np.searchsorted(op[order], op[order])
+    nth[order] = np.arange(len(rows)) - first  # the launch's place among those its op made
+    name = np.where(in_op, trace.name[np.maximum(op, 0)], len(trace.names) + trace.name[rows])
+    shape = np.where(in_op, trace.shape[np.maximum(op, 0)], 0)
+    return np.stack((name, shape, np.where(in_op, nth, 0)), axis=1)
+
+
+def _stretches(trace: Trace, links: Links, lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each lost launch: from its own start, or the end of the device work launched before it if later, for
+    the typical time of its op's launches, never past the start of the first device work launched after it
+    (none: the trace ended first, no stretch)."""
+    if not len(lost):
+        return NO_SPANS
+    order = np.argsort(trace.correlation[links.device], kind="stable")
+    device = links.device[order]
+    ids = trace.correlation[device]
+    ended = np.maximum.accumulate(trace.end[device])  # the latest end of the work launched up to each
+    next_start = np.minimum.accumulate(trace.start[device][::-1])[::-1]  # the first start from each on
+    before = np.searchsorted(ids, trace.correlation[lost], side="left") - 1
+    after = np.searchsorted(ids, trace.correlation[lost], side="right")
+    has_next = after < len(device)
+    start = np.maximum(np.where(before >= 0, ended[np.maximum(before, 0)], -np.inf), trace.start[lost])
+    end = np.where(has_next, next_start[np.minimum(after, len(device) - 1)], -np.inf)
+    end = np.minimum(end, start + _typical_us(trace, links, lost))
+    keep = end > start
+    return start[keep], end[keep]
