@@ -12,7 +12,7 @@ import numpy as np
 
 from profiler.facts import Note
 from profiler.trace.errors import TraceError
-from profiler.trace.jsonfile import ELEMENTS, EMPTY, MEMORY_EVENT, decode_chunk
+from profiler.trace.jsonfile import ELEMENTS, EMPTY, MEMORY_EVENT, Chunk, decode_chunk
 
 # the columns kept of each complete event, and of each [memory] event (trace/memory.py)
 FIELDS = {"ts": np.float64, "dur": np.float64, "name": np.int32, "cat": np.int32, "thread": np.int32,
@@ -141,18 +141,26 @@ class Reading:
     dropped: int = 0
     first_error: str = ""
 
-    def take(self, text: bytes, exact: bool) -> bool:
-        """Decode a chunk into the columns (scan.Walk's `decode`)."""
+    def guessed(self, text: bytes) -> bool:
+        """A chunk cut at a guess into the columns; False where the text is not one array (scan.ChunkReader)."""
         chunk = decode_chunk(text, self.elements)
         if chunk is None:
-            if exact:
-                raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt ({_syntax_error(text)})")
             return False
+        self._add(chunk)
+        return True
+
+    def exact(self, text: bytes) -> None:
+        """A chunk cut exactly into the columns; where it does not decode, the file is damaged."""
+        chunk = decode_chunk(text, self.elements)
+        if chunk is None:
+            raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt ({_syntax_error(text)})")
+        self._add(chunk)
+
+    def _add(self, chunk: Chunk) -> None:
         self.columns.add(chunk.events)
         self.elements += chunk.elements
         self.dropped += chunk.dropped
         self.first_error = self.first_error or chunk.first_error
-        return True
 
     def notes(self) -> list[Note]:
         return [Note("wrong_types_skipped", {"events": self.dropped, "first_error": self.first_error})

@@ -258,7 +258,7 @@ def _read(path: Location, ranges) -> tuple[Reading, TopLevel, Header, Blocks]:
     """One walk over the file, its first ranges handed to other processes where `ranges` splits it."""
     reading, blocks = Reading(path=path), Blocks(path, open_binary)
     try:
-        top = Walk(blocks, HEADER_KEYS, reading.take, path, ranges.split if ranges else None).run()
+        top = Walk(blocks, HEADER_KEYS, reading, path, ranges.split if ranges else None).run()
         return reading, top, _header(top.values, path), blocks
     except OSError as e:
         raise TraceError(f"{path}: cannot read ({e.strerror or e})") from None

@@ -9,6 +9,7 @@ elements' boundaries by tracking strings and nesting, vectorized over the block.
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -59,30 +60,54 @@ def _backslashes_before(data: np.ndarray, at: int) -> int:
     return n
 
 
+class ChunkReader(Protocol):
+    """Where the walk hands each chunk of whole elements of traceEvents, as a JSON array."""
+
+    def guessed(self, text: bytes) -> bool:
+        """A chunk cut at a guess: False where the text is not one array (the guess was wrong)."""
+
+    def exact(self, text: bytes) -> None:
+        """A chunk cut exactly: where it does not decode, the bytes themselves are at fault (a TraceError)."""
+
+
+class _CutShort(Exception):
+    """The file ends before its top-level value closes: the walk stops there, with what it read."""
+
+
 class Walk:
-    """One pass over the blocks. `decode(text, exact)` gets each chunk of whole elements of traceEvents as a JSON
-    array; it returns False where the text is not one (a guessed cut that was wrong), and with exact=True raises
-    instead, for then the bytes themselves are at fault.
+    """One pass over the blocks, handing the events to `reader` a chunk at a time.
 
     `split(offset)`, where given, is called where the events begin (that byte of the file): it may have other
     processes read the first events and return the offset of an event where this walk goes on."""
 
-    def __init__(self, blocks, wanted: set[str], decode: Callable[[bytes, bool], bool], path,
+    def __init__(self, blocks, wanted: set[str], reader: ChunkReader, path,
                  split: Callable[[int], int | None] | None = None):
         self.source = blocks
         self.blocks: Iterator[bytes] = iter(blocks)
-        self.wanted, self.decode, self.path, self.split = wanted, decode, path, split
+        self.wanted, self.reader, self.path, self.split = wanted, reader, path, split
         self.buf, self.pos, self.ended = b"", 0, False
         self.offset = 0  # the file's byte at buf[0]
         self.tail_whole = True
         self.found = TopLevel()
 
     def run(self) -> TopLevel:
-        if self._next_byte() == b"[":  # the JSON Array Format (torch_npu, Chrome's own): the file is the events
-            self._events()
-            if not self.found.cut_short and self._next_byte():
-                raise TraceError(f"{self.path}: not valid JSON (more data after the array of events)")
-            return self.found
+        """The walk to the end of the top-level value, or to where the file is cut short (`found.cut_short`)."""
+        try:
+            if self._next_byte() == b"[":  # the JSON Array Format (torch_npu, Chrome's own): the file is the events
+                self._events()
+                if self._next_byte():
+                    raise TraceError(f"{self.path}: not valid JSON (more data after the array of events)")
+            else:
+                self._object()
+        except _CutShort as cut:
+            self.found.cut_short = str(cut)
+        if not self.found.has_events:
+            detail = f" ({self.found.cut_short})" if self.found.cut_short else ""
+            raise TraceError(f"{self.path}: not a Kineto trace (no object with traceEvents){detail}")
+        return self.found
+
+    def _object(self):
+        """The top-level object's keys: traceEvents walked, the wanted others kept."""
         if self._next_byte() != b"{":
             if not self.buf.strip():
                 raise TraceError(f"{self.path}: empty file")
@@ -93,30 +118,20 @@ class Walk:
             raise TraceError(f"{self.path}: not a Kineto trace (neither an array of events nor an object with "
                              f"traceEvents)")
         self.pos += 1
-        while not self.found.cut_short:
-            if self._next_byte() == b"}":
-                self.pos += 1
-                if self._next_byte():
-                    raise TraceError(f"{self.path}: not valid JSON (more data after the top-level object)")
-                break
+        while self._next_byte() != b"}":
             key = self._key()
-            if key is None:
-                break
             if key == "traceEvents":
                 self._events()
             else:
                 self._value(key)
-            if self.found.cut_short:
-                break
             follows = self._next_byte()
             if follows == b",":
                 self.pos += 1
             elif follows != b"}":
                 self._cut_or_fail(follows, "after a top-level value")
-        if not self.found.has_events:
-            detail = f" ({self.found.cut_short})" if self.found.cut_short else ""
-            raise TraceError(f"{self.path}: not a Kineto trace (no object with traceEvents){detail}")
-        return self.found
+        self.pos += 1
+        if self._next_byte():
+            raise TraceError(f"{self.path}: not valid JSON (more data after the top-level object)")
 
     def _more(self) -> bool:
         """Append the next block to what is left unread; False at the end of the file."""
@@ -140,23 +155,20 @@ class Walk:
                 return self.buf[self.pos:self.pos + 1]
 
     def _cut_or_fail(self, found: bytes, where: str):
+        """Where the file ended (nothing found): cut short; where something else was found: damaged."""
         if not found:
-            self.found.cut_short = f"the file ends {where}"
-            return
+            raise _CutShort(f"the file ends {where}")
         raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt (unexpected {found!r} {where})")
 
-    def _key(self) -> str | None:
+    def _key(self) -> str:
         if self._next_byte() != b'"':
             self._cut_or_fail(self.buf[self.pos:self.pos + 1], "where a key should be")
-            return None
         while (match := STRING.match(self.buf, self.pos)) is None:
             if not self._more():
                 self._cut_or_fail(b"", "inside a key")
-                return None
         self.pos = match.end()
         if self._next_byte() != b":":
             self._cut_or_fail(self.buf[self.pos:self.pos + 1], "after a key")
-            return None
         self.pos += 1
         self._next_byte()
         return msgspec.json.decode(match.group())
@@ -170,7 +182,6 @@ class Walk:
                 break
             if not self._more():
                 self._cut_or_fail(b"", f"inside the value of {key}")
-                return
         if key in self.wanted:
             self.found.values[key] = self.buf[self.pos:end].strip()
         self.pos = end
@@ -191,14 +202,14 @@ class Walk:
         bytes end first: then the whole elements are decoded, the last one too where it is whole (`tail_whole`)."""
         while self._more():
             cut = self._guess_cut()
-            if cut >= 0 and self.decode(self._array(self.pos, cut), False):
+            if cut >= 0 and self.reader.guessed(self._array(self.pos, cut)):
                 self.pos = cut + 1
             elif self._exact_cut():
                 return True
         if self._exact_cut():
             return True
         tail = self.buf[self.pos:].strip()  # the last event may be whole, its comma or the array's end not written
-        self.tail_whole = not tail or self.decode(self._array(self.pos, len(self.buf)), False)
+        self.tail_whole = not tail or self.reader.guessed(self._array(self.pos, len(self.buf)))
         return False
 
     def _array(self, start: int, end: int) -> bytes:
@@ -214,7 +225,7 @@ class Walk:
         if not (self.tail_whole or stream_cut) and tail.endswith(b"}") and first_cut(tail) >= 0:
             raise TraceError(f"{self.path}: not valid JSON, truncated or corrupt (a string or bracket opened after "
                              f"byte {at} is never closed)")
-        self.found.cut_short = f"the file ends inside traceEvents (cut short, or damaged after byte {at})"
+        raise _CutShort(f"the file ends inside traceEvents (cut short, or damaged after byte {at})")
 
     def _guess_cut(self) -> int:
         """The position of the comma after the last event that seems to end in the buffer, or -1."""
@@ -234,7 +245,7 @@ class Walk:
         end = close if close >= 0 else int(commas[-1]) if len(commas) else -1
         if end >= 0:
             if self.buf[self.pos:end].strip():
-                self.decode(self._array(self.pos, end), True)
+                self.reader.exact(self._array(self.pos, end))
             self.pos = end + 1
         return close >= 0
 

@@ -80,7 +80,7 @@ def read_range(path: Path, start: int, stop: int) -> Reading | None:
     """The events between two cuts, decoded into columns (in a forked reader); None where the bytes are not
     whole events from end to end."""
     reading = Reading(path=path)
-    walk = Walk(Blocks(path, open_binary, start=start, stop=stop), set(), reading.take, path)
+    walk = Walk(Blocks(path, open_binary, start=start, stop=stop), set(), reading, path)
     try:
         if walk.elements() or not walk.tail_whole:  # the array cannot end inside a range
             return None
