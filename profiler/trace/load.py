@@ -157,56 +157,22 @@ def load_trace(path: Location, ranges=None) -> Trace:
     (split.py's Ranges) is given, a large plain file by several processes at once. Raises TraceError with a
     one-line reason."""
     path = path if is_url(path) else Path(path)
-    try:
-        reading, top, header, blocks = _read(path, ranges)
-        parts = ranges.readings() if ranges else []
-    except TraceError:
-        if not (ranges and ranges.futures):
-            raise
-        parts = None  # the last range started at a wrong cut (the range before it failed too): read in one pass
-    finally:
-        if ranges:
-            ranges.close()
-    if parts is None or (ranges and ranges.futures and reading.dropped):  # proven wrong, or wrong types to place
-        reading, top, header, blocks = _read(path, None)
-    elif parts:
-        reading.columns = merged([part.columns for part in parts] + [reading.columns])
-        reading.elements += sum(part.elements for part in parts)
-        del parts  # their columns are in the whole's now
+    reading, top, header, blocks = _read_whole(path, ranges)
     columns, warnings = reading.columns, reading.notes()
     if blocks.cut_short or top.cut_short:
         warnings.append(Note("file_cut_short", {"why": blocks.cut_short or top.cut_short, "events": reading.elements,
                                                 "bytes_read": blocks.size,
                                                 "mb_read": round(blocks.size / MEGA, 1)}))
-    rows = columns.events.done()
-    ts, dur = rows["ts"], rows["dur"]
-    timed = np.isfinite(ts) & np.isfinite(dur) & (np.abs(dur) <= MAX_EVENT_US)
-    if timed.any():  # a time far from the others' would leave no precision to the rest in one float axis
-        timed &= np.abs(ts - np.median(ts[timed])) <= MAX_EVENT_US
-    collectives = collective_sizes(columns.collectives)
-    if not timed.all():
-        warnings.append(Note("unusable_times", {"events": int((~timed).sum())}))
-        new_row = np.cumsum(timed) - 1
-        collectives = {int(new_row[r]): size for r, size in collectives.items() if timed[r]}
-        for name in rows:  # one column at a time: memory holds the columns about once
-            rows[name] = rows[name][timed]
+    rows, collectives, said = _timed(columns)
+    warnings += said
     if reading.elements and reading.dropped == reading.elements:
         raise TraceError(f"{path}: not a Kineto trace (none of its {reading.elements} events is an object with a "
                          f"trace event's fields)")
     if not len(rows["ts"]):
         raise TraceError(f"{path}: the trace holds no complete ('X') events with a time")
-    ts, dur, cat = rows["ts"], rows["dur"], rows["cat"]
-
-    cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in columns.categories}
-    kind = np.array(list(cats.values()), np.int8)[cat]
-    if columns.processes:
-        kind, rows["thread"] = by_process(kind, rows["thread"], rows["name"], columns)
-    counts = np.bincount(cat, minlength=len(cats))
-    unknown = sorted(c for c, k in cats.items()
-                     if k == OTHER and c.lower() not in IGNORED_CATEGORIES and counts[columns.categories[c]])
-    if unknown:
-        warnings.append(Note("unknown_categories", {"categories": [
-            {"category": c, "events": int(counts[columns.categories[c]])} for c in unknown]}))
+    ts, dur = rows["ts"], rows["dur"]
+    kind, rows["thread"], said = _kinds(columns, rows)
+    warnings += said
     if (dur < 0).any():
         warnings.append(Note("negative_durations", {"events": int((dur < 0).sum())}))
         dur = np.maximum(dur, 0)
@@ -230,10 +196,65 @@ def load_trace(path: Location, ranges=None) -> Trace:
         memory=memory_events(columns.memory.done(), origin),
         device_memory=[int(m) if 0 < (m := d.totalGlobalMem) < math.inf else 0 for d in devices],
         kernel_device=int(np.bincount(ran_on).argmax()) if len(ran_on) else -1,
-        backend="npu" if DEVICE_PROCESS in columns.processes.values() else backend_of(set(cats), columns.names,
-                                                                                    device_names),
+        backend="npu" if DEVICE_PROCESS in columns.processes.values() else backend_of(set(columns.categories),
+                                                                                    columns.names, device_names),
         dims_1x=spelled_1x(rows["shape"][kind == OP][:200], shape_keys), warnings=warnings,
     )
+
+
+def _read_whole(path: Location, ranges) -> tuple[Reading, TopLevel, Header, Blocks]:
+    """The file read, by several processes where `ranges` splits it; again in one pass where a range proved a
+    wrong cut or held events of wrong types (whose places only one pass knows)."""
+    try:
+        reading, top, header, blocks = _read(path, ranges)
+        parts = ranges.readings() if ranges else []
+    except TraceError:
+        if not (ranges and ranges.futures):
+            raise
+        parts = None  # the last range started at a wrong cut (the range before it failed too): read in one pass
+    finally:
+        if ranges:
+            ranges.close()
+    if parts is None or (ranges and ranges.futures and reading.dropped):  # proven wrong, or wrong types to place
+        return _read(path, None)
+    if parts:
+        reading.columns = merged([part.columns for part in parts] + [reading.columns])
+        reading.elements += sum(part.elements for part in parts)
+    return reading, top, header, blocks
+
+
+def _timed(columns) -> tuple[dict[str, np.ndarray], dict[int, tuple[int, str]], list[Note]]:
+    """The complete events with a usable time, the collectives' sizes by their rows among them, and a note of
+    those left out: a time far from the others' would leave no precision to the rest in one float axis."""
+    rows = columns.events.done()
+    ts, dur = rows["ts"], rows["dur"]
+    timed = np.isfinite(ts) & np.isfinite(dur) & (np.abs(dur) <= MAX_EVENT_US)
+    if timed.any():
+        timed &= np.abs(ts - np.median(ts[timed])) <= MAX_EVENT_US
+    collectives = collective_sizes(columns.collectives)
+    if timed.all():
+        return rows, collectives, []
+    new_row = np.cumsum(timed) - 1
+    collectives = {int(new_row[r]): size for r, size in collectives.items() if timed[r]}
+    for name in rows:  # one column at a time: memory holds the columns about once
+        rows[name] = rows[name][timed]
+    return rows, collectives, [Note("unusable_times", {"events": int((~timed).sum())})]
+
+
+def _kinds(columns, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[Note]]:
+    """Each row's kind by its category and its thread (in torch_npu's layout by its process too, where a
+    thread may move), with a note of the categories no kind knows."""
+    cat, thread = rows["cat"], rows["thread"]
+    cats = {c: KIND_OF_CATEGORY.get(c.lower(), OTHER) for c in columns.categories}
+    kind = np.array(list(cats.values()), np.int8)[cat]
+    if columns.processes:
+        kind, thread = by_process(kind, thread, rows["name"], columns)
+    counts = np.bincount(cat, minlength=len(cats))
+    unknown = sorted(c for c, k in cats.items()
+                     if k == OTHER and c.lower() not in IGNORED_CATEGORIES and counts[columns.categories[c]])
+    notes = [Note("unknown_categories", {"categories": [
+        {"category": c, "events": int(counts[columns.categories[c]])} for c in unknown]})] if unknown else []
+    return kind, thread, notes
 
 
 # what Kineto logs (and, built without glog, writes into the trace's WARNING / ERROR lists) when its device buffers

@@ -124,28 +124,8 @@ def op_bytes(name: str, dims: list, types: list, concrete: list | None = None,
         return None
     read = _bytes(tensors)
     first_size = tensors[0][1]
-    if GEMM.match(name):
-        a = dims[0] if name in FIRST_TWO_OPERANDS else dims[1]
-        if not flops or not _is_shape(a) or not a:
-            return None
-        out_size = 2 if name in SCALED_GEMM else 4 if name == "aten::_int_mm" else first_size
-        return read, flops / (2 * a[-1]) * out_size
-    if ATTENTION.match(name):
-        if name.endswith("_backward"):
-            return read, _bytes(tensors[1:4])
-        (q, size), (v, _) = tensors[0], tensors[2] if len(tensors) > 2 else tensors[0]
-        return read, _numel(q[:-1]) * v[-1] * size
-    if CONVOLUTION.match(name):
-        if name.endswith("_backward"):
-            if len(tensors) < 3:
-                return None
-            grad_input, grad_weight = conv_mask(concrete or [])
-            inp = tensors[1] if name == "aten::convolution_backward" else tensors[0]
-            return read, grad_input * _bytes([inp]) + grad_weight * _bytes([tensors[2]])
-        if not flops or len(tensors) < 2:
-            return None
-        weight = tensors[1][0]
-        return read, flops / (2 * _numel(weight[1:])) * first_size
+    if GEMM.match(name) or ATTENTION.match(name) or CONVOLUTION.match(name):
+        return _matmul_bytes(name, dims, tensors, concrete, flops)
     if GATHER.match(name):
         if len(tensors) < 2 or not tensors[0][0]:
             return None
@@ -164,3 +144,30 @@ def op_bytes(name: str, dims: list, types: list, concrete: list | None = None,
         return read, _bytes(tensors[:1])
     return read, _output_numel([d for d, _ in tensors]) * first_size
 
+
+def _matmul_bytes(name: str, dims: list, tensors: list, concrete: list | None,
+                  flops: float) -> tuple[float, float] | None:
+    """A GEMM's, attention's or convolution's bytes: the output of a GEMM or a forward convolution follows from
+    its FLOPs; a backward writes the gradients its mask asks for."""
+    read, first_size = _bytes(tensors), tensors[0][1]
+    if GEMM.match(name):
+        a = dims[0] if name in FIRST_TWO_OPERANDS else dims[1]
+        if not flops or not _is_shape(a) or not a:
+            return None
+        out_size = 2 if name in SCALED_GEMM else 4 if name == "aten::_int_mm" else first_size
+        return read, flops / (2 * a[-1]) * out_size
+    if ATTENTION.match(name):
+        if name.endswith("_backward"):
+            return read, _bytes(tensors[1:4])
+        (q, size), (v, _) = tensors[0], tensors[2] if len(tensors) > 2 else tensors[0]
+        return read, _numel(q[:-1]) * v[-1] * size
+    if name.endswith("_backward"):  # a convolution's
+        if len(tensors) < 3:
+            return None
+        grad_input, grad_weight = conv_mask(concrete or [])
+        inp = tensors[1] if name == "aten::convolution_backward" else tensors[0]
+        return read, grad_input * _bytes([inp]) + grad_weight * _bytes([tensors[2]])
+    if not flops or len(tensors) < 2:
+        return None
+    weight = tensors[1][0]
+    return read, flops / (2 * _numel(weight[1:])) * first_size
