@@ -24,8 +24,9 @@ from profiler.mfu.consistency import violations
 from profiler.mfu.diagnosis import diagnose
 from profiler.mfu.inputs import learn_peak, rank_model_flops, resolve
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
-from profiler.mfu.memory import memory_figures, with_memory
+from profiler.mfu.memory import memory_figures
 from profiler.mfu.peak import NARROW_FORMATS, table_peaks
+from profiler.mfu.records import RankInputs
 from profiler.mfu.vocabulary import run_config
 from profiler.report.model import Report, to_json
 from profiler.report.schema import report_of, saved_report
@@ -132,13 +133,12 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
     said: dict[str, tuple[Note, list[int]]] = {}  # a warning's key → it and the ranks that gave it
     for r, (f_model, notes) in zip(merged, f_models):
         rank_warnings = list(notes)
-        result = attribute(r, peak, bandwidth, f_model, TOP_OPS, timing)
-        memory, notes = memory_figures(r, options)
-        result = with_memory(result, memory)
-        rank_warnings += result.warnings + notes
+        memory, memory_notes = memory_figures(r, options)
+        result = attribute(r, RankInputs(peak=peak, bandwidth=bandwidth, f_model=f_model, timing=timing,
+                                         memory=memory, short_gap_us=options.short_gap_us, top=TOP_OPS))
+        rank_warnings += result.warnings + memory_notes
         if result.evidence:
-            evidence = replace(result.evidence, short_gap_us=options.short_gap_us)  # as the breakdown had it
-            bottlenecks = diagnose(result.figures.ledger, evidence, options.min_points)
+            bottlenecks = diagnose(result.figures.ledger, result.evidence, options.min_points)
             result = replace(result, figures=replace(result.figures, bottlenecks=bottlenecks))
         results.append(checked(result, rank_warnings) if len(merged) > 1 else result)
         for w in rank_warnings:

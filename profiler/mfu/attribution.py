@@ -11,7 +11,6 @@ import numpy as np
 
 from profiler.analysis.records import KernelClassification, RankAnalysis, StepTable, by_name, merged, milliseconds
 from profiler.facts import Note
-from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.communication import communication_figures
 from profiler.mfu.consistency import implausible_input
 from profiler.mfu.inputs import counted_rate
@@ -37,6 +36,7 @@ from profiler.mfu.records import (
     ModelFlops,
     OpRow,
     ProfilerCost,
+    RankInputs,
     Share,
     StepRow,
     StepTimes,
@@ -55,33 +55,30 @@ from profiler.settings import (
 from profiler.trace import classify
 
 
-def attribute(analysis: RankAnalysis, peak: Peak | None, bandwidth: Bandwidth | None, f_model: ModelFlops,
-              top: int, timing: ShapeTiming | None = None) -> Attribution:
+def attribute(analysis: RankAnalysis, given: RankInputs) -> Attribution:
     """The rank's figures and its ledger: in points of MFU where F and P can be formed and are plausible, else
-    in points of step time (docs/DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis.
-    `timing`: the trace's matmul shapes timed here in each precision, where it was recorded here."""
-    warnings = warmup_note(analysis.table) + flops_notes(analysis, f_model)
+    in points of step time (docs/DESIGN.md, "When MFU cannot be formed"), so that every trace gets a diagnosis."""
+    peak, bandwidth, f_model = given.peak, given.bandwidth, given.f_model
+    notes = warmup_note(analysis.table) + flops_notes(analysis, f_model)
     ops = op_rows(merged([analysis.ops], by_name), len(analysis.table), peak.peak_flops_run if peak else None,
                   bandwidth.bytes_per_s if bandwidth else None)
     if ops and not any(op.bytes for op in ops):
-        warnings.append(Note("no_op_bytes"))
-    figures = rank_figures(analysis, peak, f_model, ops[:top])
+        notes.append(Note("no_op_bytes"))
+    figures = replace(rank_figures(analysis, peak, f_model, ops[:given.top]), memory=given.memory)
+    flops = f_model.per_step or figures.mfu.flops_counted  # the ledger's F: the model's, else every counted FLOP
     why = why_no_mfu(analysis, peak, f_model)
     if why is not None and f_model.from_counts:  # the counts that stood in for F_model are not the model's
         figures = replace(figures, mfu=replace(figures.mfu, analytic=None))
     if why is None and peak:
-        flops = f_model.per_step or figures.mfu.flops_counted
         why = implausible_input(peak, counted_rate(analysis), flops, f_model.source or "F_counted",
                                 analysis.table.mean_s("step_us"), analysis.table.category_s()["matmul"])
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
     if why or not peak:
-        attribution = time_attribution(analysis, figures, ops, peak, why or Note("no_peak"), warnings)
+        attribution = ledger_attribution(analysis, figures, ops, given, flops, why or Note("no_peak"))
     else:
-        attribution = mfu_attribution(analysis, figures, ops, peak, f_model, warnings, timing)
-    if attribution.evidence:
-        attribution = replace(attribution, evidence=replace(attribution.evidence, bandwidth=bandwidth))
-    return attribution
+        attribution = ledger_attribution(analysis, figures, ops, given, flops)
+    return replace(attribution, warnings=notes + attribution.warnings)
 
 
 def uncounted_matmul(analysis: RankAnalysis) -> tuple[float, float]:
@@ -117,10 +114,8 @@ def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops,
         step_time_ms=StepTimes(milliseconds(float(t.step_us.mean())), milliseconds(float(t.step_us.min())),
                                milliseconds(float(t.step_us.max())), float(t.step_us.std() / t.step_us.mean())),
         device_utilization=analysis.utilization,
-        mfu=Mfu(analytic=model / (step_s * P) if model and P else None,
-                counted=f_counted / (step_s * P) if P and f_counted else None,
-                flops_analytic=float(model) if model else None, flops_counted=f_counted, analytic_from=f_model.source,
-                account=f_model.account),
+        mfu=Mfu(analytic=None, counted=None, flops_analytic=float(model) if model else None, flops_counted=f_counted,
+                analytic_from=f_model.source, account=f_model.account).over(step_s, P),
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
         matmul_without_flops_ms=milliseconds(analysis.signals.per_step(sum(analysis.signals.uncounted_matmul_us.values()))),
@@ -131,65 +126,69 @@ def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops,
                   for j, (i, us) in enumerate(zip(t.ids, t.step_us))])
 
 
-def mfu_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak, f_model: ModelFlops,
-                    warnings: list[Note], timing: ShapeTiming | None) -> Attribution:
-    """The MFU ledger: 100 − MFU points over the causes, each with its what-if MFU."""
-    t = analysis.table
-    step_s, category_s = t.mean_s("step_us"), t.category_s()
-    model, f_counted, P = f_model.per_step, figures.mfu.flops_counted, peak.peak_flops
-    flops = model or f_counted
-    matmul_s = category_s["matmul"]
-    overheads = rank_overheads(analysis, peak.peak_flops_run, peak.fastest, timing)
-    seconds = cause_seconds(category_s, overheads, **at_peaks(flops, P, peak.peak_flops_run))
-    seconds, recording = without_profiler(seconds, overheads.profiler)
-    if recording:  # MFU and the ledger of the step as it runs unprofiled
-        step_s -= recording
-        mfu = replace(figures.mfu, analytic=model / (step_s * P) if model else None,
-                      counted=f_counted / (step_s * P) if f_counted else None)
-        cost = ProfilerCost(analysis.metadata.recording_cost_us_per_op or 0.0,
-                            analysis.signals.per_step(analysis.signals.host_ops),
-                            MS_PER_S * recording)
-        figures = replace(figures, mfu=mfu, profiler_cost=cost)
-        warnings.append(Note("profiler_cost", {"ms_per_step": cost.ms_per_step, "ops_per_step": cost.ops_per_step,
-                                               "us_per_op": cost.us_per_op}))
-    if flops / P > matmul_s + 1e-9:
-        warnings.append(Note("flops_beyond_matmul_time", {"ideal_ms": MS_PER_S * flops / P,
-                                                          "matmul_ms": MS_PER_S * matmul_s}))
-    elif flops / peak.peak_flops_run > matmul_s + 1e-9:
-        warnings.append(Note("precision_capped", {"dtype": peak.dtype}))
-    points = step_points(t, overheads, at_peaks(flops, P, peak.peak_flops_run))
-    figures = with_step_points(figures, points)
+def ledger_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], given: RankInputs, flops: float,
+                       why: Note | None = None) -> Attribution:
+    """The ledger in either unit, and the evidence the diagnosis cites. Without `why`, points of MFU: 100 − MFU
+    over the causes, each with its what-if MFU. With it (no P, no F, or inputs that cannot be true together),
+    100 points of step time over the causes that need neither, precision from the kernels' names, and the work
+    itself (useful); each what-if a steady-state step time and speed-up."""
+    t, peak = analysis.table, given.peak
+    unit = LedgerUnit.MFU if why is None and peak else LedgerUnit.STEP_TIME
+    overheads, speed = unit_overheads(analysis, given, unit)
+    peaks = at_peaks(flops, peak.peak_flops, peak.peak_flops_run) if peak and unit is LedgerUnit.MFU else None
+    category_s = t.category_s()
+    seconds, recording = without_profiler(cause_seconds(category_s, overheads, **(peaks or {})), overheads.profiler)
+    step_s = t.mean_s("step_us") - recording
+    points = step_points(t, overheads, peaks)
     removable = {Cause.NON_FUSED: non_fused_removable(analysis, category_s, overheads, seconds)}
-    entries = [LedgerEntry(**e, low=min(p[e["cause"]] for p in points), high=max(p[e["cause"]] for p in points))
-               for e in ledger(step_s, seconds, flops, P, removable)]
-    warnings += spread_note(figures.step_time_ms, entries)
-    evidence = replace(rank_evidence(analysis, figures, ops, overheads, step_s, recording, peak, flops),
-                       shape_timing=timing, precision_ms=MS_PER_S * seconds[Cause.PRECISION])
+    if peaks and peak:
+        figures, notes = without_recording(analysis, figures, step_s, recording, flops, peak, category_s["matmul"])
+        figures = with_step_points(figures, points)
+        entries = [LedgerEntry(**e, low=min(p[e["cause"]] for p in points), high=max(p[e["cause"]] for p in points))
+                   for e in ledger(step_s, seconds, flops, peak.peak_flops, removable)]
+        notes += spread_note(figures.step_time_ms, entries)
+    else:
+        entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
+        why = why or Note("no_peak")
+        notes = [Note("time_ledger", {"why": why.code, **why.numbers, "step_ms": MS_PER_S * step_s})]
+        figures = replace(with_step_points(figures, points), ledger_unit=unit)
+    mfu = unit is LedgerUnit.MFU
+    evidence = rank_evidence(analysis, figures, ops, overheads, given, step_s=step_s, profiler_s=recording,
+                             flops=flops if mfu else 0.0, unit=unit, fp32_speed=speed,
+                             precision_ms=MS_PER_S * seconds[Cause.PRECISION] if mfu else 0.0,
+                             timing=given.timing if mfu else None)
     return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries), steps=t, overheads=overheads,
-                       seconds={c: seconds[c] for c in CAUSES}, evidence=evidence, warnings=warnings)
+                       seconds={c: seconds[c] for c in CAUSES}, evidence=evidence, warnings=notes)
 
 
-def time_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], peak: Peak | None, why: Note,
-                     warnings: list[Note]) -> Attribution:
-    """The time ledger: 100 points of step time over the causes that need neither F nor P, precision from
-    the kernels' names, and the work itself (useful); each what-if a steady-state step time and speed-up."""
-    t = analysis.table
+def unit_overheads(analysis: RankAnalysis, given: RankInputs, unit: LedgerUnit) -> tuple[Overheads, float | None]:
+    """The overheads the ledger moves between causes; a time ledger's precision from its float32 kernels' time
+    and the device table's float32 speed (which it also returns), with no P_run to give matmuls an excess."""
+    peak = given.peak
+    if unit is LedgerUnit.MFU and peak:
+        return rank_overheads(analysis, peak.peak_flops_run, peak.fastest, given.timing), None
     speed = fp32_speed(analysis)
     fp32_s = analysis.signals.per_step_s(sum(analysis.signals.fp32_matmul_us.values()))
-    overheads = replace(rank_overheads(analysis, None, None), precision=(1 - speed) * fp32_s if speed else None)
-    category_s = t.category_s()
-    seconds = cause_seconds(category_s, overheads)
-    seconds, recording = without_profiler(seconds, overheads.profiler)
-    step_s = t.mean_s("step_us") - recording
-    removable = {Cause.NON_FUSED: non_fused_removable(analysis, category_s, overheads, seconds)}
-    entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
-    warnings.append(Note("time_ledger", {"why": why.code, **why.numbers, "step_ms": MS_PER_S * step_s}))
-    figures = with_step_points(figures, step_points(t, overheads, None))
-    evidence = replace(rank_evidence(analysis, figures, ops, overheads, step_s, recording, peak, 0.0),
-                       unit=LedgerUnit.STEP_TIME, fp32_speed=speed)
-    return Attribution(rank=analysis.rank, figures=replace(figures, ledger=entries, ledger_unit=LedgerUnit.STEP_TIME),
-                       steps=t, overheads=overheads, seconds={c: seconds[c] for c in CAUSES}, evidence=evidence,
-                       warnings=warnings)
+    return replace(rank_overheads(analysis, None, None), precision=(1 - speed) * fp32_s if speed else None), speed
+
+
+def without_recording(analysis: RankAnalysis, figures: Figures, step_s: float, recording: float, flops: float,
+                      peak: Peak, matmul_s: float) -> tuple[Figures, list[Note]]:
+    """MFU of the step as it runs unprofiled (our runs measured the recording cost per op), and notes where the
+    FLOPs at the peaks need more than the matmul time."""
+    notes = []
+    if recording:
+        cost = ProfilerCost(analysis.metadata.recording_cost_us_per_op or 0.0,
+                            analysis.signals.per_step(analysis.signals.host_ops), MS_PER_S * recording)
+        figures = replace(figures, mfu=figures.mfu.over(step_s, peak.peak_flops), profiler_cost=cost)
+        notes.append(Note("profiler_cost", {"ms_per_step": cost.ms_per_step, "ops_per_step": cost.ops_per_step,
+                                            "us_per_op": cost.us_per_op}))
+    if flops / peak.peak_flops > matmul_s + 1e-9:
+        notes.append(Note("flops_beyond_matmul_time", {"ideal_ms": MS_PER_S * flops / peak.peak_flops,
+                                                       "matmul_ms": MS_PER_S * matmul_s}))
+    elif flops / peak.peak_flops_run > matmul_s + 1e-9:
+        notes.append(Note("precision_capped", {"dtype": peak.dtype}))
+    return figures, notes
 
 
 def fp32_speed(analysis: RankAnalysis) -> float | None:
@@ -199,12 +198,13 @@ def fp32_speed(analysis: RankAnalysis) -> float | None:
     return rates["float32"] / max(rates.values()) if rates and "float32" in rates else None
 
 
-def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], overheads: Overheads, step_s: float,
-                  profiler_s: float, peak: Peak | None, flops: float) -> Evidence:
-    """What the diagnosis cites, in ms per step as the report shows it: where the rank's seconds become its
-    evidence's milliseconds."""
+def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], overheads: Overheads,
+                  given: RankInputs, *, step_s: float, profiler_s: float, flops: float, unit: LedgerUnit,
+                  fp32_speed: float | None, precision_ms: float, timing: ShapeTiming | None) -> Evidence:
+    """What the diagnosis cites, in ms per step as the report shows it, made once with everything it holds:
+    where the rank's seconds become its evidence's milliseconds."""
     ms = MS_PER_S
-    o = overheads
+    o, peak = overheads, given.peak
     return Evidence(
         step_ms=ms * step_s, kind=analysis.kind, dtype=analysis.dtype, meta=analysis.metadata,
         peak=peak.peak_flops if peak else 0.0,
@@ -219,7 +219,9 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
         other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
         step_ms_by_dtype=analysis.metadata.step_ms_by_dtype or {},
         step_ms_by_batch=analysis.metadata.step_ms_by_batch or {}, profiler_ms=ms * profiler_s,
-        fastest_dtype=peak.fastest if peak else None, warmup_ms=ms * o.warmup)
+        fastest_dtype=peak.fastest if peak else None, warmup_ms=ms * o.warmup, unit=unit, fp32_speed=fp32_speed,
+        short_gap_us=given.short_gap_us, bandwidth=given.bandwidth, shape_timing=timing, precision_ms=precision_ms,
+        memory=given.memory)
 
 
 def flops_notes(analysis: RankAnalysis, f_model: ModelFlops) -> list[Note]:

@@ -110,13 +110,6 @@ def capacity(analysis: RankAnalysis, options: Options) -> tuple[float | None, st
     return (here[0], here[1], [Note("memory_capacity_of_this_machine")]) if here else (None, None, [])
 
 
-def with_memory(result: Attribution, memory: MemoryFigures | None) -> Attribution:
-    """The rank's result with its memory in the figures the report shows and in the evidence the diagnosis
-    cites."""
-    evidence = replace(result.evidence, memory=memory) if result.evidence else None
-    return replace(result, figures=replace(result.figures, memory=memory), evidence=evidence)
-
-
 def worst_rank(ranks: list[Attribution]) -> MemoryFigures | None:
     """A job's memory: its fullest rank's (by peak allocated, else by transient), saying which rank."""
     found = [(a.figures.memory, a.rank) for a in ranks if a.figures.memory]

@@ -1,16 +1,17 @@
 """The typed records the MFU stage hands on: what a report shows of a rank or a job (Figures), what the
 diagnosis cites (Evidence), and a rank's whole attribution. Frozen: nothing downstream changes a number."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from profiler.analysis.records import KernelClassification, MemoryCurve, Signals, StepTable, Utilization
 from profiler.facts import Facts, Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
 from profiler.mfu.parallelism import CollectiveRow
+from profiler.mfu.peak import Peak
 from profiler.mfu.roofline import Roofline
 from profiler.mfu.shapetime import ShapeTiming
-from profiler.settings import FLOPS_GAP, SHORT_GAP_US
+from profiler.settings import FLOPS_GAP, SHORT_GAP_US, TOP_OPS
 from profiler.trace.metadata import RunMetadata
 
 # what a diagnosis rule measured, by name with the unit in it (ms per step, _pct, _gb_per_s, _tflop_per_s): a
@@ -93,6 +94,11 @@ class Mfu:
     flops_counted: float
     analytic_from: str | None
     account: FlopAccount | None = None  # the counted FLOPs by where they ran
+
+    def over(self, step_s: float, peak: float | None) -> "Mfu":
+        """These FLOPs in a step of step_s at the peak P: MFU's one formula, F / (T · P)."""
+        return replace(self, analytic=self.flops_analytic / (step_s * peak) if self.flops_analytic and peak else None,
+                       counted=self.flops_counted / (step_s * peak) if peak and self.flops_counted else None)
 
     @property
     def of_ledger(self) -> float | None:
@@ -251,6 +257,20 @@ class Evidence:
     shape_timing: ShapeTiming | None = None  # the trace's matmul shapes timed here per precision (recorded here)
     precision_ms: float = 0.0  # what the ledger charged to precision, per step
     memory: MemoryFigures | None = None  # the device's memory and capacity, where the trace records it
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankInputs:
+    """What a rank's ledger rests on besides its analysis (mfu/inputs.py resolves them, mfu/memory.py the
+    memory): everything the attribution needs, so that its evidence is built once."""
+
+    peak: Peak | None
+    bandwidth: Bandwidth | None
+    f_model: ModelFlops
+    timing: ShapeTiming | None = None  # the trace's matmul shapes timed here per precision
+    memory: MemoryFigures | None = None
+    short_gap_us: float = SHORT_GAP_US  # as the breakdown had it
+    top: int = TOP_OPS  # ops in the report's table
 
 
 @dataclass(frozen=True, kw_only=True)
