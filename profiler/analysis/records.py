@@ -188,6 +188,16 @@ class Signals:
     matmul_calls: Counter = field(default_factory=Counter)
     matmul_call_us: Counter = field(default_factory=Counter)
 
+    @property
+    def uncounted_matmul_total_us(self) -> float:
+        """The matmul time, over the steps, in ops whose FLOPs the trace does not let us count."""
+        return float(sum(self.uncounted_matmul_us.values()))
+
+    @property
+    def fp32_matmul_total_us(self) -> float:
+        """The time, over the steps, of matmul kernels in float32 on SIMT cores."""
+        return float(sum(self.fp32_matmul_us.values()))
+
     def per_step(self, total: float) -> float:
         """A total over the analysed steps as a mean per step (a table of no steps gives its total)."""
         return total / max(self.steps, 1)

@@ -83,7 +83,7 @@ def attribute(analysis: RankAnalysis, given: RankInputs) -> Attribution:
 
 def uncounted_matmul(analysis: RankAnalysis) -> tuple[float, float]:
     """The matmul time (µs, over the steps) in ops whose FLOPs the trace does not let us count, and all of it."""
-    return sum(analysis.signals.uncounted_matmul_us.values()), float(analysis.table.breakdown_us[classify.MATMUL].sum())
+    return analysis.signals.uncounted_matmul_total_us, float(analysis.table.breakdown_us[classify.MATMUL].sum())
 
 
 def why_no_mfu(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops) -> Note | None:
@@ -118,7 +118,7 @@ def rank_figures(analysis: RankAnalysis, peak: Peak | None, f_model: ModelFlops,
                 analytic_from=f_model.source, account=f_model.account).over(step_s, P),
         breakdown=breakdown, ledger=[], bottlenecks=[], top_ops=top_ops,
         classification_ms=classified, copied_bytes_per_step=float(t.copied_bytes.mean()),
-        matmul_without_flops_ms=milliseconds(analysis.signals.per_step(sum(analysis.signals.uncounted_matmul_us.values()))),
+        matmul_without_flops_ms=milliseconds(analysis.signals.per_step(analysis.signals.uncounted_matmul_total_us)),
         communication=communication_figures(analysis, breakdown), ops=shaped_rows(analysis.ops, n),
         kernels=kernel_rows(analysis.kernels, n),
         per_step=[StepRow(int(i), milliseconds(float(us)), {c: milliseconds(float(t.breakdown_us[k, j]))
@@ -168,7 +168,7 @@ def unit_overheads(analysis: RankAnalysis, given: RankInputs, unit: LedgerUnit) 
     if unit is LedgerUnit.MFU and peak:
         return rank_overheads(analysis, peak.peak_flops_run, peak.fastest, given.timing), None
     speed = fp32_speed(analysis)
-    fp32_s = analysis.signals.per_step_s(sum(analysis.signals.fp32_matmul_us.values()))
+    fp32_s = analysis.signals.per_step_s(analysis.signals.fp32_matmul_total_us)
     return replace(rank_overheads(analysis, None, None), precision=(1 - speed) * fp32_s if speed else None), speed
 
 

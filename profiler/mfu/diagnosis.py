@@ -229,7 +229,7 @@ def precision_from_kernels(entry: LedgerEntry, evidence: Evidence) -> Finding:
     costs against the device's fastest precision."""
     sig = evidence.signals
     speed = evidence.fp32_speed or 0
-    facts: Facts = {"fp32_matmul_ms": milliseconds(sig.per_step(sum(sig.fp32_matmul_us.values()))),
+    facts: Facts = {"fp32_matmul_ms": milliseconds(sig.per_step(sig.fp32_matmul_total_us)),
                     "fp32_kernels": largest_ms(sig.fp32_matmul_us, sig), "fp32_speed_pct": 100 * speed,
                     "fp32_lost_pct": 100 * (1 - speed)}
     half = "bfloat16" if evidence.fastest_dtype == "bfloat16" else "float16"
@@ -265,7 +265,7 @@ def matmul_efficiency(entry: LedgerEntry, evidence: Evidence) -> Finding:
         alone = timing.flops / seconds(timing.isolated_us[timing.run_dtype]) / TERA
         facts.update(alone_tflop_per_s=alone, alone_dtype=timing.run_dtype,
                      alone_of_peak_run_pct=100 * alone * TERA / evidence.peak_run)
-    uncounted = milliseconds(sig.per_step(sum(sig.uncounted_matmul_us.values())))
+    uncounted = milliseconds(sig.per_step(sig.uncounted_matmul_total_us))
     if uncounted:
         facts["uncounted_matmul_ms"] = uncounted
     facts.update(matmul_bounds(evidence))

@@ -128,7 +128,7 @@ def trusted_model_flops(given: ModelFlops, account: FlopAccount, signals: Signal
     experts of a sparse MoE, embeddings counted as matmuls): they stand in, and a note says why. MFU then never
     exceeds HFU."""
     # a CUDA graph's ops ran with no host op to count them: its counts cannot contradict F
-    counted_well = (sum(signals.uncounted_matmul_us.values()) <= UNCOUNTED_MATMUL_SHARE * matmul_us
+    counted_well = (signals.uncounted_matmul_total_us <= UNCOUNTED_MATMUL_SHARE * matmul_us
                     and not signals.graph_launches)
     stand_in = account.stand_in()
     if not given.per_step:
