@@ -145,9 +145,10 @@ def in_unit(points: dict[str, float], unit: str, time_ledger: bool) -> dict[str,
 
 
 def headline(r: Report, columns: list[str], unit: str) -> list[float]:
-    """The report's own figures for the columns: mean step, breakdown ms, the ledger's points (0 where absent)."""
+    """The report's own figures for the columns: mean step, breakdown ms, the ledger's points (0 where absent,
+    and a category a report saved before it has none of)."""
     points = cause_points(r, unit)
-    return [r.step_time_ms.mean, *(r.breakdown[c].ms for c in CATEGORIES),
+    return [r.step_time_ms.mean, *(r.breakdown[c].ms if c in r.breakdown else 0.0 for c in CATEGORIES),
             *(points.get(c, 0.0) for c in columns[1 + len(CATEGORIES):])]
 
 

@@ -12,6 +12,7 @@ from profiler.__main__ import main
 from profiler.diff.compare import diff_reports, regressed
 from profiler.diff.render import diff_markdown, diff_text
 from profiler.pipeline import load_report
+from profiler.report.model import to_json
 from profiler.settings import Options
 
 
@@ -133,3 +134,17 @@ def test_a_report_saved_before_the_op_table_compares_no_ops(tmp_path):
     assert d.ops == [] and d.kernels == [] and any("saved before it had one" in n for n in d.notes)
     assert d.step_time.interval and all(c.points.interval is None for c in d.causes)  # no per-step ledger in A
     assert d.verdict == "no change"
+
+
+def test_a_report_saved_before_the_unrecorded_category_compares(tmp_path):
+    """A report saved before the breakdown had `unrecorded` (read back from its JSON) against one made now."""
+    options = Options(measure=False)
+    a = load_report(gpu_steps(tmp_path / "a.json"), options)
+    data = to_json(a)
+    del data["breakdown"]["unrecorded"], data["health"]
+    for row in data["per_step"]:
+        del row["unrecorded"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = load_report(tmp_path / "old.json", options)
+    d = diff_reports(old, a)
+    assert old.health is None and d.breakdown["unrecorded"].change == 0.0 and d.verdict == "no change"
