@@ -12,6 +12,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from profiler.capture.integrations.hf import MfuCallback  # noqa: E402
+from profiler.capture.session import ProfileConfig  # noqa: E402
 
 SEQ, BATCH, STEPS = 64, 8, 12
 
@@ -32,7 +33,7 @@ def main(out_dir: str):
                              max_steps=STEPS, logging_steps=STEPS, save_strategy="no", report_to=[],
                              use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
     callback = MfuCallback(out_dir, tokens_per_step=BATCH * SEQ,
-                           schedule=dict(skip_first=2, wait=1, warmup=1, active=3, repeat=1))
+                           settings=ProfileConfig(skip_first=2, wait=1, warmup=1, active=3, repeat=1))
     Trainer(model=model, args=args, train_dataset=RandomTokens(), callbacks=[callback]).train()
 
 

@@ -13,6 +13,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.gpt import GPT, GPTConfig  # noqa: E402
 from profiler.capture.integrations.lightning import MfuCallback  # noqa: E402
+from profiler.capture.session import ProfileConfig  # noqa: E402
 
 SEQ, BATCH, STEPS = 64, 8, 12
 
@@ -36,7 +37,7 @@ def main(out_dir: str):
     tokens = torch.randint(0, 512, (BATCH * STEPS, SEQ + 1))
     loader = torch.utils.data.DataLoader(tokens, batch_size=BATCH)
     callback = MfuCallback(out_dir, tokens_per_step=BATCH * SEQ,
-                           schedule=dict(skip_first=2, wait=1, warmup=1, active=3, repeat=1))
+                           settings=ProfileConfig(skip_first=2, wait=1, warmup=1, active=3, repeat=1))
     trainer = L.Trainer(max_steps=STEPS, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
     trainer.fit(TinyGPT(), loader)

@@ -32,7 +32,8 @@ def main(out_dir: str, moe: bool, checkpointing: bool):
         model.gradient_checkpointing_enable()
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    p = profiler.start(out_dir, model=model, schedule=dict(skip_first=2, wait=0, warmup=1, active=4, repeat=1))
+    settings = profiler.ProfileConfig(skip_first=2, wait=0, warmup=1, active=4, repeat=1)
+    p = profiler.start(out_dir, model=model, settings=settings)
     for _ in range(8):
         ids = torch.randint(0, SIZES["vocab_size"], (8, 128))
         model(input_ids=ids, labels=ids).loss.backward()

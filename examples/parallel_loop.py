@@ -24,7 +24,7 @@ import profiler  # noqa: E402
 SIZES = dict(num_hidden_layers=4, hidden_size=128, num_attention_heads=4, num_key_value_heads=2,
              intermediate_size=344, vocab_size=2048, max_position_embeddings=4096, tie_word_embeddings=False)
 BATCH, SEQ, STEPS, WIDTH, MICRO = 8, 128, 8, 256, 4
-SCHEDULE = dict(skip_first=2, wait=0, warmup=1, active=4, repeat=1)
+SETTINGS = dict(skip_first=2, wait=0, warmup=1, active=4, repeat=1, tensorboard=False)
 
 
 def llama():
@@ -60,7 +60,7 @@ def train_llama(out: str, parallelism: str):
     model = shard(llama(), parallelism)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data = torch.Generator().manual_seed(dist.get_rank() if parallelism != "tp" else 0)  # TP ranks see one batch
-    p = profiler.start(out, model=model, schedule=SCHEDULE, tensorboard=False, worker=f"rank{dist.get_rank()}",
+    p = profiler.start(out, model=model, settings=profiler.ProfileConfig(**SETTINGS), worker=f"rank{dist.get_rank()}",
                        report=dist.get_rank() == 0)
     for _ in range(STEPS):
         ids = torch.randint(0, SIZES["vocab_size"], (BATCH, SEQ), generator=data)
@@ -92,7 +92,7 @@ def train_pipeline(out: str):
     schedule = ScheduleGPipe(stage, n_microbatches=MICRO, loss_fn=lambda y, target: (y - target).square().mean())
     optimizer = torch.optim.AdamW(stage_model.parameters(), lr=1e-3)
     data = torch.Generator().manual_seed(0)
-    p = profiler.start(out, model=stage_model, schedule=SCHEDULE, tensorboard=False, worker=f"rank{rank}",
+    p = profiler.start(out, model=stage_model, settings=profiler.ProfileConfig(**SETTINGS), worker=f"rank{rank}",
                        report=rank == 0, tokens_per_step=BATCH * SEQ)
     for _ in range(STEPS):
         x = torch.randn(BATCH, SEQ, WIDTH, generator=data)

@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 # with profile_memory, c10 logs "Memory block of unknown size was allocated before the profiling started" once a
@@ -66,8 +66,6 @@ RUN_FILES = ("*.pt.trace.json", "*.pt.trace.json.gz", "events.out.tfevents.*", "
              "report.html", "summary.json", "config.json", "ckpt.pt")
 
 
-
-
 def resolve_dataset(cfg: TrainConfig) -> Path:
     """The data folder, with cfg.vocab_size filled in from its meta file when not given."""
     if not cfg.dataset:
@@ -107,7 +105,7 @@ def setup(argv):
         if ignored:
             print(f"ignored: {', '.join(ignored)} (this project logs to TensorBoard in the run folder, not wandb)")
         cfg.validate()
-        pcfg.validate()
+        pcfg = replace(pcfg)  # made again: its __post_init__ checks the values apply() set
     except (ConfigError, ValueError) as e:
         raise UsageError(str(e)) from None
     folder = resolve_dataset(cfg)
@@ -187,6 +185,8 @@ class Run:
 
 
 def main(argv):
+    """Set up, train under the profiler, then the checkpoint and the report on rank 0: a run that a signal or a
+    diverged loss stopped still reports what it recorded, and then exits with its status."""
     cfg, pcfg, folder = setup(argv)
     rank, world = init_distributed(cfg)
     log = print if rank == 0 else (lambda *a, **k: None)
@@ -199,6 +199,40 @@ def main(argv):
     loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size,
                               cfg.max_iters * cfg.gradient_accumulation_steps, cfg.num_workers, cfg.pin_memory,
                               cfg.seed + 1_000_003 * rank, delay)
+    model = compiled_and_distributed(model, cfg, pcfg, world)
+    peak, flops_per_iter = announce(cfg, pcfg, run_dir, n_params, rank, world, log)
+    metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
+    metadata = with_measurements(metadata, model, folder, cfg, pcfg)
+    run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
+    run = Run(cfg=cfg, pcfg=pcfg, run_dir=run_dir, model=model, optimizer=optimizer, metadata=metadata, peak=peak,
+              flops_per_iter=flops_per_iter, log=log, worker=f"rank{rank}" if world > 1 else "", run_log=run_log)
+    times, stopped, stall_s = [], None, 0.0
+    signal.signal(signal.SIGTERM, STOP)
+    signal.signal(signal.SIGINT, STOP)
+    try:
+        if cfg.eval_only:
+            losses = estimate_loss(model, folder, cfg, cfg.device, cfg.seed)
+            log(f"step 0: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} (eval_only: no training)")
+            return run_dir
+        evaluation = Evaluation(model, optimizer, folder, cfg, run_dir, rank, log, run_log)
+        batches = data.DevicePrefetcher(iter(loader), cfg.device, cfg.pin_memory)
+        stall_s = train(run, batches, evaluation, times)
+    except KeyboardInterrupt:  # a second Ctrl-C
+        stopped = Stopped(f"interrupted at iter {len(times)}", 130)
+    except Stopped as e:
+        stopped = e
+    wind_up(run, rank, world, times, stopped)
+    if rank == 0:
+        finish(run_dir, cfg, times, flops_per_iter, peak, run_log, stall_s)
+    if stopped:
+        raise stopped
+    return run_dir
+
+
+def compiled_and_distributed(model: torch.nn.Module, cfg: TrainConfig, pcfg: ProfileConfig,
+                             world: int) -> torch.nn.Module:
+    """The model as it trains: compiled and wrapped in DDP where the config and the ranks ask for it, after
+    the optimizer took the plain model's parameters."""
     if cfg.compile:
         if pcfg.profile and not cfg.device.startswith("cuda"):
             from torch._inductor import config as inductor_config
@@ -209,7 +243,13 @@ def main(argv):
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[cfg.device] if cfg.device.startswith("cuda") else None)
+    return model
 
+
+def announce(cfg: TrainConfig, pcfg: ProfileConfig, run_dir: Path, n_params: int, rank: int, world: int,
+             log) -> tuple[Peak | None, int]:
+    """The peak and the FLOPs per iteration the run's MFU is measured against, said before training and kept in
+    config.json with the settings: a run can be checked against what it was told."""
     kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
     peak = live_peak(torch.device(cfg.device), cfg.dtype, pcfg.peak_flops, pcfg.peak_flops_run)
     flops_per_iter = int(nanogpt(cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, n_params)
@@ -224,40 +264,34 @@ def main(argv):
             f"{peak.peak_flops_run / 1e12:.3f} TFLOP/s in {peak.dtype}")
     else:
         log(f"no peak known for {torch.cuda.get_device_name(cfg.device)!r}: MFU is not shown (pass --peak_flops=...)")
+    return peak, flops_per_iter
 
-    metadata = run_metadata(cfg, n_params, flops_per_iter, peak, rank, world)
-    if pcfg.profile and not (cfg.compile or cfg.eval_only):  # what a change of precision saves at this run's
-        # shapes, for the traces' metadata (a compiled model would recompile)
-        measure_loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size, 1, seed=cfg.seed + 99)
-        # the module inside DDP: each rank measures alone, and ranks may stop repeating a slow dtype at
-        # different times, which DDP's all-reduce in backward would wait on forever
-        with isolated_rng(kind):  # dropout and the loader's seed draw from it: training stays as unmeasured
-            metadata = msgspec.structs.replace(
-                metadata, step_ms_by_dtype=step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device),
-                # and what a BATCH_FACTOR times larger batch (small_batch's fix) adds to it
-                step_ms_by_batch=step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device, BATCH_FACTOR),
-                # and what non_fused's fix (SDPA, a fused AdamW) changes at these shapes
-                step_ms_by_fix=step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device),
-                # and what the model states take and a micro-step adds, at the batch and BATCH_FACTOR times it
-                memory_parts=memory_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device, BATCH_FACTOR))
-    run_log = RunLog(run_dir, Options(), log) if pcfg.tensorboard and rank == 0 else None
-    times, stopped, stall_s = [], None, 0.0
-    signal.signal(signal.SIGTERM, STOP)
-    signal.signal(signal.SIGINT, STOP)
-    try:
-        if cfg.eval_only:
-            losses = estimate_loss(model, folder, cfg, cfg.device, cfg.seed)
-            log(f"step 0: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} (eval_only: no training)")
-            return run_dir
-        evaluation = Evaluation(model, optimizer, folder, cfg, run_dir, rank, log, run_log)
-        batches = data.DevicePrefetcher(iter(loader), cfg.device, cfg.pin_memory)
-        run = Run(cfg=cfg, pcfg=pcfg, run_dir=run_dir, model=model, optimizer=optimizer, metadata=metadata, peak=peak,
-                  flops_per_iter=flops_per_iter, log=log, worker=f"rank{rank}" if world > 1 else "", run_log=run_log)
-        stall_s = train(run, batches, evaluation, times)
-    except KeyboardInterrupt:  # a second Ctrl-C
-        stopped = Stopped(f"interrupted at iter {len(times)}", 130)
-    except Stopped as e:
-        stopped = e
+
+def with_measurements(metadata: RunMetadata, model: torch.nn.Module, folder: Path, cfg: TrainConfig,
+                      pcfg: ProfileConfig) -> RunMetadata:
+    """The metadata with what a change of precision, of batch or of kernels does at this run's shapes, timed here
+    before training: the report's fixes predict from these measurements."""
+    if not pcfg.profile or cfg.compile or cfg.eval_only:  # a compiled model would recompile
+        return metadata
+    kind = "cuda" if cfg.device.startswith("cuda") else "cpu"
+    measure_loader = data.make_loader(folder / "train.bin", cfg.block_size, cfg.batch_size, 1, seed=cfg.seed + 99)
+    # the module inside DDP: each rank measures alone, and ranks may stop repeating a slow dtype at
+    # different times, which DDP's all-reduce in backward would wait on forever
+    with isolated_rng(kind):  # dropout and the loader's seed draw from it: training stays as unmeasured
+        return msgspec.structs.replace(
+            metadata, step_ms_by_dtype=step_ms_by_dtype(unwrap(model), iter(measure_loader), cfg, cfg.device),
+            # and what a BATCH_FACTOR times larger batch (small_batch's fix) adds to it
+            step_ms_by_batch=step_ms_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device, BATCH_FACTOR),
+            # and what non_fused's fix (SDPA, a fused AdamW) changes at these shapes
+            step_ms_by_fix=step_ms_by_fix(unwrap(model), iter(measure_loader), cfg, cfg.device),
+            # and what the model states take and a micro-step adds, at the batch and BATCH_FACTOR times it
+            memory_parts=memory_by_batch(unwrap(model), iter(measure_loader), cfg, cfg.device, BATCH_FACTOR))
+
+
+def wind_up(run: Run, rank: int, world: int, times: list[float], stopped: Stopped | None):
+    """The ranks leave the process group (after a barrier where none stopped, so that every rank's traces are
+    written before rank 0 reads them); rank 0 keeps the checkpoint of a model that is still sound and says why
+    the run ended early."""
     if world > 1:
         import torch.distributed as dist
 
@@ -265,14 +299,10 @@ def main(argv):
             dist.barrier()  # every rank's traces are written before rank 0 reads them
         dist.destroy_process_group()
     if rank == 0:
-        if cfg.checkpoint and times and (not stopped or stopped.model_ok):
-            save_checkpoint(run_dir / "ckpt.pt", model, optimizer, cfg, len(times))
+        if run.cfg.checkpoint and times and (not stopped or stopped.model_ok):
+            save_checkpoint(run.run_dir / "ckpt.pt", run.model, run.optimizer, run.cfg, len(times))
         if stopped:
             print(f"{stopped}: reporting the {len(times)} iterations and the profiler cycles recorded so far")
-        finish(run_dir, cfg, times, flops_per_iter, peak, run_log, stall_s)
-    if stopped:
-        raise stopped
-    return run_dir
 
 
 def train(run: Run, batches, evaluation: Evaluation, times: list[float]) -> float:
@@ -284,10 +314,11 @@ def train(run: Run, batches, evaluation: Evaluation, times: list[float]) -> floa
     model.train()
     cuda = cfg.device.startswith("cuda")
     show = run.log is print and sys.stderr.isatty()
-    with profiler.profile(run.run_dir, tokens_per_step=cfg.tokens_per_iter, flops_per_step=run.flops_per_iter,
-                          peak_flops=run.pcfg.peak_flops, schedule=run.pcfg, dtype=cfg.dtype, report=False,
-                          metadata=run.metadata, worker=run.worker, say=run.log, run_log=run_log,
-                          tensorboard=run_log is not None) as session, \
+    # TensorBoard through this script's own RunLog, on rank 0 only: profile() opens none of its own
+    settings = replace(run.pcfg, tensorboard=run_log is not None)
+    with profiler.profile(run.run_dir, tokens_per_step=cfg.tokens_per_iter, settings=settings,
+                          flops_per_step=run.flops_per_iter, dtype=cfg.dtype, report=False, metadata=run.metadata,
+                          worker=run.worker, say=run.log, run_log=run_log) as session, \
             tqdm(total=cfg.max_iters, unit="it", leave=False, disable=not show) as bar:
         clock, pending = IterationClock(cuda), []  # (iter, loss on the device) not yet read
         for it in range(cfg.max_iters):

@@ -156,17 +156,7 @@ class Tuner:
                 continue
             base, cand = measured
             baseline_tokens = baseline_tokens or base.median
-            noise = max(base.spread, cand.spread, MIN_NOISE)
-            gain = cand.median / base.median - 1
-            step.measured_mfu = statistics.median(cand.mfu)
-            step.measured_mfu_interval = [min(cand.mfu), max(cand.mfu)]
-            step.tokens_per_s, step.baseline_tokens_per_s = cand.median, base.median
-            step.measured_gain = cand.median / base.median
-            step.kept = gain > noise
-            step.reason = (f"{100 * gain:+.1f}% tokens/s against the baseline ({base.median:,.0f} -> "
-                           f"{cand.median:,.0f}), noise {100 * noise:.1f}%: "
-                           + ("kept" if step.kept else "not beyond the noise" if gain > 0 else "slower"))
-            print(f"  {'kept' if step.kept else 'rejected'}: {step.reason}")
+            noise = judge(step, base, cand)
             steps.append(step)
             after = self.diagnose(candidate) if self.budget.left(1) else None  # profiled: what the step changed
             if isinstance(after, dict):
@@ -189,6 +179,24 @@ class Tuner:
     def full_config(self) -> dict:
         values = read_config_file(Path(self.config_file)) if self.config_file else {}
         return {**values, **self.config}
+
+
+def judge(step: Step, base: Measurement, cand: Measurement) -> float:
+    """Fills in what `step`'s candidate measured against its baseline and keeps it only where its gain in tokens/s
+    is beyond the noise, the larger relative spread of the two (at least MIN_NOISE); returns that noise, which
+    the next fix's promise must beat."""
+    noise = max(base.spread, cand.spread, MIN_NOISE)
+    gain = cand.median / base.median - 1
+    step.measured_mfu = statistics.median(cand.mfu)
+    step.measured_mfu_interval = [min(cand.mfu), max(cand.mfu)]
+    step.tokens_per_s, step.baseline_tokens_per_s = cand.median, base.median
+    step.measured_gain = cand.median / base.median
+    step.kept = gain > noise
+    step.reason = (f"{100 * gain:+.1f}% tokens/s against the baseline ({base.median:,.0f} -> "
+                   f"{cand.median:,.0f}), noise {100 * noise:.1f}%: "
+                   + ("kept" if step.kept else "not beyond the noise" if gain > 0 else "slower"))
+    print(f"  {'kept' if step.kept else 'rejected'}: {step.reason}")
+    return noise
 
 
 def explanation(before: dict, after: dict) -> str | None:

@@ -21,8 +21,10 @@ the first forward's input; the tokens per step `tokens_per_step`, else those the
 """
 
 import atexit
+import dataclasses
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import msgspec
@@ -45,39 +47,35 @@ from profiler.trace.metadata import NO_METADATA, RunMetadata
 class profile:  # noqa: N801 (a context manager named like torch.profiler.profile)
     """Profile a training loop: `with profile(out_dir, model=...) as p:` and `p.step()` after each step.
 
-    `config`: your run's settings (nanoGPT's train.py keeps them in its `config` dict), so that a fix is given
+    `settings`: the profiler's own (session.ProfileConfig: the schedule, the peak, TensorBoard, the device memory a
+    larger batch is planned against, over what the trace says or, on a CPU, this machine's memory or cgroup limit).
+    `run_config`: your run's settings (nanoGPT's train.py keeps them in its `config` dict), so that a fix is given
     in your own keys, and only in keys your program has; without it, fixes are code. `vocabulary` says whose
     keys they are: "config" (your script's `--key=value`), or "hf" / "lightning" (the callbacks pass theirs).
-    `memory_capacity` ("80GB", "24GiB" or bytes): the device memory a larger batch is planned against, over what
-    the trace says (a GPU's deviceProperties) or, on a CPU, this machine's memory or cgroup limit.
+    The keywords of before (`schedule=`, `config=`, `peak_flops=`, ...) still work for a release, with a warning.
     """
 
-    def __init__(self, out_dir, model: torch.nn.Module | None = None, tokens_per_step: int | None = None,
-                 flops_per_step: float | None = None, peak_flops: float | None = None,
-                 peak_flops_run: float | None = None,
-                 schedule: ProfileConfig | dict | None = None, dtype: str | None = None,
-                 sequence_length: int | None = None, tensorboard: bool = True, report: bool = True,
-                 metadata: RunMetadata | None = None, worker: str = "", say=print, run_log=None,
-                 config: dict | None = None, vocabulary: str = "config", memory_capacity: float | str | None = None):
-        self.out_dir = Path(out_dir)
+    def __init__(self, out_dir, model: torch.nn.Module | None = None, tokens_per_step: int | None = None, *,
+                 settings: ProfileConfig | None = None, run_config: dict | None = None,
+                 flops_per_step: float | None = None, dtype: str | None = None, sequence_length: int | None = None,
+                 report: bool = True, metadata: RunMetadata | None = None, worker: str = "", say=print,
+                 run_log=None, vocabulary: str = "config", **deprecated):
+        settings, run_config = settle_deprecated(settings, run_config, deprecated)
+        self.out_dir, self.settings = Path(out_dir), settings
         self.model, self.tokens_per_step, self.dtype = model, tokens_per_step, dtype
-        self.config = schedule if isinstance(schedule, ProfileConfig) else ProfileConfig(**(schedule or {}))
-        self.config.validate()
-        self.peak_flops, self.sequence_length = peak_flops or self.config.peak_flops, sequence_length
-        self.peak_flops_run = peak_flops_run or self.config.peak_flops_run
+        self.sequence_length = sequence_length
         self.flops_per_step, self.flops_from = flops_per_step, "flops_per_step" if flops_per_step else None
         self.extra, self.worker, self.say = metadata or NO_METADATA, worker, say
-        if config is not None:  # the user's own settings: a fix names only the keys they hold (mfu/vocabulary.py)
-            self.extra = msgspec.structs.replace(self.extra, config=plain_settings(config), vocabulary=vocabulary)
+        if run_config is not None:  # the user's own settings: a fix names only the keys they hold (mfu/vocabulary.py)
+            self.extra = msgspec.structs.replace(self.extra, config=plain_settings(run_config), vocabulary=vocabulary)
         self.write_report = report
-        capacity = memory_capacity or self.config.memory_capacity  # "80GB", "24GiB" or bytes
-        self.memory_capacity = memory_size(str(capacity)) if capacity else None
+        self.memory_capacity = memory_size(settings.memory_capacity) if settings.memory_capacity else None
         self.session: Session  # opened in __enter__
         self.first_step: FirstStep | None = None  # watches the first step's forwards where F_model is not given
         self.steps, self.waited_s = 0, 0.0
         self.recording_cost_us: float | None = None
         self.stopped = False
-        self.run_log, self.own_log = run_log, run_log is None and tensorboard  # a caller's RunLog stays open
+        self.run_log, self.own_log = run_log, run_log is None and settings.tensorboard  # a caller's RunLog stays open
 
     @property
     def stall_s(self) -> float:
@@ -90,16 +88,16 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         with isolated_rng(self.device().type):  # the user's training draws the same numbers as without us
             self.peak = self.resolve_peak()
             self.bandwidth = live_bandwidth(self.device())
-            if self.config.profile:  # before the session: its own cycles must not record the calibration
-                self.recording_cost_us = recording_cost_us(self.device(), profile_memory=self.config.profile_memory)
+            if self.settings.profile:  # before the session: its own cycles must not record the calibration
+                self.recording_cost_us = recording_cost_us(self.device(), profile_memory=self.settings.profile_memory)
         if not self.flops_per_step and self.model is not None:  # before the profiler records
             self.first_step = FirstStep(self.model, count_flops=layered_config(self.model) is None)
         if self.own_log:
             from profiler.capture.tensorboard import RunLog
 
-            self.run_log = RunLog(self.out_dir, Options(peak_flops=self.peak_flops or 0.0,
-                                                          peak_flops_run=self.peak_flops_run or 0.0), self.say)
-        self.session = Session(self.config, self.out_dir, self.metadata(),
+            self.run_log = RunLog(self.out_dir, Options(peak_flops=self.settings.peak_flops,
+                                                          peak_flops_run=self.settings.peak_flops_run), self.say)
+        self.session = Session(self.settings, self.out_dir, self.metadata(),
                                self.run_log.trace_written if self.run_log else None, self.worker).__enter__()
         return self
 
@@ -137,7 +135,7 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         if self.first_step:
             self.first_step.close()
         self.session.__exit__(*exc)
-        if self.config.profile and self.steps == 0 and exc[0] is None:
+        if self.settings.profile and self.steps == 0 and exc[0] is None:
             self.say(f"no report: p.step() was never called, so the profiler saw no training step (call it once per "
                      f"step, after optimizer.step()); {self.out_dir} holds no trace of this run")
         elif self.write_report and exc[0] is None:
@@ -179,7 +177,8 @@ class profile:  # noqa: N801 (a context manager named like torch.profiler.profil
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def resolve_peak(self) -> Peak | None:
-        return live_peak(self.device(), self.dtype or "float32", self.peak_flops or 0.0, self.peak_flops_run or 0.0)
+        return live_peak(self.device(), self.dtype or "float32", self.settings.peak_flops,
+                         self.settings.peak_flops_run)
 
     def capacity(self) -> dict:
         """The device memory to plan a batch against, where the trace will not say it: the caller's word, else on
@@ -211,6 +210,49 @@ def start(out_dir, **options) -> profile:
     session = profile(out_dir, **options).__enter__()
     atexit.register(session.stop)
     return session
+
+
+MOVED_TO_SETTINGS = ("peak_flops", "peak_flops_run", "memory_capacity", "tensorboard")  # ProfileConfig's fields
+
+
+def settle_deprecated(settings: ProfileConfig | None, run_config: dict | None,
+                      old: dict) -> tuple[ProfileConfig, dict | None]:
+    """profile()'s keywords of before issue 49, kept for a release so that no caller breaks: each is folded into
+    `settings` or `run_config` with a DeprecationWarning that names its new form; anything else is the TypeError
+    of an unknown keyword."""
+    unknown = sorted(set(old) - {"schedule", "config", *MOVED_TO_SETTINGS})
+    if unknown:
+        raise TypeError(f"profile() got an unexpected keyword argument {unknown[0]!r}")
+    if "schedule" in old:
+        deprecated("schedule=", "settings=ProfileConfig(...) (profiler.capture.session)")
+        if settings is not None:
+            raise TypeError("profile(): pass settings= alone, not with schedule=")
+        schedule = old["schedule"]
+        settings = schedule if isinstance(schedule, ProfileConfig) else ProfileConfig(**(schedule or {}))
+    settings = settings or ProfileConfig()
+    if "config" in old:
+        deprecated("config=", "run_config=")
+        if run_config is not None:
+            raise TypeError("profile(): pass run_config= alone, not with config=")
+        run_config = old["config"]
+    moved = [key for key in MOVED_TO_SETTINGS if key in old]
+    if moved:
+        deprecated(", ".join(f"{key}=" for key in moved), f"settings=ProfileConfig({', '.join(moved)}=...)")
+        given = {key: old[key] for key in moved if key == "tensorboard" or old[key]}  # 0 / None: not given
+        if "memory_capacity" in given:  # "80GB", "24GiB" or bytes
+            given["memory_capacity"] = str(given["memory_capacity"])
+        settings = dataclasses.replace(settings, **given)
+    return settings, run_config
+
+
+def deprecated(old: str, new: str):
+    """Warn of an old keyword at the line that passed it, profile()'s caller or start()'s, outside this module:
+    Python shows a DeprecationWarning by default where it points into the user's script."""
+    frame, level = sys._getframe(), 1
+    while frame.f_back and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"profile({old}) is deprecated and goes in the next release: pass {new}", DeprecationWarning,
+                  stacklevel=level)
 
 
 def plain_settings(config: dict) -> dict:

@@ -29,6 +29,9 @@ RECORDING = (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
 
 @dataclass(kw_only=True)
 class ProfileConfig:
+    """The profiler's settings, one type from profile(settings=) and profile_run.py's keys to the Session: each is
+    settled here and nowhere else, and checked when made."""
+
     profile: bool = True
     skip_first: int = 5
     wait: int = 5
@@ -41,7 +44,7 @@ class ProfileConfig:
     profile_memory: bool = True  # the allocator's events, for the report's memory: will a larger batch fit
     memory_capacity: str = ""  # the device memory to plan a batch against ("80GB", "24GiB", bytes); "": found
 
-    def validate(self):
+    def __post_init__(self):
         if min(self.skip_first, self.wait, self.repeat) < 0 or self.active < 1 or self.warmup < 0:
             raise ValueError("profiler schedule: active must be at least 1, the others at least 0")
         if self.memory_capacity:

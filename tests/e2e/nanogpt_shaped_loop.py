@@ -18,10 +18,11 @@ import torch  # noqa: E402
 
 import profiler  # noqa: E402
 from model.gpt import GPT, GPTConfig  # noqa: E402
+from profiler.capture.session import ProfileConfig  # noqa: E402
 
 out_dir = "out"
 wrap = "with"  # none | with | start
-pass_config = True  # hand `config` to the profiler, as nanoGPT's train.py can
+pass_config = True  # hand `config` to the profiler (run_config=), as nanoGPT's train.py can
 call_step = True  # False: the user forgot p.step()
 stop = True  # with wrap=start: call p.stop(), else leave it to the exit
 batch_size = 4
@@ -80,8 +81,9 @@ def train(p):
     return loss.item()
 
 
-schedule = dict(skip_first=1, wait=1, warmup=1, active=3, repeat=1)
-args = dict(model=model, tokens_per_step=tokens_per_iter, schedule=schedule, config=config if pass_config else None)
+settings = ProfileConfig(skip_first=1, wait=1, warmup=1, active=3, repeat=1)
+args = dict(model=model, tokens_per_step=tokens_per_iter, settings=settings,
+            run_config=config if pass_config else None)
 if wrap == "with":
     with profiler.profile(out_dir, **args) as p:
         final = train(p)

@@ -16,6 +16,7 @@ from conftest import analyze
 
 import profiler
 from profiler.capture.modeltree import describe
+from profiler.capture.session import ProfileConfig
 from profiler.mfu.modelflops import from_hf_config
 
 transformers = pytest.importorskip("transformers")
@@ -24,7 +25,7 @@ BASE = dict(num_hidden_layers=4, hidden_size=128, num_attention_heads=4, num_key
             intermediate_size=344, vocab_size=2048, max_position_embeddings=4096, tie_word_embeddings=False)
 LLAMA_F = 6_877_347_840
 RECOMPUTED = (2 * 4 * (128 * 128 + 2 * 128 * 64 + 128 * 128 + 3 * 128 * 344) + 4 * 4 * 32 * 128 * 4) * 1024
-SCHEDULE = dict(skip_first=1, wait=0, warmup=1, active=3, repeat=1)
+SETTINGS = ProfileConfig(skip_first=1, wait=0, warmup=1, active=3, repeat=1, tensorboard=False)
 
 
 def llama():
@@ -43,7 +44,7 @@ def train(model, out, checkpointing: bool, steps: int = 6) -> dict:
         model.gradient_checkpointing_enable()
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    p = profiler.start(out, model=model, schedule=SCHEDULE, tensorboard=False, say=lambda *a: None)
+    p = profiler.start(out, model=model, settings=SETTINGS, say=lambda *a: None)
     for _ in range(steps):
         ids = torch.randint(0, 2048, (8, 128))
         model(input_ids=ids, labels=ids).loss.backward()
@@ -155,7 +156,7 @@ def test_hf_trainer_with_gradient_checkpointing(tmp_path):
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "trainer"), per_device_train_batch_size=8, max_steps=6, save_strategy="no",
         report_to=[], use_cpu=True, dataloader_num_workers=0, gradient_checkpointing=True, logging_steps=6)
-    callback = MfuCallback(tmp_path / "run", schedule=SCHEDULE, tensorboard=False, say=lambda *a: None)
+    callback = MfuCallback(tmp_path / "run", settings=SETTINGS, say=lambda *a: None)
     transformers.Trainer(model=llama(), args=args, train_dataset=RandomTokens(), callbacks=[callback]).train()
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["mfu"]["flops_per_step"]["analytic"] == LLAMA_F
@@ -175,7 +176,7 @@ def test_a_wrong_flops_per_step_teaches_the_peak_cache_nothing(tmp_path, monkeyp
     model = llama()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     with profiler.profile(tmp_path / "run", model=model, tokens_per_step=1024, flops_per_step=5 * LLAMA_F,
-                          schedule=SCHEDULE, tensorboard=False, say=lambda *a: None) as p:
+                          settings=SETTINGS, say=lambda *a: None) as p:
         for _ in range(6):
             ids = torch.randint(0, 2048, (8, 128))
             model(input_ids=ids, labels=ids).loss.backward()

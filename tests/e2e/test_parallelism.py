@@ -26,6 +26,7 @@ def run(parallelism: str, tmp_path_factory) -> dict:
            "parallel_loop.py"), str(out), f"--parallelism={parallelism}"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "DeprecationWarning" not in result.stderr
     assert sorted(p.name.split(".")[0] for p in out.glob("*.pt.trace.json")) == ["rank0", "rank1"]
     return json.loads((out / "report.json").read_text())
 

@@ -43,6 +43,8 @@ def test_the_profiler_changes_no_loss_with_a_cold_cache_or_a_warm_one(wrapped):
     assert len(plain) == 15 and plain == losses(wrapped["with"]) == losses(wrapped["start"])
     # and the terminal holds our lines only: Kineto's own (USDT: ... profiler_start) are kept off it
     assert not any("USDT:" in r.stdout + r.stderr for r in (wrapped["with"], wrapped["start"]))
+    # settings= and run_config=: no DeprecationWarning, which Python shows where it points into the user's script
+    assert not any("DeprecationWarning" in r.stderr for r in (wrapped["with"], wrapped["start"]))
 
 
 def test_f_model_is_nanogpts_estimate_mfu_count_to_the_flop(wrapped):

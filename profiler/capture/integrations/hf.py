@@ -29,7 +29,7 @@ class MfuCallback(TrainerCallback):
             self.session = profile(self.out_dir, model=model, tokens_per_step=self.tokens_per_step,
                                    dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32",
                                    worker=worker, report=state.is_world_process_zero,
-                                   config={k: getattr(args, k) for k in TRAINING_ARGUMENTS if hasattr(args, k)},
+                                   run_config={k: getattr(args, k) for k in TRAINING_ARGUMENTS if hasattr(args, k)},
                                    vocabulary="hf",
                                    **self.profile_args)
             self.session.__enter__()

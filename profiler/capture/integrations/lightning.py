@@ -19,9 +19,9 @@ class MfuCallback(Callback):
 
     def on_train_start(self, trainer, pl_module):
         worker = f"rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-        settings = {"precision": str(trainer.precision), "accumulate_grad_batches": trainer.accumulate_grad_batches}
+        trainer_args = {"precision": str(trainer.precision), "accumulate_grad_batches": trainer.accumulate_grad_batches}
         self.session = profile(self.out_dir, model=pl_module, tokens_per_step=self.tokens_per_step, worker=worker,
-                               report=trainer.is_global_zero, config=settings, vocabulary="lightning",
+                               report=trainer.is_global_zero, run_config=trainer_args, vocabulary="lightning",
                                **self.profile_args)
         self.session.__enter__()
 
