@@ -129,7 +129,7 @@ def npu_steps(path: Path, steps: int = 4) -> Path:
              overlap: "Overlap Analysis"}
     events = [{"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": name}}
               for pid, name in names.items()]
-    mm = {"Input Dims": [[64, 64], [64, 64]], "Input type": ["c10::BFloat16", "c10::BFloat16"]}
+    mm = {"Input Dims": "64,64;64,64", "Input type": "c10::BFloat16;c10::BFloat16"}  # torch_npu's one-string form
     for i in range(steps):
         t, c = i * 1000.0, 10 * i
         events += [

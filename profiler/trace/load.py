@@ -142,6 +142,34 @@ class Trace:
         return [self.names[i] for i in self.name[rows]]
 
 
+def as_lists(key: list[bytes]) -> list[bytes]:
+    """A recorded-inputs key (Input Dims, Input dims, Input type, Concrete Inputs) with torch_npu's one-string
+    forms of the dims and types ("64,64;64,64", "float;float", inputs apart by ';' or line breaks) as the JSON
+    lists Kineto writes."""
+    dims, dims_1x, types, concrete = key
+    if not (dims.startswith(b'"') or types.startswith(b'"')):
+        return key
+    return [_listed(dims, shape=True), dims_1x, _listed(types, shape=False), concrete]
+
+
+def _listed(text: bytes, shape: bool) -> bytes:
+    if not text.startswith(b'"'):
+        return text
+    try:
+        value = msgspec.json.decode(text, type=str).strip()
+    except msgspec.DecodeError:
+        return b""
+    if value.startswith("["):  # a JSON list written as a string
+        return value.encode()
+    parts = [part.strip() for part in re.split(r"\r?\n|;", value)] if value else []
+    if not shape:
+        return msgspec.json.encode(parts)
+    try:
+        return msgspec.json.encode([[int(d) for d in part.split(",") if d.strip()] for part in parts])
+    except ValueError:  # not dims: left unread
+        return b""
+
+
 def _from_fields(kind, texts: tuple):
     """A `kind` from its fields' JSON texts, validated as a whole; empty when they do not fit it."""
     names = kind.__struct_encode_fields__
@@ -186,7 +214,7 @@ def load_trace(path: Location, ranges=None) -> Trace:
     warnings += said + buffer_notes(header)
     devices = header.deviceProperties or header.computeProperties
     device_names = [d.name for d in devices]
-    shape_keys = [key.split(SEPARATOR) for key in columns.shapes]
+    shape_keys = [as_lists(key.split(SEPARATOR)) for key in columns.shapes]
     return Trace(
         path=path, names=list(columns.names), name=rows["name"], kind=kind, start=start, end=start + dur,
         thread=rows["thread"], correlation=rows["correlation"], nbytes=rows["nbytes"], shape=rows["shape"],

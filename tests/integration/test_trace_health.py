@@ -144,6 +144,9 @@ def test_a_torch_npu_trace_in_the_array_format_is_read(tmp_path):
     # communication process's hcom_ op once, and "Overlap Analysis" not at all: 0.6 ms of device work a step
     assert (b["matmul"], b["other_compute"], b["communication"]) == (0.3, 0.1, 0.2)
     assert report["classification_ms"]["by_op"] == pytest.approx(0.4)
+    # its shapes and dtypes written as one string each: the matmul's FLOPs are counted, in bfloat16
+    assert report["mfu"]["flops_per_step"]["counted"] == 2 * 64 ** 3 and report["device"]["dtype"] == "bfloat16"
+    assert report["health"]["recorded"]["shapes"] and report["health"]["recorded"]["dtypes"]
     assert report["device"]["kind"] == "npu" and report["health"]["lost"] == []
 
 
