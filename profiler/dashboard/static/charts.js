@@ -77,7 +77,9 @@ export function ledgerWaterfall(report) {
 export function stepBreakdown(report) {
   const steps = report.per_step || [];
   if (!steps.length) return el("p", { class: "note", text: "No steps." });
-  const categories = Object.keys(COLORS), left = 48, plot = 520, height = 200, top = 10;
+  // unrecorded (device work the trace lost) only where a step has any, as the report's breakdown shows it
+  const categories = Object.keys(COLORS).filter((c) => c !== "unrecorded" || steps.some((s) => s[c] > 0));
+  const left = 48, plot = 520, height = 200, top = 10;
   const most = Math.max(...steps.map((s) => s.ms)) || 1;
   const slot = plot / steps.length, bar = Math.min(Math.max(slot * 0.8, 1), 60);
   const chart = svg(left + plot + 10, top + height + 60, "steps");
