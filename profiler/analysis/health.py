@@ -75,16 +75,20 @@ def _launches(trace: Trace) -> np.ndarray:
 
 
 def _captured(trace: Trace, rows: np.ndarray) -> np.ndarray:
-    """Per row: made on its thread between a stream capture's begin and end (captures do not nest)."""
+    """Per row: made on its thread while a stream capture was open, the last capture call before it on that
+    thread a begin (a trace that opens inside a capture has an end with no begin: it closes nothing after it)."""
     calls = trace.kind == RUNTIME
     begin = np.flatnonzero(trace.by_name(classify.CAPTURE_BEGIN_CALL.match) & calls)
     if not len(begin):
         return np.zeros(len(rows), bool)
     end = np.flatnonzero(trace.by_name(classify.CAPTURE_END_CALL.match) & calls)
-    at = trace.on_one_axis(rows, trace.start[rows])
-    begun = np.searchsorted(np.sort(trace.on_one_axis(begin, trace.start[begin])), at, side="right")
-    ended = np.searchsorted(np.sort(trace.on_one_axis(end, trace.end[end])), at, side="right")
-    return begun > ended
+    marks = np.concatenate((begin, end))
+    at = trace.on_one_axis(marks, np.concatenate((trace.start[begin], trace.end[end])))
+    order = np.argsort(at, kind="stable")
+    at, marks, opens = at[order], marks[order], (np.arange(len(marks)) < len(begin))[order]
+    last = np.searchsorted(at, trace.on_one_axis(rows, trace.start[rows]), side="right") - 1
+    mark = marks[np.maximum(last, 0)]
+    return (last >= 0) & opens[np.maximum(last, 0)] & (trace.thread[mark] == trace.thread[rows])
 
 
 def _outside_host(trace: Trace, links: Links) -> int:
@@ -98,24 +102,28 @@ def _outside_host(trace: Trace, links: Links) -> int:
     return int(((trace.end[orphans] <= first) | (trace.start[orphans] >= last)).sum())
 
 
-def _typical_us(trace: Trace, links: Links, rows: np.ndarray) -> np.ndarray:
-    """Per launch row: the median device time of the recorded launches alike (the same op by name and input
-    shapes, the same launch of its several; outside any op, the same call), infinite where none was recorded."""
+def _alike_work(trace: Trace, links: Links, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per launch row, from the recorded launches alike (the same op by name and input shapes, the same launch of
+    its several; outside any op, the same call): the median of their device time (infinite where none was
+    recorded) and the stream their work ran on (-1: none)."""
     launched = links.launch >= 0
     made = np.unique(links.launch[launched])
     device_us = np.bincount(links.launch[launched], (trace.end - trace.start)[links.device[launched]],
                             minlength=len(trace))[made]
+    stream = np.full(len(trace), -1)
+    stream[links.launch[launched]] = trace.thread[links.device[launched]]
+    if not len(made):
+        return np.full(len(rows), np.inf), np.full(len(rows), -1)
     both = np.concatenate((made, rows))  # an op's launches counted in order, recorded or lost
     keys = np.unique(_alike(trace, links, both), axis=0, return_inverse=True)[1].reshape(-1)
     made_key, wanted = keys[:len(made)], keys[len(made):]
     order = np.lexsort((device_us, made_key))
-    made_key, device_us = made_key[order], device_us[order]
+    made_key, device_us, made = made_key[order], device_us[order], made[order]
     first, last = np.searchsorted(made_key, made_key), np.searchsorted(made_key, made_key, side="right")
-    median = device_us[(first + last - 1) // 2]  # the middle of each kind's sorted times
-    at = np.clip(np.searchsorted(made_key, wanted), 0, max(len(made_key) - 1, 0))
-    if not len(made_key):
-        return np.full(len(rows), np.inf)
-    return np.where(made_key[at] == wanted, median[at], np.inf)
+    median = (device_us[first + (last - first - 1) // 2] + device_us[first + (last - first) // 2]) / 2
+    at = np.clip(np.searchsorted(made_key, wanted), 0, len(made_key) - 1)
+    found = made_key[at] == wanted
+    return np.where(found, median[at], np.inf), np.where(found, stream[made[at]], -1)
 
 
 def _alike(trace: Trace, links: Links, rows: np.ndarray) -> np.ndarray:
@@ -133,21 +141,43 @@ def _alike(trace: Trace, links: Links, rows: np.ndarray) -> np.ndarray:
 
 
 def _stretches(trace: Trace, links: Links, lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each lost launch: from its own start, or the end of the device work launched before it if later, for
-    the typical time of its op's launches, never past the start of the first device work launched after it
-    (none: the trace ended first, no stretch)."""
+    """For each lost launch, on the stream its alike launches' work ran on (else all streams): from its own
+    start, or the end of the work launched before it there if later, to the start of the work launched after it
+    there (none: the trace ended first, no stretch). Where that next work was launched only after the lost work
+    could start, the device may have waited on the host: the stretch is then no longer than the alike launches'
+    median."""
     if not len(lost):
         return NO_SPANS
-    order = np.argsort(trace.correlation[links.device], kind="stable")
-    device = links.device[order]
-    ids = trace.correlation[device]
-    ended = np.maximum.accumulate(trace.end[device])  # the latest end of the work launched up to each
-    next_start = np.minimum.accumulate(trace.start[device][::-1])[::-1]  # the first start from each on
-    before = np.searchsorted(ids, trace.correlation[lost], side="left") - 1
-    after = np.searchsorted(ids, trace.correlation[lost], side="right")
-    has_next = after < len(device)
-    start = np.maximum(np.where(before >= 0, ended[np.maximum(before, 0)], -np.inf), trace.start[lost])
-    end = np.where(has_next, next_start[np.minimum(after, len(device) - 1)], -np.inf)
-    end = np.minimum(end, start + _typical_us(trace, links, lost))
+    typical, stream = _alike_work(trace, links, lost)
+    own = _neighbours(trace, links, trace.thread[links.device], stream, lost)
+    anywhere = _neighbours(trace, links, np.zeros(len(links.device), np.int64), np.zeros(len(lost), np.int64), lost)
+    before_end, after_start, after_launch = (np.where(stream >= 0, a, b) for a, b in zip(own, anywhere))
+    start = np.maximum(before_end, trace.start[lost])
+    queued = after_launch <= start  # the next work waited in the stream: the lost work ran up to its start
+    end = np.where(queued, after_start, np.minimum(after_start, start + typical))
     keep = end > start
     return start[keep], end[keep]
+
+
+def _neighbours(trace: Trace, links: Links, stream: np.ndarray, wanted: np.ndarray,
+                lost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per lost launch, on the stream `wanted` (streams as `stream` numbers the device events): the latest end of
+    the work launched before it (-inf: none), the first start of the work launched after it (-inf: none) and
+    when that was launched (inf: unknown)."""
+    device, ids = links.device, trace.correlation[links.device]
+    order = np.lexsort((ids, stream))
+    device, ids, stream = device[order], ids[order], stream[order]
+    base = int(max(ids.max(), trace.correlation[lost].max())) + 2
+    key, want = stream * base + ids, wanted * base + trace.correlation[lost]
+    offset = stream * (float(trace.end.max()) + 1.0)  # each stream's times apart, so running extremes stay in it
+    ended = np.maximum.accumulate(trace.end[device] + offset) - offset
+    starts = np.minimum.accumulate((trace.start[device] + offset)[::-1])[::-1] - offset
+    before = np.searchsorted(key, want, side="left") - 1
+    after = np.searchsorted(key, want, side="right")
+    b, a = np.maximum(before, 0), np.minimum(after, len(device) - 1)
+    has_before = (before >= 0) & (stream[b] == wanted)
+    has_after = (after < len(device)) & (stream[a] == wanted)
+    launch = links.launch[order[a]]  # launch is per device event, in links.device's order
+    launched_at = np.where(launch >= 0, trace.start[np.maximum(launch, 0)], np.inf)
+    return (np.where(has_before, ended[b], -np.inf), np.where(has_after, starts[a], -np.inf),
+            np.where(has_after, launched_at, np.inf))

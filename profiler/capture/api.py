@@ -212,6 +212,7 @@ def start(out_dir, **options) -> profile:
     return session
 
 
+PACKAGE = Path(__file__).resolve().parents[1]  # profiler/
 MOVED_TO_SETTINGS = ("peak_flops", "peak_flops_run", "memory_capacity", "tensorboard")  # ProfileConfig's fields
 
 
@@ -245,11 +246,22 @@ def settle_deprecated(settings: ProfileConfig | None, run_config: dict | None,
     return settings, run_config
 
 
+def settled(options: dict) -> dict:
+    """profile()'s keywords with those of before issue 49 settled now: a callback settles them where it is made,
+    so that the warning points at the user's line, not at the trainer that starts it later."""
+    old = {k: options[k] for k in ("schedule", "config", *MOVED_TO_SETTINGS) if k in options}
+    if not old:
+        return options
+    rest = {k: v for k, v in options.items() if k not in old and k not in ("settings", "run_config")}
+    settings, run_config = settle_deprecated(options.get("settings"), options.get("run_config"), old)
+    return {**rest, "settings": settings, **({"run_config": run_config} if run_config is not None else {})}
+
+
 def deprecated(old: str, new: str):
     """Warn of an old keyword at the line that passed it, profile()'s caller or start()'s, outside this module:
     Python shows a DeprecationWarning by default where it points into the user's script."""
     frame, level = sys._getframe(), 1
-    while frame.f_back and frame.f_code.co_filename == __file__:
+    while frame.f_back and Path(frame.f_code.co_filename).is_relative_to(PACKAGE):  # our callbacks' callers too
         frame, level = frame.f_back, level + 1
     warnings.warn(f"profile({old}) is deprecated and goes in the next release: pass {new}", DeprecationWarning,
                   stacklevel=level)

@@ -70,8 +70,9 @@ def attribute(analysis: RankAnalysis, given: RankInputs) -> Attribution:
     if why is not None and f_model.from_counts:  # the counts that stood in for F_model are not the model's
         figures = replace(figures, mfu=replace(figures.mfu, analytic=None))
     if why is None and peak:
+        category_s = analysis.table.category_s()
         why = implausible_input(peak, counted_rate(analysis), flops, f_model.source or "F_counted",
-                                analysis.table.mean_s("step_us"), analysis.table.category_s()["matmul"])
+                                analysis.table.mean_s("step_us"), category_s["matmul"], category_s["unrecorded"])
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
     if why or not peak:
@@ -142,7 +143,7 @@ def ledger_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow
     points = step_points(t, overheads, peaks)
     removable = {Cause.NON_FUSED: non_fused_removable(analysis, category_s, overheads, seconds)}
     if peaks and peak:
-        figures, notes = without_recording(analysis, figures, step_s, recording, flops, peak, category_s["matmul"])
+        figures, notes = without_recording(analysis, figures, step_s, recording, flops, peak, category_s)
         figures = with_step_points(figures, points)
         entries = [LedgerEntry(**e, low=min(p[e["cause"]] for p in points), high=max(p[e["cause"]] for p in points))
                    for e in ledger(step_s, seconds, flops, peak.peak_flops, removable)]
@@ -173,9 +174,10 @@ def unit_overheads(analysis: RankAnalysis, given: RankInputs, unit: LedgerUnit) 
 
 
 def without_recording(analysis: RankAnalysis, figures: Figures, step_s: float, recording: float, flops: float,
-                      peak: Peak, matmul_s: float) -> tuple[Figures, list[Note]]:
+                      peak: Peak, category_s: dict[str, float]) -> tuple[Figures, list[Note]]:
     """MFU of the step as it runs unprofiled (our runs measured the recording cost per op), and notes where the
-    FLOPs at the peaks need more than the matmul time."""
+    FLOPs at the peaks need more than the matmul time (and the device work the trace lost, which may be some)."""
+    matmul_s, lost_s = category_s["matmul"], category_s["unrecorded"]
     notes = []
     if recording:
         cost = ProfilerCost(analysis.metadata.recording_cost_us_per_op or 0.0,
@@ -183,9 +185,10 @@ def without_recording(analysis: RankAnalysis, figures: Figures, step_s: float, r
         figures = replace(figures, mfu=figures.mfu.over(step_s, peak.peak_flops), profiler_cost=cost)
         notes.append(Note("profiler_cost", {"ms_per_step": cost.ms_per_step, "ops_per_step": cost.ops_per_step,
                                             "us_per_op": cost.us_per_op}))
-    if flops / peak.peak_flops > matmul_s + 1e-9:
+    if flops / peak.peak_flops > matmul_s + lost_s + 1e-9:
         notes.append(Note("flops_beyond_matmul_time", {"ideal_ms": MS_PER_S * flops / peak.peak_flops,
-                                                       "matmul_ms": MS_PER_S * matmul_s}))
+                                                       "matmul_ms": MS_PER_S * matmul_s,
+                                                       **({"unrecorded_ms": MS_PER_S * lost_s} if lost_s else {})}))
     elif flops / peak.peak_flops_run > matmul_s + 1e-9:
         notes.append(Note("precision_capped", {"dtype": peak.dtype}))
     return figures, notes

@@ -42,15 +42,18 @@ def disturbed_measurement(peak: Peak, rate: float | None) -> tuple[Peak, Note | 
 
 
 def implausible_input(peak: Peak, rate: float | None, flops: float, flops_from: str, step_s: float,
-                      matmul_s: float) -> Note | None:
-    """Why the peak or the FLOPs cannot be right for this trace, or None when they can."""
+                      matmul_s: float, unrecorded_s: float = 0.0) -> Note | None:
+    """Why the peak or the FLOPs cannot be right for this trace, or None when they can. The device work the trace
+    lost (`unrecorded_s`) may have been matmuls: the FLOPs at P may need it too."""
     if rate and rate > RATE_SLACK * peak.peak_flops_run:
         return Note("implausible_peak", {"rate_tflops_per_s": rate / TERA, "ratio": rate / peak.peak_flops_run,
                                          "peak_run_tflops_per_s": peak.peak_flops_run / TERA, "dtype": peak.dtype,
                                          "peak_source": peak.source})
     ideal = flops / peak.peak_flops
-    if ideal > step_s or ideal > MATMUL_SLACK * matmul_s:
-        span, what = (step_s, "step") if ideal > step_s else (matmul_s, "matmul time of the step")
+    room = matmul_s + unrecorded_s
+    if ideal > step_s or ideal > MATMUL_SLACK * room:
+        within = "matmul and unrecorded time of the step" if unrecorded_s > 0 else "matmul time of the step"
+        span, what = (step_s, "step") if ideal > step_s else (room, within)
         return Note("implausible_flops", {"flops_from": flops_from, "ideal_ms": MS_PER_S * ideal,
                                           "peak_tflops_per_s": peak.peak_flops / TERA, "peak_source": peak.source,
                                           "ratio": ideal / span if span > 0 else None, "span_ms": MS_PER_S * span,

@@ -185,7 +185,9 @@ NOTES: dict[str, Callable[[Facts], str]] = {
         "the ledger describe the step unprofiled"),
     "flops_beyond_matmul_time": lambda n: (
         f"the FLOPs per step need {n['ideal_ms']:.2f} ms at P, more than the {n['matmul_ms']:.2f} ms the matmuls "
-        "took: the other causes give up the difference in proportion (the FLOPs count more than ran, or P is low)"),
+        + (f"took and the {n['unrecorded_ms']:.2f} ms of device work the trace lost" if "unrecorded_ms" in n
+           else "took") + ": the other causes give up the difference in proportion (the FLOPs count more than ran, "
+        "or P is low)"),
     "precision_capped": lambda n: (
         f"the matmuls took less time than the FLOPs need at P_run ({n['dtype']}): precision is capped at the matmul "
         "time beyond the FLOPs at P (the matmuls may have run in a faster precision than recorded, or F_model counts "

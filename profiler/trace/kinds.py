@@ -67,8 +67,8 @@ def by_process(kind: np.ndarray, thread: np.ndarray, name: np.ndarray, columns) 
     kind = np.where(uncategorized & (device | (communication & collective)), KERNEL, kind)
     kind = np.where(uncategorized & runtime, RUNTIME, kind)
     kind = np.where(derived | (communication & ~collective), OTHER, kind).astype(np.int8)
-    host_thread = {tid: code for code, ((pid, tid), p) in enumerate(zip(columns.threads, process))
-                   if p not in (DEVICE_PROCESS, RUNTIME_PROCESS)}
+    not_host = {DEVICE_PROCESS, RUNTIME_PROCESS} | COMMUNICATION_PROCESSES | DERIVED_PROCESSES
+    host_thread = {tid: code for code, ((pid, tid), p) in enumerate(zip(columns.threads, process)) if p not in not_host}
     moved = np.array([host_thread.get(tid, code) if p == RUNTIME_PROCESS else code
                       for code, ((_, tid), p) in enumerate(zip(columns.threads, process))], np.int32)
     return kind, moved[thread]

@@ -137,3 +137,14 @@ def test_the_callbacks_pass_the_new_keywords(tmp_path, monkeypatch):
     assert on_hf.session.settings is settings
     assert on_hf.session.extra.config == {"per_device_train_batch_size": 8, "bf16": True, "fp16": False}
     assert on_pl.session.extra.config == {"precision": "32-true", "accumulate_grad_batches": 2}
+
+
+def test_a_callback_given_the_old_keywords_warns_at_the_line_that_made_it(tmp_path, monkeypatch):
+    hf = pytest.importorskip("profiler.capture.integrations.hf")
+    monkeypatch.setattr(api.profile, "__enter__", lambda self: self)
+    with pytest.warns(DeprecationWarning, match=r"profile\(schedule=\) is deprecated") as said:
+        callback = hf.MfuCallback(tmp_path, schedule={"active": 2})  # the trainer starts it later, elsewhere
+    assert said[0].filename == __file__  # Python's default filters show a warning that points at the user's line
+    args = SimpleNamespace(process_index=0, world_size=1, bf16=False, fp16=False)
+    callback.on_train_begin(args, SimpleNamespace(is_world_process_zero=True), None)
+    assert callback.session.settings.active == 2

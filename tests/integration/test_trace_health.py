@@ -31,23 +31,25 @@ def dropped(src, dst, every: int = 5) -> tuple[int, float]:
     return len(gone), sum(events[i]["dur"] for i in gone)
 
 
-def test_dropped_kernels_are_counted_and_their_time_is_unrecorded_not_idle(tmp_path):
-    src = shared_trace("tbplugin_resnet50_nw0")
-    whole = analyze_path(src, Options())
-    gone, gone_us = dropped(src, tmp_path / "dropped.json")
-    cut = analyze_path(tmp_path / "dropped.json", Options())
-    assert gone == 1755 and note(cut, "kernels_not_recorded") == {"file": "dropped.json", "launches": gone,
-                                                                   "of_launches": 8772}
+@pytest.mark.parametrize("name, gone, launches", [
+    ("tbplugin_resnet50_nw0", 1755, 8772),  # shapes recorded, one stream
+    ("hta_v100_ddp_ns", 870, 4350),  # no shapes, DDP's all-reduces on a second stream
+])
+def test_dropped_kernels_are_counted_and_their_time_is_unrecorded_not_idle(tmp_path, name, gone, launches):
+    src = shared_trace(name)
+    whole = analyze_path(src, Options(measure=False))
+    assert dropped(src, tmp_path / "dropped.json")[0] == gone
+    cut = analyze_path(tmp_path / "dropped.json", Options(measure=False))
+    assert note(cut, "kernels_not_recorded") == {"file": "dropped.json", "launches": gone, "of_launches": launches}
     assert note(whole, "kernels_not_recorded") is None and whole["breakdown"]["unrecorded"]["ms"] == 0
-    assert cut["health"]["lost"][0].startswith("dropped.json: 1,755 of 8,772 kernel launches have no kernel")
+    assert cut["health"]["lost"][0].startswith(f"dropped.json: {gone:,} of {launches:,} kernel launches have no")
     before, after = whole["breakdown"], cut["breakdown"]
-    lost_ms = sum(before[c]["ms"] - after[c]["ms"] for c in ("matmul", "other_compute", "memory"))
+    lost_ms = sum(before[c]["ms"] - after[c]["ms"] for c in ("matmul", "other_compute", "memory", "communication"))
     # the kernels' own time comes back as unrecorded (within 5%), and no idle or host time is made of it
     assert after["unrecorded"]["ms"] == pytest.approx(lost_ms, rel=0.05)
-    assert after["idle"]["ms"] - before["idle"]["ms"] < 0.15
-    assert after["host_overhead"]["ms"] - before["host_overhead"]["ms"] < 0.1 * lost_ms
+    assert abs(after["idle"]["ms"] - before["idle"]["ms"]) < 0.1
+    assert abs(after["host_overhead"]["ms"] - before["host_overhead"]["ms"]) < 0.05 * lost_ms
     assert "unrecorded" in {e["cause"] for e in cut["ledger"]}
-    assert gone_us / 1000 == pytest.approx(6 * lost_ms)  # all of them ran in the 6 steps analysed
 
 
 def graph_steps(with_kernels: bool, steps: int = 4) -> list:
@@ -107,6 +109,23 @@ def test_launches_during_a_stream_capture_lose_nothing(tmp_path):
                                   launch(9, 1, 902, "cudaStreamEndCapture"), launch(1020, 1, 903)]
     report = analyze_path(write(tmp_path / "t.json", events), Options())
     assert note(report, "kernels_not_recorded") == {"file": "t.json", "launches": 1, "of_launches": 6}
+
+
+def test_a_capture_the_trace_opens_inside_closes_nothing_after_it(tmp_path):
+    events = graph_steps(True) + [launch(1, 1, 899, "cudaStreamEndCapture"),  # its begin before the trace
+                                  launch(5, 1, 900, "cudaStreamBeginCapture"), launch(7, 1, 901), launch(8, 1, 902),
+                                  launch(9, 1, 903, "cudaStreamEndCapture")]
+    report = analyze_path(write(tmp_path / "t.json", events), Options())
+    assert note(report, "kernels_not_recorded") is None and report["breakdown"]["unrecorded"]["ms"] == 0
+
+
+def test_the_work_a_replay_lost_holds_the_model_flops_the_matmuls_do_not_show(tmp_path):
+    # 0.69 ms/step unrecorded (the replays); F at P needs 0.5 ms of it: an MFU ledger, not "implausible FLOPs"
+    flops = 0.5e-3 * 989e12
+    report = analyze_path(write(tmp_path / "t.json", graph_steps(False)), Options(flops_per_step=flops))
+    assert "ledger_unit" not in report and report["mfu"]["analytic"] == pytest.approx(0.5)
+    points = {e["cause"]: e["points"] for e in report["ledger"]}
+    assert points["unrecorded"] == pytest.approx(19.0) and note(report, "implausible_flops") is None
 
 
 def test_kinetos_own_log_of_a_full_buffer_is_said(tmp_path):

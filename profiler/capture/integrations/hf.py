@@ -10,7 +10,7 @@ is given as TrainingArguments (`per_device_train_batch_size`, `bf16=True`, `torc
 
 from transformers import TrainerCallback
 
-from profiler.capture.api import profile
+from profiler.capture.api import profile, settled
 
 # the TrainingArguments a fix may change (profiler/mfu/vocabulary.py translates ours into them)
 TRAINING_ARGUMENTS = ("per_device_train_batch_size", "gradient_accumulation_steps", "dataloader_num_workers",
@@ -20,7 +20,7 @@ TRAINING_ARGUMENTS = ("per_device_train_batch_size", "gradient_accumulation_step
 
 class MfuCallback(TrainerCallback):
     def __init__(self, out_dir, tokens_per_step: int | None = None, **profile_args):
-        self.out_dir, self.tokens_per_step, self.profile_args = out_dir, tokens_per_step, profile_args
+        self.out_dir, self.tokens_per_step, self.profile_args = out_dir, tokens_per_step, settled(profile_args)
         self.session: profile | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):

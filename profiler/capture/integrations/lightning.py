@@ -9,12 +9,12 @@ and the loader's workers are your DataLoader's, and stay code.
 
 from lightning.pytorch.callbacks import Callback
 
-from profiler.capture.api import profile
+from profiler.capture.api import profile, settled
 
 
 class MfuCallback(Callback):
     def __init__(self, out_dir, tokens_per_step: int | None = None, **profile_args):
-        self.out_dir, self.tokens_per_step, self.profile_args = out_dir, tokens_per_step, profile_args
+        self.out_dir, self.tokens_per_step, self.profile_args = out_dir, tokens_per_step, settled(profile_args)
         self.session: profile | None = None
 
     def on_train_start(self, trainer, pl_module):
