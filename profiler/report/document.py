@@ -17,6 +17,7 @@ from profiler.report.reading import (
     pct,
     roofline_share,
     shown_categories,
+    unsaid_warnings,
     what_if,
 )
 
@@ -57,10 +58,19 @@ def summary_section(report: Report) -> Section:
     return summary
 
 
+def health_section(report: Report) -> list[Section]:
+    """What the trace lacks and lost, before any number (absent in reports saved before it)."""
+    h = report.health
+    if h is None or not (h.lacks or h.lost):
+        return []
+    return [Section(title="Trace health", lines=[f"Lost: {text}" for text in h.lost] + [
+        f"No {lack.what}: {lack.costs} (record with `{lack.record_with}`)" for lack in h.lacks])]
+
+
 def sections(report: Report) -> list[Section]:
     dev = report.device
     summary = summary_section(report)
-    out = [summary]
+    out = health_section(report) + [summary]
     shares = report.breakdown
     out.append(Section(title="Breakdown of the step", headers=["category", "ms/step", "share"], chart="steps", rows=[
         [c, f"{shares[c].ms:.2f}", pct(shares[c].fraction)] for c in shown_categories(shares)]))
@@ -106,8 +116,8 @@ def sections(report: Report) -> list[Section]:
     if report.stragglers:
         out.append(Section(title="Stragglers", headers=["rank", "excess ms", "category"], rows=[
             [str(s.rank), f"{s.excess_ms:.2f}", s.category] for s in report.stragglers]))
-    if report.warnings:
-        out.append(Section(title="Warnings", lines=list(report.warnings)))
+    if warnings := unsaid_warnings(report):
+        out.append(Section(title="Warnings", lines=warnings))
     return out
 
 
@@ -128,8 +138,8 @@ def op_cells(op: TopOp) -> list[str]:
 def markdown(report: Report) -> str:
     parts = ["# MFU report", ""]
     for s in sections(report):
-        parts += [f"## {s.title}", ""] + [f"- {line}" if s.title in ("Summary", "Warnings") else line + "  "
-                                          for line in s.lines]
+        listed = s.title in ("Trace health", "Summary", "Warnings")
+        parts += [f"## {s.title}", ""] + [f"- {line}" if listed else line + "  " for line in s.lines]
         if s.rows:
             parts += ["", "| " + " | ".join(s.headers) + " |", "|" + "---|" * len(s.headers)]
             parts += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in s.rows]

@@ -1,7 +1,7 @@
 """Reading a saved report: the helpers every writer (terminal, Markdown / HTML, charts, compare, the dashboard's
 listing) shares, so that no writer imports another for them. They format and select; they compute nothing."""
 
-from profiler.report.model import Bottleneck, Device, Figures, LedgerRow, Memory, Roofline
+from profiler.report.model import Bottleneck, Device, Figures, LedgerRow, Memory, Report, Roofline
 from profiler.settings import LEDGER_ROW_MIN_POINTS, MEMORY_USABLE
 from profiler.trace.classify import CATEGORIES
 
@@ -128,6 +128,12 @@ def shown_categories(breakdown: dict) -> list[str]:
     """The breakdown's categories a writer shows: unrecorded only where the trace lost device work (reports saved
     before it have none)."""
     return [c for c in CATEGORIES if c in breakdown and (c != "unrecorded" or breakdown[c].ms > 0)]
+
+
+def unsaid_warnings(report: Report) -> list[str]:
+    """The warnings the health section has not said already."""
+    said = set(report.health.lost) if report.health else set()
+    return [w for w in report.warnings if w not in said]
 
 
 CATEGORIES_OF = {

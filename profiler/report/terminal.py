@@ -16,6 +16,7 @@ from profiler.report.reading import (
     roofline_share,
     shorten,
     shown_categories,
+    unsaid_warnings,
     what_if,
 )
 
@@ -103,12 +104,6 @@ def health_lines(report: Report, verbose: bool) -> list[str]:
     lines = wrap("trace lacks: " + ", ".join(f"{lack.what} ({lack.record_with})" for lack in h.lacks), "  ") \
         if h.lacks else []
     return lines + [shorten(f"trace lost: {text}", 80) for text in h.lost]
-
-
-def unsaid_warnings(report: Report) -> list[str]:
-    """The warnings the health section has not said already."""
-    said = set(report.health.lost) if report.health else set()
-    return [w for w in report.warnings if w not in said]
 
 
 def breakdown_lines(report: Report) -> list[str]:

@@ -12,7 +12,8 @@ import pytest
 from conftest import note, shared_trace
 from synth import kernel, launch, npu_steps, op, step, write
 
-from profiler.pipeline import analyze_path
+from profiler.pipeline import analyze_path, load_report
+from profiler.report.document import html_page, markdown
 from profiler.settings import Options
 from profiler.trace.load import load_trace, trace_files
 
@@ -185,3 +186,14 @@ def test_an_xpu_trace_names_its_device_and_its_xccl_collectives(tmp_path):
     b = report["breakdown"]
     assert (b["matmul"]["ms"], b["communication"]["ms"]) == (pytest.approx(0.3), pytest.approx(0.2))
     assert note(report, "kernels_not_recorded") == {"file": "t.json", "launches": 3, "of_launches": 9}
+
+
+def test_the_markdown_and_html_open_with_the_health_and_do_not_repeat_it(tmp_path):
+    report = load_report(write(tmp_path / "t.json", graph_steps(False)), Options())
+    text = markdown(report)
+    lost = report.health.lost[0]
+    assert text.index("## Trace health") < text.index("## Summary") and text.count(lost) == 1
+    assert f"- Lost: {lost}" in text and "- No memory: no memory plan or batch headroom (record with " \
+                                         "`profile_memory=True`)" in text
+    page = html_page(report)
+    assert page.index("Trace health") < page.index("Summary") and page.count("4 recorded none") == 1
