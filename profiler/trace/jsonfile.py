@@ -4,6 +4,7 @@ chunk outlives it. Events whose own fields have the wrong type are dropped (the 
 wrong shape, one part at a time, as a stage reading them alone would."""
 
 import math
+import re
 from dataclasses import dataclass
 
 import msgspec
@@ -158,3 +159,30 @@ def _with_usable_args(loose) -> Event | None:
     fields = msgspec.structs.asdict(loose)
     return Event(**dict(fields, args=Args(**parts)))
 
+
+def as_lists(key: list[bytes]) -> list[bytes]:
+    """A recorded-inputs key (Input Dims, Input dims, Input type, Concrete Inputs) with torch_npu's one-string
+    forms of the dims and types ("64,64;64,64", "float;float", inputs apart by ';' or line breaks) as the JSON
+    lists Kineto writes."""
+    dims, dims_1x, types, concrete = key
+    if not (dims.startswith(b'"') or types.startswith(b'"')):
+        return key
+    return [_listed(dims, shape=True), dims_1x, _listed(types, shape=False), concrete]
+
+
+def _listed(text: bytes, shape: bool) -> bytes:
+    if not text.startswith(b'"'):
+        return text
+    try:
+        value = msgspec.json.decode(text, type=str).strip()
+    except msgspec.DecodeError:
+        return b""
+    if value.startswith("["):  # a JSON list written as a string
+        return value.encode()
+    parts = [part.strip() for part in re.split(r"\r?\n|;", value)] if value else []
+    if not shape:
+        return msgspec.json.encode(parts)
+    try:
+        return msgspec.json.encode([[int(d) for d in part.split(",") if d.strip()] for part in parts])
+    except ValueError:  # not dims: left unread
+        return b""

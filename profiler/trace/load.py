@@ -19,7 +19,7 @@ from profiler.files import REPORT, written_here
 from profiler.settings import MEGA
 from profiler.trace.columns import SEPARATOR, Reading, collective_sizes, merged
 from profiler.trace.errors import TraceError
-from profiler.trace.jsonfile import EMPTY, HEADER_KEYS, Header
+from profiler.trace.jsonfile import EMPTY, HEADER_KEYS, Header, as_lists
 from profiler.trace.kinds import (
     DEVICE_KINDS,
     DEVICE_PROCESS,
@@ -140,34 +140,6 @@ class Trace:
 
     def names_of(self, rows: np.ndarray) -> list[str]:
         return [self.names[i] for i in self.name[rows]]
-
-
-def as_lists(key: list[bytes]) -> list[bytes]:
-    """A recorded-inputs key (Input Dims, Input dims, Input type, Concrete Inputs) with torch_npu's one-string
-    forms of the dims and types ("64,64;64,64", "float;float", inputs apart by ';' or line breaks) as the JSON
-    lists Kineto writes."""
-    dims, dims_1x, types, concrete = key
-    if not (dims.startswith(b'"') or types.startswith(b'"')):
-        return key
-    return [_listed(dims, shape=True), dims_1x, _listed(types, shape=False), concrete]
-
-
-def _listed(text: bytes, shape: bool) -> bytes:
-    if not text.startswith(b'"'):
-        return text
-    try:
-        value = msgspec.json.decode(text, type=str).strip()
-    except msgspec.DecodeError:
-        return b""
-    if value.startswith("["):  # a JSON list written as a string
-        return value.encode()
-    parts = [part.strip() for part in re.split(r"\r?\n|;", value)] if value else []
-    if not shape:
-        return msgspec.json.encode(parts)
-    try:
-        return msgspec.json.encode([[int(d) for d in part.split(",") if d.strip()] for part in parts])
-    except ValueError:  # not dims: left unread
-        return b""
 
 
 def _from_fields(kind, texts: tuple):
