@@ -140,17 +140,24 @@ def build(analyses: list[TraceAnalysis], options: Options) -> JobResult:
         if result.evidence:
             bottlenecks = diagnose(result.figures.ledger, result.evidence, options.min_points)
             result = replace(result, figures=replace(result.figures, bottlenecks=bottlenecks))
-        results.append(checked(result, rank_warnings) if len(merged) > 1 else result)
+        if len(merged) > 1:
+            result, said_now = checked(result)
+            rank_warnings += said_now
+        results.append(result)
         for w in rank_warnings:
             said.setdefault(w.key(), (w, []))[1].append(r.rank)
     for w, rs in said.values():
         warnings.append(w if len(merged) == 1 else w.of_ranks("all" if len(rs) == len(merged) else rank_ranges(rs)))
     if len(merged) == 1:
-        figures, found = checked(results[0], warnings).figures, []
+        one, said_now = checked(results[0])
+        figures, found = one.figures, []
+        warnings += said_now
     else:
         job = replace(results[0], figures=job_figures(results, options.min_points))
         found = stragglers(results, options.straggler_threshold)
-        figures = with_stragglers(checked(job, warnings).figures, found)
+        job, said_now = checked(job)
+        figures = with_stragglers(job.figures, found)
+        warnings += said_now
     meta = analyses[0].trace.metadata
     device = first.device_names[0] if first.device_names else (peak.device if peak else None)
     return JobResult(paths=[str(a.trace.path) for a in analyses], ranks=ranks,
@@ -182,16 +189,15 @@ def rank_ranges(ranks: list[int]) -> str:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
-def checked(result: Attribution, warnings: list[Note]) -> Attribution:
-    """The result with MFU, ledger and diagnosis left empty if its figures break an invariant: numbers that
-    cannot be true together are never printed."""
+def checked(result: Attribution) -> tuple[Attribution, list[Note]]:
+    """The result with MFU, ledger and diagnosis left empty if its figures break an invariant (numbers that
+    cannot be true together are never printed), and a note that says which."""
     broken = violations(result.figures)
     if not broken:
-        return result
-    warnings.append(Note("inconsistent_report", {"broken": broken}))
+        return result, []
     f = result.figures
     return replace(result, figures=replace(f, mfu=replace(f.mfu, analytic=None, counted=None), ledger=[],
-                                           bottlenecks=[]))
+                                           bottlenecks=[])), [Note("inconsistent_report", {"broken": broken})]
 
 
 def conventions(kind: str, dtype: str | None, device: str | None, bytes_counted: bool = False,

@@ -52,7 +52,8 @@ def find_steps(trace: Trace, links: Links) -> tuple[Steps, list[Note]]:
     if len(rows):
         numbers = (name[len("ProfilerStep#"):] for name in trace.names_of(rows))
         ids = np.array([int(number) if number.isdigit() else -1 for number in numbers])
-        rows, ids = _unique_steps(trace, rows, ids, warnings)
+        rows, ids, said = _unique_steps(trace, rows, ids)
+        warnings += said
         host_start, host_end = trace.start[rows], trace.end[rows]
     else:
         host_start, host_end, marker = iterations(trace, links)
@@ -93,16 +94,16 @@ def iterations(trace: Trace, links: Links) -> tuple[np.ndarray, np.ndarray, Fact
     return np.array([first]), np.array([last]), {"by": "whole_trace", "iterations": 1}
 
 
-def _unique_steps(trace, rows, ids, warnings):
-    """Steps in time order, each step number once (a repeated number keeps its first span)."""
+def _unique_steps(trace: Trace, rows: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Note]]:
+    """Steps in time order, each step number once (a repeated number keeps its first span), and a note where one
+    repeated."""
     order = np.argsort(trace.start[rows], kind="stable")
     rows, ids = rows[order], ids[order]
     _, first = np.unique(ids, return_index=True)
-    if len(first) < len(ids):
-        warnings.append(Note("repeated_step_numbers", {"markers": len(ids) - len(first)}))
-        keep = np.sort(first)
-        rows, ids = rows[keep], ids[keep]
-    return rows, ids
+    if len(first) == len(ids):
+        return rows, ids, []
+    keep = np.sort(first)
+    return rows[keep], ids[keep], [Note("repeated_step_numbers", {"markers": len(ids) - len(first)})]
 
 
 def _extend_to_device(trace: Trace, links: Links, host_start, host_end):
