@@ -87,3 +87,16 @@ def test_a_figure_that_is_not_finite_is_null_in_the_json_and_named_in_a_warning(
     assert report.warnings_data[-1].numbers == {"figures": ["breakdown.memory.ms"], "count": 1}
     data = json.loads(json_text(report))  # the writer refuses NaN: this would raise if one were left
     assert data["breakdown"]["memory"]["ms"] is None and "breakdown.memory.ms" in data["warnings"][-1]
+
+
+def test_figures_that_break_an_invariant_print_no_mfu_and_say_why(tmp_path, monkeypatch):
+    """pipeline.checked: where a rank's figures break an invariant (injected here), MFU, the ledger and the
+    diagnosis are left empty and a warning names what broke."""
+    from synth import gpu_steps
+
+    from profiler import pipeline
+
+    monkeypatch.setattr(pipeline, "violations", lambda figures: ["an injected break"])
+    report = analyze_path(gpu_steps(tmp_path / "t.json"), Options(measure=False))
+    assert report["mfu"]["analytic"] is None and report["ledger"] == [] and report["bottlenecks"] == []
+    assert {"code": "inconsistent_report", "numbers": {"broken": ["an injected break"]}} in report["warnings_data"]
