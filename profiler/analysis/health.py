@@ -27,51 +27,51 @@ from profiler.trace.location import file_name
 NO_SPANS = (np.zeros(0), np.zeros(0))
 
 
-def recorded(trace: Trace, links: Links) -> Recorded:
+@dataclass(frozen=True)
+class LostWork:
+    """The trace's kernel and graph launches (rows), those whose device work it lost, and the stretches (starts,
+    ends) where that work ran."""
+
+    launches: np.ndarray
+    replays: np.ndarray  # the graph launches among them
+    lost: np.ndarray
+    spans: tuple[np.ndarray, np.ndarray] = NO_SPANS
+
+
+def recorded(trace: Trace, links: Links, work: LostWork) -> Recorded:
     """Which of torch.profiler's optional parts the trace holds (device events: also where nothing was launched
     to record, a CPU run's)."""
     codes = np.unique(trace.shape[trace.kind == OP]).tolist()
     keys = [trace.shape_keys[c] for c in codes if c > 0]
     return Recorded(shapes=any(k[0] or k[1] for k in keys), dtypes=any(k[2] for k in keys),
                     memory=len(trace.memory) > 0, stacks=bool((trace.kind == PYTHON).any()),
-                    device_events=len(links.device) > 0 or not len(_launches(trace)),
+                    device_events=len(links.device) > 0 or not len(work.launches),
                     step_markers=bool(links.is_step.any()))
-
-
-@dataclass(frozen=True)
-class LostWork:
-    """Launches whose device work the trace lost, and the stretches (starts, ends) where it ran."""
-
-    launches: np.ndarray
-    spans: tuple[np.ndarray, np.ndarray] = NO_SPANS
 
 
 def lost_device_work(trace: Trace, links: Links) -> tuple[LostWork, list[Note]]:
     """What device work the trace lost and where it ran, and notes that count it."""
-    if not len(links.device):
-        return LostWork(np.zeros(0, np.int64)), []
-    launches = _launches(trace)
+    launches = np.flatnonzero(trace.by_name(classify.KERNEL_LAUNCH_CALL.match) & (trace.kind == RUNTIME)
+                              & (trace.correlation >= 0))
+    graph = trace.by_name(classify.GRAPH_LAUNCH_CALL.match)
+    replays = launches[graph[launches]]
+    if not len(links.device):  # nothing recorded on the device to tell lost work from
+        return LostWork(launches, replays, np.zeros(0, np.int64)), []
     ran = np.zeros(len(trace), bool)
     ran[links.launch[links.launch >= 0]] = True
-    graph = trace.by_name(classify.GRAPH_LAUNCH_CALL.match)
     lost = launches[~ran[launches] & ~_captured(trace, launches)]
     notes = []
     name = file_name(trace.path)
-    if (replays := int(graph[launches].sum())):
+    if len(replays):
         replayed = int(graph[links.launch[links.launch >= 0]].sum())  # graphs' kernels carry their launch's id
-        notes.append(Note("graph_replays", {"file": name, "launches": replays, "kernels": replayed,
+        notes.append(Note("graph_replays", {"file": name, "launches": len(replays), "kernels": replayed,
                                             "without_kernels": int(graph[lost].sum())}))
     if (kernels := int((~graph[lost]).sum())):
         notes.append(Note("kernels_not_recorded", {"file": name, "launches": kernels,
                                                    "of_launches": int((~graph[launches]).sum())}))
     if (outside := _outside_host(trace, links)):
         notes.append(Note("device_events_outside_host", {"file": name, "events": outside}))
-    return LostWork(lost, _stretches(trace, links, lost)), notes
-
-
-def _launches(trace: Trace) -> np.ndarray:
-    return np.flatnonzero(trace.by_name(classify.KERNEL_LAUNCH_CALL.match) & (trace.kind == RUNTIME)
-                          & (trace.correlation >= 0))
+    return LostWork(launches, replays, lost, _stretches(trace, links, lost)), notes
 
 
 def _captured(trace: Trace, rows: np.ndarray) -> np.ndarray:

@@ -68,14 +68,14 @@ def analyze_file(path, short_gap_us: float = SHORT_GAP_US, timeline: bool = Fals
                       allocator_us=bd.host.allocator_us, sync_us=bd.host.sync_us, python_us=bd.host.python_us,
                       warmup_us=bd.host.warmup_us, **memory)
     done("ops")
-    signals = measure(trace, links, steps, bd, lost.launches)
+    signals = measure(trace, links, steps, bd, lost)
     done("signals")
     return TraceAnalysis(trace=trace.info(), kind=trace.backend if gpu else "cpu", table=table, ops=ops,
                          kernels=kernels, classified_us=classified,
                          utilization=breakdown.device_utilization(trace, links), dtype=matmul_dtype(trace, links, bd),
                          signals=signals, warnings=warnings,
                          timeline=step_timeline(trace, links, steps, bd) if timeline else None, memory=device,
-                         recorded=health.recorded(trace, links))
+                         recorded=health.recorded(trace, links, lost))
 
 
 def missing_parts(trace: Trace, links: Links) -> list[Note]:

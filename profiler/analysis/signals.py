@@ -14,12 +14,13 @@ import numpy as np
 from profiler.analysis import collectives
 from profiler.analysis.breakdown import Breakdown
 from profiler.analysis.fusion import fusable_traffic
+from profiler.analysis.health import LostWork
 from profiler.analysis.records import Signals
 from profiler.settings import FLOOR_PERCENTILE, MIN_TINY_OPS, SMALL_DIM, TINY_NUMEL
 from profiler.trace import classify
 from profiler.trace.classify import COMPILED_REGION, DATALOADER_SPAN, FUSED_ATTENTION, OPTIMIZER_STEP, SOFTMAX
 from profiler.trace.dtypes import BYTES_OF_SCALAR_TYPE
-from profiler.trace.kinds import KERNEL, MEMCPY, OP, PYTHON, RUNTIME
+from profiler.trace.kinds import KERNEL, MEMCPY, OP, PYTHON
 from profiler.trace.links import Links, input_shapes, outermost
 from profiler.trace.load import DimsArgs, Trace
 from profiler.trace.steps import Steps
@@ -82,14 +83,14 @@ def _add_by_name(counter: Counter, trace: Trace, rows: np.ndarray, us: np.ndarra
         counter[trace.names[i]] += float(totals[i])
 
 
-def measure(trace: Trace, links: Links, steps: Steps, bd: Breakdown, lost: np.ndarray) -> Signals:
-    """A file's signals, group by group: totals over its analysed steps (`lost`: the launches whose device work
+def measure(trace: Trace, links: Links, steps: Steps, bd: Breakdown, work: LostWork) -> Signals:
+    """A file's signals, group by group: totals over its analysed steps (`work`: the launches and the device work
     the trace lost, health.py)."""
     s = Signals(steps=len(steps.ids))
-    graph = trace.by_name(classify.GRAPH_LAUNCH_CALL.match) & (trace.kind == RUNTIME) & (bd.row_step >= 0)
-    s.graph_launches = int(graph.sum())
-    lost = lost[bd.row_step[lost] >= 0]
-    s.lost_launches = +Counter(graph=int(graph[lost].sum()), kernel=int((~graph[lost]).sum()))
+    replays, lost = (rows[bd.row_step[rows] >= 0] for rows in (work.replays, work.lost))
+    s.graph_launches = len(replays)
+    graph = np.isin(lost, replays)
+    s.lost_launches = +Counter(graph=int(graph.sum()), kernel=int((~graph).sum()))
     count_ops(s, trace, links, bd)
     measure_collectives(s, trace, links, bd)
     totals = collectives.account(trace, links, steps, bd)

@@ -75,10 +75,7 @@ def attribute(analysis: RankAnalysis, given: RankInputs) -> Attribution:
                                 analysis.table.mean_s("step_us"), category_s["matmul"], category_s["unrecorded"])
         if why:  # the inputs cannot be true together: no MFU is printed
             figures = replace(figures, mfu=replace(figures.mfu, analytic=None, counted=None))
-    if why or not peak:
-        attribution = ledger_attribution(analysis, figures, ops, given, flops, why or Note("no_peak"))
-    else:
-        attribution = ledger_attribution(analysis, figures, ops, given, flops)
+    attribution = ledger_attribution(analysis, figures, ops, given, flops, why)  # why_no_mfu: no peak is a why
     return replace(attribution, warnings=notes + attribution.warnings)
 
 
@@ -150,7 +147,7 @@ def ledger_attribution(analysis: RankAnalysis, figures: Figures, ops: list[OpRow
         notes += spread_note(figures.step_time_ms, entries)
     else:
         entries = [LedgerEntry(**e) for e in time_ledger(step_s, seconds, removable)]
-        why = why or Note("no_peak")
+        why = why or Note("no_peak")  # never None here: without a why, a peak and an MFU ledger (typing's sake)
         notes = [Note("time_ledger", {"why": why.code, **why.numbers, "step_ms": MS_PER_S * step_s})]
         figures = replace(with_step_points(figures, points), ledger_unit=unit)
     mfu = unit is LedgerUnit.MFU

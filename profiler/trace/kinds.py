@@ -74,8 +74,11 @@ def by_process(kind: np.ndarray, thread: np.ndarray, name: np.ndarray, columns) 
     return kind, moved[thread]
 
 
-def backend_of(categories: set[str], names, device_names: list[str]) -> str:
-    """The accelerator the device events ran on: by the runtime's category, HIP call names or an AMD device."""
+def backend_of(categories: set[str], names, device_names: list[str], processes: set[str]) -> str:
+    """The accelerator the device events ran on: by its process (torch_npu's), the runtime's category, HIP call
+    names or an AMD device."""
+    if DEVICE_PROCESS in processes:
+        return "npu"
     for category in categories:
         if category.lower() in BACKEND_OF_CATEGORY:
             return BACKEND_OF_CATEGORY[category.lower()]

@@ -22,7 +22,6 @@ from profiler.trace.errors import TraceError
 from profiler.trace.jsonfile import EMPTY, HEADER_KEYS, Header, as_lists
 from profiler.trace.kinds import (
     DEVICE_KINDS,
-    DEVICE_PROCESS,
     IGNORED_CATEGORIES,
     KIND_OF_CATEGORY,
     OP,
@@ -196,8 +195,7 @@ def load_trace(path: Location, ranges=None) -> Trace:
         memory=memory_events(columns.memory.done(), origin),
         device_memory=[int(m) if 0 < (m := d.totalGlobalMem) < math.inf else 0 for d in devices],
         kernel_device=int(np.bincount(ran_on).argmax()) if len(ran_on) else -1,
-        backend="npu" if DEVICE_PROCESS in columns.processes.values() else backend_of(set(columns.categories),
-                                                                                    columns.names, device_names),
+        backend=backend_of(set(columns.categories), columns.names, device_names, set(columns.processes.values())),
         dims_1x=spelled_1x(rows["shape"][kind == OP][:200], shape_keys), warnings=warnings,
     )
 
