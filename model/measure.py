@@ -1,7 +1,7 @@
 """Micro-steps timed and measured before a run trains, at its own shapes: what a change of precision, a larger
 batch or non_fused's fix would save, and what a larger batch would need in memory. One trace cannot tell these
-at small shapes (an op's fixed cost and its work look alike there); the analyzer quotes them (mfu/measured.py,
-mfu/memory.py)."""
+at small shapes (an op's fixed cost and its work look alike there); the analyzer quotes them (diagnosis/measured.py,
+diagnosis/memory_plan.py, mfu/memory.py)."""
 
 import json
 import tempfile

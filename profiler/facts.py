@@ -1,4 +1,4 @@
-"""Numbers as data: a finding's facts and a warning's note, which report/phrases.py and report/notes.py word.
+"""Numbers as data: a finding's facts and a warning's note, which diagnosis/ and report/notes.py word.
 
 A stage that finds something gives its numbers by name, each in the unit its name ends with (`_ms`, `_pct`,
 `_tflops_per_s`) or a count, or a short string; the English is written from them at the end, and the JSON carries

@@ -17,11 +17,11 @@ from profiler.analysis.per_file import STAGES, analyze_file
 from profiler.analysis.per_rank import merge_rank
 from profiler.analysis.records import TraceAnalysis
 from profiler.analysis.timeline import timeline_json
+from profiler.diagnosis.causes import diagnose
 from profiler.executors import local_workers, run_here, run_on_cluster
 from profiler.facts import Note
 from profiler.mfu.attribution import Attribution, attribute
 from profiler.mfu.consistency import violations
-from profiler.mfu.diagnosis import diagnose
 from profiler.mfu.inputs import learn_peak, rank_model_flops, resolve
 from profiler.mfu.job import JobResult, job_figures, stragglers, with_stragglers
 from profiler.mfu.memory import memory_figures

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 import urllib.request
 from pathlib import Path
 
@@ -41,21 +42,56 @@ def invariants_hold(report: dict, ledger_required: bool = True):
     for part in [report, *report.get("per_rank", [])]:
         for bottleneck in part["bottlenecks"]:
             evidence_is_its_facts(bottleneck)
+            facts_are_their_type(bottleneck)
     warnings_are_their_numbers(report)
+
+
+JOB_FACTS = {"rank", "waited_for"}  # what a job adds to any cause's facts (mfu/job.py)
+
+
+def facts_types(cause: str) -> tuple[type, ...]:
+    """The TypedDict(s) a cause's rule declares its facts to be (a union: any one of them)."""
+    from profiler.diagnosis.causes import CAUSES
+
+    (facts,) = typing.get_args(typing.get_type_hints(CAUSES[cause].rule)["return"])
+    return typing.get_args(facts) or (facts,)
+
+
+def facts_are_their_type(bottleneck: dict):
+    """A bottleneck's facts hold every key its cause's TypedDict requires and none it does not declare: the JSON
+    is what mypy checked."""
+    keys = set(bottleneck["facts"]) - JOB_FACTS
+    assert any(t.__required_keys__ <= keys <= t.__required_keys__ | t.__optional_keys__
+               for t in facts_types(bottleneck["cause"])), (bottleneck["cause"], sorted(keys))
 
 
 NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![A-Za-wyz0-9_])")  # '4x', 'x1.32' count
 FORMATS = (".0f", ".1f", ".2f", ".3f", ".3g", "g", ",.0f", ",.1f")
 
 
+def _sentence_nodes(path: Path, whole: bool) -> list[ast.AST]:
+    """The parts of a module that word sentences: all of it, or its `evidence` and `*_words` functions (its rule
+    and fix sentences hold numbers of their own, which an evidence sentence must not quote)."""
+    tree = ast.parse(path.read_text())
+    if whole:
+        return [tree]
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+            and (n.name in ("evidence", "evidence_sentence") or n.name.endswith("_words"))]
+
+
 @functools.cache
-def _phrase_constants(module: str = "phrases") -> frozenset[str]:
-    """Numbers that the wording itself holds ('single-process (num_workers=0)'): in the module's string
-    literals, format specifications aside."""
-    tree = ast.parse((ROOT / "profiler" / "report" / f"{module}.py").read_text())
-    specs = {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec}
-    inside_specs = {id(c) for n in ast.walk(tree) if id(n) in specs for c in ast.walk(n)}
-    return frozenset(m.group() for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+def _phrase_constants(module: str = "diagnosis") -> frozenset[str]:
+    """Numbers that the wording itself holds ('single-process (num_workers=0)'): in the string literals of the
+    evidence sentences (profiler/diagnosis) or of the warnings (report/notes.py), format specifications aside."""
+    if module == "notes":
+        roots = _sentence_nodes(ROOT / "profiler" / "report" / "notes.py", whole=True)
+    else:
+        folder = ROOT / "profiler" / "diagnosis"
+        roots = [n for path in sorted(folder.glob("*.py")) for n in _sentence_nodes(path, path.name == "words.py")]
+    nodes = [n for root in roots for n in ast.walk(root)]
+    specs = {id(n.format_spec) for n in nodes if isinstance(n, ast.FormattedValue) and n.format_spec}
+    inside_specs = {id(c) for n in nodes if id(n) in specs for c in ast.walk(n)}
+    return frozenset(m.group() for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)
                      and id(n) not in inside_specs for m in NUMBER.finditer(n.value))
 
 

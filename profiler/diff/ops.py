@@ -1,9 +1,9 @@
 """The ops of two reports matched: by name and input shapes (kernels by name), new, removed or reshaped, and the
 ops behind each cause."""
 
+from profiler.diagnosis.causes import CATEGORIES_OF
 from profiler.diff.records import Change, OpChange
 from profiler.report.model import OpShape, Report
-from profiler.report.reading import CATEGORIES_OF
 from profiler.settings import OPS_IN_REPORT
 
 OPS_PER_CAUSE = 3

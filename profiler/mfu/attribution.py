@@ -25,6 +25,7 @@ from profiler.mfu.ledger import (
     time_ledger,
     without_profiler,
 )
+from profiler.mfu.observed import observed
 from profiler.mfu.ops import kernel_rows, op_rows, shaped_rows
 from profiler.mfu.peak import Peak, table_peaks
 from profiler.mfu.records import (
@@ -209,8 +210,10 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
         step_ms=ms * step_s, kind=analysis.kind, dtype=analysis.dtype, meta=analysis.metadata,
         peak=peak.peak_flops if peak else 0.0,
         peak_run=peak.peak_flops_run if peak else 0.0, flops=flops, counted_flops=figures.mfu.flops_counted,
+        uncounted_matmul_ms=figures.matmul_without_flops_ms,
         account=figures.mfu.account, communication=figures.communication,
-        breakdown=figures.breakdown, signals=analysis.signals, ops=ops, short_idle_ms=ms * o.short_idle,
+        breakdown=figures.breakdown, observed=observed(analysis.signals, analysis.kind), ops=ops,
+        short_idle_ms=ms * o.short_idle,
         optimizer_overhead_ms=ms * (o.optimizer_host + o.optimizer_idle),
         fixed_ms=ms * o.fixed_compute + ms * o.fixed_memory,
         parameter_ms=ms * (o.parameter_compute + o.parameter_memory),
@@ -219,7 +222,7 @@ def rank_evidence(analysis: RankAnalysis, figures: Figures, ops: list[OpRow], ov
         other_ops_per_step=sum(op.count for op in ops if op.category == "other_compute"),
         step_ms_by_dtype=analysis.metadata.step_ms_by_dtype or {},
         step_ms_by_batch=analysis.metadata.step_ms_by_batch or {}, profiler_ms=ms * profiler_s,
-        fastest_dtype=peak.fastest if peak else None, warmup_ms=ms * o.warmup, unit=unit, fp32_speed=fp32_speed,
+        fastest_dtype=peak.fastest if peak else None, unit=unit, fp32_speed=fp32_speed,
         short_gap_us=given.short_gap_us, bandwidth=given.bandwidth, shape_timing=timing, precision_ms=precision_ms,
         memory=given.memory)
 

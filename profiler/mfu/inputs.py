@@ -13,8 +13,8 @@ from profiler.facts import Note
 from profiler.mfu.bandwidth import Bandwidth, resolve_bandwidth
 from profiler.mfu.consistency import disturbed_measurement, tf32_peak
 from profiler.mfu.cpupeak import cpu_name, raise_cached, this_machine
-from profiler.mfu.implementations import compiled_regions
 from profiler.mfu.modelflops import ModelDescription, from_hf_config, gpt_params, nanogpt
+from profiler.mfu.observed import compiled_regions
 from profiler.mfu.peak import Peak, resolve_peak
 from profiler.mfu.records import FlopAccount, ModelFlops
 from profiler.mfu.shapetime import ShapeTiming, timed_shapes

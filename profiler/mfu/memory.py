@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from profiler.analysis.records import RankAnalysis, milliseconds
-from profiler.facts import Facts, Note
-from profiler.mfu.records import Attribution, Evidence, MemoryFigures
-from profiler.mfu.vocabulary import settings
+from profiler.facts import Note
+from profiler.mfu.records import Attribution, MemoryFigures
 from profiler.settings import BATCH_FACTOR, GIGA, KILO, MEGA, MEMORY_USABLE, TERA, Options
 from profiler.trace.metadata import RunMetadata
 
@@ -166,53 +165,3 @@ def memory_parts(meta: RunMetadata, factor: int) -> dict | None:
     return {**states, "model_states": lives, "activations_per_sample": per_sample,
             "predicted_peak_bytes_by_batch": {str(k * batch): lives + fixed + k * batch * per_sample
                                               for k in range(1, factor + 1)}}
-
-
-def batch_plan(evidence: Evidence, factor: int) -> Facts:
-    """The largest batch, up to `factor` times the run's (beyond it nothing was measured), whose predicted peak
-    stays within MEMORY_USABLE of the capacity: from our run's micro-steps, else from the trace's level and
-    transient, linear in the batch. Where even twice the batch does not fit, what else frees memory and what it
-    costs. {} where the memory, its level or the capacity is unknown."""
-    m = evidence.memory
-    if m is None or not m.capacity_bytes:
-        return {}
-    batch = settings(evidence.meta).get("batch_size")
-    if m.parts and batch:
-        peaks = {int(b) // batch: p for b, p in m.parts["predicted_peak_bytes_by_batch"].items()}
-        activations, by = m.parts["activations_per_sample"] * batch, "micro_steps"
-    elif m.at_step_start_bytes is not None and m.transient_peak_bytes:
-        peaks = {k: m.at_step_start_bytes + k * m.transient_peak_bytes for k in range(1, factor + 1)}
-        activations, by = m.transient_peak_bytes, "linear"
-    else:
-        return {}
-    usable = m.capacity_bytes * MEMORY_USABLE
-    fits = max((k for k, peak in peaks.items() if peak <= usable), default=1)
-    unit, scale = ("GB", GIGA) if m.capacity_bytes >= GIGA else ("MB", MEGA)  # the sizes in the capacity's unit
-    facts: Facts = {"memory_unit": unit, "memory_capacity": m.capacity_bytes / scale,
-                    "memory_capacity_source": m.capacity_source, "memory_usable_pct": 100 * MEMORY_USABLE,
-                    "fit_factor": fits, "fit_by": by, "fit_peak": peaks.get(fits, peaks[min(peaks)]) / scale}
-    if batch:
-        facts["fit_batch_size"] = fits * batch
-    if fits < 2 and 2 in peaks:
-        facts.update(double_peak=peaks[2] / scale, alternatives=alternatives(evidence, activations, scale))
-    return facts
-
-
-def alternatives(evidence: Evidence, activations: float, scale: float) -> list[dict]:
-    """What frees memory when a larger batch does not fit, and its price."""
-    m, meta = evidence.memory, settings(evidence.meta)
-    optimizer = (m.parts or {}).get("optimizer_state") if m else None
-    world = meta.get("world_size") or 1
-    ranks = world if world > 1 else 8  # one device: sharding takes more of them
-    out = [{"name": "activation checkpointing", "frees": activations / scale,
-            "costs": "about one more forward pass of matmul time", "costs_ms": evidence.breakdown["matmul"].ms / 3}]
-    if optimizer:
-        out.append({"name": f"optimizer-state sharding over {ranks} ranks (ZeRO-1, FSDP)"
-                    + ("" if world > 1 else " on more devices"),
-                    "frees": optimizer * (ranks - 1) / ranks / scale, "costs": "a gather of the parameters a step"})
-    if evidence.dtype == "float32":
-        out.append({"name": "bfloat16 activations under autocast", "frees": activations / 2 / scale,
-                    "costs": "precision (the precision cause says whether it is faster here)"})
-    out.append({"name": "gradient accumulation", "frees": 0.0,
-                "costs": "no MFU gain: the same micro-batch, more of them per step"})
-    return out

@@ -3,20 +3,17 @@ diagnosis cites (Evidence), and a rank's whole attribution. Frozen: nothing down
 
 from dataclasses import dataclass, field, replace
 
-from profiler.analysis.records import KernelClassification, MemoryCurve, Signals, StepTable, Utilization
+from profiler.analysis.records import KernelClassification, MemoryCurve, StepTable, Utilization
 from profiler.facts import Facts, Note
 from profiler.mfu.bandwidth import Bandwidth
 from profiler.mfu.ledger import Cause, LedgerUnit, Overheads
+from profiler.mfu.observed import Observed
 from profiler.mfu.parallelism import CollectiveRow
 from profiler.mfu.peak import Peak
 from profiler.mfu.roofline import Roofline
 from profiler.mfu.shapetime import ShapeTiming
 from profiler.settings import FLOPS_GAP, SHORT_GAP_US, TOP_OPS
 from profiler.trace.metadata import RunMetadata
-
-# what a diagnosis rule measured, by name with the unit in it (ms per step, _pct, _gb_per_s, _tflop_per_s): a
-# number, a short string, a flag, or a list of small records ({"name": ..., "ms": ...}) for the largest items;
-# report/phrases.py writes the evidence sentence from these and from nothing else
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +161,7 @@ class Bottleneck:
     points: float
     ms: float
     what_if_mfu: float | None  # None in a time ledger
-    facts: Facts  # the measurements behind it (report/phrases.py words them as the evidence)
+    facts: Facts  # the measurements behind it: its cause's facts TypedDict (diagnosis/), which words them
     fix: str
     fix_config: dict | None = None  # the change that applies the fix, in the recording program's keys
     what_if_step_ms: float | None = None  # time ledger: the steady-state step without the cause
@@ -231,10 +228,11 @@ class Evidence:
     peak_run: float
     flops: float  # F_model, or F_counted standing in
     counted_flops: float
+    uncounted_matmul_ms: float  # matmul time without a FLOP count (Figures.matmul_without_flops_ms)
     account: FlopAccount | None = None  # the counted FLOPs by where they ran (recomputation's evidence)
     communication: Communication | None = None  # the rank's communication figures (communication's evidence)
     breakdown: dict[str, Share]
-    signals: Signals
+    observed: Observed  # what the trace shows per step (mfu/observed.py): the rules read it, never a total
     ops: list[OpRow]  # every op, largest first
     short_idle_ms: float
     optimizer_overhead_ms: float
@@ -251,7 +249,6 @@ class Evidence:
     fastest_dtype: str | None = None  # the dtype of P, where known
     unit: LedgerUnit = LedgerUnit.MFU  # the ledger's (Figures.ledger_unit): a time ledger's evidence cites no F or P
     fp32_speed: float | None = None  # time ledger: float32's peak over the device's fastest (its table)
-    warmup_ms: float = 0.0  # one-off costs inside the window while the device idled
     short_gap_us: float = SHORT_GAP_US  # idle gaps shorter than this were small_batch, longer ones other
     bandwidth: Bandwidth | None = None  # the memory ceiling of the roofline, where known
     shape_timing: ShapeTiming | None = None  # the trace's matmul shapes timed here per precision (recorded here)

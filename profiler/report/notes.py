@@ -1,7 +1,7 @@
 """The English of the warnings: each note's sentence, written from its numbers and from nothing else.
 
-The stages say what they found as a Note (profiler/facts.py); this module words it, as report/phrases.py words a
-bottleneck's facts. A number in a sentence is one of the note's numbers in the format shown here.
+The stages say what they found as a Note (profiler/facts.py); this module words it, as each cause's module in diagnosis/
+words a bottleneck's facts. A number in a sentence is one of the note's numbers in the format shown here.
 """
 
 from collections.abc import Callable

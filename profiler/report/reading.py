@@ -122,8 +122,6 @@ def memory_lines(memory: Memory | None) -> list[str]:
     return lines
 
 
-# the breakdown categories whose time each cause is charged from (mfu/ledger.py's cause_seconds: a cause's own
-# category first, then those it takes overheads from)
 def shown_categories(breakdown: dict) -> list[str]:
     """The breakdown's categories a writer shows: unrecorded only where the trace lost device work (reports saved
     before it have none)."""
@@ -134,13 +132,3 @@ def unsaid_warnings(report: Report) -> list[str]:
     """The warnings the health section has not said already."""
     said = set(report.health.lost) if report.health else set()
     return [w for w in report.warnings if w not in said]
-
-
-CATEGORIES_OF = {
-    "io": ("data_loading",), "small_batch": ("host_overhead", "idle", "matmul", "memory", "other_compute"),
-    "non_fused": ("other_compute", "matmul", "host_overhead", "idle", "memory"),
-    "memory_ops": ("memory", "host_overhead"), "communication": ("communication",), "precision": ("matmul",),
-    "matmul_efficiency": ("matmul",), "useful": ("matmul",), "warmup": ("host_overhead",),
-    "recomputation": ("matmul", "other_compute", "memory", "host_overhead"),
-    "other": ("idle", "host_overhead"), "unrecorded": ("unrecorded",),
-}

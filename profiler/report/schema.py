@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 from msgspec import UNSET
 
+from profiler.diagnosis.causes import evidence_sentence
 from profiler.facts import Note
 from profiler.mfu.job import AGGREGATION, JobResult
 from profiler.mfu.ledger import LedgerUnit
@@ -18,7 +19,6 @@ from profiler.mfu.records import Figures, Mfu, OpRow
 from profiler.report import model
 from profiler.report.model import SCHEMA, Report, json_data
 from profiler.report.notes import LOST, lacks, note_data, note_text
-from profiler.report.phrases import evidence
 from profiler.trace.errors import TraceError
 
 MAX_NAMED = 5  # non-finite figures named in their warning; the count says how many there were
@@ -88,8 +88,9 @@ def figures_fields(f: Figures) -> dict:
                                 what_if_step_ms=e.what_if_step_ms if time_ledger else UNSET,
                                 speedup=e.speedup if time_ledger else UNSET) for e in f.ledger],
         bottlenecks=[model.Bottleneck(
-            cause=b.cause, points=b.points, ms=b.ms, what_if_mfu=b.what_if_mfu, evidence=evidence(b.cause, b.facts),
-            fix=b.fix, facts=b.facts,  # the numbers of the evidence, by name (report/phrases.py)
+            cause=b.cause, points=b.points, ms=b.ms, what_if_mfu=b.what_if_mfu,
+            evidence=evidence_sentence(b.cause, b.facts),
+            fix=b.fix, facts=b.facts,  # the numbers of the evidence, by name (each cause's module words them)
             what_if_step_ms=b.what_if_step_ms if b.speedup is not None else UNSET,
             speedup=b.speedup if b.speedup is not None else UNSET,
             fix_config=b.fix_config or UNSET, fix_form=b.fix_form if b.fix_config else UNSET,

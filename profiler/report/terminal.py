@@ -2,9 +2,9 @@
 
 import textwrap
 
+from profiler.diagnosis.causes import CATEGORIES_OF, what
 from profiler.report.model import Bottleneck, Communication, FlopsPerStep, Report
 from profiler.report.reading import (
-    CATEGORIES_OF,
     ceilings,
     change_in_form,
     fmt_flops,
@@ -135,12 +135,6 @@ def top_ops_lines(report: Report, ops=None, title: str = "top ops") -> list[str]
 
 ONE_SCREEN = 60  # lines: what `analyze`, `diff` and our runs print by default
 # what each cause is, in a few words (docs/DESIGN.md's table)
-WHAT = {"io": "the device waits on data loading", "small_batch": "per-op overhead, short kernels, small matmuls",
-        "non_fused": "unfused elementwise, norm, optimizer work", "memory_ops": "copies, memsets, allocator calls",
-        "communication": "collectives no compute hides", "recomputation": "the forward re-run in the backward",
-        "precision": "matmuls in a slower precision", "matmul_efficiency": "matmuls below the peak",
-        "warmup": "one-off costs in the window", "unrecorded": "device work the trace lost",
-        "other": "idle the rest does not explain"}
 
 
 def one_screen(report: Report) -> list[str]:
@@ -152,7 +146,7 @@ def one_screen(report: Report) -> list[str]:
         for i, b in enumerate(report.bottlenecks, 1):  # the cause, and its fix (the change to try where known)
             fix = "try: " + change_in_form(b.fix_config, b.fix_form or None) if b.fix_config else b.fix.split("; ")[0]
             lines += [shorten(f"{i}. {b.cause}: {b.points:.1f} points, {b.ms:.2f} ms/step: "
-                              f"{WHAT.get(b.cause, b.cause)}", 80), shorten(f"   {fix}", 80)]
+                              f"{what(b.cause)}", 80), shorten(f"   {fix}", 80)]
     room = ONE_SCREEN - len(lines) - 2
     if warnings := unsaid_warnings(report):
         shown = warnings[:room] if len(warnings) <= room else warnings[:room - 1]
@@ -166,7 +160,7 @@ def explain(report: Report, cause: str) -> str:
     """One cause in full: its figures, evidence, fix, facts and the longest ops of its categories."""
     b = next(b for b in report.bottlenecks if b.cause == cause)  # the CLI checks that it is there
     lines = wrap(headline(report, b), "  ")
-    lines += wrap(f"what: {WHAT.get(b.cause, b.cause)}", "  ") + wrap(f"evidence: {b.evidence}", "  ")
+    lines += wrap(f"what: {what(b.cause)}", "  ") + wrap(f"evidence: {b.evidence}", "  ")
     lines += wrap(f"fix: {b.fix}", "  ")
     if b.fix_config:
         lines.append("try: " + change_in_form(b.fix_config, b.fix_form or None))

@@ -12,9 +12,10 @@ from synth import op, write
 
 from profiler.analysis.records import Signals, Utilization
 from profiler.analysis.signals import fixed_cost, size_and_role
-from profiler.mfu.diagnosis import RULES, diagnose
+from profiler.diagnosis.causes import CAUSES, diagnose, evidence_sentence
 from profiler.mfu.job import job_figures, medians_of_the_others, stragglers
 from profiler.mfu.memory import memory_parts
+from profiler.mfu.observed import observed
 from profiler.mfu.records import (
     Attribution,
     Communication,
@@ -28,7 +29,6 @@ from profiler.mfu.records import (
     StepRow,
     StepTimes,
 )
-from profiler.report import phrases
 from profiler.settings import Options
 from profiler.trace import classify
 from profiler.trace.attention import score_ops
@@ -84,7 +84,7 @@ def evidence(**changes) -> Evidence:
     """A 100 ms step on a device of 100 TFLOP/s (50 in the dtype that ran), 1 TFLOP per step."""
     base = dict(step_ms=100.0, kind="cuda", dtype="float32", meta=NO_METADATA, peak=100e12, peak_run=50e12, flops=1e12,
                 counted_flops=1e12, breakdown={c: Share(0.0, 0.0) for c in classify.CATEGORIES},
-                signals=Signals(steps=2),
+                uncounted_matmul_ms=0.0,
                 ops=[OpRow(name="aten::gelu", category="other_compute", count=2, ms=3.0, flops=0, tflops_per_s=None),
                      OpRow(name="nccl:all_reduce", category="communication", count=1, ms=7.0, flops=0,
                            tflops_per_s=None)],
@@ -92,6 +92,8 @@ def evidence(**changes) -> Evidence:
                 allocator_ms=0.0, sync_ms=0.0, python_ms=0.0, other_ops_per_step=24, step_ms_by_dtype={})
     if isinstance(changes.get("meta"), dict):  # a run's metadata as its trace holds it
         changes["meta"] = msgspec.convert(changes["meta"], RunMetadata)
+    signals = changes.pop("signals", Signals(steps=2))  # the analysis' totals, made per step as attribution does
+    base["observed"] = observed(signals, changes.get("kind", base["kind"]))
     return Evidence(**{**base, **changes})
 
 
@@ -110,21 +112,21 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     ours = {"num_workers": 0, "pin_memory": False, "batch_size": 8, "model": {**GPT_SHAPE, "n_layer": 4},
             "vocabulary": "profile_run"}
     ev = evidence(signals=sig, meta=ours)
-    facts, fix, config = said(RULES["io"](entry("io", 20), ev))
+    facts, fix, config = said(CAUSES["io"].rule(entry("io", 20), ev))
     assert facts["ms"] == 20 and facts["share_pct"] == pytest.approx(20.0) and facts["num_workers"] == 0
-    assert "single-process (num_workers=0)" in phrases.evidence("io", facts)
+    assert "single-process (num_workers=0)" in evidence_sentence("io", facts)
     assert config == {"num_workers": 4}
-    facts, fix, config = said(RULES["small_batch"](entry("small_batch", 10), ev))
+    facts, fix, config = said(CAUSES["small_batch"].rule(entry("small_batch", 10), ev))
     # 1 TFLOP over 200 ops a step; 4 kernels over 2 steps, median of 5, 7, 9, 11 µs
     assert facts["ops_per_step"] == 200 and facts["mflop_per_op"] == pytest.approx(5000.0)
     assert facts["kernels_per_step"] == 2 and facts["median_kernel_us"] == 8.0
     assert config == {"batch_size": 32} and "gradient_accumulation_steps" in fix
     # 10% of the step is per-step cost: 4x the batch does 4x the work in 10 + 4 x 90 ms
-    assert RULES["small_batch"](entry("small_batch", 10), ev).fix_speedup == pytest.approx(4 / 3.7)
+    assert CAUSES["small_batch"].rule(entry("small_batch", 10), ev).fix_speedup == pytest.approx(4 / 3.7)
     # our run measured a micro-step at its batch (40 ms) and at 4x (100 ms): the 100 ms step grows by 2 x 60
     measured = evidence(signals=sig, meta={**ours, "gradient_accumulation_steps": 2},
                         step_ms_by_batch={"8": 40.0, "32": 100.0})
-    found = RULES["small_batch"](entry("small_batch", 10), measured)
+    found = CAUSES["small_batch"].rule(entry("small_batch", 10), measured)
     assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 2 * 60)) == found.facts["measured_batch_speedup"]
     assert (found.facts["batch_micro_step_ms"], found.facts["larger_batch_micro_step_ms"],
             found.facts["larger_batch_size"], found.facts["batch_added_ms"]) == (40.0, 100.0, 32, 120.0)
@@ -132,45 +134,45 @@ def test_each_diagnosis_rule_cites_its_measurements_and_the_fix_that_removes_the
     # micro-steps leave out (tune measured x1.14 where the micro-steps alone predicted x2.02)
     loading = {c: Share(10.0 if c == "data_loading" else 0.0, 0.1 if c == "data_loading" else 0.0)
                for c in classify.CATEGORIES}
-    found = RULES["small_batch"](entry("small_batch", 10), evidence(
+    found = CAUSES["small_batch"].rule(entry("small_batch", 10), evidence(
         signals=sig, meta={**ours, "gradient_accumulation_steps": 2}, step_ms_by_batch={"8": 40.0, "32": 100.0},
         breakdown=loading))
     assert found.facts["batch_loading_added_ms"] == 30.0 and found.facts["batch_added_ms"] == 150.0
     assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 150))
-    assert "(30.00 ms of it data loading, which grows with the samples)" in phrases.evidence("small_batch",
+    assert "(30.00 ms of it data loading, which grows with the samples)" in evidence_sentence("small_batch",
                                                                                              found.facts)
     # 6 ms of host-to-device copies over 2 steps, 2 ms of them exposed (the memory category): the batch's copy
     # grows with the samples as well, by 3 x 2 ms; a device-to-host copy (a loss) does not
     copies = {**loading, "memory": Share(2.0, 0.02)}
     copied = Signals(steps=2, memcpy_us=Counter({"Memcpy HtoD (Pinned -> Device)": 6000.0,
                                                 "Memcpy DtoH (Device -> Pinned)": 9000.0}))
-    found = RULES["small_batch"](entry("small_batch", 10), evidence(
+    found = CAUSES["small_batch"].rule(entry("small_batch", 10), evidence(
         signals=copied, meta={**ours, "gradient_accumulation_steps": 2}, step_ms_by_batch={"8": 40.0, "32": 100.0},
         breakdown=copies))
     assert found.facts["batch_copies_added_ms"] == 6.0 and found.facts["batch_added_ms"] == 156.0
     assert found.fix_speedup == pytest.approx(4 * 100 / (100 + 156))
     assert ("(30.00 ms of it data loading and 6.00 ms of it copying the batch to the device, which grow with the "
-            "samples)") in phrases.evidence("small_batch", found.facts)
-    facts, fix, config = said(RULES["non_fused"](entry("non_fused", 8), ev))
+            "samples)") in evidence_sentence("small_batch", found.facts)
+    facts, fix, config = said(CAUSES["non_fused"].rule(entry("non_fused", 8), ev))
     assert facts["ops_per_layer"] == 6 and (facts["softmax_per_step"], facts["bmm_per_step"]) == (2, 4)
     assert config == {"attention": "sdpa"}
-    facts, fix, config = said(RULES["memory_ops"](entry("memory_ops", 3), ev))
+    facts, fix, config = said(CAUSES["memory_ops"].rule(entry("memory_ops", 3), ev))
     assert facts["copied_mb"] == 4.0 and facts["memcpy_kinds"] == [{"kind": "Memcpy HtoD (Pageable -> Device)",
                                                                     "mb": 4.0}]
     assert config == {"pin_memory": True}
-    facts, fix, config = said(RULES["communication"](entry("communication", 7), ev))
+    facts, fix, config = said(CAUSES["communication"].rule(entry("communication", 7), ev))
     assert facts["collectives"] == [{"name": "nccl:all_reduce", "ms": 7.0}] and config is None
-    facts, fix, config = said(RULES["precision"](entry("precision", 10), ev))
+    facts, fix, config = said(CAUSES["precision"].rule(entry("precision", 10), ev))
     assert (facts["ms_at_peak_run"], facts["ms_at_peak"]) == (20.0, 10.0)  # 1 TFLOP at 50 and at 100 TFLOP/s
     assert config == {"dtype": "bfloat16"} and "allow_tf32" in fix
-    facts, fix, config = said(RULES["matmul_efficiency"](entry("matmul_efficiency", 20), ev))
+    facts, fix, config = said(CAUSES["matmul_efficiency"].rule(entry("matmul_efficiency", 20), ev))
     # 2 TFLOP in 40 ms over the 2 steps
     assert facts["counted_tflop_per_s"] == pytest.approx(50) and facts["counted_of_peak_run_pct"] == pytest.approx(100)
-    facts, fix, config = said(RULES["other"](entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
+    facts, fix, config = said(CAUSES["other"].rule(entry("other", 5), evidence(sync_ms=4.0, signals=Signals(
         steps=2, stall_calls=Counter({"cudaStreamSynchronize": 6}), stall_sites=Counter({"aten::item": 6})))))
     assert facts["sync_ms"] == 4.0 and facts["stall_calls"] == [{"name": "cudaStreamSynchronize", "per_step": 3}]
     assert facts["stall_sites"] == [{"name": "aten::item", "per_step": 3}] and ".item()" in fix
-    assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in phrases.evidence("other", facts)
+    assert "3 cudaStreamSynchronize per step, made in aten::item (3)" in evidence_sentence("other", facts)
 
 
 def test_matmul_efficiency_says_why_precision_holds_none_where_bfloat16_measured_slower():
@@ -179,13 +181,13 @@ def test_matmul_efficiency_says_why_precision_holds_none_where_bfloat16_measured
     sig = Signals(steps=2, matmul_us=40_000.0)
     measured = evidence(signals=sig, kind="cpu", fastest_dtype="bfloat16", precision_ms=0.0,
                         step_ms_by_dtype={"float32": 46.02, "bfloat16": 53.53})
-    facts = RULES["matmul_efficiency"](entry("matmul_efficiency", 20), measured).facts
+    facts = CAUSES["matmul_efficiency"].rule(entry("matmul_efficiency", 20), measured).facts
     assert facts["precision_takes_none"] and facts["measured_by"] == "micro_step"
     assert (facts["micro_step_ms"], facts["target_micro_step_ms"], facts["target_dtype"]) == (46.02, 53.53,
                                                                                               "bfloat16")
     assert ("precision takes none of it: measured before the run at its shapes, a micro-step's forward and backward "
-            "took 46.02 ms in float32 and 53.53 ms in bfloat16") in phrases.evidence("matmul_efficiency", facts)
-    unmeasured = RULES["matmul_efficiency"](entry("matmul_efficiency", 20),
+            "took 46.02 ms in float32 and 53.53 ms in bfloat16") in evidence_sentence("matmul_efficiency", facts)
+    unmeasured = CAUSES["matmul_efficiency"].rule(entry("matmul_efficiency", 20),
                                             evidence(signals=sig, kind="cpu", precision_ms=0.0)).facts
     assert "precision_takes_none" not in unmeasured
 
@@ -199,15 +201,15 @@ def test_non_fused_fix_is_predicted_from_its_parts_timed_at_the_runs_shapes():
     meta = {"vocabulary": "profile_run", "model": {**GPT_SHAPE, "attention": "manual"}, "optimizer_impl": "loop",
             "gradient_accumulation_steps": 2,
             "step_ms_by_fix": {"attention": {"manual": 30.0, "sdpa": 40.0}, "optimizer": {"loop": 8.0, "fused": 1.0}}}
-    found = RULES["non_fused"](entry("non_fused", 20), evidence(signals=sig, meta=meta, kind="cpu"))
+    found = CAUSES["non_fused"].rule(entry("non_fused", 20), evidence(signals=sig, meta=meta, kind="cpu"))
     assert found.config == {"attention": "sdpa", "optimizer_impl": "fused"}
     assert found.fix_speedup == pytest.approx(100 / 113) == found.facts["measured_fix_speedup"]
     assert found.facts["fix_saved_ms"] == -13.0
     assert (found.facts["optimizer_seen"], found.facts["optimizer_work_per_step"]) == ("loop", 200)
     assert found.facts["optimizer_ops"] == [{"name": "add_", "per_step": 54}, {"name": "lerp_", "per_step": 27}]
     assert ("30.00 ms with manual attention, 40.00 ms with SDPA; an optimizer step 8.00 ms loop, 1.00 ms fused: the "
-            "fix takes -13.00 ms from the 100.00 ms step, x0.88") in phrases.evidence("non_fused", found.facts)
-    unmeasured = RULES["non_fused"](entry("non_fused", 20), evidence(signals=sig, meta={}, kind="cpu"))
+            "fix takes -13.00 ms from the 100.00 ms step, x0.88") in evidence_sentence("non_fused", found.facts)
+    unmeasured = CAUSES["non_fused"].rule(entry("non_fused", 20), evidence(signals=sig, meta={}, kind="cpu"))
     assert unmeasured.fix_speedup is None and "measured_fix_speedup" not in unmeasured.facts
 
 
@@ -297,27 +299,27 @@ def test_small_batch_proposes_the_largest_batch_the_memory_holds():
                            allocator_ms_per_step=0.0, batch_headroom=None, parts=parts)
     ours = {"batch_size": 8, "vocabulary": "profile_run"}
     measured = evidence(meta=ours, memory=memory, step_ms_by_batch={"8": 40.0, "32": 100.0})
-    found = RULES["small_batch"](entry("small_batch", 10), measured)
+    found = CAUSES["small_batch"].rule(entry("small_batch", 10), measured)
     # 36 GB x 0.9 = 32.4 GB: batch 16 (30 GB) fits, 24 (38 GB) does not
     assert found.config == {"batch_size": 16} and found.facts["fit_peak"] == 30.0
     assert "(batch 16: 30.00 of 36.00 GB predicted)" in found.fix
     # its speed-up is for batch 16: the micro-step at 16, linear between 8 and 32, is 60 ms
     assert found.facts["larger_batch_micro_step_ms"] == 60.0 and found.fix_speedup == pytest.approx(2 * 100 / 120)
-    text = phrases.evidence("small_batch", found.facts)
+    text = evidence_sentence("small_batch", found.facts)
     assert "the memory holds batch 16: 30.00 GB predicted of 36.00 GB (deviceProperties" in text
     assert "100.00 ms at 32, so about 60.00 ms at 16" in text
     # 28 GB: not even batch 16 fits; what frees memory, and no change to try
     tight = replace(memory, capacity_bytes=28e9)
-    found = RULES["small_batch"](entry("small_batch", 10), evidence(meta=ours, memory=tight,
+    found = CAUSES["small_batch"].rule(entry("small_batch", 10), evidence(meta=ours, memory=tight,
                                                                      step_ms_by_batch={"8": 40.0, "32": 100.0}))
     assert found.config is None and found.fix_speedup is None and found.fix.startswith("free memory first")
     ways = {a["name"].split(" (")[0]: a["frees"] for a in found.facts["alternatives"]}
     assert ways == {"activation checkpointing": 8.0, "optimizer-state sharding over 8 ranks": 7.0,
                     "bfloat16 activations under autocast": 4.0, "gradient accumulation": 0.0}
-    assert "twice the batch does not fit: 30.00 GB predicted of 28.00 GB" in phrases.evidence("small_batch",
+    assert "twice the batch does not fit: 30.00 GB predicted of 28.00 GB" in evidence_sentence("small_batch",
                                                                                               found.facts)
     # another program's trace: its level and transient, linear in the batch (10 + 16k GB: x2 fits 50 GB)
-    foreign = RULES["small_batch"](entry("small_batch", 10), evidence(
+    foreign = CAUSES["small_batch"].rule(entry("small_batch", 10), evidence(
         memory=replace(memory, parts=None, capacity_bytes=50e9)))
     assert foreign.facts["fit_factor"] == 2 and foreign.facts["fit_by"] == "linear" and foreign.config is None
-    assert "the memory holds 2x the batch: 42.00 GB predicted" in phrases.evidence("small_batch", foreign.facts)
+    assert "the memory holds 2x the batch: 42.00 GB predicted" in evidence_sentence("small_batch", foreign.facts)

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from profiler.analysis.records import OpStats
+from profiler.diagnosis.ceilings import batch_speedup
 from profiler.mfu import bandwidth
 from profiler.mfu.bandwidth import cpu_bandwidth, measure_triad, table_bandwidth
-from profiler.mfu.ceilings import batch_speedup
 from profiler.mfu.ledger import ledger, time_ledger
 from profiler.mfu.peak import table_peaks
 from profiler.mfu.roofline import fusion_removable, op_roofline
