@@ -1,7 +1,9 @@
 """The registry of causes: every cause the ledger can charge has its entry, and its facts are a type that the rule,
 the evidence sentence and the JSON agree on."""
 
+import re
 import typing
+from pathlib import Path
 
 import pytest
 from conftest import facts_are_their_type, facts_types
@@ -47,3 +49,10 @@ def test_precision_facts_are_one_of_its_two_forms():
     facts_are_their_type({"cause": "precision", "facts": kernels})
     with pytest.raises(AssertionError):  # half of one form and half of the other
         facts_are_their_type({"cause": "precision", "facts": {**kernels, "dtype": "float32"}})
+
+
+def test_the_front_door_names_every_cause():
+    root = Path(__file__).resolve().parents[2]
+    for page in ("README.md", "docs/index.md", "docs/DESIGN.md"):
+        text = (root / page).read_text()
+        assert [c for c in CAUSES if not re.search(rf"\b{c}\b", text)] == [], page
