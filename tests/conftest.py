@@ -70,17 +70,17 @@ FORMATS = (".0f", ".1f", ".2f", ".3f", ".3g", "g", ",.0f", ",.1f")
 
 
 def _sentence_nodes(path: Path, whole: bool) -> list[ast.AST]:
-    """The parts of a module that word sentences: all of it, or its `evidence` and `*_words` functions (its rule
-    and fix sentences hold numbers of their own, which an evidence sentence must not quote)."""
+    """The parts of a module that word sentences: all of it, or its `*_words` functions and `evidence_sentence`
+    (its rule and fix sentences hold numbers of their own, which an evidence sentence must not quote)."""
     tree = ast.parse(path.read_text())
     if whole:
         return [tree]
     return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
-            and (n.name in ("evidence", "evidence_sentence") or n.name.endswith("_words"))]
+            and (n.name == "evidence_sentence" or n.name.endswith("_words"))]
 
 
 @functools.cache
-def _phrase_constants(module: str = "diagnosis") -> frozenset[str]:
+def _sentence_constants(module: str = "diagnosis") -> frozenset[str]:
     """Numbers that the wording itself holds ('single-process (num_workers=0)'): in the string literals of the
     evidence sentences (profiler/diagnosis) or of the warnings (report/notes.py), format specifications aside."""
     if module == "notes":
@@ -109,7 +109,7 @@ def _fact_texts(value) -> set[str]:
 
 def evidence_is_its_facts(bottleneck: dict):
     """Every number that a bottleneck's evidence quotes is one of its facts, as the sentence formats it."""
-    allowed = _fact_texts(bottleneck["facts"]) | _phrase_constants()
+    allowed = _fact_texts(bottleneck["facts"]) | _sentence_constants()
     quoted = [m.group() for m in NUMBER.finditer(bottleneck["evidence"])]
     assert [q for q in quoted if q not in allowed] == [], bottleneck["evidence"]
 
@@ -119,7 +119,7 @@ def warnings_are_their_numbers(report: dict):
     it names)."""
     assert len(report["warnings"]) == len(report["warnings_data"])
     for text, data in zip(report["warnings"], report["warnings_data"]):
-        allowed = _fact_texts(data["numbers"]) | _fact_texts(data.get("ranks", "")) | _phrase_constants("notes")
+        allowed = _fact_texts(data["numbers"]) | _fact_texts(data.get("ranks", "")) | _sentence_constants("notes")
         assert [q for q in (m.group() for m in NUMBER.finditer(text)) if q not in allowed] == [], text
 
 

@@ -2,7 +2,7 @@
 below a compute ceiling, how far the elementwise ops are from the memory ceiling, how fast the copies crossed their
 link, and what a larger batch can bring when the per-step costs stay (where it was not measured: measured.py)."""
 
-from typing import NotRequired, TypedDict
+from typing import NotRequired, Required, TypedDict
 
 from profiler.mfu.records import Evidence, OpRow
 from profiler.settings import GIGA, MEGA
@@ -35,7 +35,7 @@ class SmallMatmulBounds(TypedDict, total=False):
 
 
 class ElementwiseTraffic(TypedDict, total=False):
-    elementwise_bytes_known: bool
+    elementwise_bytes_known: Required[bool]  # the rest where it is True
     elementwise_mb_per_step: float
     elementwise_gb_per_s: float
     elementwise_of_bandwidth_pct: float

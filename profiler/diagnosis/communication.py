@@ -7,7 +7,7 @@ from typing import NotRequired, TypedDict
 
 from profiler.analysis.records import milliseconds
 from profiler.diagnosis.finding import CauseEntry, Finding, share
-from profiler.diagnosis.words import Largest, ShareFacts, of_step, short_name
+from profiler.diagnosis.words import Largest, ShareFacts, share_words, short_name
 from profiler.mfu.parallelism import display_names, fix_for, pipeline_bubble
 from profiler.mfu.records import Communication, Evidence, LedgerEntry
 from profiler.settings import ONE_OFF_COLLECTIVE
@@ -34,7 +34,7 @@ class CollectiveFacts(TypedDict, total=False):
 
     parallelism: list[str]
     group_size: int
-    backend: str | None
+    backend: str  # nccl, gloo, ...
     exposed_collectives: list[ExposedCollective]
     link: str
     best_bus_of_link_pct: float
@@ -101,9 +101,9 @@ def collective_facts(comm: Communication) -> CollectiveFacts:
     return facts
 
 
-def evidence(f: CommunicationFacts) -> str:
+def evidence_words(f: CommunicationFacts) -> str:
     comm = ", ".join(f"{short_name(c['name'])} {c['ms']:.2f} ms" for c in f["collectives"])
-    text = f"collectives not overlapped by compute {of_step(f['ms'], f['share_pct'])}" + (f"; {comm}" if comm else "")
+    text = f"collectives not overlapped by compute {share_words(f)}" + (f"; {comm}" if comm else "")
     if f.get("parallelism"):
         text += "; parallelism: " + ", ".join(f["parallelism"])
     if f.get("exposed_collectives"):
@@ -150,5 +150,5 @@ def one_off_words(f: CommunicationFacts) -> str:
             "one-off (communicator or connection set-up on first use), or a rank that arrived late")
 
 
-COMMUNICATION = CauseEntry(rule=rule, evidence=evidence, what="collectives no compute hides",
+COMMUNICATION = CauseEntry(rule=rule, evidence=evidence_words, what="collectives no compute hides",
                            categories=("communication",))

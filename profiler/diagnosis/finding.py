@@ -1,8 +1,10 @@
 """What a rule hands back (Finding), what a cause registers (CauseEntry), and the facts every rule shares.
 
 A cause's facts are a TypedDict of its own, shared by its rule, which fills it, and its evidence sentence, which
-reads it: mypy checks each read. A fact is named with its unit (`_ms` per step, `_pct`, `_gb_per_s`,
-`_tflop_per_s`) and is a number, a short string, a flag, or a list of small records for the largest items.
+reads it: mypy checks every key's name and type (not that an optional one is there: the sentences test for
+those). A fact is named with its unit (`_ms` per step, `_pct`, `_gb_per_s`, `_tflop_per_s`) and is a number, a
+short string, a flag, or a list of small records for the largest items. A TypedDict declared total=False and
+mixed into a cause's facts is a group its rule adds together or not at all (the copies' links, the memory plan).
 """
 
 from collections.abc import Callable

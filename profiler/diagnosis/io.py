@@ -3,7 +3,7 @@
 from typing import NotRequired
 
 from profiler.diagnosis.finding import CauseEntry, Finding, largest_ms, share
-from profiler.diagnosis.words import Largest, ShareFacts, largest, of_step
+from profiler.diagnosis.words import Largest, ShareFacts, largest, share_words
 from profiler.mfu.records import Evidence, LedgerEntry
 from profiler.mfu.vocabulary import settings
 
@@ -36,13 +36,13 @@ PREPARE_AHEAD = ("decode and preprocess ahead of the step, in DataLoader worker 
                  "the device (GPU video / image decoding, batched tensor transforms), so the device never waits")
 
 
-def evidence(f: IoFacts) -> str:
+def evidence_words(f: IoFacts) -> str:
     loaders = {"SingleProcess": "single-process (num_workers=0)", "MultiProcessing": "worker processes"}
     kinds = ", ".join(next((said for k, said in loaders.items() if k in name), name) for name in f["dataloaders"])
     setting = (f"; the run used num_workers={f['num_workers']}, pin_memory={f['pin_memory']}"
                if "num_workers" in f else "")
     waiting = "the device idles" if f["kind"] != "cpu" else "the training thread waits"
-    text = (f"{waiting} in data loading {of_step(f['ms'], f['share_pct'])}; DataLoader: "
+    text = (f"{waiting} in data loading {share_words(f)}; DataLoader: "
             f"{kinds or 'no DataLoader spans (data-loading annotations)'}{setting}")
     if f.get("data_preparation"):
         text += f"; data preparation in Python inside the step (largest frames, per step): " \
@@ -50,4 +50,5 @@ def evidence(f: IoFacts) -> str:
     return text
 
 
-IO = CauseEntry(rule=rule, evidence=evidence, what="the device waits on data loading", categories=("data_loading",))
+IO = CauseEntry(rule=rule, evidence=evidence_words,
+                what="the device waits on data loading", categories=("data_loading",))

@@ -6,13 +6,13 @@ from typing import NotRequired
 from profiler.analysis.records import seconds
 from profiler.diagnosis.ceilings import MatmulBounds, matmul_bounds, matmul_bounds_words
 from profiler.diagnosis.finding import CauseEntry, Finding, share
-from profiler.diagnosis.measured import Measurement, measurement_words, precision_measurement
-from profiler.diagnosis.words import ShareFacts, of_step
+from profiler.diagnosis.measured import MeasurementFigures, measurement_words, precision_measurement
+from profiler.diagnosis.words import ShareFacts, share_words
 from profiler.mfu.records import Evidence, LedgerEntry
 from profiler.settings import TERA
 
 
-class MatmulFacts(ShareFacts, Measurement, MatmulBounds):
+class MatmulFacts(ShareFacts, MeasurementFigures, MatmulBounds):
     peak_tflop_per_s: float
     fastest_dtype: str | None
     precision_ms: float
@@ -21,6 +21,7 @@ class MatmulFacts(ShareFacts, Measurement, MatmulBounds):
     peak_run_tflop_per_s: NotRequired[float]
     dtype: NotRequired[str | None]
     precision_takes_none: NotRequired[bool]  # with the measurement that says why
+    measured_by: NotRequired[str]
     alone_tflop_per_s: NotRequired[float]  # the trace's shapes timed alone here
     alone_dtype: NotRequired[str]
     alone_of_peak_run_pct: NotRequired[float]
@@ -52,16 +53,16 @@ LARGER_ALIGNED_MATMULS = ("matmul dimensions multiples of 64 (128 on tensor core
                           "torch.compile(mode='max-autotune')")
 
 
-def evidence(f: MatmulFacts) -> str:
+def evidence_words(f: MatmulFacts) -> str:
     text = (f"matmul time beyond what the FLOPs need at P ({f['peak_tflop_per_s']:.3g} TFLOP/s, "
             f"{f['fastest_dtype'] or 'the fastest precision'}) that precision ({f['precision_ms']:.2f} ms) and the "
-            f"other causes do not take {of_step(f['ms'], f['share_pct'])}")
+            f"other causes do not take {share_words(f)}")
     if "counted_tflop_per_s" in f:
         text += (f"; counted matmuls run at {f['counted_tflop_per_s']:.3g} TFLOP/s, "
                  f"{f['counted_of_peak_run_pct']:.0f}% of P_run ({f['peak_run_tflop_per_s']:.3g} TFLOP/s in "
                  f"{f['dtype']})")
     if f.get("precision_takes_none"):
-        text += "; precision takes none of it: " + measurement_words(f)
+        text += "; precision takes none of it: " + measurement_words(f["measured_by"], f)
     if "alone_tflop_per_s" in f:
         text += (f"; timed alone on this machine, their shapes reach {f['alone_tflop_per_s']:.3g} TFLOP/s in "
                  f"{f['alone_dtype']} ({f['alone_of_peak_run_pct']:.0f}% of P_run): the rest of the gap to P_run is "
@@ -73,4 +74,5 @@ def evidence(f: MatmulFacts) -> str:
     return text + ("; " + "; ".join(bounds) if bounds else "")
 
 
-MATMUL_EFFICIENCY = CauseEntry(rule=rule, evidence=evidence, what="matmuls below the peak", categories=("matmul",))
+MATMUL_EFFICIENCY = CauseEntry(rule=rule, evidence=evidence_words,
+                               what="matmuls below the peak", categories=("matmul",))

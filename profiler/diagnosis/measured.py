@@ -15,10 +15,9 @@ class DtypeMs(TypedDict):
     ms: float
 
 
-class Measurement(TypedDict, total=False):
-    """What set precision's points: "micro_step", "shape_timing" or "peaks" (measured_by), and its figures."""
+class MeasurementFigures(TypedDict, total=False):
+    """The figures of what set precision's points, by how it was measured (Measurement.measured_by)."""
 
-    measured_by: str
     run_dtype: str | None
     micro_step_ms: float
     target_dtype: str
@@ -28,6 +27,10 @@ class Measurement(TypedDict, total=False):
     timed_fastest: str
     timed_run_dtype: str
     timed_saving_pct: float
+
+
+class Measurement(MeasurementFigures):
+    measured_by: str  # "micro_step", "shape_timing" or "peaks"
 
 
 class FixMeasurement(TypedDict, total=False):
@@ -148,12 +151,12 @@ def input_copy_ms(evidence: Evidence) -> float:
     return min(evidence.observed.host_to_device_ms, evidence.breakdown["memory"].ms)
 
 
-def measurement_words(f: Measurement) -> str:
-    if f["measured_by"] == "micro_step":
+def measurement_words(measured_by: str, f: MeasurementFigures) -> str:
+    if measured_by == "micro_step":
         return (f"measured before the run at its shapes, a micro-step's forward and backward took "
                 f"{f['micro_step_ms']:.2f} ms in {f['run_dtype']} and {f['target_micro_step_ms']:.2f} ms in "
                 f"{f['target_dtype']}, which sets this cause's points")
-    if f["measured_by"] == "shape_timing":
+    if measured_by == "shape_timing":
         times = " and ".join(f"{t['ms']:.2f} ms/step in {t['dtype']}" for t in f["timed_ms_by_dtype"])
         verdict = (f"{f['timed_fastest']} saves {f['timed_saving_pct']:.0f}% of it, which sets this cause's points"
                    if f["timed_fastest"] != f["timed_run_dtype"] else

@@ -4,7 +4,7 @@ from typing import NotRequired, TypedDict
 
 from profiler.diagnosis.ceilings import CopyLinks, copy_links, copy_links_words, op_name
 from profiler.diagnosis.finding import CauseEntry, Finding, share, stall_calls, step_pct
-from profiler.diagnosis.words import ShareFacts, StallFacts, of_step, stalls
+from profiler.diagnosis.words import ShareFacts, StallFacts, of_step, share_words, stalls
 from profiler.mfu.records import Evidence, LedgerEntry
 from profiler.mfu.vocabulary import settings
 from profiler.settings import HEADLINE_SHARE, MEGA
@@ -65,8 +65,8 @@ ALLOCATIONS_OUT_OF_THE_STEP = (
     "torch.backends.cudnn.benchmark = True so cuDNN / MIOpen choose algorithms and workspaces once")
 
 
-def evidence(f: MemoryOpsFacts) -> str:
-    text = f"copies and memsets {of_step(f['ms'], f['share_pct'])}"
+def evidence_words(f: MemoryOpsFacts) -> str:
+    text = f"copies and memsets {share_words(f)}"
     if f["kind"] == "cpu":
         ops = f["memory_ops"]
         text += (f"; {f['copied_mb']:.1f} MB per step copied" + (
@@ -82,5 +82,5 @@ def evidence(f: MemoryOpsFacts) -> str:
     return text + (f"; {links}" if links else "")
 
 
-MEMORY_OPS = CauseEntry(rule=rule, evidence=evidence, what="copies, memsets, allocator calls",
+MEMORY_OPS = CauseEntry(rule=rule, evidence=evidence_words, what="copies, memsets, allocator calls",
                         categories=("memory", "host_overhead"))

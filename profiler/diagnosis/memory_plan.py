@@ -49,8 +49,8 @@ def batch_plan(evidence: Evidence, factor: int) -> BatchPlan:
     fits = max((k for k, peak in peaks.items() if peak <= usable), default=1)
     unit, scale = ("GB", GIGA) if m.capacity_bytes >= GIGA else ("MB", MEGA)  # the sizes in the capacity's unit
     facts: BatchPlan = {"memory_unit": unit, "memory_capacity": m.capacity_bytes / scale,
-                    "memory_capacity_source": m.capacity_source, "memory_usable_pct": 100 * MEMORY_USABLE,
-                    "fit_factor": fits, "fit_by": by, "fit_peak": peaks.get(fits, peaks[min(peaks)]) / scale}
+                        "memory_capacity_source": m.capacity_source, "memory_usable_pct": 100 * MEMORY_USABLE,
+                        "fit_factor": fits, "fit_by": by, "fit_peak": peaks.get(fits, peaks[min(peaks)]) / scale}
     if batch:
         facts["fit_batch_size"] = fits * batch
     if fits < 2 and 2 in peaks:
@@ -66,7 +66,8 @@ def alternatives(evidence: Evidence, activations: float, scale: float) -> list[A
     world = meta.get("world_size") or 1
     ranks = world if world > 1 else 8  # one device: sharding takes more of them
     out: list[Alternative] = [{"name": "activation checkpointing", "frees": activations / scale,
-            "costs": "about one more forward pass of matmul time", "costs_ms": evidence.breakdown["matmul"].ms / 3}]
+                               "costs": "about one more forward pass of matmul time",
+                               "costs_ms": evidence.breakdown["matmul"].ms / 3}]
     if optimizer:
         out.append({"name": f"optimizer-state sharding over {ranks} ranks (ZeRO-1, FSDP)"
                     + ("" if world > 1 else " on more devices"),

@@ -3,19 +3,22 @@ when softmax and bmm ops ran and no scaled-dot-product / flash op did; the optim
 Optimizer.step ran over LOOP_OPS ops (on a GPU: kernels) per step with neither _foreach_ nor _fused_ ops;
 torch.compile is the fix unless torch.compile'd regions ran already."""
 
-from typing import NotRequired
+from typing import NotRequired, TypedDict
 
 from profiler.diagnosis.ceilings import ElementwiseTraffic, elementwise_traffic, elementwise_words
 from profiler.diagnosis.finding import CauseEntry, Finding, share
 from profiler.diagnosis.measured import FixMeasurement, fix_measurement_words, measured_fix_speedup
 from profiler.diagnosis.optimizer import OptimizerSeen, optimizer_implementation, optimizer_words
-from profiler.diagnosis.words import ShareFacts, of_step
+from profiler.diagnosis.words import ShareFacts, share_words
 from profiler.mfu.records import Evidence, LedgerEntry
 
 
-class NonFusedFacts(ShareFacts, ElementwiseTraffic, OptimizerSeen, FixMeasurement):
+class PerLayer(TypedDict, total=False):
+    ops_per_layer: float  # where the model's layers are known
+
+
+class NonFusedFacts(ShareFacts, PerLayer, ElementwiseTraffic, OptimizerSeen, FixMeasurement):
     optimizer_dispatch_ms: float
-    ops_per_layer: NotRequired[float]  # where the model's layers are known
     unfused_attention: NotRequired[bool]
     softmax_per_step: NotRequired[float]
     bmm_per_step: NotRequired[float]
@@ -24,11 +27,10 @@ class NonFusedFacts(ShareFacts, ElementwiseTraffic, OptimizerSeen, FixMeasuremen
 
 def rule(entry: LedgerEntry, evidence: Evidence) -> Finding[NonFusedFacts]:
     seen = evidence.observed
-    facts: NonFusedFacts = {**share(entry.ms, evidence), "optimizer_dispatch_ms": evidence.optimizer_overhead_ms}
     layers = evidence.meta.model.n_layer if evidence.meta.model else None
-    if layers:
-        facts["ops_per_layer"] = evidence.other_ops_per_step / layers
-    facts = {**facts, **elementwise_traffic(evidence, entry.removable_ms or 0.0)}
+    per_layer: PerLayer = {"ops_per_layer": evidence.other_ops_per_step / layers} if layers else {}
+    facts: NonFusedFacts = {**share(entry.ms, evidence), "optimizer_dispatch_ms": evidence.optimizer_overhead_ms,
+                            **per_layer, **elementwise_traffic(evidence, entry.removable_ms or 0.0)}
     config: dict[str, object] = {}
     fixes: list[str] = []
     if seen.softmax_ops and seen.bmm_ops and not seen.fused_attention_ops:
@@ -56,8 +58,8 @@ def rule(entry: LedgerEntry, evidence: Evidence) -> Finding[NonFusedFacts]:
     return Finding(facts=facts, fix="; ".join(fixes), config=config, fix_speedup=measured[0] if measured else None)
 
 
-def evidence(f: NonFusedFacts) -> str:
-    parts = [f"elementwise / norm / softmax / optimizer time {of_step(f['ms'], f['share_pct'])}, of which "
+def evidence_words(f: NonFusedFacts) -> str:
+    parts = [f"elementwise / norm / softmax / optimizer time {share_words(f)}, of which "
              f"{f['optimizer_dispatch_ms']:.2f} ms dispatching the optimizer's ops"]
     if "ops_per_layer" in f:
         parts.append(f"{f['ops_per_layer']:.0f} such ops per layer per step")
@@ -75,5 +77,5 @@ def evidence(f: NonFusedFacts) -> str:
     return "; ".join(parts)
 
 
-NON_FUSED = CauseEntry(rule=rule, evidence=evidence, what="unfused elementwise, norm, optimizer work",
+NON_FUSED = CauseEntry(rule=rule, evidence=evidence_words, what="unfused elementwise, norm, optimizer work",
                        categories=("other_compute", "matmul", "host_overhead", "idle", "memory"))

@@ -5,7 +5,7 @@ from typing import NotRequired
 
 from profiler.analysis.records import milliseconds
 from profiler.diagnosis.finding import CauseEntry, Finding, share, stall_calls, step_pct
-from profiler.diagnosis.words import ShareFacts, StallFacts, of_step, stalls
+from profiler.diagnosis.words import ShareFacts, StallFacts, of_step, share_words, stalls
 from profiler.mfu.records import Evidence, LedgerEntry
 from profiler.settings import HEADLINE_SHARE
 from profiler.trace.classify import SYNC_CALL
@@ -34,13 +34,13 @@ SYNC_OUT_OF_THE_STEP = ("move synchronizations out of the step: no .item(), .cpu
                         "from pinned memory")
 
 
-def evidence(f: OtherFacts) -> str:
+def evidence_words(f: OtherFacts) -> str:
     if "sync_ms" in f:
         return f"the host synchronizes with the device while it idles {of_step(f['sync_ms'], f['sync_pct'])}: " \
                f"{stalls(f)}"
-    return (f"idle stretches of {f['long_gap_ms']:g} ms or more with no op recorded {of_step(f['ms'], f['share_pct'])}"
+    return (f"idle stretches of {f['long_gap_ms']:g} ms or more with no op recorded {share_words(f)}"
             ": synchronizations, Python outside ops, work the profiler did not record")
 
 
-OTHER = CauseEntry(rule=rule, evidence=evidence, what="idle the rest does not explain",
+OTHER = CauseEntry(rule=rule, evidence=evidence_words, what="idle the rest does not explain",
                    categories=("idle", "host_overhead"))

@@ -74,7 +74,7 @@ def mixed_precision_fix(half: str) -> str:
               "torch.backends.cudnn.allow_tf32 = True)")
 
 
-def evidence(f: PrecisionFacts) -> str:
+def evidence_words(f: PrecisionFacts) -> str:
     if "fp32_matmul_ms" in f:  # a time ledger: from the kernels' names
         return (f"float32 matmul and convolution kernels on the SIMT cores {f['fp32_matmul_ms']:.2f} ms/step "
                 f"(largest: {largest(f['fp32_kernels'])}); the device does {f['fp32_speed_pct']:.0f}% of its "
@@ -82,7 +82,7 @@ def evidence(f: PrecisionFacts) -> str:
     return (f"matmuls ran in {f['dtype']}: the device's large GEMMs do {f['peak_run_tflop_per_s']:.3g} TFLOP/s in it "
             f"against {f['peak_tflop_per_s']:.3g} in {f['fastest_dtype'] or 'its fastest precision'}; the model's "
             f"FLOPs need {f['ms_at_peak_run']:.2f} ms/step at the first, {f['ms_at_peak']:.2f} at the second; "
-            + measurement_words(f))
+            + measurement_words(f["measured_by"], f))
 
 
-PRECISION = CauseEntry(rule=rule, evidence=evidence, what="matmuls in a slower precision", categories=("matmul",))
+PRECISION = CauseEntry(rule=rule, evidence=evidence_words, what="matmuls in a slower precision", categories=("matmul",))

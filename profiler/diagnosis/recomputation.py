@@ -4,7 +4,7 @@ the activations it spared would fit without it."""
 from typing import TypedDict
 
 from profiler.diagnosis.finding import CauseEntry, Finding, largest_ms, share
-from profiler.diagnosis.words import Largest, ShareFacts, of_step
+from profiler.diagnosis.words import Largest, ShareFacts, share_words
 from profiler.mfu.records import Evidence, LedgerEntry
 from profiler.settings import GIGA, MEMORY_USABLE
 
@@ -33,7 +33,7 @@ def rule(entry: LedgerEntry, evidence: Evidence) -> Finding[RecomputationFacts]:
     key = "activation_checkpointing" if "activation_checkpointing" in config else "gradient_checkpointing"
     off = f"TrainingArguments({key}=False)" if evidence.meta.vocabulary == "hf" else "no activation checkpointing"
     fit = spared_memory(evidence, seen.recompute_written_bytes)
-    return Finding(facts={**facts, **fit}, fix=fix(fit, off))
+    return Finding(facts={**facts, **fit}, fix=checkpointing_fix(fit, off))
 
 
 SELECTIVE = ("checkpoint selectively: every other layer, or torch.utils.checkpoint with "
@@ -41,7 +41,7 @@ SELECTIVE = ("checkpoint selectively: every other layer, or torch.utils.checkpoi
              "activation_checkpoint.mode='selective')")
 
 
-def fix(fit: SparedMemory, off: str) -> str:
+def checkpointing_fix(fit: SparedMemory, off: str) -> str:
     """Checkpointing off where the spared activations fit (`off`: the program's own setting), else selectively."""
     if fit.get("fits"):
         return (f"the activations fit without it: {off} (predicted peak {fit['predicted_gb']:.2f} GB of "
@@ -66,9 +66,9 @@ def spared_memory(evidence: Evidence, spared_bytes: float) -> SparedMemory:
             "fits": predicted <= MEMORY_USABLE * memory.capacity_bytes}
 
 
-def evidence(f: RecomputationFacts) -> str:
+def evidence_words(f: RecomputationFacts) -> str:
     ops = ", ".join(f"{o['name']} {o['ms']:.2f} ms" for o in f["recomputed_ops"])
-    text = (f"forward ops run again inside the backward (activation checkpointing) {of_step(f['ms'], f['share_pct'])}"
+    text = (f"forward ops run again inside the backward (activation checkpointing) {share_words(f)}"
             f": {f['recomputed_gflops']:.3g} GFLOP/step recomputed, {f['recomputed_of_model_pct']:.0f}% of the "
             f"model's FLOPs, in {ops}")
     if "predicted_gb" in f:
@@ -80,5 +80,5 @@ def evidence(f: RecomputationFacts) -> str:
     return text
 
 
-RECOMPUTATION = CauseEntry(rule=rule, evidence=evidence, what="the forward re-run in the backward",
+RECOMPUTATION = CauseEntry(rule=rule, evidence=evidence_words, what="the forward re-run in the backward",
                            categories=("matmul", "other_compute", "memory", "host_overhead"))

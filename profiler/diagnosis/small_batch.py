@@ -95,7 +95,7 @@ def overhead_facts(entry: LedgerEntry, evidence: Evidence) -> SmallBatchFacts:
     return facts
 
 
-def evidence(f: SmallBatchFacts) -> str:
+def evidence_words(f: SmallBatchFacts) -> str:
     parts = [f"host dispatch/launch overhead {f['host_overhead_ms']:.2f} ms/step",
              f"short idle gaps between ops {f['short_idle_ms']:.2f} ms/step",
              f"fixed per-op cost of compute and copy ops {f['fixed_ms']:.2f} ms/step (each op charged a near-empty "
@@ -129,5 +129,5 @@ def evidence(f: SmallBatchFacts) -> str:
     return "; ".join(parts)
 
 
-SMALL_BATCH = CauseEntry(rule=rule, evidence=evidence, what="per-op overhead, short kernels, small matmuls",
+SMALL_BATCH = CauseEntry(rule=rule, evidence=evidence_words, what="per-op overhead, short kernels, small matmuls",
                          categories=("host_overhead", "idle", "matmul", "memory", "other_compute"))

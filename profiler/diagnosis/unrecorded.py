@@ -2,7 +2,7 @@
 the stretches it ran, counted here and never as idle."""
 
 from profiler.diagnosis.finding import CauseEntry, Finding, share
-from profiler.diagnosis.words import ShareFacts, of_step
+from profiler.diagnosis.words import ShareFacts, share_words
 from profiler.mfu.records import Evidence, LedgerEntry
 
 
@@ -25,12 +25,13 @@ RECORD_THE_GRAPHS = ("record the kernels the CUDA graphs replay (CUDA 12 or newe
                      ")) to see what this time is")
 
 
-def evidence(f: UnrecordedFacts) -> str:
+def evidence_words(f: UnrecordedFacts) -> str:
     lost = [f"{n:.1f} {what}" for n, what in ((f["lost_kernels_per_step"], "kernel launches"),
                                               (f["lost_graphs_per_step"], "CUDA graph launches")) if n]
-    return (f"device work the trace did not record {of_step(f['ms'], f['share_pct'])}: "
+    return (f"device work the trace did not record {share_words(f)}: "
             f"{' and '.join(lost) or 'launches'} per step have no device event; the stretches where that work ran "
             "are counted here, not as idle")
 
 
-UNRECORDED = CauseEntry(rule=rule, evidence=evidence, what="device work the trace lost", categories=("unrecorded",))
+UNRECORDED = CauseEntry(rule=rule, evidence=evidence_words,
+                        what="device work the trace lost", categories=("unrecorded",))

@@ -2,7 +2,7 @@
 idled."""
 
 from profiler.diagnosis.finding import CauseEntry, Finding, largest_ms, share
-from profiler.diagnosis.words import Largest, ShareFacts, largest, of_step
+from profiler.diagnosis.words import Largest, ShareFacts, largest, share_words
 from profiler.mfu.records import Evidence, LedgerEntry
 
 
@@ -21,10 +21,11 @@ PROFILE_AFTER_WARMUP = ("profile after warm-up: torch.profiler.profile(schedule=
                         "nothing, and the other causes' what-ifs already leave them out")
 
 
-def evidence(f: WarmupFacts) -> str:
-    return (f"one-off costs inside the recorded window while the device idled {of_step(f['ms'], f['share_pct'])}: "
+def evidence_words(f: WarmupFacts) -> str:
+    return (f"one-off costs inside the recorded window while the device idled {share_words(f)}: "
             f"{largest(f['one_offs'])} (their own host time: compilation, lazy loading of kernels on their first "
             "launch, library set-up on a first call)")
 
 
-WARMUP = CauseEntry(rule=rule, evidence=evidence, what="one-off costs in the window", categories=("host_overhead",))
+WARMUP = CauseEntry(rule=rule, evidence=evidence_words,
+                    what="one-off costs in the window", categories=("host_overhead",))

@@ -48,6 +48,10 @@ def of_step(ms: float, pct: float) -> str:
     return f"{ms:.2f} ms/step ({pct:.1f}% of the step)"
 
 
+def share_words(f: ShareFacts) -> str:
+    return of_step(f["ms"], f["share_pct"])
+
+
 def largest(items: list[Largest]) -> str:
     return ", ".join(f"{short_name(i['name'])} {i['ms']:.2f} ms" for i in items)
 

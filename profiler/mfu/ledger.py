@@ -147,8 +147,9 @@ def cause_seconds(category_s: dict, overheads: Overheads, ideal_s: float = 0.0,
         move(category, amount(overheads), cause)
     own = {Cause.IO: c["data_loading"], Cause.SMALL_BATCH: c["host_overhead"], Cause.NON_FUSED: c["other_compute"],
            Cause.MEMORY_OPS: c["memory"], Cause.COMMUNICATION: c["communication"], Cause.PRECISION: precision,
-           Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.OTHER: c["idle"], Cause.UNRECORDED: c["unrecorded"]}
-    out = {cause: own.get(cause, 0.0) + moved[cause] for cause in CAUSES}  # the rest have only what MOVES gave
+           Cause.MATMUL_EFFICIENCY: max(c["matmul"], 0.0), Cause.WARMUP: 0.0, Cause.OTHER: c["idle"],
+           Cause.RECOMPUTATION: 0.0, Cause.UNRECORDED: c["unrecorded"]}  # 0.0: only MOVES feed it
+    out = {cause: own[cause] + moved[cause] for cause in CAUSES}
     if excess < 0:  # the FLOPs at P need more than the matmul time (within MATMUL_SLACK): the other causes
         rest = sum(out.values())  # give up the difference in proportion, so that none goes below 0
         scale = max(rest + excess, 0.0) / rest if rest > 0 else 0.0

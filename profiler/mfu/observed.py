@@ -36,7 +36,7 @@ class Optimizer:
 
 @dataclass(frozen=True, kw_only=True)
 class Observed:
-    """Per step unless said: ms, counts, bytes; each name → value map largest first."""
+    """Per step unless a field says otherwise: ms, counts, bytes; each name → value map largest first."""
 
     host_ops: float
     kernels: float  # kernel launches with a device event
@@ -50,7 +50,6 @@ class Observed:
     recomputed_ms: dict[str, float]  # the outermost forward ops run again in the backward
     recompute_written_bytes: float  # what they wrote: about what checkpointing kept out of memory
     matmul_s: float  # counted matmuls' time, in seconds
-    uncounted_matmul_ms: float  # matmul time without a FLOP count
     fp32_matmul_ms: float  # float32 matmul kernels on SIMT cores
     fp32_kernels_ms: dict[str, float]
     small_matmul_ms: float  # 2-D matmuls with a dimension under SMALL_DIM
@@ -88,7 +87,7 @@ def observed(signals: Signals, kind: str) -> Observed:
         compiled_regions=s.per_step(compiled_regions(s)), dataloaders=list(s.dataloaders),
         data_preparation_ms=per_step_ms(s.data_prep_us), one_off_ms=per_step_ms(s.warmup_us),
         recomputed_ms=per_step_ms(s.recompute_ops), recompute_written_bytes=s.per_step(s.recompute_written_bytes),
-        matmul_s=s.per_step_s(s.matmul_us), uncounted_matmul_ms=milliseconds(s.per_step(s.uncounted_matmul_total_us)),
+        matmul_s=s.per_step_s(s.matmul_us),
         fp32_matmul_ms=milliseconds(s.per_step(s.fp32_matmul_total_us)), fp32_kernels_ms=per_step_ms(s.fp32_matmul_us),
         small_matmul_ms=milliseconds(s.per_step(s.small_matmul_us)),
         small_matmul_flop_per_s=s.small_matmul_flops / seconds(s.small_matmul_us) if s.small_matmul_us else None,

@@ -134,7 +134,6 @@ def top_ops_lines(report: Report, ops=None, title: str = "top ops") -> list[str]
 
 
 ONE_SCREEN = 60  # lines: what `analyze`, `diff` and our runs print by default
-# what each cause is, in a few words (docs/DESIGN.md's table)
 
 
 def one_screen(report: Report) -> list[str]:
